@@ -1,0 +1,202 @@
+// nudge/condition.hpp: conditions over a contact's profile and event history, as data.
+//
+// A condition is a tree: all / any / not over leaves that compare a profile field, test a tag or
+// group, or count events in a window. Rules built in C++ and rules loaded from JSON produce the
+// same trees; the program compiler flattens them and derives the history each leaf needs.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nudge/time.hpp>
+#include <nudge/value.hpp>
+
+namespace nudge {
+
+/// How an event's key is matched.
+enum class key_match : std::uint8_t {
+  any,     ///< every key
+  exact,   ///< key == pattern
+  prefix,  ///< key starts with pattern
+};
+
+/// An event type and a key pattern: "page_view with key prefix /cart".
+struct event_match {
+  std::string type;
+  key_match match = key_match::any;
+  std::string key;  ///< the pattern for exact and prefix
+
+  friend bool operator==(const event_match&, const event_match&) = default;
+};
+
+/// Any event of `type`.
+inline event_match on(std::string type) { return {std::move(type), key_match::any, {}}; }
+/// Events of `type` whose key equals `key`.
+inline event_match on(std::string type, std::string key) {
+  return {std::move(type), key_match::exact, std::move(key)};
+}
+/// Events of `type` whose key starts with `prefix`.
+inline event_match on_prefix(std::string type, std::string prefix) {
+  return {std::move(type), key_match::prefix, std::move(prefix)};
+}
+
+/// Comparison operators for profile fields.
+enum class compare_op : std::uint8_t { eq, ne, lt, le, gt, ge, in, contains, prefix, exists };
+
+/// Which part of the profile a comparison reads.
+enum class field : std::uint8_t { detail, status, stage, owner, score, time_zone };
+
+/// Which events a `happened` leaf counts.
+enum class window_kind : std::uint8_t {
+  lifetime,       ///< every event ever applied
+  within,         ///< events in (t - length, t], t = evaluation time
+  since_trigger,  ///< events in (trigger time, t]: "opened since the rule was triggered"
+};
+
+/// How the count of a `happened` leaf is bounded.
+enum class count_op : std::uint8_t { at_least, at_most, exactly };
+
+/// One node of a condition tree. Which members matter depends on `kind`; the helper functions
+/// below build well-formed nodes, so hosts rarely set members by hand.
+struct condition {
+  enum class kind : std::uint8_t { always, all, any, negate, compare, has_tag, in_group, happened };
+
+  kind node = kind::always;
+  std::vector<condition> children;  ///< all, any, negate (exactly one child)
+  // compare
+  field target = field::detail;
+  std::string name;                 ///< detail name; tag or group for has_tag / in_group
+  compare_op op = compare_op::eq;
+  std::vector<value> operands;      ///< one, or the candidates of `in`; none for `exists`
+  // happened
+  event_match events;
+  window_kind window = window_kind::lifetime;
+  duration window_length{0};
+  count_op count = count_op::at_least;
+  std::int64_t count_bound = 1;
+
+  friend bool operator==(const condition&, const condition&) = default;
+};
+
+// ---- Builders: conditions read close to how a marketer says them ---------------------------
+
+/// Always true: a rule without a condition.
+inline condition always() { return {}; }
+inline condition all(std::vector<condition> c) {
+  condition n;
+  n.node = condition::kind::all;
+  n.children = std::move(c);
+  return n;
+}
+inline condition any(std::vector<condition> c) {
+  condition n;
+  n.node = condition::kind::any;
+  n.children = std::move(c);
+  return n;
+}
+inline condition negate(condition c) {
+  condition n;
+  n.node = condition::kind::negate;
+  n.children.push_back(std::move(c));
+  return n;
+}
+inline condition operator!(condition c) { return negate(std::move(c)); }
+
+/// `field op operand`, e.g. compare(field::score, compare_op::ge, 50.0).
+inline condition compare(field f, std::string name, compare_op op, std::vector<value> operands) {
+  condition n;
+  n.node = condition::kind::compare;
+  n.target = f;
+  n.name = std::move(name);
+  n.op = op;
+  n.operands = std::move(operands);
+  return n;
+}
+
+/// Fluent comparisons on one profile field: contact_detail("language").eq("pl"), status().eq("customer").
+struct field_ref {
+  field target;
+  std::string name;
+  condition eq(value v) const { return compare(target, name, compare_op::eq, {std::move(v)}); }
+  condition ne(value v) const { return compare(target, name, compare_op::ne, {std::move(v)}); }
+  condition lt(value v) const { return compare(target, name, compare_op::lt, {std::move(v)}); }
+  condition le(value v) const { return compare(target, name, compare_op::le, {std::move(v)}); }
+  condition gt(value v) const { return compare(target, name, compare_op::gt, {std::move(v)}); }
+  condition ge(value v) const { return compare(target, name, compare_op::ge, {std::move(v)}); }
+  condition in(std::vector<value> vs) const {
+    return compare(target, name, compare_op::in, std::move(vs));
+  }
+  condition contains(std::string s) const {
+    return compare(target, name, compare_op::contains, {value{std::move(s)}});
+  }
+  condition starts_with(std::string s) const {
+    return compare(target, name, compare_op::prefix, {value{std::move(s)}});
+  }
+  /// Present and, for text, non-empty.
+  condition exists() const { return compare(target, name, compare_op::exists, {}); }
+};
+inline field_ref contact_detail(std::string name) { return {field::detail, std::move(name)}; }
+inline field_ref status() { return {field::status, {}}; }
+inline field_ref stage() { return {field::stage, {}}; }
+inline field_ref owner() { return {field::owner, {}}; }
+inline field_ref score() { return {field::score, {}}; }
+inline field_ref time_zone() { return {field::time_zone, {}}; }
+
+inline condition has_tag(std::string tag) {
+  condition n;
+  n.node = condition::kind::has_tag;
+  n.name = std::move(tag);
+  return n;
+}
+inline condition in_group(std::string group) {
+  condition n;
+  n.node = condition::kind::in_group;
+  n.name = std::move(group);
+  return n;
+}
+
+/// "happened": events matching `m` counted in a window, compared with a bound. Defaults to
+/// "at least once, ever"; chain .within(), .since_trigger(), .at_least() ... to narrow it.
+struct happened_builder {
+  condition node;
+  happened_builder& within(duration d) {
+    node.window = window_kind::within;
+    node.window_length = d;
+    return *this;
+  }
+  happened_builder& since_trigger() {
+    node.window = window_kind::since_trigger;
+    return *this;
+  }
+  happened_builder& lifetime() {
+    node.window = window_kind::lifetime;
+    return *this;
+  }
+  happened_builder& at_least(std::int64_t n) { return bound(count_op::at_least, n); }
+  happened_builder& at_most(std::int64_t n) { return bound(count_op::at_most, n); }
+  happened_builder& exactly(std::int64_t n) { return bound(count_op::exactly, n); }
+  operator condition() const { return node; }  // NOLINT: builder converts implicitly by design
+
+ private:
+  happened_builder& bound(count_op op, std::int64_t n) {
+    node.count = op;
+    node.count_bound = n;
+    return *this;
+  }
+};
+inline happened_builder happened(event_match m) {
+  happened_builder b;
+  b.node.node = condition::kind::happened;
+  b.node.events = std::move(m);
+  return b;
+}
+/// "did NOT happen": the same leaf with at most 0 events.
+inline happened_builder not_happened(event_match m) {
+  auto b = happened(std::move(m));
+  b.at_most(0);
+  return b;
+}
+
+}  // namespace nudge

@@ -1,0 +1,75 @@
+// nudge/detail/compiled.hpp: the program's internal, flattened form. Not part of the API.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <nudge/condition.hpp>
+
+namespace nudge::detail {
+
+struct string_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept {
+    return std::hash<std::string_view>{}(s);
+  }
+};
+template <class Value>
+using string_map = std::unordered_map<std::string, Value, string_hash, std::equal_to<>>;
+
+inline constexpr std::uint32_t none = 0xffffffffU;
+
+/// Rules and history slots an event of one (type, key) touches. Rules are in rule-set order.
+struct match_lists {
+  std::vector<std::uint32_t> rules;
+  std::vector<std::uint32_t> slots;
+};
+
+/// Per event type: lists for every key some rule or condition names exactly, the fallback for
+/// any other key, and the prefix patterns that must be tested against an unlisted key.
+struct type_index {
+  string_map<match_lists> exact;
+  match_lists other_keys;  ///< rules / slots with key_match::any
+  std::vector<std::pair<std::string, std::uint32_t>> prefix_rules;
+  std::vector<std::pair<std::string, std::uint32_t>> prefix_slots;
+};
+
+/// A history aggregate the program keeps per contact.
+struct slot_def {
+  event_match events;
+  std::uint32_t recent_needed = 0;  ///< how many latest event times windows need
+};
+
+/// A flattened condition node. Children of all/any/negate are children[first, first + count).
+struct node {
+  condition::kind kind = condition::kind::always;
+  std::uint32_t first = 0, count = 0;
+  const condition* source = nullptr;  ///< the leaf as written (operands, window, bound)
+  std::uint32_t slot = none;          ///< happened: the history slot it reads
+};
+
+struct compiled_rule {
+  std::uint32_t condition = none;             ///< root node; none: always true
+  std::vector<std::uint32_t> action_conditions;  ///< per action: root node or none
+  std::vector<std::uint32_t> owner_groups;    ///< per action: owner group index or none
+  std::uint32_t memory_depth = 0;             ///< run times to remember; 0: no memory
+};
+
+struct compiled_program {
+  string_map<std::uint32_t> types;            ///< event type -> index into by_type
+  std::vector<type_index> by_type;
+  std::vector<slot_def> slots;
+  std::vector<node> nodes;
+  std::vector<std::uint32_t> children;
+  std::vector<compiled_rule> rules;
+  std::vector<std::vector<std::string>> owner_groups;
+  std::uint32_t round_robin_counters = 0;     ///< one per assign_owner action with round robin
+  std::vector<std::vector<std::uint32_t>> round_robin_index;  ///< [rule][action] -> counter
+};
+
+}  // namespace nudge::detail

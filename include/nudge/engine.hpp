@@ -1,0 +1,84 @@
+// nudge/engine.hpp: the engine: groups a batch of events by contact, loads each contact from the
+// host's store, evaluates, hands due actions to the host's sink, saves the new states.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include <nudge/contact.hpp>
+#include <nudge/due_action.hpp>
+#include <nudge/evaluate.hpp>
+#include <nudge/event.hpp>
+#include <nudge/memory_store.hpp>
+#include <nudge/program.hpp>
+#include <nudge/sink.hpp>
+#include <nudge/stats.hpp>
+#include <nudge/store.hpp>
+
+namespace nudge {
+
+struct engine_options {
+  /// An event for a contact the store does not have creates it (an anonymous visitor, say).
+  /// When false, such an event is an input_error.
+  bool create_unknown_contacts = true;
+};
+
+/// Runs a program over batches of events with the host's clock, store and sink.
+///
+/// Example:
+///
+///     nudge::engine engine{program};                  // in-memory store, no sink
+///     auto due = engine.process(events, nudge::from_epoch(1704103200));
+///     due = engine.advance(nudge::from_epoch(1709251200));   // timers that came due since
+///
+/// Atomicity: a batch either completes, or throws and leaves the store, the statistics and the
+/// round-robin counters as they were, with nothing handed to the sink; the exception names the
+/// contact, event index or callback. One exception: if store.save throws after the sink accepted
+/// the actions, those actions were delivered but no state was saved; processing the same batch
+/// again produces the same idempotency keys, so the host can drop the duplicates.
+///
+/// Thread-safety: one batch at a time per engine.
+class engine {
+ public:
+  /// Uses `store` and `sink` if given (not owned; they must outlive the engine); otherwise an
+  /// internal memory_store and no sink (the actions are returned all the same).
+  explicit engine(std::shared_ptr<const nudge::program> program, nudge::store* store = nullptr,
+                  nudge::sink* sink = nullptr, engine_options options = {});
+
+  /// Applies `events` (any contacts, each contact's events in time order), then fires every
+  /// timer due at or before `now`. Returns the batch's due actions sorted by (due_at, contact),
+  /// each contact's in emission order.
+  /// @throws input_error, rule_cycle_error, callback_error; the batch then changed nothing.
+  std::vector<due_action> process(std::span<const event> events, time_point now);
+
+  /// Fires every timer due at or before `now`; touches only contacts the store reports due.
+  std::vector<due_action> advance(time_point now) { return process({}, now); }
+
+  /// Creates the contact or replaces its profile, keeping its history and timers.
+  /// @throws callback_error if the store fails; nothing changes then.
+  void upsert_contact(contact c);
+  /// Creates or replaces many profiles in one store call (all or none).
+  void upsert_contacts(std::span<const contact> contacts);
+  /// The contact's profile, or nullopt.
+  std::optional<contact> find_contact(std::string_view id);
+
+  /// Statistics per rule, in program order.
+  const std::vector<rule_stats>& stats() const noexcept { return stats_; }
+  const nudge::program& program() const noexcept { return *program_; }
+  std::shared_ptr<const nudge::program> shared_program() const noexcept { return program_; }
+  nudge::store& store() noexcept { return *store_; }
+
+ private:
+  std::shared_ptr<const nudge::program> program_;
+  std::unique_ptr<memory_store> own_store_;
+  nudge::store* store_;
+  nudge::sink* sink_;
+  engine_options options_;
+  std::vector<rule_stats> stats_;
+  round_robin_counters counters_;
+};
+
+}  // namespace nudge

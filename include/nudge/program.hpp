@@ -1,0 +1,68 @@
+// nudge/program.hpp: a compiled, validated, immutable rule program.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string_view>
+
+#include <nudge/contact_state.hpp>
+#include <nudge/detail/compiled.hpp>
+#include <nudge/error.hpp>
+#include <nudge/rule.hpp>
+#include <nudge/time.hpp>
+
+namespace nudge {
+
+/// Limits that keep a hostile rule set from exhausting memory or stack.
+struct program_limits {
+  std::size_t max_rules = 100'000;
+  std::size_t max_condition_depth = 64;
+  std::size_t max_cascade_depth = 16;  ///< internal actions triggering rules triggering ...
+  duration max_delay = days(36'500);
+};
+
+/// The compiled form of a rule_set: rules indexed by the event type and key that trigger them,
+/// conditions flattened, and the per-contact history aggregates derived from what conditions
+/// read (nothing a rule cannot read is kept).
+///
+/// Example:
+///
+///     nudge::rule_set rules;
+///     rules.rules.push_back(nudge::rule_builder("hello").when(nudge::on("signup"))
+///                                 .then(nudge::send_email("welcome")));
+///     auto program = nudge::program::compile(std::move(rules));
+///
+/// Thread-safety: immutable after compile; share it freely (engines hold a shared_ptr).
+class program {
+ public:
+  /// Validates and compiles. Every problem is reported at once, each with the JSON pointer of
+  /// the offending part (e.g. "/rules/3/actions/0/arg").
+  /// @throws nudge::rule_error listing all problems; nothing is compiled.
+  static std::shared_ptr<const program> compile(rule_set rules, program_limits limits = {});
+
+  const rule_set& rules() const noexcept { return rules_; }
+  std::size_t rule_count() const noexcept { return rules_.rules.size(); }
+  /// Index of the rule with this id, or nullopt.
+  std::optional<std::size_t> find_rule(std::string_view id) const noexcept;
+  /// Built-in types, types declared in the rule set, and types any rule mentions.
+  bool knows_event_type(std::string_view type) const noexcept;
+  /// The longest a rule can keep a timer pending (delay plus the longest action delay).
+  duration longest_delay() const noexcept { return longest_delay_; }
+  const program_limits& limits() const noexcept { return limits_; }
+  /// Number of history aggregates kept per contact.
+  std::size_t history_slot_count() const noexcept { return compiled_.slots.size(); }
+  /// A fresh state for a contact this program has not seen.
+  contact_state new_state(contact c) const;
+
+  const detail::compiled_program& compiled() const noexcept { return compiled_; }
+
+ private:
+  program() = default;
+  rule_set rules_;
+  program_limits limits_;
+  detail::compiled_program compiled_;
+  duration longest_delay_{0};
+};
+
+}  // namespace nudge

@@ -1,0 +1,177 @@
+// nudge/rule.hpp: an automation rule as data, a rule set, and a builder that reads like a
+// marketer's sentence.
+//
+//     auto r = nudge::rule_builder("winback")
+//                  .when(nudge::on("purchase"))
+//                  .check_after(nudge::days(60))
+//                  .only_if(nudge::not_happened(nudge::on("purchase")).within(nudge::days(60)))
+//                  .then(nudge::send_email("winback"))
+//                  .build();
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nudge/action.hpp>
+#include <nudge/condition.hpp>
+#include <nudge/contact.hpp>
+#include <nudge/time.hpp>
+
+namespace nudge {
+
+/// When a contact may run a rule again.
+enum class reentry : std::uint8_t {
+  always,    ///< every trigger may run it
+  once,      ///< at most one passing run per contact, ever
+  once_per,  ///< at most one passing run per contact within `reentry_window`
+};
+
+/// At most `max_runs` passing runs per contact in any window (t - per, t].
+struct frequency_cap {
+  std::int64_t max_runs = 1;
+  duration per{0};
+  friend bool operator==(const frequency_cap&, const frequency_cap&) = default;
+};
+
+/// A rule: when `trigger` happens, wait `delay`, then if `condition` holds (and the re-entry
+/// policy and cap allow) run `actions` in order. The condition is evaluated at check time
+/// (trigger time + delay), never earlier, so a purchase during the delay can cancel a win-back.
+struct rule {
+  std::string id;                   ///< unique in the set; names the rule in output and stats
+  event_match trigger;
+  duration delay{0};
+  condition when = always();
+  std::vector<action> actions;
+  reentry reentry_policy = reentry::always;
+  duration reentry_window{0};
+  std::optional<frequency_cap> cap;
+
+  friend bool operator==(const rule&, const rule&) = default;
+};
+
+/// Everything a program is compiled from. Rules react to an event in the order listed.
+struct rule_set {
+  std::vector<rule> rules;
+  /// Owner groups for assign_owner: name -> members, in order.
+  name_map<std::vector<std::string>> owner_groups;
+  /// Custom event types hosts may send besides the built-in ones and those rules mention.
+  std::vector<std::string> event_types;
+
+  friend bool operator==(const rule_set&, const rule_set&) = default;
+};
+
+// ---- Action builders --------------------------------------------------------------------------
+inline action make_action(action_kind k, std::string arg) {
+  action a;
+  a.kind = k;
+  a.arg = std::move(arg);
+  return a;
+}
+inline action send_email(std::string tmpl) { return make_action(action_kind::send_email, tmpl); }
+inline action send_sms(std::string tmpl) { return make_action(action_kind::send_sms, tmpl); }
+inline action web_push(std::string tmpl) { return make_action(action_kind::web_push, tmpl); }
+inline action notify_owner(std::string tmpl) {
+  return make_action(action_kind::notify_owner, std::move(tmpl));
+}
+inline action generate_coupon(std::string kind) {
+  return make_action(action_kind::generate_coupon, std::move(kind));
+}
+inline action webhook(std::string url) { return make_action(action_kind::webhook, url); }
+inline action add_tag(std::string tag) { return make_action(action_kind::add_tag, tag); }
+inline action remove_tag(std::string tag) { return make_action(action_kind::remove_tag, tag); }
+inline action set_status(std::string s) { return make_action(action_kind::set_status, s); }
+inline action set_stage(std::string s) { return make_action(action_kind::set_stage, s); }
+inline action add_to_group(std::string g) { return make_action(action_kind::add_to_group, g); }
+inline action remove_from_group(std::string g) {
+  return make_action(action_kind::remove_from_group, std::move(g));
+}
+inline action set_detail(std::string name, value v) {
+  auto a = make_action(action_kind::set_detail, std::move(name));
+  a.val = std::move(v);
+  return a;
+}
+inline action add_score(double points) {
+  auto a = make_action(action_kind::add_score, {});
+  a.val = points;
+  return a;
+}
+/// Owner from `group`, picked by hash of the contact id (or round robin).
+inline action assign_owner(std::string group, owner_pick pick = owner_pick::hash) {
+  auto a = make_action(action_kind::assign_owner, std::move(group));
+  a.pick = pick;
+  return a;
+}
+
+/// Fluent modifiers for an action: send_email("welcome_2") | after(days(2)).
+struct after {
+  duration delay;
+};
+inline action operator|(action a, after d) {
+  a.delay = d.delay;
+  return a;
+}
+struct only_when {
+  condition c;
+};
+inline action operator|(action a, only_when w) {
+  a.when = std::move(w.c);
+  return a;
+}
+struct with_param {
+  std::string name, text;
+};
+inline action operator|(action a, with_param p) {
+  a.params[std::move(p.name)] = std::move(p.text);
+  return a;
+}
+struct notify_host {};
+inline action operator|(action a, notify_host) {
+  a.notify = true;
+  return a;
+}
+
+/// Builds a rule step by step; build() returns the plain data.
+class rule_builder {
+ public:
+  explicit rule_builder(std::string id) { rule_.id = std::move(id); }
+  rule_builder& when(event_match m) {
+    rule_.trigger = std::move(m);
+    return *this;
+  }
+  /// "check the conditions in 2 months"
+  rule_builder& check_after(duration d) {
+    rule_.delay = d;
+    return *this;
+  }
+  rule_builder& only_if(condition c) {
+    rule_.when = std::move(c);
+    return *this;
+  }
+  rule_builder& then(action a) {
+    rule_.actions.push_back(std::move(a));
+    return *this;
+  }
+  rule_builder& once() {
+    rule_.reentry_policy = reentry::once;
+    return *this;
+  }
+  rule_builder& once_per(duration window) {
+    rule_.reentry_policy = reentry::once_per;
+    rule_.reentry_window = window;
+    return *this;
+  }
+  rule_builder& at_most(std::int64_t runs, duration per) {
+    rule_.cap = frequency_cap{runs, per};
+    return *this;
+  }
+  rule build() const { return rule_; }
+  operator rule() const { return rule_; }  // NOLINT: so a builder can go straight into a set
+
+ private:
+  rule rule_;
+};
+
+}  // namespace nudge

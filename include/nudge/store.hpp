@@ -1,0 +1,32 @@
+// nudge/store.hpp: the host's storage for contact states, as the engine calls it.
+#pragma once
+
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nudge/contact_state.hpp>
+#include <nudge/time.hpp>
+
+namespace nudge {
+
+/// Storage the engine loads contact states from and saves them to. Implement it over the host's
+/// database; nudge ships memory_store (in memory) as the default.
+///
+/// Any method may throw: the engine wraps the exception in nudge::callback_error and the batch
+/// changes nothing (see engine::process for the one exception, a failing save).
+class store {
+ public:
+  virtual ~store() = default;
+  /// The contact's state, or nullopt if the store has none.
+  virtual std::optional<contact_state> load(std::string_view contact) = 0;
+  /// Saves every state of one batch, all or none. May move from `states`.
+  virtual void save(std::span<contact_state> states) = 0;
+  /// Ids of the contacts with a timer due at or before `t` (contact_state::next_due), so
+  /// engine::advance touches only those.
+  virtual std::vector<std::string> due(time_point t) = 0;
+};
+
+}  // namespace nudge

@@ -1,0 +1,619 @@
+// The pure evaluation step for one contact: apply events in order, fire timers between them,
+// run triggered rules, apply internal actions (and the events they raise), emit due actions.
+#include <algorithm>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include <nudge/evaluate.hpp>
+
+namespace nudge {
+
+std::uint64_t fnv1a64(std::string_view bytes, std::uint64_t seed) noexcept {
+  std::uint64_t h = seed;
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+namespace {
+
+using detail::none;
+
+std::uint64_t mix(std::uint64_t h, std::uint64_t v) noexcept {
+  for (int i = 0; i < 8; ++i) {
+    h ^= (v >> (8 * i)) & 0xffU;
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+// Numeric view of a value for mixed integer/decimal comparisons.
+bool as_number(const value& v, double& out) noexcept {
+  if (const auto* i = std::get_if<std::int64_t>(&v)) {
+    out = static_cast<double>(*i);
+    return true;
+  }
+  if (const auto* d = std::get_if<double>(&v)) {
+    out = *d;
+    return true;
+  }
+  return false;
+}
+
+// -1, 0, 1, or 2 when the two cannot be ordered (different kinds).
+int order(const value& a, const value& b) noexcept {
+  double x, y;
+  if (as_number(a, x) && as_number(b, y)) {
+    return x < y ? -1 : (x > y ? 1 : 0);
+  }
+  if (a.index() != b.index()) {
+    return 2;
+  }
+  return std::visit(
+      [&](const auto& lhs) -> int {
+        using T = std::decay_t<decltype(lhs)>;
+        const auto& rhs = std::get<T>(b);
+        return lhs < rhs ? -1 : (rhs < lhs ? 1 : 0);
+      },
+      a);
+}
+
+bool compare_value(const value* v, compare_op op, const std::vector<value>& operands) {
+  if (op == compare_op::exists) {
+    if (v == nullptr) {
+      return false;
+    }
+    const auto* s = std::get_if<std::string>(v);
+    return s == nullptr || !s->empty();
+  }
+  if (v == nullptr) {
+    return op == compare_op::ne;  // a missing detail differs from any value
+  }
+  switch (op) {
+    case compare_op::eq: return order(*v, operands[0]) == 0;
+    case compare_op::ne: return order(*v, operands[0]) != 0;
+    case compare_op::lt: return order(*v, operands[0]) == -1;
+    case compare_op::le: {
+      int o = order(*v, operands[0]);
+      return o == -1 || o == 0;
+    }
+    case compare_op::gt: return order(*v, operands[0]) == 1;
+    case compare_op::ge: {
+      int o = order(*v, operands[0]);
+      return o == 1 || o == 0;
+    }
+    case compare_op::in:
+      return std::any_of(operands.begin(), operands.end(),
+                         [&](const value& c) { return order(*v, c) == 0; });
+    case compare_op::contains:
+    case compare_op::prefix: {
+      const auto* s = std::get_if<std::string>(v);
+      const auto* p = std::get_if<std::string>(&operands[0]);
+      if (s == nullptr || p == nullptr) {
+        return false;
+      }
+      return op == compare_op::contains ? s->find(*p) != std::string::npos
+                                        : std::string_view{*s}.starts_with(*p);
+    }
+    case compare_op::exists: break;
+  }
+  return false;
+}
+
+bool check_count(std::int64_t n, count_op op, std::int64_t bound) noexcept {
+  switch (op) {
+    case count_op::at_least: return n >= bound;
+    case count_op::at_most: return n <= bound;
+    case count_op::exactly: return n == bound;
+  }
+  return false;
+}
+
+// An event waiting to be applied: the host's, or one an internal action raised.
+struct pending_event {
+  std::string type;
+  std::string key;
+  time_point at;
+  std::size_t depth = 0;
+  std::vector<std::uint32_t> chain;  // rules whose actions led here, for cycle errors
+};
+
+class evaluator {
+ public:
+  evaluator(const program& p, evaluation& out, round_robin_counters* counters)
+      : p_(p), c_(p.compiled()), out_(out), s_(out.state), counters_(counters) {}
+
+  void apply_external(const event& e) {
+    fire_timers_before(e.at);
+    apply(e.type, e.key, e.at, 0, nullptr);
+    drain();
+  }
+
+  void finish(time_point now) { fire_timers_through(now); }
+
+ private:
+  const program& p_;
+  const detail::compiled_program& c_;
+  evaluation& out_;
+  contact_state& s_;
+  round_robin_counters* counters_;
+  std::deque<pending_event> raised_;
+  std::vector<std::uint32_t> scratch_rules_, scratch_slots_;
+
+  // ---- timers -----------------------------------------------------------------------------
+  void fire_timers_before(time_point t) {
+    while (!s_.timers.empty() && s_.timers.front().due_at < t) {
+      fire_front();
+    }
+  }
+  void fire_timers_through(time_point t) {
+    while (!s_.timers.empty() && s_.timers.front().due_at <= t) {
+      fire_front();
+    }
+  }
+  void fire_front() {
+    const timer tm = s_.timers.front();
+    s_.timers.erase(s_.timers.begin());
+    s_.clock = std::max(s_.clock, tm.due_at);
+    if (tm.action < 0) {
+      run_check(tm.rule, tm.due_at, tm.triggered_at, tm.trigger_ordinal, nullptr);
+    } else {
+      run_action(tm.rule, static_cast<std::size_t>(tm.action), tm.due_at, tm.triggered_at,
+                 tm.trigger_ordinal, nullptr, true);
+    }
+    drain();
+  }
+  void schedule(timer t) {
+    t.sequence = s_.timers_scheduled++;
+    auto pos = std::upper_bound(s_.timers.begin(), s_.timers.end(), t,
+                                [](const timer& a, const timer& b) {
+                                  return a.due_at < b.due_at ||
+                                         (a.due_at == b.due_at && a.sequence < b.sequence);
+                                });
+    s_.timers.insert(pos, t);
+  }
+
+  // ---- events -----------------------------------------------------------------------------
+  void drain() {
+    while (!raised_.empty()) {
+      pending_event e = std::move(raised_.front());
+      raised_.pop_front();
+      apply(e.type, e.key, e.at, e.depth, &e.chain);
+    }
+  }
+
+  // Rules and slots for (type, key): the precomputed lists for a key some rule names, else the
+  // any-key lists merged with the prefix patterns that match.
+  const detail::match_lists* lookup(std::string_view type, std::string_view key,
+                                    detail::match_lists& merged) {
+    auto t = c_.types.find(type);
+    if (t == c_.types.end()) {
+      return nullptr;
+    }
+    const detail::type_index& ti = c_.by_type[t->second];
+    if (!ti.exact.empty()) {
+      auto k = ti.exact.find(key);
+      if (k != ti.exact.end()) {
+        return &k->second;
+      }
+    }
+    if (ti.prefix_rules.empty() && ti.prefix_slots.empty()) {
+      return &ti.other_keys;
+    }
+    merged.rules = ti.other_keys.rules;
+    merged.slots = ti.other_keys.slots;
+    for (const auto& [prefix, id] : ti.prefix_rules) {
+      if (key.starts_with(prefix)) {
+        merged.rules.push_back(id);
+      }
+    }
+    for (const auto& [prefix, id] : ti.prefix_slots) {
+      if (key.starts_with(prefix)) {
+        merged.slots.push_back(id);
+      }
+    }
+    std::sort(merged.rules.begin(), merged.rules.end());
+    return &merged;
+  }
+
+  void apply(std::string_view type, std::string_view key, time_point at, std::size_t depth,
+             const std::vector<std::uint32_t>* chain) {
+    s_.clock = std::max(s_.clock, at);
+    const std::uint64_t ordinal = s_.events_applied++;
+    if (type == event_types::tag_added && !s_.contact.has_tag(key)) {
+      s_.contact.tags.emplace(std::string{key}, at);
+    } else if (type == event_types::tag_removed) {
+      if (auto it = s_.contact.tags.find(key); it != s_.contact.tags.end()) {
+        s_.contact.tags.erase(it);
+      }
+    }
+    detail::match_lists merged;
+    const detail::match_lists* lists = lookup(type, key, merged);
+    if (lists == nullptr) {
+      return;
+    }
+    for (std::uint32_t slot : lists->slots) {
+      record(s_.history[slot], c_.slots[slot].recent_needed, at);
+    }
+    // Safe to iterate while rules run: raised events wait in raised_ and never re-enter here.
+    for (std::uint32_t r : lists->rules) {
+      trigger(r, at, ordinal, depth, chain);
+    }
+  }
+
+  static void record(history_slot& h, std::uint32_t keep, time_point at) {
+    if (h.count == 0) {
+      h.first = at;
+    }
+    ++h.count;
+    h.last = at;
+    if (keep > 0) {
+      if (h.recent.size() == keep) {
+        h.recent.erase(h.recent.begin());
+      }
+      h.recent.push_back(at);
+    }
+  }
+
+  void trigger(std::uint32_t r, time_point at, std::uint64_t ordinal, std::size_t depth,
+               const std::vector<std::uint32_t>* chain) {
+    const rule& def = p_.rules().rules[r];
+    out_.outcomes.push_back({r, rule_outcome_kind::triggered, at});
+    if (def.delay > duration{0}) {
+      timer t;
+      t.due_at = at + def.delay;
+      t.rule = r;
+      t.action = -1;
+      t.triggered_at = at;
+      t.trigger_ordinal = ordinal;
+      schedule(t);
+      return;
+    }
+    cascade_ctx ctx{depth, chain};
+    run_check(r, at, at, ordinal, &ctx);
+  }
+
+  struct cascade_ctx {
+    std::size_t depth;
+    const std::vector<std::uint32_t>* chain;
+  };
+
+  // ---- checks and actions -------------------------------------------------------------------
+  void run_check(std::uint32_t r, time_point now, time_point triggered_at, std::uint64_t ordinal,
+                 const cascade_ctx* ctx) {
+    const rule& def = p_.rules().rules[r];
+    const detail::compiled_rule& cr = c_.rules[r];
+    if (cr.condition != none && !eval(cr.condition, now, triggered_at)) {
+      out_.outcomes.push_back({r, rule_outcome_kind::failed, now});
+      return;
+    }
+    if (cr.memory_depth > 0 && !policy_allows(def, r, now)) {
+      out_.outcomes.push_back({r, rule_outcome_kind::suppressed, now});
+      return;
+    }
+    out_.outcomes.push_back({r, rule_outcome_kind::passed, now});
+    if (cr.memory_depth > 0) {
+      rule_memory& m = s_.rule_runs[r];
+      ++m.runs;
+      if (m.recent.size() == cr.memory_depth) {
+        m.recent.erase(m.recent.begin());
+      }
+      m.recent.push_back(now);
+    }
+    for (std::size_t i = 0; i < def.actions.size(); ++i) {
+      if (def.actions[i].delay > duration{0}) {
+        timer t;
+        t.due_at = now + def.actions[i].delay;
+        t.rule = r;
+        t.action = static_cast<std::int32_t>(i);
+        t.triggered_at = triggered_at;
+        t.trigger_ordinal = ordinal;
+        schedule(t);
+      } else {
+        run_action(r, i, now, triggered_at, ordinal, ctx, false);
+      }
+    }
+  }
+
+  bool policy_allows(const rule& def, std::uint32_t r, time_point now) const {
+    auto it = s_.rule_runs.find(r);
+    if (it == s_.rule_runs.end()) {
+      return true;
+    }
+    const rule_memory& m = it->second;
+    if (def.reentry_policy == reentry::once && m.runs > 0) {
+      return false;
+    }
+    if (def.reentry_policy == reentry::once_per && !m.recent.empty() &&
+        m.recent.back() > now - def.reentry_window) {
+      return false;
+    }
+    if (def.cap) {
+      const time_point from = now - def.cap->per;
+      const auto in_window = std::count_if(m.recent.begin(), m.recent.end(),
+                                           [&](time_point t) { return t > from; });
+      if (in_window >= def.cap->max_runs) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  void run_action(std::uint32_t r, std::size_t i, time_point now, time_point triggered_at,
+                  std::uint64_t ordinal, const cascade_ctx* ctx, bool from_timer) {
+    const rule& def = p_.rules().rules[r];
+    const action& a = def.actions[i];
+    const detail::compiled_rule& cr = c_.rules[r];
+    if (cr.action_conditions[i] != none && !eval(cr.action_conditions[i], now, triggered_at)) {
+      return;
+    }
+    (void)from_timer;
+    std::string_view arg = a.arg;
+    std::string_view raised_type;
+    std::string raised_key;
+    contact& c = s_.contact;
+    switch (a.kind) {
+      case action_kind::add_tag:
+        if (!c.has_tag(a.arg)) {
+          c.tags.emplace(a.arg, now);
+          raised_type = event_types::tag_added;
+          raised_key = a.arg;
+        }
+        break;
+      case action_kind::remove_tag:
+        if (c.tags.erase(a.arg) > 0) {
+          raised_type = event_types::tag_removed;
+          raised_key = a.arg;
+        }
+        break;
+      case action_kind::set_detail: {
+        auto it = c.details.find(a.arg);
+        if (it == c.details.end() || !(it->second == a.val)) {
+          c.details.insert_or_assign(a.arg, a.val);
+          raised_type = event_types::detail_set;
+          raised_key = a.arg;
+        }
+        break;
+      }
+      case action_kind::set_status:
+        if (c.status != a.arg) {
+          c.status = a.arg;
+          raised_type = event_types::status_changed;
+          raised_key = a.arg;
+        }
+        break;
+      case action_kind::set_stage:
+        if (c.stage != a.arg) {
+          c.stage = a.arg;
+          raised_type = event_types::stage_entered;
+          raised_key = a.arg;
+        }
+        break;
+      case action_kind::add_score: {
+        double points = 0;
+        as_number(a.val, points);
+        if (points != 0) {
+          c.score += points;
+          raised_type = event_types::score_changed;
+        }
+        break;
+      }
+      case action_kind::assign_owner: {
+        const auto& members = c_.owner_groups[cr.owner_groups[i]];
+        std::size_t pick = 0;
+        if (a.pick == owner_pick::hash) {
+          pick = fnv1a64(a.salt, fnv1a64(c.id)) % members.size();
+        } else {
+          const std::uint32_t counter = c_.round_robin_index[r][i];
+          std::uint64_t n = 0;
+          if (counters_ != nullptr) {
+            if (counters_->size() < c_.round_robin_counters) {
+              counters_->resize(c_.round_robin_counters);
+            }
+            n = (*counters_)[counter]++;
+          }
+          pick = n % members.size();
+        }
+        arg = members[pick];
+        if (c.owner != arg) {
+          c.owner = std::string{arg};
+          raised_type = event_types::owner_assigned;
+          raised_key = c.owner;
+        }
+        break;
+      }
+      case action_kind::add_to_group:
+        if (c.groups.insert(a.arg).second) {
+          raised_type = event_types::group_added;
+          raised_key = a.arg;
+        }
+        break;
+      case action_kind::remove_from_group:
+        if (c.groups.erase(a.arg) > 0) {
+          raised_type = event_types::group_removed;
+          raised_key = a.arg;
+        }
+        break;
+      default: break;  // external: nothing to apply
+    }
+    if (is_external(a.kind) || a.notify) {
+      due_action d;
+      d.contact = c.id;
+      d.due_at = now;
+      d.rule = def.id;
+      d.rule_index = r;
+      d.kind = a.kind;
+      d.arg = arg;
+      d.definition = &a;
+      std::uint64_t h = fnv1a64(c.id);
+      h = fnv1a64(def.id, mix(h, 0x9e3779b97f4a7c15ULL));
+      h = mix(h, ordinal);
+      d.idempotency_key = mix(h, i);
+      out_.actions.push_back(std::move(d));
+    }
+    if (!raised_type.empty()) {
+      pending_event e;
+      e.type = std::string{raised_type};
+      e.key = std::move(raised_key);
+      e.at = now;
+      e.depth = (ctx != nullptr ? ctx->depth : 0) + 1;
+      if (ctx != nullptr && ctx->chain != nullptr) {
+        e.chain = *ctx->chain;
+      }
+      e.chain.push_back(r);
+      if (e.depth > p_.limits().max_cascade_depth) {
+        std::vector<std::string> names;
+        for (auto id : e.chain) {
+          names.push_back(p_.rules().rules[id].id);
+        }
+        throw rule_cycle_error(c.id, std::move(names));
+      }
+      raised_.push_back(std::move(e));
+    }
+  }
+
+  // ---- conditions ---------------------------------------------------------------------------
+  bool eval(std::uint32_t n, time_point now, time_point triggered_at) const {
+    const detail::node& nd = c_.nodes[n];
+    using k = condition::kind;
+    switch (nd.kind) {
+      case k::always: return true;
+      case k::all:
+        for (std::uint32_t i = 0; i < nd.count; ++i) {
+          if (!eval(c_.children[nd.first + i], now, triggered_at)) {
+            return false;
+          }
+        }
+        return true;
+      case k::any:
+        for (std::uint32_t i = 0; i < nd.count; ++i) {
+          if (eval(c_.children[nd.first + i], now, triggered_at)) {
+            return true;
+          }
+        }
+        return false;
+      case k::negate: return !eval(c_.children[nd.first], now, triggered_at);
+      case k::has_tag: return s_.contact.has_tag(nd.source->name);
+      case k::in_group: return s_.contact.in_group(nd.source->name);
+      case k::compare: return eval_compare(*nd.source);
+      case k::happened: return eval_happened(*nd.source, s_.history[nd.slot], now, triggered_at);
+    }
+    return false;
+  }
+
+  bool eval_compare(const condition& leaf) const {
+    const contact& c = s_.contact;
+    auto text = [&](const std::string& s) -> bool {
+      if (leaf.op == compare_op::exists) {
+        return !s.empty();
+      }
+      const value v{s};
+      return compare_value(s.empty() ? nullptr : &v, leaf.op, leaf.operands);
+    };
+    switch (leaf.target) {
+      case field::detail: return compare_value(c.detail(leaf.name), leaf.op, leaf.operands);
+      case field::status: return text(c.status);
+      case field::stage: return text(c.stage);
+      case field::owner: return text(c.owner);
+      case field::time_zone: return text(c.time_zone);
+      case field::score: {
+        const value v{c.score};
+        return compare_value(&v, leaf.op, leaf.operands);
+      }
+    }
+    return false;
+  }
+
+  static bool eval_happened(const condition& leaf, const history_slot& h, time_point now,
+                            time_point triggered_at) {
+    std::int64_t n = 0;
+    if (leaf.window == window_kind::lifetime) {
+      n = h.count;
+    } else {
+      const time_point from =
+          leaf.window == window_kind::within ? now - leaf.window_length : triggered_at;
+      // History holds only events at or before `now` (later ones are not applied yet), so
+      // counting the recent times after `from` counts the window, capped at what is kept.
+      for (auto it = h.recent.rbegin(); it != h.recent.rend() && *it > from; ++it) {
+        ++n;
+      }
+    }
+    return check_count(n, leaf.count, leaf.count_bound);
+  }
+};
+
+template <class EventRef>
+evaluation evaluate_impl(const program& p, contact_state state, std::span<const EventRef> events,
+                         time_point now, round_robin_counters* counters) {
+  auto deref = [](const EventRef& e) -> const event& {
+    if constexpr (std::is_pointer_v<EventRef>) {
+      return *e;
+    } else {
+      return e;
+    }
+  };
+  if (state.history.size() != p.history_slot_count()) {
+    if (!state.history.empty()) {
+      throw std::invalid_argument(fmt::format(
+          "contact \"{}\": state has {} history slots, the program keeps {} (a state from "
+          "another program)",
+          state.contact.id, state.history.size(), p.history_slot_count()));
+    }
+    state.history.resize(p.history_slot_count());
+  }
+  // Validate everything before applying anything.
+  time_point previous = state.clock;
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    const event& e = deref(events[i]);
+    const auto& id = state.contact.id;
+    if (e.contact != id) {
+      throw input_error(e.contact, i, fmt::format("belongs to contact \"{}\"", id));
+    }
+    if (e.at < min_time || e.at > max_time) {
+      throw input_error(id, i, fmt::format("time {} is outside the supported range", to_epoch(e.at)));
+    }
+    if (e.at < previous) {
+      throw input_error(
+          id, i,
+          fmt::format("out of order: {} ({}) is before {} ({}), the contact's last applied "
+                      "event or timer",
+                      format_time(e.at), to_epoch(e.at), format_time(previous), to_epoch(previous)));
+    }
+    if (e.at > now) {
+      throw input_error(id, i, fmt::format("time {} is after now ({})", format_time(e.at),
+                                           format_time(now)));
+    }
+    if (!p.knows_event_type(e.type)) {
+      throw input_error(id, i, fmt::format("unknown event type \"{}\"", e.type));
+    }
+    previous = e.at;
+  }
+  evaluation out;
+  out.state = std::move(state);
+  evaluator ev{p, out, counters};
+  for (const auto& ref : events) {
+    ev.apply_external(deref(ref));
+  }
+  ev.finish(now);
+  return out;
+}
+
+}  // namespace
+
+evaluation evaluate(const program& program, contact_state state, std::span<const event> events,
+                    time_point now, round_robin_counters* counters) {
+  return evaluate_impl<event>(program, std::move(state), events, now, counters);
+}
+
+evaluation evaluate(const program& program, contact_state state,
+                    std::span<const event* const> events, time_point now,
+                    round_robin_counters* counters) {
+  return evaluate_impl<const event*>(program, std::move(state), events, now, counters);
+}
+
+}  // namespace nudge

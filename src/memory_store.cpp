@@ -1,0 +1,58 @@
+// The in-memory default store.
+#include <nudge/memory_store.hpp>
+
+namespace nudge {
+
+std::optional<contact_state> memory_store::load(std::string_view contact) {
+  auto it = index_.find(contact);
+  if (it == index_.end()) {
+    return std::nullopt;
+  }
+  return states_[it->second];
+}
+
+const contact_state* memory_store::find(std::string_view contact) const {
+  auto it = index_.find(contact);
+  return it == index_.end() ? nullptr : &states_[it->second];
+}
+
+void memory_store::save(std::span<contact_state> states) {
+  // Reserve everything that can throw first, so the assignments below cannot fail halfway and
+  // the batch lands whole or not at all.
+  std::size_t fresh = 0;
+  for (const auto& s : states) {
+    fresh += index_.find(s.contact.id) == index_.end() ? 1 : 0;
+  }
+  states_.reserve(states_.size() + fresh);
+  index_.reserve(index_.size() + fresh);
+  std::vector<std::pair<time_point, std::size_t>> due_entries;
+  due_entries.reserve(states.size());
+  for (auto& s : states) {
+    auto it = index_.find(s.contact.id);
+    std::size_t pos;
+    if (it == index_.end()) {
+      pos = states_.size();
+      index_.emplace(s.contact.id, pos);
+      states_.push_back(std::move(s));
+    } else {
+      pos = it->second;
+      if (!states_[pos].timers.empty()) {
+        due_.erase({states_[pos].next_due(), pos});
+      }
+      states_[pos] = std::move(s);
+    }
+    if (!states_[pos].timers.empty()) {
+      due_.emplace(states_[pos].next_due(), pos);
+    }
+  }
+}
+
+std::vector<std::string> memory_store::due(time_point t) {
+  std::vector<std::string> ids;
+  for (auto it = due_.begin(); it != due_.end() && it->first <= t; ++it) {
+    ids.push_back(states_[it->second].contact.id);
+  }
+  return ids;
+}
+
+}  // namespace nudge

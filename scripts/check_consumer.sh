@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Checks that a host project can use nudge both ways, from scratch:
+#   1. cmake --install into a temporary prefix, then find_package(nudge CONFIG REQUIRED);
+#   2. add_subdirectory of the source tree.
+# Each consumer build runs its program, which exits non-zero if the engine's result is wrong.
+# Usage: scripts/check_consumer.sh [work dir]   (default: a fresh temporary directory)
+set -euo pipefail
+
+src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+work=${1:-}
+if [[ -z "$work" ]]; then
+  work=$(mktemp -d "${TMPDIR:-/tmp}/nudge-consumer.XXXXXX")
+  trap 'rm -rf "$work"' EXIT
+else
+  rm -rf "$work"
+  mkdir -p "$work"
+fi
+jobs=${NUDGE_JOBS:-2}
+
+step() { printf '== consumer: %s\n' "$*"; }
+
+# Only the library: the consumer needs no tests, examples, tools or bindings.
+step "build and install nudge into $work/prefix"
+cmake -S "$src" -B "$work/nudge-build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DNUDGE_INSTALL=ON -DNUDGE_BUILD_TESTS=OFF -DNUDGE_BUILD_EXAMPLES=OFF \
+  -DNUDGE_BUILD_BENCH=OFF -DNUDGE_BUILD_CLI=OFF -DNUDGE_BUILD_PYTHON=OFF >/dev/null
+cmake --build "$work/nudge-build" -j "$jobs"
+cmake --install "$work/nudge-build" --prefix "$work/prefix" >/dev/null
+
+step "find_package(nudge) against the installed prefix"
+cmake -S "$src/tests/consumer" -B "$work/package" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DNUDGE_CONSUMER_MODE=package -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
+cmake --build "$work/package" -j "$jobs"
+"$work/package/consumer"
+
+step "add_subdirectory of the source tree"
+cmake -S "$src/tests/consumer" -B "$work/subdirectory" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DNUDGE_CONSUMER_MODE=subdirectory -DNUDGE_SOURCE_DIR="$src" >/dev/null
+cmake --build "$work/subdirectory" -j "$jobs"
+"$work/subdirectory/consumer"
+
+step "both ways work"

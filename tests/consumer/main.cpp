@@ -1,9 +1,10 @@
 // A host program: one rule built in C++, one batch through the engine, the result checked.
 // Exits 0 when the engine returns exactly the expected action, 1 otherwise.
 #include <cstdio>
-#include <nudge/nudge.hpp>
 #include <string>
 #include <vector>
+
+#include <nudge/nudge.hpp>
 
 int main() {
   nudge::rule_set rules;

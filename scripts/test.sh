@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Installs what is missing, then builds and runs every check CI runs:
+#   1. the normal build (Release, warnings as errors, build/) and ctest: C++ tests, examples,
+#      CLI tests, and the Python tests (pytest on Debian's /usr/bin/python3);
+#   2. the sanitizer build (AddressSanitizer + UBSan, Debug, build-asan/) and ctest;
+#   3. a consumer project using the installed package and add_subdirectory;
+#   4. README.md's quick start is the code tests/readme_test.cpp compiles;
+#   5. clang-format 14 over every tracked .hpp/.cpp.
+# Ends with "N passed, M failed" (ctest and pytest counts; a stage that fails outright, such as
+# a build, adds one to M) and exits non-zero if anything failed.
+# Environment: NUDGE_BUILD_DIR (build), NUDGE_ASAN_BUILD_DIR (build-asan), NUDGE_JOBS (2).
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$PWD
+build=${NUDGE_BUILD_DIR:-build}
+asan_build=${NUDGE_ASAN_BUILD_DIR:-build-asan}
+jobs=${NUDGE_JOBS:-2}
+python=/usr/bin/python3
+
+passed=0
+failed=0
+failures=()
+start=$SECONDS
+
+step() { printf '\n== %s (%ds)\n' "$*" $((SECONDS - start)); }
+stage_failed() {
+  failed=$((failed + 1))
+  failures+=("$1")
+  printf '!! FAILED: %s\n' "$1"
+}
+finish() {
+  printf '\n== done in %ds\n' $((SECONDS - start))
+  for f in "${failures[@]}"; do printf 'failed: %s\n' "$f"; done
+  printf '%d passed, %d failed\n' "$passed" "$failed"
+  ((failed == 0))
+  exit
+}
+
+# Runs ctest in $1 and adds its counts; a run with no tests at all is a failure.
+run_ctest() {
+  local dir=$1 name=$2 log
+  log=$(mktemp)
+  ctest --test-dir "$dir" -j "$jobs" --output-on-failure --no-tests=error --timeout 600 \
+    2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  local summary
+  summary=$(grep -E '[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -1)
+  rm -f "$log"
+  if [[ -n "$summary" ]]; then
+    local nfail total
+    nfail=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$summary")
+    total=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\2/' <<<"$summary")
+    passed=$((passed + total - nfail))
+    failed=$((failed + nfail))
+    ((nfail > 0)) && failures+=("$name: $nfail of $total tests")
+    ((rc != 0 && nfail == 0)) && stage_failed "$name (ctest exit $rc)"
+  else
+    stage_failed "$name (ctest exit $rc, no summary)"
+  fi
+}
+
+# Runs pytest over tests/python when it holds tests; counts come from its JUnit report.
+run_pytest() {
+  shopt -s nullglob
+  local tests=(tests/python/test_*.py tests/python/*_test.py)
+  shopt -u nullglob
+  if ((${#tests[@]} == 0)); then
+    echo "no Python tests in tests/python: skipped"
+    return
+  fi
+  local report rc
+  report=$(mktemp --suffix .xml)
+  PYTHONPATH="$root/$build/bindings/python${PYTHONPATH:+:$PYTHONPATH}" \
+    "$python" -m pytest -q -p no:cacheprovider --junitxml="$report" tests/python </dev/null
+  rc=$?
+  local counts
+  counts=$("$python" - "$report" <<'PY'
+import sys, xml.etree.ElementTree as et
+try:
+    root = et.parse(sys.argv[1]).getroot()
+except Exception:
+    print("0 0"); sys.exit()
+suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+t = sum(int(s.get("tests", 0)) for s in suites)
+f = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
+k = sum(int(s.get("skipped", 0)) for s in suites)
+print(t - f - k, f)
+PY
+)
+  rm -f "$report"
+  local np nf
+  read -r np nf <<<"$counts"
+  passed=$((passed + np))
+  failed=$((failed + nf))
+  ((nf > 0)) && failures+=("pytest: $nf tests")
+  # Exit 5 means pytest collected nothing although test files exist: a failure too.
+  ((rc != 0 && nf == 0)) && stage_failed "pytest (exit $rc)"
+}
+
+step "setup"
+bash scripts/setup.sh || { stage_failed "setup"; finish; }
+
+step "normal build: $build (Release, -DNUDGE_WERROR=ON)"
+if cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DNUDGE_WERROR=ON \
+     -DNUDGE_SANITIZE=OFF && cmake --build "$build" -j "$jobs"; then
+  step "ctest: $build"
+  run_ctest "$build" "ctest $build"
+  step "pytest: tests/python"
+  run_pytest
+else
+  stage_failed "build $build"
+fi
+
+step "sanitizer build: $asan_build (Debug, -DNUDGE_SANITIZE=ON)"
+if cmake -S . -B "$asan_build" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DNUDGE_WERROR=ON \
+     -DNUDGE_SANITIZE=ON -DNUDGE_BUILD_PYTHON=OFF -DNUDGE_BUILD_BENCH=OFF &&
+   cmake --build "$asan_build" -j "$jobs"; then
+  step "ctest: $asan_build"
+  ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
+  UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+    run_ctest "$asan_build" "ctest $asan_build"
+else
+  stage_failed "build $asan_build"
+fi
+
+step "consumer: find_package and add_subdirectory"
+bash scripts/check_consumer.sh || stage_failed "consumer check"
+
+step "readme: quick start matches tests/readme_test.cpp"
+"$python" scripts/check_readme.py || stage_failed "readme snippet"
+
+step "format: clang-format 14"
+clang_format=$(command -v clang-format-14 || command -v clang-format || true)
+if [[ -z "$clang_format" ]]; then
+  stage_failed "format (clang-format not found)"
+else
+  if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    mapfile -t sources < <(git ls-files '*.hpp' '*.cpp')
+  else
+    mapfile -t sources < <(find include src tests examples bench bindings -name '*.[hc]pp' \
+                             2>/dev/null | sort)
+  fi
+  if ((${#sources[@]} == 0)) || "$clang_format" --dry-run -Werror "${sources[@]}"; then
+    echo "format: ${#sources[@]} files clean"
+  else
+    stage_failed "format (run: $clang_format -i <file> on the files above)"
+  fi
+fi
+
+finish

@@ -140,10 +140,25 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
   }
 
   // Each contact's actions are already in time order; a stable sort by (due_at, contact) keeps
-  // each contact's emission order within an instant.
-  std::stable_sort(actions.begin(), actions.end(), [](const due_action& a, const due_action& b) {
-    return a.due_at < b.due_at || (a.due_at == b.due_at && a.contact < b.contact);
-  });
+  // each contact's emission order within an instant. Sorting positions and moving each action
+  // once is far cheaper than moving the actions through the sort.
+  {
+    std::vector<std::uint32_t> by_time(actions.size());
+    for (std::uint32_t i = 0; i < by_time.size(); ++i) {
+      by_time[i] = i;
+    }
+    std::stable_sort(by_time.begin(), by_time.end(), [&](std::uint32_t x, std::uint32_t y) {
+      const due_action& a = actions[x];
+      const due_action& b = actions[y];
+      return a.due_at < b.due_at || (a.due_at == b.due_at && a.contact < b.contact);
+    });
+    std::vector<due_action> sorted;
+    sorted.reserve(actions.size());
+    for (auto i : by_time) {
+      sorted.push_back(std::move(actions[i]));
+    }
+    actions = std::move(sorted);
+  }
   if (sink_ != nullptr && !actions.empty()) {
     call_host("sink.deliver", "", [&] { sink_->deliver(actions); });
   }

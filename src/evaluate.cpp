@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include <boost/container/small_vector.hpp>
 #include <fmt/format.h>
 
 #include <nudge/evaluate.hpp>
@@ -24,12 +25,12 @@ namespace {
 
 using detail::none;
 
+// splitmix64's finalizer: a cheap, well-mixed combination for idempotency keys.
 std::uint64_t mix(std::uint64_t h, std::uint64_t v) noexcept {
-  for (int i = 0; i < 8; ++i) {
-    h ^= (v >> (8 * i)) & 0xffU;
-    h *= 1099511628211ULL;
-  }
-  return h;
+  std::uint64_t z = h ^ (v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2));
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
 }
 
 // Numeric view of a value for mixed integer/decimal comparisons.
@@ -126,11 +127,17 @@ struct pending_event {
 class evaluator {
  public:
   evaluator(const program& p, evaluation& out, round_robin_counters* counters)
-      : p_(p), c_(p.compiled()), out_(out), s_(out.state), counters_(counters) {}
+      : p_(p),
+        c_(p.compiled()),
+        out_(out),
+        s_(out.state),
+        counters_(counters),
+        contact_hash_(fnv1a64(out.state.contact.id)) {}
 
-  void apply_external(const event& e) {
+  /// `type` is the event type's index in the program (resolved while validating).
+  void apply_external(const event& e, std::uint32_t type) {
     fire_timers_before(e.at);
-    apply(e.type, e.key, e.at, 0, nullptr);
+    apply(type, e.key, e.at, 0, nullptr);
     drain();
   }
 
@@ -142,8 +149,8 @@ class evaluator {
   evaluation& out_;
   contact_state& s_;
   round_robin_counters* counters_;
+  std::uint64_t contact_hash_;
   std::deque<pending_event> raised_;
-  std::vector<std::uint32_t> scratch_rules_, scratch_slots_;
 
   // ---- timers -----------------------------------------------------------------------------
   void fire_timers_before(time_point t) {
@@ -183,19 +190,19 @@ class evaluator {
     while (!raised_.empty()) {
       pending_event e = std::move(raised_.front());
       raised_.pop_front();
-      apply(e.type, e.key, e.at, e.depth, &e.chain);
+      auto t = c_.types.find(e.type);
+      apply(t == c_.types.end() ? none : t->second, e.key, e.at, e.depth, &e.chain);
     }
   }
 
   // Rules and slots for (type, key): the precomputed lists for a key some rule names, else the
   // any-key lists merged with the prefix patterns that match.
-  const detail::match_lists* lookup(std::string_view type, std::string_view key,
+  const detail::match_lists* lookup(std::uint32_t type, std::string_view key,
                                     detail::match_lists& merged) {
-    auto t = c_.types.find(type);
-    if (t == c_.types.end()) {
+    if (type == none) {
       return nullptr;
     }
-    const detail::type_index& ti = c_.by_type[t->second];
+    const detail::type_index& ti = c_.by_type[type];
     if (!ti.exact.empty()) {
       auto k = ti.exact.find(key);
       if (k != ti.exact.end()) {
@@ -221,13 +228,15 @@ class evaluator {
     return &merged;
   }
 
-  void apply(std::string_view type, std::string_view key, time_point at, std::size_t depth,
+  void apply(std::uint32_t type, std::string_view key, time_point at, std::size_t depth,
              const std::vector<std::uint32_t>* chain) {
     s_.clock = std::max(s_.clock, at);
     const std::uint64_t ordinal = s_.events_applied++;
-    if (type == event_types::tag_added && !s_.contact.has_tag(key)) {
-      s_.contact.tags.emplace(std::string{key}, at);
-    } else if (type == event_types::tag_removed) {
+    if (type == c_.tag_added_type) {
+      if (!s_.contact.has_tag(key)) {
+        s_.contact.tags.emplace(std::string{key}, at);
+      }
+    } else if (type == c_.tag_removed_type) {
       if (auto it = s_.contact.tags.find(key); it != s_.contact.tags.end()) {
         s_.contact.tags.erase(it);
       }
@@ -299,11 +308,14 @@ class evaluator {
     out_.outcomes.push_back({r, rule_outcome_kind::passed, now});
     if (cr.memory_depth > 0) {
       rule_memory& m = s_.rule_runs[r];
-      ++m.runs;
-      if (m.recent.size() == cr.memory_depth) {
-        m.recent.erase(m.recent.begin());
+      if (m.runs > 0 && cr.memory_depth > 1) {
+        if (m.earlier.size() + 1 == cr.memory_depth) {
+          m.earlier.erase(m.earlier.begin());
+        }
+        m.earlier.push_back(m.last);
       }
-      m.recent.push_back(now);
+      ++m.runs;
+      m.last = now;
     }
     for (std::size_t i = 0; i < def.actions.size(); ++i) {
       if (def.actions[i].delay > duration{0}) {
@@ -322,21 +334,22 @@ class evaluator {
 
   bool policy_allows(const rule& def, std::uint32_t r, time_point now) const {
     auto it = s_.rule_runs.find(r);
-    if (it == s_.rule_runs.end()) {
+    if (it == s_.rule_runs.end() || it->second.runs == 0) {
       return true;
     }
     const rule_memory& m = it->second;
-    if (def.reentry_policy == reentry::once && m.runs > 0) {
+    if (def.reentry_policy == reentry::once) {
       return false;
     }
-    if (def.reentry_policy == reentry::once_per && !m.recent.empty() &&
-        m.recent.back() > now - def.reentry_window) {
+    if (def.reentry_policy == reentry::once_per && m.last > now - def.reentry_window) {
       return false;
     }
     if (def.cap) {
       const time_point from = now - def.cap->per;
-      const auto in_window = std::count_if(m.recent.begin(), m.recent.end(),
-                                           [&](time_point t) { return t > from; });
+      std::int64_t in_window = m.last > from ? 1 : 0;
+      for (time_point t : m.earlier) {
+        in_window += t > from ? 1 : 0;
+      }
       if (in_window >= def.cap->max_runs) {
         return false;
       }
@@ -450,10 +463,7 @@ class evaluator {
       d.kind = a.kind;
       d.arg = arg;
       d.definition = &a;
-      std::uint64_t h = fnv1a64(c.id);
-      h = fnv1a64(def.id, mix(h, 0x9e3779b97f4a7c15ULL));
-      h = mix(h, ordinal);
-      d.idempotency_key = mix(h, i);
+      d.idempotency_key = mix(mix(mix(contact_hash_, c_.rule_id_hashes[r]), ordinal), i);
       out_.actions.push_back(std::move(d));
     }
     if (!raised_type.empty()) {
@@ -566,7 +576,8 @@ evaluation evaluate_impl(const program& p, contact_state state, std::span<const 
     }
     state.history.resize(p.history_slot_count());
   }
-  // Validate everything before applying anything.
+  // Validate everything before applying anything; resolve each event's type once.
+  boost::container::small_vector<std::uint32_t, 64> types(events.size());
   time_point previous = state.clock;
   for (std::size_t i = 0; i < events.size(); ++i) {
     const event& e = deref(events[i]);
@@ -588,16 +599,18 @@ evaluation evaluate_impl(const program& p, contact_state state, std::span<const 
       throw input_error(id, i, fmt::format("time {} is after now ({})", format_time(e.at),
                                            format_time(now)));
     }
-    if (!p.knows_event_type(e.type)) {
+    auto type = p.compiled().types.find(e.type);
+    if (type == p.compiled().types.end()) {
       throw input_error(id, i, fmt::format("unknown event type \"{}\"", e.type));
     }
+    types[i] = type->second;
     previous = e.at;
   }
   evaluation out;
   out.state = std::move(state);
   evaluator ev{p, out, counters};
-  for (const auto& ref : events) {
-    ev.apply_external(deref(ref));
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    ev.apply_external(deref(events[i]), types[i]);
   }
   ev.finish(now);
   return out;

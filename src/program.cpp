@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include <nudge/evaluate.hpp>
 #include <nudge/event.hpp>
 #include <nudge/program.hpp>
 
@@ -275,6 +276,15 @@ struct compiler {
     for (const auto& t : rs.event_types) {
       type(t);
     }
+    namespace et = event_types;
+    for (auto t : {et::page_view, et::cart, et::purchase, et::email_open, et::email_click,
+                   et::signup, et::tag_added, et::tag_removed, et::stage_entered,
+                   et::status_changed, et::owner_assigned, et::group_added, et::group_removed,
+                   et::detail_set, et::score_changed}) {
+      type(std::string{t});
+    }
+    out.tag_added_type = out.types.find(et::tag_added)->second;
+    out.tag_removed_type = out.types.find(et::tag_removed)->second;
     out.round_robin_index.resize(rs.rules.size());
     for (std::uint32_t i = 0; i < rs.rules.size(); ++i) {
       const rule& r = rs.rules[i];
@@ -303,6 +313,7 @@ struct compiler {
       }
       cr.memory_depth = depth;
       out.rules.push_back(std::move(cr));
+      out.rule_id_hashes.push_back(fnv1a64(r.id));
       index(r.trigger, i, true);
     }
     for (std::uint32_t s = 0; s < out.slots.size(); ++s) {
@@ -344,7 +355,7 @@ std::optional<std::size_t> program::find_rule(std::string_view id) const noexcep
 }
 
 bool program::knows_event_type(std::string_view type) const noexcept {
-  return is_builtin_event_type(type) || compiled_.types.find(type) != compiled_.types.end();
+  return compiled_.types.find(type) != compiled_.types.end();  // built-ins are registered too
 }
 
 contact_state program::new_state(contact c) const {

@@ -28,7 +28,10 @@ struct history_slot {
 /// Past passing runs of one rule, for re-entry policies and frequency caps.
 struct rule_memory {
   std::int64_t runs = 0;
-  boost::container::small_vector<time_point, 1> recent;  ///< latest run times, oldest first
+  time_point last{};                 ///< the latest run (valid when runs > 0)
+  /// Earlier run times, oldest first, kept only for caps of more than one run per window
+  /// (empty, and free to move, for once / once_per / a cap of 1: the common case).
+  std::vector<time_point> earlier;
   friend bool operator==(const rule_memory&, const rule_memory&) = default;
 };
 

@@ -41,7 +41,7 @@ std::shared_ptr<const program> load_rules_file(const std::string& path,
 
 /// The non-throwing twin: the program, or the diagnostics.
 struct load_result {
-  std::shared_ptr<const program> program;  ///< null when diagnostics is non-empty
+  std::shared_ptr<const nudge::program> program;  ///< null when diagnostics is non-empty
   std::vector<diagnostic> diagnostics;
   explicit operator bool() const noexcept { return program != nullptr; }
 };

@@ -5,9 +5,10 @@
 #include <functional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
+
+#include <boost/unordered/unordered_flat_map.hpp>
 
 #include <nudge/condition.hpp>
 
@@ -19,8 +20,9 @@ struct string_hash {
     return std::hash<std::string_view>{}(s);
   }
 };
+/// Open-addressing map from strings, looked up by string_view without a copy.
 template <class Value>
-using string_map = std::unordered_map<std::string, Value, string_hash, std::equal_to<>>;
+using string_map = boost::unordered_flat_map<std::string, Value, string_hash, std::equal_to<>>;
 
 inline constexpr std::uint32_t none = 0xffffffffU;
 
@@ -61,12 +63,15 @@ struct compiled_rule {
 };
 
 struct compiled_program {
-  string_map<std::uint32_t> types;            ///< event type -> index into by_type
+  /// Every event type the program accepts (built-in, declared, used) -> index into by_type.
+  string_map<std::uint32_t> types;
   std::vector<type_index> by_type;
+  std::uint32_t tag_added_type = none, tag_removed_type = none;  ///< types with built-in effects
   std::vector<slot_def> slots;
   std::vector<node> nodes;
   std::vector<std::uint32_t> children;
   std::vector<compiled_rule> rules;
+  std::vector<std::uint64_t> rule_id_hashes;  ///< fnv1a64 of each rule id (idempotency keys)
   std::vector<std::vector<std::string>> owner_groups;
   std::uint32_t round_robin_counters = 0;     ///< one per assign_owner action with round robin
   std::vector<std::vector<std::uint32_t>> round_robin_index;  ///< [rule][action] -> counter

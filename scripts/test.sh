@@ -102,8 +102,10 @@ step "setup"
 bash scripts/setup.sh || { stage_failed "setup"; finish; }
 
 step "normal build: $build (Release, -DNUDGE_WERROR=ON)"
+normal_build_ok=0
 if cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DNUDGE_WERROR=ON \
      -DNUDGE_SANITIZE=OFF && cmake --build "$build" -j "$jobs"; then
+  normal_build_ok=1
   step "ctest: $build"
   run_ctest "$build" "ctest $build"
   step "pytest: tests/python"
@@ -125,7 +127,12 @@ else
 fi
 
 step "consumer: find_package and add_subdirectory"
-bash scripts/check_consumer.sh || stage_failed "consumer check"
+# The normal build is installed as it is (with the CLI, if built); if it failed, build afresh.
+if ((normal_build_ok)); then
+  NUDGE_CONSUMER_INSTALL_FROM="$root/$build" bash scripts/check_consumer.sh
+else
+  bash scripts/check_consumer.sh
+fi || stage_failed "consumer check"
 
 step "readme: quick start matches tests/readme_test.cpp"
 "$python" scripts/check_readme.py || stage_failed "readme snippet"

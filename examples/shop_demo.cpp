@@ -34,7 +34,9 @@ class random_source {
     return z ^ (z >> 31);
   }
   /// 0 <= result < n
-  std::int64_t below(std::int64_t n) { return static_cast<std::int64_t>(next() % static_cast<std::uint64_t>(n)); }
+  std::int64_t below(std::int64_t n) {
+    return static_cast<std::int64_t>(next() % static_cast<std::uint64_t>(n));
+  }
   /// true with probability percent / 100
   bool chance(int percent) { return below(100) < percent; }
 
@@ -48,12 +50,11 @@ nudge::rule_set seed_rules() {
   rs.owner_groups["reps"] = {"anna", "bartek", "celina", "dawid"};
 
   // Reactivation: visited the pricing page; two months on, not back since -> e-mail.
-  rs.rules.push_back(
-      rule_builder("reactivation")
-          .when(on("page_view", "/pricing"))
-          .check_after(days(60))
-          .only_if(not_happened(on("page_view", "/pricing")).within(days(60)))
-          .then(send_email("come_back")));
+  rs.rules.push_back(rule_builder("reactivation")
+                         .when(on("page_view", "/pricing"))
+                         .check_after(days(60))
+                         .only_if(not_happened(on("page_view", "/pricing")).within(days(60)))
+                         .then(send_email("come_back")));
   // ... and its purchase variant.
   rs.rules.push_back(rule_builder("winback")
                          .when(on("purchase"))
@@ -75,9 +76,8 @@ nudge::rule_set seed_rules() {
                          .then(web_push("still_in_your_cart"))
                          .at_most(1, weeks(1)));
   // A purchase makes a customer.
-  rs.rules.push_back(rule_builder("customer_on_purchase")
-                         .when(on("purchase"))
-                         .then(set_status("customer")));
+  rs.rules.push_back(
+      rule_builder("customer_on_purchase").when(on("purchase")).then(set_status("customer")));
   // Coupon: a customer tagged VIP gets a coupon and an e-mail carrying it.
   rs.rules.push_back(rule_builder("vip_coupon")
                          .when(on("tag_added", "vip"))
@@ -99,21 +99,19 @@ nudge::rule_set seed_rules() {
                          .then(notify_owner("hot_lead")));
   // Education: a signup enters the onboarding stage; readers get a drip, each next message only
   // if the previous one was opened.
-  rs.rules.push_back(
-      rule_builder("onboarding").when(on("signup")).then(set_stage("onboarding")));
-  rs.rules.push_back(
-      rule_builder("education")
-          .when(on("stage_entered", "onboarding"))
-          .only_if(any({has_tag("newsletter"), contact_detail("language").exists()}))
-          .then(send_email("edu_1"))
-          .then(notify_owner("edu_started"))
-          .then(send_email("edu_2") | after{days(3)} |
-                only_when{happened(on("email_open", "edu_1")).since_trigger()})
-          .then(send_email("edu_3") | after{days(6)} |
-                only_when{happened(on("email_open", "edu_2")).since_trigger()}));
+  rs.rules.push_back(rule_builder("onboarding").when(on("signup")).then(set_stage("onboarding")));
+  rs.rules.push_back(rule_builder("education")
+                         .when(on("stage_entered", "onboarding"))
+                         .only_if(any({has_tag("newsletter"), contact_detail("language").exists()}))
+                         .then(send_email("edu_1"))
+                         .then(notify_owner("edu_started"))
+                         .then(send_email("edu_2") | after{days(3)} |
+                               only_when{happened(on("email_open", "edu_1")).since_trigger()})
+                         .then(send_email("edu_3") | after{days(6)} |
+                               only_when{happened(on("email_open", "edu_2")).since_trigger()}));
   // Loyalty: thanks for every order, an SMS at the fifth, a nudge after 30 quiet days.
-  rs.rules.push_back(rule_builder("order_thanks").when(on("purchase")).then(
-      send_email("thanks_for_order")));
+  rs.rules.push_back(
+      rule_builder("order_thanks").when(on("purchase")).then(send_email("thanks_for_order")));
   rs.rules.push_back(rule_builder("fifth_order")
                          .when(on("purchase"))
                          .only_if(happened(on("purchase")).exactly(5))
@@ -128,9 +126,9 @@ nudge::rule_set seed_rules() {
 
 struct shopper {
   std::string id;
-  bool signed_up = false;    // pre-existing customers are; the rest sign up during the run
+  bool signed_up = false;  // pre-existing customers are; the rest sign up during the run
   int signup_day = 0;
-  bool regular = false;      // buys about twice a week
+  bool regular = false;  // buys about twice a week
   int purchases = 0;
   bool vip = false;
 };
@@ -153,7 +151,9 @@ class printing_sink final : public nudge::sink {
   std::size_t delivered = 0;
 };
 
-std::string day_of(nudge::time_point t) { return nudge::format_time(t).substr(0, 10); }
+std::string day_of(nudge::time_point t) {
+  return nudge::format_time(t).substr(0, 10);
+}
 std::string optional_time(const std::optional<nudge::time_point>& t) {
   return t ? nudge::format_time(*t).substr(0, 16) : "-";
 }
@@ -265,8 +265,8 @@ int main() {
       sink.sent_emails = {};
     }
 
-    fmt::print("\n{} events from {} contacts over {} weeks; {} actions delivered.\n\n",
-               event_count, contact_count, week_count, sink.delivered);
+    fmt::print("\n{} events from {} contacts over {} weeks; {} actions delivered.\n\n", event_count,
+               contact_count, week_count, sink.delivered);
     fmt::print("{:<21} {:>9} {:>6} {:>6} {:>10} {:>7}  {:<16} {:<16}\n", "rule", "triggered",
                "passed", "failed", "suppressed", "emitted", "first", "last");
     for (const auto& st : engine.stats()) {

@@ -10,15 +10,17 @@
 namespace {
 
 const nudge::time_point t0 = nudge::from_epoch(1'704'067'200);  // 2024-01-01T00:00:00Z
-const nudge::time_point T = t0 + nudge::days(100);               // evaluation time
+const nudge::time_point T = t0 + nudge::days(100);              // evaluation time
 
 // Does `c` hold for `profile` with `history` applied, checked by a rule triggered at `now`?
 bool holds(const nudge::condition& c, nudge::contact profile = {},
            std::vector<nudge::event> history = {}, nudge::time_point now = T) {
   nudge::rule_set rs;
   rs.event_types = {"probe"};
-  rs.rules.push_back(nudge::rule_builder("probe").when(nudge::on("probe")).only_if(c).then(
-      nudge::send_email("yes")));
+  rs.rules.push_back(nudge::rule_builder("probe")
+                         .when(nudge::on("probe"))
+                         .only_if(c)
+                         .then(nudge::send_email("yes")));
   auto p = nudge::program::compile(std::move(rs));
   profile.id = "ann";
   for (auto& e : history) {
@@ -121,7 +123,7 @@ TEST_CASE("condition: detail comparisons", "[condition][compare]") {
   }
   SECTION("presence") {
     CHECK(holds(contact_detail("age").exists(), c));
-    CHECK(holds(contact_detail("opted_out").exists(), c));  // false is a value
+    CHECK(holds(contact_detail("opted_out").exists(), c));       // false is a value
     CHECK_FALSE(holds(contact_detail("nickname").exists(), c));  // empty text is not
     CHECK_FALSE(holds(contact_detail("missing").exists(), c));
     // A missing detail equals nothing and differs from everything.
@@ -139,7 +141,7 @@ TEST_CASE("condition: profile fields, tags and groups", "[condition][compare]") 
   CHECK(holds(nudge::time_zone().starts_with("Europe/"), c));
   CHECK_FALSE(holds(nudge::owner().exists(), c));
   CHECK(holds(!nudge::owner().exists(), c));
-  CHECK(holds(nudge::owner().ne("anna"), c));  // no owner differs from anna
+  CHECK(holds(nudge::owner().ne("anna"), c));     // no owner differs from anna
   CHECK_FALSE(holds(nudge::stage().eq(""), {}));  // an empty stage is no stage
   CHECK(holds(nudge::score().ge(12.5), c));
   CHECK(holds(nudge::score().gt(std::int64_t{12}), c));
@@ -159,7 +161,7 @@ TEST_CASE("condition: all, any and not", "[condition][logic]") {
   CHECK(holds(nudge::any({no, yes}), c));
   CHECK_FALSE(holds(nudge::any({no, no}), c));
   CHECK(holds(!no, c));
-  CHECK(holds(nudge::all({}), c));  // nothing to fail
+  CHECK(holds(nudge::all({}), c));        // nothing to fail
   CHECK_FALSE(holds(nudge::any({}), c));  // nothing to pass
   CHECK(holds(nudge::any({no, nudge::all({yes, !no, nudge::always()})}), c));
 }

@@ -21,10 +21,9 @@ namespace {
 
 const nudge::time_point t0 = nudge::from_epoch(1'704'067'200);  // 2024-01-01T00:00:00Z
 
-nudge::event ev(std::string contact, std::string type, nudge::time_point at,
-                std::string key = {}) {
-  return nudge::event{.contact = std::move(contact), .type = std::move(type), .at = at,
-                      .key = std::move(key)};
+nudge::event ev(std::string contact, std::string type, nudge::time_point at, std::string key = {}) {
+  return nudge::event{
+      .contact = std::move(contact), .type = std::move(type), .at = at, .key = std::move(key)};
 }
 
 std::string line(const nudge::due_action& a) {
@@ -107,17 +106,16 @@ nudge::rule_set shop_rules() {
                          .only_if(nudge::not_happened(nudge::on("purchase")).since_trigger())
                          .then(nudge::send_email("cart_reminder"))
                          .once_per(nudge::days(1)));
-  rs.rules.push_back(
-      nudge::rule_builder("winback")
-          .when(nudge::on("purchase"))
-          .check_after(nudge::days(7))
-          .only_if(nudge::not_happened(nudge::on("purchase")).within(nudge::days(7)))
-          .then(nudge::send_email("winback")));
-  rs.rules.push_back(nudge::rule_builder("vip")
+  rs.rules.push_back(nudge::rule_builder("winback")
                          .when(nudge::on("purchase"))
-                         .only_if(nudge::happened(nudge::on("purchase")).within(nudge::days(10))
-                                      .at_least(3))
-                         .then(nudge::add_tag("vip") | nudge::notify_host{}));
+                         .check_after(nudge::days(7))
+                         .only_if(nudge::not_happened(nudge::on("purchase")).within(nudge::days(7)))
+                         .then(nudge::send_email("winback")));
+  rs.rules.push_back(
+      nudge::rule_builder("vip")
+          .when(nudge::on("purchase"))
+          .only_if(nudge::happened(nudge::on("purchase")).within(nudge::days(10)).at_least(3))
+          .then(nudge::add_tag("vip") | nudge::notify_host{}));
   rs.rules.push_back(nudge::rule_builder("vip_coupon")
                          .when(nudge::on("tag_added", "vip"))
                          .then(nudge::generate_coupon("vip"))
@@ -255,16 +253,17 @@ TEST_CASE("engine: one batch and many batches with advance between give the same
 
 TEST_CASE("engine: a batch's actions are sorted by due time, then contact", "[engine]") {
   nudge::rule_set rs;
-  rs.rules.push_back(nudge::rule_builder("hello").when(nudge::on("signup")).then(
-      nudge::send_email("hello")));
+  rs.rules.push_back(
+      nudge::rule_builder("hello").when(nudge::on("signup")).then(nudge::send_email("hello")));
   rs.rules.push_back(nudge::rule_builder("later")
                          .when(nudge::on("signup"))
                          .check_after(nudge::hours(1))
                          .then(nudge::send_sms("later")));
   nudge::engine engine{nudge::program::compile(rs)};
-  auto due = engine.process(std::vector{ev("zoe", "signup", t0), ev("amy", "signup", t0 + nudge::minutes(30)),
-                                        ev("bob", "signup", t0)},
-                            t0 + nudge::hours(2));
+  auto due = engine.process(
+      std::vector{ev("zoe", "signup", t0), ev("amy", "signup", t0 + nudge::minutes(30)),
+                  ev("bob", "signup", t0)},
+      t0 + nudge::hours(2));
   std::vector<std::string> got;
   for (const auto& a : due) {
     got.push_back(fmt::format("{} {} {}", nudge::format_time(a.due_at), a.contact, a.arg));
@@ -282,10 +281,10 @@ TEST_CASE("engine: a batch's actions are sorted by due time, then contact", "[en
 TEST_CASE("engine: a throwing sink leaves store, statistics and counters as they were",
           "[engine][atomic]") {
   nudge::rule_set rs = shop_rules();
-  rs.rules.push_back(
-      nudge::rule_builder("rr")
-          .when(nudge::on("signup"))
-          .then(nudge::assign_owner("reps", nudge::owner_pick::round_robin) | nudge::notify_host{}));
+  rs.rules.push_back(nudge::rule_builder("rr")
+                         .when(nudge::on("signup"))
+                         .then(nudge::assign_owner("reps", nudge::owner_pick::round_robin) |
+                               nudge::notify_host{}));
   auto p = nudge::program::compile(rs);
   test_store store;
   test_sink sink;
@@ -430,24 +429,26 @@ TEST_CASE("engine: a bad event in the middle of a batch applies nothing", "[engi
     check_nothing_applied();
   }
   SECTION("an event after now") {
-    CHECK_THROWS_WITH(engine.process(std::vector{ev("ann", "signup", t0),
-                                                 ev("bob", "signup", t0 + nudge::seconds(1))},
-                                     t0),
-                      "event 1 (contact \"bob\"): time 2024-01-01T00:00:01Z is after now "
-                      "(2024-01-01T00:00:00Z)");
+    CHECK_THROWS_WITH(
+        engine.process(
+            std::vector{ev("ann", "signup", t0), ev("bob", "signup", t0 + nudge::seconds(1))}, t0),
+        "event 1 (contact \"bob\"): time 2024-01-01T00:00:01Z is after now "
+        "(2024-01-01T00:00:00Z)");
     check_nothing_applied();
   }
   SECTION("a rule cycle") {
     nudge::rule_set rs;
-    rs.rules.push_back(nudge::rule_builder("ping").when(nudge::on("stage_entered", "a")).then(
-        nudge::set_stage("b")));
-    rs.rules.push_back(nudge::rule_builder("pong").when(nudge::on("stage_entered", "b")).then(
-        nudge::set_stage("a")));
+    rs.rules.push_back(nudge::rule_builder("ping")
+                           .when(nudge::on("stage_entered", "a"))
+                           .then(nudge::set_stage("b")));
+    rs.rules.push_back(nudge::rule_builder("pong")
+                           .when(nudge::on("stage_entered", "b"))
+                           .then(nudge::set_stage("a")));
     nudge::engine cyclic{nudge::program::compile(rs), &store, &sink};
-    CHECK_THROWS_AS(cyclic.process(std::vector{ev("ann", "signup", t0),
-                                               ev("bob", "stage_entered", t0, "a")},
-                                   t0),
-                    nudge::rule_cycle_error);
+    CHECK_THROWS_AS(
+        cyclic.process(std::vector{ev("ann", "signup", t0), ev("bob", "stage_entered", t0, "a")},
+                       t0),
+        nudge::rule_cycle_error);
     check_nothing_applied();
   }
 }
@@ -465,10 +466,9 @@ TEST_CASE("engine: unknown contacts are created, or refused when the host says s
   SECTION("refused") {
     nudge::engine engine{p, &store, nullptr, {.create_unknown_contacts = false}};
     engine.upsert_contact({.id = "known"});
-    CHECK_THROWS_WITH(engine.process(std::vector{ev("known", "signup", t0),
-                                                 ev("zed", "signup", t0)},
-                                     t0),
-                      "event 1 (contact \"zed\"): unknown contact");
+    CHECK_THROWS_WITH(
+        engine.process(std::vector{ev("known", "signup", t0), ev("zed", "signup", t0)}, t0),
+        "event 1 (contact \"zed\"): unknown contact");
     CHECK(store.find("known")->events_applied == 0);
   }
 }
@@ -538,21 +538,38 @@ TEST_CASE("engine: statistics count triggers, checks and emissions with first an
   const auto& stats = engine.stats();
   REQUIRE(stats.size() == p->rule_count());
   const auto& vip = stats[*p->find_rule("vip")];
-  CHECK(vip == nudge::rule_stats{.rule = "vip", .triggered = 3, .passed = 1, .failed = 2,
-                                 .suppressed = 0, .emitted = 1, .first = t0,
+  CHECK(vip == nudge::rule_stats{.rule = "vip",
+                                 .triggered = 3,
+                                 .passed = 1,
+                                 .failed = 2,
+                                 .suppressed = 0,
+                                 .emitted = 1,
+                                 .first = t0,
                                  .last = t0 + nudge::days(2)});
   const auto& coupon = stats[*p->find_rule("vip_coupon")];
-  CHECK(coupon == nudge::rule_stats{.rule = "vip_coupon", .triggered = 1, .passed = 1,
-                                    .emitted = 1, .first = t0 + nudge::days(2),
+  CHECK(coupon == nudge::rule_stats{.rule = "vip_coupon",
+                                    .triggered = 1,
+                                    .passed = 1,
+                                    .emitted = 1,
+                                    .first = t0 + nudge::days(2),
                                     .last = t0 + nudge::days(2)});
   const auto& winback = stats[*p->find_rule("winback")];
-  CHECK(winback == nudge::rule_stats{.rule = "winback", .triggered = 3, .passed = 1, .failed = 2,
-                                     .emitted = 1, .first = t0, .last = t0 + nudge::days(9)});
+  CHECK(winback == nudge::rule_stats{.rule = "winback",
+                                     .triggered = 3,
+                                     .passed = 1,
+                                     .failed = 2,
+                                     .emitted = 1,
+                                     .first = t0,
+                                     .last = t0 + nudge::days(9)});
   const auto& cart = stats[*p->find_rule("cart")];
-  CHECK(cart == nudge::rule_stats{.rule = "cart", .triggered = 2, .passed = 1, .suppressed = 1,
-                                  .emitted = 1, .first = t0 + nudge::days(2),
-                                  .last = t0 + nudge::days(2) + nudge::hours(1) +
-                                          nudge::minutes(5)});
+  CHECK(cart ==
+        nudge::rule_stats{.rule = "cart",
+                          .triggered = 2,
+                          .passed = 1,
+                          .suppressed = 1,
+                          .emitted = 1,
+                          .first = t0 + nudge::days(2),
+                          .last = t0 + nudge::days(2) + nudge::hours(1) + nudge::minutes(5)});
 }
 
 TEST_CASE("engine: a null program is refused", "[engine]") {

@@ -18,8 +18,8 @@ const nudge::time_point t0 = nudge::from_epoch(1'704'067'200);  // 2024-01-01T00
 
 nudge::event ev(std::string type, nudge::time_point at, std::string key = {},
                 std::string contact = "ann") {
-  return nudge::event{.contact = std::move(contact), .type = std::move(type), .at = at,
-                      .key = std::move(key)};
+  return nudge::event{
+      .contact = std::move(contact), .type = std::move(type), .at = at, .key = std::move(key)};
 }
 
 std::shared_ptr<const nudge::program> compile(std::vector<nudge::rule> rules,
@@ -38,12 +38,15 @@ nudge::contact_state fresh(const nudge::program& p, std::string id = "ann") {
 std::vector<std::string> lines(const std::vector<nudge::due_action>& actions) {
   std::vector<std::string> out;
   for (const auto& a : actions) {
-    out.push_back(fmt::format("{} {} {}({})", nudge::format_time(a.due_at), a.rule, a.verb(), a.arg));
+    out.push_back(
+        fmt::format("{} {} {}({})", nudge::format_time(a.due_at), a.rule, a.verb(), a.arg));
   }
   return out;
 }
 
-std::string at(nudge::time_point t) { return nudge::format_time(t); }
+std::string at(nudge::time_point t) {
+  return nudge::format_time(t);
+}
 
 using strings = std::vector<std::string>;
 
@@ -98,13 +101,14 @@ TEST_CASE("evaluate: timers due at T fire after events stamped T and before late
     std::vector<nudge::event> events{ev("signup", t0), ev("page_view", view_at)};
     return lines(nudge::evaluate(*p, fresh(*p), events, T + nudge::hours(1)).actions);
   };
-  CHECK(order(T - nudge::seconds(1)) == strings{at(T - nudge::seconds(1)) + " instant send_email(event)",
-                                                at(T) + " delayed send_email(timer)"});
-  CHECK(order(T) == strings{at(T) + " instant send_email(event)",
-                            at(T) + " delayed send_email(timer)"});
-  CHECK(order(T + nudge::seconds(1)) == strings{at(T) + " delayed send_email(timer)",
-                                                at(T + nudge::seconds(1)) +
-                                                    " instant send_email(event)"});
+  CHECK(order(T - nudge::seconds(1)) ==
+        strings{at(T - nudge::seconds(1)) + " instant send_email(event)",
+                at(T) + " delayed send_email(timer)"});
+  CHECK(order(T) ==
+        strings{at(T) + " instant send_email(event)", at(T) + " delayed send_email(timer)"});
+  CHECK(order(T + nudge::seconds(1)) ==
+        strings{at(T) + " delayed send_email(timer)",
+                at(T + nudge::seconds(1)) + " instant send_email(event)"});
 }
 
 TEST_CASE("evaluate: timers due at one instant fire in the order they were scheduled",
@@ -136,13 +140,12 @@ TEST_CASE("evaluate: timers due at one instant fire in the order they were sched
   SECTION("across calls, the order kept in the state") {
     auto first = nudge::evaluate(*p, fresh(*p), std::span{events}.first(1), t0);
     REQUIRE(first.actions.empty());
-    auto second =
-        nudge::evaluate(*p, first.state, std::span{events}.last(1), t0 + nudge::days(1));
+    auto second = nudge::evaluate(*p, first.state, std::span{events}.last(1), t0 + nudge::days(1));
     REQUIRE(second.actions.empty());
     REQUIRE(second.state.timers.size() == 3);
     CHECK(second.state.next_due() == t0 + nudge::days(2));
-    auto third = nudge::evaluate(*p, second.state, std::span<const nudge::event>{},
-                                 t0 + nudge::days(2));
+    auto third =
+        nudge::evaluate(*p, second.state, std::span<const nudge::event>{}, t0 + nudge::days(2));
     CHECK(lines(third.actions) == expected);
   }
   SECTION("not before they are due") {
@@ -165,8 +168,8 @@ TEST_CASE("evaluate: events of one instant are applied in the order given", "[ev
 
 TEST_CASE("evaluate: bad events are refused with the event's index and nothing applied",
           "[evaluate][errors]") {
-  auto p = compile({nudge::rule_builder("r").when(nudge::on("page_view")).then(
-      nudge::send_email("x"))});
+  auto p =
+      compile({nudge::rule_builder("r").when(nudge::on("page_view")).then(nudge::send_email("x"))});
   const auto one_day = t0 + nudge::days(1);
   auto state = nudge::evaluate(*p, fresh(*p), std::vector{ev("page_view", one_day)}, one_day).state;
   REQUIRE(state.clock == one_day);
@@ -181,7 +184,8 @@ TEST_CASE("evaluate: bad events are refused with the event's index and nothing a
   CHECK(fails({ev("page_view", t0)}, one_day) ==
         "event 0 (contact \"ann\"): out of order: 2024-01-01T00:00:00Z (1704067200) is before "
         "2024-01-02T00:00:00Z (1704153600), the contact's last applied event or timer");
-  CHECK(fails({ev("page_view", one_day + nudge::hours(2)), ev("page_view", one_day + nudge::hours(1))},
+  CHECK(fails({ev("page_view", one_day + nudge::hours(2)),
+               ev("page_view", one_day + nudge::hours(1))},
               one_day + nudge::hours(3)) ==
         "event 1 (contact \"ann\"): out of order: 2024-01-02T01:00:00Z (1704157200) is before "
         "2024-01-02T02:00:00Z (1704160800), the contact's last applied event or timer");
@@ -217,10 +221,11 @@ TEST_CASE("evaluate: a fired timer moves the contact's clock", "[evaluate][clock
                         .then(nudge::send_email("x"))});
   auto out = nudge::evaluate(*p, fresh(*p), std::vector{ev("signup", t0)}, t0 + nudge::days(5));
   CHECK(out.state.clock == t0 + nudge::days(1));  // the timer, not `now`
-  CHECK_THROWS_AS(nudge::evaluate(*p, out.state,
-                                  std::vector{ev("signup", t0 + nudge::days(1) - nudge::seconds(1))},
-                                  t0 + nudge::days(5)),
-                  nudge::input_error);
+  CHECK_THROWS_AS(
+      nudge::evaluate(*p, out.state,
+                      std::vector{ev("signup", t0 + nudge::days(1) - nudge::seconds(1))},
+                      t0 + nudge::days(5)),
+      nudge::input_error);
   CHECK_NOTHROW(nudge::evaluate(*p, out.state, std::vector{ev("signup", t0 + nudge::days(2))},
                                 t0 + nudge::days(5)));
 }
@@ -230,12 +235,13 @@ TEST_CASE("evaluate: a state from another program is refused", "[evaluate][error
                                    .when(nudge::on("probe"))
                                    .only_if(nudge::happened(nudge::on("purchase")))
                                    .then(nudge::send_email("x"))});
-  auto without = compile({nudge::rule_builder("r").when(nudge::on("probe")).then(
-      nudge::send_email("x"))});
+  auto without =
+      compile({nudge::rule_builder("r").when(nudge::on("probe")).then(nudge::send_email("x"))});
   REQUIRE(with_history->history_slot_count() == 1);
-  CHECK_THROWS_WITH(nudge::evaluate(*without, fresh(*with_history), std::vector<nudge::event>{}, t0),
-                    "contact \"ann\": state has 1 history slots, the program keeps 0 (a state "
-                    "from another program)");
+  CHECK_THROWS_WITH(
+      nudge::evaluate(*without, fresh(*with_history), std::vector<nudge::event>{}, t0),
+      "contact \"ann\": state has 1 history slots, the program keeps 0 (a state "
+      "from another program)");
   // A state without history (a fresh profile) is sized to the program.
   nudge::contact_state bare;
   bare.contact.id = "ann";
@@ -256,20 +262,25 @@ TEST_CASE("evaluate: internal actions raise events that trigger other rules",
           .then(nudge::set_status("trialist"))
           .then(nudge::add_tag("new"))  // already there: raises nothing
           .then(nudge::add_tag("seen") | nudge::notify_host{}),
-      nudge::rule_builder("on_tag").when(nudge::on("tag_added", "new")).then(
-          nudge::send_email("tagged")),
-      nudge::rule_builder("on_stage").when(nudge::on("stage_entered", "trial")).then(
-          nudge::send_email("staged")),
+      nudge::rule_builder("on_tag")
+          .when(nudge::on("tag_added", "new"))
+          .then(nudge::send_email("tagged")),
+      nudge::rule_builder("on_stage")
+          .when(nudge::on("stage_entered", "trial"))
+          .then(nudge::send_email("staged")),
       nudge::rule_builder("on_score")
           .when(nudge::on("score_changed"))
           .only_if(nudge::score().ge(10))
           .then(nudge::send_email("scored")),
-      nudge::rule_builder("on_detail").when(nudge::on("detail_set", "plan")).then(
-          nudge::send_email("detailed")),
-      nudge::rule_builder("on_group").when(nudge::on("group_added", "newsletter")).then(
-          nudge::send_email("grouped")),
-      nudge::rule_builder("on_status").when(nudge::on("status_changed", "trialist")).then(
-          nudge::send_email("statused")),
+      nudge::rule_builder("on_detail")
+          .when(nudge::on("detail_set", "plan"))
+          .then(nudge::send_email("detailed")),
+      nudge::rule_builder("on_group")
+          .when(nudge::on("group_added", "newsletter"))
+          .then(nudge::send_email("grouped")),
+      nudge::rule_builder("on_status")
+          .when(nudge::on("status_changed", "trialist"))
+          .then(nudge::send_email("statused")),
       nudge::rule_builder("tags_so_far")
           .when(nudge::on("tag_added", "seen"))
           .only_if(nudge::happened(nudge::on("tag_added")).exactly(2))
@@ -302,13 +313,15 @@ TEST_CASE("evaluate: rules that keep triggering each other fail with the chain",
   SECTION("two rules moving a contact between stages, with a small depth limit") {
     nudge::program_limits limits;
     limits.max_cascade_depth = 4;
-    auto p = compile({nudge::rule_builder("start").when(nudge::on("signup")).then(
-                          nudge::set_stage("a")),
-                      nudge::rule_builder("to_b").when(nudge::on("stage_entered", "a")).then(
-                          nudge::set_stage("b")),
-                      nudge::rule_builder("to_a").when(nudge::on("stage_entered", "b")).then(
-                          nudge::set_stage("a"))},
-                     limits);
+    auto p =
+        compile({nudge::rule_builder("start").when(nudge::on("signup")).then(nudge::set_stage("a")),
+                 nudge::rule_builder("to_b")
+                     .when(nudge::on("stage_entered", "a"))
+                     .then(nudge::set_stage("b")),
+                 nudge::rule_builder("to_a")
+                     .when(nudge::on("stage_entered", "b"))
+                     .then(nudge::set_stage("a"))},
+                limits);
     try {
       nudge::evaluate(*p, fresh(*p), std::vector{ev("signup", t0)}, t0);
       FAIL("no error");
@@ -340,10 +353,9 @@ TEST_CASE("evaluate: rules that keep triggering each other fail with the chain",
     }
   }
   SECTION("adding a tag the contact has raises nothing, so mutual tagging settles") {
-    auto p = compile({nudge::rule_builder("tag_a").when(nudge::on("tag_added", "a")).then(
-                          nudge::add_tag("b")),
-                      nudge::rule_builder("tag_b").when(nudge::on("tag_added", "b")).then(
-                          nudge::add_tag("a"))});
+    auto p = compile(
+        {nudge::rule_builder("tag_a").when(nudge::on("tag_added", "a")).then(nudge::add_tag("b")),
+         nudge::rule_builder("tag_b").when(nudge::on("tag_added", "b")).then(nudge::add_tag("a"))});
     auto out = nudge::evaluate(*p, fresh(*p), std::vector{ev("tag_added", t0, "a")}, t0);
     CHECK(out.state.contact.tags == nudge::name_map<nudge::time_point>{{"a", t0}, {"b", t0}});
   }

@@ -27,10 +27,17 @@ std::string runs(const nudge::rule& r, const std::vector<nudge::time_point>& tim
   std::string s;
   for (const auto& o : out.outcomes) {
     switch (o.kind) {
-      case nudge::rule_outcome_kind::passed: s += 'P'; break;
-      case nudge::rule_outcome_kind::suppressed: s += 'S'; break;
-      case nudge::rule_outcome_kind::failed: s += 'F'; break;
-      case nudge::rule_outcome_kind::triggered: break;
+      case nudge::rule_outcome_kind::passed:
+        s += 'P';
+        break;
+      case nudge::rule_outcome_kind::suppressed:
+        s += 'S';
+        break;
+      case nudge::rule_outcome_kind::failed:
+        s += 'F';
+        break;
+      case nudge::rule_outcome_kind::triggered:
+        break;
     }
   }
   return s;
@@ -104,11 +111,12 @@ TEST_CASE("rule: compilation reports every problem with its pointer", "[rule][er
   SECTION("several problems at once, in order") {
     nudge::rule_set rs;
     rs.owner_groups["empty"] = {};
-    rs.rules.push_back(nudge::rule_builder("").when(nudge::on("signup")).then(
-        nudge::send_email("")));
-    rs.rules.push_back(nudge::rule_builder("a").when(nudge::on("")).check_after(nudge::seconds(-1)));
-    rs.rules.push_back(nudge::rule_builder("a").when(nudge::on("signup")).then(
-        nudge::assign_owner("sales")));
+    rs.rules.push_back(
+        nudge::rule_builder("").when(nudge::on("signup")).then(nudge::send_email("")));
+    rs.rules.push_back(
+        nudge::rule_builder("a").when(nudge::on("")).check_after(nudge::seconds(-1)));
+    rs.rules.push_back(
+        nudge::rule_builder("a").when(nudge::on("signup")).then(nudge::assign_owner("sales")));
     try {
       nudge::program::compile(rs);
       FAIL("compiled");
@@ -148,17 +156,15 @@ TEST_CASE("rule: compilation reports every problem with its pointer", "[rule][er
     r = probe_rule().check_after(nudge::days(36'501));
     CHECK(compile_error(one(r)) == "/rules/0/delay: a delay must be between 0s and 36500d");
     r = probe_rule().then(nudge::send_email("late") | nudge::after{nudge::seconds(-5)});
-    CHECK(compile_error(one(r)) ==
-          "/rules/0/then/1/delay: a delay must be between 0s and 36500d");
+    CHECK(compile_error(one(r)) == "/rules/0/then/1/delay: a delay must be between 0s and 36500d");
     r = probe_rule().then(nudge::make_action(nudge::action_kind::add_score, {}));
     r.actions.back().val = std::string{"ten"};
     CHECK(compile_error(one(r)) == "/rules/0/then/1/value: add_score takes a number of points");
   }
   SECTION("conditions, with their paths") {
     auto with = [](nudge::condition c) { return one(probe_rule().only_if(std::move(c))); };
-    CHECK(compile_error(with(nudge::all({nudge::always(),
-                                         nudge::happened(nudge::on("x")).within(
-                                             nudge::seconds(0))}))) ==
+    CHECK(compile_error(with(nudge::all(
+              {nudge::always(), nudge::happened(nudge::on("x")).within(nudge::seconds(0))}))) ==
           "/rules/0/if/all/1/happened/within: a window must be longer than 0s and at most 36500d");
     CHECK(compile_error(with(nudge::happened(nudge::on("x")).at_least(-1))) ==
           "/rules/0/if/happened: a count bound cannot be negative");
@@ -171,22 +177,22 @@ TEST_CASE("rule: compilation reports every problem with its pointer", "[rule][er
           "/rules/0/if/not/detail: a detail name is required");
     CHECK(compile_error(with(nudge::contact_detail("a").in({}))) ==
           "/rules/0/if: \"in\" needs at least one candidate");
-    CHECK(compile_error(with(nudge::compare(nudge::field::detail, "a", nudge::compare_op::eq,
-                                            {}))) ==
-          "/rules/0/if: the comparison takes exactly one operand");
-    CHECK(compile_error(with(nudge::compare(nudge::field::detail, "a",
-                                            nudge::compare_op::exists, {true}))) ==
+    CHECK(
+        compile_error(with(nudge::compare(nudge::field::detail, "a", nudge::compare_op::eq, {}))) ==
+        "/rules/0/if: the comparison takes exactly one operand");
+    CHECK(compile_error(
+              with(nudge::compare(nudge::field::detail, "a", nudge::compare_op::exists, {true}))) ==
           "/rules/0/if: \"exists\" takes no operand");
-    CHECK(compile_error(with(nudge::compare(nudge::field::detail, "a",
-                                            nudge::compare_op::contains, {std::int64_t{1}}))) ==
+    CHECK(compile_error(with(nudge::compare(nudge::field::detail, "a", nudge::compare_op::contains,
+                                            {std::int64_t{1}}))) ==
           "/rules/0/if: \"contains\" and \"prefix\" compare text");
     CHECK(compile_error(with(nudge::score().ge(std::string{"high"}))) ==
           "/rules/0/if: a score compares with a number");
     CHECK(compile_error(with(nudge::has_tag(""))) == "/rules/0/if: a tag is required");
     CHECK(compile_error(with(nudge::in_group(""))) == "/rules/0/if: a group is required");
     // Action conditions are checked too.
-    CHECK(compile_error(one(probe_rule().then(
-              nudge::send_email("y") | nudge::only_when{nudge::has_tag("")}))) ==
+    CHECK(compile_error(one(
+              probe_rule().then(nudge::send_email("y") | nudge::only_when{nudge::has_tag("")}))) ==
           "/rules/0/then/1/if: a tag is required");
   }
   SECTION("limits") {
@@ -252,15 +258,15 @@ TEST_CASE("rule: the program knows its event types, delays and rules", "[rule][p
                          .check_after(nudge::days(60))
                          .only_if(nudge::happened(nudge::on("PURCHASE")))
                          .then(nudge::send_email("a") | nudge::after{nudge::days(6)}));
-  rs.rules.push_back(nudge::rule_builder("quick").when(nudge::on("signup")).check_after(
-      nudge::days(65)));
+  rs.rules.push_back(
+      nudge::rule_builder("quick").when(nudge::on("signup")).check_after(nudge::days(65)));
   auto p = nudge::program::compile(rs);
   CHECK(p->rule_count() == 2);
   CHECK(p->find_rule("quick") == 1u);
   CHECK_FALSE(p->find_rule("slow").has_value());
   CHECK(p->longest_delay() == nudge::days(66));
-  for (const char* known : {"page_view", "tag_added", "score_changed", "REFUND", "order",
-                            "PURCHASE"}) {
+  for (const char* known :
+       {"page_view", "tag_added", "score_changed", "REFUND", "order", "PURCHASE"}) {
     INFO(known);
     CHECK(p->knows_event_type(known));
   }
@@ -290,8 +296,10 @@ TEST_CASE("rule: the program keeps only the history its conditions read", "[rule
                happened(nudge::on_prefix("page_view", "/a")), happened(on("page_view"))}) == 4);
   // A delayed action's condition counts too.
   nudge::rule_set rs;
-  rs.rules.push_back(nudge::rule_builder("drip").when(nudge::on("signup")).then(
-      nudge::send_email("2") | nudge::only_when{happened(on("email_open", "1")).since_trigger()}));
+  rs.rules.push_back(nudge::rule_builder("drip")
+                         .when(nudge::on("signup"))
+                         .then(nudge::send_email("2") |
+                               nudge::only_when{happened(on("email_open", "1")).since_trigger()}));
   CHECK(nudge::program::compile(rs)->history_slot_count() == 1);
 }
 
@@ -299,12 +307,11 @@ TEST_CASE("rule: a windowed count keeps only as many event times as its bound ne
           "[rule][program]") {
   nudge::rule_set rs;
   rs.event_types = {"probe"};
-  rs.rules.push_back(nudge::rule_builder("frequent")
-                         .when(nudge::on("probe"))
-                         .only_if(nudge::happened(nudge::on("purchase"))
-                                      .within(nudge::days(30))
-                                      .at_least(3))
-                         .then(nudge::send_email("x")));
+  rs.rules.push_back(
+      nudge::rule_builder("frequent")
+          .when(nudge::on("probe"))
+          .only_if(nudge::happened(nudge::on("purchase")).within(nudge::days(30)).at_least(3))
+          .then(nudge::send_email("x")));
   auto p = nudge::program::compile(rs);
   std::vector<nudge::event> events;
   for (int i = 0; i < 10; ++i) {

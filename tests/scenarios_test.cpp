@@ -14,10 +14,9 @@ namespace {
 
 const nudge::time_point t0 = nudge::from_epoch(1'704'067'200);  // 2024-01-01T00:00:00Z
 
-nudge::event ev(std::string contact, std::string type, nudge::time_point at,
-                std::string key = {}) {
-  return nudge::event{.contact = std::move(contact), .type = std::move(type), .at = at,
-                      .key = std::move(key)};
+nudge::event ev(std::string contact, std::string type, nudge::time_point at, std::string key = {}) {
+  return nudge::event{
+      .contact = std::move(contact), .type = std::move(type), .at = at, .key = std::move(key)};
 }
 
 std::string line(const nudge::due_action& a) {
@@ -132,22 +131,21 @@ TEST_CASE("scenario: reactivation e-mails a customer with no PURCHASE for 60 day
 TEST_CASE("scenario: abandoned cart via the cart URL without the thank-you page",
           "[scenario][cart]") {
   nudge::rule_set rs;
-  rs.rules.push_back(nudge::rule_builder("cart_url")
-                         .when(nudge::on_prefix("page_view", "/cart"))
-                         .check_after(nudge::hours(1))
-                         .only_if(nudge::not_happened(nudge::on("page_view", "/thank-you"))
-                                      .since_trigger())
-                         .then(nudge::send_email("cart_reminder"))
-                         .once_per(nudge::days(1)));
+  rs.rules.push_back(
+      nudge::rule_builder("cart_url")
+          .when(nudge::on_prefix("page_view", "/cart"))
+          .check_after(nudge::hours(1))
+          .only_if(nudge::not_happened(nudge::on("page_view", "/thank-you")).since_trigger())
+          .then(nudge::send_email("cart_reminder"))
+          .once_per(nudge::days(1)));
   shop s{rs};
   const auto nine = t0 + nudge::hours(9);
   s.process({ev("ann", "page_view", nine, "/cart/42"),
              ev("ann", "page_view", nine + nudge::minutes(10), "/cart/43"),  // once per day
              ev("bob", "page_view", nine, "/cart"),
              ev("bob", "page_view", nine + nudge::minutes(30), "/thank-you"),  // bought
-             ev("cid", "page_view", nine - nudge::hours(1), "/thank-you"),  // an earlier order
-             ev("cid", "page_view", nine, "/cart"),
-             ev("dan", "page_view", nine, "/cart"),
+             ev("cid", "page_view", nine - nudge::hours(1), "/thank-you"),     // an earlier order
+             ev("cid", "page_view", nine, "/cart"), ev("dan", "page_view", nine, "/cart"),
              ev("dan", "page_view", nine + nudge::hours(1), "/thank-you")},  // at the check
             t0 + nudge::hours(12));
   CHECK(s.log == lines{
@@ -223,14 +221,14 @@ TEST_CASE("scenario: a customer tagged VIP gets a coupon and an e-mail carrying 
                 nudge::with_param{"coupon", "from generate_coupon"})
           .once());
   shop s{rs};
-  s.engine.upsert_contacts(std::vector<nudge::contact>{
-      {.id = "ann", .status = "customer"}, {.id = "bob", .status = "lead"}});
+  s.engine.upsert_contacts(std::vector<nudge::contact>{{.id = "ann", .status = "customer"},
+                                                       {.id = "bob", .status = "lead"}});
   const auto at = [](int h) { return t0 + nudge::hours(h); };
   s.process({ev("ann", "tag_added", at(1), "vip"),  // the host assigns the tag
              ev("bob", "tag_added", at(1), "vip"),  // a lead: no coupon
              ev("cid", "purchase", at(2)), ev("cid", "purchase", at(3)),
-             ev("cid", "purchase", at(4)),  // third purchase: the engine tags cid VIP
-             ev("cid", "purchase", at(5)),  // already VIP: no second tag_added
+             ev("cid", "purchase", at(4)),           // third purchase: the engine tags cid VIP
+             ev("cid", "purchase", at(5)),           // already VIP: no second tag_added
              ev("ann", "tag_added", at(6), "vip")},  // once per contact
             t0 + nudge::days(1));
   CHECK(s.log == lines{
@@ -248,12 +246,11 @@ TEST_CASE("scenario: a customer tagged VIP gets a coupon and an e-mail carrying 
   CHECK(st.failed == 1);
   CHECK(st.suppressed == 1);
   CHECK(st.emitted == 4);
-  CHECK(s.stats("vip_after_three").passed == 2);  // purchases 3 and 4
+  CHECK(s.stats("vip_after_three").passed == 2);   // purchases 3 and 4
   CHECK(s.stats("vip_after_three").emitted == 0);  // internal, not reported
 }
 
-TEST_CASE("scenario: lead assignment picks a rep by hash of the contact id",
-          "[scenario][lead]") {
+TEST_CASE("scenario: lead assignment picks a rep by hash of the contact id", "[scenario][lead]") {
   // Standard FNV-1a 64 test vectors, so the pick is pinned independently of the library.
   CHECK(nudge::fnv1a64("") == 0xcbf29ce484222325ULL);
   CHECK(nudge::fnv1a64("a") == 0xaf63dc4c8601ec8cULL);
@@ -262,8 +259,8 @@ TEST_CASE("scenario: lead assignment picks a rep by hash of the contact id",
   const std::vector<std::string> reps{"anna", "bartek", "celina"};
   nudge::rule_set rs;
   rs.owner_groups["reps"] = reps;
-  const auto qualified = nudge::any({nudge::contact_detail("company").exists(),
-                                     nudge::stage().eq("sql")});
+  const auto qualified =
+      nudge::any({nudge::contact_detail("company").exists(), nudge::stage().eq("sql")});
   rs.rules.push_back(nudge::rule_builder("lead_by_visit")
                          .when(nudge::on("page_view", "/pricing"))
                          .only_if(qualified)
@@ -282,19 +279,19 @@ TEST_CASE("scenario: lead assignment picks a rep by hash of the contact id",
       with_detail("empty-co", "company", std::string{}),  // an empty text does not "exist"
   });
   const auto at = [](int h) { return t0 + nudge::hours(h); };
-  s.process({ev("acme-1", "page_view", at(1), "/pricing"), ev("lead-7", "tag_added", at(2), "hot"),
-             ev("anon-3", "page_view", at(3), "/pricing"),
-             ev("globex-2", "tag_added", at(4), "hot"),
-             ev("empty-co", "page_view", at(5), "/pricing")},
-            t0 + nudge::days(1));
+  s.process(
+      {ev("acme-1", "page_view", at(1), "/pricing"), ev("lead-7", "tag_added", at(2), "hot"),
+       ev("anon-3", "page_view", at(3), "/pricing"), ev("globex-2", "tag_added", at(4), "hot"),
+       ev("empty-co", "page_view", at(5), "/pricing")},
+      t0 + nudge::days(1));
   const auto pick = [&](std::string_view id) { return reps[fnv1a(id) % reps.size()]; };
-  CHECK(s.log == lines{
-                     "2024-01-01T01:00:00Z acme-1 lead_by_visit assign_owner(" + pick("acme-1") + ")",
-                     "2024-01-01T01:00:00Z acme-1 lead_by_visit notify_owner(new_lead)",
-                     "2024-01-01T02:00:00Z lead-7 lead_by_tag assign_owner(" + pick("lead-7") + ")",
-                     "2024-01-01T04:00:00Z globex-2 lead_by_tag assign_owner(" + pick("globex-2") +
-                         ")",
-                 });
+  CHECK(s.log ==
+        lines{
+            "2024-01-01T01:00:00Z acme-1 lead_by_visit assign_owner(" + pick("acme-1") + ")",
+            "2024-01-01T01:00:00Z acme-1 lead_by_visit notify_owner(new_lead)",
+            "2024-01-01T02:00:00Z lead-7 lead_by_tag assign_owner(" + pick("lead-7") + ")",
+            "2024-01-01T04:00:00Z globex-2 lead_by_tag assign_owner(" + pick("globex-2") + ")",
+        });
   for (const char* id : {"acme-1", "lead-7", "globex-2"}) {
     INFO(id);
     CHECK(s.profile(id).owner == pick(id));
@@ -310,11 +307,10 @@ TEST_CASE("scenario: lead assignment spreads contacts over reps", "[scenario][le
   auto salted = nudge::assign_owner("reps") | nudge::notify_host{};
   salted.salt = "2024-q1";
   rs.rules.push_back(nudge::rule_builder("salted").when(nudge::on("page_view")).then(salted));
-  rs.rules.push_back(
-      nudge::rule_builder("round_robin")
-          .when(nudge::on("signup"))
-          .then(nudge::assign_owner("reps", nudge::owner_pick::round_robin) |
-                nudge::notify_host{}));
+  rs.rules.push_back(nudge::rule_builder("round_robin")
+                         .when(nudge::on("signup"))
+                         .then(nudge::assign_owner("reps", nudge::owner_pick::round_robin) |
+                               nudge::notify_host{}));
   shop s{rs};
 
   SECTION("by hash of the contact id followed by the salt") {
@@ -336,11 +332,11 @@ TEST_CASE("scenario: lead assignment spreads contacts over reps", "[scenario][le
     }
   }
   SECTION("round robin, in the order contacts are processed, across batches") {
-    s.process({ev("s1", "signup", t0), ev("s2", "signup", t0 + nudge::minutes(1)),
-               ev("s3", "signup", t0 + nudge::minutes(2)),
-               ev("s4", "signup", t0 + nudge::minutes(3)),
-               ev("s5", "signup", t0 + nudge::minutes(4))},
-              t0 + nudge::hours(1));
+    s.process(
+        {ev("s1", "signup", t0), ev("s2", "signup", t0 + nudge::minutes(1)),
+         ev("s3", "signup", t0 + nudge::minutes(2)), ev("s4", "signup", t0 + nudge::minutes(3)),
+         ev("s5", "signup", t0 + nudge::minutes(4))},
+        t0 + nudge::hours(1));
     s.process({ev("s6", "signup", t0 + nudge::hours(2))}, t0 + nudge::hours(2));
     CHECK(s.log == lines{
                        "2024-01-01T00:00:00Z s1 round_robin assign_owner(anna)",
@@ -362,19 +358,20 @@ TEST_CASE("scenario: education drip, each next message only if the previous was 
   rs.rules.push_back(
       nudge::rule_builder("education")
           .when(nudge::on("stage_entered", "onboarding"))
-          .only_if(nudge::any({nudge::has_tag("newsletter"),
-                               nudge::contact_detail("language").exists()}))
+          .only_if(nudge::any(
+              {nudge::has_tag("newsletter"), nudge::contact_detail("language").exists()}))
           .then(nudge::send_email("edu_1"))
           .then(nudge::notify_owner("edu_started"))
           .then(nudge::send_email("edu_2") | nudge::after{nudge::days(3)} |
                 nudge::only_when{nudge::happened(nudge::on("email_open", "edu_1")).since_trigger()})
-          .then(nudge::send_email("edu_3") | nudge::after{nudge::days(6)} |
-                nudge::only_when{
-                    nudge::happened(nudge::on("email_open", "edu_2")).since_trigger()}));
+          .then(
+              nudge::send_email("edu_3") | nudge::after{nudge::days(6)} |
+              nudge::only_when{nudge::happened(nudge::on("email_open", "edu_2")).since_trigger()}));
   shop s{rs};
-  s.engine.upsert_contacts(std::vector<nudge::contact>{
-      with_detail("ann", "language", std::string{"pl"}),
-      with_detail("dan", "language", std::string{"en"}), {.id = "cid"}});
+  s.engine.upsert_contacts(
+      std::vector<nudge::contact>{with_detail("ann", "language", std::string{"pl"}),
+                                  with_detail("dan", "language", std::string{"en"}),
+                                  {.id = "cid"}});
   s.process({ev("ann", "signup", t0),  // set_stage raises stage_entered
              ev("bob", "tag_added", t0 + nudge::minutes(30), "newsletter"),
              ev("bob", "stage_entered", t0 + nudge::hours(1), "onboarding"),  // from the host
@@ -416,12 +413,11 @@ TEST_CASE("scenario: restaurant loyalty thanks each order, rewards the fifth, mi
                          .when(nudge::on("order"))
                          .only_if(nudge::happened(nudge::on("order")).exactly(5))
                          .then(nudge::send_sms("fifth_order_reward")));
-  rs.rules.push_back(
-      nudge::rule_builder("we_miss_you")
-          .when(nudge::on("order"))
-          .check_after(nudge::days(30))
-          .only_if(nudge::not_happened(nudge::on("order")).within(nudge::days(30)))
-          .then(nudge::send_email("we_miss_you")));
+  rs.rules.push_back(nudge::rule_builder("we_miss_you")
+                         .when(nudge::on("order"))
+                         .check_after(nudge::days(30))
+                         .only_if(nudge::not_happened(nudge::on("order")).within(nudge::days(30)))
+                         .then(nudge::send_email("we_miss_you")));
   shop s{rs};
   std::vector<nudge::event> orders;
   for (int week = 0; week < 5; ++week) {

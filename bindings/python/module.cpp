@@ -1,0 +1,988 @@
+// bindings/python/module.cpp: nudge._core, the engine for Python.
+//
+// Programs from JSON, engines with Python stores and sinks, due actions, contacts and
+// statistics. Conversions between Python objects and nudge's types happen here, with the GIL
+// held; the evaluation of a batch runs with the GIL released, and Python callbacks re-acquire it.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+// After pybind11, which includes Python.h first as CPython requires.
+#include <datetime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include <nudge/nudge.hpp>
+#ifdef NUDGE_PY_HAVE_JSON
+#  include <nudge/load_rules.hpp>
+#endif
+#ifdef NUDGE_PY_HAVE_REPLAY
+#  include <nudge/replay.hpp>
+#endif
+
+namespace py = pybind11;
+using namespace pybind11::literals;
+
+namespace {
+
+// ---- Time ------------------------------------------------------------------------------------
+
+// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+constexpr std::int64_t days_from_civil(std::int64_t y, std::int64_t m, std::int64_t d) noexcept {
+  y -= m <= 2 ? 1 : 0;
+  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const std::int64_t yoe = y - era * 400;
+  const std::int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const std::int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+struct civil {
+  int year, month, day;
+};
+constexpr civil civil_from_days(std::int64_t z) noexcept {
+  z += 719468;
+  const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const std::int64_t doe = z - era * 146097;
+  const std::int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const std::int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const std::int64_t mp = (5 * doy + 2) / 153;
+  const std::int64_t d = doy - (153 * mp + 2) / 5 + 1;
+  const std::int64_t m = mp < 10 ? mp + 3 : mp - 9;
+  return {static_cast<int>(yoe + era * 400 + (m <= 2 ? 1 : 0)), static_cast<int>(m),
+          static_cast<int>(d)};
+}
+
+// CPython's datetime accessors are macros with C-style casts.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wold-style-cast"
+std::int64_t delta_seconds(PyObject* delta) noexcept {
+  return std::int64_t{PyDateTime_DELTA_GET_DAYS(delta)} * 86400 +
+         PyDateTime_DELTA_GET_SECONDS(delta);
+}
+// The datetime's wall-clock fields as seconds since 1970-01-01 (ignoring its zone).
+std::int64_t local_seconds(PyObject* o) noexcept {
+  return days_from_civil(PyDateTime_GET_YEAR(o), PyDateTime_GET_MONTH(o), PyDateTime_GET_DAY(o)) *
+             86400 +
+         std::int64_t{PyDateTime_DATE_GET_HOUR(o)} * 3600 + PyDateTime_DATE_GET_MINUTE(o) * 60 +
+         PyDateTime_DATE_GET_SECOND(o);
+}
+#pragma GCC diagnostic pop
+
+std::string type_name(py::handle o) { return py::str(py::type::handle_of(o).attr("__name__")); }
+
+nudge::time_point checked(std::int64_t seconds, std::string_view what) {
+  const auto t = nudge::from_epoch(seconds);
+  if (t < nudge::min_time || t > nudge::max_time) {
+    throw py::value_error(fmt::format(
+        "{}: {} is outside the instants nudge accepts (1900-01-01 to 9999-12-31 UTC)", what,
+        seconds));
+  }
+  return t;
+}
+
+// A timezone-aware datetime, epoch seconds (int or float, floored to the second), or an ISO-8601
+// string with an offset. A naive datetime is refused: nudge never guesses a zone.
+nudge::time_point to_time(py::handle obj, std::string_view what) {
+  PyObject* o = obj.ptr();
+  if (PyLong_Check(o) && !PyBool_Check(o)) {
+    int overflow = 0;
+    const long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow != 0) {
+      throw py::value_error(fmt::format(
+          "{}: {} is outside the instants nudge accepts (1900-01-01 to 9999-12-31 UTC)", what,
+          py::str(obj).cast<std::string>()));
+    }
+    return checked(v, what);
+  }
+  if (PyDateTime_Check(o)) {
+    PyObject* tz = PyDateTime_DATE_GET_TZINFO(o);
+    std::int64_t offset = 0;
+    if (tz != PyDateTime_TimeZone_UTC) {
+      py::object delta = tz == Py_None ? py::none() : obj.attr("utcoffset")();
+      if (delta.is_none()) {
+        throw py::value_error(fmt::format(
+            "{}: naive datetime {} has no time zone; nudge never guesses one: pass an aware "
+            "datetime (e.g. tzinfo=datetime.timezone.utc) or epoch seconds",
+            what, py::str(obj).cast<std::string>()));
+      }
+      offset = delta_seconds(delta.ptr());
+    }
+    const std::int64_t local = local_seconds(o);
+    return checked(local - offset, what);
+  }
+  if (PyFloat_Check(o)) {
+    const double d = PyFloat_AS_DOUBLE(o);
+    if (!std::isfinite(d) || d < -1e13 || d > 1e13) {
+      throw py::value_error(fmt::format("{}: {} is not a usable epoch time", what, d));
+    }
+    return checked(static_cast<std::int64_t>(std::floor(d)), what);
+  }
+  if (PyUnicode_Check(o)) {
+    const auto text = obj.cast<std::string_view>();
+    if (auto t = nudge::parse_time(text)) {
+      return *t;
+    }
+    throw py::value_error(fmt::format(
+        "{}: \"{}\" is not an ISO-8601 time with an offset (e.g. 2024-01-01T10:00:00Z) nor "
+        "epoch seconds",
+        what, text));
+  }
+  throw py::type_error(fmt::format(
+      "{}: expected a timezone-aware datetime or epoch seconds (int or float), got {}", what,
+      type_name(obj)));
+}
+
+// An aware UTC datetime.
+py::object to_datetime(nudge::time_point t) {
+  const std::int64_t s = nudge::to_epoch(t);
+  std::int64_t days = s / 86400;
+  std::int64_t rest = s % 86400;
+  if (rest < 0) {
+    rest += 86400;
+    --days;
+  }
+  const civil c = civil_from_days(days);
+  PyObject* dt = PyDateTimeAPI->DateTime_FromDateAndTime(
+      c.year, c.month, c.day, static_cast<int>(rest / 3600), static_cast<int>(rest / 60 % 60),
+      static_cast<int>(rest % 60), 0, PyDateTime_TimeZone_UTC, PyDateTimeAPI->DateTimeType);
+  if (dt == nullptr) {
+    throw py::error_already_set();
+  }
+  return py::reinterpret_steal<py::object>(dt);
+}
+
+py::object to_datetime(const std::optional<nudge::time_point>& t) {
+  return t ? to_datetime(*t) : py::none();
+}
+
+// ---- Values ----------------------------------------------------------------------------------
+
+nudge::value to_value(py::handle obj, std::string_view what) {
+  PyObject* o = obj.ptr();
+  if (PyBool_Check(o)) {
+    return o == Py_True;
+  }
+  if (PyLong_Check(o)) {
+    int overflow = 0;
+    const long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow != 0) {
+      throw py::value_error(fmt::format("{}: integer does not fit in 64 bits", what));
+    }
+    return std::int64_t{v};
+  }
+  if (PyFloat_Check(o)) {
+    return PyFloat_AS_DOUBLE(o);
+  }
+  if (PyUnicode_Check(o)) {
+    return obj.cast<std::string>();
+  }
+  if (PyDateTime_Check(o)) {
+    return to_time(obj, what);
+  }
+  throw py::type_error(fmt::format(
+      "{}: expected str, int, float, bool or an aware datetime, got {}", what, type_name(obj)));
+}
+
+py::object from_value(const nudge::value& v) {
+  return std::visit(
+      [](const auto& x) -> py::object {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, nudge::time_point>) {
+          return to_datetime(x);
+        } else {
+          return py::cast(x);
+        }
+      },
+      v);
+}
+
+std::string to_text(py::handle obj, std::string_view what) {
+  if (!PyUnicode_Check(obj.ptr())) {
+    throw py::type_error(fmt::format("{}: expected str, got {}", what, type_name(obj)));
+  }
+  Py_ssize_t size = 0;
+  const char* data = PyUnicode_AsUTF8AndSize(obj.ptr(), &size);
+  if (data == nullptr) {
+    throw py::error_already_set();
+  }
+  return std::string(data, static_cast<std::size_t>(size));
+}
+
+// ---- Events ----------------------------------------------------------------------------------
+
+void read_props(py::handle props, nudge::event& e, const std::string& what) {
+  if (props.is_none()) {
+    return;
+  }
+  if (!PyDict_Check(props.ptr())) {
+    throw py::type_error(fmt::format("{}.props: expected a dict, got {}", what, type_name(props)));
+  }
+  for (auto [k, v] : py::reinterpret_borrow<py::dict>(props)) {
+    auto name = to_text(k, what + ".props key");
+    auto val = to_value(v, fmt::format("{}.props[{}]", what, name));
+    e.props.insert_or_assign(std::move(name), std::move(val));
+  }
+}
+
+// A dict {"contact", "type", "at", "key", "props"} or a tuple (contact, type, at[, key[, props]]).
+void read_event(py::handle item, std::size_t index, nudge::event& e) {
+  PyObject* o = item.ptr();
+  if (PyTuple_Check(o) || PyList_Check(o)) {
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(o);
+    PyObject** f = PySequence_Fast_ITEMS(o);
+    if (n < 3 || n > 5) {
+      throw py::value_error(fmt::format(
+          "events[{}]: a tuple event is (contact, type, at[, key[, props]]), got {} items", index,
+          n));
+    }
+    e.contact = to_text(f[0], fmt::format("events[{}].contact", index));
+    e.type = to_text(f[1], fmt::format("events[{}].type", index));
+    e.at = to_time(f[2], fmt::format("events[{}].at", index));
+    if (n >= 4 && f[3] != Py_None) {
+      e.key = to_text(f[3], fmt::format("events[{}].key", index));
+    }
+    if (n == 5) {
+      read_props(f[4], e, fmt::format("events[{}]", index));
+    }
+    return;
+  }
+  if (PyDict_Check(o)) {
+    bool has_contact = false, has_type = false, has_at = false;
+    for (auto [k, v] : py::reinterpret_borrow<py::dict>(item)) {
+      const auto name = to_text(k, fmt::format("events[{}] key", index));
+      if (name == "contact") {
+        e.contact = to_text(v, fmt::format("events[{}].contact", index));
+        has_contact = true;
+      } else if (name == "type") {
+        e.type = to_text(v, fmt::format("events[{}].type", index));
+        has_type = true;
+      } else if (name == "at") {
+        e.at = to_time(v, fmt::format("events[{}].at", index));
+        has_at = true;
+      } else if (name == "key") {
+        if (!v.is_none()) {
+          e.key = to_text(v, fmt::format("events[{}].key", index));
+        }
+      } else if (name == "props") {
+        read_props(v, e, fmt::format("events[{}]", index));
+      } else {
+        throw py::value_error(fmt::format(
+            "events[{}]: unknown field \"{}\" (expected contact, type, at, key, props)", index,
+            name));
+      }
+    }
+    if (!has_contact || !has_type || !has_at) {
+      throw py::value_error(fmt::format("events[{}]: missing \"{}\" (an event needs contact, type "
+                                        "and at)",
+                                        index,
+                                        !has_contact ? "contact" : (!has_type ? "type" : "at")));
+    }
+    return;
+  }
+  throw py::type_error(fmt::format(
+      "events[{}]: expected a dict or a tuple (contact, type, at[, key[, props]]), got {}", index,
+      type_name(item)));
+}
+
+std::vector<nudge::event> read_events(py::handle events) {
+  std::vector<nudge::event> out;
+  if (PyList_Check(events.ptr()) || PyTuple_Check(events.ptr())) {
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(events.ptr());
+    PyObject** items = PySequence_Fast_ITEMS(events.ptr());
+    out.resize(static_cast<std::size_t>(n));
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      read_event(items[i], static_cast<std::size_t>(i), out[static_cast<std::size_t>(i)]);
+    }
+    return out;
+  }
+  std::size_t i = 0;
+  for (auto item : py::iter(events)) {
+    read_event(item, i++, out.emplace_back());
+  }
+  return out;
+}
+
+// ---- Due actions -----------------------------------------------------------------------------
+
+/// A due action as Python sees it. The string views in `action` point into `program`, which
+/// this object keeps alive.
+struct py_due_action {
+  nudge::due_action action;
+  std::shared_ptr<const nudge::program> program;
+};
+
+py::dict params_of(const py_due_action& a) {
+  py::dict d;
+  if (a.action.definition != nullptr) {
+    for (const auto& [k, v] : a.action.definition->params) {
+      d[py::str(k)] = py::str(v);
+    }
+  }
+  return d;
+}
+
+std::string repr_of(const py_due_action& a) {
+  const auto& d = a.action;
+  return fmt::format("DueAction(contact={}, rule={}, action={}, arg={}, due={}, params={})",
+                     py::repr(py::str(d.contact)).cast<std::string>(),
+                     py::repr(py::str(d.rule.data(), d.rule.size())).cast<std::string>(),
+                     py::repr(py::str(std::string{d.verb()})).cast<std::string>(),
+                     py::repr(py::str(d.arg.data(), d.arg.size())).cast<std::string>(),
+                     nudge::format_time(d.due_at), py::repr(params_of(a)).cast<std::string>());
+}
+
+py::list to_list(std::vector<nudge::due_action>&& actions,
+                 const std::shared_ptr<const nudge::program>& program) {
+  py::list out(actions.size());
+  for (std::size_t i = 0; i < actions.size(); ++i) {
+    out[i] = py::cast(py_due_action{std::move(actions[i]), program});
+  }
+  return out;
+}
+
+py::list to_list(std::span<const nudge::due_action> actions,
+                 const std::shared_ptr<const nudge::program>& program) {
+  py::list out(actions.size());
+  for (std::size_t i = 0; i < actions.size(); ++i) {
+    out[i] = py::cast(py_due_action{actions[i], program});
+  }
+  return out;
+}
+
+// ---- Contacts --------------------------------------------------------------------------------
+
+py::dict details_of(const nudge::contact& c) {
+  py::dict d;
+  for (const auto& [k, v] : c.details) {
+    d[py::str(k)] = from_value(v);
+  }
+  return d;
+}
+py::dict tags_of(const nudge::contact& c) {
+  py::dict d;
+  for (const auto& [k, v] : c.tags) {
+    d[py::str(k)] = to_datetime(v);
+  }
+  return d;
+}
+py::dict consent_of(const nudge::contact& c) {
+  py::dict d;
+  for (const auto& [k, v] : c.consent) {
+    d[py::str(k)] = py::bool_(v);
+  }
+  return d;
+}
+py::frozenset groups_of(const nudge::contact& c) {
+  py::set s;
+  for (const auto& g : c.groups) {
+    s.add(py::str(g));
+  }
+  return py::frozenset(s);
+}
+
+py::dict contact_dict(const nudge::contact& c) {
+  return py::dict("id"_a = c.id, "details"_a = details_of(c), "tags"_a = tags_of(c),
+                  "score"_a = c.score, "owner"_a = c.owner, "status"_a = c.status,
+                  "stage"_a = c.stage, "groups"_a = groups_of(c), "consent"_a = consent_of(c),
+                  "time_zone"_a = c.time_zone);
+}
+
+// Applies the given profile fields to `c`; fields not given keep their values.
+void apply_fields(nudge::contact& c, const py::dict& fields) {
+  for (auto [k, v] : fields) {
+    const auto name = to_text(k, "contact field name");
+    const std::string what = "contact field " + name;
+    if (name == "details") {
+      c.details.clear();
+      for (auto [dk, dv] : py::cast<py::dict>(v)) {
+        auto key = to_text(dk, what + " key");
+        auto val = to_value(dv, fmt::format("details[{}]", key));
+        c.details.insert_or_assign(std::move(key), std::move(val));
+      }
+    } else if (name == "tags") {
+      c.tags.clear();
+      if (PyDict_Check(v.ptr())) {
+        for (auto [tk, tv] : py::reinterpret_borrow<py::dict>(v)) {
+          auto tag = to_text(tk, what + " key");
+          auto at = to_time(tv, fmt::format("tags[{}]", tag));
+          c.tags.insert_or_assign(std::move(tag), at);
+        }
+      } else {
+        if (PyUnicode_Check(v.ptr())) {
+          throw py::type_error("contact field tags: expected a dict {tag: time} or an iterable "
+                               "of tags, got a str");
+        }
+        for (auto t : py::iter(v)) {
+          c.tags.insert_or_assign(to_text(t, "tag"), nudge::from_epoch(0));
+        }
+      }
+    } else if (name == "score") {
+      if (PyBool_Check(v.ptr()) || !(PyLong_Check(v.ptr()) || PyFloat_Check(v.ptr()))) {
+        throw py::type_error(
+            fmt::format("contact field score: expected a number, got {}", type_name(v)));
+      }
+      c.score = v.cast<double>();
+    } else if (name == "owner") {
+      c.owner = to_text(v, what);
+    } else if (name == "status") {
+      c.status = to_text(v, what);
+    } else if (name == "stage") {
+      c.stage = to_text(v, what);
+    } else if (name == "time_zone") {
+      c.time_zone = to_text(v, what);
+    } else if (name == "consent") {
+      c.consent.clear();
+      for (auto [ck, cv] : py::cast<py::dict>(v)) {
+        if (!PyBool_Check(cv.ptr())) {
+          throw py::type_error(fmt::format("contact field consent: expected bool values, got {}",
+                                           type_name(cv)));
+        }
+        c.consent.insert_or_assign(to_text(ck, what + " key"), cv.ptr() == Py_True);
+      }
+    } else if (name == "groups") {
+      if (PyUnicode_Check(v.ptr())) {
+        throw py::type_error("contact field groups: expected an iterable of group names, got a "
+                             "str");
+      }
+      c.groups.clear();
+      for (auto g : py::iter(v)) {
+        c.groups.insert(to_text(g, "group"));
+      }
+    } else if (name == "id") {
+      if (to_text(v, what) != c.id) {
+        throw py::value_error(
+            fmt::format("contact field id: \"{}\" differs from the contact's id \"{}\"",
+                        to_text(v, what), c.id));
+      }
+    } else {
+      throw py::value_error(fmt::format(
+          "unknown contact field \"{}\" (expected details, tags, score, owner, status, stage, "
+          "groups, consent, time_zone)",
+          name));
+    }
+  }
+}
+
+// ---- Exceptions ------------------------------------------------------------------------------
+
+// Exception classes created at import; deliberately leaked (they live as long as the module).
+PyObject* rule_error_type = nullptr;
+PyObject* input_error_type = nullptr;
+PyObject* rule_cycle_error_type = nullptr;
+PyObject* callback_error_type = nullptr;
+
+void raise(PyObject* type, const char* message, const py::dict& attributes) {
+  py::object instance = py::reinterpret_borrow<py::object>(type)(py::str(message));
+  for (auto [k, v] : attributes) {
+    py::setattr(instance, k, v);
+  }
+  PyErr_SetObject(type, instance.ptr());
+}
+
+// If a host callback failed with a Python exception, rethrows that exception itself (the same
+// object); otherwise returns so the caller rethrows the callback_error.
+void rethrow_python_cause(const nudge::callback_error& e) {
+  try {
+    std::rethrow_if_nested(e);
+  } catch (py::error_already_set&) {
+    throw;
+  } catch (...) {
+  }
+}
+
+// ---- Host callbacks --------------------------------------------------------------------------
+
+/// A store whose load/save/due are methods of a Python object.
+class py_store final : public nudge::store {
+ public:
+  explicit py_store(py::object obj) : obj_(std::move(obj)) {
+    for (const char* name : {"load", "save", "due"}) {
+      if (!py::hasattr(obj_, name) || !PyCallable_Check(obj_.attr(name).ptr())) {
+        throw py::type_error(fmt::format(
+            "store: {} has no method {}() (a store needs load, save and due)", type_name(obj_),
+            name));
+      }
+    }
+  }
+  ~py_store() override {
+    py::gil_scoped_acquire gil;
+    obj_ = py::object();
+  }
+  py_store(const py_store&) = delete;
+  py_store& operator=(const py_store&) = delete;
+
+  std::optional<nudge::contact_state> load(std::string_view contact) override {
+    py::gil_scoped_acquire gil;
+    py::object r = obj_.attr("load")(py::str(contact.data(), contact.size()));
+    if (r.is_none()) {
+      return std::nullopt;
+    }
+    if (!py::isinstance<nudge::contact_state>(r)) {
+      throw py::type_error(fmt::format(
+          "store.load must return a ContactState (as handed to save) or None, got {}",
+          type_name(r)));
+    }
+    return r.cast<const nudge::contact_state&>();
+  }
+  void save(std::span<nudge::contact_state> states) override {
+    py::gil_scoped_acquire gil;
+    py::list l(states.size());
+    for (std::size_t i = 0; i < states.size(); ++i) {
+      l[i] = py::cast(std::move(states[i]));
+    }
+    obj_.attr("save")(l);
+  }
+  std::vector<std::string> due(nudge::time_point t) override {
+    py::gil_scoped_acquire gil;
+    py::object r = obj_.attr("due")(to_datetime(t));
+    std::vector<std::string> ids;
+    for (auto id : py::iter(r)) {
+      ids.push_back(to_text(id, "store.due item"));
+    }
+    return ids;
+  }
+  const py::object& object() const noexcept { return obj_; }
+
+ private:
+  py::object obj_;
+};
+
+/// A sink that calls a Python callable with the batch's list of DueAction.
+class py_sink final : public nudge::sink {
+ public:
+  py_sink(py::object f, std::shared_ptr<const nudge::program> program)
+      : f_(std::move(f)), program_(std::move(program)) {
+    if (!PyCallable_Check(f_.ptr())) {
+      throw py::type_error(fmt::format(
+          "sink: expected a callable taking a list of DueAction, got {}", type_name(f_)));
+    }
+  }
+  ~py_sink() override {
+    py::gil_scoped_acquire gil;
+    f_ = py::object();
+  }
+  py_sink(const py_sink&) = delete;
+  py_sink& operator=(const py_sink&) = delete;
+
+  void deliver(std::span<const nudge::due_action> actions) override {
+    py::gil_scoped_acquire gil;
+    f_(to_list(actions, program_));
+  }
+  const py::object& object() const noexcept { return f_; }
+
+ private:
+  py::object f_;
+  std::shared_ptr<const nudge::program> program_;
+};
+
+// ---- Engine ----------------------------------------------------------------------------------
+
+class py_engine {
+ public:
+  py_engine(std::shared_ptr<const nudge::program> program, const py::object& store,
+            const py::object& sink, bool create_unknown_contacts)
+      : program_(std::move(program)) {
+    if (!program_) {
+      throw py::type_error("Engine: program is None");
+    }
+    if (!store.is_none()) {
+      store_ = std::make_unique<py_store>(store);
+    }
+    if (!sink.is_none()) {
+      sink_ = std::make_unique<py_sink>(sink, program_);
+    }
+    engine_ = std::make_unique<nudge::engine>(
+        program_, store_.get(), sink_.get(),
+        nudge::engine_options{.create_unknown_contacts = create_unknown_contacts});
+  }
+
+  // Runs `f` with the GIL released and the engine locked; a Python exception raised in a
+  // callback comes out as itself.
+  template <class F>
+  auto run(F&& f) {
+    try {
+      py::gil_scoped_release release;
+      std::lock_guard lock(mutex_);
+      return f(*engine_);
+    } catch (const nudge::callback_error& e) {
+      rethrow_python_cause(e);
+      throw;
+    }
+  }
+
+  py::list process(py::handle events, py::handle now) {
+    const auto t = to_time(now, "now");
+    auto batch = read_events(events);
+    auto actions = run([&](nudge::engine& e) { return e.process(batch, t); });
+    {
+      // Free the batch's strings outside the GIL-held conversion below.
+      py::gil_scoped_release release;
+      std::vector<nudge::event>{}.swap(batch);
+    }
+    return to_list(std::move(actions), program_);
+  }
+
+  py::list advance(py::handle now) {
+    const auto t = to_time(now, "now");
+    auto actions = run([&](nudge::engine& e) { return e.advance(t); });
+    return to_list(std::move(actions), program_);
+  }
+
+  py::object contact(const std::string& id) {
+    auto c = run([&](nudge::engine& e) { return e.find_contact(id); });
+    if (!c) {
+      return py::none();
+    }
+    return py::cast(std::move(*c));
+  }
+
+  void upsert_contact(const std::string& id, const py::object& fields, const py::kwargs& kw) {
+    if (id.empty()) {
+      throw py::value_error("upsert_contact: the contact id is empty");
+    }
+    py::dict all;
+    if (!fields.is_none()) {
+      if (!PyDict_Check(fields.ptr())) {
+        throw py::type_error(fmt::format("upsert_contact: fields must be a dict, got {}",
+                                         type_name(fields)));
+      }
+      all = py::reinterpret_borrow<py::dict>(fields);
+      all = all.attr("copy")();
+    }
+    for (auto [k, v] : kw) {
+      all[k] = v;
+    }
+    auto existing = run([&](nudge::engine& e) { return e.find_contact(id); });
+    nudge::contact c = existing ? std::move(*existing) : nudge::contact{.id = id};
+    apply_fields(c, all);
+    run([&](nudge::engine& e) { e.upsert_contact(std::move(c)); });
+  }
+
+  py::dict stats() const {
+    py::dict out;
+    for (const auto& s : engine_->stats()) {
+      out[py::str(s.rule)] =
+          py::dict("rule"_a = s.rule, "triggered"_a = s.triggered, "passed"_a = s.passed,
+                   "failed"_a = s.failed, "suppressed"_a = s.suppressed, "emitted"_a = s.emitted,
+                   "first"_a = to_datetime(s.first), "last"_a = to_datetime(s.last));
+    }
+    return out;
+  }
+
+  const std::shared_ptr<const nudge::program>& program() const noexcept { return program_; }
+  py::object store() const { return store_ ? store_->object() : py::none(); }
+  py::object sink() const { return sink_ ? sink_->object() : py::none(); }
+
+ private:
+  std::shared_ptr<const nudge::program> program_;
+  std::unique_ptr<py_store> store_;
+  std::unique_ptr<py_sink> sink_;
+  std::unique_ptr<nudge::engine> engine_;
+  std::mutex mutex_;
+};
+
+#ifdef NUDGE_PY_HAVE_JSON
+std::shared_ptr<const nudge::program> program_from_json(const py::object& source,
+                                                        const std::string& file_name) {
+  std::string text;
+  if (PyUnicode_Check(source.ptr())) {
+    text = source.cast<std::string>();
+  } else if (PyBytes_Check(source.ptr())) {
+    text = source.cast<std::string>();
+  } else if (PyDict_Check(source.ptr())) {
+    text = py::module_::import("json").attr("dumps")(source).cast<std::string>();
+  } else {
+    throw py::type_error(fmt::format(
+        "Program.from_json: expected a JSON str, bytes or a dict, got {}", type_name(source)));
+  }
+  py::gil_scoped_release release;
+  return nudge::load_rules(text, nudge::load_options{.file_name = file_name});
+}
+#endif
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  PyDateTime_IMPORT;
+  if (PyDateTimeAPI == nullptr) {
+    throw py::error_already_set();
+  }
+  m.doc() = "nudge._core: the compiled part of the nudge package (import nudge instead).";
+
+  // Exceptions ---------------------------------------------------------------------------------
+  rule_error_type = PyErr_NewExceptionWithDoc(
+      "nudge.RuleError",
+      "A rule file or rule set that cannot be compiled (a ValueError). str(e) lists every "
+      "problem, one per line; e.diagnostics holds them as Diagnostic objects; e.file, e.line, "
+      "e.column, e.json_pointer and e.code describe the first.",
+      PyExc_ValueError, nullptr);
+  input_error_type = PyErr_NewExceptionWithDoc(
+      "nudge.InputError",
+      "An event the engine refuses (out of order, after `now`, unknown type or contact); the "
+      "batch changed nothing. Attributes: contact, event_index, reason.",
+      PyExc_ValueError, nullptr);
+  rule_cycle_error_type = PyErr_NewExceptionWithDoc(
+      "nudge.RuleCycleError",
+      "Internal actions kept triggering rules past the depth limit; the batch changed "
+      "nothing. Attributes: contact, chain (the rule ids).",
+      PyExc_RuntimeError, nullptr);
+  callback_error_type = PyErr_NewExceptionWithDoc(
+      "nudge.CallbackError",
+      "A store or sink failed with a C++ error (Python exceptions raised in callbacks "
+      "propagate as themselves). Attributes: callback, contact.",
+      PyExc_RuntimeError, nullptr);
+  m.add_object("RuleError", py::handle(rule_error_type));
+  m.add_object("InputError", py::handle(input_error_type));
+  m.add_object("RuleCycleError", py::handle(rule_cycle_error_type));
+  m.add_object("CallbackError", py::handle(callback_error_type));
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) {
+        std::rethrow_exception(p);
+      }
+    } catch (const nudge::rule_error& e) {
+      py::list diagnostics;
+      for (const auto& d : e.diagnostics()) {
+        diagnostics.append(py::cast(d));
+      }
+      const auto& first = e.diagnostics().front();
+      raise(rule_error_type, e.what(),
+            py::dict("diagnostics"_a = diagnostics, "file"_a = first.file, "line"_a = first.line,
+                     "column"_a = first.column, "json_pointer"_a = first.json_pointer,
+                     "code"_a = first.code));
+    } catch (const nudge::input_error& e) {
+      raise(input_error_type, e.what(),
+            py::dict("contact"_a = e.contact(), "event_index"_a = e.event_index(),
+                     "reason"_a = e.reason()));
+    } catch (const nudge::rule_cycle_error& e) {
+      raise(rule_cycle_error_type, e.what(),
+            py::dict("contact"_a = e.contact(), "chain"_a = e.chain()));
+    } catch (const nudge::callback_error& e) {
+      raise(callback_error_type, e.what(),
+            py::dict("callback"_a = e.callback(), "contact"_a = e.contact()));
+    }
+  });
+
+  // Diagnostic --------------------------------------------------------------------------------
+  py::class_<nudge::diagnostic>(m, "Diagnostic",
+                                "One problem in a rule file: where it is and what is wrong.")
+      .def_readonly("file", &nudge::diagnostic::file, "The file name given, or ''.")
+      .def_readonly("line", &nudge::diagnostic::line, "1-based line; 0 when unknown.")
+      .def_readonly("column", &nudge::diagnostic::column, "1-based column; 0 when unknown.")
+      .def_readonly("json_pointer", &nudge::diagnostic::json_pointer,
+                    "RFC 6901 path to the offending value, e.g. '/rules/2/delay'.")
+      .def_readonly("code", &nudge::diagnostic::code,
+                    "Stable machine-readable code, e.g. 'unknown_field'.")
+      .def_readonly("message", &nudge::diagnostic::message, "What is wrong, in words.")
+      .def(
+          "to_dict",
+          [](const nudge::diagnostic& d) {
+            return py::dict("file"_a = d.file, "line"_a = d.line, "column"_a = d.column,
+                            "json_pointer"_a = d.json_pointer, "code"_a = d.code,
+                            "message"_a = d.message);
+          },
+          "The diagnostic as a plain dict.")
+      .def("__str__", &nudge::diagnostic::to_string)
+      .def("__repr__",
+           [](const nudge::diagnostic& d) {
+             return fmt::format("Diagnostic({})", py::repr(py::str(d.to_string())).cast<std::string>());
+           })
+      .def("__eq__", [](const nudge::diagnostic& a, const nudge::diagnostic& b) { return a == b; });
+
+  // Program -----------------------------------------------------------------------------------
+  py::class_<nudge::program, std::shared_ptr<nudge::program>>(
+      m, "Program", "A compiled, validated, immutable rule program; share it between engines.")
+#ifdef NUDGE_PY_HAVE_JSON
+      .def_static(
+          "from_json",
+          [](const py::object& source, const std::string& file_name) {
+            return std::const_pointer_cast<nudge::program>(program_from_json(source, file_name));
+          },
+          "source"_a, "file_name"_a = "",
+          "Compiles a rule file given as JSON text (str or bytes) or as a dict. Raises "
+          "RuleError listing every problem. `file_name` appears in messages.")
+      .def_static(
+          "load",
+          [](const py::object& path) {
+            auto p = py::module_::import("os").attr("fspath")(path).cast<std::string>();
+            py::gil_scoped_release release;
+            return std::const_pointer_cast<nudge::program>(nudge::load_rules_file(p));
+          },
+          "path"_a,
+          "Reads and compiles the rule file at `path` (str or os.PathLike). Raises RuleError, "
+          "also for a file that cannot be read.")
+#endif
+      .def_property_readonly(
+          "rule_ids",
+          [](const nudge::program& p) {
+            std::vector<std::string> ids;
+            for (const auto& r : p.rules().rules) {
+              ids.push_back(r.id);
+            }
+            return ids;
+          },
+          "The rules' ids, in program order.")
+      .def("__len__", &nudge::program::rule_count, "The number of rules.")
+      .def("knows_event_type", &nudge::program::knows_event_type, "type"_a,
+           "True for built-in types, declared types and types any rule mentions.")
+      .def("__repr__", [](const nudge::program& p) {
+        std::string ids;
+        for (const auto& r : p.rules().rules) {
+          ids += ids.empty() ? r.id : ", " + r.id;
+        }
+        return fmt::format("Program({} rules: {})", p.rule_count(), ids);
+      });
+
+  // DueAction ---------------------------------------------------------------------------------
+  py::class_<py_due_action>(m, "DueAction",
+                            "An action that has come due for a contact: deliver it (external) "
+                            "or take note of it (internal with notify).")
+      .def_property_readonly(
+          "contact", [](const py_due_action& a) { return a.action.contact; }, "The contact's id.")
+      .def_property_readonly(
+          "rule", [](const py_due_action& a) { return std::string{a.action.rule}; },
+          "Id of the rule that produced it.")
+      .def_property_readonly(
+          "action", [](const py_due_action& a) { return std::string{a.action.verb()}; },
+          "The verb: 'send_email', 'generate_coupon', 'assign_owner', ...")
+      .def_property_readonly(
+          "arg", [](const py_due_action& a) { return std::string{a.action.arg}; },
+          "The main parameter as delivered: template, tag, ..., or the owner picked.")
+      .def_property_readonly("params", &params_of,
+                             "Further parameters from the rule (a new dict of str -> str).")
+      .def_property_readonly(
+          "due", [](const py_due_action& a) { return to_datetime(a.action.due_at); },
+          "When it is due: an aware UTC datetime.")
+      .def_property_readonly(
+          "due_epoch", [](const py_due_action& a) { return nudge::to_epoch(a.action.due_at); },
+          "When it is due, in epoch seconds.")
+      .def_property_readonly(
+          "idempotency_key", [](const py_due_action& a) { return a.action.idempotency_key; },
+          "Same for the same input replayed, different for every action: drop duplicates by it.")
+      .def_property_readonly(
+          "is_external", [](const py_due_action& a) { return nudge::is_external(a.action.kind); },
+          "True for actions the host delivers (send_email, ...); False for internal ones "
+          "reported with notify.")
+      .def(
+          "to_dict",
+          [](const py_due_action& a) {
+            const auto& d = a.action;
+            return py::dict("contact"_a = d.contact, "rule"_a = std::string{d.rule},
+                            "action"_a = std::string{d.verb()}, "arg"_a = std::string{d.arg},
+                            "params"_a = params_of(a), "due"_a = to_datetime(d.due_at),
+                            "idempotency_key"_a = d.idempotency_key);
+          },
+          "The action as a plain dict.")
+      .def("__repr__", &repr_of)
+      .def("__eq__", [](const py_due_action& a,
+                        const py_due_action& b) { return a.action == b.action; })
+      .def("__hash__", [](const py_due_action& a) {
+        return static_cast<Py_hash_t>(a.action.idempotency_key >> 1);
+      });
+
+  // Contact -----------------------------------------------------------------------------------
+  py::class_<nudge::contact>(m, "Contact", "A snapshot of a contact's profile (read-only).")
+      .def_readonly("id", &nudge::contact::id, "The host's key.")
+      .def_property_readonly("details", &details_of, "Typed details: a new dict name -> value.")
+      .def_property_readonly("tags", &tags_of, "Tags: a new dict tag -> when it was added.")
+      .def_readonly("score", &nudge::contact::score, "The lead score.")
+      .def_readonly("owner", &nudge::contact::owner, "The owning sales rep, or ''.")
+      .def_readonly("status", &nudge::contact::status, "'lead', 'customer' or a custom status.")
+      .def_readonly("stage", &nudge::contact::stage, "Lifecycle or campaign stage, or ''.")
+      .def_property_readonly("groups", &groups_of, "Group memberships (a frozenset).")
+      .def_property_readonly("consent", &consent_of, "Consent per channel: dict channel -> bool.")
+      .def_readonly("time_zone", &nudge::contact::time_zone, "IANA zone name, or ''.")
+      .def("to_dict", &contact_dict, "The profile as a plain dict.")
+      .def("__eq__", [](const nudge::contact& a, const nudge::contact& b) { return a == b; })
+      .def("__repr__", [](const nudge::contact& c) {
+        return fmt::format("Contact(id={}, status={}, stage={}, owner={}, score={}, tags={}, "
+                           "groups={}, details={})",
+                           py::repr(py::str(c.id)).cast<std::string>(),
+                           py::repr(py::str(c.status)).cast<std::string>(),
+                           py::repr(py::str(c.stage)).cast<std::string>(),
+                           py::repr(py::str(c.owner)).cast<std::string>(), c.score,
+                           py::repr(py::list(tags_of(c))).cast<std::string>(),
+                           py::repr(py::cast(std::vector<std::string>(c.groups.begin(), c.groups.end())))
+                               .cast<std::string>(),
+                           py::repr(details_of(c)).cast<std::string>());
+      });
+
+  // ContactState ------------------------------------------------------------------------------
+  py::class_<nudge::contact_state>(
+      m, "ContactState",
+      "Everything the engine keeps for one contact, opaque to Python: a store keeps these "
+      "objects and hands them back unchanged. Copyable (copy.copy / copy.deepcopy), not "
+      "picklable. A state belongs to the program that produced it.")
+      .def_property_readonly(
+          "contact", [](const nudge::contact_state& s) { return s.contact; },
+          "The contact's profile (a Contact snapshot).")
+      .def_property_readonly(
+          "id", [](const nudge::contact_state& s) { return s.contact.id; }, "The contact's id.")
+      .def_property_readonly(
+          "next_due",
+          [](const nudge::contact_state& s) -> py::object {
+            return s.timers.empty() ? py::none() : to_datetime(s.next_due());
+          },
+          "When the earliest pending timer is due (aware UTC datetime), or None: a store's "
+          "due(now) returns the ids whose next_due <= now.")
+      .def_property_readonly(
+          "pending_timers", [](const nudge::contact_state& s) { return s.timers.size(); },
+          "Number of pending delayed checks and delayed actions.")
+      .def("copy", [](const nudge::contact_state& s) { return s; }, "An independent copy.")
+      .def("__copy__", [](const nudge::contact_state& s) { return s; })
+      .def(
+          "__deepcopy__", [](const nudge::contact_state& s, py::handle) { return s; }, "memo"_a)
+      .def("__eq__",
+           [](const nudge::contact_state& a, const nudge::contact_state& b) { return a == b; })
+      .def("__repr__", [](const nudge::contact_state& s) {
+        return fmt::format("ContactState(id={}, pending_timers={})",
+                           py::repr(py::str(s.contact.id)).cast<std::string>(), s.timers.size());
+      });
+
+  // Engine ------------------------------------------------------------------------------------
+  py::class_<py_engine>(m, "Engine",
+                        "Runs a program over batches of events with your clock, store and sink.")
+      .def(py::init<std::shared_ptr<nudge::program>, const py::object&, const py::object&,
+                    bool>(),
+           "program"_a, "store"_a = py::none(), "sink"_a = py::none(), py::kw_only(),
+           "create_unknown_contacts"_a = true,
+           "Engine(program, store=None, sink=None, *, create_unknown_contacts=True). `store`: an "
+           "object with load(id), save(states), due(now); default: in memory. `sink`: a "
+           "callable taking each batch's list of DueAction.")
+      .def("process", &py_engine::process, "events"_a, "now"_a,
+           "Applies `events` (dicts or tuples, each contact's in time order), then fires every "
+           "timer due at or before `now`; returns the batch's DueActions sorted by (due, "
+           "contact). Atomic: on any error nothing changes.")
+      .def("advance", &py_engine::advance, "now"_a,
+           "Fires every timer due at or before `now`; returns the DueActions.")
+      .def("contact", &py_engine::contact, "id"_a,
+           "The contact's profile as a Contact snapshot, or None.")
+      .def("upsert_contact", &py_engine::upsert_contact, "id"_a, "fields"_a = py::none(),
+           "Creates the contact or updates the profile fields given (as a dict and/or keyword "
+           "arguments); fields not given keep their values.")
+      .def("stats", &py_engine::stats,
+           "Per-rule statistics: {rule_id: {'rule', 'triggered', 'passed', 'failed', "
+           "'suppressed', 'emitted', 'first', 'last'}} in program order.")
+      .def_property_readonly(
+          "program",
+          [](const py_engine& e) { return std::const_pointer_cast<nudge::program>(e.program()); },
+          "The engine's Program.")
+      .def_property_readonly("store", &py_engine::store, "The Python store, or None.")
+      .def_property_readonly("sink", &py_engine::sink, "The sink, or None.")
+      .def("__repr__", [](const py_engine& e) {
+        return fmt::format("Engine(program=<{} rules>, store={}, sink={})",
+                           e.program()->rule_count(), e.store().is_none() ? "memory" : "python",
+                           e.sink().is_none() ? "None" : "python");
+      });
+}

@@ -1,0 +1,34 @@
+"""nudge: an embeddable marketing-automation rules engine.
+
+Compile rules once, then feed events and the clock; get back the actions that are due.
+
+    import nudge
+    program = nudge.Program.from_json({"rules": [...]})
+    engine = nudge.Engine(program)
+    due = engine.process([("c1", "page_view", 1704103200, "/pricing")], now=1704103200)
+"""
+from ._core import (
+    CallbackError,
+    Contact,
+    ContactState,
+    Diagnostic,
+    DueAction,
+    Engine,
+    InputError,
+    Program,
+    RuleCycleError,
+    RuleError,
+)
+
+__all__ = [
+    "CallbackError",
+    "Contact",
+    "ContactState",
+    "Diagnostic",
+    "DueAction",
+    "Engine",
+    "InputError",
+    "Program",
+    "RuleCycleError",
+    "RuleError",
+]

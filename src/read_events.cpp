@@ -1,0 +1,982 @@
+// Event and contact readers: CSV (split by hand with memchr and from_chars, since parsing sits
+// on the replay's critical path) and JSON Lines (simdjson On Demand, one document per line so
+// that every problem names its line).
+#include <fmt/format.h>
+#include <simdjson.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <nudge/detail/compiled.hpp>
+#include <nudge/read_events.hpp>
+#include <utility>
+
+namespace nudge {
+
+std::string input_problem::to_string() const {
+  if (line == 0) {
+    return fmt::format("{}: {}", file, reason);
+  }
+  return fmt::format("{}:{}: {}", file, line, reason);
+}
+
+read_error::read_error(input_problem problem)
+    : std::runtime_error(problem.to_string()), problem_(std::move(problem)) {}
+
+file_format format_of(std::string_view path) {
+  auto ends_with = [&](std::string_view ext) {
+    if (path.size() < ext.size()) {
+      return false;
+    }
+    auto tail = path.substr(path.size() - ext.size());
+    return std::equal(tail.begin(), tail.end(), ext.begin(), [](char a, char b) {
+      return (a >= 'A' && a <= 'Z' ? static_cast<char>(a - 'A' + 'a') : a) == b;
+    });
+  };
+  if (ends_with(".csv")) {
+    return file_format::csv;
+  }
+  if (ends_with(".jsonl")) {
+    return file_format::jsonl;
+  }
+  throw read_error(
+      {std::string{path}, 0, "unknown file format (expected a .csv or .jsonl extension)", {}});
+}
+
+namespace {
+
+namespace od = simdjson::ondemand;
+
+// The file's bytes followed by simdjson's padding, so that each line can be parsed in place.
+struct text_buffer {
+  std::string bytes;  // size() = content + padding
+  std::size_t size = 0;
+
+  const char* data() const noexcept { return bytes.data(); }
+  std::size_t capacity_from(std::size_t offset) const noexcept { return bytes.size() - offset; }
+};
+
+text_buffer padded(std::string text) {
+  text_buffer b;
+  b.size = text.size();
+  b.bytes = std::move(text);
+  b.bytes.resize(b.size + simdjson::SIMDJSON_PADDING, '\0');
+  return b;
+}
+
+text_buffer read_whole_file(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) {
+    throw read_error({path, 0, fmt::format("cannot open: {}", std::strerror(errno)), {}});
+  }
+  std::string bytes;
+  char chunk[1 << 16];
+  if (std::fseek(f, 0, SEEK_END) == 0) {
+    long size = std::ftell(f);
+    if (size > 0) {
+      bytes.reserve(static_cast<std::size_t>(size) + simdjson::SIMDJSON_PADDING);
+    }
+    std::rewind(f);
+  }
+  std::size_t n;
+  while ((n = std::fread(chunk, 1, sizeof chunk, f)) > 0) {
+    bytes.append(chunk, n);
+  }
+  const bool failed = std::ferror(f) != 0;
+  std::fclose(f);
+  if (failed) {
+    throw read_error({path, 0, "read error", {}});
+  }
+  return padded(std::move(bytes));
+}
+
+// Walks a buffer line by line, counting lines; strips a trailing '\r'.
+struct line_cursor {
+  const char* begin;
+  const char* pos;
+  const char* end;
+  std::size_t line = 0;
+
+  bool next(std::string_view& out) {
+    if (pos >= end) {
+      return false;
+    }
+    const char* nl =
+        static_cast<const char*>(std::memchr(pos, '\n', static_cast<std::size_t>(end - pos)));
+    const char* stop = nl != nullptr ? nl : end;
+    out = std::string_view{pos, static_cast<std::size_t>(stop - pos)};
+    pos = nl != nullptr ? nl + 1 : end;
+    ++line;
+    if (!out.empty() && out.back() == '\r') {
+      out.remove_suffix(1);
+    }
+    return true;
+  }
+  std::size_t offset_of(std::string_view line_text) const {
+    return static_cast<std::size_t>(line_text.data() - begin);
+  }
+};
+
+// Splits one CSV line into fields. Unquoted lines (the common case) yield views into the line;
+// quoted fields are unescaped into `storage`. Returns false on a malformed quote.
+bool split_csv(std::string_view line, std::vector<std::string_view>& fields,
+               std::vector<std::string>& storage, std::string& reason) {
+  fields.clear();
+  if (std::memchr(line.data(), '"', line.size()) == nullptr) {
+    const char* p = line.data();
+    const char* end = p + line.size();
+    while (true) {
+      const char* comma =
+          static_cast<const char*>(std::memchr(p, ',', static_cast<std::size_t>(end - p)));
+      if (comma == nullptr) {
+        fields.emplace_back(p, static_cast<std::size_t>(end - p));
+        return true;
+      }
+      fields.emplace_back(p, static_cast<std::size_t>(comma - p));
+      p = comma + 1;
+    }
+  }
+  storage.clear();
+  storage.reserve(line.size() + 1);  // no reallocation: views into storage stay valid
+  std::size_t i = 0;
+  while (true) {
+    std::string& cell = storage.emplace_back();
+    if (i < line.size() && line[i] == '"') {
+      ++i;
+      while (true) {
+        if (i >= line.size()) {
+          reason = "unterminated quoted field";
+          return false;
+        }
+        if (line[i] == '"') {
+          if (i + 1 < line.size() && line[i + 1] == '"') {
+            cell.push_back('"');
+            i += 2;
+            continue;
+          }
+          ++i;
+          break;
+        }
+        cell.push_back(line[i++]);
+      }
+      if (i < line.size() && line[i] != ',') {
+        reason = "unexpected character after a quoted field";
+        return false;
+      }
+    } else {
+      while (i < line.size() && line[i] != ',') {
+        if (line[i] == '"') {
+          reason = "quote inside an unquoted field";
+          return false;
+        }
+        cell.push_back(line[i++]);
+      }
+    }
+    fields.emplace_back(cell);
+    if (i >= line.size()) {
+      return true;
+    }
+    ++i;  // the comma
+  }
+}
+
+std::string quote(std::string_view s) {
+  return fmt::format("\"{}\"", s);
+}
+
+// ts: epoch seconds (fast path) or ISO-8601 with offset.
+bool parse_ts(std::string_view text, time_point& out, std::string& reason) {
+  std::int64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec == std::errc{} && end == text.data() + text.size()) {
+    out = from_epoch(v);
+    if (out < min_time || out > max_time) {
+      reason = fmt::format("ts {} is outside the supported range (years 1900 to 9999)", v);
+      return false;
+    }
+    return true;
+  }
+  if (auto t = parse_time(text)) {
+    out = *t;
+    return true;
+  }
+  reason = fmt::format("ts {} is not an integer (epoch seconds) or an ISO-8601 time with offset",
+                       quote(text));
+  return false;
+}
+
+bool parse_decimal(std::string_view text, double& out) {
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return ec == std::errc{} && end == text.data() + text.size();
+}
+
+// ---- JSON values ---------------------------------------------------------------------------
+
+const char* json_type_name(od::json_type t) {
+  switch (t) {
+    case od::json_type::array:
+      return "an array";
+    case od::json_type::object:
+      return "an object";
+    case od::json_type::number:
+      return "a number";
+    case od::json_type::string:
+      return "a string";
+    case od::json_type::boolean:
+      return "a bool";
+    case od::json_type::null:
+      return "null";
+  }
+  return "a value";
+}
+
+// A TIME in JSON: epoch seconds as a number, or a string parse_time accepts.
+bool json_time(od::value v, time_point& out, std::string& reason, std::string_view what) {
+  od::json_type t;
+  if (v.type().get(t)) {
+    reason = "not valid JSON";
+    return false;
+  }
+  if (t == od::json_type::number) {
+    std::int64_t n;
+    if (v.get_int64().get(n)) {
+      reason = fmt::format("{} is not an integer (epoch seconds)", what);
+      return false;
+    }
+    out = from_epoch(n);
+    if (out < min_time || out > max_time) {
+      reason = fmt::format("{} {} is outside the supported range (years 1900 to 9999)", what, n);
+      return false;
+    }
+    return true;
+  }
+  if (t == od::json_type::string) {
+    std::string_view s;
+    if (v.get_string().get(s)) {
+      reason = "not valid JSON";
+      return false;
+    }
+    if (auto p = parse_time(s)) {
+      out = *p;
+      return true;
+    }
+    reason =
+        fmt::format("{} {} is not an ISO-8601 time with offset or epoch seconds", what, quote(s));
+    return false;
+  }
+  reason = fmt::format("{} must be a time (a number or a string), not {}", what, json_type_name(t));
+  return false;
+}
+
+bool json_string(od::value v, std::string& out, std::string& reason, std::string_view what) {
+  std::string_view s;
+  od::json_type t;
+  if (v.type().get(t)) {
+    reason = "not valid JSON";
+    return false;
+  }
+  if (t != od::json_type::string) {
+    reason = fmt::format("{} must be a string, not {}", what, json_type_name(t));
+    return false;
+  }
+  if (v.get_string().get(s)) {
+    reason = "not valid JSON";
+    return false;
+  }
+  out.assign(s);
+  return true;
+}
+
+// A typed value: string, integer, decimal, bool, or {"time": TIME}.
+bool json_value(od::value v, value& out, std::string& reason, const std::string& what) {
+  od::json_type t;
+  if (v.type().get(t)) {
+    reason = "not valid JSON";
+    return false;
+  }
+  switch (t) {
+    case od::json_type::string: {
+      std::string_view s;
+      if (v.get_string().get(s)) {
+        reason = "not valid JSON";
+        return false;
+      }
+      out = std::string{s};
+      return true;
+    }
+    case od::json_type::number: {
+      od::number n;
+      if (v.get_number().get(n)) {
+        reason = fmt::format("{}: not a valid number", what);
+        return false;
+      }
+      if (n.is_int64()) {
+        out = n.get_int64();
+      } else if (n.is_double()) {
+        out = n.get_double();
+      } else {
+        reason = fmt::format("{}: integer out of range", what);
+        return false;
+      }
+      return true;
+    }
+    case od::json_type::boolean: {
+      bool b;
+      if (v.get_bool().get(b)) {
+        reason = "not valid JSON";
+        return false;
+      }
+      out = b;
+      return true;
+    }
+    case od::json_type::object: {
+      od::object o;
+      if (v.get_object().get(o)) {
+        reason = "not valid JSON";
+        return false;
+      }
+      bool seen = false;
+      for (auto f : o) {
+        std::string_view k;
+        if (f.unescaped_key().get(k)) {
+          reason = "not valid JSON";
+          return false;
+        }
+        if (k != "time" || seen) {
+          reason = fmt::format("{}: an object value must be {{\"time\": TIME}}", what);
+          return false;
+        }
+        time_point tp;
+        if (!json_time(f.value(), tp, reason, what)) {
+          return false;
+        }
+        out = tp;
+        seen = true;
+      }
+      if (!seen) {
+        reason = fmt::format("{}: an object value must be {{\"time\": TIME}}", what);
+        return false;
+      }
+      return true;
+    }
+    case od::json_type::array:
+    case od::json_type::null:
+      break;
+  }
+  reason = fmt::format("{} must be a string, number, bool or {{\"time\": TIME}}, not {}", what,
+                       json_type_name(t));
+  return false;
+}
+
+bool json_value_map(od::value v, name_map<value>& out, std::string& reason, std::string_view what) {
+  od::object o;
+  if (v.get_object().get(o)) {
+    reason = fmt::format("{} must be an object", what);
+    return false;
+  }
+  for (auto f : o) {
+    std::string_view k;
+    if (f.unescaped_key().get(k)) {
+      reason = "not valid JSON";
+      return false;
+    }
+    std::string name{k};
+    value val;
+    if (!json_value(f.value(), val, reason, fmt::format("{}/{}", what, name))) {
+      return false;
+    }
+    out.insert_or_assign(std::move(name), std::move(val));
+  }
+  return true;
+}
+
+// Parses one line as a JSON object and calls `on_field(key, value)` for each member.
+template <class OnField>
+bool for_each_member(od::parser& parser, const text_buffer& buf, std::size_t offset,
+                     std::string_view line, std::string& reason, OnField&& on_field) {
+  od::document doc;
+  if (auto err = parser.iterate(line.data(), line.size(), buf.capacity_from(offset)).get(doc)) {
+    reason = fmt::format("not valid JSON ({})", simdjson::error_message(err));
+    return false;
+  }
+  od::object obj;
+  if (doc.get_object().get(obj)) {
+    reason = "expected a JSON object";
+    return false;
+  }
+  for (auto member : obj) {
+    od::field f;
+    if (auto err = std::move(member).get(f)) {
+      reason = fmt::format("not valid JSON ({})", simdjson::error_message(err));
+      return false;
+    }
+    std::string_view k;
+    if (f.unescaped_key().get(k)) {
+      reason = "not valid JSON";
+      return false;
+    }
+    if (!on_field(k, f.value())) {
+      return false;
+    }
+  }
+  // At the end, current_location reports OUT_OF_BOUNDS; anything else is a trailing token.
+  if (doc.current_location().error() != simdjson::OUT_OF_BOUNDS) {
+    reason = "not valid JSON (trailing content after the object)";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+// ---- events ------------------------------------------------------------------------------------
+
+struct event_reader::impl {
+  std::string file;
+  file_format format;
+  event_read_options options;
+  text_buffer buf;
+  line_cursor cursor{nullptr, nullptr, nullptr};
+  std::size_t accepted = 0;
+  std::size_t refused = 0;
+  std::optional<time_point> last;
+
+  // CSV column positions (-1: absent) and field count.
+  int col_ts = -1, col_contact = -1, col_type = -1, col_key = -1, col_value = -1;
+  std::size_t columns = 0;
+  std::vector<std::string_view> fields;
+  std::vector<std::string> storage;
+
+  // Event types seen so far and whether the program knows them: a handful of distinct types,
+  // so a linear scan beats hashing each event's type.
+  std::vector<std::pair<std::string, bool>> type_cache;
+
+  od::parser parser;
+  std::string reason;
+
+  impl(std::string name, file_format f, event_read_options o, text_buffer b)
+      : file(std::move(name)), format(f), options(std::move(o)), buf(std::move(b)) {
+    cursor = {buf.data(), buf.data(), buf.data() + buf.size};
+    if (format == file_format::csv) {
+      read_header();
+    }
+  }
+
+  [[noreturn]] void bad_header(std::string why, std::string_view text) {
+    throw read_error({file, cursor.line, "bad header: " + why, std::string{text}});
+  }
+
+  void read_header() {
+    std::string_view line;
+    if (!cursor.next(line)) {
+      bad_header("the file is empty (expected ts,contact,type,key,value)", {});
+    }
+    if (!split_csv(line, fields, storage, reason)) {
+      bad_header(reason, line);
+    }
+    columns = fields.size();
+    for (std::size_t i = 0; i < fields.size(); ++i) {
+      const std::string_view name = fields[i];
+      int* slot = name == "ts"        ? &col_ts
+                  : name == "contact" ? &col_contact
+                  : name == "type"    ? &col_type
+                  : name == "key"     ? &col_key
+                  : name == "value"   ? &col_value
+                                      : nullptr;
+      if (slot == nullptr) {
+        bad_header(
+            fmt::format("unknown column {} (expected ts, contact, type, key, value)", quote(name)),
+            line);
+      }
+      if (*slot >= 0) {
+        bad_header(fmt::format("column {} appears twice", quote(name)), line);
+      }
+      *slot = static_cast<int>(i);
+    }
+    for (auto [col, name] : {std::pair{col_ts, "ts"}, std::pair{col_contact, "contact"},
+                             std::pair{col_type, "type"}}) {
+      if (col < 0) {
+        bad_header(fmt::format("missing column \"{}\"", name), line);
+      }
+    }
+  }
+
+  void refuse(std::string_view line) {
+    input_problem p{file, cursor.line, std::move(reason), std::string{line}};
+    reason.clear();
+    if (!options.on_reject) {
+      throw read_error(std::move(p));
+    }
+    ++refused;
+    options.on_reject(p);
+  }
+
+  bool knows_type(std::string_view type) {
+    if (options.program == nullptr) {
+      return true;
+    }
+    for (const auto& [name, known] : type_cache) {
+      if (name == type) {
+        return known;
+      }
+    }
+    const bool known = options.program->knows_event_type(type);
+    if (type_cache.size() < 32) {
+      type_cache.emplace_back(std::string{type}, known);
+    }
+    return known;
+  }
+
+  // Checks shared by both formats, once the fields are parsed.
+  bool check(const event& e) {
+    if (e.contact.empty()) {
+      reason = "empty contact id";
+      return false;
+    }
+    if (e.type.empty()) {
+      reason = "empty event type";
+      return false;
+    }
+    if (!knows_type(e.type)) {
+      reason = fmt::format("unknown event type {}", quote(e.type));
+      return false;
+    }
+    if (options.is_known_contact && !options.is_known_contact(e.contact)) {
+      reason = fmt::format("unknown contact {} (not in the contacts file)", quote(e.contact));
+      return false;
+    }
+    if (last && e.at < *last) {
+      reason =
+          fmt::format("ts {} is before the previous event's ts {} (events must be sorted by ts)",
+                      to_epoch(e.at), to_epoch(*last));
+      return false;
+    }
+    if (options.not_after && e.at > *options.not_after) {
+      reason = fmt::format("ts {} is after the end of the replay ({})", to_epoch(e.at),
+                           to_epoch(*options.not_after));
+      return false;
+    }
+    return true;
+  }
+
+  bool parse_csv(std::string_view line, event& e) {
+    if (!split_csv(line, fields, storage, reason)) {
+      return false;
+    }
+    if (fields.size() != columns) {
+      reason = fmt::format("expected {} fields, got {}", columns, fields.size());
+      return false;
+    }
+    if (!parse_ts(fields[static_cast<std::size_t>(col_ts)], e.at, reason)) {
+      return false;
+    }
+    e.contact.assign(fields[static_cast<std::size_t>(col_contact)]);
+    e.type.assign(fields[static_cast<std::size_t>(col_type)]);
+    if (col_key >= 0) {
+      e.key.assign(fields[static_cast<std::size_t>(col_key)]);
+    }
+    if (col_value >= 0) {
+      const std::string_view v = fields[static_cast<std::size_t>(col_value)];
+      if (!v.empty()) {
+        double d;
+        if (!parse_decimal(v, d)) {
+          reason = fmt::format("value {} is not a number", quote(v));
+          return false;
+        }
+        e.props.insert_or_assign("value", d);
+      }
+    }
+    return check(e);
+  }
+
+  bool parse_jsonl(std::string_view line, event& e) {
+    bool has_ts = false, has_contact = false, has_type = false;
+    bool ok = for_each_member(
+        parser, buf, cursor.offset_of(line), line, reason, [&](std::string_view k, od::value v) {
+          if (k == "ts" || k == "at") {
+            if (has_ts) {
+              reason = "both \"ts\" and \"at\" given";
+              return false;
+            }
+            has_ts = true;
+            return json_time(v, e.at, reason, k);
+          }
+          if (k == "contact") {
+            has_contact = true;
+            return json_string(v, e.contact, reason, k);
+          }
+          if (k == "type") {
+            has_type = true;
+            return json_string(v, e.type, reason, k);
+          }
+          if (k == "key") {
+            if (v.is_null()) {
+              return true;
+            }
+            return json_string(v, e.key, reason, k);
+          }
+          if (k == "props") {
+            return json_value_map(v, e.props, reason, "props");
+          }
+          reason =
+              fmt::format("unknown field {} (expected ts, contact, type, key, props)", quote(k));
+          return false;
+        });
+    if (!ok) {
+      return false;
+    }
+    for (auto [has, name] : {std::pair{has_ts, "ts"}, std::pair{has_contact, "contact"},
+                             std::pair{has_type, "type"}}) {
+      if (!has) {
+        reason = fmt::format("missing field \"{}\"", name);
+        return false;
+      }
+    }
+    return check(e);
+  }
+
+  bool read(std::vector<event>& out, std::size_t max_events) {
+    out.clear();
+    std::string_view line;
+    while (out.size() < max_events && cursor.next(line)) {
+      if (line.empty()) {
+        continue;
+      }
+      event& e = out.emplace_back();
+      const bool ok = format == file_format::csv ? parse_csv(line, e) : parse_jsonl(line, e);
+      if (!ok) {
+        out.pop_back();
+        refuse(line);
+        continue;
+      }
+      last = e.at;
+      ++accepted;
+    }
+    return !out.empty();
+  }
+};
+
+event_reader::event_reader(const std::string& path, event_read_options options) {
+  const file_format f = options.format ? *options.format : format_of(path);
+  impl_ = std::make_unique<impl>(path, f, std::move(options), read_whole_file(path));
+}
+
+event_reader::event_reader(std::string text, file_format format, std::string file_name,
+                           event_read_options options)
+    : impl_(std::make_unique<impl>(std::move(file_name), format, std::move(options),
+                                   padded(std::move(text)))) {}
+
+event_reader::~event_reader() = default;
+event_reader::event_reader(event_reader&&) noexcept = default;
+event_reader& event_reader::operator=(event_reader&&) noexcept = default;
+
+bool event_reader::read(std::vector<event>& out, std::size_t max_events) {
+  return impl_->read(out, max_events);
+}
+std::size_t event_reader::events_read() const noexcept {
+  return impl_->accepted;
+}
+std::size_t event_reader::rejected() const noexcept {
+  return impl_->refused;
+}
+std::size_t event_reader::bytes_total() const noexcept {
+  return impl_->buf.size;
+}
+std::size_t event_reader::bytes_done() const noexcept {
+  return static_cast<std::size_t>(impl_->cursor.pos - impl_->cursor.begin);
+}
+std::optional<time_point> event_reader::last_time() const noexcept {
+  return impl_->last;
+}
+const std::string& event_reader::file_name() const noexcept {
+  return impl_->file;
+}
+
+std::vector<event> read_events(const std::string& path, event_read_options options) {
+  event_reader reader{path, std::move(options)};
+  std::vector<event> all;
+  std::vector<event> batch;
+  while (reader.read(batch, 1 << 16)) {
+    all.insert(all.end(), std::make_move_iterator(batch.begin()),
+               std::make_move_iterator(batch.end()));
+  }
+  return all;
+}
+
+// ---- contacts ----------------------------------------------------------------------------------
+
+namespace {
+
+class contact_parser {
+ public:
+  contact_parser(const text_buffer& buf, file_format format, std::string file,
+                 const contact_read_options& options)
+      : buf_(buf),
+        format_(format),
+        file_(std::move(file)),
+        options_(options),
+        cursor_{buf.data(), buf.data(), buf.data() + buf.size} {}
+
+  std::vector<contact> run() {
+    if (format_ == file_format::csv) {
+      read_header();
+    }
+    std::string_view line;
+    while (cursor_.next(line)) {
+      if (line.empty()) {
+        continue;
+      }
+      contact c;
+      const bool ok = format_ == file_format::csv ? parse_csv(line, c) : parse_jsonl(line, c);
+      if (ok && c.id.empty()) {
+        reason_ = "empty contact id";
+      } else if (ok) {
+        auto [it, fresh] = first_line_.emplace(c.id, cursor_.line);
+        if (fresh) {
+          out_.push_back(std::move(c));
+          continue;
+        }
+        reason_ = fmt::format("duplicate contact {} (first on line {})", quote(c.id), it->second);
+      }
+      input_problem p{file_, cursor_.line, std::move(reason_), std::string{line}};
+      reason_.clear();
+      if (!options_.on_reject) {
+        throw read_error(std::move(p));
+      }
+      options_.on_reject(p);
+    }
+    return std::move(out_);
+  }
+
+ private:
+  enum class column : std::uint8_t { id, status, owner, stage, time_zone, score, detail };
+
+  const text_buffer& buf_;
+  file_format format_;
+  std::string file_;
+  const contact_read_options& options_;
+  line_cursor cursor_;
+  std::vector<contact> out_;
+  detail::string_map<std::size_t> first_line_;
+  std::vector<std::pair<column, std::string>> columns_;
+  std::vector<std::string_view> fields_;
+  std::vector<std::string> storage_;
+  od::parser parser_;
+  std::string reason_;
+
+  [[noreturn]] void bad_header(std::string why, std::string_view text) {
+    throw read_error({file_, cursor_.line, "bad header: " + why, std::string{text}});
+  }
+
+  void read_header() {
+    std::string_view line;
+    if (!cursor_.next(line)) {
+      bad_header("the file is empty (expected a header row with a \"contact\" column)", {});
+    }
+    if (!split_csv(line, fields_, storage_, reason_)) {
+      bad_header(reason_, line);
+    }
+    bool has_id = false;
+    detail::string_map<bool> seen;
+    for (std::string_view name : fields_) {
+      if (name.empty()) {
+        bad_header("a column has no name", line);
+      }
+      if (!seen.emplace(std::string{name}, true).second) {
+        bad_header(fmt::format("column {} appears twice", quote(name)), line);
+      }
+      column c = column::detail;
+      if (name == "contact" || name == "id") {
+        if (has_id) {
+          bad_header("both \"contact\" and \"id\" columns given", line);
+        }
+        has_id = true;
+        c = column::id;
+      } else if (name == "status") {
+        c = column::status;
+      } else if (name == "owner") {
+        c = column::owner;
+      } else if (name == "stage") {
+        c = column::stage;
+      } else if (name == "time_zone") {
+        c = column::time_zone;
+      } else if (name == "score") {
+        c = column::score;
+      }
+      columns_.emplace_back(c, std::string{name});
+    }
+    if (!has_id) {
+      bad_header("missing column \"contact\" (or \"id\")", line);
+    }
+  }
+
+  bool parse_csv(std::string_view line, contact& c) {
+    if (!split_csv(line, fields_, storage_, reason_)) {
+      return false;
+    }
+    if (fields_.size() != columns_.size()) {
+      reason_ = fmt::format("expected {} fields, got {}", columns_.size(), fields_.size());
+      return false;
+    }
+    for (std::size_t i = 0; i < fields_.size(); ++i) {
+      const std::string_view f = fields_[i];
+      switch (columns_[i].first) {
+        case column::id:
+          c.id.assign(f);
+          break;
+        case column::status:
+          if (!f.empty()) {
+            c.status.assign(f);
+          }
+          break;
+        case column::owner:
+          c.owner.assign(f);
+          break;
+        case column::stage:
+          c.stage.assign(f);
+          break;
+        case column::time_zone:
+          c.time_zone.assign(f);
+          break;
+        case column::score:
+          if (!f.empty() && !parse_decimal(f, c.score)) {
+            reason_ = fmt::format("score {} is not a number", quote(f));
+            return false;
+          }
+          break;
+        case column::detail:
+          if (!f.empty()) {
+            c.details.insert_or_assign(columns_[i].second, std::string{f});
+          }
+          break;
+      }
+    }
+    return true;
+  }
+
+  bool parse_jsonl(std::string_view line, contact& c) {
+    bool has_id = false;
+    bool ok = for_each_member(
+        parser_, buf_, cursor_.offset_of(line), line, reason_,
+        [&](std::string_view k, od::value v) {
+          if (k == "id" || k == "contact") {
+            if (has_id) {
+              reason_ = "both \"id\" and \"contact\" given";
+              return false;
+            }
+            has_id = true;
+            return json_string(v, c.id, reason_, k);
+          }
+          if (k == "status") {
+            return json_string(v, c.status, reason_, k);
+          }
+          if (k == "owner") {
+            return json_string(v, c.owner, reason_, k);
+          }
+          if (k == "stage") {
+            return json_string(v, c.stage, reason_, k);
+          }
+          if (k == "time_zone") {
+            return json_string(v, c.time_zone, reason_, k);
+          }
+          if (k == "score") {
+            if (v.get_double().get(c.score)) {
+              reason_ = "score must be a number";
+              return false;
+            }
+            return true;
+          }
+          if (k == "details") {
+            return json_value_map(v, c.details, reason_, "details");
+          }
+          if (k == "tags") {
+            od::object o;
+            if (v.get_object().get(o)) {
+              reason_ = "tags must be an object (tag -> time added)";
+              return false;
+            }
+            for (auto f : o) {
+              std::string_view tag;
+              if (f.unescaped_key().get(tag)) {
+                reason_ = "not valid JSON";
+                return false;
+              }
+              std::string name{tag};
+              time_point at;
+              if (!json_time(f.value(), at, reason_, fmt::format("tags/{}", name))) {
+                return false;
+              }
+              c.tags.insert_or_assign(std::move(name), at);
+            }
+            return true;
+          }
+          if (k == "consent") {
+            od::object o;
+            if (v.get_object().get(o)) {
+              reason_ = "consent must be an object (channel -> bool)";
+              return false;
+            }
+            for (auto f : o) {
+              std::string_view channel;
+              bool granted;
+              if (f.unescaped_key().get(channel)) {
+                reason_ = "not valid JSON";
+                return false;
+              }
+              if (f.value().get_bool().get(granted)) {
+                reason_ = fmt::format("consent/{} must be a bool", channel);
+                return false;
+              }
+              c.consent.insert_or_assign(std::string{channel}, granted);
+            }
+            return true;
+          }
+          if (k == "groups") {
+            od::array a;
+            if (v.get_array().get(a)) {
+              reason_ = "groups must be an array of strings";
+              return false;
+            }
+            for (auto g : a) {
+              std::string_view name;
+              if (g.get_string().get(name)) {
+                reason_ = "groups must be an array of strings";
+                return false;
+              }
+              c.groups.insert(std::string{name});
+            }
+            return true;
+          }
+          reason_ = fmt::format(
+              "unknown field {} (expected id, status, details, tags, owner, stage, score, consent, "
+              "time_zone, groups)",
+              quote(k));
+          return false;
+        });
+    if (ok && !has_id) {
+      reason_ = "missing field \"id\"";
+      return false;
+    }
+    return ok;
+  }
+};
+
+}  // namespace
+
+std::vector<contact> parse_contacts(std::string_view text, file_format format,
+                                    const std::string& file_name,
+                                    const contact_read_options& options) {
+  const text_buffer buf = padded(std::string{text});
+  return contact_parser{buf, format, file_name, options}.run();
+}
+
+std::vector<contact> read_contacts(const std::string& path, const contact_read_options& options) {
+  const file_format f = options.format ? *options.format : format_of(path);
+  const text_buffer buf = read_whole_file(path);
+  return contact_parser{buf, f, path, options}.run();
+}
+
+}  // namespace nudge

@@ -1,0 +1,144 @@
+// Replay of an event log through a fresh engine, and the actions CSV writer.
+#include <fmt/format.h>
+
+#include <fstream>
+#include <nudge/detail/compiled.hpp>
+#include <nudge/engine.hpp>
+#include <nudge/replay.hpp>
+#include <ostream>
+#include <unordered_set>
+#include <utility>
+
+namespace nudge {
+namespace {
+
+using id_set = std::unordered_set<std::string, detail::string_hash, std::equal_to<>>;
+
+// Events read per step, when the caller did not ask for engine batches: bounds the reader's
+// scratch and sets how often progress is reported.
+constexpr std::size_t read_chunk = 1 << 16;
+
+void append(std::vector<due_action>& to, std::vector<due_action>&& from) {
+  if (to.empty()) {
+    to = std::move(from);
+    return;
+  }
+  to.insert(to.end(), std::make_move_iterator(from.begin()), std::make_move_iterator(from.end()));
+}
+
+}  // namespace
+
+replay_result replay(std::shared_ptr<const program> program, const std::string& contacts_path,
+                     const std::string& events_path, const replay_options& options) {
+  replay_result result;
+  result.program = program;
+  engine eng{program};
+
+  std::ofstream rejects;
+  reject_handler on_reject;
+  if (options.on_error == error_policy::skip) {
+    if (!options.rejects_path.empty()) {
+      rejects.exceptions(std::ios::failbit | std::ios::badbit);
+      rejects.open(options.rejects_path, std::ios::binary | std::ios::trunc);
+    }
+    on_reject = [&](const input_problem& p) {
+      ++result.rejected;
+      if (rejects.is_open()) {
+        rejects << p.to_string() << '\t' << p.text << '\n';
+      }
+      if (options.on_reject) {
+        options.on_reject(p);
+      }
+    };
+  }
+
+  id_set known;
+  if (!contacts_path.empty()) {
+    std::vector<contact> contacts = read_contacts(contacts_path, {.on_reject = on_reject});
+    result.contacts_read = contacts.size();
+    known.reserve(contacts.size());
+    for (const auto& c : contacts) {
+      known.insert(c.id);
+    }
+    eng.upsert_contacts(contacts);
+  }
+
+  event_read_options read_options;
+  read_options.program = program.get();
+  if (!contacts_path.empty()) {
+    read_options.is_known_contact = [&known](std::string_view id) {
+      return known.find(id) != known.end();
+    };
+  }
+  read_options.not_after = options.until;
+  read_options.on_reject = on_reject;
+  event_reader reader{events_path, std::move(read_options)};
+
+  auto progress = [&](bool evaluating) {
+    if (options.on_progress) {
+      options.on_progress(
+          {reader.bytes_done(), reader.bytes_total(), reader.events_read(), evaluating});
+    }
+  };
+
+  std::vector<event> pending;  // read, not yet handed to the engine
+  std::vector<event> batch;
+  const std::size_t step = options.batch_events > 0 ? options.batch_events : read_chunk;
+  while (reader.read(batch, step)) {
+    if (pending.empty()) {
+      std::swap(pending, batch);
+    } else {
+      pending.insert(pending.end(), std::make_move_iterator(batch.begin()),
+                     std::make_move_iterator(batch.end()));
+    }
+    if (options.batch_events > 0) {
+      // Hand the engine every event before the latest timestamp, and advance the clock to just
+      // before it: timers due at that instant must wait until its events are applied.
+      const time_point latest = pending.back().at;
+      std::size_t cut = pending.size();
+      while (cut > 0 && pending[cut - 1].at == latest) {
+        --cut;
+      }
+      if (cut > 0) {
+        append(result.actions,
+               eng.process(std::span<const event>{pending.data(), cut}, latest - seconds(1)));
+        pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(cut));
+      }
+    }
+    progress(false);
+  }
+  result.events_read = reader.events_read();
+
+  if (options.until) {
+    result.until = *options.until;
+  } else if (auto last = reader.last_time()) {
+    result.until = *last + program->longest_delay();
+  } else {
+    result.until = from_epoch(0);  // no events: nothing is pending either
+  }
+  progress(true);
+  append(result.actions, eng.process(pending, result.until));
+  result.stats = eng.stats();
+  return result;
+}
+
+void write_actions_csv(std::ostream& out, std::span<const due_action> actions, time_format format) {
+  fmt::memory_buffer buf;
+  auto it = std::back_inserter(buf);
+  fmt::format_to(it, "ts,contact,rule,action,arg\n");
+  for (const auto& a : actions) {
+    if (format == time_format::epoch) {
+      fmt::format_to(it, "{},", to_epoch(a.due_at));
+    } else {
+      fmt::format_to(it, "{},", format_time(a.due_at));
+    }
+    fmt::format_to(it, "{},{},{},{}\n", a.contact, a.rule, a.verb(), a.arg);
+    if (buf.size() > (1 << 20)) {
+      out.write(buf.data(), static_cast<std::streamsize>(buf.size()));
+      buf.clear();
+    }
+  }
+  out.write(buf.data(), static_cast<std::streamsize>(buf.size()));
+}
+
+}  // namespace nudge

@@ -1,0 +1,326 @@
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nudge/read_events.hpp>
+#include <nudge/rule.hpp>
+#include <string>
+#include <vector>
+
+namespace {
+
+using nudge::event_reader;
+using nudge::file_format;
+using nudge::input_problem;
+
+std::vector<nudge::event> read_all(event_reader& reader, std::size_t batch = 1000) {
+  std::vector<nudge::event> all, b;
+  while (reader.read(b, batch)) {
+    all.insert(all.end(), b.begin(), b.end());
+  }
+  return all;
+}
+
+std::vector<nudge::event> parse(std::string text, file_format f = file_format::csv,
+                                nudge::event_read_options o = {}) {
+  event_reader reader{std::move(text), f, "events.csv", std::move(o)};
+  return read_all(reader);
+}
+
+// The reason the first bad line gives, via the exception thrown without a reject handler.
+std::string error_of(std::string text, file_format f = file_format::csv,
+                     nudge::event_read_options o = {}) {
+  try {
+    parse(std::move(text), f, std::move(o));
+  } catch (const nudge::read_error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+std::shared_ptr<const nudge::program> shop_program() {
+  nudge::rule_set rs;
+  rs.rules.push_back(
+      nudge::rule_builder("thanks").when(nudge::on("purchase")).then(nudge::send_email("thanks")));
+  return nudge::program::compile(rs);
+}
+
+std::string temp_file(const std::string& name, const std::string& text) {
+  auto path = std::filesystem::temp_directory_path() /
+              ("nudge_read_events_test_" + std::to_string(::getpid()) + "_" + name);
+  std::ofstream{path, std::ios::binary} << text;
+  return path.string();
+}
+
+}  // namespace
+
+TEST_CASE("read_events: CSV lines become events with typed value", "[read_events][csv]") {
+  auto events = parse(
+      "ts,contact,type,key,value\n"
+      "1704072094,c1,page_view,/pricing,\n"
+      "2024-01-01T03:00:00+01:00,c2,purchase,o1,19.99\r\n"
+      "\n"
+      "1704074400,c1,signup,,\n");
+  REQUIRE(events.size() == 3);
+  CHECK(events[0] == nudge::event{.contact = "c1",
+                                  .type = "page_view",
+                                  .at = nudge::from_epoch(1704072094),
+                                  .key = "/pricing"});
+  CHECK(events[1].at == nudge::from_epoch(1704074400));
+  CHECK(events[1].key == "o1");
+  REQUIRE(events[1].props.size() == 1);
+  CHECK(std::get<double>(events[1].props.at("value")) == 19.99);
+  CHECK(events[2].key.empty());
+  CHECK(events[2].props.empty());
+}
+
+TEST_CASE("read_events: CSV columns may come in any order; key and value are optional",
+          "[read_events][csv]") {
+  auto events = parse("type,contact,ts\nsignup,c9,100\n");
+  REQUIRE(events.size() == 1);
+  CHECK(events[0] == nudge::event{.contact = "c9", .type = "signup", .at = nudge::from_epoch(100)});
+}
+
+TEST_CASE("read_events: quoted CSV fields are unescaped", "[read_events][csv]") {
+  auto events = parse("ts,contact,type,key\n5,c1,page_view,\"/a,b \"\"x\"\"\"\n");
+  REQUIRE(events.size() == 1);
+  CHECK(events[0].key == "/a,b \"x\"");
+  CHECK(error_of("ts,contact,type,key\n5,c1,page_view,\"/a\n") ==
+        "events.csv:2: unterminated quoted field");
+}
+
+TEST_CASE("read_events: each bad line is refused with file:line and the reason",
+          "[read_events][errors]") {
+  const std::string header = "ts,contact,type,key,value\n";
+  const std::string ok = "100,c1,page_view,/,\n";
+  CHECK(error_of("ts,contact,kind\n") ==
+        "events.csv:1: bad header: unknown column \"kind\" (expected ts, contact, type, key, "
+        "value)");
+  CHECK(error_of("ts,contact,key\n") == "events.csv:1: bad header: missing column \"type\"");
+  CHECK(error_of("ts,ts,contact,type\n") ==
+        "events.csv:1: bad header: column \"ts\" appears twice");
+  CHECK(error_of("") ==
+        "events.csv: bad header: the file is empty (expected ts,contact,type,key,value)");
+  CHECK(error_of(header + ok + "100,c1,page_view,/\n") == "events.csv:3: expected 5 fields, got 4");
+  CHECK(error_of(header + "10.5,c1,page_view,/,\n") ==
+        "events.csv:2: ts \"10.5\" is not an integer (epoch seconds) or an ISO-8601 time with "
+        "offset");
+  CHECK(error_of(header + "2024-01-01T10:00:00,c1,page_view,/,\n") ==
+        "events.csv:2: ts \"2024-01-01T10:00:00\" is not an integer (epoch seconds) or an "
+        "ISO-8601 time with offset");
+  CHECK(error_of(header + ok + "99,c2,page_view,/,\n") ==
+        "events.csv:3: ts 99 is before the previous event's ts 100 (events must be sorted by ts)");
+  CHECK(error_of(header + "100,,page_view,/,\n") == "events.csv:2: empty contact id");
+  CHECK(error_of(header + "100,c1,purchase,o1,abc\n") ==
+        "events.csv:2: value \"abc\" is not a number");
+  CHECK(error_of(header + "100,c1,purchse,o1,\n", file_format::csv,
+                 {.program = shop_program().get()}) ==
+        "events.csv:2: unknown event type \"purchse\"");
+  CHECK(error_of(header + ok + "100,c7,page_view,/,\n", file_format::csv,
+                 {.is_known_contact = [](std::string_view id) { return id == "c1"; }}) ==
+        "events.csv:3: unknown contact \"c7\" (not in the contacts file)");
+  CHECK(error_of(header + "100,c1,page_view,/,\n200,c1,page_view,/,\n", file_format::csv,
+                 {.not_after = nudge::from_epoch(150)}) ==
+        "events.csv:3: ts 200 is after the end of the replay (150)");
+}
+
+TEST_CASE("read_events: with a reject handler bad lines are skipped and reported",
+          "[read_events][errors]") {
+  std::vector<input_problem> rejects;
+  event_reader reader{
+      "ts,contact,type,key,value\n"
+      "100,c1,page_view,/,\n"
+      "90,c2,page_view,/,\n"
+      "x,c2,page_view,/,\n"
+      "100,c2,page_view,/p/1,\n",
+      file_format::csv,
+      "e.csv",
+      {.on_reject = [&](const input_problem& p) { rejects.push_back(p); }}};
+  auto events = read_all(reader);
+  REQUIRE(events.size() == 2);
+  CHECK(events[1].key == "/p/1");
+  CHECK(reader.events_read() == 2);
+  CHECK(reader.rejected() == 2);
+  REQUIRE(rejects.size() == 2);
+  CHECK(rejects[0] == input_problem{"e.csv", 3,
+                                    "ts 90 is before the previous event's ts 100 (events must be "
+                                    "sorted by ts)",
+                                    "90,c2,page_view,/,"});
+  CHECK(rejects[1].to_string() ==
+        "e.csv:4: ts \"x\" is not an integer (epoch seconds) or an ISO-8601 time with offset");
+  CHECK(reader.last_time() == nudge::from_epoch(100));
+}
+
+TEST_CASE("read_events: batches split the file without losing or repeating events",
+          "[read_events]") {
+  std::string text = "ts,contact,type\n";
+  for (int i = 0; i < 10; ++i) {
+    text += std::to_string(100 + i) + ",c" + std::to_string(i) + ",signup\n";
+  }
+  event_reader reader{text, file_format::csv, "e.csv"};
+  std::vector<nudge::event> batch;
+  std::vector<std::size_t> sizes;
+  std::vector<std::string> ids;
+  while (reader.read(batch, 4)) {
+    sizes.push_back(batch.size());
+    for (const auto& e : batch) {
+      ids.push_back(e.contact);
+    }
+  }
+  CHECK(sizes == std::vector<std::size_t>{4, 4, 2});
+  CHECK(ids ==
+        std::vector<std::string>{"c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9"});
+  CHECK(batch.empty());
+  CHECK(reader.bytes_done() == reader.bytes_total());
+}
+
+TEST_CASE("read_events: JSON Lines with ts or at, and typed props", "[read_events][jsonl]") {
+  auto events = parse(
+      R"({"ts": 100, "contact": "c1", "type": "purchase", "key": "o1", "props": {"amount": 9.5, "n": 2, "gift": true, "sku": "x", "when": {"time": "2024-01-01T00:00:00Z"}}})"
+      "\n"
+      R"({"at": "1970-01-01T00:03:20Z", "contact": "c2", "type": "signup", "key": null})"
+      "\n",
+      file_format::jsonl);
+  REQUIRE(events.size() == 2);
+  CHECK(events[0].contact == "c1");
+  CHECK(events[0].at == nudge::from_epoch(100));
+  CHECK(events[0].key == "o1");
+  CHECK(events[0].props.at("amount") == nudge::value{9.5});
+  CHECK(events[0].props.at("n") == nudge::value{std::int64_t{2}});
+  CHECK(events[0].props.at("gift") == nudge::value{true});
+  CHECK(events[0].props.at("sku") == nudge::value{std::string{"x"}});
+  CHECK(events[0].props.at("when") == nudge::value{nudge::from_epoch(1704067200)});
+  CHECK(events[1] == nudge::event{.contact = "c2", .type = "signup", .at = nudge::from_epoch(200)});
+}
+
+TEST_CASE("read_events: bad JSON Lines are refused with the line and reason",
+          "[read_events][jsonl][errors]") {
+  auto err = [](std::string line) {
+    return error_of(R"({"ts": 1, "contact": "c", "type": "signup"})"
+                    "\n" +
+                        line + "\n",
+                    file_format::jsonl);
+  };
+  CHECK(err(R"({"ts": 2, "contact": "c"})") == "events.csv:2: missing field \"type\"");
+  CHECK(err(R"({"ts": 2, "contact": "c", "type": "signup", "colour": 1})") ==
+        "events.csv:2: unknown field \"colour\" (expected ts, contact, type, key, props)");
+  CHECK(err(R"({"ts": 2.5, "contact": "c", "type": "signup"})") ==
+        "events.csv:2: ts is not an integer (epoch seconds)");
+  CHECK(err(R"({"ts": 0, "contact": "c", "type": "signup"})") ==
+        "events.csv:2: ts 0 is before the previous event's ts 1 (events must be sorted by ts)");
+  CHECK(err(R"({"ts": 2, "contact": 7, "type": "signup"})") ==
+        "events.csv:2: contact must be a string, not a number");
+  CHECK(err(R"({"ts": 2, "contact": "c", "type": "signup", "props": {"a": [1]}})") ==
+        "events.csv:2: props/a must be a string, number, bool or {\"time\": TIME}, not an array");
+  CHECK(err(R"([1, 2])") == "events.csv:2: expected a JSON object");
+  CHECK(err(R"({"ts": 2, "contact": "c", "type": "signup"} {})") ==
+        "events.csv:2: not valid JSON (trailing content after the object)");
+  CHECK(
+      err(R"({"ts": 2, "contact": "c", "type": "sig)").starts_with("events.csv:2: not valid JSON"));
+}
+
+TEST_CASE("read_events: the format follows the extension", "[read_events]") {
+  CHECK(nudge::format_of("a/events.CSV") == file_format::csv);
+  CHECK(nudge::format_of("events.jsonl") == file_format::jsonl);
+  CHECK_THROWS_WITH(nudge::format_of("events.json"),
+                    "events.json: unknown file format (expected a .csv or .jsonl extension)");
+}
+
+TEST_CASE("read_events: files are read whole and named in problems", "[read_events]") {
+  const auto path = temp_file("events.csv", "ts,contact,type\n5,c1,signup\n4,c1,signup\n");
+  CHECK_THROWS_WITH(nudge::read_events(path),
+                    path +
+                        ":3: ts 4 is before the previous event's ts 5 (events must be sorted "
+                        "by ts)");
+  std::remove(path.c_str());
+  CHECK_THROWS_WITH(nudge::read_events("/nonexistent/e.csv"),
+                    "/nonexistent/e.csv: cannot open: No such file or directory");
+}
+
+TEST_CASE("read_contacts: CSV columns map to fields, the rest to text details",
+          "[read_events][contacts]") {
+  auto contacts = nudge::parse_contacts(
+      "contact,status,company,language,owner,score,stage,time_zone\n"
+      "c1,customer,Ekomed,pl,anna,12.5,trial,Europe/Warsaw\n"
+      "c2,,,en,,,,\n",
+      file_format::csv, "contacts.csv");
+  REQUIRE(contacts.size() == 2);
+  nudge::contact c1{.id = "c1",
+                    .score = 12.5,
+                    .owner = "anna",
+                    .status = "customer",
+                    .stage = "trial",
+                    .time_zone = "Europe/Warsaw"};
+  c1.details["company"] = std::string{"Ekomed"};
+  c1.details["language"] = std::string{"pl"};
+  CHECK(contacts[0] == c1);
+  nudge::contact c2{.id = "c2"};
+  c2.details["language"] = std::string{"en"};
+  CHECK(contacts[1] == c2);
+  CHECK(contacts[1].detail("company") == nullptr);
+  CHECK(contacts[1].status == "lead");
+}
+
+TEST_CASE("read_contacts: bad lines and duplicate ids are refused", "[read_events][contacts]") {
+  auto error = [](std::string text) -> std::string {
+    try {
+      nudge::parse_contacts(text, file_format::csv, "contacts.csv");
+    } catch (const nudge::read_error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  CHECK(error("name,status\n") ==
+        "contacts.csv:1: bad header: missing column \"contact\" (or \"id\")");
+  CHECK(error("contact,status\nc1,lead\nc2\n") == "contacts.csv:3: expected 2 fields, got 1");
+  CHECK(error("contact,status\nc1,lead\nc1,customer\n") ==
+        "contacts.csv:3: duplicate contact \"c1\" (first on line 2)");
+  CHECK(error("id,score\nc1,lots\n") == "contacts.csv:2: score \"lots\" is not a number");
+  CHECK(error("id,score\n,1\n") == "contacts.csv:2: empty contact id");
+
+  std::vector<input_problem> rejects;
+  auto contacts =
+      nudge::parse_contacts("contact\nc1\nc1\nc2\n", file_format::csv, "contacts.csv",
+                            {.on_reject = [&](const input_problem& p) { rejects.push_back(p); }});
+  REQUIRE(contacts.size() == 2);
+  CHECK(contacts[1].id == "c2");
+  REQUIRE(rejects.size() == 1);
+  CHECK(rejects[0].line == 3);
+}
+
+TEST_CASE("read_contacts: JSON Lines with typed details, tags, consent and groups",
+          "[read_events][contacts][jsonl]") {
+  auto contacts = nudge::parse_contacts(
+      R"({"id": "c1", "status": "customer", "details": {"company": "Ekomed", "age": 41, "vip": true, "birthday": {"time": "1983-05-01T00:00:00Z"}}, "tags": {"VIP": "2024-01-01T00:00:00Z", "NEW": 1704067200}, "owner": "anna", "stage": "trial", "score": 7, "consent": {"email": true, "sms": false}, "time_zone": "Europe/Warsaw", "groups": ["newsletter"]})"
+      "\n"
+      R"({"id": "c2"})"
+      "\n",
+      file_format::jsonl, "contacts.jsonl");
+  REQUIRE(contacts.size() == 2);
+  const auto& c = contacts[0];
+  CHECK(c.id == "c1");
+  CHECK(c.status == "customer");
+  CHECK(c.details.at("company") == nudge::value{std::string{"Ekomed"}});
+  CHECK(c.details.at("age") == nudge::value{std::int64_t{41}});
+  CHECK(c.details.at("vip") == nudge::value{true});
+  CHECK(c.details.at("birthday") == nudge::value{nudge::from_epoch(420595200)});
+  CHECK(c.tags.at("VIP") == nudge::from_epoch(1704067200));
+  CHECK(c.tags.at("NEW") == nudge::from_epoch(1704067200));
+  CHECK(c.owner == "anna");
+  CHECK(c.stage == "trial");
+  CHECK(c.score == 7);
+  CHECK(c.consent.at("email"));
+  CHECK_FALSE(c.consent.at("sms"));
+  CHECK(c.time_zone == "Europe/Warsaw");
+  CHECK(c.in_group("newsletter"));
+  CHECK(contacts[1] == nudge::contact{.id = "c2"});
+
+  CHECK_THROWS_WITH(nudge::parse_contacts(R"({"status": "lead"})", file_format::jsonl, "c.jsonl"),
+                    "c.jsonl:1: missing field \"id\"");
+  CHECK_THROWS_WITH(
+      nudge::parse_contacts(R"({"id": "c1", "tags": {"VIP": "yesterday"}})", file_format::jsonl,
+                            "c.jsonl"),
+      "c.jsonl:1: tags/VIP \"yesterday\" is not an ISO-8601 time with offset or epoch seconds");
+}

@@ -1,0 +1,211 @@
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nudge/replay.hpp>
+#include <nudge/rule.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+using nudge::days;
+using nudge::hours;
+
+// A small shop: status on purchase, a win-back 60 days after the last purchase, a capped
+// abandoned-cart reminder, and a once-only interest push.
+std::shared_ptr<const nudge::program> shop_program() {
+  nudge::rule_set rs;
+  rs.rules.push_back(nudge::rule_builder("become_customer")
+                         .when(nudge::on("purchase"))
+                         .then(nudge::set_status("customer")));
+  rs.rules.push_back(nudge::rule_builder("winback")
+                         .when(nudge::on("purchase"))
+                         .check_after(days(60))
+                         .only_if(nudge::not_happened(nudge::on("purchase")).within(days(60)))
+                         .then(nudge::send_email("winback")));
+  rs.rules.push_back(nudge::rule_builder("abandoned_cart")
+                         .when(nudge::on("cart"))
+                         .check_after(hours(1))
+                         .only_if(nudge::not_happened(nudge::on("purchase")).within(hours(1)))
+                         .at_most(1, hours(24))
+                         .then(nudge::send_email("cart_reminder")));
+  rs.rules.push_back(nudge::rule_builder("interest_1")
+                         .when(nudge::on("page_view", "/p/1"))
+                         .once()
+                         .then(nudge::web_push("p1")));
+  return nudge::program::compile(rs);
+}
+
+struct temp_dir {
+  std::filesystem::path path;
+  temp_dir() {
+    path = std::filesystem::temp_directory_path() /
+           ("nudge_replay_test_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(path);
+  }
+  ~temp_dir() { std::filesystem::remove_all(path); }
+  std::string write(const std::string& name, const std::string& text) const {
+    auto p = path / name;
+    std::ofstream{p, std::ios::binary} << text;
+    return p.string();
+  }
+  std::string read(const std::string& name) const {
+    std::ifstream in{path / name, std::ios::binary};
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+};
+
+std::string csv(const nudge::replay_result& r, nudge::time_format f = nudge::time_format::epoch) {
+  std::ostringstream out;
+  nudge::write_actions_csv(out, r.actions, f);
+  return out.str();
+}
+
+const std::string contacts_csv =
+    "contact,status,company\n"
+    "c1,lead,Ekomed\n"
+    "c2,customer,\n";
+
+// t0 = 1704067200 = 2024-01-01T00:00:00Z
+const std::string events_csv =
+    "ts,contact,type,key,value\n"
+    "1704067200,c2,cart,sku1,\n"         // reminder due t0+1h
+    "1704067200,c1,page_view,/p/1,\n"    // push at once
+    "1704069000,c1,cart,sku2,\n"         // t0+30m; purchase at t0+1h30m cancels it
+    "1704070800,c2,cart,sku3,\n"         // t0+1h: reminder at t0+2h is capped
+    "1704072600,c1,purchase,o1,20.00\n"  // t0+1h30m; win-back due t0+60d+1h30m
+    "1704072600,c1,page_view,/p/1,\n";   // once: no second push
+
+const std::string expected_csv =
+    "ts,contact,rule,action,arg\n"
+    "1704067200,c1,interest_1,web_push,p1\n"
+    "1704070800,c2,abandoned_cart,send_email,cart_reminder\n"
+    "1709256600,c1,winback,send_email,winback\n";
+
+}  // namespace
+
+TEST_CASE("replay: a log through a program gives the due actions sorted by time and contact",
+          "[replay]") {
+  temp_dir dir;
+  auto result = nudge::replay(shop_program(), dir.write("contacts.csv", contacts_csv),
+                              dir.write("events.csv", events_csv));
+  CHECK(csv(result) == expected_csv);
+  CHECK(result.contacts_read == 2);
+  CHECK(result.events_read == 6);
+  CHECK(result.rejected == 0);
+  // Default end: the last event plus the longest delay (60 days).
+  CHECK(result.until == nudge::from_epoch(1704072600) + days(60));
+
+  REQUIRE(result.stats.size() == 4);
+  const auto& cart = result.stats[2];
+  CHECK(cart.rule == "abandoned_cart");
+  CHECK(cart.triggered == 3);
+  CHECK(cart.passed == 1);
+  CHECK(cart.failed == 1);
+  CHECK(cart.suppressed == 1);
+  CHECK(cart.emitted == 1);
+  CHECK(cart.first == nudge::from_epoch(1704067200));
+  CHECK(cart.last == nudge::from_epoch(1704074400));
+  CHECK(result.stats[3].suppressed == 1);
+}
+
+TEST_CASE("replay: any batch size gives the same actions and statistics", "[replay][batch]") {
+  temp_dir dir;
+  const auto contacts = dir.write("contacts.csv", contacts_csv);
+  const auto events = dir.write("events.csv", events_csv);
+  auto program = shop_program();
+  const auto whole = nudge::replay(program, contacts, events);
+  const std::size_t size = GENERATE(1, 2, 3, 5, 100);
+  const auto batched = nudge::replay(program, contacts, events, {.batch_events = size});
+  CHECK(csv(batched) == csv(whole));
+  CHECK(batched.stats == whole.stats);
+}
+
+TEST_CASE("replay: timers due at an event's instant fire after that event", "[replay][clock]") {
+  // The cart check at t0+1h sees the purchase stamped exactly t0+1h, whatever the batching.
+  temp_dir dir;
+  const auto events = dir.write("events.csv",
+                                "ts,contact,type,key,value\n"
+                                "1704067200,c1,cart,sku1,\n"
+                                "1704070800,c1,purchase,o1,5.00\n");
+  const std::size_t size = GENERATE(0, 1);
+  auto result = nudge::replay(shop_program(), "", events,
+                              {.until = nudge::from_epoch(1704070800), .batch_events = size});
+  CHECK(csv(result) == "ts,contact,rule,action,arg\n");
+  CHECK(result.stats[2].failed == 1);
+}
+
+TEST_CASE("replay: --until bounds timers and refuses later events", "[replay][clock]") {
+  temp_dir dir;
+  const auto events = dir.write("events.csv", events_csv);
+  auto result = nudge::replay(shop_program(), "", events,
+                              {.until = nudge::from_epoch(1704072600) + days(30)});
+  CHECK(csv(result) ==
+        "ts,contact,rule,action,arg\n"
+        "1704067200,c1,interest_1,web_push,p1\n"
+        "1704070800,c2,abandoned_cart,send_email,cart_reminder\n");
+  CHECK_THROWS_WITH(
+      nudge::replay(shop_program(), "", events, {.until = nudge::from_epoch(1704070000)}),
+      events + ":5: ts 1704070800 is after the end of the replay (1704070000)");
+}
+
+TEST_CASE("replay: with stop the first bad line ends the replay with file:line",
+          "[replay][errors]") {
+  temp_dir dir;
+  const auto contacts = dir.write("contacts.csv", contacts_csv);
+  const auto events = dir.write("events.csv", events_csv + "1704072600,c9,signup,,\n");
+  CHECK_THROWS_WITH(nudge::replay(shop_program(), contacts, events),
+                    events + ":8: unknown contact \"c9\" (not in the contacts file)");
+}
+
+TEST_CASE("replay: with skip bad lines go to the rejects file and are counted",
+          "[replay][errors]") {
+  temp_dir dir;
+  const auto contacts = dir.write("contacts.csv", contacts_csv + "c1,lead,Dup\n");
+  const auto events = dir.write("events.csv", events_csv +
+                                                  "1704072600,c9,signup,,\n"
+                                                  "1704072000,c1,signup,,\n"
+                                                  "1704072600,c1,sigup,,\n");
+  std::vector<nudge::input_problem> heard;
+  auto result =
+      nudge::replay(shop_program(), contacts, events,
+                    {.on_error = nudge::error_policy::skip,
+                     .rejects_path = (dir.path / "rejects.txt").string(),
+                     .on_reject = [&](const nudge::input_problem& p) { heard.push_back(p); }});
+  CHECK(csv(result) == expected_csv);
+  CHECK(result.rejected == 4);
+  CHECK(result.events_read == 6);
+  CHECK(heard.size() == 4);
+  CHECK(dir.read("rejects.txt") ==
+        contacts + ":4: duplicate contact \"c1\" (first on line 2)\tc1,lead,Dup\n" + events +
+            ":8: unknown contact \"c9\" (not in the contacts file)\t1704072600,c9,signup,,\n" +
+            events +
+            ":9: ts 1704072000 is before the previous event's ts 1704072600 (events must be sorted "
+            "by ts)\t1704072000,c1,signup,,\n" +
+            events + ":10: unknown event type \"sigup\"\t1704072600,c1,sigup,,\n");
+}
+
+TEST_CASE("replay: without a contacts file events create their contacts", "[replay]") {
+  temp_dir dir;
+  auto result = nudge::replay(
+      shop_program(), "",
+      dir.write("events.jsonl",
+                R"({"ts": 1704067200, "contact": "v1", "type": "page_view", "key": "/p/1"})"
+                "\n"));
+  CHECK(csv(result, nudge::time_format::iso) ==
+        "ts,contact,rule,action,arg\n"
+        "2024-01-01T00:00:00Z,v1,interest_1,web_push,p1\n");
+  CHECK(result.until == nudge::from_epoch(1704067200) + days(60));
+}
+
+TEST_CASE("write_actions_csv: header even without actions", "[replay][output]") {
+  std::ostringstream out;
+  nudge::write_actions_csv(out, {}, nudge::time_format::iso);
+  CHECK(out.str() == "ts,contact,rule,action,arg\n");
+}

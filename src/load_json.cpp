@@ -1,0 +1,1685 @@
+// Rule files (JSON, docs/rules.md) to rule sets and programs, with every problem located by
+// JSON pointer and line:column.
+//
+// Boost.JSON parses the text (and rejects bad syntax and hostile nesting); a walker then maps
+// the DOM to the plain structs of rule.hpp, collecting every problem it meets instead of
+// stopping at the first. Boost.JSON's DOM keeps no positions, so only when there is something
+// to report does a second, tiny scanner walk the (already valid) text and record where each
+// value and key starts, keyed by JSON pointer. A file without problems pays for that scan only
+// once, to catch duplicate keys, which the DOM silently merges.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <boost/json.hpp>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <nudge/event.hpp>
+#include <nudge/load_rules.hpp>
+#include <optional>
+#include <unordered_map>
+#include <utility>
+
+namespace nudge {
+namespace {
+
+namespace json = boost::json;
+
+constexpr std::size_t npos = static_cast<std::size_t>(-1);
+
+// Windowed counts and frequency caps keep one time per counted event per contact, so their
+// bounds are capped to keep a hostile file from reserving unbounded memory per contact.
+constexpr std::int64_t max_kept_count = 1000;
+
+// A problem found while walking the DOM, before it is located in the text.
+struct problem {
+  std::string pointer;
+  bool at_key = false;  // locate the member's key rather than its value
+  std::string code;
+  std::string message;
+};
+
+// ---- JSON pointers --------------------------------------------------------------------------
+
+std::string token(std::string_view key) {
+  std::string out;
+  out.reserve(key.size());
+  for (char c : key) {
+    if (c == '~') {
+      out += "~0";
+    } else if (c == '/') {
+      out += "~1";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string child(const std::string& at, std::string_view key) {
+  return at + "/" + token(key);
+}
+std::string child(const std::string& at, std::size_t index) {
+  return fmt::format("{}/{}", at, index);
+}
+
+// ---- Suggestions ----------------------------------------------------------------------------
+
+// Optimal string alignment distance (Levenshtein plus adjacent transpositions).
+std::size_t edit_distance(std::string_view a, std::string_view b, bool fold_case) {
+  auto lower = [fold_case](char c) {
+    return (fold_case && c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+  };
+  const std::size_t n = a.size(), m = b.size();
+  std::vector<std::size_t> prev2(m + 1), prev(m + 1), cur(m + 1);
+  for (std::size_t j = 0; j <= m; ++j) {
+    prev[j] = j;
+  }
+  for (std::size_t i = 1; i <= n; ++i) {
+    cur[0] = i;
+    for (std::size_t j = 1; j <= m; ++j) {
+      const std::size_t cost = lower(a[i - 1]) == lower(b[j - 1]) ? 0 : 1;
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost});
+      if (i > 1 && j > 1 && lower(a[i - 1]) == lower(b[j - 2]) &&
+          lower(a[i - 2]) == lower(b[j - 1])) {
+        cur[j] = std::min(cur[j], prev2[j - 2] + 1);
+      }
+    }
+    std::swap(prev2, prev);
+    std::swap(prev, cur);
+  }
+  return prev[m];
+}
+
+// The closest candidate, if it is close enough to be a likely typo: at most 1 edit for words
+// of up to 4 characters, at most 2 for longer ones, and never the whole word.
+template <class Range>
+std::optional<std::string> closest(std::string_view word, const Range& candidates) {
+  const std::size_t limit = word.size() <= 4 ? 1 : 2;
+  std::optional<std::string> best;
+  std::size_t best_distance = npos;
+  for (const auto& c : candidates) {
+    const std::string_view cand{c};
+    // Ties go to the candidate that also matches the case ("CRAT" -> "CART", not "cart").
+    const std::size_t folded = edit_distance(word, cand, true);
+    if (folded > limit || folded >= std::max(word.size(), cand.size())) {
+      continue;
+    }
+    const std::size_t d =
+        folded * 256 + std::min<std::size_t>(edit_distance(word, cand, false), 255);
+    if (d < best_distance) {
+      best_distance = d;
+      best = std::string{cand};
+    }
+  }
+  return best;
+}
+
+// "a, b, c or d"
+template <class Range>
+std::string list_words(const Range& words) {
+  std::string out;
+  std::size_t i = 0;
+  const auto n = static_cast<std::size_t>(std::distance(std::begin(words), std::end(words)));
+  for (const auto& w : words) {
+    if (i > 0) {
+      out += i + 1 == n ? " or " : ", ";
+    }
+    out += std::string_view{w};
+    ++i;
+  }
+  return out;
+}
+
+std::string quoted(std::string_view s) {
+  return json::serialize(json::string_view{s});
+}
+
+// A value as it appears in a message: scalars as JSON (long ones shortened), containers by kind.
+std::string describe(const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::object:
+      return "an object";
+    case json::kind::array:
+      return "an array";
+    case json::kind::null:
+      return "null";
+    case json::kind::double_:
+      // fmt's shortest round-trip form ("2.5"), not Boost's "2.5E0".
+      return std::isfinite(v.get_double()) ? fmt::format("{}", v.get_double()) : "the number";
+    default:
+      break;
+  }
+  std::string s = json::serialize(v);
+  if (s.size() > 40) {
+    s = s.substr(0, 37) + "...";
+  }
+  return s;
+}
+
+constexpr std::array<std::string_view, 15> builtin_types{
+    event_types::page_view,      event_types::cart,           event_types::purchase,
+    event_types::email_open,     event_types::email_click,    event_types::signup,
+    event_types::tag_added,      event_types::tag_removed,    event_types::stage_entered,
+    event_types::status_changed, event_types::owner_assigned, event_types::group_added,
+    event_types::group_removed,  event_types::detail_set,     event_types::score_changed};
+
+constexpr std::array<std::string_view, 15> verbs{
+    "send_email", "send_sms",  "web_push",     "notify_owner", "generate_coupon",
+    "webhook",    "add_tag",   "remove_tag",   "set_detail",   "set_status",
+    "add_score",  "set_stage", "assign_owner", "add_to_group", "remove_from_group"};
+
+constexpr std::array<std::string_view, 10> operators{"eq", "ne", "lt",       "le",     "gt",
+                                                     "ge", "in", "contains", "prefix", "exists"};
+
+constexpr std::array<std::string_view, 11> condition_forms{
+    "all",   "any",     "not",      "detail",   "field",       "status",
+    "stage", "has_tag", "in_group", "happened", "not_happened"};
+
+// ---- The walker: DOM -> rule_set, collecting problems -----------------------------------------
+
+class walker {
+ public:
+  explicit walker(const program_limits& limits) : limits_(limits) {}
+
+  std::vector<problem> problems;
+
+  rule_set run(const json::value& root) {
+    rule_set out;
+    const json::object* top = object_at(root, "");
+    if (top == nullptr) {
+      return out;
+    }
+    check_fields(*top, "",
+                 {"version", "description", "event_types", "owner_groups", "rules", "workflows",
+                  "segments"});
+    // Declarations first: rules refer to them wherever they appear in the file.
+    if (const auto* v = top->if_contains("version")) {
+      if (auto n = integer(*v, "/version")) {
+        if (*n != 1) {
+          fail("/version", "bad_version", fmt::format("unsupported version {} (expected 1)", *n));
+        }
+      }
+    }
+    if (const auto* v = top->if_contains("description")) {
+      string(*v, "/description");
+    }
+    if (const auto* v = top->if_contains("event_types")) {
+      event_types(*v, out);
+      declared_types_ = out.event_types;
+    }
+    if (const auto* v = top->if_contains("owner_groups")) {
+      owner_groups(*v, out);
+    }
+    for (const char* reserved : {"workflows", "segments"}) {
+      if (const auto* v = top->if_contains(reserved)) {
+        const std::string at = std::string{"/"} + reserved;
+        if (const json::array* a = array_at(*v, at); a != nullptr && !a->empty()) {
+          fail(at, "unsupported",
+               fmt::format("{} are not supported by this version (leave the array empty)",
+                           reserved));
+        }
+      }
+    }
+    const auto* rules = top->if_contains("rules");
+    if (rules == nullptr) {
+      fail("", "missing_field", "missing required field \"rules\"");
+      return out;
+    }
+    const json::array* list = array_at(*rules, "/rules");
+    if (list == nullptr) {
+      return out;
+    }
+    if (list->size() > limits_.max_rules) {
+      fail("/rules", "too_many_rules",
+           fmt::format("{} rules; at most {} are allowed", list->size(), limits_.max_rules));
+      return out;
+    }
+    out.rules.reserve(list->size());
+    std::unordered_map<std::string_view, std::size_t> first_with_id;
+    for (std::size_t i = 0; i < list->size(); ++i) {
+      out.rules.push_back(rule_at((*list)[i], child("/rules", i), first_with_id, i));
+    }
+    return out;
+  }
+
+ private:
+  const program_limits& limits_;
+  std::vector<std::string> declared_types_;  // custom event types the file declares
+  const name_map<std::vector<std::string>>* groups_ = nullptr;
+
+  void fail(std::string at, std::string code, std::string message, bool at_key = false) {
+    problems.push_back({std::move(at), at_key, std::move(code), std::move(message)});
+  }
+
+  // ---- typed accessors: each reports a wrong type and returns nothing ----
+  void wrong_type(const json::value& v, const std::string& at, std::string_view expected) {
+    fail(at, "wrong_type", fmt::format("expected {}, got {}", expected, describe(v)));
+  }
+  const json::object* object_at(const json::value& v, const std::string& at) {
+    if (const auto* o = v.if_object()) {
+      return o;
+    }
+    wrong_type(v, at, "an object");
+    return nullptr;
+  }
+  const json::array* array_at(const json::value& v, const std::string& at) {
+    if (const auto* a = v.if_array()) {
+      return a;
+    }
+    wrong_type(v, at, "an array");
+    return nullptr;
+  }
+  std::optional<std::string> string(const json::value& v, const std::string& at) {
+    if (const auto* s = v.if_string()) {
+      return std::string{*s};
+    }
+    wrong_type(v, at, "a string");
+    return std::nullopt;
+  }
+  std::optional<std::string> name(const json::value& v, const std::string& at,
+                                  std::string_view what) {
+    auto s = string(v, at);
+    if (s && s->empty()) {
+      fail(at, "empty_name", fmt::format("{} cannot be empty", what));
+      return std::nullopt;
+    }
+    return s;
+  }
+  std::optional<bool> boolean(const json::value& v, const std::string& at) {
+    if (const auto* b = v.if_bool()) {
+      return *b;
+    }
+    wrong_type(v, at, "true or false");
+    return std::nullopt;
+  }
+  std::optional<std::int64_t> integer(const json::value& v, const std::string& at) {
+    if (const auto* i = v.if_int64()) {
+      return *i;
+    }
+    if (v.is_uint64()) {
+      fail(at, "bad_value",
+           fmt::format("{} is too large (at most {})", describe(v),
+                       std::numeric_limits<std::int64_t>::max()));
+      return std::nullopt;
+    }
+    wrong_type(v, at, "an integer");
+    return std::nullopt;
+  }
+  std::optional<std::int64_t> count(const json::value& v, const std::string& at, std::int64_t min,
+                                    std::int64_t max) {
+    auto n = integer(v, at);
+    if (n && (*n < min || *n > max)) {
+      fail(at, "bad_count", fmt::format("{} is out of range (expected {} to {})", *n, min, max));
+      return std::nullopt;
+    }
+    return n;
+  }
+  std::optional<duration> span(const json::value& v, const std::string& at) {
+    const auto* s = v.if_string();
+    if (s == nullptr) {
+      wrong_type(v, at, "a duration (e.g. \"60d\")");
+      return std::nullopt;
+    }
+    auto d = parse_duration(std::string_view{*s});
+    if (!d) {
+      fail(at, "bad_duration",
+           fmt::format("{} is not a duration (expected e.g. \"60d\")", describe(v)));
+    }
+    return d;
+  }
+  // A delay: 0s up to the limit.
+  std::optional<duration> delay(const json::value& v, const std::string& at) {
+    auto d = span(v, at);
+    if (d && *d > limits_.max_delay) {
+      fail(at, "bad_delay",
+           fmt::format("a delay must be between 0s and {}", format_duration(limits_.max_delay)));
+      return std::nullopt;
+    }
+    return d;
+  }
+  // A window: longer than 0s, up to the limit.
+  std::optional<duration> window(const json::value& v, const std::string& at) {
+    auto d = span(v, at);
+    if (d && (*d <= duration{0} || *d > limits_.max_delay)) {
+      fail(at, "bad_window",
+           fmt::format("a window must be longer than 0s and at most {}",
+                       format_duration(limits_.max_delay)));
+      return std::nullopt;
+    }
+    return d;
+  }
+  std::optional<time_point> instant(const json::value& v, const std::string& at) {
+    std::optional<time_point> t;
+    if (const auto* s = v.if_string()) {
+      t = parse_time(std::string_view{*s});
+    } else if (const auto* i = v.if_int64()) {
+      t = from_epoch(*i);
+    } else if (!v.is_uint64()) {
+      wrong_type(v, at, "a time (ISO-8601 with an offset, or epoch seconds)");
+      return std::nullopt;
+    }
+    if (!t) {
+      fail(at, "bad_time",
+           fmt::format("{} is not a time (expected e.g. \"2024-01-01T10:00:00Z\" or epoch "
+                       "seconds)",
+                       describe(v)));
+      return std::nullopt;
+    }
+    if (*t < min_time || *t > max_time) {
+      fail(at, "bad_time", fmt::format("{} is outside the years 1900 to 9999", describe(v)));
+      return std::nullopt;
+    }
+    return t;
+  }
+  // VALUE: string, integer, decimal, bool, or {"time": TIME}.
+  std::optional<value> val(const json::value& v, const std::string& at) {
+    switch (v.kind()) {
+      case json::kind::string:
+        return value{std::string{v.get_string()}};
+      case json::kind::int64:
+        return value{v.get_int64()};
+      case json::kind::uint64:
+        fail(at, "bad_value",
+             fmt::format("{} is too large (at most {})", describe(v),
+                         std::numeric_limits<std::int64_t>::max()));
+        return std::nullopt;
+      case json::kind::double_:
+        if (!std::isfinite(v.get_double())) {
+          fail(at, "bad_value", "the number is out of range for a decimal");
+          return std::nullopt;
+        }
+        return value{v.get_double()};
+      case json::kind::bool_:
+        return value{v.get_bool()};
+      case json::kind::object: {
+        const auto& o = v.get_object();
+        check_fields(o, at, {"time"});
+        if (const auto* t = o.if_contains("time")) {
+          if (auto tp = instant(*t, child(at, "time"))) {
+            return value{*tp};
+          }
+          return std::nullopt;
+        }
+        fail(at, "missing_field", "missing required field \"time\"");
+        return std::nullopt;
+      }
+      default:
+        break;
+    }
+    wrong_type(v, at, "a value (string, number, true, false or {\"time\": ...})");
+    return std::nullopt;
+  }
+
+  // Reports members not in `allowed`, at their keys, with a suggestion when one is close.
+  bool check_fields(const json::object& o, const std::string& at,
+                    std::initializer_list<std::string_view> allowed) {
+    bool ok = true;
+    for (const auto& m : o) {
+      const std::string_view k{m.key()};
+      if (std::find(allowed.begin(), allowed.end(), k) != allowed.end()) {
+        continue;
+      }
+      ok = false;
+      unknown_field(k, at, allowed);
+    }
+    return ok;
+  }
+  template <class Range>
+  void unknown_field(std::string_view k, const std::string& at, const Range& allowed) {
+    if (auto s = closest(k, allowed)) {
+      fail(child(at, k), "unknown_field",
+           fmt::format("unknown field {} (did you mean {}?)", quoted(k), quoted(*s)), true);
+    } else {
+      fail(child(at, k), "unknown_field",
+           fmt::format("unknown field {} (expected {})", quoted(k), list_words(allowed)), true);
+    }
+  }
+
+  // ---- declarations ----
+  void event_types(const json::value& v, rule_set& out) {
+    const json::array* a = array_at(v, "/event_types");
+    if (a == nullptr) {
+      return;
+    }
+    for (std::size_t i = 0; i < a->size(); ++i) {
+      const std::string at = child("/event_types", i);
+      auto t = name((*a)[i], at, "an event type");
+      if (!t) {
+        continue;
+      }
+      if (std::find(out.event_types.begin(), out.event_types.end(), *t) != out.event_types.end()) {
+        fail(at, "duplicate_event_type",
+             fmt::format("event type {} is declared twice", quoted(*t)));
+        continue;
+      }
+      out.event_types.push_back(*t);
+    }
+  }
+
+  void owner_groups(const json::value& v, rule_set& out) {
+    const json::object* o = object_at(v, "/owner_groups");
+    if (o == nullptr) {
+      return;
+    }
+    for (const auto& m : *o) {
+      const std::string at = child("/owner_groups", m.key());
+      if (m.key().empty()) {
+        fail(at, "empty_name", "an owner group name cannot be empty", true);
+        continue;
+      }
+      const json::array* members = array_at(m.value(), at);
+      if (members == nullptr) {
+        continue;
+      }
+      if (members->empty()) {
+        fail(at, "empty_group", "an owner group needs at least one member");
+        continue;
+      }
+      std::vector<std::string> names;
+      for (std::size_t i = 0; i < members->size(); ++i) {
+        if (auto s = name((*members)[i], child(at, i), "an owner")) {
+          names.push_back(std::move(*s));
+        }
+      }
+      out.owner_groups[std::string{m.key()}] = std::move(names);
+    }
+    groups_ = &out.owner_groups;
+  }
+
+  // ---- rules ----
+  rule rule_at(const json::value& v, const std::string& at,
+               std::unordered_map<std::string_view, std::size_t>& first_with_id,
+               std::size_t index) {
+    rule r;
+    const json::object* o = object_at(v, at);
+    if (o == nullptr) {
+      return r;
+    }
+    check_fields(*o, at, {"id", "description", "on", "delay", "if", "then", "reentry", "cap"});
+    if (const auto* id = o->if_contains("id")) {
+      if (auto s = name(*id, child(at, "id"), "a rule id")) {
+        r.id = std::move(*s);
+        const auto& key = id->get_string();
+        if (auto [it, fresh] = first_with_id.emplace(std::string_view{key}, index); !fresh) {
+          fail(child(at, "id"), "duplicate_id",
+               fmt::format("duplicate rule id {} (first used by /rules/{})", quoted(r.id),
+                           it->second));
+        }
+      }
+    } else {
+      fail(at, "missing_field", "missing required field \"id\"");
+    }
+    if (const auto* d = o->if_contains("description")) {
+      string(*d, child(at, "description"));
+    }
+    if (const auto* on = o->if_contains("on")) {
+      if (auto m = trigger(*on, child(at, "on"))) {
+        r.trigger = std::move(*m);
+      }
+    } else {
+      fail(at, "missing_field", "missing required field \"on\"");
+    }
+    if (const auto* d = o->if_contains("delay")) {
+      if (auto dd = delay(*d, child(at, "delay"))) {
+        r.delay = *dd;
+      }
+    }
+    if (const auto* c = o->if_contains("if")) {
+      if (auto cc = condition_at(*c, child(at, "if"), 1)) {
+        r.when = std::move(*cc);
+      }
+    }
+    if (const auto* t = o->if_contains("then")) {
+      const std::string tat = child(at, "then");
+      if (const json::array* list = array_at(*t, tat)) {
+        if (list->empty()) {
+          fail(tat, "empty_list", "a rule needs at least one action");
+        }
+        for (std::size_t j = 0; j < list->size(); ++j) {
+          if (auto a = action_at((*list)[j], child(tat, j))) {
+            r.actions.push_back(std::move(*a));
+          }
+        }
+      }
+    } else {
+      fail(at, "missing_field", "missing required field \"then\"");
+    }
+    if (const auto* re = o->if_contains("reentry")) {
+      reentry_at(*re, child(at, "reentry"), r);
+    }
+    if (const auto* c = o->if_contains("cap")) {
+      cap_at(*c, child(at, "cap"), r);
+    }
+    return r;
+  }
+
+  void reentry_at(const json::value& v, const std::string& at, rule& r) {
+    if (const auto* s = v.if_string()) {
+      if (*s == "always") {
+        r.reentry_policy = reentry::always;
+      } else if (*s == "once") {
+        r.reentry_policy = reentry::once;
+      } else {
+        fail(at, "bad_reentry",
+             fmt::format("unknown re-entry policy {} (expected \"always\", \"once\" or "
+                         "{{\"once_per\": DURATION}})",
+                         describe(v)));
+      }
+      return;
+    }
+    if (const auto* o = v.if_object()) {
+      check_fields(*o, at, {"once_per"});
+      if (const auto* w = o->if_contains("once_per")) {
+        if (auto d = window(*w, child(at, "once_per"))) {
+          r.reentry_policy = reentry::once_per;
+          r.reentry_window = *d;
+        }
+      } else {
+        fail(at, "missing_field", "missing required field \"once_per\"");
+      }
+      return;
+    }
+    wrong_type(v, at, "\"always\", \"once\" or {\"once_per\": DURATION}");
+  }
+
+  void cap_at(const json::value& v, const std::string& at, rule& r) {
+    const json::object* o = object_at(v, at);
+    if (o == nullptr) {
+      return;
+    }
+    check_fields(*o, at, {"max", "per"});
+    frequency_cap c;
+    bool ok = true;
+    if (const auto* m = o->if_contains("max")) {
+      auto n = count(*m, child(at, "max"), 1, max_kept_count);
+      ok = ok && n.has_value();
+      c.max_runs = n.value_or(1);
+    } else {
+      fail(at, "missing_field", "missing required field \"max\"");
+      ok = false;
+    }
+    if (const auto* p = o->if_contains("per")) {
+      auto d = window(*p, child(at, "per"));
+      ok = ok && d.has_value();
+      c.per = d.value_or(duration{0});
+    } else {
+      fail(at, "missing_field", "missing required field \"per\"");
+      ok = false;
+    }
+    if (ok) {
+      r.cap = c;
+    }
+  }
+
+  // ---- events ----
+  bool is_known_type(std::string_view t) const {
+    return is_builtin_event_type(t) ||
+           std::find(declared_types_.begin(), declared_types_.end(), t) != declared_types_.end();
+  }
+
+  // The event part of a trigger or a happened leaf: {"event": T, "key"|"key_prefix": K} or
+  // the shorthands {"tag_added": TAG}, {"stage_entered": STAGE}. Other members of `o` are the
+  // caller's to check.
+  std::optional<event_match> match_at(const json::object& o, const std::string& at) {
+    const json::value* ev = o.if_contains("event");
+    const json::value* tag = o.if_contains("tag_added");
+    const json::value* stage = o.if_contains("stage_entered");
+    const int forms = (ev != nullptr) + (tag != nullptr) + (stage != nullptr);
+    if (forms == 0) {
+      fail(at, "missing_field", "missing the event: \"event\", \"tag_added\" or \"stage_entered\"");
+      return std::nullopt;
+    }
+    if (forms > 1) {
+      fail(at, "ambiguous_form",
+           "give exactly one of \"event\", \"tag_added\" and \"stage_entered\"");
+      return std::nullopt;
+    }
+    const json::value* key = o.if_contains("key");
+    const json::value* prefix = o.if_contains("key_prefix");
+    if (ev == nullptr) {
+      const bool is_tag = tag != nullptr;
+      const char* form = is_tag ? "tag_added" : "stage_entered";
+      for (const char* extra : {"key", "key_prefix"}) {
+        if (o.if_contains(extra)) {
+          fail(child(at, extra), "field_not_allowed",
+               fmt::format("{} does not combine with {} (it is the key already)", quoted(extra),
+                           quoted(form)),
+               true);
+        }
+      }
+      auto k = name(is_tag ? *tag : *stage, child(at, form), is_tag ? "a tag" : "a stage");
+      if (!k) {
+        return std::nullopt;
+      }
+      return event_match{std::string{form}, key_match::exact, std::move(*k)};
+    }
+    auto t = name(*ev, child(at, "event"), "an event type");
+    bool ok = t.has_value();
+    if (t && !is_known_type(*t)) {
+      std::vector<std::string> candidates(builtin_types.begin(), builtin_types.end());
+      candidates.insert(candidates.end(), declared_types_.begin(), declared_types_.end());
+      if (auto s = closest(*t, candidates)) {
+        fail(child(at, "event"), "unknown_event_type",
+             edit_distance(*t, *s, true) == 0
+                 ? fmt::format("unknown event type {} (did you mean {}? or declare {} in "
+                               "\"event_types\")",
+                               quoted(*t), quoted(*s), quoted(*t))
+                 : fmt::format("unknown event type {} (did you mean {}?)", quoted(*t), quoted(*s)));
+      } else {
+        fail(child(at, "event"), "unknown_event_type",
+             fmt::format("unknown event type {} (declare custom types in \"event_types\")",
+                         quoted(*t)));
+      }
+      ok = false;
+    }
+    event_match m;
+    if (t) {
+      m.type = std::move(*t);
+    }
+    if (key != nullptr && prefix != nullptr) {
+      fail(child(at, "key_prefix"), "ambiguous_form", "give \"key\" or \"key_prefix\", not both",
+           true);
+      return std::nullopt;
+    }
+    if (key != nullptr) {
+      auto k = string(*key, child(at, "key"));
+      ok = ok && k.has_value();
+      m.match = key_match::exact;
+      m.key = k.value_or("");
+    } else if (prefix != nullptr) {
+      auto k = string(*prefix, child(at, "key_prefix"));
+      if (k && k->empty()) {
+        fail(child(at, "key_prefix"), "bad_value",
+             "an empty prefix matches every key (leave \"key_prefix\" out)");
+        ok = false;
+      }
+      ok = ok && k.has_value();
+      m.match = key_match::prefix;
+      m.key = k.value_or("");
+    }
+    if (!ok) {
+      return std::nullopt;
+    }
+    return m;
+  }
+
+  std::optional<event_match> trigger(const json::value& v, const std::string& at) {
+    const json::object* o = object_at(v, at);
+    if (o == nullptr) {
+      return std::nullopt;
+    }
+    check_fields(*o, at, {"event", "key", "key_prefix", "tag_added", "stage_entered"});
+    return match_at(*o, at);
+  }
+
+  // ---- conditions ----
+  std::optional<condition> condition_at(const json::value& v, const std::string& at,
+                                        std::size_t depth) {
+    const json::object* o = object_at(v, at);
+    if (o == nullptr) {
+      return std::nullopt;
+    }
+    if (depth > limits_.max_condition_depth) {
+      fail(at, "too_deep",
+           fmt::format("condition nested deeper than {} levels", limits_.max_condition_depth));
+      return std::nullopt;
+    }
+    if (o->contains("detail") || o->contains("field")) {
+      return comparison(*o, at);
+    }
+    if (o->empty()) {
+      fail(at, "missing_field",
+           fmt::format("empty condition (expected one of {})", list_words(condition_forms)));
+      return std::nullopt;
+    }
+    // Exactly one form: report unknown keys, then more than one known form.
+    std::string_view form;
+    bool ok = true;
+    for (const auto& m : *o) {
+      const std::string_view k{m.key()};
+      if (std::find(condition_forms.begin(), condition_forms.end(), k) == condition_forms.end()) {
+        if (auto s = closest(k, condition_forms)) {
+          fail(child(at, k), "unknown_condition",
+               fmt::format("unknown condition {} (did you mean {}?)", quoted(k), quoted(*s)), true);
+        } else {
+          fail(child(at, k), "unknown_condition",
+               fmt::format("unknown condition {} (expected one of {})", quoted(k),
+                           list_words(condition_forms)),
+               true);
+        }
+        ok = false;
+      } else if (form.empty()) {
+        form = k;
+      } else {
+        fail(child(at, k), "ambiguous_form",
+             fmt::format("a condition has exactly one form; found {} and {} (combine them with "
+                         "\"all\" or \"any\")",
+                         quoted(form), quoted(k)),
+             true);
+        ok = false;
+      }
+    }
+    if (!ok || form.empty()) {
+      return std::nullopt;
+    }
+    const json::value& arg = o->at(form);
+    const std::string aat = child(at, form);
+    if (form == "all" || form == "any") {
+      const json::array* list = array_at(arg, aat);
+      if (list == nullptr) {
+        return std::nullopt;
+      }
+      if (list->empty()) {
+        fail(aat, "empty_list", fmt::format("{} needs at least one condition", quoted(form)));
+        return std::nullopt;
+      }
+      std::vector<condition> kids;
+      for (std::size_t i = 0; i < list->size(); ++i) {
+        if (auto c = condition_at((*list)[i], child(aat, i), depth + 1)) {
+          kids.push_back(std::move(*c));
+        } else {
+          ok = false;
+        }
+      }
+      if (!ok) {
+        return std::nullopt;
+      }
+      return form == "all" ? all(std::move(kids)) : any(std::move(kids));
+    }
+    if (form == "not") {
+      auto c = condition_at(arg, aat, depth + 1);
+      if (!c) {
+        return c;
+      }
+      return negate(std::move(*c));
+    }
+    if (form == "status" || form == "stage") {
+      auto s = string(arg, aat);
+      if (!s) {
+        return std::nullopt;
+      }
+      return form == "status" ? nudge::status().eq(std::move(*s))
+                              : nudge::stage().eq(std::move(*s));
+    }
+    if (form == "has_tag" || form == "in_group") {
+      auto s = name(arg, aat, form == "has_tag" ? "a tag" : "a group");
+      if (!s) {
+        return std::nullopt;
+      }
+      return form == "has_tag" ? has_tag(std::move(*s)) : in_group(std::move(*s));
+    }
+    return happened_at(arg, aat, form == "not_happened");
+  }
+
+  std::optional<condition> happened_at(const json::value& v, const std::string& at, bool is_not) {
+    const json::object* o = object_at(v, at);
+    if (o == nullptr) {
+      return std::nullopt;
+    }
+    bool ok = true;
+    if (is_not) {
+      ok = check_fields(
+          *o, at,
+          {"event", "key", "key_prefix", "tag_added", "stage_entered", "within", "since_trigger"});
+    } else {
+      ok = check_fields(*o, at,
+                        {"event", "key", "key_prefix", "tag_added", "stage_entered", "within",
+                         "since_trigger", "at_least", "at_most", "exactly"});
+    }
+    auto m = match_at(*o, at);
+    ok = ok && m.has_value();
+    condition c = happened(m.value_or(event_match{}));
+    const json::value* within = o->if_contains("within");
+    const json::value* since = o->if_contains("since_trigger");
+    if (within != nullptr && since != nullptr) {
+      fail(child(at, "since_trigger"), "ambiguous_form",
+           "give \"within\" or \"since_trigger\", not both", true);
+      ok = false;
+    } else if (within != nullptr) {
+      auto d = window(*within, child(at, "within"));
+      ok = ok && d.has_value();
+      c.window = window_kind::within;
+      c.window_length = d.value_or(duration{0});
+    } else if (since != nullptr) {
+      auto b = boolean(*since, child(at, "since_trigger"));
+      if (b && !*b) {
+        fail(child(at, "since_trigger"), "bad_value",
+             "\"since_trigger\" can only be true (leave it out to count over the lifetime)");
+        b.reset();
+      }
+      ok = ok && b.has_value();
+      c.window = window_kind::since_trigger;
+    }
+    const bool windowed = c.window != window_kind::lifetime;
+    if (is_not) {
+      c.count = count_op::at_most;
+      c.count_bound = 0;
+    } else {
+      const char* found = nullptr;
+      for (auto [key, op] :
+           {std::pair{"at_least", count_op::at_least}, std::pair{"at_most", count_op::at_most},
+            std::pair{"exactly", count_op::exactly}}) {
+        const json::value* n = o->if_contains(key);
+        if (n == nullptr) {
+          continue;
+        }
+        if (found != nullptr) {
+          fail(child(at, key), "ambiguous_form",
+               fmt::format("give one count bound; found {} and {}", quoted(found), quoted(key)),
+               true);
+          ok = false;
+          continue;
+        }
+        found = key;
+        auto b = count(*n, child(at, key), 0,
+                       windowed ? max_kept_count : std::numeric_limits<std::int64_t>::max());
+        ok = ok && b.has_value();
+        c.count = op;
+        c.count_bound = b.value_or(0);
+      }
+    }
+    if (!ok) {
+      return std::nullopt;
+    }
+    return c;
+  }
+
+  std::optional<condition> comparison(const json::object& o, const std::string& at) {
+    const json::value* d = o.if_contains("detail");
+    const json::value* f = o.if_contains("field");
+    bool ok = true;
+    if (d != nullptr && f != nullptr) {
+      fail(child(at, "field"), "ambiguous_form", "give \"detail\" or \"field\", not both", true);
+      return std::nullopt;
+    }
+    field target = field::detail;
+    std::string detail_name;
+    if (d != nullptr) {
+      auto n = name(*d, child(at, "detail"), "a detail name");
+      ok = n.has_value();
+      detail_name = n.value_or("");
+    } else {
+      static constexpr std::array<std::pair<std::string_view, field>, 5> fields{
+          {{"status", field::status},
+           {"stage", field::stage},
+           {"owner", field::owner},
+           {"score", field::score},
+           {"time_zone", field::time_zone}}};
+      const std::string fat = child(at, "field");
+      if (auto s = string(*f, fat)) {
+        auto it = std::find_if(fields.begin(), fields.end(),
+                               [&](const auto& p) { return p.first == *s; });
+        if (it != fields.end()) {
+          target = it->second;
+        } else {
+          std::array<std::string_view, 5> names{};
+          std::transform(fields.begin(), fields.end(), names.begin(),
+                         [](const auto& p) { return p.first; });
+          auto hint = closest(*s, names);
+          fail(fat, "unknown_field_name",
+               hint ? fmt::format("unknown profile field {} (did you mean {}?)", describe(*f),
+                                  quoted(*hint))
+                    : fmt::format("unknown profile field {} (expected {}; use \"detail\" for "
+                                  "contact details)",
+                                  describe(*f), list_words(names)));
+          ok = false;
+        }
+      } else {
+        ok = false;
+      }
+    }
+    // The operator: exactly one of the operator keys; anything else is unknown.
+    std::string_view op_name;
+    for (const auto& m : o) {
+      const std::string_view k{m.key()};
+      if (k == "detail" || k == "field") {
+        continue;
+      }
+      if (std::find(operators.begin(), operators.end(), k) == operators.end()) {
+        auto hint = closest(k, operators);
+        fail(child(at, k), "unknown_operator",
+             hint ? fmt::format("unknown operator {} (did you mean {}?)", quoted(k), quoted(*hint))
+                  : fmt::format("unknown operator {} (expected {})", quoted(k),
+                                list_words(operators)),
+             true);
+        ok = false;
+      } else if (op_name.empty()) {
+        op_name = k;
+      } else {
+        fail(child(at, k), "ambiguous_form",
+             fmt::format("give one operator per comparison; found {} and {} (combine "
+                         "comparisons with \"all\")",
+                         quoted(op_name), quoted(k)),
+             true);
+        ok = false;
+      }
+    }
+    if (op_name.empty()) {
+      if (ok) {
+        fail(at, "missing_field",
+             fmt::format("missing the operator (one of {})", list_words(operators)));
+      }
+      return std::nullopt;
+    }
+    const auto op = static_cast<compare_op>(std::find(operators.begin(), operators.end(), op_name) -
+                                            operators.begin());
+    const json::value& arg = o.at(op_name);
+    const std::string oat = child(at, op_name);
+    const bool is_text = target != field::detail && target != field::score;
+    // Checks one operand against what the field holds.
+    auto operand = [&](const json::value& v, const std::string& vat) -> std::optional<value> {
+      auto x = val(v, vat);
+      if (!x) {
+        return x;
+      }
+      if (is_text && !std::holds_alternative<std::string>(*x)) {
+        fail(vat, "bad_value",
+             fmt::format("{} holds text; {} is not a string", field_label(target), describe(v)));
+        return std::nullopt;
+      }
+      if (target == field::score && !std::holds_alternative<std::int64_t>(*x) &&
+          !std::holds_alternative<double>(*x)) {
+        fail(vat, "bad_value", fmt::format("score is a number; {} is not", describe(v)));
+        return std::nullopt;
+      }
+      return x;
+    };
+    std::vector<value> operands;
+    bool negated = false;
+    switch (op) {
+      case compare_op::exists: {
+        auto b = boolean(arg, oat);
+        ok = ok && b.has_value();
+        negated = b.has_value() && !*b;
+        break;
+      }
+      case compare_op::in: {
+        const json::array* list = array_at(arg, oat);
+        if (list == nullptr) {
+          return std::nullopt;
+        }
+        if (list->empty()) {
+          fail(oat, "empty_list", "\"in\" needs at least one candidate");
+          return std::nullopt;
+        }
+        for (std::size_t i = 0; i < list->size(); ++i) {
+          auto x = operand((*list)[i], child(oat, i));
+          ok = ok && x.has_value();
+          if (x) {
+            operands.push_back(std::move(*x));
+          }
+        }
+        break;
+      }
+      case compare_op::contains:
+      case compare_op::prefix: {
+        if (target == field::score) {
+          fail(oat, "bad_value",
+               fmt::format("{} compares text; score is a number", quoted(op_name)));
+          return std::nullopt;
+        }
+        auto s = string(arg, oat);
+        ok = ok && s.has_value();
+        if (s) {
+          operands.emplace_back(std::move(*s));
+        }
+        break;
+      }
+      default: {
+        auto x = operand(arg, oat);
+        ok = ok && x.has_value();
+        if (x) {
+          operands.push_back(std::move(*x));
+        }
+        break;
+      }
+    }
+    if (!ok) {
+      return std::nullopt;
+    }
+    condition c = compare(target, std::move(detail_name), op, std::move(operands));
+    return negated ? negate(std::move(c)) : c;
+  }
+
+  static const char* field_label(field f) {
+    switch (f) {
+      case field::status:
+        return "status";
+      case field::stage:
+        return "stage";
+      case field::owner:
+        return "owner";
+      case field::time_zone:
+        return "time_zone";
+      case field::score:
+        return "score";
+      case field::detail:
+        break;
+    }
+    return "detail";
+  }
+
+  // ---- actions ----
+  std::optional<action> action_at(const json::value& v, const std::string& at) {
+    const json::object* o = object_at(v, at);
+    if (o == nullptr) {
+      return std::nullopt;
+    }
+    static constexpr std::array<std::string_view, 9> all_fields{
+        "do", "arg", "delay", "if", "params", "notify", "value", "pick", "salt"};
+    const json::value* verb = o->if_contains("do");
+    if (verb == nullptr) {
+      check_fields(*o, at,
+                   {"do", "arg", "delay", "if", "params", "notify", "value", "pick", "salt"});
+      fail(at, "missing_field", "missing required field \"do\"");
+      return std::nullopt;
+    }
+    auto verb_name = string(*verb, child(at, "do"));
+    if (!verb_name) {
+      return std::nullopt;
+    }
+    auto kind = action_from_name(*verb_name);
+    if (!kind) {
+      auto hint = closest(*verb_name, verbs);
+      fail(child(at, "do"), "unknown_action",
+           hint ? fmt::format("unknown action {} (did you mean {}?)", quoted(*verb_name),
+                              quoted(*hint))
+                : fmt::format("unknown action {} (expected {})", quoted(*verb_name),
+                              list_words(verbs)));
+      check_fields(*o, at,
+                   {"do", "arg", "delay", "if", "params", "notify", "value", "pick", "salt"});
+      return std::nullopt;
+    }
+    const action_kind k = *kind;
+    // Which optional fields apply to this verb.
+    auto applies = [k](std::string_view f) {
+      if (f == "do" || f == "delay" || f == "if" || f == "params") {
+        return true;
+      }
+      if (f == "arg") {
+        return k != action_kind::add_score;
+      }
+      if (f == "notify") {
+        return !is_external(k);
+      }
+      if (f == "value") {
+        return k == action_kind::set_detail || k == action_kind::add_score;
+      }
+      if (f == "pick" || f == "salt") {
+        return k == action_kind::assign_owner;
+      }
+      return false;
+    };
+    bool ok = true;
+    for (const auto& m : *o) {
+      const std::string_view f{m.key()};
+      if (std::find(all_fields.begin(), all_fields.end(), f) == all_fields.end()) {
+        std::vector<std::string_view> fitting;
+        for (auto a : all_fields) {
+          if (applies(a)) {
+            fitting.push_back(a);
+          }
+        }
+        unknown_field(f, at, fitting);
+        ok = false;
+      } else if (!applies(f)) {
+        fail(child(at, f), "field_not_allowed",
+             fmt::format("{} does not apply to {}", quoted(f), *verb_name), true);
+        ok = false;
+      }
+    }
+    action a;
+    a.kind = k;
+    if (k != action_kind::add_score) {
+      if (const auto* arg = o->if_contains("arg")) {
+        auto s = name(*arg, child(at, "arg"), fmt::format("the argument of {}", *verb_name));
+        ok = ok && s.has_value();
+        a.arg = s.value_or("");
+        if (s && k == action_kind::assign_owner && groups_ != nullptr &&
+            groups_->find(*s) == groups_->end()) {
+          unknown_group(*s, child(at, "arg"));
+          ok = false;
+        } else if (s && k == action_kind::assign_owner && groups_ == nullptr) {
+          unknown_group(*s, child(at, "arg"));
+          ok = false;
+        }
+      } else {
+        fail(at, "missing_field",
+             fmt::format("missing required field \"arg\" ({} needs {})", *verb_name,
+                         arg_meaning(k)));
+        ok = false;
+      }
+    }
+    if (k == action_kind::set_detail || k == action_kind::add_score) {
+      if (const auto* x = o->if_contains("value")) {
+        const std::string vat = child(at, "value");
+        if (k == action_kind::add_score) {
+          if (x->is_number() && std::isfinite(x->to_number<double>())) {
+            a.val = x->to_number<double>();
+          } else if (x->is_number()) {
+            fail(vat, "bad_value", "the number is out of range for a decimal");
+            ok = false;
+          } else {
+            wrong_type(*x, vat, "a number of points");
+            ok = false;
+          }
+        } else {
+          auto y = val(*x, vat);
+          ok = ok && y.has_value();
+          if (y) {
+            a.val = std::move(*y);
+          }
+        }
+      } else {
+        fail(at, "missing_field",
+             fmt::format("missing required field \"value\" ({} needs {})", *verb_name,
+                         k == action_kind::add_score ? "the points" : "the value to set"));
+        ok = false;
+      }
+    }
+    if (const auto* d = o->if_contains("delay")) {
+      auto dd = delay(*d, child(at, "delay"));
+      ok = ok && dd.has_value();
+      a.delay = dd.value_or(duration{0});
+    }
+    if (const auto* c = o->if_contains("if")) {
+      auto cc = condition_at(*c, child(at, "if"), 1);
+      ok = ok && cc.has_value();
+      if (cc) {
+        a.when = std::move(*cc);
+      }
+    }
+    if (const auto* p = o->if_contains("params"); p != nullptr && applies("params")) {
+      const std::string pat = child(at, "params");
+      if (const json::object* po = object_at(*p, pat)) {
+        for (const auto& m : *po) {
+          if (auto s = string(m.value(), child(pat, m.key()))) {
+            a.params[std::string{m.key()}] = std::move(*s);
+          } else {
+            ok = false;
+          }
+        }
+      } else {
+        ok = false;
+      }
+    }
+    if (const auto* n = o->if_contains("notify"); n != nullptr && applies("notify")) {
+      auto b = boolean(*n, child(at, "notify"));
+      ok = ok && b.has_value();
+      a.notify = b.value_or(false);
+    }
+    if (k == action_kind::assign_owner) {
+      if (const auto* p = o->if_contains("pick")) {
+        const std::string pat = child(at, "pick");
+        if (auto s = string(*p, pat)) {
+          if (*s == "hash") {
+            a.pick = owner_pick::hash;
+          } else if (*s == "round_robin") {
+            a.pick = owner_pick::round_robin;
+          } else {
+            fail(pat, "bad_value",
+                 fmt::format("unknown pick {} (expected \"hash\" or \"round_robin\")",
+                             describe(*p)));
+            ok = false;
+          }
+        } else {
+          ok = false;
+        }
+      }
+      if (const auto* s = o->if_contains("salt")) {
+        auto ss = string(*s, child(at, "salt"));
+        ok = ok && ss.has_value();
+        a.salt = ss.value_or("");
+        if (ss && a.pick == owner_pick::round_robin) {
+          fail(child(at, "salt"), "field_not_allowed", "\"salt\" applies to the \"hash\" pick only",
+               true);
+          ok = false;
+        }
+      }
+    }
+    if (!ok) {
+      return std::nullopt;
+    }
+    return a;
+  }
+
+  void unknown_group(const std::string& g, const std::string& at) {
+    std::vector<std::string> names;
+    if (groups_ != nullptr) {
+      for (const auto& [n, members] : *groups_) {
+        names.push_back(n);
+      }
+    }
+    if (auto hint = closest(g, names)) {
+      fail(
+          at, "unknown_group",
+          fmt::format("no owner group {} is defined (did you mean {}?)", quoted(g), quoted(*hint)));
+    } else {
+      fail(at, "unknown_group",
+           fmt::format("no owner group {} is defined (define it in \"owner_groups\")", quoted(g)));
+    }
+  }
+
+  static const char* arg_meaning(action_kind k) {
+    switch (k) {
+      case action_kind::send_email:
+      case action_kind::send_sms:
+      case action_kind::web_push:
+      case action_kind::notify_owner:
+        return "a template";
+      case action_kind::generate_coupon:
+        return "a coupon kind";
+      case action_kind::webhook:
+        return "a URL";
+      case action_kind::add_tag:
+      case action_kind::remove_tag:
+        return "a tag";
+      case action_kind::set_detail:
+        return "a detail name";
+      case action_kind::set_status:
+        return "a status";
+      case action_kind::set_stage:
+        return "a stage";
+      case action_kind::assign_owner:
+        return "an owner group";
+      case action_kind::add_to_group:
+      case action_kind::remove_from_group:
+        return "a group";
+      case action_kind::add_score:
+        break;
+    }
+    return "an argument";
+  }
+};
+
+// ---- Locating pointers in the text ------------------------------------------------------------
+
+// Walks text that Boost.JSON has already accepted (so it is well-formed and its nesting is
+// bounded) and records where each value and each member's key starts. Also finds duplicate
+// keys, which the DOM merges without a word.
+class locator {
+ public:
+  struct place {
+    std::size_t key = npos;  // the member's key, for object members
+    std::size_t value = 0;
+  };
+  struct duplicate {
+    std::string pointer;
+    std::string key;
+    std::size_t first = 0, second = 0;  // key offsets
+  };
+
+  locator(std::string_view text, std::size_t start, bool record)
+      : text_(text), pos_(start), record_(record) {}
+
+  void run() {
+    skip_ws();
+    std::string path;
+    value(path, npos);
+  }
+
+  bool found_duplicates = false;
+  std::unordered_map<std::string, place> places;
+  std::vector<duplicate> duplicates;
+
+ private:
+  std::string_view text_;
+  std::size_t pos_;
+  bool record_;
+
+  void skip_ws() {
+    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t' ||
+                                   text_[pos_] == '\n' || text_[pos_] == '\r')) {
+      ++pos_;
+    }
+  }
+
+  // Skips a string starting at pos_ (the opening quote); returns its raw contents.
+  std::string_view string_raw() {
+    const std::size_t begin = ++pos_;
+    while (pos_ < text_.size() && text_[pos_] != '"') {
+      pos_ += text_[pos_] == '\\' ? 2 : 1;
+    }
+    const std::string_view raw = text_.substr(begin, pos_ - begin);
+    ++pos_;
+    return raw;
+  }
+
+  static std::string unescape(std::string_view raw, std::size_t begin_quote,
+                              std::string_view text) {
+    if (raw.find('\\') == std::string_view::npos) {
+      return std::string{raw};
+    }
+    json::error_code ec;
+    auto v = json::parse(text.substr(begin_quote, raw.size() + 2), ec);
+    return ec ? std::string{raw} : std::string{v.as_string()};
+  }
+
+  void value(std::string& path, std::size_t key_at) {
+    if (record_) {
+      places[path] = place{key_at, pos_};
+    }
+    if (pos_ >= text_.size()) {
+      return;
+    }
+    const char c = text_[pos_];
+    if (c == '{') {
+      ++pos_;
+      skip_ws();
+      std::vector<std::pair<std::string, std::size_t>> keys;
+      if (pos_ < text_.size() && text_[pos_] == '}') {
+        ++pos_;
+        return;
+      }
+      while (pos_ < text_.size()) {
+        const std::size_t kat = pos_;
+        std::string key = unescape(string_raw(), kat, text_);
+        skip_ws();
+        ++pos_;  // ':'
+        skip_ws();
+        const std::size_t len = path.size();
+        path += '/';
+        path += token(key);
+        value(path, kat);
+        path.resize(len);
+        keys.emplace_back(std::move(key), kat);
+        skip_ws();
+        if (pos_ < text_.size() && text_[pos_] == ',') {
+          ++pos_;
+          skip_ws();
+          continue;
+        }
+        ++pos_;  // '}'
+        break;
+      }
+      if (keys.size() > 1) {
+        find_duplicates(path, keys);
+      }
+      return;
+    }
+    if (c == '[') {
+      ++pos_;
+      skip_ws();
+      if (pos_ < text_.size() && text_[pos_] == ']') {
+        ++pos_;
+        return;
+      }
+      for (std::size_t i = 0; pos_ < text_.size(); ++i) {
+        const std::size_t len = path.size();
+        if (record_) {
+          fmt::format_to(std::back_inserter(path), "/{}", i);
+        }
+        value(path, npos);
+        path.resize(len);
+        skip_ws();
+        if (pos_ < text_.size() && text_[pos_] == ',') {
+          ++pos_;
+          skip_ws();
+          continue;
+        }
+        ++pos_;  // ']'
+        break;
+      }
+      return;
+    }
+    if (c == '"') {
+      string_raw();
+      return;
+    }
+    while (pos_ < text_.size() && text_[pos_] != ',' && text_[pos_] != ']' && text_[pos_] != '}' &&
+           text_[pos_] != ' ' && text_[pos_] != '\t' && text_[pos_] != '\n' &&
+           text_[pos_] != '\r') {
+      ++pos_;
+    }
+  }
+
+  void find_duplicates(const std::string& path,
+                       std::vector<std::pair<std::string, std::size_t>>& keys) {
+    std::stable_sort(keys.begin(), keys.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (std::size_t i = 1; i < keys.size(); ++i) {
+      if (keys[i].first == keys[i - 1].first) {
+        found_duplicates = true;
+        if (record_) {
+          // Report each later occurrence against the first.
+          std::size_t first = i - 1;
+          while (first > 0 && keys[first - 1].first == keys[i].first) {
+            --first;
+          }
+          duplicates.push_back({path + "/" + token(keys[i].first), keys[i].first,
+                                keys[first].second, keys[i].second});
+        }
+      }
+    }
+  }
+};
+
+// Offsets to 1-based line and column; columns count UTF-8 characters, not bytes.
+class line_index {
+ public:
+  explicit line_index(std::string_view text) : text_(text) {
+    starts_.push_back(0);
+    for (std::size_t i = 0; i < text.size(); ++i) {
+      if (text[i] == '\n') {
+        starts_.push_back(i + 1);
+      }
+    }
+  }
+  std::pair<std::size_t, std::size_t> at(std::size_t offset) const {
+    offset = std::min(offset, text_.size());
+    const auto it = std::upper_bound(starts_.begin(), starts_.end(), offset) - 1;
+    std::size_t column = 1;
+    for (std::size_t i = *it; i < offset; ++i) {
+      if ((static_cast<unsigned char>(text_[i]) & 0xC0U) != 0x80U) {
+        ++column;
+      }
+    }
+    return {static_cast<std::size_t>(it - starts_.begin()) + 1, column};
+  }
+
+ private:
+  std::string_view text_;
+  std::vector<std::size_t> starts_;
+};
+
+// Everything one load produced: the rules, or the located problems.
+struct parsed {
+  rule_set rules;
+  std::vector<diagnostic> diagnostics;
+};
+
+diagnostic make(const std::string& file, const line_index& lines, std::size_t offset,
+                std::string pointer, std::string code, std::string message) {
+  diagnostic d;
+  d.file = file;
+  std::tie(d.line, d.column) = lines.at(offset);
+  d.json_pointer = std::move(pointer);
+  d.code = std::move(code);
+  d.message = std::move(message);
+  return d;
+}
+
+// Where `pointer` starts in the text, falling back to its nearest ancestor that is there (the
+// compiler names parts like "/rules/0/on/event" that a shorthand does not spell out).
+std::size_t offset_of(const locator& loc, std::string pointer, bool at_key) {
+  for (;;) {
+    if (auto it = loc.places.find(pointer); it != loc.places.end()) {
+      if (at_key && it->second.key != npos) {
+        return it->second.key;
+      }
+      return it->second.value;
+    }
+    if (pointer.empty()) {
+      return 0;
+    }
+    pointer.resize(pointer.rfind('/'));
+    at_key = false;
+  }
+}
+
+std::string syntax_message(const json::error_code& ec, std::size_t max_depth, std::string_view text,
+                           std::size_t at) {
+  if (ec == json::error::too_deep) {
+    return fmt::format("JSON nested deeper than {} levels", max_depth);
+  }
+  if (ec == json::error::incomplete) {
+    return "JSON syntax error: the text ends before the JSON value does";
+  }
+  if (ec == json::error::extra_data) {
+    return "JSON syntax error: unexpected text after the JSON value";
+  }
+  if (ec == json::error::exponent_overflow) {
+    return "JSON syntax error: number out of range";
+  }
+  if (ec == json::error::syntax && at < text.size()) {
+    const auto c = static_cast<unsigned char>(text[at]);
+    if (c >= 0x20 && c < 0x7F) {
+      return fmt::format("JSON syntax error: unexpected {}", quoted(text.substr(at, 1)));
+    }
+    return fmt::format("JSON syntax error: unexpected byte 0x{:02X}", c);
+  }
+  return fmt::format("JSON syntax error: {}", ec.message());
+}
+
+// The nesting Boost.JSON allows: rule file structure around the deepest allowed condition
+// (each condition level takes an object and an array).
+std::size_t max_json_depth(const program_limits& limits) {
+  return 2 * limits.max_condition_depth + 16;
+}
+
+parsed parse_impl(std::string_view text, const load_options& options) {
+  parsed out;
+  std::size_t start = 0;
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") {
+    start = 3;  // a UTF-8 byte order mark, as some editors write
+  }
+  json::parse_options opts;
+  opts.max_depth = max_json_depth(options.limits);
+  json::monotonic_resource arena;
+  json::parser p(&arena, opts);
+  json::error_code ec;
+  const std::size_t used = p.write(text.data() + start, text.size() - start, ec);
+  if (ec) {
+    const line_index lines(text);
+    std::size_t at = start + used;
+    if (ec == json::error::incomplete) {
+      at = text.size();
+    }
+    out.diagnostics.push_back(make(options.file_name, lines, at, "",
+                                   ec == json::error::too_deep ? "too_deep" : "syntax",
+                                   syntax_message(ec, opts.max_depth, text, at)));
+    return out;
+  }
+  const json::value root = p.release();
+  walker w{options.limits};
+  out.rules = w.run(root);
+  locator scan{text, start, false};
+  scan.run();
+  if (w.problems.empty() && !scan.found_duplicates) {
+    return out;
+  }
+  locator loc{text, start, true};
+  loc.run();
+  const line_index lines(text);
+  std::vector<std::pair<std::size_t, diagnostic>> found;
+  for (const auto& d : loc.duplicates) {
+    const auto [line, column] = lines.at(d.first);
+    found.emplace_back(
+        d.second,
+        make(options.file_name, lines, d.second, d.pointer, "duplicate_key",
+             fmt::format("duplicate field {} (first at {}:{})", quoted(d.key), line, column)));
+  }
+  for (auto& pr : w.problems) {
+    const std::size_t at = offset_of(loc, pr.pointer, pr.at_key);
+    found.emplace_back(at, make(options.file_name, lines, at, std::move(pr.pointer),
+                                std::move(pr.code), std::move(pr.message)));
+  }
+  std::stable_sort(found.begin(), found.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& [at, d] : found) {
+    out.diagnostics.push_back(std::move(d));
+  }
+  return out;
+}
+
+load_result load_impl(std::string_view text, const load_options& options) {
+  load_result r;
+  parsed p = parse_impl(text, options);
+  if (!p.diagnostics.empty()) {
+    r.diagnostics = std::move(p.diagnostics);
+    return r;
+  }
+  try {
+    r.program = program::compile(std::move(p.rules), options.limits);
+  } catch (const rule_error& e) {
+    // The compiler knows pointers, not positions: locate them in the text.
+    std::size_t start = text.substr(0, 3) == "\xEF\xBB\xBF" ? 3 : 0;
+    locator loc{text, start, true};
+    loc.run();
+    const line_index lines(text);
+    std::vector<std::pair<std::size_t, diagnostic>> found;
+    for (const auto& d : e.diagnostics()) {
+      const std::size_t at = offset_of(loc, d.json_pointer, false);
+      found.emplace_back(at, make(options.file_name, lines, at, d.json_pointer, d.code, d.message));
+    }
+    std::stable_sort(found.begin(), found.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (auto& [at, d] : found) {
+      r.diagnostics.push_back(std::move(d));
+    }
+  }
+  return r;
+}
+
+}  // namespace
+
+rule_set parse_rules(std::string_view json_text, const load_options& options) {
+  parsed p = parse_impl(json_text, options);
+  if (!p.diagnostics.empty()) {
+    throw rule_error(std::move(p.diagnostics));
+  }
+  return std::move(p.rules);
+}
+
+std::shared_ptr<const program> load_rules(std::string_view json_text, const load_options& options) {
+  load_result r = load_impl(json_text, options);
+  if (!r) {
+    throw rule_error(std::move(r.diagnostics));
+  }
+  return std::move(r.program);
+}
+
+load_result try_load_rules(std::string_view json_text, const load_options& options) {
+  return load_impl(json_text, options);
+}
+
+std::shared_ptr<const program> load_rules_file(const std::string& path, program_limits limits) {
+  std::string text;
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  int error = f == nullptr ? errno : 0;
+  if (f != nullptr) {
+    std::array<char, 65536> buffer{};
+    std::size_t n = 0;
+    while ((n = std::fread(buffer.data(), 1, buffer.size(), f)) > 0) {
+      text.append(buffer.data(), n);
+    }
+    if (std::ferror(f) != 0) {
+      error = errno != 0 ? errno : EIO;
+    }
+    std::fclose(f);
+  }
+  if (error != 0) {
+    diagnostic d;
+    d.file = path;
+    d.code = "io";
+    d.message = fmt::format("cannot read the file: {}", std::strerror(error));
+    throw rule_error({std::move(d)});
+  }
+  return load_rules(text, {.file_name = path, .limits = limits});
+}
+
+}  // namespace nudge

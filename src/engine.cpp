@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <nudge/detail/evaluate_into.hpp>
 #include <nudge/engine.hpp>
 
 namespace nudge {
@@ -126,17 +127,13 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
       loaded = p.new_state(std::move(fresh));
     }
     std::span<const event* const> mine{ordered.data() + start[g], start[g + 1] - start[g]};
-    evaluation out;
     try {
-      out = evaluate(p, std::move(*loaded), mine, now, &counters);
+      detail::evaluate_into(p, *loaded, mine, now, &counters, actions, outcomes);
     } catch (const input_error& e) {
       // Report the position in the caller's batch, not in this contact's slice.
       throw input_error(e.contact(), original[start[g] + e.event_index()], e.reason());
     }
-    states.push_back(std::move(out.state));
-    actions.insert(actions.end(), std::make_move_iterator(out.actions.begin()),
-                   std::make_move_iterator(out.actions.end()));
-    outcomes.insert(outcomes.end(), out.outcomes.begin(), out.outcomes.end());
+    states.push_back(std::move(*loaded));
   }
 
   // Each contact's actions are already in time order; a stable sort by (due_at, contact) keeps

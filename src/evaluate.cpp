@@ -1,13 +1,13 @@
 // The pure evaluation step for one contact: apply events in order, fire timers between them,
 // run triggered rules, apply internal actions (and the events they raise), emit due actions.
 #include <algorithm>
-#include <deque>
 #include <string>
 #include <vector>
 
 #include <boost/container/small_vector.hpp>
 #include <fmt/format.h>
 
+#include <nudge/detail/evaluate_into.hpp>
 #include <nudge/evaluate.hpp>
 
 namespace nudge {
@@ -124,9 +124,17 @@ struct pending_event {
   std::vector<std::uint32_t> chain;  // rules whose actions led here, for cycle errors
 };
 
+// Where an evaluation writes: the state it mutates and the lists it appends to. The engine
+// points these at batch-wide lists so that no per-contact vectors are built and merged.
+struct sinks {
+  contact_state& state;
+  std::vector<due_action>& actions;
+  std::vector<rule_outcome>& outcomes;
+};
+
 class evaluator {
  public:
-  evaluator(const program& p, evaluation& out, round_robin_counters* counters)
+  evaluator(const program& p, sinks out, round_robin_counters* counters)
       : p_(p),
         c_(p.compiled()),
         out_(out),
@@ -146,11 +154,14 @@ class evaluator {
  private:
   const program& p_;
   const detail::compiled_program& c_;
-  evaluation& out_;
+  sinks out_;
   contact_state& s_;
   round_robin_counters* counters_;
   std::uint64_t contact_hash_;
-  std::deque<pending_event> raised_;
+  // A FIFO of raised events: a vector and a read position, so that the common case (no internal
+  // actions) allocates nothing.
+  std::vector<pending_event> raised_;
+  std::size_t raised_head_ = 0;
 
   // ---- timers -----------------------------------------------------------------------------
   void fire_timers_before(time_point t) {
@@ -187,9 +198,12 @@ class evaluator {
 
   // ---- events -----------------------------------------------------------------------------
   void drain() {
-    while (!raised_.empty()) {
-      pending_event e = std::move(raised_.front());
-      raised_.pop_front();
+    while (raised_head_ < raised_.size()) {
+      pending_event e = std::move(raised_[raised_head_++]);
+      if (raised_head_ == raised_.size()) {
+        raised_.clear();
+        raised_head_ = 0;
+      }
       auto t = c_.types.find(e.type);
       apply(t == c_.types.end() ? none : t->second, e.key, e.at, e.depth, &e.chain);
     }
@@ -558,8 +572,9 @@ class evaluator {
 };
 
 template <class EventRef>
-evaluation evaluate_impl(const program& p, contact_state state, std::span<const EventRef> events,
-                         time_point now, round_robin_counters* counters) {
+void evaluate_impl(const program& p, contact_state& state, std::span<const EventRef> events,
+                   time_point now, round_robin_counters* counters, std::vector<due_action>& actions,
+                   std::vector<rule_outcome>& outcomes) {
   auto deref = [](const EventRef& e) -> const event& {
     if constexpr (std::is_pointer_v<EventRef>) {
       return *e;
@@ -606,27 +621,39 @@ evaluation evaluate_impl(const program& p, contact_state state, std::span<const 
     types[i] = type->second;
     previous = e.at;
   }
-  evaluation out;
-  out.state = std::move(state);
-  evaluator ev{p, out, counters};
+  evaluator ev{p, sinks{state, actions, outcomes}, counters};
   for (std::size_t i = 0; i < events.size(); ++i) {
     ev.apply_external(deref(events[i]), types[i]);
   }
   ev.finish(now);
-  return out;
 }
 
 }  // namespace
 
 evaluation evaluate(const program& program, contact_state state, std::span<const event> events,
                     time_point now, round_robin_counters* counters) {
-  return evaluate_impl<event>(program, std::move(state), events, now, counters);
+  evaluation out;
+  evaluate_impl<event>(program, state, events, now, counters, out.actions, out.outcomes);
+  out.state = std::move(state);
+  return out;
 }
 
 evaluation evaluate(const program& program, contact_state state,
                     std::span<const event* const> events, time_point now,
                     round_robin_counters* counters) {
-  return evaluate_impl<const event*>(program, std::move(state), events, now, counters);
+  evaluation out;
+  evaluate_impl<const event*>(program, state, events, now, counters, out.actions, out.outcomes);
+  out.state = std::move(state);
+  return out;
 }
+
+namespace detail {
+void evaluate_into(const program& program, contact_state& state,
+                   std::span<const event* const> events, time_point now,
+                   round_robin_counters* counters, std::vector<due_action>& actions,
+                   std::vector<rule_outcome>& outcomes) {
+  evaluate_impl<const event*>(program, state, events, now, counters, actions, outcomes);
+}
+}  // namespace detail
 
 }  // namespace nudge

@@ -52,7 +52,8 @@ using strings = std::vector<std::string>;
 
 }  // namespace
 
-TEST_CASE("evaluate: a within window (t - d, t] is exact to the second", "[evaluate][window]") {
+TEST_CASE("evaluate: a within-d window excludes t - d and includes t, to the second",
+          "[evaluate][window]") {
   // Probed at T: did a purchase happen within the last 60 days?
   auto p = compile({nudge::rule_builder("bought_recently")
                         .when(nudge::on("probe"))
@@ -70,7 +71,7 @@ TEST_CASE("evaluate: a within window (t - d, t] is exact to the second", "[evalu
   CHECK(probe(T) == 1);  // at t: inside
 }
 
-TEST_CASE("evaluate: a since-trigger window (trigger, t] excludes the trigger's second",
+TEST_CASE("evaluate: a since-trigger window excludes the trigger's second, includes the check's",
           "[evaluate][window]") {
   auto p = compile({nudge::rule_builder("paid_after_cart")
                         .when(nudge::on("cart"))

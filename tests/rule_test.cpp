@@ -5,6 +5,7 @@
 #include <vector>
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include <nudge/nudge.hpp>
 
@@ -237,7 +238,7 @@ TEST_CASE("rule: once_per allows the next run exactly one window after the last"
   CHECK(runs(r, {t0, t0 + nudge::days(3), t0 + w, t0 + w + nudge::days(6)}) == "PSPS");
 }
 
-TEST_CASE("rule: a frequency cap counts passing runs in (t - per, t]", "[rule][cap]") {
+TEST_CASE("rule: a frequency cap counts passing runs after t - per, up to t", "[rule][cap]") {
   const nudge::rule r = probe_rule().at_most(2, nudge::days(1));
   const auto d = nudge::days(1);
   CHECK(runs(r, {t0, t0 + nudge::hours(1), t0 + nudge::hours(2)}) == "PPS");
@@ -280,7 +281,7 @@ TEST_CASE("rule: the program keeps only the history its conditions read", "[rule
     nudge::rule_set rs;
     rs.event_types = {"probe"};
     for (std::size_t i = 0; i < conditions.size(); ++i) {
-      rs.rules.push_back(nudge::rule_builder("r" + std::to_string(i))
+      rs.rules.push_back(nudge::rule_builder(fmt::format("r{}", i))
                              .when(nudge::on("probe"))
                              .only_if(conditions[i])
                              .then(nudge::send_email("x")));

@@ -147,3 +147,139 @@ TEST_CASE("load_rules_file: names the file in messages", "[load_rules]") {
                         ":5:12: /rules/2/id: duplicate rule id \"welcome\" (first used by "
                         "/rules/0)");
 }
+
+TEST_CASE("load_rules: every construct compiles to what the builder makes", "[load_rules]") {
+  using namespace nudge;
+  rule_set expected;
+  expected.event_types = {"PURCHASE", "CART"};
+  expected.owner_groups["sales"] = {"anna", "bartek", "celina"};
+  expected.rules.push_back(rule_builder("triggers_event")
+                               .when(on("signup"))
+                               .then(send_email("welcome_1"))
+                               .then(send_email("welcome_2") | after{days(2)})
+                               .then(send_email("welcome_3") | after{days(14)} |
+                                     only_when{happened(on("email_open")).since_trigger()}));
+  expected.rules.push_back(
+      rule_builder("trigger_key").when(on("page_view", "/pricing")).then(web_push("pricing")));
+  expected.rules.push_back(rule_builder("trigger_prefix")
+                               .when(on_prefix("page_view", "/cart"))
+                               .check_after(hours(1))
+                               .only_if(not_happened(on("page_view", "/thank-you")).since_trigger())
+                               .then(send_sms("cart")));
+  expected.rules.push_back(rule_builder("trigger_tag")
+                               .when(on("tag_added", "VIP"))
+                               .only_if(status().eq("customer"))
+                               .then(generate_coupon("coupon") | with_param{"value", "10%"})
+                               .then(webhook("https://example.com/hook")));
+  expected.rules.push_back(
+      rule_builder("trigger_stage")
+          .when(on("stage_entered", "onboarding"))
+          .only_if(any({has_tag("VIP"), in_group("newsletter"), stage().eq("trial"),
+                        !contact_detail("language").exists()}))
+          .then(notify_owner("onboarding")));
+  expected.rules.push_back(rule_builder("custom_types")
+                               .when(on("CART"))
+                               .check_after(seconds(90))
+                               .only_if(not_happened(on("PURCHASE")).within(minutes(15)))
+                               .then(send_email("cart_reminder"))
+                               .once_per(days(1)));
+  expected.rules.push_back(
+      rule_builder("compare_details")
+          .when(on("purchase"))
+          .only_if(all({contact_detail("company").exists(), !contact_detail("phone").exists(),
+                        contact_detail("country").eq(std::string{"PL"}),
+                        contact_detail("orders").ne(std::int64_t{3}),
+                        contact_detail("spent").lt(99.5), contact_detail("vip").le(true),
+                        contact_detail("signed_up").gt(from_epoch(1704096000)),
+                        contact_detail("renewal").ge(from_epoch(1704103200)),
+                        contact_detail("language")
+                            .in({std::string{"pl"}, std::string{"en"}, std::int64_t{7}}),
+                        contact_detail("company").contains("Med"),
+                        contact_detail("email").starts_with("info@")}))
+          .then(add_tag("big") | notify_host{})
+          .once());
+  expected.rules.push_back(
+      rule_builder("compare_fields")
+          .when(on("email_click"))
+          .only_if(all({status().eq(std::string{"lead"}),
+                        stage().in({std::string{"trial"}, std::string{"onboarding"}}),
+                        !owner().exists(), score().ge(std::int64_t{50}), score().lt(100.5),
+                        time_zone().starts_with("Europe/")}))
+          .then(assign_owner("sales"))
+          .then(assign_owner("sales", owner_pick::round_robin) | notify_host{})
+          .then([] {
+            auto a = assign_owner("sales");
+            a.salt = "2024";
+            return a;
+          }()));
+  expected.rules.push_back(
+      rule_builder("counts")
+          .when(on("PURCHASE"))
+          .only_if(all({happened(on("PURCHASE")), happened(on("PURCHASE")).exactly(5),
+                        happened(on_prefix("page_view", "/p/")).within(weeks(2)).at_least(3),
+                        happened(on("tag_added", "VIP")).at_most(0),
+                        not_happened(on("stage_entered", "churned")).within(days(30))}))
+          .then(remove_tag("cold"))
+          .then(set_detail("tier", std::string{"gold"}))
+          .then(set_detail("since", from_epoch(1704067200)))
+          .then(set_status("customer"))
+          .then(add_score(10))
+          .then(add_score(-2.5))
+          .then(set_stage("loyal"))
+          .then(add_to_group("loyal"))
+          .then(remove_from_group("prospects"))
+          .at_most(2, days(7)));
+
+  const std::string text = read_text(data_dir / "rules" / "every_construct.json");
+  const rule_set parsed = parse_rules(text);
+  REQUIRE(parsed.rules.size() == expected.rules.size());
+  for (std::size_t i = 0; i < parsed.rules.size(); ++i) {
+    INFO("rule " << expected.rules[i].id);
+    CHECK(parsed.rules[i] == expected.rules[i]);
+  }
+  CHECK(parsed == expected);
+
+  const auto loaded = load_rules(text);
+  const auto built = program::compile(expected);
+  CHECK(loaded->rules() == built->rules());
+  CHECK(loaded->history_slot_count() == built->history_slot_count());
+  CHECK(loaded->longest_delay() == built->longest_delay());
+  CHECK(loaded->knows_event_type("CART"));
+  CHECK_FALSE(loaded->knows_event_type("ORDER"));
+}
+
+TEST_CASE("load_rules: optional top-level parts may be left out", "[load_rules]") {
+  const auto p = nudge::load_rules(
+      R"({"rules": [{"id": "w", "on": {"event": "signup"}, "then": [{"do": "send_email", "arg": "w"}]}]})");
+  REQUIRE(p->rule_count() == 1);
+  const nudge::rule expected =
+      nudge::rule_builder("w").when(nudge::on("signup")).then(nudge::send_email("w")).build();
+  CHECK(p->rules().rules[0] == expected);
+  CHECK(nudge::load_rules(R"({"rules": []})")->rule_count() == 0);
+}
+
+TEST_CASE("load_rules: an empty exact key matches events without a key", "[load_rules]") {
+  const auto rs = nudge::parse_rules(
+      R"({"rules": [{"id": "s", "on": {"event": "signup", "key": ""},
+                     "then": [{"do": "send_email", "arg": "w"}]}]})");
+  CHECK(rs.rules[0].trigger == nudge::on("signup", ""));
+}
+
+TEST_CASE("load_rules: the loaded program runs like the built one", "[load_rules]") {
+  const auto program = nudge::load_rules(R"({
+    "rules": [{"id": "winback", "on": {"event": "purchase"}, "delay": "60d",
+               "if": {"not_happened": {"event": "purchase", "within": "60d"}},
+               "then": [{"do": "send_email", "arg": "winback"}]}]})");
+  nudge::engine engine{program};
+  const auto t0 = nudge::from_epoch(1'700'000'000);
+  std::vector<nudge::event> events{
+      {.contact = "a", .type = "purchase", .at = t0},
+      {.contact = "b", .type = "purchase", .at = t0},
+      {.contact = "b", .type = "purchase", .at = t0 + nudge::days(30)}};
+  auto due = engine.process(events, t0 + nudge::days(100));
+  REQUIRE(due.size() == 2);
+  CHECK(due[0].contact == "a");
+  CHECK(due[0].due_at == t0 + nudge::days(60));
+  CHECK(due[1].contact == "b");
+  CHECK(due[1].due_at == t0 + nudge::days(90));
+}

@@ -1,0 +1,126 @@
+// Runs every scenario in examples/rules/: loads <name>.rules.json, applies <name>.contacts.csv
+// (if any) and <name>.events.csv, and compares the actions with <name>.expected.csv.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <nudge/load_rules.hpp>
+#include <nudge/nudge.hpp>
+#include <string>
+#include <vector>
+
+namespace {
+
+const std::filesystem::path examples_dir =
+    std::filesystem::path{NUDGE_SOURCE_DIR} / "examples" / "rules";
+
+std::vector<std::string> split(const std::string& line, char sep) {
+  std::vector<std::string> out{{}};
+  for (char c : line) {
+    if (c == sep) {
+      out.emplace_back();
+    } else {
+      out.back() += c;
+    }
+  }
+  return out;
+}
+
+// Lines of a file without line ends; REQUIREs that it starts with `header`.
+std::vector<std::string> read_lines(const std::filesystem::path& p, const std::string& header) {
+  std::ifstream in(p);
+  REQUIRE(in);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.back() == '\r') {
+      line.pop_back();
+    }
+    lines.push_back(line);
+  }
+  REQUIRE(!lines.empty());
+  REQUIRE(lines.front() == header);
+  lines.erase(lines.begin());
+  return lines;
+}
+
+// The W1 event format: ts,contact,type,key,value (value: the purchase amount, or empty).
+std::vector<nudge::event> read_events(const std::filesystem::path& p) {
+  std::vector<nudge::event> events;
+  for (const auto& line : read_lines(p, "ts,contact,type,key,value")) {
+    const auto f = split(line, ',');
+    REQUIRE(f.size() == 5);
+    nudge::event e{
+        .contact = f[1], .type = f[2], .at = nudge::from_epoch(std::stoll(f[0])), .key = f[3]};
+    if (!f[4].empty()) {
+      e.props["value"] = std::stod(f[4]);
+    }
+    events.push_back(std::move(e));
+  }
+  return events;
+}
+
+// contact,status,stage,company,language; empty fields are left unset.
+std::vector<nudge::contact> read_contacts(const std::filesystem::path& p) {
+  std::vector<nudge::contact> contacts;
+  for (const auto& line : read_lines(p, "contact,status,stage,company,language")) {
+    const auto f = split(line, ',');
+    REQUIRE(f.size() == 5);
+    nudge::contact c{.id = f[0]};
+    if (!f[1].empty()) {
+      c.status = f[1];
+    }
+    c.stage = f[2];
+    if (!f[3].empty()) {
+      c.details["company"] = f[3];
+    }
+    if (!f[4].empty()) {
+      c.details["language"] = f[4];
+    }
+    contacts.push_back(std::move(c));
+  }
+  return contacts;
+}
+
+std::vector<std::string> run_scenario(const std::string& name) {
+  const auto program = nudge::load_rules_file((examples_dir / (name + ".rules.json")).string());
+  nudge::engine engine{program};
+  const auto contacts_path = examples_dir / (name + ".contacts.csv");
+  if (std::filesystem::exists(contacts_path)) {
+    engine.upsert_contacts(read_contacts(contacts_path));
+  }
+  const auto events = read_events(examples_dir / (name + ".events.csv"));
+  REQUIRE(!events.empty());
+  const auto until = events.back().at + program->longest_delay();
+  std::vector<std::string> lines;
+  for (const auto& a : engine.process(events, until)) {
+    lines.push_back(fmt::format("{},{},{},{},{}", nudge::to_epoch(a.due_at), a.contact, a.rule,
+                                a.verb(), a.arg));
+  }
+  return lines;
+}
+
+}  // namespace
+
+TEST_CASE("examples: every rule-file scenario produces its expected actions", "[examples]") {
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(examples_dir)) {
+    const std::string file = entry.path().filename().string();
+    const std::string suffix = ".rules.json";
+    if (file.size() > suffix.size() && file.ends_with(suffix)) {
+      names.push_back(file.substr(0, file.size() - suffix.size()));
+    }
+  }
+  std::sort(names.begin(), names.end());
+  CHECK(names == std::vector<std::string>{"cart_by_event", "cart_by_url", "coupon", "education",
+                                          "lead_assignment", "reactivation_purchase",
+                                          "reactivation_url", "restaurant_loyalty"});
+  for (const auto& name : names) {
+    INFO("scenario " << name);
+    const auto expected =
+        read_lines(examples_dir / (name + ".expected.csv"), "ts,contact,rule,action,arg");
+    CHECK(run_scenario(name) == expected);
+  }
+}

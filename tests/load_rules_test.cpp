@@ -1,12 +1,14 @@
 #include <algorithm>
-#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <nudge/load_rules.hpp>
-#include <nudge/nudge.hpp>
 #include <string>
 #include <vector>
+
+#include <catch2/catch.hpp>
+
+#include <nudge/load_rules.hpp>
+#include <nudge/nudge.hpp>
 
 namespace {
 
@@ -282,4 +284,58 @@ TEST_CASE("load_rules: the loaded program runs like the built one", "[load_rules
   CHECK(due[0].due_at == t0 + nudge::days(60));
   CHECK(due[1].contact == "b");
   CHECK(due[1].due_at == t0 + nudge::days(90));
+}
+
+TEST_CASE("docs: every example in rules.md loads", "[load_rules][docs]") {
+  const std::string doc = read_text(std::filesystem::path{NUDGE_SOURCE_DIR} / "docs" / "rules.md");
+  const std::string head =
+      R"({"event_types": ["PURCHASE", "CART"], "owner_groups": {"sales": ["anna", "bartek"]},)";
+  auto as_rule = [&](const std::string& r) { return head + R"("rules": [)" + r + "]}"; };
+  auto with = [&](const std::string& on, const std::string& cond, const std::string& act) {
+    return as_rule(R"({"id": "doc", "on": )" + on + (cond.empty() ? "" : R"(, "if": )" + cond) +
+                   R"(, "then": [)" + act + "]}");
+  };
+  const std::string signup = R"({"event": "signup"})";
+  const std::string email = R"({"do": "send_email", "arg": "x"})";
+  std::vector<std::string> files;
+  // Fenced blocks: whole files, rules, actions or conditions.
+  for (std::size_t at = doc.find("```json\n"); at != std::string::npos;
+       at = doc.find("```json\n", at)) {
+    at += 8;
+    const std::size_t end = doc.find("```", at);
+    REQUIRE(end != std::string::npos);
+    const std::string block = doc.substr(at, end - at);
+    at = end + 3;
+    if (block.find("\"rules\"") != std::string::npos) {
+      files.push_back(block);
+    } else if (block.rfind("{\"id\"", 0) == 0 || block.rfind("{\n  \"id\"", 0) == 0) {
+      files.push_back(as_rule(block));
+    } else if (block.rfind("{\"do\"", 0) == 0) {
+      files.push_back(with(signup, "", block));
+    } else {
+      files.push_back(with(signup, block, email));
+    }
+  }
+  // Inline examples in the tables: actions and triggers.
+  for (std::size_t at = doc.find("`{\""); at != std::string::npos; at = doc.find("`{\"", at)) {
+    const std::size_t end = doc.find('`', at + 1);
+    const std::string inline_json = doc.substr(at + 1, end - at - 1);
+    at = end + 1;
+    if (inline_json.rfind("{\"do\"", 0) == 0) {
+      files.push_back(with(signup, "", inline_json));
+    } else if (inline_json.rfind("{\"event\"", 0) == 0 ||
+               inline_json.rfind("{\"tag_added\"", 0) == 0 ||
+               inline_json.rfind("{\"stage_entered\"", 0) == 0) {
+      files.push_back(with(inline_json, "", email));
+    }
+  }
+  CHECK(files.size() >= 40);
+  for (const auto& f : files) {
+    INFO(f);
+    auto r = nudge::try_load_rules(f);
+    for (const auto& d : r.diagnostics) {
+      UNSCOPED_INFO(d.to_string());
+    }
+    CHECK(r);
+  }
 }

@@ -175,10 +175,18 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
   for (const auto& o : outcomes) {
     rule_stats& s = stats_[o.rule];
     switch (o.kind) {
-      case rule_outcome_kind::triggered: ++s.triggered; break;
-      case rule_outcome_kind::passed: ++s.passed; break;
-      case rule_outcome_kind::failed: ++s.failed; break;
-      case rule_outcome_kind::suppressed: ++s.suppressed; break;
+      case rule_outcome_kind::triggered:
+        ++s.triggered;
+        break;
+      case rule_outcome_kind::passed:
+        ++s.passed;
+        break;
+      case rule_outcome_kind::failed:
+        ++s.failed;
+        break;
+      case rule_outcome_kind::suppressed:
+        ++s.suppressed;
+        break;
     }
     count(s, o.at);
   }
@@ -190,7 +198,9 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
   return actions;
 }
 
-void engine::upsert_contact(contact c) { upsert_contacts(std::span<const contact>{&c, 1}); }
+void engine::upsert_contact(contact c) {
+  upsert_contacts(std::span<const contact>{&c, 1});
+}
 
 void engine::upsert_contacts(std::span<const contact> contacts) {
   std::vector<contact_state> states;

@@ -76,14 +76,18 @@ bool compare_value(const value* v, compare_op op, const std::vector<value>& oper
     return op == compare_op::ne;  // a missing detail differs from any value
   }
   switch (op) {
-    case compare_op::eq: return order(*v, operands[0]) == 0;
-    case compare_op::ne: return order(*v, operands[0]) != 0;
-    case compare_op::lt: return order(*v, operands[0]) == -1;
+    case compare_op::eq:
+      return order(*v, operands[0]) == 0;
+    case compare_op::ne:
+      return order(*v, operands[0]) != 0;
+    case compare_op::lt:
+      return order(*v, operands[0]) == -1;
     case compare_op::le: {
       int o = order(*v, operands[0]);
       return o == -1 || o == 0;
     }
-    case compare_op::gt: return order(*v, operands[0]) == 1;
+    case compare_op::gt:
+      return order(*v, operands[0]) == 1;
     case compare_op::ge: {
       int o = order(*v, operands[0]);
       return o == 1 || o == 0;
@@ -101,16 +105,20 @@ bool compare_value(const value* v, compare_op op, const std::vector<value>& oper
       return op == compare_op::contains ? s->find(*p) != std::string::npos
                                         : std::string_view{*s}.starts_with(*p);
     }
-    case compare_op::exists: break;
+    case compare_op::exists:
+      break;
   }
   return false;
 }
 
 bool check_count(std::int64_t n, count_op op, std::int64_t bound) noexcept {
   switch (op) {
-    case count_op::at_least: return n >= bound;
-    case count_op::at_most: return n <= bound;
-    case count_op::exactly: return n == bound;
+    case count_op::at_least:
+      return n >= bound;
+    case count_op::at_most:
+      return n <= bound;
+    case count_op::exactly:
+      return n == bound;
   }
   return false;
 }
@@ -188,11 +196,10 @@ class evaluator {
   }
   void schedule(timer t) {
     t.sequence = s_.timers_scheduled++;
-    auto pos = std::upper_bound(s_.timers.begin(), s_.timers.end(), t,
-                                [](const timer& a, const timer& b) {
-                                  return a.due_at < b.due_at ||
-                                         (a.due_at == b.due_at && a.sequence < b.sequence);
-                                });
+    auto pos =
+        std::upper_bound(s_.timers.begin(), s_.timers.end(), t, [](const timer& a, const timer& b) {
+          return a.due_at < b.due_at || (a.due_at == b.due_at && a.sequence < b.sequence);
+        });
     s_.timers.insert(pos, t);
   }
 
@@ -250,6 +257,8 @@ class evaluator {
       if (!s_.contact.has_tag(key)) {
         s_.contact.tags.emplace(std::string{key}, at);
       }
+    } else if (type == c_.stage_entered_type) {
+      s_.contact.stage = std::string{key};
     } else if (type == c_.tag_removed_type) {
       if (auto it = s_.contact.tags.find(key); it != s_.contact.tags.end()) {
         s_.contact.tags.erase(it);
@@ -466,7 +475,8 @@ class evaluator {
           raised_key = a.arg;
         }
         break;
-      default: break;  // external: nothing to apply
+      default:
+        break;  // external: nothing to apply
     }
     if (is_external(a.kind) || a.notify) {
       due_action d;
@@ -506,7 +516,8 @@ class evaluator {
     const detail::node& nd = c_.nodes[n];
     using k = condition::kind;
     switch (nd.kind) {
-      case k::always: return true;
+      case k::always:
+        return true;
       case k::all:
         for (std::uint32_t i = 0; i < nd.count; ++i) {
           if (!eval(c_.children[nd.first + i], now, triggered_at)) {
@@ -521,11 +532,16 @@ class evaluator {
           }
         }
         return false;
-      case k::negate: return !eval(c_.children[nd.first], now, triggered_at);
-      case k::has_tag: return s_.contact.has_tag(nd.source->name);
-      case k::in_group: return s_.contact.in_group(nd.source->name);
-      case k::compare: return eval_compare(*nd.source);
-      case k::happened: return eval_happened(*nd.source, s_.history[nd.slot], now, triggered_at);
+      case k::negate:
+        return !eval(c_.children[nd.first], now, triggered_at);
+      case k::has_tag:
+        return s_.contact.has_tag(nd.source->name);
+      case k::in_group:
+        return s_.contact.in_group(nd.source->name);
+      case k::compare:
+        return eval_compare(*nd.source);
+      case k::happened:
+        return eval_happened(*nd.source, s_.history[nd.slot], now, triggered_at);
     }
     return false;
   }
@@ -540,11 +556,16 @@ class evaluator {
       return compare_value(s.empty() ? nullptr : &v, leaf.op, leaf.operands);
     };
     switch (leaf.target) {
-      case field::detail: return compare_value(c.detail(leaf.name), leaf.op, leaf.operands);
-      case field::status: return text(c.status);
-      case field::stage: return text(c.stage);
-      case field::owner: return text(c.owner);
-      case field::time_zone: return text(c.time_zone);
+      case field::detail:
+        return compare_value(c.detail(leaf.name), leaf.op, leaf.operands);
+      case field::status:
+        return text(c.status);
+      case field::stage:
+        return text(c.stage);
+      case field::owner:
+        return text(c.owner);
+      case field::time_zone:
+        return text(c.time_zone);
       case field::score: {
         const value v{c.score};
         return compare_value(&v, leaf.op, leaf.operands);
@@ -601,18 +622,20 @@ void evaluate_impl(const program& p, contact_state& state, std::span<const Event
       throw input_error(e.contact, i, fmt::format("belongs to contact \"{}\"", id));
     }
     if (e.at < min_time || e.at > max_time) {
-      throw input_error(id, i, fmt::format("time {} is outside the supported range", to_epoch(e.at)));
+      throw input_error(id, i,
+                        fmt::format("time {} is outside the supported range", to_epoch(e.at)));
     }
     if (e.at < previous) {
       throw input_error(
           id, i,
           fmt::format("out of order: {} ({}) is before {} ({}), the contact's last applied "
                       "event or timer",
-                      format_time(e.at), to_epoch(e.at), format_time(previous), to_epoch(previous)));
+                      format_time(e.at), to_epoch(e.at), format_time(previous),
+                      to_epoch(previous)));
     }
     if (e.at > now) {
-      throw input_error(id, i, fmt::format("time {} is after now ({})", format_time(e.at),
-                                           format_time(now)));
+      throw input_error(
+          id, i, fmt::format("time {} is after now ({})", format_time(e.at), format_time(now)));
     }
     auto type = p.compiled().types.find(e.type);
     if (type == p.compiled().types.end()) {

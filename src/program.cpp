@@ -44,7 +44,8 @@ struct validator {
     }
     using k = condition::kind;
     switch (c.node) {
-      case k::always: break;
+      case k::always:
+        break;
       case k::all:
       case k::any: {
         const char* name = c.node == k::all ? "all" : "any";
@@ -89,8 +90,8 @@ struct validator {
       case k::has_tag:
       case k::in_group:
         if (c.name.empty()) {
-          fail(at, "missing_name", c.node == k::has_tag ? "a tag is required"
-                                                         : "a group is required");
+          fail(at, "missing_name",
+               c.node == k::has_tag ? "a tag is required" : "a group is required");
         }
         break;
       case k::happened:
@@ -159,8 +160,7 @@ struct validator {
         }
         if (a.delay < duration{0} || a.delay > limits.max_delay) {
           fail(aat + "/delay", "bad_delay",
-               fmt::format("a delay must be between 0s and {}",
-                           format_duration(limits.max_delay)));
+               fmt::format("a delay must be between 0s and {}", format_duration(limits.max_delay)));
         }
         if (a.when) {
           check_condition(*a.when, aat + "/if", 1);
@@ -277,14 +277,15 @@ struct compiler {
       type(t);
     }
     namespace et = event_types;
-    for (auto t : {et::page_view, et::cart, et::purchase, et::email_open, et::email_click,
-                   et::signup, et::tag_added, et::tag_removed, et::stage_entered,
-                   et::status_changed, et::owner_assigned, et::group_added, et::group_removed,
-                   et::detail_set, et::score_changed}) {
+    for (auto t :
+         {et::page_view, et::cart, et::purchase, et::email_open, et::email_click, et::signup,
+          et::tag_added, et::tag_removed, et::stage_entered, et::status_changed, et::owner_assigned,
+          et::group_added, et::group_removed, et::detail_set, et::score_changed}) {
       type(std::string{t});
     }
     out.tag_added_type = out.types.find(et::tag_added)->second;
     out.tag_removed_type = out.types.find(et::tag_removed)->second;
+    out.stage_entered_type = out.types.find(et::stage_entered)->second;
     out.round_robin_index.resize(rs.rules.size());
     for (std::uint32_t i = 0; i < rs.rules.size(); ++i) {
       const rule& r = rs.rules[i];
@@ -295,8 +296,7 @@ struct compiler {
         std::uint32_t group = none;
         std::uint32_t counter = none;
         if (a.kind == action_kind::assign_owner) {
-          group = static_cast<std::uint32_t>(rs.owner_groups.find(a.arg) -
-                                             rs.owner_groups.begin());
+          group = static_cast<std::uint32_t>(rs.owner_groups.find(a.arg) - rs.owner_groups.begin());
           if (a.pick == owner_pick::round_robin) {
             counter = out.round_robin_counters++;
           }

@@ -42,12 +42,23 @@ std::optional<duration> parse_duration(std::string_view text) noexcept {
   }
   std::int64_t unit = 0;
   switch (text.back()) {
-    case 's': unit = 1; break;
-    case 'm': unit = 60; break;
-    case 'h': unit = 3600; break;
-    case 'd': unit = 86400; break;
-    case 'w': unit = 7 * 86400; break;
-    default: return std::nullopt;
+    case 's':
+      unit = 1;
+      break;
+    case 'm':
+      unit = 60;
+      break;
+    case 'h':
+      unit = 3600;
+      break;
+    case 'd':
+      unit = 86400;
+      break;
+    case 'w':
+      unit = 7 * 86400;
+      break;
+    default:
+      return std::nullopt;
   }
   std::int64_t n = 0;
   if (!parse_uint(text.substr(0, text.size() - 1), n) ||
@@ -60,8 +71,8 @@ std::optional<duration> parse_duration(std::string_view text) noexcept {
 std::string format_duration(duration d) {
   const std::int64_t s = d.count();
   if (s != 0) {
-    for (auto [unit, letter] : {std::pair{7 * 86400LL, 'w'}, {86400LL, 'd'}, {3600LL, 'h'},
-                                {60LL, 'm'}}) {
+    for (auto [unit, letter] :
+         {std::pair{7 * 86400LL, 'w'}, {86400LL, 'd'}, {3600LL, 'h'}, {60LL, 'm'}}) {
       if (s % unit == 0) {
         return fmt::format("{}{}", s / unit, letter);
       }

@@ -29,10 +29,10 @@ std::string to_string(const value& v) {
 
 bool is_builtin_event_type(std::string_view type) noexcept {
   namespace et = event_types;
-  for (auto t : {et::page_view, et::cart, et::purchase, et::email_open, et::email_click, et::signup,
-                 et::tag_added, et::tag_removed, et::stage_entered, et::status_changed,
-                 et::owner_assigned, et::group_added, et::group_removed, et::detail_set,
-                 et::score_changed}) {
+  for (auto t :
+       {et::page_view, et::cart, et::purchase, et::email_open, et::email_click, et::signup,
+        et::tag_added, et::tag_removed, et::stage_entered, et::status_changed, et::owner_assigned,
+        et::group_added, et::group_removed, et::detail_set, et::score_changed}) {
     if (t == type) {
       return true;
     }
@@ -145,10 +145,9 @@ rule_cycle_error::rule_cycle_error(std::string contact, std::vector<std::string>
 
 callback_error::callback_error(std::string callback, std::string contact,
                                const std::string& message)
-    : std::runtime_error(contact.empty()
-                             ? fmt::format("{} failed: {}", callback, message)
-                             : fmt::format("{} failed for contact \"{}\": {}", callback, contact,
-                                           message)),
+    : std::runtime_error(contact.empty() ? fmt::format("{} failed: {}", callback, message)
+                                         : fmt::format("{} failed for contact \"{}\": {}", callback,
+                                                       contact, message)),
       callback_(std::move(callback)),
       contact_(std::move(contact)) {}
 

@@ -4,17 +4,19 @@
 
 TEST_CASE("engine: delayed check sees purchases made during the delay", "[engine][delay]") {
   nudge::rule_set rs;
-  rs.rules.push_back(nudge::rule_builder("winback")
-                         .when(nudge::on("purchase"))
-                         .check_after(nudge::days(60))
-                         .only_if(nudge::not_happened(nudge::on("purchase")).within(nudge::days(60)))
-                         .then(nudge::send_email("winback")));
+  rs.rules.push_back(
+      nudge::rule_builder("winback")
+          .when(nudge::on("purchase"))
+          .check_after(nudge::days(60))
+          .only_if(nudge::not_happened(nudge::on("purchase")).within(nudge::days(60)))
+          .then(nudge::send_email("winback")));
   auto program = nudge::program::compile(rs);
   nudge::engine engine{program};
   const auto t0 = nudge::from_epoch(1'700'000'000);
-  std::vector<nudge::event> events{{.contact = "a", .type = "purchase", .at = t0},
-                                   {.contact = "b", .type = "purchase", .at = t0},
-                                   {.contact = "b", .type = "purchase", .at = t0 + nudge::days(30)}};
+  std::vector<nudge::event> events{
+      {.contact = "a", .type = "purchase", .at = t0},
+      {.contact = "b", .type = "purchase", .at = t0},
+      {.contact = "b", .type = "purchase", .at = t0 + nudge::days(30)}};
   auto due = engine.process(events, t0 + nudge::days(30));
   REQUIRE(due.empty());
   due = engine.advance(t0 + nudge::days(100));

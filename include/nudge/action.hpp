@@ -40,7 +40,9 @@ std::string_view action_name(action_kind k) noexcept;
 /// The kind named `name`, or nullopt.
 std::optional<action_kind> action_from_name(std::string_view name) noexcept;
 /// True for actions the host delivers.
-constexpr bool is_external(action_kind k) noexcept { return k <= action_kind::webhook; }
+constexpr bool is_external(action_kind k) noexcept {
+  return k <= action_kind::webhook;
+}
 
 /// How assign_owner picks a member of an owner group.
 enum class owner_pick : std::uint8_t {
@@ -61,9 +63,9 @@ enum class owner_pick : std::uint8_t {
 struct action {
   action_kind kind = action_kind::send_email;
   std::string arg;
-  value val = std::int64_t{0};   ///< set_detail: the value; add_score: the points
+  value val = std::int64_t{0};  ///< set_detail: the value; add_score: the points
   owner_pick pick = owner_pick::hash;
-  std::string salt;              ///< assign_owner with pick::hash
+  std::string salt;  ///< assign_owner with pick::hash
   name_map<std::string> params;
   /// Emit this long after the rule's check passed (a drip inside one rule); 0: at once.
   duration delay{0};

@@ -32,7 +32,9 @@ struct event_match {
 };
 
 /// Any event of `type`.
-inline event_match on(std::string type) { return {std::move(type), key_match::any, {}}; }
+inline event_match on(std::string type) {
+  return {std::move(type), key_match::any, {}};
+}
 /// Events of `type` whose key equals `key`.
 inline event_match on(std::string type, std::string key) {
   return {std::move(type), key_match::exact, std::move(key)};
@@ -67,9 +69,9 @@ struct condition {
   std::vector<condition> children;  ///< all, any, negate (exactly one child)
   // compare
   field target = field::detail;
-  std::string name;                 ///< detail name; tag or group for has_tag / in_group
+  std::string name;  ///< detail name; tag or group for has_tag / in_group
   compare_op op = compare_op::eq;
-  std::vector<value> operands;      ///< one, or the candidates of `in`; none for `exists`
+  std::vector<value> operands;  ///< one, or the candidates of `in`; none for `exists`
   // happened
   event_match events;
   window_kind window = window_kind::lifetime;
@@ -83,7 +85,9 @@ struct condition {
 // ---- Builders: conditions read close to how a marketer says them ---------------------------
 
 /// Always true: a rule without a condition.
-inline condition always() { return {}; }
+inline condition always() {
+  return {};
+}
 inline condition all(std::vector<condition> c) {
   condition n;
   n.node = condition::kind::all;
@@ -102,7 +106,9 @@ inline condition negate(condition c) {
   n.children.push_back(std::move(c));
   return n;
 }
-inline condition operator!(condition c) { return negate(std::move(c)); }
+inline condition operator!(condition c) {
+  return negate(std::move(c));
+}
 
 /// `field op operand`, e.g. compare(field::score, compare_op::ge, 50.0).
 inline condition compare(field f, std::string name, compare_op op, std::vector<value> operands) {
@@ -115,7 +121,8 @@ inline condition compare(field f, std::string name, compare_op op, std::vector<v
   return n;
 }
 
-/// Fluent comparisons on one profile field: contact_detail("language").eq("pl"), status().eq("customer").
+/// Fluent comparisons on one profile field: contact_detail("language").eq("pl"),
+/// status().eq("customer").
 struct field_ref {
   field target;
   std::string name;
@@ -137,12 +144,24 @@ struct field_ref {
   /// Present and, for text, non-empty.
   condition exists() const { return compare(target, name, compare_op::exists, {}); }
 };
-inline field_ref contact_detail(std::string name) { return {field::detail, std::move(name)}; }
-inline field_ref status() { return {field::status, {}}; }
-inline field_ref stage() { return {field::stage, {}}; }
-inline field_ref owner() { return {field::owner, {}}; }
-inline field_ref score() { return {field::score, {}}; }
-inline field_ref time_zone() { return {field::time_zone, {}}; }
+inline field_ref contact_detail(std::string name) {
+  return {field::detail, std::move(name)};
+}
+inline field_ref status() {
+  return {field::status, {}};
+}
+inline field_ref stage() {
+  return {field::stage, {}};
+}
+inline field_ref owner() {
+  return {field::owner, {}};
+}
+inline field_ref score() {
+  return {field::score, {}};
+}
+inline field_ref time_zone() {
+  return {field::time_zone, {}};
+}
 
 inline condition has_tag(std::string tag) {
   condition n;

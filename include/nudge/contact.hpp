@@ -29,16 +29,16 @@ using name_set = boost::container::flat_set<std::string, std::less<>>;
 ///     c.details["company"] = std::string{"Ekomed"};
 ///     c.status = "customer";
 struct contact {
-  std::string id;                  ///< the host's key, unique per contact
-  name_map<value> details;         ///< typed details: "company", "language", "birthday", ...
-  name_map<time_point> tags;       ///< tag -> when it was added
-  double score = 0;                ///< lead score; add_score actions change it
-  std::string owner;               ///< the sales rep who owns the contact; empty: none
-  std::string status = "lead";     ///< "lead", "customer" or a custom status
-  std::string stage;               ///< lifecycle / campaign stage; empty: none
-  name_map<bool> consent;          ///< channel ("email", "sms", "web_push") -> granted
-  std::string time_zone;           ///< IANA name, e.g. "Europe/Warsaw"; empty: the default zone
-  name_set groups;                 ///< group memberships
+  std::string id;               ///< the host's key, unique per contact
+  name_map<value> details;      ///< typed details: "company", "language", "birthday", ...
+  name_map<time_point> tags;    ///< tag -> when it was added
+  double score = 0;             ///< lead score; add_score actions change it
+  std::string owner;            ///< the sales rep who owns the contact; empty: none
+  std::string status = "lead";  ///< "lead", "customer" or a custom status
+  std::string stage;            ///< lifecycle / campaign stage; empty: none
+  name_map<bool> consent;       ///< channel ("email", "sms", "web_push") -> granted
+  std::string time_zone;        ///< IANA name, e.g. "Europe/Warsaw"; empty: the default zone
+  name_set groups;              ///< group memberships
 
   bool has_tag(std::string_view tag) const { return tags.find(tag) != tags.end(); }
   bool in_group(std::string_view group) const { return groups.find(group) != groups.end(); }

@@ -15,10 +15,10 @@ namespace nudge {
 /// The string views and `definition` point into the program that produced the action: they stay
 /// valid while that program lives (engines hold their program by shared_ptr).
 struct due_action {
-  std::string contact;              ///< the contact's id
-  time_point due_at;                ///< the event's time, or the timer's due time
-  std::string_view rule;            ///< id of the producing rule
-  std::uint32_t rule_index = 0;     ///< its index in the program
+  std::string contact;           ///< the contact's id
+  time_point due_at;             ///< the event's time, or the timer's due time
+  std::string_view rule;         ///< id of the producing rule
+  std::uint32_t rule_index = 0;  ///< its index in the program
   action_kind kind = action_kind::send_email;
   /// The main parameter as delivered: the template, tag, ..., or the owner picked.
   std::string_view arg;
@@ -29,8 +29,8 @@ struct due_action {
 
   std::string_view verb() const noexcept { return action_name(kind); }
   friend bool operator==(const due_action& a, const due_action& b) noexcept {
-    return a.contact == b.contact && a.due_at == b.due_at && a.rule == b.rule &&
-           a.kind == b.kind && a.arg == b.arg && a.idempotency_key == b.idempotency_key;
+    return a.contact == b.contact && a.due_at == b.due_at && a.rule == b.rule && a.kind == b.kind &&
+           a.arg == b.arg && a.idempotency_key == b.idempotency_key;
   }
 };
 

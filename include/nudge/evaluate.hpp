@@ -66,6 +66,7 @@ evaluation evaluate(const program& program, contact_state state,
                     round_robin_counters* counters = nullptr);
 
 /// The contact's owner pick by hash: fnv1a64 over the bytes of `contact_id` then `salt`.
-std::uint64_t fnv1a64(std::string_view bytes, std::uint64_t seed = 14695981039346656037ULL) noexcept;
+std::uint64_t fnv1a64(std::string_view bytes,
+                      std::uint64_t seed = 14695981039346656037ULL) noexcept;
 
 }  // namespace nudge

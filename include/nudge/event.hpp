@@ -38,13 +38,14 @@ bool is_builtin_event_type(std::string_view type) noexcept;
 ///
 /// Applying an event records it in the contact's history (only the aggregates rules read) and
 /// triggers matching rules. A `tag_added` / `tag_removed` event also adds / removes the tag named
-/// by its key, so "has tag" agrees with what the host reported.
+/// by its key, and a `stage_entered` event sets the stage to its key, so the profile agrees with
+/// what the host reported.
 struct event {
-  std::string contact;      ///< the contact's id
-  std::string type;         ///< "page_view", "purchase", or a custom name
-  time_point at;            ///< when it happened (UTC seconds)
-  std::string key;          ///< URL, product, order id, tag, campaign, ...; may be empty
-  name_map<value> props;    ///< small property map, e.g. {"amount": 19.99}
+  std::string contact;    ///< the contact's id
+  std::string type;       ///< "page_view", "purchase", or a custom name
+  time_point at;          ///< when it happened (UTC seconds)
+  std::string key;        ///< URL, product, order id, tag, campaign, ...; may be empty
+  name_map<value> props;  ///< small property map, e.g. {"amount": 19.99}
 
   friend bool operator==(const event&, const event&) = default;
 };

@@ -16,7 +16,7 @@
 namespace nudge {
 
 struct load_options {
-  std::string file_name;   ///< used in messages ("rules.json:14:9: ..."); may be empty
+  std::string file_name;  ///< used in messages ("rules.json:14:9: ..."); may be empty
   program_limits limits;
 };
 
@@ -36,8 +36,7 @@ std::shared_ptr<const program> load_rules(std::string_view json_text,
 
 /// Reads and loads the file at `path` (its name appears in messages).
 /// @throws nudge::rule_error (also for a file that cannot be read).
-std::shared_ptr<const program> load_rules_file(const std::string& path,
-                                               program_limits limits = {});
+std::shared_ptr<const program> load_rules_file(const std::string& path, program_limits limits = {});
 
 /// The non-throwing twin: the program, or the diagnostics.
 struct load_result {

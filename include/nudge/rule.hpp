@@ -40,7 +40,7 @@ struct frequency_cap {
 /// policy and cap allow) run `actions` in order. The condition is evaluated at check time
 /// (trigger time + delay), never earlier, so a purchase during the delay can cancel a win-back.
 struct rule {
-  std::string id;                   ///< unique in the set; names the rule in output and stats
+  std::string id;  ///< unique in the set; names the rule in output and stats
   event_match trigger;
   duration delay{0};
   condition when = always();
@@ -70,21 +70,39 @@ inline action make_action(action_kind k, std::string arg) {
   a.arg = std::move(arg);
   return a;
 }
-inline action send_email(std::string tmpl) { return make_action(action_kind::send_email, tmpl); }
-inline action send_sms(std::string tmpl) { return make_action(action_kind::send_sms, tmpl); }
-inline action web_push(std::string tmpl) { return make_action(action_kind::web_push, tmpl); }
+inline action send_email(std::string tmpl) {
+  return make_action(action_kind::send_email, tmpl);
+}
+inline action send_sms(std::string tmpl) {
+  return make_action(action_kind::send_sms, tmpl);
+}
+inline action web_push(std::string tmpl) {
+  return make_action(action_kind::web_push, tmpl);
+}
 inline action notify_owner(std::string tmpl) {
   return make_action(action_kind::notify_owner, std::move(tmpl));
 }
 inline action generate_coupon(std::string kind) {
   return make_action(action_kind::generate_coupon, std::move(kind));
 }
-inline action webhook(std::string url) { return make_action(action_kind::webhook, url); }
-inline action add_tag(std::string tag) { return make_action(action_kind::add_tag, tag); }
-inline action remove_tag(std::string tag) { return make_action(action_kind::remove_tag, tag); }
-inline action set_status(std::string s) { return make_action(action_kind::set_status, s); }
-inline action set_stage(std::string s) { return make_action(action_kind::set_stage, s); }
-inline action add_to_group(std::string g) { return make_action(action_kind::add_to_group, g); }
+inline action webhook(std::string url) {
+  return make_action(action_kind::webhook, url);
+}
+inline action add_tag(std::string tag) {
+  return make_action(action_kind::add_tag, tag);
+}
+inline action remove_tag(std::string tag) {
+  return make_action(action_kind::remove_tag, tag);
+}
+inline action set_status(std::string s) {
+  return make_action(action_kind::set_status, s);
+}
+inline action set_stage(std::string s) {
+  return make_action(action_kind::set_stage, s);
+}
+inline action add_to_group(std::string g) {
+  return make_action(action_kind::add_to_group, g);
+}
 inline action remove_from_group(std::string g) {
   return make_action(action_kind::remove_from_group, std::move(g));
 }

@@ -1,7 +1,8 @@
 // nudge/time.hpp: instants and durations in whole seconds, and their text forms.
 //
 // nudge never reads a clock: every instant comes from the host (an event's time, the `now` of a
-// batch). Time is UTC seconds since 1970-01-01, kept in 64 bits, so a replay is exact to the second.
+// batch). Time is UTC seconds since 1970-01-01, kept in 64 bits, so a replay is exact to the
+// second.
 #pragma once
 
 #include <chrono>
@@ -24,13 +25,25 @@ constexpr time_point from_epoch(std::int64_t seconds) noexcept {
   return time_point{duration{seconds}};
 }
 /// Seconds since the Unix epoch.
-constexpr std::int64_t to_epoch(time_point t) noexcept { return t.time_since_epoch().count(); }
+constexpr std::int64_t to_epoch(time_point t) noexcept {
+  return t.time_since_epoch().count();
+}
 
-constexpr duration seconds(std::int64_t n) noexcept { return duration{n}; }
-constexpr duration minutes(std::int64_t n) noexcept { return duration{n * 60}; }
-constexpr duration hours(std::int64_t n) noexcept { return duration{n * 3600}; }
-constexpr duration days(std::int64_t n) noexcept { return duration{n * 86400}; }
-constexpr duration weeks(std::int64_t n) noexcept { return duration{n * 7 * 86400}; }
+constexpr duration seconds(std::int64_t n) noexcept {
+  return duration{n};
+}
+constexpr duration minutes(std::int64_t n) noexcept {
+  return duration{n * 60};
+}
+constexpr duration hours(std::int64_t n) noexcept {
+  return duration{n * 3600};
+}
+constexpr duration days(std::int64_t n) noexcept {
+  return duration{n * 86400};
+}
+constexpr duration weeks(std::int64_t n) noexcept {
+  return duration{n * 7 * 86400};
+}
 
 /// Earliest and latest instants nudge accepts (years 1900 to 9999), so that adding a delay of
 /// up to a century never overflows.

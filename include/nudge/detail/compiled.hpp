@@ -56,24 +56,25 @@ struct node {
 };
 
 struct compiled_rule {
-  std::uint32_t condition = none;             ///< root node; none: always true
+  std::uint32_t condition = none;                ///< root node; none: always true
   std::vector<std::uint32_t> action_conditions;  ///< per action: root node or none
-  std::vector<std::uint32_t> owner_groups;    ///< per action: owner group index or none
-  std::uint32_t memory_depth = 0;             ///< run times to remember; 0: no memory
+  std::vector<std::uint32_t> owner_groups;       ///< per action: owner group index or none
+  std::uint32_t memory_depth = 0;                ///< run times to remember; 0: no memory
 };
 
 struct compiled_program {
   /// Every event type the program accepts (built-in, declared, used) -> index into by_type.
   string_map<std::uint32_t> types;
   std::vector<type_index> by_type;
-  std::uint32_t tag_added_type = none, tag_removed_type = none;  ///< types with built-in effects
+  /// Types with built-in effects on the profile.
+  std::uint32_t tag_added_type = none, tag_removed_type = none, stage_entered_type = none;
   std::vector<slot_def> slots;
   std::vector<node> nodes;
   std::vector<std::uint32_t> children;
   std::vector<compiled_rule> rules;
   std::vector<std::uint64_t> rule_id_hashes;  ///< fnv1a64 of each rule id (idempotency keys)
   std::vector<std::vector<std::string>> owner_groups;
-  std::uint32_t round_robin_counters = 0;     ///< one per assign_owner action with round robin
+  std::uint32_t round_robin_counters = 0;  ///< one per assign_owner action with round robin
   std::vector<std::vector<std::uint32_t>> round_robin_index;  ///< [rule][action] -> counter
 };
 

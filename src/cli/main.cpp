@@ -1,0 +1,235 @@
+// nudge: the command-line tool. `nudge check` validates rule files; `nudge replay` backtests an
+// event log through them. Exit codes: 0 ok, 1 bad input or rules, 2 usage.
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <nudge/error.hpp>
+#include <nudge/load_rules.hpp>
+#include <nudge/read_events.hpp>
+#include <nudge/replay.hpp>
+
+namespace {
+
+constexpr int exit_ok = 0;
+constexpr int exit_input = 1;
+constexpr int exit_usage = 2;
+
+// Loads rules, printing every problem; nullptr when there were any.
+std::shared_ptr<const nudge::program> load_or_report(const std::string& path) {
+  try {
+    return nudge::load_rules_file(path);
+  } catch (const nudge::rule_error& e) {
+    for (const auto& d : e.diagnostics()) {
+      fmt::print(stderr, "{}\n", d.to_string());
+    }
+    const auto n = e.diagnostics().size();
+    fmt::print(stderr, "{} error{}\n", n, n == 1 ? "" : "s");
+    return nullptr;
+  }
+}
+
+int run_check(const std::string& rules_path) {
+  auto program = load_or_report(rules_path);
+  if (!program) {
+    return exit_input;
+  }
+  fmt::print("ok: {} rules\n", program->rule_count());
+  return exit_ok;
+}
+
+// A one-line progress bar on stderr, redrawn at most ten times a second, shown only once a
+// replay has run for half a second (short ones stay quiet).
+class progress_bar {
+ public:
+  using clock = std::chrono::steady_clock;
+
+  void update(const nudge::replay_progress& p) {
+    const auto now = clock::now();
+    if (now - start_ < std::chrono::milliseconds(500) ||
+        (shown_ && now - drawn_ < std::chrono::milliseconds(100) && !p.evaluating)) {
+      return;
+    }
+    drawn_ = now;
+    shown_ = true;
+    constexpr int width = 30;
+    const double fraction =
+        p.bytes_total == 0 ? 1.0
+                           : static_cast<double>(p.bytes_done) / static_cast<double>(p.bytes_total);
+    const int filled = static_cast<int>(fraction * width);
+    fmt::print(stderr, "\r[{:=<{}}{:<{}}] {:3.0f}% {} events{}", "", filled, "", width - filled,
+               fraction * 100, p.events_read, p.evaluating ? ", evaluating..." : "");
+    std::fflush(stderr);
+  }
+  void finish() {
+    if (shown_) {
+      fmt::print(stderr, "\r{:<80}\r", "");
+    }
+  }
+
+ private:
+  clock::time_point start_ = clock::now();
+  clock::time_point drawn_{};
+  bool shown_ = false;
+};
+
+std::string time_or_dash(const std::optional<nudge::time_point>& t) {
+  return t ? nudge::format_time(*t) : "-";
+}
+
+void print_stats(const std::vector<nudge::rule_stats>& stats) {
+  std::size_t width = 4;
+  for (const auto& s : stats) {
+    width = std::max(width, s.rule.size());
+  }
+  fmt::print(stderr, "{:<{}} {:>10} {:>10} {:>10} {:>10} {:>10}  {:<20}  {}\n", "rule", width,
+             "triggered", "passed", "failed", "suppressed", "emitted", "first", "last");
+  for (const auto& s : stats) {
+    fmt::print(stderr, "{:<{}} {:>10} {:>10} {:>10} {:>10} {:>10}  {:<20}  {}\n", s.rule,
+               width, s.triggered, s.passed, s.failed, s.suppressed, s.emitted,
+               time_or_dash(s.first), time_or_dash(s.last));
+  }
+}
+
+struct replay_args {
+  std::string rules, contacts, events, until, out, rejects;
+  std::string time_format = "iso";
+  std::string on_error = "stop";
+  std::size_t batch = 0;
+  bool stats = false;
+};
+
+int run_replay(const replay_args& args) {
+  nudge::replay_options options;
+  if (!args.until.empty()) {
+    auto t = nudge::parse_time(args.until);
+    if (!t) {
+      fmt::print(stderr,
+                 "--until: \"{}\" is not an ISO-8601 time with offset or epoch seconds\n",
+                 args.until);
+      return exit_usage;
+    }
+    options.until = *t;
+  }
+  if (!args.rejects.empty() && args.on_error != "skip") {
+    fmt::print(stderr, "--rejects needs --on-error skip\n");
+    return exit_usage;
+  }
+  options.on_error = args.on_error == "skip" ? nudge::error_policy::skip : nudge::error_policy::stop;
+  options.rejects_path = args.rejects;
+  options.batch_events = args.batch;
+  if (options.on_error == nudge::error_policy::skip && args.rejects.empty()) {
+    // Nothing is dropped silently: without a rejects file each refused line goes to stderr.
+    options.on_reject = [](const nudge::input_problem& p) {
+      fmt::print(stderr, "rejected: {}\n", p.to_string());
+    };
+  }
+  progress_bar bar;
+  if (::isatty(STDERR_FILENO) != 0) {
+    options.on_progress = [&bar](const nudge::replay_progress& p) { bar.update(p); };
+  }
+
+  auto program = load_or_report(args.rules);
+  if (!program) {
+    return exit_input;
+  }
+  nudge::replay_result result;
+  try {
+    result = nudge::replay(program, args.contacts, args.events, options);
+  } catch (const std::exception& e) {
+    bar.finish();
+    fmt::print(stderr, "{}\n", e.what());
+    return exit_input;
+  }
+  bar.finish();
+
+  const auto format =
+      args.time_format == "epoch" ? nudge::time_format::epoch : nudge::time_format::iso;
+  if (args.out.empty() || args.out == "-") {
+    std::ios::sync_with_stdio(false);
+    nudge::write_actions_csv(std::cout, result.actions, format);
+    std::cout.flush();
+    if (!std::cout) {
+      fmt::print(stderr, "cannot write the actions to standard output\n");
+      return exit_input;
+    }
+  } else {
+    std::ofstream out{args.out, std::ios::binary | std::ios::trunc};
+    if (out) {
+      nudge::write_actions_csv(out, result.actions, format);
+      out.close();
+    }
+    if (!out) {
+      fmt::print(stderr, "{}: cannot write the actions\n", args.out);
+      return exit_input;
+    }
+  }
+  if (args.stats) {
+    print_stats(result.stats);
+  }
+  fmt::print(stderr, "{} events read, {} rejected, {} actions (until {})\n", result.events_read,
+             result.rejected, result.actions.size(), nudge::format_time(result.until));
+  return exit_ok;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"nudge: marketing-automation rules — validate rule files, replay event logs"};
+  app.require_subcommand(1);
+
+  std::string check_path;
+  auto* check = app.add_subcommand("check", "Validate a rule file; print every problem");
+  check->add_option("RULES", check_path, "Rule file (JSON)")->required();
+
+  replay_args args;
+  auto* replay = app.add_subcommand(
+      "replay", "Replay an event log through the rules and print the due actions as CSV");
+  replay->add_option("--rules", args.rules, "Rule file (JSON)")->required();
+  replay->add_option("--contacts", args.contacts, "Contacts (.csv or .jsonl)");
+  replay->add_option("--events", args.events, "Events (.csv or .jsonl), sorted by time")
+      ->required();
+  replay->add_option("--until", args.until,
+                     "Fire timers up to this time (ISO-8601 or epoch seconds; default: the "
+                     "last event plus the longest delay in the rules)");
+  replay->add_option("--out", args.out, "Write the actions here (default: standard output)");
+  replay->add_option("--time-format", args.time_format, "Times in the output: iso or epoch")
+      ->check(CLI::IsMember({"iso", "epoch"}));
+  replay->add_flag("--stats", args.stats, "Print a per-rule table on standard error at the end");
+  replay->add_option("--on-error", args.on_error,
+                     "A bad input line: stop (default) or skip (record it and go on)")
+      ->check(CLI::IsMember({"stop", "skip"}));
+  replay->add_option("--rejects", args.rejects, "With --on-error skip: write refused lines here");
+  replay->add_option("--batch", args.batch,
+                     "Events per engine batch (0: one batch; the output is the same)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return exit_usage;
+  }
+  try {
+    if (check->parsed()) {
+      return run_check(check_path);
+    }
+    return run_replay(args);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "{}\n", e.what());
+    return exit_input;
+  }
+}

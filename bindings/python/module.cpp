@@ -26,6 +26,10 @@
 #  include <nudge/load_rules.hpp>
 #endif
 #ifdef NUDGE_PY_HAVE_REPLAY
+#  include <fstream>
+#  include <unordered_set>
+
+#  include <nudge/read_events.hpp>
 #  include <nudge/replay.hpp>
 #endif
 
@@ -480,6 +484,7 @@ PyObject* rule_error_type = nullptr;
 PyObject* input_error_type = nullptr;
 PyObject* rule_cycle_error_type = nullptr;
 PyObject* callback_error_type = nullptr;
+PyObject* read_error_type = nullptr;
 
 void raise(PyObject* type, const char* message, const py::dict& attributes) {
   py::object instance = py::reinterpret_borrow<py::object>(type)(py::str(message));
@@ -585,6 +590,22 @@ class py_sink final : public nudge::sink {
   std::shared_ptr<const nudge::program> program_;
 };
 
+#ifdef NUDGE_PY_HAVE_REPLAY
+/// What engine.replay returns: the actions stay in C++ until asked for.
+struct py_replay_result {
+  std::vector<nudge::due_action> actions;
+  std::shared_ptr<const nudge::program> program;
+  std::size_t contacts_read = 0;
+  std::size_t events_read = 0;
+  std::size_t rejected = 0;
+  nudge::time_point until{};
+};
+
+std::string fspath(const py::handle& path) {
+  return py::module_::import("os").attr("fspath")(path).cast<std::string>();
+}
+#endif
+
 // ---- Engine ----------------------------------------------------------------------------------
 
 class py_engine {
@@ -667,6 +688,109 @@ class py_engine {
     apply_fields(c, all);
     run([&](nudge::engine& e) { e.upsert_contact(std::move(c)); });
   }
+
+#ifdef NUDGE_PY_HAVE_REPLAY
+  // The logic of nudge::replay, on this engine (its store, sink and statistics) instead of a
+  // fresh one.
+  py_replay_result replay(const py::object& events_path, const py::object& contacts_path,
+                          const py::object& until, const std::string& on_error,
+                          const py::object& rejects_path, std::size_t batch_events) {
+    if (on_error != "stop" && on_error != "skip") {
+      throw py::value_error(
+          fmt::format("replay: on_error must be \"stop\" or \"skip\", got \"{}\"", on_error));
+    }
+    const std::string events = fspath(events_path);
+    const std::string contacts = contacts_path.is_none() ? std::string{} : fspath(contacts_path);
+    const std::string rejects = rejects_path.is_none() ? std::string{} : fspath(rejects_path);
+    if (!rejects.empty() && on_error != "skip") {
+      throw py::value_error("replay: rejects needs on_error=\"skip\"");
+    }
+    std::optional<nudge::time_point> end;
+    if (!until.is_none()) {
+      end = to_time(until, "until");
+    }
+    const bool skip = on_error == "skip";
+    return run([&](nudge::engine& eng) {
+      py_replay_result result;
+      result.program = program_;
+      std::ofstream rejects_file;
+      nudge::reject_handler on_reject;
+      if (skip) {
+        if (!rejects.empty()) {
+          rejects_file.exceptions(std::ios::failbit | std::ios::badbit);
+          rejects_file.open(rejects, std::ios::binary | std::ios::trunc);
+        }
+        on_reject = [&](const nudge::input_problem& p) {
+          ++result.rejected;
+          if (rejects_file.is_open()) {
+            rejects_file << p.to_string() << '\t' << p.text << '\n';
+          }
+        };
+      }
+      std::unordered_set<std::string, nudge::detail::string_hash, std::equal_to<>> known;
+      if (!contacts.empty()) {
+        auto read = nudge::read_contacts(contacts, {.on_reject = on_reject});
+        result.contacts_read = read.size();
+        for (const auto& c : read) {
+          known.insert(c.id);
+        }
+        eng.upsert_contacts(read);
+      }
+      nudge::event_read_options options;
+      options.program = program_.get();
+      if (!contacts.empty()) {
+        options.is_known_contact = [&known](std::string_view id) {
+          return known.find(id) != known.end();
+        };
+      }
+      options.not_after = end;
+      options.on_reject = on_reject;
+      nudge::event_reader reader{events, std::move(options)};
+      std::vector<nudge::event> pending, batch;
+      auto append = [&](std::vector<nudge::due_action>&& more) {
+        if (result.actions.empty()) {
+          result.actions = std::move(more);
+        } else {
+          result.actions.insert(result.actions.end(), std::make_move_iterator(more.begin()),
+                                std::make_move_iterator(more.end()));
+        }
+      };
+      const std::size_t step = batch_events > 0 ? batch_events : std::size_t{1} << 16;
+      while (reader.read(batch, step)) {
+        if (pending.empty()) {
+          std::swap(pending, batch);
+        } else {
+          pending.insert(pending.end(), std::make_move_iterator(batch.begin()),
+                         std::make_move_iterator(batch.end()));
+        }
+        if (batch_events > 0) {
+          // Events before the latest timestamp go now, with the clock just before it: timers
+          // due at that instant wait until its events are applied.
+          const auto latest = pending.back().at;
+          std::size_t cut = pending.size();
+          while (cut > 0 && pending[cut - 1].at == latest) {
+            --cut;
+          }
+          if (cut > 0) {
+            append(eng.process(std::span<const nudge::event>{pending.data(), cut},
+                               latest - nudge::seconds(1)));
+            pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(cut));
+          }
+        }
+      }
+      result.events_read = reader.events_read();
+      if (end) {
+        result.until = *end;
+      } else if (auto last = reader.last_time()) {
+        result.until = *last + program_->longest_delay();
+      } else {
+        result.until = nudge::from_epoch(0);
+      }
+      append(eng.process(pending, result.until));
+      return result;
+    });
+  }
+#endif
 
   py::dict stats() const {
     py::dict out;
@@ -833,6 +957,13 @@ PYBIND11_MODULE(_core, m) {
             return ids;
           },
           "The rules' ids, in program order.")
+      .def_property_readonly(
+          "longest_delay",
+          [](const nudge::program& p) {
+            return py::module_::import("datetime")
+                .attr("timedelta")("seconds"_a = p.longest_delay().count());
+          },
+          "The longest a rule keeps a timer pending (a datetime.timedelta).")
       .def("__len__", &nudge::program::rule_count, "The number of rules.")
       .def("knows_event_type", &nudge::program::knows_event_type, "type"_a,
            "True for built-in types, declared types and types any rule mentions.")
@@ -950,6 +1081,66 @@ PYBIND11_MODULE(_core, m) {
                            py::repr(py::str(s.contact.id)).cast<std::string>(), s.timers.size());
       });
 
+#ifdef NUDGE_PY_HAVE_REPLAY
+  read_error_type = PyErr_NewExceptionWithDoc(
+      "nudge.ReadError",
+      "An event or contact file that cannot be read, or a bad line (with on_error='stop'). "
+      "Attributes: file, line (0 for the whole file), reason.",
+      PyExc_ValueError, nullptr);
+  m.add_object("ReadError", py::handle(read_error_type));
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) {
+        std::rethrow_exception(p);
+      }
+    } catch (const nudge::read_error& e) {
+      raise(read_error_type, e.what(),
+            py::dict("file"_a = e.file(), "line"_a = e.line(), "reason"_a = e.reason()));
+    }
+  });
+
+  py::class_<py_replay_result>(m, "ReplayResult",
+                               "The outcome of Engine.replay; the actions stay in C++ until read.")
+      .def_property_readonly(
+          "actions",
+          [](const py_replay_result& r) { return to_list(std::span{r.actions}, r.program); },
+          "The due actions (a new list of DueAction), sorted by (due, contact).")
+      .def_readonly("contacts_read", &py_replay_result::contacts_read, "Contacts read.")
+      .def_readonly("events_read", &py_replay_result::events_read, "Events accepted.")
+      .def_readonly("rejected", &py_replay_result::rejected,
+                    "Lines refused (with on_error='skip').")
+      .def_property_readonly(
+          "until", [](const py_replay_result& r) { return to_datetime(r.until); },
+          "The instant timers ran to (aware UTC datetime).")
+      .def(
+          "write_csv",
+          [](const py_replay_result& r, const py::object& path, const std::string& format) {
+            if (format != "iso" && format != "epoch") {
+              throw py::value_error(fmt::format(
+                  "write_csv: time_format must be \"iso\" or \"epoch\", got \"{}\"", format));
+            }
+            const std::string file = fspath(path);
+            py::gil_scoped_release release;
+            std::ofstream out;
+            out.exceptions(std::ios::failbit | std::ios::badbit);
+            out.open(file, std::ios::binary | std::ios::trunc);
+            nudge::write_actions_csv(
+                out, r.actions,
+                format == "iso" ? nudge::time_format::iso : nudge::time_format::epoch);
+          },
+          "path"_a, "time_format"_a = "iso",
+          "Writes the actions as CSV (ts,contact,rule,action,arg), as `nudge replay` does; "
+          "time_format 'iso' or 'epoch'.")
+      .def("__len__", [](const py_replay_result& r) { return r.actions.size(); },
+           "The number of actions.")
+      .def("__repr__", [](const py_replay_result& r) {
+        return fmt::format("ReplayResult(actions={}, events_read={}, contacts_read={}, "
+                           "rejected={}, until={})",
+                           r.actions.size(), r.events_read, r.contacts_read, r.rejected,
+                           nudge::format_time(r.until));
+      });
+#endif
+
   // Engine ------------------------------------------------------------------------------------
   py::class_<py_engine>(m, "Engine",
                         "Runs a program over batches of events with your clock, store and sink.")
@@ -971,6 +1162,16 @@ PYBIND11_MODULE(_core, m) {
       .def("upsert_contact", &py_engine::upsert_contact, "id"_a, "fields"_a = py::none(),
            "Creates the contact or updates the profile fields given (as a dict and/or keyword "
            "arguments); fields not given keep their values.")
+#ifdef NUDGE_PY_HAVE_REPLAY
+      .def("replay", &py_engine::replay, "events_path"_a, "contacts"_a = py::none(),
+           "until"_a = py::none(), py::kw_only(), "on_error"_a = "stop", "rejects"_a = py::none(),
+           "batch_events"_a = 0,
+           "Replays an event file (CSV or JSON Lines) through this engine entirely in C++, "
+           "with the GIL released: contacts from `contacts` (a file) are upserted first, then "
+           "the events are applied and timers fire up to `until` (default: the last event's "
+           "time plus the program's longest delay). on_error='skip' refuses bad lines (written "
+           "to `rejects` if given) instead of raising ReadError. Returns a ReplayResult.")
+#endif
       .def("stats", &py_engine::stats,
            "Per-rule statistics: {rule_id: {'rule', 'triggered', 'passed', 'failed', "
            "'suppressed', 'emitted', 'first', 'last'}} in program order.")

@@ -20,6 +20,11 @@ from ._core import (
     RuleError,
 )
 
+try:  # present when the library was built with the event readers and replay
+    from ._core import ReadError, ReplayResult
+except ImportError:  # pragma: no cover
+    pass
+
 __all__ = [
     "CallbackError",
     "Contact",
@@ -29,6 +34,9 @@ __all__ = [
     "Engine",
     "InputError",
     "Program",
+    "ReadError",
+    "ReplayResult",
     "RuleCycleError",
     "RuleError",
 ]
+__all__ = [name for name in __all__ if name in globals()]

@@ -1,0 +1,332 @@
+"""Type stubs for nudge: an embeddable marketing-automation rules engine."""
+from __future__ import annotations
+
+import datetime
+import os
+from typing import Any, Callable, Iterable, Mapping, Optional, Protocol, Sequence, Tuple, Union
+
+__all__ = [
+    "CallbackError",
+    "Contact",
+    "ContactState",
+    "Diagnostic",
+    "DueAction",
+    "Engine",
+    "InputError",
+    "Program",
+    "ReadError",
+    "ReplayResult",
+    "RuleCycleError",
+    "RuleError",
+]
+
+#: An instant: a timezone-aware datetime, epoch seconds (int, or float floored to the second),
+#: or an ISO-8601 string with an offset. A naive datetime raises ValueError.
+Time = Union[datetime.datetime, int, float, str]
+#: A detail or event property value.
+Value = Union[str, int, float, bool, datetime.datetime]
+#: {"contact": str, "type": str, "at": Time, "key": str (optional), "props": dict (optional)}
+EventDict = Mapping[str, Any]
+#: (contact, type, at[, key[, props]])
+EventTuple = Union[
+    Tuple[str, str, Time],
+    Tuple[str, str, Time, Optional[str]],
+    Tuple[str, str, Time, Optional[str], Optional[Mapping[str, Value]]],
+]
+Event = Union[EventDict, EventTuple]
+PathLike = Union[str, "os.PathLike[str]"]
+
+class RuleError(ValueError):
+    """A rule file or rule set that cannot be compiled.
+
+    str(e) lists every problem, one per line ("file:line:column: /json/pointer: message").
+    """
+
+    diagnostics: list[Diagnostic]
+    """Every problem found, in document order."""
+    file: str
+    """The first problem's file name (the file_name given, or '')."""
+    line: int
+    """The first problem's 1-based line; 0 when unknown."""
+    column: int
+    """The first problem's 1-based column; 0 when unknown."""
+    json_pointer: str
+    """The first problem's JSON pointer, e.g. '/rules/3/then/0/do'."""
+    code: str
+    """The first problem's machine-readable code, e.g. 'unknown_field'."""
+
+class InputError(ValueError):
+    """An event the engine refuses; the batch changed nothing."""
+
+    contact: str
+    """The contact whose event was refused."""
+    event_index: int
+    """The refused event's position in the batch."""
+    reason: str
+    """Why, in words."""
+
+class RuleCycleError(RuntimeError):
+    """Internal actions kept triggering rules past the depth limit; the batch changed nothing."""
+
+    contact: str
+    """The contact being evaluated."""
+    chain: list[str]
+    """The rule ids of the cycle, in order."""
+
+class CallbackError(RuntimeError):
+    """A store or sink failed with an error that is not a Python exception.
+
+    A Python exception raised in a callback propagates as itself, not as CallbackError.
+    """
+
+    callback: str
+    """'store.load', 'store.save', 'store.due' or 'sink.deliver'."""
+    contact: str
+    """The contact being handled, or '' for a call covering the whole batch."""
+
+class ReadError(ValueError):
+    """An event or contact file that cannot be read, or a bad line with on_error='stop'."""
+
+    file: str
+    """The file's name as given."""
+    line: int
+    """1-based line; 0 for a problem with the whole file."""
+    reason: str
+    """Why, in words."""
+
+class Diagnostic:
+    """One problem in a rule file: where it is and what is wrong."""
+
+    @property
+    def file(self) -> str:
+        """The file name given, or ''."""
+    @property
+    def line(self) -> int:
+        """1-based line; 0 when unknown."""
+    @property
+    def column(self) -> int:
+        """1-based column; 0 when unknown."""
+    @property
+    def json_pointer(self) -> str:
+        """RFC 6901 path to the offending value, e.g. '/rules/2/delay'."""
+    @property
+    def code(self) -> str:
+        """Stable machine-readable code, e.g. 'unknown_field'."""
+    @property
+    def message(self) -> str:
+        """What is wrong, in words."""
+    def to_dict(self) -> dict[str, Any]:
+        """The diagnostic as a plain dict (file, line, column, json_pointer, code, message)."""
+
+class Program:
+    """A compiled, validated, immutable rule program; share it between engines."""
+
+    @staticmethod
+    def from_json(source: Union[str, bytes, Mapping[str, Any]], file_name: str = "") -> Program:
+        """Compiles a rule file given as JSON text or as a dict (see docs/rules.md).
+
+        Raises RuleError listing every problem; `file_name` appears in its messages. For a
+        dict, line:column refer to its json.dumps text: rely on json_pointer instead.
+        """
+    @staticmethod
+    def load(path: PathLike) -> Program:
+        """Reads and compiles the rule file at `path`. Raises RuleError (also when unreadable)."""
+    @property
+    def rule_ids(self) -> list[str]:
+        """The rules' ids, in program order."""
+    @property
+    def longest_delay(self) -> datetime.timedelta:
+        """The longest a rule keeps a timer pending (delay plus longest action delay)."""
+    def knows_event_type(self, type: str) -> bool:
+        """True for built-in types, declared types and types any rule mentions."""
+    def __len__(self) -> int:
+        """The number of rules."""
+
+class DueAction:
+    """An action that has come due for a contact.
+
+    Deliver it if external (send_email, ...); internal actions appear only when the rule asked
+    to notify the host. Equal when contact, due, rule, action, arg and key are equal.
+    """
+
+    @property
+    def contact(self) -> str:
+        """The contact's id."""
+    @property
+    def rule(self) -> str:
+        """Id of the rule that produced it."""
+    @property
+    def action(self) -> str:
+        """The verb: 'send_email', 'generate_coupon', 'assign_owner', ..."""
+    @property
+    def arg(self) -> str:
+        """The main parameter as delivered: template, tag, ..., or the owner picked."""
+    @property
+    def params(self) -> dict[str, str]:
+        """Further parameters from the rule (a new dict each time)."""
+    @property
+    def due(self) -> datetime.datetime:
+        """When it is due: an aware UTC datetime."""
+    @property
+    def due_epoch(self) -> int:
+        """When it is due, in epoch seconds."""
+    @property
+    def idempotency_key(self) -> int:
+        """Same for the same input replayed, different for every action."""
+    @property
+    def is_external(self) -> bool:
+        """True for actions the host delivers."""
+    def to_dict(self) -> dict[str, Any]:
+        """contact, rule, action, arg, params, due, idempotency_key as a plain dict."""
+    def __hash__(self) -> int: ...
+    def __eq__(self, other: object) -> bool: ...
+
+class Contact:
+    """A read-only snapshot of a contact's profile."""
+
+    @property
+    def id(self) -> str:
+        """The host's key."""
+    @property
+    def details(self) -> dict[str, Value]:
+        """Typed details (a new dict)."""
+    @property
+    def tags(self) -> dict[str, datetime.datetime]:
+        """Tag -> when it was added (a new dict)."""
+    @property
+    def score(self) -> float:
+        """The lead score."""
+    @property
+    def owner(self) -> str:
+        """The owning sales rep, or ''."""
+    @property
+    def status(self) -> str:
+        """'lead', 'customer' or a custom status."""
+    @property
+    def stage(self) -> str:
+        """Lifecycle or campaign stage, or ''."""
+    @property
+    def groups(self) -> frozenset[str]:
+        """Group memberships."""
+    @property
+    def consent(self) -> dict[str, bool]:
+        """Consent per channel."""
+    @property
+    def time_zone(self) -> str:
+        """IANA zone name, or ''."""
+    def to_dict(self) -> dict[str, Any]:
+        """The profile as a plain dict."""
+    def __eq__(self, other: object) -> bool: ...
+
+class ContactState:
+    """Everything the engine keeps for one contact, opaque to Python.
+
+    A store keeps these objects and hands them back from load(); copy.copy/copy.deepcopy give
+    independent copies; they cannot be pickled. A state belongs to the program that made it.
+    """
+
+    @property
+    def id(self) -> str:
+        """The contact's id."""
+    @property
+    def contact(self) -> Contact:
+        """The contact's profile."""
+    @property
+    def next_due(self) -> Optional[datetime.datetime]:
+        """When the earliest pending timer is due, or None: due(now) lists ids with next_due <= now."""
+    @property
+    def pending_timers(self) -> int:
+        """Pending delayed checks and delayed actions."""
+    def copy(self) -> ContactState:
+        """An independent copy."""
+    def __copy__(self) -> ContactState: ...
+    def __deepcopy__(self, memo: Any) -> ContactState: ...
+    def __eq__(self, other: object) -> bool: ...
+
+class Store(Protocol):
+    """What Engine expects of a Python store."""
+
+    def load(self, contact_id: str) -> Optional[ContactState]:
+        """The state saved for the contact, or None."""
+    def save(self, states: list[ContactState]) -> None:
+        """Saves one batch's states, all or none."""
+    def due(self, now: datetime.datetime) -> Iterable[str]:
+        """Ids of contacts whose next_due <= now."""
+
+#: Any callable taking each batch's list of due actions.
+Sink = Callable[[list[DueAction]], Any]
+
+class ReplayResult:
+    """What Engine.replay returns; the actions stay in C++ until read."""
+
+    @property
+    def actions(self) -> list[DueAction]:
+        """The due actions, sorted by (due, contact) (a new list each time)."""
+    @property
+    def contacts_read(self) -> int:
+        """Contacts read from the contacts file."""
+    @property
+    def events_read(self) -> int:
+        """Events accepted."""
+    @property
+    def rejected(self) -> int:
+        """Lines refused with on_error='skip'."""
+    @property
+    def until(self) -> datetime.datetime:
+        """The instant timers ran to."""
+    def write_csv(self, path: PathLike, time_format: str = "iso") -> None:
+        """Writes ts,contact,rule,action,arg as `nudge replay` does; time_format 'iso' or 'epoch'."""
+    def __len__(self) -> int:
+        """The number of actions."""
+
+class Engine:
+    """Runs a program over batches of events with your clock, store and sink.
+
+    Every batch is atomic: if an event is refused or a callback raises, nothing is stored,
+    delivered or counted (except when store.save raises after the sink accepted the actions).
+    One batch at a time per engine; the GIL is released while C++ evaluates.
+    """
+
+    def __init__(
+        self,
+        program: Program,
+        store: Optional[Store] = None,
+        sink: Optional[Sink] = None,
+        *,
+        create_unknown_contacts: bool = True,
+    ) -> None:
+        """`store` defaults to an in-memory store; without a sink actions are only returned."""
+    def process(self, events: Iterable[Event], now: Time) -> list[DueAction]:
+        """Applies `events` (each contact's in time order), then fires timers due at or before
+        `now`; returns the batch's actions sorted by (due, contact)."""
+    def advance(self, now: Time) -> list[DueAction]:
+        """Fires every timer due at or before `now`; returns the actions."""
+    def replay(
+        self,
+        events_path: PathLike,
+        contacts: Optional[PathLike] = None,
+        until: Optional[Time] = None,
+        *,
+        on_error: str = "stop",
+        rejects: Optional[PathLike] = None,
+        batch_events: int = 0,
+    ) -> ReplayResult:
+        """Replays an event file (CSV or JSON Lines) through this engine entirely in C++."""
+    def contact(self, id: str) -> Optional[Contact]:
+        """The contact's profile, or None."""
+    def upsert_contact(
+        self, id: str, fields: Optional[Mapping[str, Any]] = None, **kwargs: Any
+    ) -> None:
+        """Creates the contact or updates the given fields (details, tags, score, owner, status,
+        stage, groups, consent, time_zone); others keep their values."""
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """{rule_id: {rule, triggered, passed, failed, suppressed, emitted, first, last}}."""
+    @property
+    def program(self) -> Program:
+        """The engine's program."""
+    @property
+    def store(self) -> Optional[Store]:
+        """The Python store, or None for the in-memory one."""
+    @property
+    def sink(self) -> Optional[Sink]:
+        """The sink, or None."""

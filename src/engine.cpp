@@ -198,6 +198,24 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
   return actions;
 }
 
+void engine::restore(std::vector<rule_stats> stats, round_robin_counters counters) {
+  if (stats.size() != stats_.size()) {
+    throw std::invalid_argument(fmt::format(
+        "nudge::engine::restore: {} rule statistics for a program of {} rules", stats.size(),
+        stats_.size()));
+  }
+  for (std::size_t i = 0; i < stats.size(); ++i) {
+    if (stats[i].rule != stats_[i].rule) {
+      throw std::invalid_argument(fmt::format(
+          "nudge::engine::restore: statistics {} are for rule \"{}\", the program's rule {} is "
+          "\"{}\"",
+          i, stats[i].rule, i, stats_[i].rule));
+    }
+  }
+  stats_ = std::move(stats);
+  counters_ = std::move(counters);
+}
+
 void engine::upsert_contact(contact c) {
   upsert_contacts(std::span<const contact>{&c, 1});
 }

@@ -67,6 +67,11 @@ class engine {
 
   /// Statistics per rule, in program order.
   const std::vector<rule_stats>& stats() const noexcept { return stats_; }
+  /// Round-robin owner counters (one per assign_owner action with round robin).
+  const round_robin_counters& counters() const noexcept { return counters_; }
+  /// Restores statistics and counters saved from an engine on the same program (snapshots).
+  /// @throws std::invalid_argument if `stats` does not name this program's rules in order.
+  void restore(std::vector<rule_stats> stats, round_robin_counters counters);
   const nudge::program& program() const noexcept { return *program_; }
   std::shared_ptr<const nudge::program> shared_program() const noexcept { return program_; }
   nudge::store& store() noexcept { return *store_; }

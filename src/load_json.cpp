@@ -7,21 +7,24 @@
 // to report does a second, tiny scanner walk the (already valid) text and record where each
 // value and key starts, keyed by JSON pointer. A file without problems pays for that scan only
 // once, to catch duplicate keys, which the DOM silently merges.
-#include <fmt/format.h>
-
 #include <algorithm>
 #include <array>
-#include <boost/json.hpp>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <limits>
-#include <nudge/event.hpp>
-#include <nudge/load_rules.hpp>
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
+
+#include <boost/json.hpp>
+#include <fmt/format.h>
+
+#include <nudge/event.hpp>
+#include <nudge/load_rules.hpp>
 
 namespace nudge {
 namespace {
@@ -59,11 +62,34 @@ std::string token(std::string_view key) {
   return out;
 }
 
-std::string child(const std::string& at, std::string_view key) {
-  return at + "/" + token(key);
+// A JSON pointer kept as a chain of stack frames while walking, turned into text only when
+// there is a problem to report: most values never need theirs.
+struct path {
+  const path* parent = nullptr;
+  std::string_view key;
+  std::size_t index = npos;  // an array element, or npos for an object member
+
+  std::string str() const {
+    if (parent == nullptr) {
+      return {};
+    }
+    std::string out = parent->str();
+    out += '/';
+    if (index != npos) {
+      out += std::to_string(index);
+    } else {
+      out += token(key);
+    }
+    return out;
+  }
+};
+
+// The member or element of `at`; `at` must outlive the result.
+path child(const path& at, std::string_view key) {
+  return {&at, key, npos};
 }
-std::string child(const std::string& at, std::size_t index) {
-  return fmt::format("{}/{}", at, index);
+path child(const path& at, std::size_t index) {
+  return {&at, {}, index};
 }
 
 // ---- Suggestions ----------------------------------------------------------------------------
@@ -189,23 +215,24 @@ class walker {
 
   rule_set run(const json::value& root) {
     rule_set out;
-    const json::object* top = object_at(root, "");
+    const json::object* top = object_at(root, root_at);
     if (top == nullptr) {
       return out;
     }
-    check_fields(*top, "",
+    check_fields(*top, root_at,
                  {"version", "description", "event_types", "owner_groups", "rules", "workflows",
                   "segments"});
     // Declarations first: rules refer to them wherever they appear in the file.
     if (const auto* v = top->if_contains("version")) {
-      if (auto n = integer(*v, "/version")) {
+      if (auto n = integer(*v, child(root_at, "version"))) {
         if (*n != 1) {
-          fail("/version", "bad_version", fmt::format("unsupported version {} (expected 1)", *n));
+          fail(child(root_at, "version"), "bad_version",
+               fmt::format("unsupported version {} (expected 1)", *n));
         }
       }
     }
     if (const auto* v = top->if_contains("description")) {
-      string(*v, "/description");
+      string(*v, child(root_at, "description"));
     }
     if (const auto* v = top->if_contains("event_types")) {
       event_types(*v, out);
@@ -216,7 +243,7 @@ class walker {
     }
     for (const char* reserved : {"workflows", "segments"}) {
       if (const auto* v = top->if_contains(reserved)) {
-        const std::string at = std::string{"/"} + reserved;
+        const path at = child(root_at, reserved);
         if (const json::array* a = array_at(*v, at); a != nullptr && !a->empty()) {
           fail(at, "unsupported",
                fmt::format("{} are not supported by this version (leave the array empty)",
@@ -226,62 +253,65 @@ class walker {
     }
     const auto* rules = top->if_contains("rules");
     if (rules == nullptr) {
-      fail("", "missing_field", "missing required field \"rules\"");
+      fail(root_at, "missing_field", "missing required field \"rules\"");
       return out;
     }
-    const json::array* list = array_at(*rules, "/rules");
+    const json::array* list = array_at(*rules, rules_at);
     if (list == nullptr) {
       return out;
     }
     if (list->size() > limits_.max_rules) {
-      fail("/rules", "too_many_rules",
+      fail(rules_at, "too_many_rules",
            fmt::format("{} rules; at most {} are allowed", list->size(), limits_.max_rules));
       return out;
     }
     out.rules.reserve(list->size());
     std::unordered_map<std::string_view, std::size_t> first_with_id;
     for (std::size_t i = 0; i < list->size(); ++i) {
-      out.rules.push_back(rule_at((*list)[i], child("/rules", i), first_with_id, i));
+      out.rules.push_back(rule_at((*list)[i], child(rules_at, i), first_with_id, i));
     }
     return out;
   }
 
  private:
   const program_limits& limits_;
+  const path root_at{};
+  const path rules_at{&root_at, "rules"};
+  const path types_at{&root_at, "event_types"};
+  const path groups_at{&root_at, "owner_groups"};
   std::vector<std::string> declared_types_;  // custom event types the file declares
   const name_map<std::vector<std::string>>* groups_ = nullptr;
 
-  void fail(std::string at, std::string code, std::string message, bool at_key = false) {
-    problems.push_back({std::move(at), at_key, std::move(code), std::move(message)});
+  void fail(const path& at, std::string code, std::string message, bool at_key = false) {
+    problems.push_back({at.str(), at_key, std::move(code), std::move(message)});
   }
 
   // ---- typed accessors: each reports a wrong type and returns nothing ----
-  void wrong_type(const json::value& v, const std::string& at, std::string_view expected) {
+  void wrong_type(const json::value& v, const path& at, std::string_view expected) {
     fail(at, "wrong_type", fmt::format("expected {}, got {}", expected, describe(v)));
   }
-  const json::object* object_at(const json::value& v, const std::string& at) {
+  const json::object* object_at(const json::value& v, const path& at) {
     if (const auto* o = v.if_object()) {
       return o;
     }
     wrong_type(v, at, "an object");
     return nullptr;
   }
-  const json::array* array_at(const json::value& v, const std::string& at) {
+  const json::array* array_at(const json::value& v, const path& at) {
     if (const auto* a = v.if_array()) {
       return a;
     }
     wrong_type(v, at, "an array");
     return nullptr;
   }
-  std::optional<std::string> string(const json::value& v, const std::string& at) {
+  std::optional<std::string> string(const json::value& v, const path& at) {
     if (const auto* s = v.if_string()) {
       return std::string{*s};
     }
     wrong_type(v, at, "a string");
     return std::nullopt;
   }
-  std::optional<std::string> name(const json::value& v, const std::string& at,
-                                  std::string_view what) {
+  std::optional<std::string> name(const json::value& v, const path& at, std::string_view what) {
     auto s = string(v, at);
     if (s && s->empty()) {
       fail(at, "empty_name", fmt::format("{} cannot be empty", what));
@@ -289,14 +319,14 @@ class walker {
     }
     return s;
   }
-  std::optional<bool> boolean(const json::value& v, const std::string& at) {
+  std::optional<bool> boolean(const json::value& v, const path& at) {
     if (const auto* b = v.if_bool()) {
       return *b;
     }
     wrong_type(v, at, "true or false");
     return std::nullopt;
   }
-  std::optional<std::int64_t> integer(const json::value& v, const std::string& at) {
+  std::optional<std::int64_t> integer(const json::value& v, const path& at) {
     if (const auto* i = v.if_int64()) {
       return *i;
     }
@@ -309,7 +339,7 @@ class walker {
     wrong_type(v, at, "an integer");
     return std::nullopt;
   }
-  std::optional<std::int64_t> count(const json::value& v, const std::string& at, std::int64_t min,
+  std::optional<std::int64_t> count(const json::value& v, const path& at, std::int64_t min,
                                     std::int64_t max) {
     auto n = integer(v, at);
     if (n && (*n < min || *n > max)) {
@@ -318,7 +348,7 @@ class walker {
     }
     return n;
   }
-  std::optional<duration> span(const json::value& v, const std::string& at) {
+  std::optional<duration> span(const json::value& v, const path& at) {
     const auto* s = v.if_string();
     if (s == nullptr) {
       wrong_type(v, at, "a duration (e.g. \"60d\")");
@@ -332,7 +362,7 @@ class walker {
     return d;
   }
   // A delay: 0s up to the limit.
-  std::optional<duration> delay(const json::value& v, const std::string& at) {
+  std::optional<duration> delay(const json::value& v, const path& at) {
     auto d = span(v, at);
     if (d && *d > limits_.max_delay) {
       fail(at, "bad_delay",
@@ -342,7 +372,7 @@ class walker {
     return d;
   }
   // A window: longer than 0s, up to the limit.
-  std::optional<duration> window(const json::value& v, const std::string& at) {
+  std::optional<duration> window(const json::value& v, const path& at) {
     auto d = span(v, at);
     if (d && (*d <= duration{0} || *d > limits_.max_delay)) {
       fail(at, "bad_window",
@@ -352,7 +382,7 @@ class walker {
     }
     return d;
   }
-  std::optional<time_point> instant(const json::value& v, const std::string& at) {
+  std::optional<time_point> instant(const json::value& v, const path& at) {
     std::optional<time_point> t;
     if (const auto* s = v.if_string()) {
       t = parse_time(std::string_view{*s});
@@ -376,7 +406,7 @@ class walker {
     return t;
   }
   // VALUE: string, integer, decimal, bool, or {"time": TIME}.
-  std::optional<value> val(const json::value& v, const std::string& at) {
+  std::optional<value> val(const json::value& v, const path& at) {
     switch (v.kind()) {
       case json::kind::string:
         return value{std::string{v.get_string()}};
@@ -415,7 +445,7 @@ class walker {
   }
 
   // Reports members not in `allowed`, at their keys, with a suggestion when one is close.
-  bool check_fields(const json::object& o, const std::string& at,
+  bool check_fields(const json::object& o, const path& at,
                     std::initializer_list<std::string_view> allowed) {
     bool ok = true;
     for (const auto& m : o) {
@@ -429,7 +459,7 @@ class walker {
     return ok;
   }
   template <class Range>
-  void unknown_field(std::string_view k, const std::string& at, const Range& allowed) {
+  void unknown_field(std::string_view k, const path& at, const Range& allowed) {
     if (auto s = closest(k, allowed)) {
       fail(child(at, k), "unknown_field",
            fmt::format("unknown field {} (did you mean {}?)", quoted(k), quoted(*s)), true);
@@ -441,12 +471,12 @@ class walker {
 
   // ---- declarations ----
   void event_types(const json::value& v, rule_set& out) {
-    const json::array* a = array_at(v, "/event_types");
+    const json::array* a = array_at(v, types_at);
     if (a == nullptr) {
       return;
     }
     for (std::size_t i = 0; i < a->size(); ++i) {
-      const std::string at = child("/event_types", i);
+      const path at = child(types_at, i);
       auto t = name((*a)[i], at, "an event type");
       if (!t) {
         continue;
@@ -461,12 +491,12 @@ class walker {
   }
 
   void owner_groups(const json::value& v, rule_set& out) {
-    const json::object* o = object_at(v, "/owner_groups");
+    const json::object* o = object_at(v, groups_at);
     if (o == nullptr) {
       return;
     }
     for (const auto& m : *o) {
-      const std::string at = child("/owner_groups", m.key());
+      const path at = child(groups_at, m.key());
       if (m.key().empty()) {
         fail(at, "empty_name", "an owner group name cannot be empty", true);
         continue;
@@ -491,7 +521,7 @@ class walker {
   }
 
   // ---- rules ----
-  rule rule_at(const json::value& v, const std::string& at,
+  rule rule_at(const json::value& v, const path& at,
                std::unordered_map<std::string_view, std::size_t>& first_with_id,
                std::size_t index) {
     rule r;
@@ -534,7 +564,7 @@ class walker {
       }
     }
     if (const auto* t = o->if_contains("then")) {
-      const std::string tat = child(at, "then");
+      const path tat = child(at, "then");
       if (const json::array* list = array_at(*t, tat)) {
         if (list->empty()) {
           fail(tat, "empty_list", "a rule needs at least one action");
@@ -557,7 +587,7 @@ class walker {
     return r;
   }
 
-  void reentry_at(const json::value& v, const std::string& at, rule& r) {
+  void reentry_at(const json::value& v, const path& at, rule& r) {
     if (const auto* s = v.if_string()) {
       if (*s == "always") {
         r.reentry_policy = reentry::always;
@@ -586,7 +616,7 @@ class walker {
     wrong_type(v, at, "\"always\", \"once\" or {\"once_per\": DURATION}");
   }
 
-  void cap_at(const json::value& v, const std::string& at, rule& r) {
+  void cap_at(const json::value& v, const path& at, rule& r) {
     const json::object* o = object_at(v, at);
     if (o == nullptr) {
       return;
@@ -624,7 +654,7 @@ class walker {
   // The event part of a trigger or a happened leaf: {"event": T, "key"|"key_prefix": K} or
   // the shorthands {"tag_added": TAG}, {"stage_entered": STAGE}. Other members of `o` are the
   // caller's to check.
-  std::optional<event_match> match_at(const json::object& o, const std::string& at) {
+  std::optional<event_match> match_at(const json::object& o, const path& at) {
     const json::value* ev = o.if_contains("event");
     const json::value* tag = o.if_contains("tag_added");
     const json::value* stage = o.if_contains("stage_entered");
@@ -707,7 +737,7 @@ class walker {
     return m;
   }
 
-  std::optional<event_match> trigger(const json::value& v, const std::string& at) {
+  std::optional<event_match> trigger(const json::value& v, const path& at) {
     const json::object* o = object_at(v, at);
     if (o == nullptr) {
       return std::nullopt;
@@ -717,8 +747,7 @@ class walker {
   }
 
   // ---- conditions ----
-  std::optional<condition> condition_at(const json::value& v, const std::string& at,
-                                        std::size_t depth) {
+  std::optional<condition> condition_at(const json::value& v, const path& at, std::size_t depth) {
     const json::object* o = object_at(v, at);
     if (o == nullptr) {
       return std::nullopt;
@@ -767,7 +796,7 @@ class walker {
       return std::nullopt;
     }
     const json::value& arg = o->at(form);
-    const std::string aat = child(at, form);
+    const path aat = child(at, form);
     if (form == "all" || form == "any") {
       const json::array* list = array_at(arg, aat);
       if (list == nullptr) {
@@ -815,7 +844,7 @@ class walker {
     return happened_at(arg, aat, form == "not_happened");
   }
 
-  std::optional<condition> happened_at(const json::value& v, const std::string& at, bool is_not) {
+  std::optional<condition> happened_at(const json::value& v, const path& at, bool is_not) {
     const json::object* o = object_at(v, at);
     if (o == nullptr) {
       return std::nullopt;
@@ -888,7 +917,7 @@ class walker {
     return c;
   }
 
-  std::optional<condition> comparison(const json::object& o, const std::string& at) {
+  std::optional<condition> comparison(const json::object& o, const path& at) {
     const json::value* d = o.if_contains("detail");
     const json::value* f = o.if_contains("field");
     bool ok = true;
@@ -909,7 +938,7 @@ class walker {
            {"owner", field::owner},
            {"score", field::score},
            {"time_zone", field::time_zone}}};
-      const std::string fat = child(at, "field");
+      const path fat = child(at, "field");
       if (auto s = string(*f, fat)) {
         auto it = std::find_if(fields.begin(), fields.end(),
                                [&](const auto& p) { return p.first == *s; });
@@ -968,10 +997,10 @@ class walker {
     const auto op = static_cast<compare_op>(std::find(operators.begin(), operators.end(), op_name) -
                                             operators.begin());
     const json::value& arg = o.at(op_name);
-    const std::string oat = child(at, op_name);
+    const path oat = child(at, op_name);
     const bool is_text = target != field::detail && target != field::score;
     // Checks one operand against what the field holds.
-    auto operand = [&](const json::value& v, const std::string& vat) -> std::optional<value> {
+    auto operand = [&](const json::value& v, const path& vat) -> std::optional<value> {
       auto x = val(v, vat);
       if (!x) {
         return x;
@@ -1064,7 +1093,7 @@ class walker {
   }
 
   // ---- actions ----
-  std::optional<action> action_at(const json::value& v, const std::string& at) {
+  std::optional<action> action_at(const json::value& v, const path& at) {
     const json::object* o = object_at(v, at);
     if (o == nullptr) {
       return std::nullopt;
@@ -1136,7 +1165,10 @@ class walker {
     a.kind = k;
     if (k != action_kind::add_score) {
       if (const auto* arg = o->if_contains("arg")) {
-        auto s = name(*arg, child(at, "arg"), fmt::format("the argument of {}", *verb_name));
+        // The description is only needed for a message: check the common case first.
+        auto s = arg->is_string() && !arg->get_string().empty()
+                     ? std::optional<std::string>{std::string{arg->get_string()}}
+                     : name(*arg, child(at, "arg"), fmt::format("the argument of {}", *verb_name));
         ok = ok && s.has_value();
         a.arg = s.value_or("");
         if (s && k == action_kind::assign_owner && groups_ != nullptr &&
@@ -1156,7 +1188,7 @@ class walker {
     }
     if (k == action_kind::set_detail || k == action_kind::add_score) {
       if (const auto* x = o->if_contains("value")) {
-        const std::string vat = child(at, "value");
+        const path vat = child(at, "value");
         if (k == action_kind::add_score) {
           if (x->is_number() && std::isfinite(x->to_number<double>())) {
             a.val = x->to_number<double>();
@@ -1194,7 +1226,7 @@ class walker {
       }
     }
     if (const auto* p = o->if_contains("params"); p != nullptr && applies("params")) {
-      const std::string pat = child(at, "params");
+      const path pat = child(at, "params");
       if (const json::object* po = object_at(*p, pat)) {
         for (const auto& m : *po) {
           if (auto s = string(m.value(), child(pat, m.key()))) {
@@ -1214,7 +1246,7 @@ class walker {
     }
     if (k == action_kind::assign_owner) {
       if (const auto* p = o->if_contains("pick")) {
-        const std::string pat = child(at, "pick");
+        const path pat = child(at, "pick");
         if (auto s = string(*p, pat)) {
           if (*s == "hash") {
             a.pick = owner_pick::hash;
@@ -1247,7 +1279,7 @@ class walker {
     return a;
   }
 
-  void unknown_group(const std::string& g, const std::string& at) {
+  void unknown_group(const std::string& g, const path& at) {
     std::vector<std::string> names;
     if (groups_ != nullptr) {
       for (const auto& [n, members] : *groups_) {
@@ -1299,8 +1331,10 @@ class walker {
 // ---- Locating pointers in the text ------------------------------------------------------------
 
 // Walks text that Boost.JSON has already accepted (so it is well-formed and its nesting is
-// bounded) and records where each value and each member's key starts. Also finds duplicate
-// keys, which the DOM merges without a word.
+// bounded) and finds duplicate keys, which the DOM merges without a word. Given the pointers to
+// report, it also records where each of them (and each of their ancestors) starts: the value,
+// and the key for object members. Subtrees that hold no wanted pointer are skipped over without
+// building their pointers, so locating a few problems in a large file stays cheap.
 class locator {
  public:
   struct place {
@@ -1308,28 +1342,37 @@ class locator {
     std::size_t value = 0;
   };
   struct duplicate {
-    std::string pointer;
+    std::string pointer;  // empty unless the locator records
     std::string key;
     std::size_t first = 0, second = 0;  // key offsets
   };
 
-  locator(std::string_view text, std::size_t start, bool record)
-      : text_(text), pos_(start), record_(record) {}
+  /// `wanted`: the pointers to record, with all their ancestors; null to record nothing.
+  /// `all_paths`: build every pointer, so that duplicates anywhere are reported with theirs.
+  locator(std::string_view text, std::size_t start, const std::unordered_set<std::string>* wanted,
+          bool all_paths)
+      : text_(text), pos_(start), wanted_(wanted), all_paths_(all_paths) {}
 
   void run() {
     skip_ws();
     std::string path;
-    value(path, npos);
+    value(path, npos, wanted_ != nullptr);
   }
 
-  bool found_duplicates = false;
   std::unordered_map<std::string, place> places;
   std::vector<duplicate> duplicates;
 
  private:
+  struct key_entry {
+    std::string_view key;  // unescaped: into the text, or into owned_
+    std::size_t offset;
+  };
   std::string_view text_;
   std::size_t pos_;
-  bool record_;
+  const std::unordered_set<std::string>* wanted_;
+  bool all_paths_;
+  std::vector<key_entry> keys_;    // a stack: the keys of each open object
+  std::deque<std::string> owned_;  // unescaped keys that had escapes (stable addresses)
 
   void skip_ws() {
     while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t' ||
@@ -1349,19 +1392,24 @@ class locator {
     return raw;
   }
 
-  static std::string unescape(std::string_view raw, std::size_t begin_quote,
-                              std::string_view text) {
+  std::string_view unescape(std::string_view raw, std::size_t begin_quote) {
     if (raw.find('\\') == std::string_view::npos) {
-      return std::string{raw};
+      return raw;
     }
     json::error_code ec;
-    auto v = json::parse(text.substr(begin_quote, raw.size() + 2), ec);
-    return ec ? std::string{raw} : std::string{v.as_string()};
+    auto v = json::parse(text_.substr(begin_quote, raw.size() + 2), ec);
+    owned_.push_back(ec ? std::string{raw} : std::string{v.as_string()});
+    return owned_.back();
   }
 
-  void value(std::string& path, std::size_t key_at) {
-    if (record_) {
-      places[path] = place{key_at, pos_};
+  void value(std::string& path, std::size_t key_at, bool recording) {
+    // `recording`: `path` is being built for this value.
+    if (recording) {
+      const bool is_wanted = wanted_->count(path) > 0;
+      if (is_wanted) {
+        places[path] = place{key_at, pos_};
+      }
+      recording = is_wanted || all_paths_;
     }
     if (pos_ >= text_.size()) {
       return;
@@ -1370,23 +1418,25 @@ class locator {
     if (c == '{') {
       ++pos_;
       skip_ws();
-      std::vector<std::pair<std::string, std::size_t>> keys;
       if (pos_ < text_.size() && text_[pos_] == '}') {
         ++pos_;
         return;
       }
+      const std::size_t frame = keys_.size();
       while (pos_ < text_.size()) {
         const std::size_t kat = pos_;
-        std::string key = unescape(string_raw(), kat, text_);
+        const std::string_view key = unescape(string_raw(), kat);
         skip_ws();
         ++pos_;  // ':'
         skip_ws();
         const std::size_t len = path.size();
-        path += '/';
-        path += token(key);
-        value(path, kat);
+        if (recording) {
+          path += '/';
+          path += token(key);
+        }
+        value(path, kat, recording);
         path.resize(len);
-        keys.emplace_back(std::move(key), kat);
+        keys_.push_back({key, kat});
         skip_ws();
         if (pos_ < text_.size() && text_[pos_] == ',') {
           ++pos_;
@@ -1396,9 +1446,8 @@ class locator {
         ++pos_;  // '}'
         break;
       }
-      if (keys.size() > 1) {
-        find_duplicates(path, keys);
-      }
+      find_duplicates(path, frame, recording);
+      keys_.resize(frame);
       return;
     }
     if (c == '[') {
@@ -1410,10 +1459,11 @@ class locator {
       }
       for (std::size_t i = 0; pos_ < text_.size(); ++i) {
         const std::size_t len = path.size();
-        if (record_) {
-          fmt::format_to(std::back_inserter(path), "/{}", i);
+        if (recording) {
+          path += '/';
+          path += std::to_string(i);
         }
-        value(path, npos);
+        value(path, npos, recording);
         path.resize(len);
         skip_ws();
         if (pos_ < text_.size() && text_[pos_] == ',') {
@@ -1437,26 +1487,56 @@ class locator {
     }
   }
 
-  void find_duplicates(const std::string& path,
-                       std::vector<std::pair<std::string, std::size_t>>& keys) {
-    std::stable_sort(keys.begin(), keys.end(),
-                     [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (std::size_t i = 1; i < keys.size(); ++i) {
-      if (keys[i].first == keys[i - 1].first) {
-        found_duplicates = true;
-        if (record_) {
-          // Report each later occurrence against the first.
-          std::size_t first = i - 1;
-          while (first > 0 && keys[first - 1].first == keys[i].first) {
-            --first;
+  // Reports each later occurrence of a key in the object whose keys are keys_[frame...].
+  void find_duplicates(const std::string& path, std::size_t frame, bool recording) {
+    const std::size_t n = keys_.size() - frame;
+    if (n < 2) {
+      return;
+    }
+    auto report = [&](const key_entry& first, const key_entry& later) {
+      duplicates.push_back({recording ? path + "/" + token(later.key) : std::string{},
+                            std::string{later.key}, first.offset, later.offset});
+    };
+    if (n <= 32) {  // rule objects are small: pairwise, without allocating
+      for (std::size_t i = frame + 1; i < keys_.size(); ++i) {
+        for (std::size_t j = frame; j < i; ++j) {
+          if (keys_[j].key == keys_[i].key) {
+            report(keys_[j], keys_[i]);
+            break;
           }
-          duplicates.push_back({path + "/" + token(keys[i].first), keys[i].first,
-                                keys[first].second, keys[i].second});
         }
+      }
+      return;
+    }
+    std::vector<key_entry> sorted(keys_.begin() + static_cast<std::ptrdiff_t>(frame), keys_.end());
+    std::stable_sort(sorted.begin(), sorted.end(),
+                     [](const key_entry& a, const key_entry& b) { return a.key < b.key; });
+    for (std::size_t i = 1, first = 0; i < sorted.size(); ++i) {
+      if (sorted[i].key != sorted[first].key) {
+        first = i;
+      } else {
+        report(sorted[first], sorted[i]);
       }
     }
   }
 };
+
+// The pointers to locate and all their ancestors ("/a/b" -> "/a/b", "/a", "").
+std::unordered_set<std::string> with_ancestors(const std::vector<std::string>& pointers) {
+  std::unordered_set<std::string> out;
+  for (std::string p : pointers) {
+    for (;;) {
+      if (!out.insert(p).second) {
+        break;  // its ancestors are in already
+      }
+      if (p.empty()) {
+        break;
+      }
+      p.resize(p.rfind('/'));
+    }
+  }
+  return out;
+}
 
 // Offsets to 1-based line and column; columns count UTF-8 characters, not bytes.
 class line_index {
@@ -1551,24 +1631,59 @@ std::size_t max_json_depth(const program_limits& limits) {
   return 2 * limits.max_condition_depth + 16;
 }
 
+std::size_t bom_length(std::string_view text) {
+  return text.substr(0, 3) == "\xEF\xBB\xBF" ? 3 : 0;  // as some editors write
+}
+
+// Positions for `problems` (and duplicate keys, when asked), sorted by position in the text.
+std::vector<diagnostic> locate(std::string_view text, const std::string& file,
+                               std::vector<problem> problems, bool with_duplicates) {
+  std::vector<std::string> pointers;
+  pointers.reserve(problems.size());
+  for (const auto& pr : problems) {
+    pointers.push_back(pr.pointer);
+  }
+  const auto wanted = with_ancestors(pointers);
+  locator loc{text, bom_length(text), &wanted, with_duplicates};
+  loc.run();
+  const line_index lines(text);
+  std::vector<std::pair<std::size_t, diagnostic>> found;
+  for (const auto& d : loc.duplicates) {
+    const auto [line, column] = lines.at(d.first);
+    found.emplace_back(d.second, make(file, lines, d.second, d.pointer, "duplicate_key",
+                                      fmt::format("duplicate field {} (first at {}:{})",
+                                                  quoted(d.key), line, column)));
+  }
+  for (auto& pr : problems) {
+    const std::size_t at = offset_of(loc, pr.pointer, pr.at_key);
+    found.emplace_back(at, make(file, lines, at, std::move(pr.pointer), std::move(pr.code),
+                                std::move(pr.message)));
+  }
+  std::stable_sort(found.begin(), found.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<diagnostic> out;
+  out.reserve(found.size());
+  for (auto& [at, d] : found) {
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
 parsed parse_impl(std::string_view text, const load_options& options) {
   parsed out;
-  std::size_t start = 0;
-  if (text.substr(0, 3) == "\xEF\xBB\xBF") {
-    start = 3;  // a UTF-8 byte order mark, as some editors write
-  }
+  const std::size_t start = bom_length(text);
   json::parse_options opts;
   opts.max_depth = max_json_depth(options.limits);
+  // The DOM lives in an arena (the parser's constructor argument is only its scratch space): one
+  // allocation per block instead of one per value, and no walk to free it.
   json::monotonic_resource arena;
-  json::parser p(&arena, opts);
+  json::parser p({}, opts);
+  p.reset(&arena);
   json::error_code ec;
   const std::size_t used = p.write(text.data() + start, text.size() - start, ec);
   if (ec) {
     const line_index lines(text);
-    std::size_t at = start + used;
-    if (ec == json::error::incomplete) {
-      at = text.size();
-    }
+    const std::size_t at = ec == json::error::incomplete ? text.size() : start + used;
     out.diagnostics.push_back(make(options.file_name, lines, at, "",
                                    ec == json::error::too_deep ? "too_deep" : "syntax",
                                    syntax_message(ec, opts.max_depth, text, at)));
@@ -1577,31 +1692,11 @@ parsed parse_impl(std::string_view text, const load_options& options) {
   const json::value root = p.release();
   walker w{options.limits};
   out.rules = w.run(root);
-  locator scan{text, start, false};
+  locator scan{text, start, nullptr, false};
   scan.run();
-  if (w.problems.empty() && !scan.found_duplicates) {
-    return out;
-  }
-  locator loc{text, start, true};
-  loc.run();
-  const line_index lines(text);
-  std::vector<std::pair<std::size_t, diagnostic>> found;
-  for (const auto& d : loc.duplicates) {
-    const auto [line, column] = lines.at(d.first);
-    found.emplace_back(
-        d.second,
-        make(options.file_name, lines, d.second, d.pointer, "duplicate_key",
-             fmt::format("duplicate field {} (first at {}:{})", quoted(d.key), line, column)));
-  }
-  for (auto& pr : w.problems) {
-    const std::size_t at = offset_of(loc, pr.pointer, pr.at_key);
-    found.emplace_back(at, make(options.file_name, lines, at, std::move(pr.pointer),
-                                std::move(pr.code), std::move(pr.message)));
-  }
-  std::stable_sort(found.begin(), found.end(),
-                   [](const auto& a, const auto& b) { return a.first < b.first; });
-  for (auto& [at, d] : found) {
-    out.diagnostics.push_back(std::move(d));
+  if (!w.problems.empty() || !scan.duplicates.empty()) {
+    out.diagnostics =
+        locate(text, options.file_name, std::move(w.problems), !scan.duplicates.empty());
   }
   return out;
 }
@@ -1617,20 +1712,11 @@ load_result load_impl(std::string_view text, const load_options& options) {
     r.program = program::compile(std::move(p.rules), options.limits);
   } catch (const rule_error& e) {
     // The compiler knows pointers, not positions: locate them in the text.
-    std::size_t start = text.substr(0, 3) == "\xEF\xBB\xBF" ? 3 : 0;
-    locator loc{text, start, true};
-    loc.run();
-    const line_index lines(text);
-    std::vector<std::pair<std::size_t, diagnostic>> found;
+    std::vector<problem> problems;
     for (const auto& d : e.diagnostics()) {
-      const std::size_t at = offset_of(loc, d.json_pointer, false);
-      found.emplace_back(at, make(options.file_name, lines, at, d.json_pointer, d.code, d.message));
+      problems.push_back({d.json_pointer, false, d.code, d.message});
     }
-    std::stable_sort(found.begin(), found.end(),
-                     [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (auto& [at, d] : found) {
-      r.diagnostics.push_back(std::move(d));
-    }
+    r.diagnostics = locate(text, options.file_name, std::move(problems), false);
   }
   return r;
 }

@@ -1,16 +1,17 @@
 // Runs every scenario in examples/rules/: loads <name>.rules.json, applies <name>.contacts.csv
 // (if any) and <name>.events.csv, and compares the actions with <name>.expected.csv.
-#include <fmt/format.h>
-
 #include <algorithm>
-#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <nudge/load_rules.hpp>
-#include <nudge/nudge.hpp>
 #include <string>
 #include <vector>
+
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+
+#include <nudge/load_rules.hpp>
+#include <nudge/nudge.hpp>
 
 namespace {
 

@@ -9,10 +9,9 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>
-
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <nudge/error.hpp>
 #include <nudge/load_rules.hpp>
@@ -95,9 +94,9 @@ void print_stats(const std::vector<nudge::rule_stats>& stats) {
   fmt::print(stderr, "{:<{}} {:>10} {:>10} {:>10} {:>10} {:>10}  {:<20}  {}\n", "rule", width,
              "triggered", "passed", "failed", "suppressed", "emitted", "first", "last");
   for (const auto& s : stats) {
-    fmt::print(stderr, "{:<{}} {:>10} {:>10} {:>10} {:>10} {:>10}  {:<20}  {}\n", s.rule,
-               width, s.triggered, s.passed, s.failed, s.suppressed, s.emitted,
-               time_or_dash(s.first), time_or_dash(s.last));
+    fmt::print(stderr, "{:<{}} {:>10} {:>10} {:>10} {:>10} {:>10}  {:<20}  {}\n", s.rule, width,
+               s.triggered, s.passed, s.failed, s.suppressed, s.emitted, time_or_dash(s.first),
+               time_or_dash(s.last));
   }
 }
 
@@ -114,8 +113,7 @@ int run_replay(const replay_args& args) {
   if (!args.until.empty()) {
     auto t = nudge::parse_time(args.until);
     if (!t) {
-      fmt::print(stderr,
-                 "--until: \"{}\" is not an ISO-8601 time with offset or epoch seconds\n",
+      fmt::print(stderr, "--until: \"{}\" is not an ISO-8601 time with offset or epoch seconds\n",
                  args.until);
       return exit_usage;
     }
@@ -125,7 +123,8 @@ int run_replay(const replay_args& args) {
     fmt::print(stderr, "--rejects needs --on-error skip\n");
     return exit_usage;
   }
-  options.on_error = args.on_error == "skip" ? nudge::error_policy::skip : nudge::error_policy::stop;
+  options.on_error =
+      args.on_error == "skip" ? nudge::error_policy::skip : nudge::error_policy::stop;
   options.rejects_path = args.rejects;
   options.batch_events = args.batch;
   if (options.on_error == nudge::error_policy::skip && args.rejects.empty()) {
@@ -206,8 +205,9 @@ int main(int argc, char** argv) {
   replay->add_option("--time-format", args.time_format, "Times in the output: iso or epoch")
       ->check(CLI::IsMember({"iso", "epoch"}));
   replay->add_flag("--stats", args.stats, "Print a per-rule table on standard error at the end");
-  replay->add_option("--on-error", args.on_error,
-                     "A bad input line: stop (default) or skip (record it and go on)")
+  replay
+      ->add_option("--on-error", args.on_error,
+                   "A bad input line: stop (default) or skip (record it and go on)")
       ->check(CLI::IsMember({"stop", "skip"}));
   replay->add_option("--rejects", args.rejects, "With --on-error skip: write refused lines here");
   replay->add_option("--batch", args.batch,

@@ -1,0 +1,682 @@
+// Snapshots: the binary codec for contact states and the snapshot file (docs/snapshot.md), and
+// the program fingerprint.
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <ostream>
+#include <sstream>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include <nudge/snapshot.hpp>
+
+namespace nudge {
+namespace {
+
+constexpr std::string_view magic = "NUDGSNAP";
+
+constexpr std::uint64_t fnv_offset = 14695981039346656037ULL;
+constexpr std::uint64_t fnv_prime = 1099511628211ULL;
+
+std::uint64_t fnv1a(std::string_view bytes, std::uint64_t h = fnv_offset) noexcept {
+  for (char c : bytes) {
+    h ^= static_cast<unsigned char>(c);
+    h *= fnv_prime;
+  }
+  return h;
+}
+
+// ---- Writing: explicit little-endian fixed-width fields ----------------------------------------
+
+class writer {
+ public:
+  explicit writer(std::string& out) : out_(out) {}
+  void u8(std::uint8_t v) { out_.push_back(static_cast<char>(v)); }
+  void u32(std::uint32_t v) {
+    for (int i = 0; i < 4; ++i) {
+      out_.push_back(static_cast<char>((v >> (8 * i)) & 0xffU));
+    }
+  }
+  void u64(std::uint64_t v) {
+    for (int i = 0; i < 8; ++i) {
+      out_.push_back(static_cast<char>((v >> (8 * i)) & 0xffU));
+    }
+  }
+  void i32(std::int32_t v) { u32(static_cast<std::uint32_t>(v)); }
+  void i64(std::int64_t v) { u64(static_cast<std::uint64_t>(v)); }
+  void f64(double v) { u64(std::bit_cast<std::uint64_t>(v)); }
+  void time(time_point t) { i64(to_epoch(t)); }
+  void dur(duration d) { i64(d.count()); }
+  void count(std::size_t n) { u32(static_cast<std::uint32_t>(n)); }
+  void str(std::string_view s) {
+    count(s.size());
+    out_.append(s);
+  }
+  void val(const value& v) {
+    u8(static_cast<std::uint8_t>(v.index()));
+    std::visit(
+        [this](const auto& x) {
+          using T = std::decay_t<decltype(x)>;
+          if constexpr (std::is_same_v<T, std::string>) {
+            str(x);
+          } else if constexpr (std::is_same_v<T, std::int64_t>) {
+            i64(x);
+          } else if constexpr (std::is_same_v<T, double>) {
+            f64(x);
+          } else if constexpr (std::is_same_v<T, bool>) {
+            u8(x ? 1 : 0);
+          } else {
+            time(x);
+          }
+        },
+        v);
+  }
+  std::string& out() { return out_; }
+
+ private:
+  std::string& out_;
+};
+
+// ---- Reading: every field bounds-checked, errors name the byte offset ---------------------------
+
+class reader {
+ public:
+  reader(std::string_view bytes, const std::string& name, std::size_t base = 0)
+      : bytes_(bytes), name_(name), base_(base) {}
+
+  [[noreturn]] void corrupt(std::size_t at, const std::string& what) const {
+    throw snapshot_error(fmt::format("{}: corrupt at byte {}: {}", name_, base_ + at, what));
+  }
+  const char* take(std::size_t n, std::string_view what) {
+    if (bytes_.size() - pos_ < n) {
+      throw snapshot_error(fmt::format("{}: truncated at byte {}: expected {} bytes of {}, found {}",
+                                       name_, base_ + pos_, n, what, bytes_.size() - pos_));
+    }
+    const char* p = bytes_.data() + pos_;
+    pos_ += n;
+    return p;
+  }
+  std::uint8_t u8(std::string_view what) { return static_cast<std::uint8_t>(*take(1, what)); }
+  std::uint32_t u32(std::string_view what) {
+    const char* p = take(4, what);
+    std::uint32_t v = 0;
+    for (int i = 0; i < 4; ++i) {
+      v |= static_cast<std::uint32_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+    }
+    return v;
+  }
+  std::uint64_t u64(std::string_view what) {
+    const char* p = take(8, what);
+    std::uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) {
+      v |= static_cast<std::uint64_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+    }
+    return v;
+  }
+  std::int32_t i32(std::string_view what) { return static_cast<std::int32_t>(u32(what)); }
+  std::int64_t i64(std::string_view what) { return static_cast<std::int64_t>(u64(what)); }
+  double f64(std::string_view what) { return std::bit_cast<double>(u64(what)); }
+  time_point time(std::string_view what) {
+    const std::size_t at = pos_;
+    const time_point t = from_epoch(i64(what));
+    if (t < min_time || t > max_time) {
+      corrupt(at, fmt::format("{} {} is outside the supported range", what, to_epoch(t)));
+    }
+    return t;
+  }
+  bool boolean(std::string_view what) {
+    const std::size_t at = pos_;
+    const auto b = u8(what);
+    if (b > 1) {
+      corrupt(at, fmt::format("{} is {} (expected 0 or 1)", what, b));
+    }
+    return b == 1;
+  }
+  /// A count of items each at least `min_size` bytes long: never more than the bytes left.
+  std::size_t count(std::string_view what, std::size_t min_size) {
+    const std::size_t at = pos_;
+    const std::size_t n = u32(what);
+    if (n > (bytes_.size() - pos_) / std::max<std::size_t>(min_size, 1)) {
+      throw snapshot_error(
+          fmt::format("{}: truncated at byte {}: {} {} cannot fit in the {} bytes left", name_,
+                      base_ + at, n, what, bytes_.size() - pos_));
+    }
+    return n;
+  }
+  std::string str(std::string_view what) {
+    const std::size_t n = u32(what);
+    return std::string(take(n, what), n);
+  }
+  value val(std::string_view what) {
+    const std::size_t at = pos_;
+    switch (u8(what)) {
+      case 0:
+        return str(what);
+      case 1:
+        return i64(what);
+      case 2:
+        return f64(what);
+      case 3:
+        return boolean(what);
+      case 4:
+        return time(what);
+      default:
+        corrupt(at, fmt::format("{} has value kind {} (expected 0 to 4)",
+                                what, static_cast<unsigned>(bytes_[at])));
+    }
+  }
+  std::size_t pos() const noexcept { return pos_; }
+  std::size_t left() const noexcept { return bytes_.size() - pos_; }
+  std::string_view rest() const noexcept { return bytes_.substr(pos_); }
+  void skip(std::size_t n) { pos_ += n; }
+  const std::string& name() const noexcept { return name_; }
+  std::size_t base() const noexcept { return base_; }
+
+ private:
+  std::string_view bytes_;
+  const std::string& name_;
+  std::size_t base_;
+  std::size_t pos_ = 0;
+};
+
+// ---- Contact states -----------------------------------------------------------------------------
+
+void encode_contact(writer& w, const contact& c) {
+  w.str(c.id);
+  w.count(c.details.size());
+  for (const auto& [name, v] : c.details) {
+    w.str(name);
+    w.val(v);
+  }
+  w.count(c.tags.size());
+  for (const auto& [name, t] : c.tags) {
+    w.str(name);
+    w.time(t);
+  }
+  w.f64(c.score);
+  w.str(c.owner);
+  w.str(c.status);
+  w.str(c.stage);
+  w.count(c.consent.size());
+  for (const auto& [channel, granted] : c.consent) {
+    w.str(channel);
+    w.u8(granted ? 1 : 0);
+  }
+  w.str(c.time_zone);
+  w.count(c.groups.size());
+  for (const auto& g : c.groups) {
+    w.str(g);
+  }
+}
+
+void encode_state(writer& w, const contact_state& s) {
+  encode_contact(w, s.contact);
+  w.count(s.history.size());
+  for (const auto& h : s.history) {
+    w.i64(h.count);
+    w.time(h.first);
+    w.time(h.last);
+    w.count(h.recent.size());
+    for (auto t : h.recent) {
+      w.time(t);
+    }
+  }
+  w.count(s.rule_runs.size());
+  for (const auto& [rule, m] : s.rule_runs) {
+    w.u32(rule);
+    w.i64(m.runs);
+    w.time(m.last);
+    w.count(m.earlier.size());
+    for (auto t : m.earlier) {
+      w.time(t);
+    }
+  }
+  w.count(s.timers.size());
+  for (const auto& t : s.timers) {
+    w.time(t.due_at);
+    w.u64(t.sequence);
+    w.u32(t.rule);
+    w.i32(t.action);
+    w.time(t.triggered_at);
+    w.u64(t.trigger_ordinal);
+  }
+  w.time(s.clock);
+  w.u64(s.events_applied);
+  w.u64(s.timers_scheduled);
+}
+
+// Map keys must come strictly ascending: a flat_map built from them is then exactly the one saved.
+template <class Map>
+void insert_ordered(reader& r, Map& m, std::size_t at, typename Map::value_type entry,
+                    std::string_view what) {
+  if (!m.empty() && !(m.rbegin()->first < entry.first)) {
+    r.corrupt(at, fmt::format("{} keys are not in ascending order", what));
+  }
+  m.insert(m.end(), std::move(entry));
+}
+
+contact decode_contact(reader& r) {
+  contact c;
+  c.id = r.str("a contact id");
+  for (std::size_t n = r.count("details", 5), i = 0; i < n; ++i) {
+    const auto at = r.pos();
+    auto name = r.str("a detail name");
+    insert_ordered(r, c.details, at, {std::move(name), r.val("a detail value")}, "detail");
+  }
+  for (std::size_t n = r.count("tags", 12), i = 0; i < n; ++i) {
+    const auto at = r.pos();
+    auto name = r.str("a tag");
+    insert_ordered(r, c.tags, at, {std::move(name), r.time("a tag time")}, "tag");
+  }
+  c.score = r.f64("the score");
+  c.owner = r.str("the owner");
+  c.status = r.str("the status");
+  c.stage = r.str("the stage");
+  for (std::size_t n = r.count("consents", 5), i = 0; i < n; ++i) {
+    const auto at = r.pos();
+    auto name = r.str("a consent channel");
+    insert_ordered(r, c.consent, at, {std::move(name), r.boolean("a consent flag")}, "consent");
+  }
+  c.time_zone = r.str("the time zone");
+  for (std::size_t n = r.count("groups", 4), i = 0; i < n; ++i) {
+    const auto at = r.pos();
+    auto g = r.str("a group");
+    if (!c.groups.empty() && !(*c.groups.rbegin() < g)) {
+      r.corrupt(at, "group names are not in ascending order");
+    }
+    c.groups.insert(c.groups.end(), std::move(g));
+  }
+  return c;
+}
+
+contact_state decode_state(reader& r, const program* expected) {
+  contact_state s;
+  s.contact = decode_contact(r);
+  {
+    const auto at = r.pos();
+    const std::size_t n = r.count("history slots", 28);
+    if (expected != nullptr && n != expected->history_slot_count()) {
+      r.corrupt(at, fmt::format("{} history slots, the program keeps {}", n,
+                                expected->history_slot_count()));
+    }
+    s.history.resize(n);
+    for (auto& h : s.history) {
+      h.count = r.i64("a history count");
+      h.first = r.time("a history first time");
+      h.last = r.time("a history last time");
+      for (std::size_t k = r.count("recent times", 8), i = 0; i < k; ++i) {
+        h.recent.push_back(r.time("a recent time"));
+      }
+    }
+  }
+  for (std::size_t n = r.count("rule memories", 24), i = 0; i < n; ++i) {
+    const auto at = r.pos();
+    const std::uint32_t rule = r.u32("a rule index");
+    if (expected != nullptr && rule >= expected->rule_count()) {
+      r.corrupt(at, fmt::format("rule index {} (the program has {} rules)", rule,
+                                expected->rule_count()));
+    }
+    rule_memory m;
+    m.runs = r.i64("a run count");
+    m.last = r.time("a last run time");
+    for (std::size_t k = r.count("earlier run times", 8), j = 0; j < k; ++j) {
+      m.earlier.push_back(r.time("an earlier run time"));
+    }
+    insert_ordered(r, s.rule_runs, at, {rule, std::move(m)}, "rule memory");
+  }
+  for (std::size_t n = r.count("timers", 40), i = 0; i < n; ++i) {
+    timer t;
+    t.due_at = r.time("a timer due time");
+    t.sequence = r.u64("a timer sequence");
+    const auto at = r.pos();
+    t.rule = r.u32("a timer rule index");
+    t.action = r.i32("a timer action index");
+    if (expected != nullptr) {
+      if (t.rule >= expected->rule_count()) {
+        r.corrupt(at, fmt::format("timer rule index {} (the program has {} rules)", t.rule,
+                                  expected->rule_count()));
+      }
+      const auto actions = expected->rules().rules[t.rule].actions.size();
+      if (t.action < -1 || (t.action >= 0 && static_cast<std::size_t>(t.action) >= actions)) {
+        r.corrupt(at, fmt::format("timer action index {} (rule {} has {} actions)", t.action,
+                                  t.rule, actions));
+      }
+    }
+    t.triggered_at = r.time("a timer trigger time");
+    t.trigger_ordinal = r.u64("a timer trigger ordinal");
+    if (!s.timers.empty() && std::pair{t.due_at, t.sequence} <
+                                 std::pair{s.timers.back().due_at, s.timers.back().sequence}) {
+      r.corrupt(at, "timers are not sorted by due time and sequence");
+    }
+    s.timers.push_back(t);
+  }
+  s.clock = r.time("the contact clock");
+  s.events_applied = r.u64("the events-applied counter");
+  s.timers_scheduled = r.u64("the timers-scheduled counter");
+  return s;
+}
+
+// ---- The program fingerprint's canonical serialization ------------------------------------------
+
+void canon(writer& w, const event_match& m) {
+  w.str(m.type);
+  w.u8(static_cast<std::uint8_t>(m.match));
+  w.str(m.key);
+}
+
+void canon(writer& w, const condition& c) {
+  w.u8(static_cast<std::uint8_t>(c.node));
+  w.count(c.children.size());
+  for (const auto& child : c.children) {
+    canon(w, child);
+  }
+  w.u8(static_cast<std::uint8_t>(c.target));
+  w.str(c.name);
+  w.u8(static_cast<std::uint8_t>(c.op));
+  w.count(c.operands.size());
+  for (const auto& v : c.operands) {
+    w.val(v);
+  }
+  canon(w, c.events);
+  w.u8(static_cast<std::uint8_t>(c.window));
+  w.dur(c.window_length);
+  w.u8(static_cast<std::uint8_t>(c.count));
+  w.i64(c.count_bound);
+}
+
+void canon(writer& w, const action& a) {
+  w.u8(static_cast<std::uint8_t>(a.kind));
+  w.str(a.arg);
+  w.val(a.val);
+  w.u8(static_cast<std::uint8_t>(a.pick));
+  w.str(a.salt);
+  w.count(a.params.size());
+  for (const auto& [name, text] : a.params) {
+    w.str(name);
+    w.str(text);
+  }
+  w.dur(a.delay);
+  w.u8(a.when ? 1 : 0);
+  if (a.when) {
+    canon(w, *a.when);
+  }
+  w.u8(a.notify ? 1 : 0);
+}
+
+void canon(writer& w, const rule& r) {
+  w.str(r.id);
+  canon(w, r.trigger);
+  w.dur(r.delay);
+  canon(w, r.when);
+  w.count(r.actions.size());
+  for (const auto& a : r.actions) {
+    canon(w, a);
+  }
+  w.u8(static_cast<std::uint8_t>(r.reentry_policy));
+  w.dur(r.reentry_window);
+  w.u8(r.cap ? 1 : 0);
+  if (r.cap) {
+    w.i64(r.cap->max_runs);
+    w.dur(r.cap->per);
+  }
+}
+
+}  // namespace
+
+std::uint64_t program_fingerprint(const program& p) {
+  std::string bytes;
+  writer w{bytes};
+  w.str("nudge rule set v1");
+  const rule_set& rs = p.rules();
+  w.count(rs.rules.size());
+  for (const auto& r : rs.rules) {
+    canon(w, r);
+  }
+  w.count(rs.owner_groups.size());
+  for (const auto& [name, members] : rs.owner_groups) {
+    w.str(name);
+    w.count(members.size());
+    for (const auto& m : members) {
+      w.str(m);
+    }
+  }
+  w.count(rs.event_types.size());
+  for (const auto& t : rs.event_types) {
+    w.str(t);
+  }
+  return fnv1a(bytes);
+}
+
+void encode_contact_state(const contact_state& state, std::string& out) {
+  writer w{out};
+  encode_state(w, state);
+}
+
+contact_state decode_contact_state(std::string_view bytes, const program* expected) {
+  const std::string name = "contact state";
+  reader r{bytes, name};
+  auto s = decode_state(r, expected);
+  if (r.left() != 0) {
+    r.corrupt(r.pos(), fmt::format("{} bytes after the end of the state", r.left()));
+  }
+  return s;
+}
+
+snapshot take_snapshot(const engine& engine, const memory_store& store) {
+  snapshot s;
+  s.fingerprint = program_fingerprint(engine.program());
+  s.states.reserve(store.size());
+  store.for_each([&](const contact_state& c) { s.states.push_back(c); });
+  std::sort(s.states.begin(), s.states.end(),
+            [](const auto& a, const auto& b) { return a.contact.id < b.contact.id; });
+  s.stats = engine.stats();
+  s.counters = engine.counters();
+  return s;
+}
+
+namespace {
+
+std::string encode_snapshot(const snapshot& s) {
+  std::string out;
+  writer w{out};
+  out.append(magic);
+  w.u32(snapshot_format_version);
+  w.u64(s.fingerprint);
+  w.u64(s.states.size());
+  std::string record;
+  for (const auto& st : s.states) {
+    record.clear();
+    encode_contact_state(st, record);
+    w.str(record);
+  }
+  w.count(s.stats.size());
+  for (const auto& r : s.stats) {
+    w.str(r.rule);
+    w.u64(r.triggered);
+    w.u64(r.passed);
+    w.u64(r.failed);
+    w.u64(r.suppressed);
+    w.u64(r.emitted);
+    for (const auto& t : {r.first, r.last}) {
+      w.u8(t ? 1 : 0);
+      w.time(t.value_or(time_point{}));
+    }
+  }
+  w.count(s.counters.size());
+  for (auto c : s.counters) {
+    w.u64(c);
+  }
+  w.u64(fnv1a(out));
+  return out;
+}
+
+}  // namespace
+
+void write_snapshot(std::ostream& out, const snapshot& s) {
+  const std::string bytes = encode_snapshot(s);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  out.flush();
+  if (!out) {
+    throw snapshot_error("cannot write the snapshot");
+  }
+}
+
+void write_snapshot(const std::string& path, const snapshot& s) {
+  const std::string bytes = encode_snapshot(s);
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out{tmp, std::ios::binary | std::ios::trunc};
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.close();
+    if (!out) {
+      std::remove(tmp.c_str());
+      throw snapshot_error(fmt::format("{}: cannot write the snapshot", path));
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    std::remove(tmp.c_str());
+    throw snapshot_error(fmt::format("{}: cannot write the snapshot: {}", path, std::strerror(err)));
+  }
+}
+
+void save_snapshot(const std::string& path, const engine& engine, const memory_store& store) {
+  write_snapshot(path, take_snapshot(engine, store));
+}
+
+snapshot parse_snapshot(std::string_view bytes, const program* expected, const std::string& name) {
+  reader r{bytes, name};
+  snapshot s;
+  {
+    const char* m = r.take(magic.size(), "the magic \"NUDGSNAP\"");
+    if (std::string_view{m, magic.size()} != magic) {
+      r.corrupt(0, "not a nudge snapshot (the file does not start with \"NUDGSNAP\")");
+    }
+  }
+  const std::uint32_t version = r.u32("the format version");
+  if (version != snapshot_format_version) {
+    throw snapshot_error(fmt::format("{}: snapshot format version {}, this build reads version {}",
+                                     name, version, snapshot_format_version));
+  }
+  s.fingerprint = r.u64("the program fingerprint");
+  if (expected != nullptr) {
+    const auto mine = program_fingerprint(*expected);
+    if (s.fingerprint != mine) {
+      throw snapshot_error(fmt::format(
+          "{}: snapshot written for program fingerprint {:016x}, the loaded rules have "
+          "fingerprint {:016x} (a snapshot only loads into the rule program that wrote it)",
+          name, s.fingerprint, mine));
+    }
+  }
+  {
+    const auto at = r.pos();
+    const std::uint64_t n = r.u64("the contact count");
+    if (n > r.left() / 4) {
+      throw snapshot_error(fmt::format(
+          "{}: truncated at byte {}: {} contact states cannot fit in the {} bytes left", name, at,
+          n, r.left()));
+    }
+    s.states.reserve(static_cast<std::size_t>(n));
+    for (std::uint64_t i = 0; i < n; ++i) {
+      const std::size_t len = r.u32("a state record length");
+      const std::size_t start = r.pos();
+      reader sub{std::string_view{r.take(len, "a state record"), len}, name, start};
+      s.states.push_back(decode_state(sub, expected));
+      if (sub.left() != 0) {
+        sub.corrupt(sub.pos(), fmt::format("{} bytes after the end of a state", sub.left()));
+      }
+      if (s.states.size() > 1 &&
+          !(s.states[s.states.size() - 2].contact.id < s.states.back().contact.id)) {
+        r.corrupt(start, "contact states are not sorted by contact id");
+      }
+    }
+  }
+  {
+    const auto at = r.pos();
+    const std::size_t n = r.count("rule statistics", 62);
+    if (expected != nullptr && n != expected->rule_count()) {
+      r.corrupt(at, fmt::format("{} rule statistics, the program has {} rules", n,
+                                expected->rule_count()));
+    }
+    s.stats.resize(n);
+    for (auto& st : s.stats) {
+      st.rule = r.str("a rule id");
+      st.triggered = r.u64("a statistic");
+      st.passed = r.u64("a statistic");
+      st.failed = r.u64("a statistic");
+      st.suppressed = r.u64("a statistic");
+      st.emitted = r.u64("a statistic");
+      for (auto* t : {&st.first, &st.last}) {
+        const bool has = r.boolean("a statistic time flag");
+        const auto v = r.time("a statistic time");
+        if (has) {
+          *t = v;
+        }
+      }
+    }
+  }
+  {
+    const std::size_t n = r.count("round-robin counters", 8);
+    s.counters.resize(n);
+    for (auto& c : s.counters) {
+      c = r.u64("a round-robin counter");
+    }
+  }
+  const auto sum_at = r.pos();
+  const std::uint64_t stored = r.u64("the checksum");
+  const std::uint64_t computed = fnv1a(bytes.substr(0, sum_at));
+  if (stored != computed) {
+    r.corrupt(sum_at, fmt::format("checksum {:016x} does not match the content ({:016x})", stored,
+                                  computed));
+  }
+  if (r.left() != 0) {
+    r.corrupt(r.pos(), fmt::format("{} bytes after the end of the snapshot", r.left()));
+  }
+  return s;
+}
+
+snapshot read_snapshot(const std::string& path, const program* expected) {
+  std::ifstream in{path, std::ios::binary};
+  if (!in) {
+    throw snapshot_error(fmt::format("{}: cannot open the snapshot", path));
+  }
+  std::string bytes{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
+  if (in.bad()) {
+    throw snapshot_error(fmt::format("{}: cannot read the snapshot", path));
+  }
+  return parse_snapshot(bytes, expected, path);
+}
+
+void load_snapshot(const std::string& path, engine& engine) {
+  load_snapshot(read_snapshot(path, &engine.program()), engine);
+}
+
+void load_snapshot(snapshot s, engine& engine) {
+  const auto mine = program_fingerprint(engine.program());
+  if (s.fingerprint != mine) {
+    throw snapshot_error(fmt::format(
+        "snapshot written for program fingerprint {:016x}, the engine's rules have fingerprint "
+        "{:016x}",
+        s.fingerprint, mine));
+  }
+  // Check the statistics before touching the store, so a mismatch changes nothing.
+  if (s.stats.size() != engine.program().rule_count()) {
+    throw snapshot_error(fmt::format("snapshot has statistics for {} rules, the program has {}",
+                                     s.stats.size(), engine.program().rule_count()));
+  }
+  for (std::size_t i = 0; i < s.stats.size(); ++i) {
+    if (s.stats[i].rule != engine.program().rules().rules[i].id) {
+      throw snapshot_error(fmt::format("snapshot statistics {} are for rule \"{}\", not \"{}\"", i,
+                                       s.stats[i].rule, engine.program().rules().rules[i].id));
+    }
+  }
+  engine.store().save(s.states);
+  engine.restore(std::move(s.stats), std::move(s.counters));
+}
+
+}  // namespace nudge

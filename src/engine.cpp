@@ -42,6 +42,60 @@ void count(rule_stats& s, time_point at) {
   }
 }
 
+// Sorts a batch's actions by (due_at, contact id), keeping each contact's emission order within
+// an instant. Contact ids are ranked once, so the sort compares integers, not strings; ties on
+// (due_at, rank) keep their position, which is emission order.
+void sort_by_time_and_contact(std::vector<due_action>& actions,
+                              const std::vector<std::pair<std::uint32_t, std::size_t>>& emitted,
+                              const std::vector<std::string_view>& contacts) {
+  if (emitted.size() <= 1) {
+    return;  // one contact: already in emission (= time) order
+  }
+  std::vector<std::uint32_t> by_id(emitted.size());
+  for (std::uint32_t i = 0; i < by_id.size(); ++i) {
+    by_id[i] = i;
+  }
+  std::sort(by_id.begin(), by_id.end(), [&](std::uint32_t a, std::uint32_t b) {
+    return contacts[emitted[a].first] < contacts[emitted[b].first];
+  });
+  std::vector<std::uint32_t> rank(emitted.size());
+  for (std::uint32_t r = 0; r < by_id.size(); ++r) {
+    rank[by_id[r]] = r;
+  }
+  struct sort_key {
+    std::int64_t due;
+    std::uint32_t rank, position;
+  };
+  std::vector<sort_key> keys(actions.size());
+  std::size_t begin = 0;
+  for (std::size_t e = 0; e < emitted.size(); ++e) {
+    for (std::size_t i = begin; i < emitted[e].second; ++i) {
+      keys[i] = {to_epoch(actions[i].due_at), rank[e], static_cast<std::uint32_t>(i)};
+    }
+    begin = emitted[e].second;
+  }
+  std::sort(keys.begin(), keys.end(), [](const sort_key& a, const sort_key& b) {
+    return a.due != b.due ? a.due < b.due
+                          : (a.rank != b.rank ? a.rank < b.rank : a.position < b.position);
+  });
+  // Apply the permutation in place, cycle by cycle: no second copy of a large batch.
+  std::vector<bool> placed(actions.size(), false);
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    if (placed[i] || keys[i].position == i) {
+      continue;
+    }
+    due_action held = std::move(actions[i]);
+    std::size_t at = i;
+    while (keys[at].position != i) {
+      actions[at] = std::move(actions[keys[at].position]);
+      placed[at] = true;
+      at = keys[at].position;
+    }
+    actions[at] = std::move(held);
+    placed[at] = true;
+  }
+}
+
 }  // namespace
 
 engine::engine(std::shared_ptr<const nudge::program> program, nudge::store* store,
@@ -110,7 +164,11 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
   std::vector<contact_state> states;
   states.reserve(contacts.size());
   std::vector<due_action> actions;
-  std::vector<rule_outcome> outcomes;
+  std::vector<rule_stats> counts(stats_.size());
+  const detail::outcome_recorder outcomes{nullptr, &counts};
+  // (group, end of its actions) for every contact that emitted: actions are appended contact by
+  // contact, so these ranges say whose each action is without comparing strings.
+  std::vector<std::pair<std::uint32_t, std::size_t>> emitted;
   for (std::size_t g = 0; g < contacts.size(); ++g) {
     const std::string_view id = contacts[g];
     std::optional<contact_state> loaded =
@@ -134,28 +192,11 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
       throw input_error(e.contact(), original[start[g] + e.event_index()], e.reason());
     }
     states.push_back(std::move(*loaded));
-  }
-
-  // Each contact's actions are already in time order; a stable sort by (due_at, contact) keeps
-  // each contact's emission order within an instant. Sorting positions and moving each action
-  // once is far cheaper than moving the actions through the sort.
-  {
-    std::vector<std::uint32_t> by_time(actions.size());
-    for (std::uint32_t i = 0; i < by_time.size(); ++i) {
-      by_time[i] = i;
+    if (!actions.empty() && (emitted.empty() || emitted.back().second != actions.size())) {
+      emitted.emplace_back(static_cast<std::uint32_t>(g), actions.size());
     }
-    std::stable_sort(by_time.begin(), by_time.end(), [&](std::uint32_t x, std::uint32_t y) {
-      const due_action& a = actions[x];
-      const due_action& b = actions[y];
-      return a.due_at < b.due_at || (a.due_at == b.due_at && a.contact < b.contact);
-    });
-    std::vector<due_action> sorted;
-    sorted.reserve(actions.size());
-    for (auto i : by_time) {
-      sorted.push_back(std::move(actions[i]));
-    }
-    actions = std::move(sorted);
   }
+  sort_by_time_and_contact(actions, emitted, contacts);
   if (sink_ != nullptr && !actions.empty()) {
     call_host("sink.deliver", "", [&] { sink_->deliver(actions); });
   }
@@ -172,23 +213,19 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
 
   // Committed: fold in statistics and counters (cannot throw).
   counters_ = std::move(counters);
-  for (const auto& o : outcomes) {
-    rule_stats& s = stats_[o.rule];
-    switch (o.kind) {
-      case rule_outcome_kind::triggered:
-        ++s.triggered;
-        break;
-      case rule_outcome_kind::passed:
-        ++s.passed;
-        break;
-      case rule_outcome_kind::failed:
-        ++s.failed;
-        break;
-      case rule_outcome_kind::suppressed:
-        ++s.suppressed;
-        break;
+  for (std::size_t r = 0; r < counts.size(); ++r) {
+    const rule_stats& c = counts[r];
+    rule_stats& s = stats_[r];
+    s.triggered += c.triggered;
+    s.passed += c.passed;
+    s.failed += c.failed;
+    s.suppressed += c.suppressed;
+    if (c.first) {
+      count(s, *c.first);
     }
-    count(s, o.at);
+    if (c.last) {
+      count(s, *c.last);
+    }
   }
   for (const auto& a : actions) {
     rule_stats& s = stats_[a.rule_index];

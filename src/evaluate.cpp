@@ -137,7 +137,7 @@ struct pending_event {
 struct sinks {
   contact_state& state;
   std::vector<due_action>& actions;
-  std::vector<rule_outcome>& outcomes;
+  const detail::outcome_recorder& outcomes;
 };
 
 class evaluator {
@@ -295,7 +295,7 @@ class evaluator {
   void trigger(std::uint32_t r, time_point at, std::uint64_t ordinal, std::size_t depth,
                const std::vector<std::uint32_t>* chain) {
     const rule& def = p_.rules().rules[r];
-    out_.outcomes.push_back({r, rule_outcome_kind::triggered, at});
+    out_.outcomes.note(r, rule_outcome_kind::triggered, at);
     if (def.delay > duration{0}) {
       timer t;
       t.due_at = at + def.delay;
@@ -321,14 +321,14 @@ class evaluator {
     const rule& def = p_.rules().rules[r];
     const detail::compiled_rule& cr = c_.rules[r];
     if (cr.condition != none && !eval(cr.condition, now, triggered_at)) {
-      out_.outcomes.push_back({r, rule_outcome_kind::failed, now});
+      out_.outcomes.note(r, rule_outcome_kind::failed, now);
       return;
     }
     if (cr.memory_depth > 0 && !policy_allows(def, r, now)) {
-      out_.outcomes.push_back({r, rule_outcome_kind::suppressed, now});
+      out_.outcomes.note(r, rule_outcome_kind::suppressed, now);
       return;
     }
-    out_.outcomes.push_back({r, rule_outcome_kind::passed, now});
+    out_.outcomes.note(r, rule_outcome_kind::passed, now);
     if (cr.memory_depth > 0) {
       rule_memory& m = s_.rule_runs[r];
       if (m.runs > 0 && cr.memory_depth > 1) {
@@ -595,7 +595,7 @@ class evaluator {
 template <class EventRef>
 void evaluate_impl(const program& p, contact_state& state, std::span<const EventRef> events,
                    time_point now, round_robin_counters* counters, std::vector<due_action>& actions,
-                   std::vector<rule_outcome>& outcomes) {
+                   const detail::outcome_recorder& outcomes) {
   auto deref = [](const EventRef& e) -> const event& {
     if constexpr (std::is_pointer_v<EventRef>) {
       return *e;
@@ -656,7 +656,8 @@ void evaluate_impl(const program& p, contact_state& state, std::span<const Event
 evaluation evaluate(const program& program, contact_state state, std::span<const event> events,
                     time_point now, round_robin_counters* counters) {
   evaluation out;
-  evaluate_impl<event>(program, state, events, now, counters, out.actions, out.outcomes);
+  evaluate_impl<event>(program, state, events, now, counters, out.actions,
+                       detail::outcome_recorder{&out.outcomes, nullptr});
   out.state = std::move(state);
   return out;
 }
@@ -665,7 +666,8 @@ evaluation evaluate(const program& program, contact_state state,
                     std::span<const event* const> events, time_point now,
                     round_robin_counters* counters) {
   evaluation out;
-  evaluate_impl<const event*>(program, state, events, now, counters, out.actions, out.outcomes);
+  evaluate_impl<const event*>(program, state, events, now, counters, out.actions,
+                              detail::outcome_recorder{&out.outcomes, nullptr});
   out.state = std::move(state);
   return out;
 }
@@ -674,7 +676,7 @@ namespace detail {
 void evaluate_into(const program& program, contact_state& state,
                    std::span<const event* const> events, time_point now,
                    round_robin_counters* counters, std::vector<due_action>& actions,
-                   std::vector<rule_outcome>& outcomes) {
+                   const detail::outcome_recorder& outcomes) {
   evaluate_impl<const event*>(program, state, events, now, counters, actions, outcomes);
 }
 }  // namespace detail

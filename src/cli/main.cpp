@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include <nudge/load_rules.hpp>
 #include <nudge/read_events.hpp>
 #include <nudge/replay.hpp>
+#include <nudge/snapshot.hpp>
 
 namespace {
 
@@ -106,7 +108,95 @@ struct replay_args {
   std::string on_error = "stop";
   std::size_t batch = 0;
   bool stats = false;
+  std::string save_snapshot, load_snapshot;
 };
+
+// `nudge replay` with --load-snapshot / --save-snapshot: the loop of nudge::replay on an engine
+// whose store the snapshot files fill and read (docs/snapshot.md). With --load-snapshot the
+// contacts come from the snapshot; events may create new ones.
+nudge::replay_result replay_with_snapshots(std::shared_ptr<const nudge::program> program,
+                                           const replay_args& args,
+                                           const nudge::replay_options& options) {
+  nudge::replay_result result;
+  result.program = program;
+  nudge::memory_store store;
+  nudge::engine engine{program, &store};
+  if (!args.load_snapshot.empty()) {
+    nudge::load_snapshot(args.load_snapshot, engine);
+  }
+  nudge::reject_handler on_reject;
+  std::ofstream rejects;
+  if (options.on_error == nudge::error_policy::skip) {
+    if (!options.rejects_path.empty()) {
+      rejects.exceptions(std::ios::failbit | std::ios::badbit);
+      rejects.open(options.rejects_path, std::ios::binary | std::ios::trunc);
+    }
+    on_reject = [&](const nudge::input_problem& p) {
+      ++result.rejected;
+      if (rejects.is_open()) {
+        rejects << p.to_string() << '\t' << p.text << '\n';
+      }
+      if (options.on_reject) {
+        options.on_reject(p);
+      }
+    };
+  }
+  std::set<std::string, std::less<>> known;
+  if (!args.contacts.empty()) {
+    auto contacts = nudge::read_contacts(args.contacts, {.on_reject = on_reject});
+    result.contacts_read = contacts.size();
+    for (const auto& c : contacts) {
+      known.insert(c.id);
+    }
+    engine.upsert_contacts(contacts);
+  }
+  nudge::event_read_options read_options;
+  read_options.program = program.get();
+  if (!args.contacts.empty()) {
+    read_options.is_known_contact = [&known](std::string_view id) {
+      return known.find(id) != known.end();
+    };
+  }
+  read_options.not_after = options.until;
+  read_options.on_reject = on_reject;
+  nudge::event_reader reader{args.events, std::move(read_options)};
+  auto append = [&result](std::vector<nudge::due_action>&& actions) {
+    result.actions.insert(result.actions.end(), std::make_move_iterator(actions.begin()),
+                          std::make_move_iterator(actions.end()));
+  };
+  std::vector<nudge::event> pending, batch;
+  const std::size_t step = options.batch_events > 0 ? options.batch_events : (1U << 16);
+  while (reader.read(batch, step)) {
+    pending.insert(pending.end(), std::make_move_iterator(batch.begin()),
+                   std::make_move_iterator(batch.end()));
+    if (options.batch_events > 0) {
+      const auto latest = pending.back().at;
+      std::size_t cut = pending.size();
+      while (cut > 0 && pending[cut - 1].at == latest) {
+        --cut;
+      }
+      if (cut > 0) {
+        append(engine.process(std::span<const nudge::event>{pending.data(), cut},
+                              latest - nudge::seconds(1)));
+        pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(cut));
+      }
+    }
+  }
+  result.events_read = reader.events_read();
+  if (options.until) {
+    result.until = *options.until;
+  } else if (auto last = reader.last_time()) {
+    result.until = *last + program->longest_delay();
+  } else {
+    result.until = nudge::from_epoch(0);
+  }
+  append(engine.process(pending, result.until));
+  result.stats = engine.stats();
+  if (!args.save_snapshot.empty()) {
+    nudge::save_snapshot(args.save_snapshot, engine, store);
+  }
+  return result;
+}
 
 int run_replay(const replay_args& args) {
   nudge::replay_options options;
@@ -144,7 +234,11 @@ int run_replay(const replay_args& args) {
   }
   nudge::replay_result result;
   try {
-    result = nudge::replay(program, args.contacts, args.events, options);
+    if (args.save_snapshot.empty() && args.load_snapshot.empty()) {
+      result = nudge::replay(program, args.contacts, args.events, options);
+    } else {
+      result = replay_with_snapshots(program, args, options);
+    }
   } catch (const std::exception& e) {
     bar.finish();
     fmt::print(stderr, "{}\n", e.what());
@@ -212,6 +306,10 @@ int main(int argc, char** argv) {
   replay->add_option("--rejects", args.rejects, "With --on-error skip: write refused lines here");
   replay->add_option("--batch", args.batch,
                      "Events per engine batch (0: one batch; the output is the same)");
+  replay->add_option("--save-snapshot", args.save_snapshot,
+                     "At the end, save the engine state here (docs/snapshot.md)");
+  replay->add_option("--load-snapshot", args.load_snapshot,
+                     "Start from this snapshot (same rules) instead of an empty state");
 
   try {
     app.parse(argc, argv);

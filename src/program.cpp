@@ -98,6 +98,9 @@ struct validator {
         check_match(c.events, at + "/happened");
         if (c.count_bound < 0) {
           fail(at + "/happened", "bad_count", "a count bound cannot be negative");
+        } else if (c.window != window_kind::lifetime && c.count_bound > limits.max_kept_count) {
+          fail(at + "/happened", "bad_count",
+               fmt::format("a windowed count bound can be at most {}", limits.max_kept_count));
         }
         if (c.window == window_kind::within &&
             (c.window_length <= duration{0} || c.window_length > limits.max_delay)) {
@@ -140,6 +143,9 @@ struct validator {
       }
       if (r.cap && (r.cap->max_runs < 1 || r.cap->per <= duration{0})) {
         fail(at + "/cap", "bad_cap", "a cap needs max >= 1 and a window longer than 0s");
+      } else if (r.cap && r.cap->max_runs > limits.max_kept_count) {
+        fail(at + "/cap", "bad_cap",
+             fmt::format("a cap can allow at most {} runs per window", limits.max_kept_count));
       }
       for (std::size_t j = 0; j < r.actions.size(); ++j) {
         const action& a = r.actions[j];

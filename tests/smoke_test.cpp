@@ -29,3 +29,18 @@ TEST_CASE("engine: delayed check sees purchases made during the delay", "[engine
   CHECK(engine.stats()[0].passed == 2);
   CHECK(engine.stats()[0].failed == 1);
 }
+
+TEST_CASE("program: absurd windowed counts and caps are refused, not kept in memory",
+          "[program][limits]") {
+  nudge::rule_set rs;
+  rs.rules.push_back(
+      nudge::rule_builder("many")
+          .when(nudge::on("purchase"))
+          .only_if(
+              nudge::happened(nudge::on("purchase")).within(nudge::days(1)).at_least(1'000'000'000))
+          .at_most(1'000'000'000'000, nudge::days(1))
+          .then(nudge::send_email("x")));
+  REQUIRE_THROWS_WITH(nudge::program::compile(rs),
+                      "/rules/0/if/happened: a windowed count bound can be at most 1000\n"
+                      "/rules/0/cap: a cap can allow at most 1000 runs per window");
+}

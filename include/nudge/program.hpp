@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -19,6 +20,9 @@ struct program_limits {
   std::size_t max_rules = 100'000;
   std::size_t max_condition_depth = 64;
   std::size_t max_cascade_depth = 16;  ///< internal actions triggering rules triggering ...
+  /// Largest count bound of a windowed `happened` leaf and largest cap: the engine keeps that
+  /// many event or run times per contact, so an absurd bound would be an absurd memory cost.
+  std::int64_t max_kept_count = 1000;
   duration max_delay = days(36'500);
 };
 

@@ -68,8 +68,8 @@ def main():
 
     def fresh_engine():
         engine = nudge.Engine(program)
-        for cid, status, details in contacts:
-            engine.upsert_contact(cid, status=status, details=details)
+        engine.upsert_contacts({"id": cid, "status": status, "details": details}
+                               for cid, status, details in contacts)
         return engine
 
     # Tuples: time only process() (conversion + evaluation + DueAction list).

@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -792,6 +793,36 @@ class py_engine {
   }
 #endif
 
+  void upsert_contacts(const py::iterable& items) {
+    std::vector<nudge::contact> contacts;
+    std::unordered_map<std::string, std::size_t> position;
+    std::size_t index = 0;
+    for (auto item : items) {
+      if (!PyDict_Check(item.ptr())) {
+        throw py::type_error(fmt::format(
+            "upsert_contacts: item {} must be a dict with an \"id\", got {}", index,
+            type_name(item)));
+      }
+      py::dict fields = py::reinterpret_borrow<py::dict>(item).attr("copy")();
+      if (!fields.contains("id")) {
+        throw py::value_error(fmt::format("upsert_contacts: item {} has no \"id\"", index));
+      }
+      const std::string id = to_text(fields["id"], "contact field id");
+      if (id.empty()) {
+        throw py::value_error(fmt::format("upsert_contacts: item {} has an empty id", index));
+      }
+      PyDict_DelItemString(fields.ptr(), "id");
+      auto [it, fresh] = position.emplace(id, contacts.size());
+      if (fresh) {
+        auto existing = run([&](nudge::engine& e) { return e.find_contact(id); });
+        contacts.push_back(existing ? std::move(*existing) : nudge::contact{.id = id});
+      }
+      apply_fields(contacts[it->second], fields);
+      ++index;
+    }
+    run([&](nudge::engine& e) { e.upsert_contacts(contacts); });
+  }
+
   py::dict stats() const {
     py::dict out;
     for (const auto& s : engine_->stats()) {
@@ -1172,6 +1203,9 @@ PYBIND11_MODULE(_core, m) {
            "time plus the program's longest delay). on_error='skip' refuses bad lines (written "
            "to `rejects` if given) instead of raising ReadError. Returns a ReplayResult.")
 #endif
+      .def("upsert_contacts", &py_engine::upsert_contacts, "contacts"_a,
+           "Creates or updates many contacts in one store call (all or none): an iterable of "
+           "dicts, each with \"id\" and the fields to set, as in upsert_contact.")
       .def("stats", &py_engine::stats,
            "Per-rule statistics: {rule_id: {'rule', 'triggered', 'passed', 'failed', "
            "'suppressed', 'emitted', 'first', 'last'}} in program order.")

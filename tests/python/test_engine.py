@@ -179,3 +179,18 @@ def test_idempotency_keys_are_stable_across_replays():
     assert [x.idempotency_key for x in a] == [x.idempotency_key for x in b]
     assert len({x.idempotency_key for x in a}) == 4
     assert {x for x in a} == set(b)
+
+
+def test_upsert_contacts_in_one_call_all_or_none(engine):
+    engine.upsert_contact("c1", owner="anna")
+    engine.upsert_contacts([{"id": "c1", "status": "customer"},
+                            {"id": "c2", "details": {"company": "Medix"}},
+                            {"id": "c2", "stage": "trial"}])
+    c1, c2 = engine.contact("c1"), engine.contact("c2")
+    assert (c1.owner, c1.status) == ("anna", "customer")
+    assert (c2.details, c2.stage) == ({"company": "Medix"}, "trial")
+    with pytest.raises(ValueError, match='unknown contact field "colour"'):
+        engine.upsert_contacts([{"id": "c3"}, {"id": "c4", "colour": "red"}])
+    assert engine.contact("c3") is None
+    with pytest.raises(ValueError, match='item 0 has no "id"'):
+        engine.upsert_contacts([{"status": "lead"}])

@@ -319,6 +319,9 @@ class Engine:
     ) -> None:
         """Creates the contact or updates the given fields (details, tags, score, owner, status,
         stage, groups, consent, time_zone); others keep their values."""
+    def upsert_contacts(self, contacts: Iterable[Mapping[str, Any]]) -> None:
+        """Creates or updates many contacts in one store call (all or none): dicts with "id"
+        and the fields to set, as in upsert_contact."""
     def stats(self) -> dict[str, dict[str, Any]]:
         """{rule_id: {rule, triggered, passed, failed, suppressed, emitted, first, last}}."""
     @property

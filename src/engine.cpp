@@ -43,40 +43,35 @@ void count(rule_stats& s, time_point at) {
 }
 
 // Sorts a batch's actions by (due_at, contact id), keeping each contact's emission order within
-// an instant. Contact ids are ranked once, so the sort compares integers, not strings; ties on
-// (due_at, rank) keep their position, which is emission order.
+// an instant. Keys are integers: the contact (as the index of its run of actions) is compared
+// by id only when two actions of different contacts fall on the same second, which is rare.
 void sort_by_time_and_contact(std::vector<due_action>& actions,
                               const std::vector<std::pair<std::uint32_t, std::size_t>>& emitted,
                               const std::vector<std::string_view>& contacts) {
   if (emitted.size() <= 1) {
     return;  // one contact: already in emission (= time) order
   }
-  std::vector<std::uint32_t> by_id(emitted.size());
-  for (std::uint32_t i = 0; i < by_id.size(); ++i) {
-    by_id[i] = i;
-  }
-  std::sort(by_id.begin(), by_id.end(), [&](std::uint32_t a, std::uint32_t b) {
-    return contacts[emitted[a].first] < contacts[emitted[b].first];
-  });
-  std::vector<std::uint32_t> rank(emitted.size());
-  for (std::uint32_t r = 0; r < by_id.size(); ++r) {
-    rank[by_id[r]] = r;
-  }
   struct sort_key {
     std::int64_t due;
-    std::uint32_t rank, position;
+    std::uint32_t run, position;
   };
   std::vector<sort_key> keys(actions.size());
   std::size_t begin = 0;
   for (std::size_t e = 0; e < emitted.size(); ++e) {
     for (std::size_t i = begin; i < emitted[e].second; ++i) {
-      keys[i] = {to_epoch(actions[i].due_at), rank[e], static_cast<std::uint32_t>(i)};
+      keys[i] = {to_epoch(actions[i].due_at), static_cast<std::uint32_t>(e),
+                 static_cast<std::uint32_t>(i)};
     }
     begin = emitted[e].second;
   }
-  std::sort(keys.begin(), keys.end(), [](const sort_key& a, const sort_key& b) {
-    return a.due != b.due ? a.due < b.due
-                          : (a.rank != b.rank ? a.rank < b.rank : a.position < b.position);
+  std::sort(keys.begin(), keys.end(), [&](const sort_key& a, const sort_key& b) {
+    if (a.due != b.due) {
+      return a.due < b.due;
+    }
+    if (a.run != b.run) {
+      return contacts[emitted[a.run].first] < contacts[emitted[b.run].first];
+    }
+    return a.position < b.position;
   });
   // Apply the permutation in place, cycle by cycle: no second copy of a large batch.
   std::vector<bool> placed(actions.size(), false);

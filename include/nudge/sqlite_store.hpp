@@ -1,0 +1,175 @@
+// nudge/sqlite_store.hpp: the embedded store for live use: contact states, their timers and an
+// outbox of due actions in one SQLite database (WAL mode), and durable_engine, which commits each
+// batch's states and actions in one transaction and feeds the host's sink from the outbox.
+//
+// Example:
+//
+//     nudge::sqlite_store db{"state.db", *program};
+//     my_sink sink;                                      // the host's delivery
+//     nudge::durable_engine engine{program, db, &sink};
+//     engine.process(events, now);   // one transaction: states + outbox; then delivery
+//
+// Delivery is at least once: an action leaves the outbox only after the sink accepted it, so a
+// crash between delivery and that deletion delivers it again with the same idempotency key.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nudge/due_action.hpp>
+#include <nudge/engine.hpp>
+#include <nudge/event.hpp>
+#include <nudge/program.hpp>
+#include <nudge/sink.hpp>
+#include <nudge/stats.hpp>
+#include <nudge/store.hpp>
+
+namespace nudge {
+
+/// A database that cannot be opened, read or written; what() names the file and SQLite's
+/// reason, e.g. "state.db: cannot open: file is not a database".
+class sqlite_error : public std::runtime_error {
+ public:
+  explicit sqlite_error(const std::string& what) : std::runtime_error(what) {}
+};
+
+/// SQLite's PRAGMA synchronous. In WAL mode `normal` survives a crash of the process at any
+/// point but may lose the last transactions on power loss; `full` survives power loss too.
+enum class sqlite_sync : std::uint8_t { off, normal, full };
+
+struct sqlite_options {
+  sqlite_sync synchronous = sqlite_sync::normal;
+  /// Open without writing (e.g. to list the outbox); any write then throws sqlite_error.
+  bool read_only = false;
+};
+
+/// One undelivered action as the outbox keeps it.
+struct outbox_entry {
+  std::int64_t sequence = 0;  ///< outbox order (commit order, then the batch's action order)
+  std::string contact;
+  time_point due_at;
+  std::uint32_t rule_index = 0;
+  std::uint32_t action_index = 0;  ///< index of the action in its rule
+  action_kind kind = action_kind::send_email;
+  std::string arg;  ///< as delivered (the owner picked for assign_owner)
+  std::uint64_t idempotency_key = 0;
+  friend bool operator==(const outbox_entry&, const outbox_entry&) = default;
+};
+
+/// A nudge::store over one SQLite database file.
+///
+/// Tables: `contacts(id, state, next_due)` (the state in the snapshot codec, docs/snapshot.md;
+/// next_due indexed for due(t)), `outbox(seq, idempotency_key, ...)`, and `meta(key, value)`
+/// (format version, program fingerprint, statistics, counters, and host entries). A database
+/// belongs to one program: opening it with other rules throws sqlite_error naming both
+/// fingerprints ("reject, never guess").
+///
+/// Outside begin()/commit() each save is its own transaction. Methods are virtual so that a test
+/// can inject faults.
+///
+/// Thread-safety: none; one thread per store.
+class sqlite_store : public store {
+ public:
+  /// Opens or creates the database.
+  /// @throws sqlite_error (cannot open, not a database, another program or format version).
+  sqlite_store(const std::string& path, const program& program, sqlite_options options = {});
+  ~sqlite_store() override;
+  sqlite_store(const sqlite_store&) = delete;
+  sqlite_store& operator=(const sqlite_store&) = delete;
+
+  std::optional<contact_state> load(std::string_view contact) override;
+  void save(std::span<contact_state> states) override;
+  std::vector<std::string> due(time_point t) override;
+
+  /// Explicit transactions (not nested). rollback() never throws.
+  virtual void begin();
+  virtual void commit();
+  void rollback() noexcept;
+  bool in_transaction() const noexcept { return in_transaction_; }
+
+  /// Appends external (and notify) actions to the outbox; a key already there is kept once.
+  virtual void add_to_outbox(std::span<const due_action> actions);
+  /// Up to `limit` undelivered actions, oldest first.
+  std::vector<outbox_entry> outbox(std::size_t limit = SIZE_MAX);
+  std::size_t outbox_size();
+  /// Removes every entry with sequence <= `last` (delivered).
+  virtual void remove_from_outbox(std::int64_t last);
+
+  /// Host entries in the meta table (e.g. how far an events file was read).
+  std::optional<std::string> get_meta(std::string_view key);
+  void put_meta(std::string_view key, std::string_view text);
+
+  /// Engine statistics and counters as of the last commit (empty before the first).
+  std::optional<std::pair<std::vector<rule_stats>, round_robin_counters>> engine_state();
+  void put_engine_state(const std::vector<rule_stats>& stats,
+                        const round_robin_counters& counters);
+
+  /// Number of contacts stored.
+  std::size_t size();
+  const std::string& path() const noexcept { return path_; }
+  const nudge::program& program() const noexcept { return *program_; }
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+  std::string path_;
+  const nudge::program* program_;
+  bool in_transaction_ = false;
+};
+
+/// The sink failed after the batch was committed: its state and actions are safe in the
+/// database, the actions wait in the outbox. Call durable_engine::deliver_pending to retry;
+/// do not process the batch again. nested_exception holds the sink's exception.
+class delivery_error : public std::runtime_error, public std::nested_exception {
+ public:
+  explicit delivery_error(const std::string& what) : std::runtime_error(what) {}
+};
+
+/// An engine on a sqlite_store whose batches are durable: each process() runs the engine inside
+/// one transaction that also writes the due actions to the outbox, the statistics and counters,
+/// and any `meta` entries; then delivers the outbox to the sink and deletes what it accepted.
+///
+/// Failures: if the store fails, the transaction is rolled back and the engine is as before
+/// (process the batch again). If the sink fails, process throws delivery_error after the commit
+/// (call deliver_pending later). Either way nothing is lost and nothing is applied twice.
+class durable_engine {
+ public:
+  /// Restores statistics and counters from the database. `sink` may be null (actions then stay
+  /// in the outbox until a sink takes them through deliver_pending).
+  durable_engine(std::shared_ptr<const nudge::program> program, sqlite_store& store,
+                 nudge::sink* sink, engine_options options = {});
+
+  /// Processes one batch durably (see the class comment); returns the number of actions the
+  /// batch added to the outbox.
+  /// @throws what engine::process throws (nothing committed), sqlite_error (nothing committed),
+  ///   delivery_error (committed, not delivered).
+  std::size_t process(std::span<const event> events, time_point now,
+                      std::span<const std::pair<std::string, std::string>> meta = {});
+  std::size_t advance(time_point now) { return process({}, now); }
+  /// Creates or replaces profiles in one transaction.
+  void upsert_contacts(std::span<const contact> contacts);
+
+  /// Delivers the outbox to the sink in batches of up to `batch` actions, deleting each batch
+  /// once the sink accepted it. Returns the number delivered.
+  /// @throws delivery_error if the sink throws, or the outbox cannot be cleared after it
+  ///   accepted (those actions are delivered again later, with their idempotency keys).
+  std::size_t deliver_pending(std::size_t batch = 10'000);
+
+  nudge::engine& engine() noexcept { return engine_; }
+  sqlite_store& store() noexcept { return store_; }
+
+ private:
+  sqlite_store& store_;
+  nudge::sink* sink_;
+  nudge::engine engine_;
+};
+
+}  // namespace nudge

@@ -1,0 +1,368 @@
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include <nudge/engine.hpp>
+#include <nudge/error.hpp>
+#include <nudge/rule.hpp>
+#include <nudge/snapshot.hpp>
+#include <nudge/sqlite_store.hpp>
+
+namespace {
+
+using nudge::days;
+using nudge::from_epoch;
+using nudge::hours;
+
+std::shared_ptr<const nudge::program> shop_program(const std::string& winback = "winback") {
+  nudge::rule_set rs;
+  rs.owner_groups["reps"] = {"ala", "ola", "jan"};
+  rs.rules.push_back(nudge::rule_builder("become_customer")
+                         .when(nudge::on("purchase"))
+                         .then(nudge::set_status("customer"))
+                         .then(nudge::assign_owner("reps", nudge::owner_pick::round_robin) |
+                               nudge::notify_host{}));
+  rs.rules.push_back(nudge::rule_builder("winback")
+                         .when(nudge::on("purchase"))
+                         .check_after(days(3))
+                         .only_if(nudge::not_happened(nudge::on("purchase")).within(days(3)))
+                         .then(nudge::send_email(winback)));
+  rs.rules.push_back(nudge::rule_builder("cart")
+                         .when(nudge::on("cart"))
+                         .check_after(hours(1))
+                         .at_most(2, days(1))
+                         .then(nudge::send_email("cart_reminder"))
+                         .then(nudge::send_sms("cart_sms") | nudge::after(hours(5))));
+  return nudge::program::compile(rs);
+}
+
+// Four days of a small shop, one batch per 12 hours.
+std::vector<std::vector<nudge::event>> shop_batches() {
+  std::vector<std::vector<nudge::event>> batches;
+  const std::int64_t t0 = 1704067200;  // 2024-01-01
+  for (int b = 0; b < 8; ++b) {
+    std::vector<nudge::event> batch;
+    for (int i = 0; i < 5; ++i) {
+      const std::int64_t at = t0 + b * 43200 + i * 3000;
+      const std::string contact = fmt::format("c{}", (b * 3 + i) % 6);
+      batch.push_back({.contact = contact,
+                       .type = (b + i) % 3 == 0 ? "purchase" : "cart",
+                       .at = from_epoch(at),
+                       .key = fmt::format("k{}", b * 10 + i)});
+    }
+    batches.push_back(std::move(batch));
+  }
+  return batches;
+}
+
+nudge::time_point batch_end(std::size_t b) {
+  return from_epoch(1704067200 + static_cast<std::int64_t>(b + 1) * 43200 - 1);
+}
+
+struct temp_db {
+  std::filesystem::path dir;
+  std::string path;
+  explicit temp_db(const std::string& name) {
+    dir = std::filesystem::current_path() /
+          fmt::format("sqlite_store_test_{}_{}", ::getpid(), name);
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    path = (dir / "state.db").string();
+  }
+  ~temp_db() { std::filesystem::remove_all(dir); }
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream in{path, std::ios::binary};
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// What a host sees: delivered actions in order, each key once.
+struct recording_sink final : nudge::sink {
+  std::vector<std::string> delivered;
+  std::set<std::uint64_t> keys;
+  std::size_t calls = 0;
+  std::size_t fail_at = 0;  // 1-based call that throws; 0: never
+  void deliver(std::span<const nudge::due_action> actions) override {
+    ++calls;
+    if (calls == fail_at) {
+      throw std::runtime_error("sink down");
+    }
+    for (const auto& a : actions) {
+      if (keys.insert(a.idempotency_key).second) {
+        delivered.push_back(fmt::format("{} {} {} {} {} {}", nudge::to_epoch(a.due_at), a.contact,
+                                        a.rule, a.verb(), a.arg, a.idempotency_key));
+      }
+    }
+  }
+};
+
+// A sqlite_store that throws on its k-th call (of any method that touches the database).
+class faulty_store final : public nudge::sqlite_store {
+ public:
+  using sqlite_store::sqlite_store;
+  std::size_t calls = 0;
+  std::size_t fail_at = 0;
+
+  std::optional<nudge::contact_state> load(std::string_view c) override {
+    tick("load");
+    return sqlite_store::load(c);
+  }
+  void save(std::span<nudge::contact_state> s) override {
+    tick("save");
+    sqlite_store::save(s);
+  }
+  std::vector<std::string> due(nudge::time_point t) override {
+    tick("due");
+    return sqlite_store::due(t);
+  }
+  void begin() override {
+    tick("begin");
+    sqlite_store::begin();
+  }
+  void commit() override {
+    tick("commit");
+    sqlite_store::commit();
+  }
+  void add_to_outbox(std::span<const nudge::due_action> a) override {
+    tick("add_to_outbox");
+    sqlite_store::add_to_outbox(a);
+  }
+  void remove_from_outbox(std::int64_t last) override {
+    tick("remove_from_outbox");
+    sqlite_store::remove_from_outbox(last);
+  }
+
+ private:
+  void tick(const char* what) {
+    if (++calls == fail_at) {
+      throw std::runtime_error(fmt::format("injected fault in {}", what));
+    }
+  }
+};
+
+// Everything the database holds for the contacts c0..c5, and the engine's statistics.
+std::string db_state(const std::string& path, const nudge::program& program) {
+  nudge::sqlite_store db{path, program, {.read_only = true}};
+  std::string out;
+  for (int i = 0; i < 6; ++i) {
+    auto s = db.load(fmt::format("c{}", i));
+    if (s) {
+      nudge::encode_contact_state(*s, out);
+    }
+  }
+  auto engine_state = db.engine_state();
+  REQUIRE(engine_state);
+  for (const auto& st : engine_state->first) {
+    out += fmt::format("|{} {} {} {} {} {}", st.rule, st.triggered, st.passed, st.failed,
+                       st.suppressed, st.emitted);
+  }
+  for (auto c : engine_state->second) {
+    out += fmt::format("|{}", c);
+  }
+  out += fmt::format("|outbox {}", db.outbox_size());
+  return out;
+}
+
+// Runs every batch, retrying as the API says: after delivery_error the batch is committed
+// (retry delivery); after any other error nothing was committed (retry the batch).
+void run_with_retries(nudge::durable_engine& engine) {
+  const auto batches = shop_batches();
+  for (std::size_t b = 0; b <= batches.size(); ++b) {
+    for (int attempt = 0;; ++attempt) {
+      REQUIRE(attempt < 3);
+      try {
+        if (b < batches.size()) {
+          engine.process(batches[b], batch_end(b));
+        } else {
+          engine.advance(batch_end(b + 4));
+        }
+        break;
+      } catch (const nudge::delivery_error&) {
+        engine.deliver_pending();
+        break;
+      } catch (const std::exception&) {
+        continue;
+      }
+    }
+  }
+  engine.deliver_pending();
+}
+
+}  // namespace
+
+TEST_CASE("sqlite_store: state, statistics and counters survive reopening") {
+  temp_db tmp{"reopen"};
+  const auto program = shop_program();
+  const auto batches = shop_batches();
+  recording_sink sink;
+  // Reference: the in-memory engine.
+  nudge::memory_store memory;
+  nudge::engine reference{program, &memory};
+  std::size_t reference_actions = 0;
+  for (std::size_t b = 0; b < batches.size(); ++b) {
+    const auto half = b < 4;
+    if (half) {
+      reference_actions += reference.process(batches[b], batch_end(b)).size();
+    }
+  }
+  {
+    nudge::sqlite_store db{tmp.path, *program};
+    nudge::durable_engine engine{program, db, &sink};
+    for (std::size_t b = 0; b < 2; ++b) {
+      engine.process(batches[b], batch_end(b));
+    }
+  }
+  {
+    nudge::sqlite_store db{tmp.path, *program};
+    nudge::durable_engine engine{program, db, &sink};
+    for (std::size_t b = 2; b < 4; ++b) {
+      engine.process(batches[b], batch_end(b));
+    }
+    CHECK(engine.engine().stats() == reference.stats());
+    CHECK(engine.engine().counters() == reference.counters());
+    CHECK(db.size() == memory.size());
+    memory.for_each([&](const nudge::contact_state& s) { CHECK(db.load(s.contact.id) == s); });
+    CHECK(db.outbox_size() == 0);
+  }
+  CHECK(sink.delivered.size() == reference_actions);
+  CHECK(reference_actions == 33);
+}
+
+TEST_CASE("sqlite_store: the outbox keeps undelivered actions when the sink throws and "
+          "redelivers them next time") {
+  temp_db tmp{"outbox"};
+  const auto program = shop_program();
+  const auto batches = shop_batches();
+  recording_sink sink;
+  sink.fail_at = 1;
+  std::size_t added = 0;
+  {
+    nudge::sqlite_store db{tmp.path, *program};
+    nudge::durable_engine engine{program, db, &sink};
+    try {
+      engine.process(batches[0], batch_end(0));
+      FAIL("no delivery_error");
+    } catch (const nudge::delivery_error& e) {
+      CHECK(std::string{e.what()} ==
+            fmt::format("sink.deliver failed: 8 actions stay in the outbox of {} (the batch is "
+                        "committed; call deliver_pending to retry)",
+                        tmp.path));
+    }
+    CHECK(sink.delivered.empty());
+    const auto pending = db.outbox();
+    REQUIRE(pending.size() == 8);
+    CHECK(pending[0].contact == "c0");
+    CHECK(pending[0].kind == nudge::action_kind::assign_owner);
+    CHECK(pending[0].arg == "ala");
+    added = pending.size();
+  }
+  // A new process: the first process() delivers the old actions first, then the batch's.
+  nudge::sqlite_store db{tmp.path, *program};
+  nudge::durable_engine engine{program, db, &sink};
+  added += engine.process(batches[1], batch_end(1));
+  CHECK(sink.delivered.size() == added);
+  CHECK(sink.delivered.front().rfind("1704067200 c0 become_customer assign_owner ala ", 0) == 0);
+  CHECK(db.outbox_size() == 0);
+}
+
+TEST_CASE("sqlite_store: a store or sink failing on its k-th call, then a retry, ends as a run "
+          "without faults") {
+  const auto program = shop_program();
+  std::vector<std::string> expected_actions;
+  std::string expected_state;
+  std::size_t store_calls = 0, sink_calls = 0;
+  {
+    temp_db tmp{"faults_reference"};
+    recording_sink sink;
+    faulty_store db{tmp.path, *program};
+    nudge::durable_engine engine{program, db, &sink};
+    run_with_retries(engine);
+    expected_actions = sink.delivered;
+    store_calls = db.calls;
+    sink_calls = sink.calls;
+    expected_state = db_state(tmp.path, *program);
+  }
+  REQUIRE(expected_actions.size() == 72);
+  REQUIRE(store_calls == 99);
+  REQUIRE(sink_calls == 9);
+  for (std::size_t k = 1; k <= store_calls; ++k) {
+    INFO("store fails on call " << k);
+    temp_db tmp{"faults_store"};
+    recording_sink sink;
+    faulty_store db{tmp.path, *program};
+    db.fail_at = k;
+    nudge::durable_engine engine{program, db, &sink};
+    run_with_retries(engine);
+    CHECK(sink.delivered == expected_actions);
+    CHECK(db_state(tmp.path, *program) == expected_state);
+  }
+  for (std::size_t k = 1; k <= sink_calls; ++k) {
+    INFO("sink fails on call " << k);
+    temp_db tmp{"faults_sink"};
+    recording_sink sink;
+    sink.fail_at = k;
+    faulty_store db{tmp.path, *program};
+    nudge::durable_engine engine{program, db, &sink};
+    run_with_retries(engine);
+    CHECK(sink.delivered == expected_actions);
+    CHECK(db_state(tmp.path, *program) == expected_state);
+  }
+}
+
+TEST_CASE("sqlite_store: a read-only database refuses the batch and keeps the previous state") {
+  temp_db tmp{"read_only"};
+  const auto program = shop_program();
+  const auto batches = shop_batches();
+  {
+    nudge::sqlite_store db{tmp.path, *program};
+    nudge::durable_engine engine{program, db, nullptr};
+    engine.process(batches[0], batch_end(0));
+  }
+  const auto before = db_state(tmp.path, *program);
+  {
+    nudge::sqlite_store db{tmp.path, *program, {.read_only = true}};
+    nudge::durable_engine engine{program, db, nullptr};
+    CHECK_THROWS_WITH(engine.process(batches[1], batch_end(1)),
+                      fmt::format("{}: cannot begin a transaction: the database is open read-only",
+                                  tmp.path));
+    CHECK(engine.engine().stats() == db.engine_state()->first);
+  }
+  CHECK(db_state(tmp.path, *program) == before);
+}
+
+TEST_CASE("sqlite_store: a corrupt database file is refused and left as it was") {
+  temp_db tmp{"corrupt"};
+  const auto program = shop_program();
+  const std::string garbage(8192, 'x');
+  std::ofstream{tmp.path, std::ios::binary} << garbage;
+  CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program}),
+                    fmt::format("{}: cannot open (set WAL mode): file is not a database", tmp.path));
+  CHECK(read_file(tmp.path) == garbage);
+}
+
+TEST_CASE("sqlite_store: a database of another program is refused naming both fingerprints") {
+  temp_db tmp{"other_program"};
+  const auto program = shop_program();
+  const auto other = shop_program("winback_v2");
+  { nudge::sqlite_store db{tmp.path, *program}; }
+  CHECK_THROWS_WITH(
+      (nudge::sqlite_store{tmp.path, *other}),
+      fmt::format("{}: database written for program fingerprint {:016x}, the loaded rules have "
+                  "fingerprint {:016x} (a database only opens with the rule program that wrote "
+                  "it)",
+                  tmp.path, nudge::program_fingerprint(*program),
+                  nudge::program_fingerprint(*other)));
+}

@@ -390,6 +390,28 @@ void sqlite_store::put_meta(std::string_view key, std::string_view text) {
   impl_->step_done(*s, fmt::format("write meta \"{}\"", key));
 }
 
+std::optional<std::string> sqlite_store::read_meta(const std::string& path, std::string_view key) {
+  impl d;
+  d.path = path;
+  if (sqlite3_open_v2(path.c_str(), &d.db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    if (d.db == nullptr) {
+      throw sqlite_error(fmt::format("{}: cannot open: out of memory", path));
+    }
+    d.fail("open");
+  }
+  d.get_meta = d.prepare("SELECT value FROM meta WHERE key = ?1");
+  use s{d.get_meta};
+  bind_text(*s, 1, key);
+  const int rc = sqlite3_step(*s);
+  if (rc == SQLITE_DONE) {
+    return std::nullopt;
+  }
+  if (rc != SQLITE_ROW) {
+    d.fail(fmt::format("read meta \"{}\"", key));
+  }
+  return std::string{column_blob(*s, 0)};
+}
+
 std::optional<std::pair<std::vector<rule_stats>, round_robin_counters>>
 sqlite_store::engine_state() {
   auto bytes = get_meta("nudge.engine");

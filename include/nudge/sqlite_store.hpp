@@ -107,6 +107,11 @@ class sqlite_store : public store {
   std::optional<std::string> get_meta(std::string_view key);
   void put_meta(std::string_view key, std::string_view text);
 
+  /// Reads one meta entry of the database at `path`, read-only and without a program (e.g. the
+  /// rule file a host stored there). nullopt if the entry is absent.
+  /// @throws sqlite_error if the database cannot be opened or read.
+  static std::optional<std::string> read_meta(const std::string& path, std::string_view key);
+
   /// Engine statistics and counters as of the last commit (empty before the first).
   std::optional<std::pair<std::vector<rule_stats>, round_robin_counters>> engine_state();
   void put_engine_state(const std::vector<rule_stats>& stats,

@@ -20,6 +20,8 @@
 #include <nudge/replay.hpp>
 #include <nudge/snapshot.hpp>
 
+#include "live.hpp"
+
 namespace {
 
 constexpr int exit_ok = 0;
@@ -311,6 +313,26 @@ int main(int argc, char** argv) {
   replay->add_option("--load-snapshot", args.load_snapshot,
                      "Start from this snapshot (same rules) instead of an empty state");
 
+  nudge_cli::run_args run_args;
+  auto* run = app.add_subcommand(
+      "run", "Live mode: process the events a database has not seen yet (docs/live.md)");
+  run->add_option("--db", run_args.db, "State database (SQLite; created if missing)")->required();
+  run->add_option("--rules", run_args.rules, "Rule file (JSON)")->required();
+  run->add_option("--events", run_args.events, "Events (.csv or .jsonl), appended over time")
+      ->required();
+  run->add_option("--contacts", run_args.contacts, "Contacts, loaded on the first run");
+  run->add_option("--until", run_args.until,
+                  "Process events up to this time and fire timers due by then (default: the "
+                  "last event's time)");
+  run->add_option("--out", run_args.out,
+                  "Append delivered actions here as CSV (default: standard output)");
+  run->add_option("--batch", run_args.batch, "Events per transaction (default 1000)");
+  run->add_option("--sync", run_args.sync, "SQLite synchronous setting: off, normal or full")
+      ->check(CLI::IsMember({"off", "normal", "full"}));
+  std::string outbox_db;
+  auto* outbox = app.add_subcommand("outbox", "List the undelivered actions of a database as CSV");
+  outbox->add_option("--db", outbox_db, "State database written by nudge run")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -324,6 +346,12 @@ int main(int argc, char** argv) {
   try {
     if (check->parsed()) {
       return run_check(check_path);
+    }
+    if (run->parsed()) {
+      return nudge_cli::run_live(run_args);
+    }
+    if (outbox->parsed()) {
+      return nudge_cli::run_outbox(outbox_db);
     }
     return run_replay(args);
   } catch (const std::exception& e) {

@@ -1,0 +1,22 @@
+// nudge run / nudge outbox: live mode on the SQLite store (include/nudge/sqlite_store.hpp).
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace nudge_cli {
+
+struct run_args {
+  std::string db, rules, contacts, events, until, out;
+  std::string sync = "normal";
+  std::size_t batch = 1000;
+};
+
+/// Processes the events the database has not seen yet, in batches, each committed with the
+/// file position it reached; delivers actions by appending them as CSV lines to `out`.
+int run_live(const run_args& args);
+
+/// Prints the undelivered actions of a database as CSV.
+int run_outbox(const std::string& db);
+
+}  // namespace nudge_cli

@@ -85,7 +85,36 @@ std::int64_t local_seconds(PyObject* o) noexcept {
 
 std::string type_name(py::handle o) { return py::str(py::type::handle_of(o).attr("__name__")); }
 
-nudge::time_point checked(std::int64_t seconds, std::string_view what) {
+// Names the value being converted, for error messages: either text, or "events[i].field",
+// formatted only when an error is raised (the hot path converts millions of fields).
+class where {
+ public:
+  where(std::string_view text) : text_(text) {}             // NOLINT: implicit by design
+  where(const std::string& text) : text_(text) {}           // NOLINT
+  where(const char* text) : text_(text) {}                  // NOLINT
+  where(std::size_t index, const char* field) : index_(index), field_(field) {}
+  std::string str() const {
+    return field_ == nullptr ? std::string{text_} : fmt::format("events[{}].{}", index_, field_);
+  }
+
+ private:
+  std::string_view text_;
+  std::size_t index_ = 0;
+  const char* field_ = nullptr;
+};
+
+}  // namespace
+
+template <>
+struct fmt::formatter<where> : fmt::formatter<std::string_view> {
+  auto format(const where& w, fmt::format_context& ctx) const -> decltype(ctx.out()) {
+    return fmt::formatter<std::string_view>::format(w.str(), ctx);
+  }
+};
+
+namespace {
+
+nudge::time_point checked(std::int64_t seconds, const where& what) {
   const auto t = nudge::from_epoch(seconds);
   if (t < nudge::min_time || t > nudge::max_time) {
     throw py::value_error(fmt::format(
@@ -97,7 +126,7 @@ nudge::time_point checked(std::int64_t seconds, std::string_view what) {
 
 // A timezone-aware datetime, epoch seconds (int or float, floored to the second), or an ISO-8601
 // string with an offset. A naive datetime is refused: nudge never guesses a zone.
-nudge::time_point to_time(py::handle obj, std::string_view what) {
+nudge::time_point to_time(py::handle obj, const where& what) {
   PyObject* o = obj.ptr();
   if (PyLong_Check(o) && !PyBool_Check(o)) {
     int overflow = 0;
@@ -172,7 +201,7 @@ py::object to_datetime(const std::optional<nudge::time_point>& t) {
 
 // ---- Values ----------------------------------------------------------------------------------
 
-nudge::value to_value(py::handle obj, std::string_view what) {
+nudge::value to_value(py::handle obj, const where& what) {
   PyObject* o = obj.ptr();
   if (PyBool_Check(o)) {
     return o == Py_True;
@@ -211,7 +240,7 @@ py::object from_value(const nudge::value& v) {
       v);
 }
 
-std::string to_text(py::handle obj, std::string_view what) {
+std::string to_text(py::handle obj, const where& what) {
   if (!PyUnicode_Check(obj.ptr())) {
     throw py::type_error(fmt::format("{}: expected str, got {}", what, type_name(obj)));
   }
@@ -250,11 +279,11 @@ void read_event(py::handle item, std::size_t index, nudge::event& e) {
           "events[{}]: a tuple event is (contact, type, at[, key[, props]]), got {} items", index,
           n));
     }
-    e.contact = to_text(f[0], fmt::format("events[{}].contact", index));
-    e.type = to_text(f[1], fmt::format("events[{}].type", index));
-    e.at = to_time(f[2], fmt::format("events[{}].at", index));
+    e.contact = to_text(f[0], where{index, "contact"});
+    e.type = to_text(f[1], where{index, "type"});
+    e.at = to_time(f[2], where{index, "at"});
     if (n >= 4 && f[3] != Py_None) {
-      e.key = to_text(f[3], fmt::format("events[{}].key", index));
+      e.key = to_text(f[3], where{index, "key"});
     }
     if (n == 5) {
       read_props(f[4], e, fmt::format("events[{}]", index));
@@ -264,19 +293,19 @@ void read_event(py::handle item, std::size_t index, nudge::event& e) {
   if (PyDict_Check(o)) {
     bool has_contact = false, has_type = false, has_at = false;
     for (auto [k, v] : py::reinterpret_borrow<py::dict>(item)) {
-      const auto name = to_text(k, fmt::format("events[{}] key", index));
+      const auto name = to_text(k, where{index, "(field name)"});
       if (name == "contact") {
-        e.contact = to_text(v, fmt::format("events[{}].contact", index));
+        e.contact = to_text(v, where{index, "contact"});
         has_contact = true;
       } else if (name == "type") {
-        e.type = to_text(v, fmt::format("events[{}].type", index));
+        e.type = to_text(v, where{index, "type"});
         has_type = true;
       } else if (name == "at") {
-        e.at = to_time(v, fmt::format("events[{}].at", index));
+        e.at = to_time(v, where{index, "at"});
         has_at = true;
       } else if (name == "key") {
         if (!v.is_none()) {
-          e.key = to_text(v, fmt::format("events[{}].key", index));
+          e.key = to_text(v, where{index, "key"});
         }
       } else if (name == "props") {
         read_props(v, e, fmt::format("events[{}]", index));

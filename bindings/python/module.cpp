@@ -7,8 +7,6 @@
 #include <pybind11/stl.h>
 
 // After pybind11, which includes Python.h first as CPython requires.
-#include <datetime.h>
-
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -20,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include <datetime.h>
 #include <fmt/format.h>
 
 #include <nudge/nudge.hpp>
@@ -83,15 +82,17 @@ std::int64_t local_seconds(PyObject* o) noexcept {
 }
 #pragma GCC diagnostic pop
 
-std::string type_name(py::handle o) { return py::str(py::type::handle_of(o).attr("__name__")); }
+std::string type_name(py::handle o) {
+  return py::str(py::type::handle_of(o).attr("__name__"));
+}
 
 // Names the value being converted, for error messages: either text, or "events[i].field",
 // formatted only when an error is raised (the hot path converts millions of fields).
 class where {
  public:
-  where(std::string_view text) : text_(text) {}             // NOLINT: implicit by design
-  where(const std::string& text) : text_(text) {}           // NOLINT
-  where(const char* text) : text_(text) {}                  // NOLINT
+  where(std::string_view text) : text_(text) {}    // NOLINT: implicit by design
+  where(const std::string& text) : text_(text) {}  // NOLINT
+  where(const char* text) : text_(text) {}         // NOLINT
   where(std::size_t index, const char* field) : index_(index), field_(field) {}
   std::string str() const {
     return field_ == nullptr ? std::string{text_} : fmt::format("events[{}].{}", index_, field_);
@@ -117,9 +118,9 @@ namespace {
 nudge::time_point checked(std::int64_t seconds, const where& what) {
   const auto t = nudge::from_epoch(seconds);
   if (t < nudge::min_time || t > nudge::max_time) {
-    throw py::value_error(fmt::format(
-        "{}: {} is outside the instants nudge accepts (1900-01-01 to 9999-12-31 UTC)", what,
-        seconds));
+    throw py::value_error(
+        fmt::format("{}: {} is outside the instants nudge accepts (1900-01-01 to 9999-12-31 UTC)",
+                    what, seconds));
   }
   return t;
 }
@@ -132,9 +133,9 @@ nudge::time_point to_time(py::handle obj, const where& what) {
     int overflow = 0;
     const long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
     if (overflow != 0) {
-      throw py::value_error(fmt::format(
-          "{}: {} is outside the instants nudge accepts (1900-01-01 to 9999-12-31 UTC)", what,
-          py::str(obj).cast<std::string>()));
+      throw py::value_error(
+          fmt::format("{}: {} is outside the instants nudge accepts (1900-01-01 to 9999-12-31 UTC)",
+                      what, py::str(obj).cast<std::string>()));
     }
     return checked(v, what);
   }
@@ -171,9 +172,9 @@ nudge::time_point to_time(py::handle obj, const where& what) {
         "epoch seconds",
         what, text));
   }
-  throw py::type_error(fmt::format(
-      "{}: expected a timezone-aware datetime or epoch seconds (int or float), got {}", what,
-      type_name(obj)));
+  throw py::type_error(
+      fmt::format("{}: expected a timezone-aware datetime or epoch seconds (int or float), got {}",
+                  what, type_name(obj)));
 }
 
 // An aware UTC datetime.
@@ -310,16 +311,16 @@ void read_event(py::handle item, std::size_t index, nudge::event& e) {
       } else if (name == "props") {
         read_props(v, e, fmt::format("events[{}]", index));
       } else {
-        throw py::value_error(fmt::format(
-            "events[{}]: unknown field \"{}\" (expected contact, type, at, key, props)", index,
-            name));
+        throw py::value_error(
+            fmt::format("events[{}]: unknown field \"{}\" (expected contact, type, at, key, props)",
+                        index, name));
       }
     }
     if (!has_contact || !has_type || !has_at) {
-      throw py::value_error(fmt::format("events[{}]: missing \"{}\" (an event needs contact, type "
-                                        "and at)",
-                                        index,
-                                        !has_contact ? "contact" : (!has_type ? "type" : "at")));
+      throw py::value_error(
+          fmt::format("events[{}]: missing \"{}\" (an event needs contact, type "
+                      "and at)",
+                      index, !has_contact ? "contact" : (!has_type ? "type" : "at")));
     }
     return;
   }
@@ -453,8 +454,9 @@ void apply_fields(nudge::contact& c, const py::dict& fields) {
         }
       } else {
         if (PyUnicode_Check(v.ptr())) {
-          throw py::type_error("contact field tags: expected a dict {tag: time} or an iterable "
-                               "of tags, got a str");
+          throw py::type_error(
+              "contact field tags: expected a dict {tag: time} or an iterable "
+              "of tags, got a str");
         }
         for (auto t : py::iter(v)) {
           c.tags.insert_or_assign(to_text(t, "tag"), nudge::from_epoch(0));
@@ -478,15 +480,16 @@ void apply_fields(nudge::contact& c, const py::dict& fields) {
       c.consent.clear();
       for (auto [ck, cv] : py::cast<py::dict>(v)) {
         if (!PyBool_Check(cv.ptr())) {
-          throw py::type_error(fmt::format("contact field consent: expected bool values, got {}",
-                                           type_name(cv)));
+          throw py::type_error(
+              fmt::format("contact field consent: expected bool values, got {}", type_name(cv)));
         }
         c.consent.insert_or_assign(to_text(ck, what + " key"), cv.ptr() == Py_True);
       }
     } else if (name == "groups") {
       if (PyUnicode_Check(v.ptr())) {
-        throw py::type_error("contact field groups: expected an iterable of group names, got a "
-                             "str");
+        throw py::type_error(
+            "contact field groups: expected an iterable of group names, got a "
+            "str");
       }
       c.groups.clear();
       for (auto g : py::iter(v)) {
@@ -543,9 +546,9 @@ class py_store final : public nudge::store {
   explicit py_store(py::object obj) : obj_(std::move(obj)) {
     for (const char* name : {"load", "save", "due"}) {
       if (!py::hasattr(obj_, name) || !PyCallable_Check(obj_.attr(name).ptr())) {
-        throw py::type_error(fmt::format(
-            "store: {} has no method {}() (a store needs load, save and due)", type_name(obj_),
-            name));
+        throw py::type_error(
+            fmt::format("store: {} has no method {}() (a store needs load, save and due)",
+                        type_name(obj_), name));
       }
     }
   }
@@ -563,9 +566,9 @@ class py_store final : public nudge::store {
       return std::nullopt;
     }
     if (!py::isinstance<nudge::contact_state>(r)) {
-      throw py::type_error(fmt::format(
-          "store.load must return a ContactState (as handed to save) or None, got {}",
-          type_name(r)));
+      throw py::type_error(
+          fmt::format("store.load must return a ContactState (as handed to save) or None, got {}",
+                      type_name(r)));
     }
     return r.cast<const nudge::contact_state&>();
   }
@@ -704,8 +707,8 @@ class py_engine {
     py::dict all;
     if (!fields.is_none()) {
       if (!PyDict_Check(fields.ptr())) {
-        throw py::type_error(fmt::format("upsert_contact: fields must be a dict, got {}",
-                                         type_name(fields)));
+        throw py::type_error(
+            fmt::format("upsert_contact: fields must be a dict, got {}", type_name(fields)));
       }
       all = py::reinterpret_borrow<py::dict>(fields);
       all = all.attr("copy")();
@@ -828,9 +831,9 @@ class py_engine {
     std::size_t index = 0;
     for (auto item : items) {
       if (!PyDict_Check(item.ptr())) {
-        throw py::type_error(fmt::format(
-            "upsert_contacts: item {} must be a dict with an \"id\", got {}", index,
-            type_name(item)));
+        throw py::type_error(
+            fmt::format("upsert_contacts: item {} must be a dict with an \"id\", got {}", index,
+                        type_name(item)));
       }
       py::dict fields = py::reinterpret_borrow<py::dict>(item).attr("copy")();
       if (!fields.contains("id")) {
@@ -863,9 +866,15 @@ class py_engine {
     return out;
   }
 
-  const std::shared_ptr<const nudge::program>& program() const noexcept { return program_; }
-  py::object store() const { return store_ ? store_->object() : py::none(); }
-  py::object sink() const { return sink_ ? sink_->object() : py::none(); }
+  const std::shared_ptr<const nudge::program>& program() const noexcept {
+    return program_;
+  }
+  py::object store() const {
+    return store_ ? store_->object() : py::none();
+  }
+  py::object sink() const {
+    return sink_ ? sink_->object() : py::none();
+  }
 
  private:
   std::shared_ptr<const nudge::program> program_;
@@ -980,7 +989,8 @@ PYBIND11_MODULE(_core, m) {
       .def("__str__", &nudge::diagnostic::to_string)
       .def("__repr__",
            [](const nudge::diagnostic& d) {
-             return fmt::format("Diagnostic({})", py::repr(py::str(d.to_string())).cast<std::string>());
+             return fmt::format("Diagnostic({})",
+                                py::repr(py::str(d.to_string())).cast<std::string>());
            })
       .def("__eq__", [](const nudge::diagnostic& a, const nudge::diagnostic& b) { return a == b; });
 
@@ -1076,8 +1086,8 @@ PYBIND11_MODULE(_core, m) {
           },
           "The action as a plain dict.")
       .def("__repr__", &repr_of)
-      .def("__eq__", [](const py_due_action& a,
-                        const py_due_action& b) { return a.action == b.action; })
+      .def("__eq__",
+           [](const py_due_action& a, const py_due_action& b) { return a.action == b.action; })
       .def("__hash__", [](const py_due_action& a) {
         return static_cast<Py_hash_t>(a.action.idempotency_key >> 1);
       });
@@ -1097,16 +1107,17 @@ PYBIND11_MODULE(_core, m) {
       .def("to_dict", &contact_dict, "The profile as a plain dict.")
       .def("__eq__", [](const nudge::contact& a, const nudge::contact& b) { return a == b; })
       .def("__repr__", [](const nudge::contact& c) {
-        return fmt::format("Contact(id={}, status={}, stage={}, owner={}, score={}, tags={}, "
-                           "groups={}, details={})",
-                           py::repr(py::str(c.id)).cast<std::string>(),
-                           py::repr(py::str(c.status)).cast<std::string>(),
-                           py::repr(py::str(c.stage)).cast<std::string>(),
-                           py::repr(py::str(c.owner)).cast<std::string>(), c.score,
-                           py::repr(py::list(tags_of(c))).cast<std::string>(),
-                           py::repr(py::cast(std::vector<std::string>(c.groups.begin(), c.groups.end())))
-                               .cast<std::string>(),
-                           py::repr(details_of(c)).cast<std::string>());
+        return fmt::format(
+            "Contact(id={}, status={}, stage={}, owner={}, score={}, tags={}, "
+            "groups={}, details={})",
+            py::repr(py::str(c.id)).cast<std::string>(),
+            py::repr(py::str(c.status)).cast<std::string>(),
+            py::repr(py::str(c.stage)).cast<std::string>(),
+            py::repr(py::str(c.owner)).cast<std::string>(), c.score,
+            py::repr(py::list(tags_of(c))).cast<std::string>(),
+            py::repr(py::cast(std::vector<std::string>(c.groups.begin(), c.groups.end())))
+                .cast<std::string>(),
+            py::repr(details_of(c)).cast<std::string>());
       });
 
   // ContactState ------------------------------------------------------------------------------
@@ -1130,7 +1141,8 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly(
           "pending_timers", [](const nudge::contact_state& s) { return s.timers.size(); },
           "Number of pending delayed checks and delayed actions.")
-      .def("copy", [](const nudge::contact_state& s) { return s; }, "An independent copy.")
+      .def(
+          "copy", [](const nudge::contact_state& s) { return s; }, "An independent copy.")
       .def("__copy__", [](const nudge::contact_state& s) { return s; })
       .def(
           "__deepcopy__", [](const nudge::contact_state& s, py::handle) { return s; }, "memo"_a)
@@ -1191,21 +1203,22 @@ PYBIND11_MODULE(_core, m) {
           "path"_a, "time_format"_a = "iso",
           "Writes the actions as CSV (ts,contact,rule,action,arg), as `nudge replay` does; "
           "time_format 'iso' or 'epoch'.")
-      .def("__len__", [](const py_replay_result& r) { return r.actions.size(); },
-           "The number of actions.")
+      .def(
+          "__len__", [](const py_replay_result& r) { return r.actions.size(); },
+          "The number of actions.")
       .def("__repr__", [](const py_replay_result& r) {
-        return fmt::format("ReplayResult(actions={}, events_read={}, contacts_read={}, "
-                           "rejected={}, until={})",
-                           r.actions.size(), r.events_read, r.contacts_read, r.rejected,
-                           nudge::format_time(r.until));
+        return fmt::format(
+            "ReplayResult(actions={}, events_read={}, contacts_read={}, "
+            "rejected={}, until={})",
+            r.actions.size(), r.events_read, r.contacts_read, r.rejected,
+            nudge::format_time(r.until));
       });
 #endif
 
   // Engine ------------------------------------------------------------------------------------
   py::class_<py_engine>(m, "Engine",
                         "Runs a program over batches of events with your clock, store and sink.")
-      .def(py::init<std::shared_ptr<nudge::program>, const py::object&, const py::object&,
-                    bool>(),
+      .def(py::init<std::shared_ptr<nudge::program>, const py::object&, const py::object&, bool>(),
            "program"_a, "store"_a = py::none(), "sink"_a = py::none(), py::kw_only(),
            "create_unknown_contacts"_a = true,
            "Engine(program, store=None, sink=None, *, create_unknown_contacts=True). `store`: an "

@@ -239,9 +239,9 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
 
 void engine::restore(std::vector<rule_stats> stats, round_robin_counters counters) {
   if (stats.size() != stats_.size()) {
-    throw std::invalid_argument(fmt::format(
-        "nudge::engine::restore: {} rule statistics for a program of {} rules", stats.size(),
-        stats_.size()));
+    throw std::invalid_argument(
+        fmt::format("nudge::engine::restore: {} rule statistics for a program of {} rules",
+                    stats.size(), stats_.size()));
   }
   for (std::size_t i = 0; i < stats.size(); ++i) {
     if (stats[i].rule != stats_[i].rule) {

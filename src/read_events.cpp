@@ -1,18 +1,19 @@
 // Event and contact readers: CSV (split by hand with memchr and from_chars, since parsing sits
 // on the replay's critical path) and JSON Lines (simdjson On Demand, one document per line so
 // that every problem names its line).
-#include <fmt/format.h>
-#include <simdjson.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <utility>
+
+#include <fmt/format.h>
+#include <simdjson.h>
+
 #include <nudge/detail/compiled.hpp>
 #include <nudge/read_events.hpp>
-#include <utility>
 
 namespace nudge {
 

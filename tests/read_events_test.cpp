@@ -1,13 +1,14 @@
-#include <unistd.h>
-
-#include <catch2/catch.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <nudge/read_events.hpp>
-#include <nudge/rule.hpp>
 #include <string>
 #include <vector>
+
+#include <catch2/catch.hpp>
+#include <unistd.h>
+
+#include <nudge/read_events.hpp>
+#include <nudge/rule.hpp>
 
 namespace {
 

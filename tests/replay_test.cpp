@@ -1,14 +1,15 @@
-#include <unistd.h>
-
-#include <catch2/catch.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <nudge/replay.hpp>
-#include <nudge/rule.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <catch2/catch.hpp>
+#include <unistd.h>
+
+#include <nudge/replay.hpp>
+#include <nudge/rule.hpp>
 
 namespace {
 

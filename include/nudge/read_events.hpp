@@ -22,15 +22,16 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <nudge/contact.hpp>
-#include <nudge/event.hpp>
-#include <nudge/program.hpp>
-#include <nudge/time.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <nudge/contact.hpp>
+#include <nudge/event.hpp>
+#include <nudge/program.hpp>
+#include <nudge/time.hpp>
 
 namespace nudge {
 

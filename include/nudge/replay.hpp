@@ -7,15 +7,16 @@
 #include <functional>
 #include <iosfwd>
 #include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
 #include <nudge/due_action.hpp>
 #include <nudge/program.hpp>
 #include <nudge/read_events.hpp>
 #include <nudge/stats.hpp>
 #include <nudge/time.hpp>
-#include <optional>
-#include <span>
-#include <string>
-#include <vector>
 
 namespace nudge {
 

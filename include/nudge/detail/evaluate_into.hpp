@@ -22,10 +22,18 @@ struct outcome_recorder {
     }
     rule_stats& s = (*counts)[rule];
     switch (kind) {
-      case rule_outcome_kind::triggered: ++s.triggered; break;
-      case rule_outcome_kind::passed: ++s.passed; break;
-      case rule_outcome_kind::failed: ++s.failed; break;
-      case rule_outcome_kind::suppressed: ++s.suppressed; break;
+      case rule_outcome_kind::triggered:
+        ++s.triggered;
+        break;
+      case rule_outcome_kind::passed:
+        ++s.passed;
+        break;
+      case rule_outcome_kind::failed:
+        ++s.failed;
+        break;
+      case rule_outcome_kind::suppressed:
+        ++s.suppressed;
+        break;
     }
     if (!s.first || at < *s.first) {
       s.first = at;

@@ -1,4 +1,6 @@
 // The in-memory default store.
+#include <algorithm>
+
 #include <nudge/memory_store.hpp>
 
 namespace nudge {
@@ -23,8 +25,15 @@ void memory_store::save(std::span<contact_state> states) {
   for (const auto& s : states) {
     fresh += index_.find(s.contact.id) == index_.end() ? 1 : 0;
   }
-  states_.reserve(states_.size() + fresh);
-  index_.reserve(index_.size() + fresh);
+  // Grow geometrically: reserving exactly size + fresh on every save made one-at-a-time upserts
+  // quadratic (10,000 upserts took 21 s).
+  const std::size_t need = states_.size() + fresh;
+  if (states_.capacity() < need) {
+    states_.reserve(std::max(need, 2 * states_.capacity()));
+  }
+  if (index_.size() + fresh > index_.max_load()) {
+    index_.reserve(std::max(need, 2 * index_.size()));
+  }
   std::vector<std::pair<time_point, std::size_t>> due_entries;
   due_entries.reserve(states.size());
   for (auto& s : states) {

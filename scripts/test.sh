@@ -72,6 +72,7 @@ run_pytest() {
   local report rc
   report=$(mktemp --suffix .xml)
   PYTHONPATH="$root/$build/bindings/python${PYTHONPATH:+:$PYTHONPATH}" \
+    NUDGE_CLI="$root/$build/src/cli/nudge" \
     "$python" -m pytest -q -p no:cacheprovider --junitxml="$report" tests/python </dev/null
   rc=$?
   local counts

@@ -94,8 +94,9 @@ class reader {
   }
   const char* take(std::size_t n, std::string_view what) {
     if (bytes_.size() - pos_ < n) {
-      throw snapshot_error(fmt::format("{}: truncated at byte {}: expected {} bytes of {}, found {}",
-                                       name_, base_ + pos_, n, what, bytes_.size() - pos_));
+      throw snapshot_error(
+          fmt::format("{}: truncated at byte {}: expected {} bytes of {}, found {}", name_,
+                      base_ + pos_, n, what, bytes_.size() - pos_));
     }
     const char* p = bytes_.data() + pos_;
     pos_ += n;
@@ -166,8 +167,8 @@ class reader {
       case 4:
         return time(what);
       default:
-        corrupt(at, fmt::format("{} has value kind {} (expected 0 to 4)",
-                                what, static_cast<unsigned>(bytes_[at])));
+        corrupt(at, fmt::format("{} has value kind {} (expected 0 to 4)", what,
+                                static_cast<unsigned>(bytes_[at])));
     }
   }
   std::size_t pos() const noexcept { return pos_; }
@@ -541,7 +542,8 @@ void write_snapshot(const std::string& path, const snapshot& s) {
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const int err = errno;
     std::remove(tmp.c_str());
-    throw snapshot_error(fmt::format("{}: cannot write the snapshot: {}", path, std::strerror(err)));
+    throw snapshot_error(
+        fmt::format("{}: cannot write the snapshot: {}", path, std::strerror(err)));
   }
 }
 
@@ -577,9 +579,9 @@ snapshot parse_snapshot(std::string_view bytes, const program* expected, const s
     const auto at = r.pos();
     const std::uint64_t n = r.u64("the contact count");
     if (n > r.left() / 4) {
-      throw snapshot_error(fmt::format(
-          "{}: truncated at byte {}: {} contact states cannot fit in the {} bytes left", name, at,
-          n, r.left()));
+      throw snapshot_error(
+          fmt::format("{}: truncated at byte {}: {} contact states cannot fit in the {} bytes left",
+                      name, at, n, r.left()));
     }
     s.states.reserve(static_cast<std::size_t>(n));
     for (std::uint64_t i = 0; i < n; ++i) {

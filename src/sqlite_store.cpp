@@ -1,10 +1,9 @@
 // The SQLite store, its outbox, and durable_engine.
-#include <sqlite3.h>
-
 #include <exception>
 #include <sstream>
 
 #include <fmt/format.h>
+#include <sqlite3.h>
 
 #include <nudge/error.hpp>
 #include <nudge/snapshot.hpp>
@@ -28,7 +27,8 @@ class statement {
   statement(sqlite3* db, std::string_view sql, const std::string& path) {
     if (sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
                            &stmt_, nullptr) != SQLITE_OK) {
-      throw sqlite_error(fmt::format("{}: cannot prepare \"{}\": {}", path, sql, sqlite3_errmsg(db)));
+      throw sqlite_error(
+          fmt::format("{}: cannot prepare \"{}\": {}", path, sql, sqlite3_errmsg(db)));
     }
   }
   statement(statement&& o) noexcept : stmt_(std::exchange(o.stmt_, nullptr)) {}
@@ -65,14 +65,14 @@ void bind_text(sqlite3_stmt* s, int i, std::string_view text) {
 
 std::string_view column_text(sqlite3_stmt* s, int i) {
   const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
-  return p == nullptr ? std::string_view{} : std::string_view{p, static_cast<std::size_t>(
-                                                                    sqlite3_column_bytes(s, i))};
+  return p == nullptr ? std::string_view{}
+                      : std::string_view{p, static_cast<std::size_t>(sqlite3_column_bytes(s, i))};
 }
 
 std::string_view column_blob(sqlite3_stmt* s, int i) {
   const auto* p = static_cast<const char*>(sqlite3_column_blob(s, i));
-  return p == nullptr ? std::string_view{} : std::string_view{p, static_cast<std::size_t>(
-                                                                    sqlite3_column_bytes(s, i))};
+  return p == nullptr ? std::string_view{}
+                      : std::string_view{p, static_cast<std::size_t>(sqlite3_column_bytes(s, i))};
 }
 
 }  // namespace
@@ -115,8 +115,8 @@ sqlite_store::sqlite_store(const std::string& path, const nudge::program& progra
   impl& d = *impl_;
   d.path = path;
   d.read_only = options.read_only;
-  const int flags = options.read_only ? SQLITE_OPEN_READONLY
-                                      : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  const int flags =
+      options.read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   if (sqlite3_open_v2(path.c_str(), &d.db, flags | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
     if (d.db == nullptr) {
       throw sqlite_error(fmt::format("{}: cannot open: out of memory", path));
@@ -180,7 +180,8 @@ sqlite_store::sqlite_store(const std::string& path, const nudge::program& progra
   }
   d.load = d.prepare("SELECT state FROM contacts WHERE id = ?1");
   d.due = d.prepare(
-      "SELECT id FROM contacts WHERE next_due IS NOT NULL AND next_due <= ?1 ORDER BY next_due, id");
+      "SELECT id FROM contacts WHERE next_due IS NOT NULL AND next_due <= ?1 ORDER BY next_due, "
+      "id");
   d.read_outbox = d.prepare(
       "SELECT seq, contact, due_at, rule_index, action_index, kind, arg, idempotency_key FROM "
       "outbox ORDER BY seq LIMIT ?1");
@@ -296,8 +297,8 @@ std::vector<std::string> sqlite_store::due(time_point t) {
 
 void sqlite_store::add_to_outbox(std::span<const due_action> actions) {
   if (impl_->add_outbox.get() == nullptr) {
-    throw sqlite_error(fmt::format("{}: cannot write the outbox: the database is open read-only",
-                                   path_));
+    throw sqlite_error(
+        fmt::format("{}: cannot write the outbox: the database is open read-only", path_));
   }
   for (const auto& a : actions) {
     const auto& rule = program_->rules().rules[a.rule_index];
@@ -365,8 +366,8 @@ std::size_t sqlite_store::size() {
 
 void sqlite_store::remove_from_outbox(std::int64_t last) {
   if (impl_->remove_outbox.get() == nullptr) {
-    throw sqlite_error(fmt::format("{}: cannot write the outbox: the database is open read-only",
-                                   path_));
+    throw sqlite_error(
+        fmt::format("{}: cannot write the outbox: the database is open read-only", path_));
   }
   use s{impl_->remove_outbox};
   sqlite3_bind_int64(*s, 1, last);

@@ -1,6 +1,3 @@
-#include <unistd.h>
-
-#include <catch2/catch.hpp>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -8,7 +5,9 @@
 #include <string>
 #include <vector>
 
+#include <catch2/catch.hpp>
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <nudge/engine.hpp>
 #include <nudge/load_rules.hpp>
@@ -104,8 +103,14 @@ TEST_CASE("snapshot: a snapshot round-trips with states, statistics and counters
   nudge::snapshot s;
   s.fingerprint = 0x0123456789abcdefULL;
   s.states = {rich_state()};
-  s.stats = {{.rule = "r1", .triggered = 5, .passed = 4, .failed = 1, .suppressed = 0,
-              .emitted = 4, .first = from_epoch(1704000000), .last = from_epoch(1704100000)},
+  s.stats = {{.rule = "r1",
+              .triggered = 5,
+              .passed = 4,
+              .failed = 1,
+              .suppressed = 0,
+              .emitted = 4,
+              .first = from_epoch(1704000000),
+              .last = from_epoch(1704100000)},
              {.rule = "r2"}};
   s.counters = {3, 0};
   const auto bytes = encode(s);
@@ -226,8 +231,9 @@ const w1_data& w1() {
 
 }  // namespace
 
-TEST_CASE("snapshot: replaying half, snapshotting and loading into a fresh engine gives the "
-          "uninterrupted run's actions") {
+TEST_CASE(
+    "snapshot: replaying half, snapshotting and loading into a fresh engine gives the "
+    "uninterrupted run's actions") {
   const auto& d = w1();
   REQUIRE(d.events.size() == 6000);
   // Cut between distinct timestamps, and process the first half up to just before the second's
@@ -255,9 +261,9 @@ TEST_CASE("snapshot: replaying half, snapshotting and loading into a fresh engin
   before.upsert_contacts(d.contacts);
   auto actions = before.process(first, mid);
   CHECK(actions.size() == expected_first);
-  const auto path = (std::filesystem::current_path() /
-                     ("snapshot_test_" + std::to_string(::getpid()) + ".snap"))
-                        .string();
+  const auto path =
+      (std::filesystem::current_path() / ("snapshot_test_" + std::to_string(::getpid()) + ".snap"))
+          .string();
   nudge::save_snapshot(path, before, store);
 
   nudge::engine after{d.program};  // its own memory store

@@ -1,6 +1,3 @@
-#include <unistd.h>
-
-#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -10,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#include <catch2/catch.hpp>
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <nudge/engine.hpp>
 #include <nudge/error.hpp>
@@ -73,8 +72,8 @@ struct temp_db {
   std::filesystem::path dir;
   std::string path;
   explicit temp_db(const std::string& name) {
-    dir = std::filesystem::current_path() /
-          fmt::format("sqlite_store_test_{}_{}", ::getpid(), name);
+    dir =
+        std::filesystem::current_path() / fmt::format("sqlite_store_test_{}_{}", ::getpid(), name);
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
     path = (dir / "state.db").string();
@@ -241,8 +240,9 @@ TEST_CASE("sqlite_store: state, statistics and counters survive reopening") {
   CHECK(reference_actions == 33);
 }
 
-TEST_CASE("sqlite_store: the outbox keeps undelivered actions when the sink throws and "
-          "redelivers them next time") {
+TEST_CASE(
+    "sqlite_store: the outbox keeps undelivered actions when the sink throws and "
+    "redelivers them next time") {
   temp_db tmp{"outbox"};
   const auto program = shop_program();
   const auto batches = shop_batches();
@@ -278,8 +278,9 @@ TEST_CASE("sqlite_store: the outbox keeps undelivered actions when the sink thro
   CHECK(db.outbox_size() == 0);
 }
 
-TEST_CASE("sqlite_store: a store or sink failing on its k-th call, then a retry, ends as a run "
-          "without faults") {
+TEST_CASE(
+    "sqlite_store: a store or sink failing on its k-th call, then a retry, ends as a run "
+    "without faults") {
   const auto program = shop_program();
   std::vector<std::string> expected_actions;
   std::string expected_state;
@@ -335,9 +336,9 @@ TEST_CASE("sqlite_store: a read-only database refuses the batch and keeps the pr
   {
     nudge::sqlite_store db{tmp.path, *program, {.read_only = true}};
     nudge::durable_engine engine{program, db, nullptr};
-    CHECK_THROWS_WITH(engine.process(batches[1], batch_end(1)),
-                      fmt::format("{}: cannot begin a transaction: the database is open read-only",
-                                  tmp.path));
+    CHECK_THROWS_WITH(
+        engine.process(batches[1], batch_end(1)),
+        fmt::format("{}: cannot begin a transaction: the database is open read-only", tmp.path));
     CHECK(engine.engine().stats() == db.engine_state()->first);
   }
   CHECK(db_state(tmp.path, *program) == before);
@@ -348,8 +349,9 @@ TEST_CASE("sqlite_store: a corrupt database file is refused and left as it was")
   const auto program = shop_program();
   const std::string garbage(8192, 'x');
   std::ofstream{tmp.path, std::ios::binary} << garbage;
-  CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program}),
-                    fmt::format("{}: cannot open (set WAL mode): file is not a database", tmp.path));
+  CHECK_THROWS_WITH(
+      (nudge::sqlite_store{tmp.path, *program}),
+      fmt::format("{}: cannot open (set WAL mode): file is not a database", tmp.path));
   CHECK(read_file(tmp.path) == garbage);
 }
 

@@ -54,9 +54,9 @@ std::uint64_t program_fingerprint(const program& p);
 
 /// Everything a snapshot holds, in memory.
 struct snapshot {
-  std::uint64_t fingerprint = 0;       ///< program_fingerprint of the writer's program
-  std::vector<contact_state> states;   ///< sorted by contact id
-  std::vector<rule_stats> stats;       ///< per rule, in program order
+  std::uint64_t fingerprint = 0;      ///< program_fingerprint of the writer's program
+  std::vector<contact_state> states;  ///< sorted by contact id
+  std::vector<rule_stats> stats;      ///< per rule, in program order
   round_robin_counters counters;
   friend bool operator==(const snapshot&, const snapshot&) = default;
 };

@@ -114,8 +114,7 @@ class sqlite_store : public store {
 
   /// Engine statistics and counters as of the last commit (empty before the first).
   std::optional<std::pair<std::vector<rule_stats>, round_robin_counters>> engine_state();
-  void put_engine_state(const std::vector<rule_stats>& stats,
-                        const round_robin_counters& counters);
+  void put_engine_state(const std::vector<rule_stats>& stats, const round_robin_counters& counters);
 
   /// Number of contacts stored.
   std::size_t size();

@@ -8,9 +8,6 @@
 // actions again with the same keys.
 #include "live.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -21,7 +18,9 @@
 #include <utility>
 #include <vector>
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <nudge/error.hpp>
 #include <nudge/load_rules.hpp>
@@ -49,8 +48,8 @@ std::optional<std::string> slurp(const std::string& path) {
 }
 
 std::string action_line(const nudge::due_action& a) {
-  return fmt::format("{},{},{},{},{},{}\n", nudge::to_epoch(a.due_at), a.contact, a.rule,
-                     a.verb(), a.arg, a.idempotency_key);
+  return fmt::format("{},{},{},{},{},{}\n", nudge::to_epoch(a.due_at), a.contact, a.rule, a.verb(),
+                     a.arg, a.idempotency_key);
 }
 
 // Appends each delivery to a file (or standard output) in one write.
@@ -223,8 +222,7 @@ int run_live(const run_args& args) {
     const bool at_end = line_end.size() < args.batch;
     events.clear();
     if (!line_end.empty()) {
-      nudge::event_reader reader{std::move(chunk), format, args.events,
-                                 {.program = program.get()}};
+      nudge::event_reader reader{std::move(chunk), format, args.events, {.program = program.get()}};
       reader.read(events, line_end.size());
     }
     // Events after --until wait for a later run.
@@ -272,8 +270,10 @@ int run_live(const run_args& args) {
     }
   }
   engine.deliver_pending();
-  fmt::print(stderr, "{} events processed ({} lines of {} so far), {} actions delivered, {} in the outbox\n",
-             processed, lines, args.events, sink.delivered, db.outbox_size());
+  fmt::print(
+      stderr,
+      "{} events processed ({} lines of {} so far), {} actions delivered, {} in the outbox\n",
+      processed, lines, args.events, sink.delivered, db.outbox_size());
   return exit_ok;
 }
 

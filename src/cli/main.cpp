@@ -213,8 +213,9 @@ int run_replay(const replay_args& args) {
   }
   if (!args.load_snapshot.empty() && !args.contacts.empty()) {
     // Upserting the file's profiles would undo what rules changed (status, tags, owner, ...).
-    fmt::print(stderr, "--contacts cannot be combined with --load-snapshot: the snapshot holds the "
-                       "contacts\n");
+    fmt::print(stderr,
+               "--contacts cannot be combined with --load-snapshot: the snapshot holds the "
+               "contacts\n");
     return exit_usage;
   }
   if (!args.rejects.empty() && args.on_error != "skip") {

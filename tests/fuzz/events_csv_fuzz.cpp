@@ -10,7 +10,9 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string text{reinterpret_cast<const char*>(data), size};
   try {
-    nudge::event_reader reader{std::move(text), nudge::file_format::csv, "fuzz.csv",
+    nudge::event_reader reader{std::move(text),
+                               nudge::file_format::csv,
+                               "fuzz.csv",
                                {.on_reject = [](const nudge::input_problem&) {}}};
     std::vector<nudge::event> batch;
     while (reader.read(batch, 64)) {

@@ -257,8 +257,8 @@ struct compiler {
   void finish_index() {
     for (auto& t : out.by_type) {
       for (auto& [key, lists] : t.exact) {
-        auto absorb = [&](std::vector<std::uint32_t>& into, const std::vector<std::uint32_t>& any,
-                          const auto& prefixes) {
+        auto absorb = [&, &key = key](std::vector<std::uint32_t>& into,
+                                      const std::vector<std::uint32_t>& any, const auto& prefixes) {
           into.insert(into.end(), any.begin(), any.end());
           for (const auto& [prefix, id] : prefixes) {
             if (std::string_view{key}.starts_with(prefix)) {

@@ -614,7 +614,10 @@ struct event_reader::impl {
             return json_string(v, e.type, reason, k);
           }
           if (k == "key") {
-            if (v.is_null()) {
+            // is_null() can itself fail on a malformed value; a failure is not "null" (found by
+            // the JSONL fuzzer: it escaped as simdjson_error without file:line).
+            bool is_null = false;
+            if (!v.is_null().get(is_null) && is_null) {
               return true;
             }
             return json_string(v, e.key, reason, k);

@@ -220,6 +220,9 @@ TEST_CASE("read_events: bad JSON Lines are refused with the line and reason",
         "events.csv:2: not valid JSON (trailing content after the object)");
   CHECK(
       err(R"({"ts": 2, "contact": "c", "type": "sig)").starts_with("events.csv:2: not valid JSON"));
+  // Found by the JSONL fuzzer: a malformed key value escaped as a bare simdjson_error.
+  CHECK(err(R"({"ts": 2, "contact": "c", "type": "signup", "key":n "o1"})")
+            .starts_with("events.csv:2: "));
 }
 
 TEST_CASE("read_events: the format follows the extension", "[read_events]") {

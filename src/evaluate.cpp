@@ -190,7 +190,7 @@ class evaluator {
       run_check(tm.rule, tm.due_at, tm.triggered_at, tm.trigger_ordinal, nullptr);
     } else {
       run_action(tm.rule, static_cast<std::size_t>(tm.action), tm.due_at, tm.triggered_at,
-                 tm.trigger_ordinal, nullptr, true);
+                 tm.trigger_ordinal, nullptr);
     }
     drain();
   }
@@ -350,7 +350,7 @@ class evaluator {
         t.trigger_ordinal = ordinal;
         schedule(t);
       } else {
-        run_action(r, i, now, triggered_at, ordinal, ctx, false);
+        run_action(r, i, now, triggered_at, ordinal, ctx);
       }
     }
   }
@@ -381,14 +381,13 @@ class evaluator {
   }
 
   void run_action(std::uint32_t r, std::size_t i, time_point now, time_point triggered_at,
-                  std::uint64_t ordinal, const cascade_ctx* ctx, bool from_timer) {
+                  std::uint64_t ordinal, const cascade_ctx* ctx) {
     const rule& def = p_.rules().rules[r];
     const action& a = def.actions[i];
     const detail::compiled_rule& cr = c_.rules[r];
     if (cr.action_conditions[i] != none && !eval(cr.action_conditions[i], now, triggered_at)) {
       return;
     }
-    (void)from_timer;
     std::string_view arg = a.arg;
     std::string_view raised_type;
     std::string raised_key;

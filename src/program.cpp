@@ -31,9 +31,6 @@ struct validator {
     if (m.type.empty()) {
       fail(at + "/event", "missing_event", "an event type is required");
     }
-    if (m.match == key_match::exact && m.key.empty()) {
-      // An empty exact key is legitimate (signup events have none): nothing to check.
-    }
   }
 
   void check_condition(const condition& c, const std::string& at, std::size_t depth) {

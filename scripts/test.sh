@@ -3,18 +3,23 @@
 #   1. the normal build (Release, warnings as errors, build/) and ctest: C++ tests, examples,
 #      CLI tests, and the Python tests (pytest on Debian's /usr/bin/python3);
 #   2. the sanitizer build (AddressSanitizer + UBSan, Debug, build-asan/) and ctest;
-#   3. a consumer project using the installed package and add_subdirectory;
-#   4. README.md's quick start is the code tests/readme_test.cpp compiles;
-#   5. clang-format 14 over every tracked .hpp/.cpp.
-# Ends with "N passed, M failed" (ctest and pytest counts; a stage that fails outright, such as
-# a build, adds one to M) and exits non-zero if anything failed.
-# Environment: NUDGE_BUILD_DIR (build), NUDGE_ASAN_BUILD_DIR (build-asan), NUDGE_JOBS (2).
+#   3. the libFuzzer targets (clang-14, -DNUDGE_FUZZ=ON, build-fuzz/), each run briefly over its
+#      seed corpus (tests/fuzz/run_fuzz.sh; docs/fuzzing.md);
+#   4. a consumer project using the installed package and add_subdirectory;
+#   5. README.md's quick start is the code tests/readme_test.cpp compiles;
+#   6. clang-format 14 over every tracked .hpp/.cpp.
+# Ends with "N passed, M failed" (ctest and pytest counts, one per fuzz target; a stage that
+# fails outright, such as a build, adds one to M) and exits non-zero if anything failed.
+# Environment: NUDGE_BUILD_DIR (build), NUDGE_ASAN_BUILD_DIR (build-asan), NUDGE_JOBS (2),
+# NUDGE_FUZZ_BUILD_DIR (build-fuzz), NUDGE_FUZZ_SECONDS (12: per fuzz target).
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
 build=${NUDGE_BUILD_DIR:-build}
 asan_build=${NUDGE_ASAN_BUILD_DIR:-build-asan}
+fuzz_build=${NUDGE_FUZZ_BUILD_DIR:-build-fuzz}
+fuzz_seconds=${NUDGE_FUZZ_SECONDS:-12}
 jobs=${NUDGE_JOBS:-2}
 python=/usr/bin/python3
 
@@ -125,6 +130,25 @@ if cmake -S . -B "$asan_build" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DNUDGE_WERROR=
     run_ctest "$asan_build" "ctest $asan_build"
 else
   stage_failed "build $asan_build"
+fi
+
+step "fuzz build: $fuzz_build (clang-14, libFuzzer + ASan + UBSan)"
+# Only the library and the fuzz targets: everything built in this tree is instrumented.
+if cmake -S . -B "$fuzz_build" -G Ninja -DCMAKE_CXX_COMPILER=clang++-14 -DNUDGE_FUZZ=ON \
+     -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNUDGE_WERROR=ON -DNUDGE_SANITIZE=OFF \
+     -DNUDGE_BUILD_TESTS=OFF -DNUDGE_BUILD_EXAMPLES=OFF -DNUDGE_BUILD_BENCH=OFF \
+     -DNUDGE_BUILD_CLI=OFF -DNUDGE_BUILD_PYTHON=OFF -DNUDGE_INSTALL=OFF &&
+   cmake --build "$fuzz_build" -j "$jobs" --target nudge_fuzzers; then
+  for target in load_rules events_csv events_jsonl contacts differential; do
+    step "fuzz: fuzz_$target (${fuzz_seconds}s over tests/fuzz/corpus/$target)"
+    if bash tests/fuzz/run_fuzz.sh "$fuzz_build/tests/fuzz" "$fuzz_seconds" "$target"; then
+      passed=$((passed + 1))
+    else
+      stage_failed "fuzz_$target (crash input and log in $fuzz_build/tests/fuzz/work/$target)"
+    fi
+  done
+else
+  stage_failed "build $fuzz_build"
 fi
 
 step "consumer: find_package and add_subdirectory"

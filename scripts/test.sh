@@ -134,8 +134,10 @@ fi
 
 step "fuzz build: $fuzz_build (clang-14, libFuzzer + ASan + UBSan)"
 # Only the library and the fuzz targets: everything built in this tree is instrumented.
+# Warnings stay warnings here: the normal build (GCC, -Werror) is the warnings gate, and a
+# clang-only warning should not fail the fuzzing stage.
 if cmake -S . -B "$fuzz_build" -G Ninja -DCMAKE_CXX_COMPILER=clang++-14 -DNUDGE_FUZZ=ON \
-     -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNUDGE_WERROR=ON -DNUDGE_SANITIZE=OFF \
+     -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNUDGE_WERROR=OFF -DNUDGE_SANITIZE=OFF \
      -DNUDGE_BUILD_TESTS=OFF -DNUDGE_BUILD_EXAMPLES=OFF -DNUDGE_BUILD_BENCH=OFF \
      -DNUDGE_BUILD_CLI=OFF -DNUDGE_BUILD_PYTHON=OFF -DNUDGE_INSTALL=OFF &&
    cmake --build "$fuzz_build" -j "$jobs" --target nudge_fuzzers; then

@@ -4,7 +4,9 @@
 //   (a) one batch through nudge::engine on a memory_store: process(all events, end);
 //   (b) split into batches at instants where a split is valid (after every event of an instant,
 //       docs/design.md "The clock rule"), with advance(now) calls between, ending with
-//       advance(end); once with cuts the input picks and once with every instant its own batch;
+//       advance(end); once with cuts the input picks (continuing after some batches in a fresh
+//       engine loaded from a snapshot, which must round-trip exactly) and once with every
+//       instant its own batch;
 //   (c) nudge::evaluate per contact, from the contact's fresh state, with now = end.
 //
 // All runs must give identical due actions (contact, rule, action, argument, due time,
@@ -15,9 +17,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,6 +31,7 @@
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <nudge/nudge.hpp>
+#include <nudge/snapshot.hpp>
 
 namespace {
 
@@ -215,6 +221,89 @@ nudge::rule_set rules(FuzzedDataProvider& in) {
   return rs;
 }
 
+// True if some rule can trigger itself again through a chain of internal actions that passes a
+// delay (the rule's or an action's). Such a program never settles: its timers re-arm each other
+// forever, and one with fan-out doubles its pending timers at every round (docs/fuzzing.md,
+// finding 1: the engine has no limit on pending timers yet). Those inputs are skipped so the
+// fuzzer is not stopped by a timeout it already knows about. Conditions are ignored: the check
+// errs towards skipping.
+bool has_delayed_loop(const nudge::rule_set& rs) {
+  struct raised {
+    std::string type, key;
+    bool any_key = false;  // assign_owner: the key is whichever member is picked
+  };
+  auto raises = [](const nudge::action& a) -> std::optional<raised> {
+    using k = nudge::action_kind;
+    switch (a.kind) {
+      case k::add_tag:
+        return raised{"tag_added", a.arg};
+      case k::remove_tag:
+        return raised{"tag_removed", a.arg};
+      case k::set_stage:
+        return raised{"stage_entered", a.arg};
+      case k::set_status:
+        return raised{"status_changed", a.arg};
+      case k::add_score:
+        return raised{"score_changed", ""};
+      case k::add_to_group:
+        return raised{"group_added", a.arg};
+      case k::remove_from_group:
+        return raised{"group_removed", a.arg};
+      case k::set_detail:
+        return raised{"detail_set", a.arg};
+      case k::assign_owner:
+        return raised{"owner_assigned", "", true};
+      default:
+        return std::nullopt;
+    }
+  };
+  auto triggers = [](const nudge::event_match& m, const raised& e) {
+    if (m.type != e.type) {
+      return false;
+    }
+    switch (m.match) {
+      case nudge::key_match::exact:
+        return e.any_key || m.key == e.key;
+      case nudge::key_match::prefix:
+        return e.any_key || e.key.starts_with(m.key);
+      default:
+        return true;
+    }
+  };
+  const std::size_t n = rs.rules.size();
+  // edge[a][b]: running a can trigger b; delayed[a][b]: through a delay.
+  std::vector<std::vector<bool>> edge(n, std::vector<bool>(n)), delayed = edge;
+  for (std::size_t a = 0; a < n; ++a) {
+    for (const auto& act : rs.rules[a].actions) {
+      const auto e = raises(act);
+      for (std::size_t b = 0; e && b < n; ++b) {
+        if (triggers(rs.rules[b].trigger, *e)) {
+          edge[a][b] = true;
+          delayed[a][b] = delayed[a][b] || rs.rules[a].delay.count() > 0 || act.delay.count() > 0;
+        }
+      }
+    }
+  }
+  auto reach = edge;  // transitive closure (Warshall): n <= 6
+  for (std::size_t k = 0; k < n; ++k) {
+    for (std::size_t i = 0; i < n; ++i) {
+      for (std::size_t j = 0; j < n; ++j) {
+        if (reach[i][k] && reach[k][j]) {
+          reach[i][j] = true;
+        }
+      }
+    }
+  }
+  for (std::size_t a = 0; a < n; ++a) {
+    for (std::size_t b = 0; b < n; ++b) {
+      if (delayed[a][b] && (a == b || reach[b][a])) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
 struct input {
   std::vector<nudge::contact> profiles;  // upserted before any event
   std::vector<nudge::event> events;      // in time order
@@ -261,6 +350,131 @@ input events(FuzzedDataProvider& in) {
   return out;
 }
 
+// ---- A readable form of the generated input, printed when a run fails (or always with
+// NUDGE_FUZZ_PRINT=1 in the environment) so that a crash input can be turned into a test.
+std::string describe(const nudge::event_match& m) {
+  switch (m.match) {
+    case nudge::key_match::exact:
+      return fmt::format("{}[{}]", m.type, m.key);
+    case nudge::key_match::prefix:
+      return fmt::format("{}[{}*]", m.type, m.key);
+    default:
+      return m.type;
+  }
+}
+
+std::string describe(const nudge::condition& c) {
+  using k = nudge::condition::kind;
+  auto list = [&](const char* op) {
+    std::string out = op;
+    out += '(';
+    for (std::size_t i = 0; i < c.children.size(); ++i) {
+      out += (i > 0 ? ", " : "") + describe(c.children[i]);
+    }
+    return out + ')';
+  };
+  switch (c.node) {
+    case k::always:
+      return "always";
+    case k::all:
+      return list("all");
+    case k::any:
+      return list("any");
+    case k::negate:
+      return list("not");
+    case k::has_tag:
+      return fmt::format("has_tag({})", c.name);
+    case k::in_group:
+      return fmt::format("in_group({})", c.name);
+    case k::compare: {
+      static const char* const fields[] = {"detail", "status", "stage", "owner", "score", "tz"};
+      std::string out = fmt::format("{}{} op{}", fields[static_cast<int>(c.target)], c.name,
+                                    static_cast<int>(c.op));
+      for (const auto& v : c.operands) {
+        out += ' ' + nudge::to_string(v);
+      }
+      return out;
+    }
+    case k::happened: {
+      static const char* const counts[] = {">=", "<=", "=="};
+      std::string window = "ever";
+      if (c.window == nudge::window_kind::within) {
+        window = "within " + nudge::format_duration(c.window_length);
+      } else if (c.window == nudge::window_kind::since_trigger) {
+        window = "since trigger";
+      }
+      return fmt::format("count({}, {}) {} {}", describe(c.events), window,
+                         counts[static_cast<int>(c.count)], c.count_bound);
+    }
+  }
+  return "?";
+}
+
+std::string describe(const nudge::rule& r) {
+  std::string out = fmt::format("{}: on {}", r.id, describe(r.trigger));
+  if (r.delay.count() > 0) {
+    out += " after " + nudge::format_duration(r.delay);
+  }
+  if (r.when.node != nudge::condition::kind::always) {
+    out += " if " + describe(r.when);
+  }
+  for (const auto& a : r.actions) {
+    out += fmt::format(
+        " -> {}({}{})", nudge::action_name(a.kind), a.arg,
+        a.kind == nudge::action_kind::add_score || a.kind == nudge::action_kind::set_detail
+            ? " " + nudge::to_string(a.val)
+            : "");
+    if (a.delay.count() > 0) {
+      out += " after " + nudge::format_duration(a.delay);
+    }
+    if (a.when) {
+      out += " if " + describe(*a.when);
+    }
+    if (a.notify) {
+      out += " notify";
+    }
+  }
+  if (r.reentry_policy == nudge::reentry::once) {
+    out += " once";
+  } else if (r.reentry_policy == nudge::reentry::once_per) {
+    out += " once per " + nudge::format_duration(r.reentry_window);
+  }
+  if (r.cap) {
+    out += fmt::format(" at most {} per {}", r.cap->max_runs, nudge::format_duration(r.cap->per));
+  }
+  return out;
+}
+
+void print_input(const nudge::program& p, const input& data) {
+  std::fprintf(stderr, "program:\n");
+  for (const auto& r : p.rules().rules) {
+    std::fprintf(stderr, "  %s\n", describe(r).c_str());
+  }
+  std::fprintf(stderr, "profiles:\n");
+  for (const auto& c : data.profiles) {
+    std::string tags;
+    for (const auto& [tag, _] : c.tags) {
+      tags += ' ' + tag;
+    }
+    std::string groups;
+    for (const auto& g : c.groups) {
+      groups += ' ' + g;
+    }
+    std::fprintf(stderr, "  %s: tags%s; stage %s; groups%s; score %g\n", c.id.c_str(), tags.c_str(),
+                 c.stage.c_str(), groups.c_str(), c.score);
+  }
+  std::fprintf(stderr, "events:\n");
+  for (const auto& e : data.events) {
+    std::fprintf(stderr, "  %s %s %s[%s]\n", nudge::format_time(e.at).c_str(), e.contact.c_str(),
+                 e.type.c_str(), e.key.c_str());
+  }
+  std::fprintf(stderr, "end: %s\n", nudge::format_time(data.end).c_str());
+}
+
+// The input being run, for mismatch() to print.
+const nudge::program* current_program = nullptr;
+const input* current_input = nullptr;
+
 struct outcome {
   bool cycle = false;  // a rule_cycle_error ended the run
   std::vector<nudge::due_action> actions;
@@ -273,11 +487,14 @@ std::string describe(const nudge::due_action& a) {
                      a.verb(), a.arg, a.idempotency_key);
 }
 
-[[noreturn]] void mismatch(const char* what, const outcome& x, const outcome& y) {
-  std::fprintf(stderr, "differential mismatch: %s\n", what);
+[[noreturn]] void mismatch(const char* what, const char* part, const outcome& x, const outcome& y) {
+  std::fprintf(stderr, "differential mismatch: %s: the %s differ\n", what, part);
+  if (current_program != nullptr && current_input != nullptr) {
+    print_input(*current_program, *current_input);
+  }
   for (const auto* o : {&x, &y}) {
-    std::fprintf(stderr, "-- %s, %zu actions:\n", o->cycle ? "cycle" : "completed",
-                 o->actions.size());
+    std::fprintf(stderr, "-- %s, %zu actions:\n",
+                 o->cycle ? "stopped by a rule cycle" : "completed", o->actions.size());
     for (const auto& a : o->actions) {
       std::fprintf(stderr, "  %s\n", describe(a).c_str());
     }
@@ -287,26 +504,28 @@ std::string describe(const nudge::due_action& a) {
 
 void compare(const char* what, const outcome& x, const outcome& y, bool with_stats) {
   if (x.cycle != y.cycle) {
-    mismatch(what, x, y);
+    mismatch(what, "rule cycle reports", x, y);
   }
   if (x.cycle) {
     return;  // the batch that met the cycle changed nothing; earlier batches may have landed
   }
   if (x.actions != y.actions) {
-    mismatch(what, x, y);
+    mismatch(what, "actions", x, y);
   }
   if (x.states != y.states) {
-    mismatch(what, x, y);  // (the actions printed are equal; the states differ)
+    mismatch(what, "final contact states", x, y);
   }
   if (with_stats && x.stats != y.stats) {
-    mismatch(what, x, y);
+    mismatch(what, "rule statistics", x, y);
   }
 }
 
 struct engine_run {
-  explicit engine_run(const std::shared_ptr<const nudge::program>& p, const input& data)
-      : engine{p, &store} {
-    engine.upsert_contacts(data.profiles);
+  explicit engine_run(std::shared_ptr<const nudge::program> p, const input& data)
+      : program{std::move(p)},
+        store{std::make_unique<nudge::memory_store>()},
+        engine{std::make_unique<nudge::engine>(program, store.get())} {
+    engine->upsert_contacts(data.profiles);
   }
   // Runs one call, keeping its actions; false once a rule cycle stopped the run.
   template <class Call>
@@ -320,18 +539,43 @@ struct engine_run {
       return false;
     }
   }
-  void finish(outcome& out) {
-    store.for_each([&](const nudge::contact_state& s) { out.states.emplace(s.contact.id, s); });
-    out.stats = engine.stats();
+  // Continues in a fresh engine and store loaded from a snapshot of this one, as a host
+  // restarting between batches would: the snapshot must carry everything that matters.
+  void restart() {
+    const nudge::snapshot before = nudge::take_snapshot(*engine, *store);
+    std::ostringstream bytes;
+    nudge::write_snapshot(bytes, before);
+    nudge::snapshot loaded;
+    try {
+      loaded = nudge::parse_snapshot(bytes.str(), program.get());
+    } catch (const nudge::snapshot_error& e) {
+      std::fprintf(stderr, "snapshot refused on reading it back: %s\n", e.what());
+      __builtin_trap();
+    }
+    if (!(loaded == before)) {
+      std::fprintf(stderr, "snapshot round trip changed the state\n");
+      __builtin_trap();
+    }
+    auto fresh_store = std::make_unique<nudge::memory_store>();
+    auto fresh = std::make_unique<nudge::engine>(program, fresh_store.get());
+    fresh_store->save(loaded.states);
+    fresh->restore(std::move(loaded.stats), std::move(loaded.counters));
+    engine = std::move(fresh);
+    store = std::move(fresh_store);
   }
-  nudge::memory_store store;
-  nudge::engine engine;
+  void finish(outcome& out) {
+    store->for_each([&](const nudge::contact_state& s) { out.states.emplace(s.contact.id, s); });
+    out.stats = engine->stats();
+  }
+  std::shared_ptr<const nudge::program> program;
+  std::unique_ptr<nudge::memory_store> store;
+  std::unique_ptr<nudge::engine> engine;  // uses *store
 };
 
 outcome run_whole(const std::shared_ptr<const nudge::program>& p, const input& data) {
   engine_run run{p, data};
   outcome out;
-  if (run.step(out, [&] { return run.engine.process(data.events, data.end); })) {
+  if (run.step(out, [&] { return run.engine->process(data.events, data.end); })) {
     run.finish(out);
   }
   return out;
@@ -341,9 +585,10 @@ outcome run_whole(const std::shared_ptr<const nudge::program>& p, const input& d
 // in [its last event, the next event - 1s], optionally followed by advance() to a later such
 // instant: timers due before the next event fire before it, as they do in one batch.
 // `cut` says whether to end a batch before event i (a valid cut point).
-template <class Cut, class Now>
+// `restart` says whether to continue from a snapshot in a fresh engine after a batch.
+template <class Cut, class Now, class Restart>
 outcome run_split(const std::shared_ptr<const nudge::program>& p, const input& data, Cut&& cut,
-                  Now&& choose_now) {
+                  Now&& choose_now, Restart&& restart) {
   engine_run run{p, data};
   outcome out;
   const auto& ev = data.events;
@@ -356,16 +601,19 @@ outcome run_split(const std::shared_ptr<const nudge::program>& p, const input& d
     const std::span<const nudge::event> batch{ev.data() + begin, i - begin};
     const auto limit = last ? data.end : ev[i].at - nudge::seconds(1);
     const auto now = choose_now(batch.back().at, limit);
-    if (!run.step(out, [&] { return run.engine.process(batch, now); })) {
+    if (!run.step(out, [&] { return run.engine->process(batch, now); })) {
       return out;
     }
     const auto later = choose_now(now, limit);
-    if (later != now && !run.step(out, [&] { return run.engine.advance(later); })) {
+    if (later != now && !run.step(out, [&] { return run.engine->advance(later); })) {
       return out;
+    }
+    if (restart()) {
+      run.restart();
     }
     begin = i;
   }
-  if (!run.step(out, [&] { return run.engine.advance(data.end); })) {
+  if (!run.step(out, [&] { return run.engine->advance(data.end); })) {
     return out;
   }
   run.finish(out);
@@ -420,14 +668,24 @@ outcome run_evaluate(const nudge::program& p, const input& data) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t size) {
   FuzzedDataProvider in{bytes, size};
   std::shared_ptr<const nudge::program> program;
+  nudge::rule_set generated = rules(in);
+  if (has_delayed_loop(generated)) {
+    return -1;  // not added to the corpus
+  }
   try {
-    program = nudge::program::compile(rules(in));
+    program = nudge::program::compile(std::move(generated));
   } catch (const nudge::rule_error& e) {
     // The generator only builds valid programs: a refusal is a bug here or in the validator.
     std::fprintf(stderr, "generated program refused: %s\n", e.what());
     __builtin_trap();
   }
   const input data = events(in);
+  current_program = program.get();
+  current_input = &data;
+  static const bool print = std::getenv("NUDGE_FUZZ_PRINT") != nullptr;
+  if (print) {
+    print_input(*program, data);
+  }
 
   const outcome whole = run_whole(program, data);
 
@@ -452,12 +710,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
     }
   };
   const outcome chosen = run_split(
-      program, data, [&](std::size_t) { return byte() % 2 == 0; }, somewhere);
-  compare("one batch vs batches cut where the input says", whole, chosen, true);
+      program, data, [&](std::size_t) { return byte() % 2 == 0; }, somewhere,
+      [&] { return byte() % 4 == 0; });
+  compare("one batch vs batches cut where the input says (some restarted from a snapshot)", whole,
+          chosen, true);
 
   const outcome every = run_split(
       program, data, [](std::size_t) { return true; },
-      [](nudge::time_point, nudge::time_point to) { return to; });
+      [](nudge::time_point, nudge::time_point to) { return to; }, [] { return false; });
   compare("one batch vs every instant its own batch", whole, every, true);
 
   const outcome pure = run_evaluate(*program, data);

@@ -148,7 +148,8 @@ class evaluator {
         out_(out),
         s_(out.state),
         counters_(counters),
-        contact_hash_(fnv1a64(out.state.contact.id)) {}
+        contact_hash_(fnv1a64(out.state.contact.id)),
+        timeline_size_(p.timeline_size()) {}
 
   /// `type` is the event type's index in the program (resolved while validating).
   void apply_external(const event& e, std::uint32_t type) {
@@ -166,10 +167,55 @@ class evaluator {
   contact_state& s_;
   round_robin_counters* counters_;
   std::uint64_t contact_hash_;
+  std::size_t timeline_size_;  // 0: recording is off
   // A FIFO of raised events: a vector and a read position, so that the common case (no internal
   // actions) allocates nothing.
   std::vector<pending_event> raised_;
   std::size_t raised_head_ = 0;
+
+  // ---- timeline -----------------------------------------------------------------------------
+  // Inline test, out-of-line record: with the timeline off (the default) a would-be entry costs
+  // a predictable branch and no call. (A template on the flag was tried: GCC then inlined less
+  // of the evaluator and W1 got slower, not faster.)
+  [[gnu::always_inline]] void note(timeline_what what, std::uint32_t r, time_point at,
+                                   std::uint32_t step = timeline_none,
+                                   timeline_reason reason = timeline_reason::none,
+                                   std::uint32_t detail = timeline_none,
+                                   time_point until = min_time) {
+    if (timeline_size_ != 0) [[unlikely]] {
+      record_entry(what, r, at, step, reason, detail, until);
+    }
+  }
+  [[gnu::noinline]] void record_entry(timeline_what what, std::uint32_t r, time_point at,
+                                      std::uint32_t step, timeline_reason reason,
+                                      std::uint32_t detail, time_point until) {
+    timeline_entry e;
+    e.at = at;
+    e.until = until == min_time ? at : until;
+    e.source = r;
+    e.step = step;
+    e.detail = detail;
+    e.source_kind = timeline_source::rule;
+    e.what = what;
+    e.reason = reason;
+    s_.timeline.record(e, timeline_size_);
+  }
+
+  // The top-level condition that made a check fail: the first failing child of a root `all`
+  // (the usual shape of a rule's `if`), or timeline_none when the root is a single leaf, an
+  // `any` or a `not` (the root itself failed). Only computed when a timeline is kept.
+  std::uint32_t failing_part(std::uint32_t root, time_point now, time_point triggered_at) const {
+    const detail::node& nd = c_.nodes[root];
+    if (nd.kind != condition::kind::all) {
+      return timeline_none;
+    }
+    for (std::uint32_t i = 0; i < nd.count; ++i) {
+      if (!eval(c_.children[nd.first + i], now, triggered_at)) {
+        return i;
+      }
+    }
+    return timeline_none;
+  }
 
   // ---- timers -----------------------------------------------------------------------------
   void fire_timers_before(time_point t) {
@@ -296,6 +342,8 @@ class evaluator {
                const std::vector<std::uint32_t>* chain) {
     const rule& def = p_.rules().rules[r];
     out_.outcomes.note(r, rule_outcome_kind::triggered, at);
+    note(timeline_what::triggered, r, at, timeline_none, timeline_reason::none, timeline_none,
+         at + def.delay);
     if (def.delay > duration{0}) {
       timer t;
       t.due_at = at + def.delay;
@@ -322,13 +370,21 @@ class evaluator {
     const detail::compiled_rule& cr = c_.rules[r];
     if (cr.condition != none && !eval(cr.condition, now, triggered_at)) {
       out_.outcomes.note(r, rule_outcome_kind::failed, now);
+      if (timeline_size_ != 0) {
+        note(timeline_what::condition_failed, r, now, timeline_none, timeline_reason::none,
+             failing_part(cr.condition, now, triggered_at));
+      }
       return;
     }
-    if (cr.memory_depth > 0 && !policy_allows(def, r, now)) {
-      out_.outcomes.note(r, rule_outcome_kind::suppressed, now);
-      return;
+    if (cr.memory_depth > 0) {
+      if (const timeline_reason why = policy_allows(def, r, now); why != timeline_reason::none) {
+        out_.outcomes.note(r, rule_outcome_kind::suppressed, now);
+        note(timeline_what::refused, r, now, timeline_none, why);
+        return;
+      }
     }
     out_.outcomes.note(r, rule_outcome_kind::passed, now);
+    note(timeline_what::condition_passed, r, now);
     if (cr.memory_depth > 0) {
       rule_memory& m = s_.rule_runs[r];
       if (m.runs > 0 && cr.memory_depth > 1) {
@@ -355,17 +411,18 @@ class evaluator {
     }
   }
 
-  bool policy_allows(const rule& def, std::uint32_t r, time_point now) const {
+  // timeline_reason::none when the rule may run, else why not.
+  timeline_reason policy_allows(const rule& def, std::uint32_t r, time_point now) const {
     auto it = s_.rule_runs.find(r);
     if (it == s_.rule_runs.end() || it->second.runs == 0) {
-      return true;
+      return timeline_reason::none;
     }
     const rule_memory& m = it->second;
     if (def.reentry_policy == reentry::once) {
-      return false;
+      return timeline_reason::reentry_once;
     }
     if (def.reentry_policy == reentry::once_per && m.last > now - def.reentry_window) {
-      return false;
+      return timeline_reason::reentry_window;
     }
     if (def.cap) {
       const time_point from = now - def.cap->per;
@@ -374,10 +431,10 @@ class evaluator {
         in_window += t > from ? 1 : 0;
       }
       if (in_window >= def.cap->max_runs) {
-        return false;
+        return timeline_reason::rule_cap;
       }
     }
-    return true;
+    return timeline_reason::none;
   }
 
   void run_action(std::uint32_t r, std::size_t i, time_point now, time_point triggered_at,
@@ -386,6 +443,7 @@ class evaluator {
     const action& a = def.actions[i];
     const detail::compiled_rule& cr = c_.rules[r];
     if (cr.action_conditions[i] != none && !eval(cr.action_conditions[i], now, triggered_at)) {
+      note(timeline_what::action_skipped, r, now, static_cast<std::uint32_t>(i));
       return;
     }
     std::string_view arg = a.arg;
@@ -488,6 +546,13 @@ class evaluator {
       d.definition = &a;
       d.idempotency_key = mix(mix(mix(contact_hash_, c_.rule_id_hashes[r]), ordinal), i);
       out_.actions.push_back(std::move(d));
+    }
+    if (timeline_size_ != 0) {
+      if (is_external(a.kind) || a.notify) {
+        note(timeline_what::action_emitted, r, now, static_cast<std::uint32_t>(i));
+      } else {
+        note(timeline_what::action_applied, r, now, static_cast<std::uint32_t>(i));
+      }
     }
     if (!raised_type.empty()) {
       pending_event e;

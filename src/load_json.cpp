@@ -36,6 +36,7 @@ constexpr std::size_t npos = static_cast<std::size_t>(-1);
 // Windowed counts and frequency caps keep one time per counted event per contact, so their
 // bounds are capped to keep a hostile file from reserving unbounded memory per contact.
 constexpr std::int64_t max_kept_count = 1000;
+constexpr std::int64_t max_timeline_size = 100000;  // entries per contact: 3.2 MB at most
 
 // A problem found while walking the DOM, before it is located in the text.
 struct problem {
@@ -221,7 +222,7 @@ class walker {
     }
     check_fields(*top, root_at,
                  {"version", "description", "event_types", "owner_groups", "rules", "workflows",
-                  "segments"});
+                  "segments", "timeline"});
     // Declarations first: rules refer to them wherever they appear in the file.
     if (const auto* v = top->if_contains("version")) {
       if (auto n = integer(*v, child(root_at, "version"))) {
@@ -240,6 +241,9 @@ class walker {
     }
     if (const auto* v = top->if_contains("owner_groups")) {
       owner_groups(*v, out);
+    }
+    if (const auto* v = top->if_contains("timeline")) {
+      timeline_at(*v, child(root_at, "timeline"), out);
     }
     for (const char* reserved : {"workflows", "segments"}) {
       if (const auto* v = top->if_contains(reserved)) {
@@ -518,6 +522,22 @@ class walker {
       out.owner_groups[std::string{m.key()}] = std::move(names);
     }
     groups_ = &out.owner_groups;
+  }
+
+  // {"size": N}: entries kept per contact timeline (0: none).
+  void timeline_at(const json::value& v, const path& at, rule_set& out) {
+    const json::object* o = object_at(v, at);
+    if (o == nullptr) {
+      return;
+    }
+    check_fields(*o, at, {"size"});
+    if (const auto* n = o->if_contains("size")) {
+      if (auto size = count(*n, child(at, "size"), 0, max_timeline_size)) {
+        out.timeline_size = static_cast<std::uint32_t>(*size);
+      }
+    } else {
+      fail(at, "missing_field", "missing required field \"size\"");
+    }
   }
 
   // ---- rules ----

@@ -15,6 +15,9 @@ namespace {
 
 using detail::none;
 
+// Timeline entries are 32 bytes: 100,000 per contact is already 3.2 MB.
+constexpr std::uint32_t max_timeline_size = 100'000;
+
 struct validator {
   const program_limits& limits;
   std::vector<diagnostic> problems;
@@ -118,6 +121,10 @@ struct validator {
       if (members.empty()) {
         fail("/owner_groups/" + name, "empty_group", "an owner group needs at least one member");
       }
+    }
+    if (rs.timeline_size > max_timeline_size) {
+      fail("/timeline/size", "bad_timeline",
+           fmt::format("a timeline keeps at most {} entries per contact", max_timeline_size));
     }
     std::map<std::string_view, std::size_t> first_with_id;
     for (std::size_t i = 0; i < rs.rules.size(); ++i) {

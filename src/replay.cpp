@@ -122,6 +122,9 @@ replay_result replay(std::shared_ptr<const program> program, const std::string& 
   progress(true);
   append(result.actions, eng.process(pending, result.until));
   result.stats = eng.stats();
+  if (options.on_finished) {
+    options.on_finished(eng);
+  }
   return result;
 }
 

@@ -249,6 +249,19 @@ void encode_state(writer& w, const contact_state& s) {
   w.time(s.clock);
   w.u64(s.events_applied);
   w.u64(s.timers_scheduled);
+  w.u64(s.timeline.recorded());
+  w.count(s.timeline.size());
+  for (std::size_t i = 0; i < s.timeline.size(); ++i) {
+    const timeline_entry& e = s.timeline[i];
+    w.time(e.at);
+    w.time(e.until);
+    w.u32(e.source);
+    w.u32(e.step);
+    w.u32(e.detail);
+    w.u8(static_cast<std::uint8_t>(e.source_kind));
+    w.u8(static_cast<std::uint8_t>(e.what));
+    w.u8(static_cast<std::uint8_t>(e.reason));
+  }
 }
 
 // Map keys must come strictly ascending: a flat_map built from them is then exactly the one saved.
@@ -359,6 +372,43 @@ contact_state decode_state(reader& r, const program* expected) {
   s.clock = r.time("the contact clock");
   s.events_applied = r.u64("the events-applied counter");
   s.timers_scheduled = r.u64("the timers-scheduled counter");
+  {
+    const std::uint64_t recorded = r.u64("the timeline's recorded count");
+    const std::size_t n = r.count("timeline entries", 31);
+    if (n > recorded) {
+      r.corrupt(r.pos() - 4,
+                fmt::format("{} timeline entries, but only {} were ever recorded", n, recorded));
+    }
+    std::vector<timeline_entry> entries(n);
+    for (auto& e : entries) {
+      e.at = r.time("a timeline time");
+      e.until = r.time("a timeline until time");
+      const auto at = r.pos();
+      e.source = r.u32("a timeline source index");
+      e.step = r.u32("a timeline step index");
+      e.detail = r.u32("a timeline detail");
+      auto byte = [&](std::string_view what, unsigned last) {
+        const auto pos = r.pos();
+        const unsigned v = r.u8(what);
+        if (v > last) {
+          r.corrupt(pos, fmt::format("{} is {} (expected 0 to {})", what, v, last));
+        }
+        return static_cast<std::uint8_t>(v);
+      };
+      e.source_kind = static_cast<timeline_source>(
+          byte("a timeline source kind", static_cast<unsigned>(timeline_source::segment)));
+      e.what = static_cast<timeline_what>(
+          byte("a timeline entry kind", static_cast<unsigned>(timeline_what::workflow_completed)));
+      e.reason = static_cast<timeline_reason>(
+          byte("a timeline reason", static_cast<unsigned>(timeline_reason::unknown_zone)));
+      if (expected != nullptr && e.source_kind == timeline_source::rule &&
+          e.source >= expected->rule_count()) {
+        r.corrupt(at, fmt::format("timeline rule index {} (the program has {} rules)", e.source,
+                                  expected->rule_count()));
+      }
+    }
+    s.timeline.assign(std::move(entries), recorded);
+  }
   return s;
 }
 

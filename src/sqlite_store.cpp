@@ -12,7 +12,7 @@
 namespace nudge {
 namespace {
 
-constexpr std::string_view schema_version = "1";
+constexpr std::string_view schema_version = "2";  // 2: states carry a timeline
 
 std::int64_t to_db(std::uint64_t v) noexcept {
   return static_cast<std::int64_t>(v);

@@ -13,6 +13,7 @@
 
 #include <nudge/contact.hpp>
 #include <nudge/time.hpp>
+#include <nudge/timeline.hpp>
 
 namespace nudge {
 
@@ -57,6 +58,9 @@ struct contact_state {
   time_point clock = min_time;
   std::uint64_t events_applied = 0;  ///< ordinal of the next event (external or raised)
   std::uint64_t timers_scheduled = 0;
+  /// What the engine did for this contact and why, newest last; bounded by the program's
+  /// timeline_size (empty when that is 0). See timeline.hpp.
+  nudge::timeline timeline;
 
   /// Earliest pending timer, or max_time when none.
   time_point next_due() const { return timers.empty() ? max_time : timers.front().due_at; }

@@ -10,6 +10,7 @@
 #include <nudge/error.hpp>
 #include <nudge/evaluate.hpp>
 #include <nudge/event.hpp>
+#include <nudge/explain.hpp>
 #include <nudge/memory_store.hpp>
 #include <nudge/program.hpp>
 #include <nudge/rule.hpp>
@@ -17,4 +18,5 @@
 #include <nudge/stats.hpp>
 #include <nudge/store.hpp>
 #include <nudge/time.hpp>
+#include <nudge/timeline.hpp>
 #include <nudge/value.hpp>

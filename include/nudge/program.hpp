@@ -56,6 +56,8 @@ class program {
   const program_limits& limits() const noexcept { return limits_; }
   /// Number of history aggregates kept per contact.
   std::size_t history_slot_count() const noexcept { return compiled_.slots.size(); }
+  /// Entries kept per contact timeline (rule_set::timeline_size); 0: recording is off.
+  std::size_t timeline_size() const noexcept { return rules_.timeline_size; }
   /// A fresh state for a contact this program has not seen.
   contact_state new_state(contact c) const;
 

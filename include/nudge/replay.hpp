@@ -13,6 +13,7 @@
 #include <vector>
 
 #include <nudge/due_action.hpp>
+#include <nudge/fwd.hpp>
 #include <nudge/program.hpp>
 #include <nudge/read_events.hpp>
 #include <nudge/stats.hpp>
@@ -57,6 +58,9 @@ struct replay_options {
   std::size_t batch_events = 0;
   /// Called after each chunk of events read or processed.
   std::function<void(const replay_progress&)> on_progress;
+  /// Called once with the engine after the last batch (e.g. to read a contact's state and
+  /// timeline from its store, as `nudge explain` does).
+  std::function<void(engine&)> on_finished;
 };
 
 /// The outcome of a replay.

@@ -59,6 +59,10 @@ struct rule_set {
   name_map<std::vector<std::string>> owner_groups;
   /// Custom event types hosts may send besides the built-in ones and those rules mention.
   std::vector<std::string> event_types;
+  /// Entries each contact's timeline keeps (timeline.hpp); 0 records nothing. Off by default:
+  /// a replay or live run that nobody will ask "why?" pays nothing for it (`nudge explain`
+  /// turns it on). Not part of the program fingerprint: it changes no action.
+  std::uint32_t timeline_size = 0;
 
   friend bool operator==(const rule_set&, const rule_set&) = default;
 };

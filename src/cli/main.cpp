@@ -5,6 +5,7 @@
 #include <exception>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <optional>
 #include <set>
 #include <string>
@@ -14,7 +15,9 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <nudge/engine.hpp>
 #include <nudge/error.hpp>
+#include <nudge/explain.hpp>
 #include <nudge/load_rules.hpp>
 #include <nudge/read_events.hpp>
 #include <nudge/replay.hpp>
@@ -284,6 +287,67 @@ int run_replay(const replay_args& args) {
   return exit_ok;
 }
 
+struct explain_args {
+  std::string contact;
+  std::string rules;
+  std::string contacts;
+  std::string events;
+  std::string until;
+  std::uint32_t timeline_size = 50;
+  bool json = false;
+};
+
+// Replays with a timeline kept for every contact, then prints the one contact's timeline.
+int run_explain(const explain_args& args) {
+  nudge::replay_options options;
+  if (!args.until.empty()) {
+    auto t = nudge::parse_time(args.until);
+    if (!t) {
+      fmt::print(stderr, "--until: \"{}\" is not an ISO-8601 time with offset or epoch seconds\n",
+                 args.until);
+      return exit_usage;
+    }
+    options.until = *t;
+  }
+  std::shared_ptr<const nudge::program> program;
+  try {
+    std::ifstream in{args.rules, std::ios::binary};
+    if (!in) {
+      fmt::print(stderr, "{}: cannot read the rule file\n", args.rules);
+      return exit_input;
+    }
+    const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    auto rules = nudge::parse_rules(text, {.file_name = args.rules, .limits = {}});
+    rules.timeline_size = args.timeline_size;
+    program = nudge::program::compile(std::move(rules));
+  } catch (const nudge::rule_error& e) {
+    for (const auto& d : e.diagnostics()) {
+      fmt::print(stderr, "{}\n", d.to_string());
+    }
+    const auto n = e.diagnostics().size();
+    fmt::print(stderr, "{} error{}\n", n, n == 1 ? "" : "s");
+    return exit_input;
+  }
+  std::optional<nudge::contact_state> state;
+  options.on_finished = [&](nudge::engine& engine) { state = engine.store().load(args.contact); };
+  try {
+    nudge::replay(program, args.contacts, args.events, options);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "{}\n", e.what());
+    return exit_input;
+  }
+  if (!state) {
+    fmt::print(stderr, "contact \"{}\" does not appear in the contacts or events\n", args.contact);
+    return exit_input;
+  }
+  if (args.json) {
+    fmt::print("{}\n", nudge::format_explanation_json(*program, *state));
+  } else {
+    fmt::print("{}", nudge::format_explanation(*program, *state));
+  }
+  return exit_ok;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -336,6 +400,22 @@ int main(int argc, char** argv) {
   run->add_option("--batch", run_args.batch, "Events per transaction (default 1000)");
   run->add_option("--sync", run_args.sync, "SQLite synchronous setting: off, normal or full")
       ->check(CLI::IsMember({"off", "normal", "full"}));
+  explain_args explain_args;
+  auto* explain = app.add_subcommand(
+      "explain",
+      "Replay an event log and print one contact's timeline: what the rules did, and why");
+  explain->add_option("--contact", explain_args.contact, "The contact's id")->required();
+  explain->add_option("--rules", explain_args.rules, "Rule file (JSON)")->required();
+  explain->add_option("--contacts", explain_args.contacts, "Contacts (.csv or .jsonl)");
+  explain->add_option("--events", explain_args.events, "Events (.csv or .jsonl), sorted by time")
+      ->required();
+  explain->add_option("--until", explain_args.until,
+                      "Fire timers up to this time (default: as replay)");
+  explain
+      ->add_option("--timeline-size", explain_args.timeline_size,
+                   "Timeline entries kept per contact (default 50; the rule file's is ignored)")
+      ->check(CLI::Range(1, 100000));
+  explain->add_flag("--json", explain_args.json, "Print the timeline as one JSON object");
   std::string outbox_db;
   auto* outbox = app.add_subcommand("outbox", "List the undelivered actions of a database as CSV");
   outbox->add_option("--db", outbox_db, "State database written by nudge run")->required();
@@ -359,6 +439,9 @@ int main(int argc, char** argv) {
     }
     if (outbox->parsed()) {
       return nudge_cli::run_outbox(outbox_db);
+    }
+    if (explain->parsed()) {
+      return run_explain(explain_args);
     }
     return run_replay(args);
   } catch (const std::exception& e) {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -184,8 +185,55 @@ bool split_csv(std::string_view line, std::vector<std::string_view>& fields,
   }
 }
 
+// Cuts `s` to at most `max` bytes without splitting a UTF-8 sequence.
+std::string_view prefix(std::string_view s, std::size_t max) {
+  if (s.size() <= max) {
+    return s;
+  }
+  std::size_t n = max;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) {
+    --n;
+  }
+  return s.substr(0, n);
+}
+
+// A string as a message quotes it: long ones shortened, so that a hostile megabyte-long name
+// never becomes a megabyte-long message.
 std::string quote(std::string_view s) {
+  constexpr std::size_t shown = 64;
+  if (s.size() > shown) {
+    return fmt::format("\"{}...\" ({} bytes)", prefix(s, shown), s.size());
+  }
   return fmt::format("\"{}\"", s);
+}
+
+// The line as an input_problem keeps it: whole, or its start if it is over the line limit.
+std::string problem_text(std::string_view line, const input_limits& limits) {
+  if (line.size() <= limits.max_line_bytes) {
+    return std::string{line};
+  }
+  return std::string{prefix(line, 256)} + "...";
+}
+
+bool too_long(std::string_view s, std::size_t max, std::string_view what, const char* limit,
+              std::string& reason) {
+  if (s.size() <= max) {
+    return false;
+  }
+  reason =
+      fmt::format("{} is {} bytes long; at most {} are allowed ({})", what, s.size(), max, limit);
+  return true;
+}
+bool name_too_long(std::string_view s, const input_limits& limits, std::string_view what,
+                   std::string& reason) {
+  return too_long(s, limits.max_name_bytes, what, "max_name_bytes", reason);
+}
+bool string_too_long(std::string_view s, const input_limits& limits, std::string_view what,
+                     std::string& reason) {
+  return too_long(s, limits.max_string_bytes, what, "max_string_bytes", reason);
+}
+bool line_too_long(std::string_view line, const input_limits& limits, std::string& reason) {
+  return too_long(line, limits.max_line_bytes, "line", "max_line_bytes", reason);
 }
 
 // ts: epoch seconds (fast path) or ISO-8601 with offset.
@@ -200,6 +248,11 @@ bool parse_ts(std::string_view text, time_point& out, std::string& reason) {
     }
     return true;
   }
+  if (ec == std::errc::result_out_of_range && end == text.data() + text.size()) {
+    reason = fmt::format("ts {} is outside the supported range (years 1900 to 9999)",
+                         text.size() <= 64 ? std::string{text} : quote(text));
+    return false;
+  }
   if (auto t = parse_time(text)) {
     out = *t;
     return true;
@@ -209,9 +262,20 @@ bool parse_ts(std::string_view text, time_point& out, std::string& reason) {
   return false;
 }
 
-bool parse_decimal(std::string_view text, double& out) {
+// A finite decimal. from_chars also accepts "nan", "inf" and "infinity", which no amount or
+// score means (and NaN would compare unequal to itself in every condition).
+bool parse_decimal(std::string_view text, double& out, std::string_view what, std::string& reason) {
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
-  return ec == std::errc{} && end == text.data() + text.size();
+  if (end != text.data() + text.size() ||
+      (ec != std::errc{} && ec != std::errc::result_out_of_range)) {
+    reason = fmt::format("{} {} is not a number", what, quote(text));
+    return false;
+  }
+  if (ec == std::errc::result_out_of_range || !std::isfinite(out)) {
+    reason = fmt::format("{} {} is not a finite number", what, quote(text));
+    return false;
+  }
+  return true;
 }
 
 // ---- JSON values ---------------------------------------------------------------------------
@@ -272,7 +336,8 @@ bool json_time(od::value v, time_point& out, std::string& reason, std::string_vi
   return false;
 }
 
-bool json_string(od::value v, std::string& out, std::string& reason, std::string_view what) {
+bool json_string(od::value v, std::string& out, std::string& reason, std::string_view what,
+                 std::size_t max_bytes, const char* limit) {
   std::string_view s;
   od::json_type t;
   if (v.type().get(t)) {
@@ -287,12 +352,24 @@ bool json_string(od::value v, std::string& out, std::string& reason, std::string
     reason = "not valid JSON";
     return false;
   }
+  if (too_long(s, max_bytes, what, limit, reason)) {
+    return false;
+  }
   out.assign(s);
   return true;
 }
+bool json_name(od::value v, std::string& out, std::string& reason, std::string_view what,
+               const input_limits& limits) {
+  return json_string(v, out, reason, what, limits.max_name_bytes, "max_name_bytes");
+}
+bool json_text(od::value v, std::string& out, std::string& reason, std::string_view what,
+               const input_limits& limits) {
+  return json_string(v, out, reason, what, limits.max_string_bytes, "max_string_bytes");
+}
 
 // A typed value: string, integer, decimal, bool, or {"time": TIME}.
-bool json_value(od::value v, value& out, std::string& reason, const std::string& what) {
+bool json_value(od::value v, value& out, std::string& reason, const std::string& what,
+                const input_limits& limits) {
   od::json_type t;
   if (v.type().get(t)) {
     reason = "not valid JSON";
@@ -303,6 +380,9 @@ bool json_value(od::value v, value& out, std::string& reason, const std::string&
       std::string_view s;
       if (v.get_string().get(s)) {
         reason = "not valid JSON";
+        return false;
+      }
+      if (string_too_long(s, limits, what, reason)) {
         return false;
       }
       out = std::string{s};
@@ -317,6 +397,10 @@ bool json_value(od::value v, value& out, std::string& reason, const std::string&
       if (n.is_int64()) {
         out = n.get_int64();
       } else if (n.is_double()) {
+        if (!std::isfinite(n.get_double())) {
+          reason = fmt::format("{}: not a finite number", what);
+          return false;
+        }
         out = n.get_double();
       } else {
         reason = fmt::format("{}: integer out of range", what);
@@ -372,7 +456,8 @@ bool json_value(od::value v, value& out, std::string& reason, const std::string&
   return false;
 }
 
-bool json_value_map(od::value v, name_map<value>& out, std::string& reason, std::string_view what) {
+bool json_value_map(od::value v, name_map<value>& out, std::string& reason, std::string_view what,
+                    const input_limits& limits) {
   od::object o;
   if (v.get_object().get(o)) {
     reason = fmt::format("{} must be an object", what);
@@ -384,9 +469,12 @@ bool json_value_map(od::value v, name_map<value>& out, std::string& reason, std:
       reason = "not valid JSON";
       return false;
     }
+    if (name_too_long(k, limits, fmt::format("a name in {}", what), reason)) {
+      return false;
+    }
     std::string name{k};
     value val;
-    if (!json_value(f.value(), val, reason, fmt::format("{}/{}", what, name))) {
+    if (!json_value(f.value(), val, reason, fmt::format("{}/{}", what, name), limits)) {
       return false;
     }
     out.insert_or_assign(std::move(name), std::move(val));
@@ -397,7 +485,8 @@ bool json_value_map(od::value v, name_map<value>& out, std::string& reason, std:
 // Parses one line as a JSON object and calls `on_field(key, value)` for each member.
 template <class OnField>
 bool for_each_member(od::parser& parser, const text_buffer& buf, std::size_t offset,
-                     std::string_view line, std::string& reason, OnField&& on_field) {
+                     std::string_view line, const input_limits& limits, std::string& reason,
+                     OnField&& on_field) {
   od::document doc;
   if (auto err = parser.iterate(line.data(), line.size(), buf.capacity_from(offset)).get(doc)) {
     reason = fmt::format("not valid JSON ({})", simdjson::error_message(err));
@@ -417,6 +506,9 @@ bool for_each_member(od::parser& parser, const text_buffer& buf, std::size_t off
     std::string_view k;
     if (f.unescaped_key().get(k)) {
       reason = "not valid JSON";
+      return false;
+    }
+    if (name_too_long(k, limits, "a field name", reason)) {
       return false;
     }
     if (!on_field(k, f.value())) {
@@ -467,13 +559,16 @@ struct event_reader::impl {
   }
 
   [[noreturn]] void bad_header(std::string why, std::string_view text) {
-    throw read_error({file, cursor.line, "bad header: " + why, std::string{text}});
+    throw read_error({file, cursor.line, "bad header: " + why, problem_text(text, options.limits)});
   }
 
   void read_header() {
     std::string_view line;
     if (!cursor.next(line)) {
       bad_header("the file is empty (expected ts,contact,type,key,value)", {});
+    }
+    if (line_too_long(line, options.limits, reason)) {
+      bad_header(reason, line);
     }
     if (!split_csv(line, fields, storage, reason)) {
       bad_header(reason, line);
@@ -506,7 +601,7 @@ struct event_reader::impl {
   }
 
   void refuse(std::string_view line) {
-    input_problem p{file, cursor.line, std::move(reason), std::string{line}};
+    input_problem p{file, cursor.line, std::move(reason), problem_text(line, options.limits)};
     reason.clear();
     if (!options.on_reject) {
       throw read_error(std::move(p));
@@ -539,6 +634,12 @@ struct event_reader::impl {
     }
     if (e.type.empty()) {
       reason = "empty event type";
+      return false;
+    }
+    const input_limits& limits = options.limits;
+    if (name_too_long(e.contact, limits, "contact", reason) ||
+        name_too_long(e.type, limits, "type", reason) ||
+        name_too_long(e.key, limits, "key", reason)) {
       return false;
     }
     if (!knows_type(e.type)) {
@@ -583,8 +684,7 @@ struct event_reader::impl {
       const std::string_view v = fields[static_cast<std::size_t>(col_value)];
       if (!v.empty()) {
         double d;
-        if (!parse_decimal(v, d)) {
-          reason = fmt::format("value {} is not a number", quote(v));
+        if (!parse_decimal(v, d, "value", reason)) {
           return false;
         }
         e.props.insert_or_assign("value", d);
@@ -596,7 +696,8 @@ struct event_reader::impl {
   bool parse_jsonl(std::string_view line, event& e) {
     bool has_ts = false, has_contact = false, has_type = false;
     bool ok = for_each_member(
-        parser, buf, cursor.offset_of(line), line, reason, [&](std::string_view k, od::value v) {
+        parser, buf, cursor.offset_of(line), line, options.limits, reason,
+        [&](std::string_view k, od::value v) {
           if (k == "ts" || k == "at") {
             if (has_ts) {
               reason = "both \"ts\" and \"at\" given";
@@ -607,11 +708,11 @@ struct event_reader::impl {
           }
           if (k == "contact") {
             has_contact = true;
-            return json_string(v, e.contact, reason, k);
+            return json_name(v, e.contact, reason, k, options.limits);
           }
           if (k == "type") {
             has_type = true;
-            return json_string(v, e.type, reason, k);
+            return json_name(v, e.type, reason, k, options.limits);
           }
           if (k == "key") {
             // is_null() can itself fail on a malformed value; a failure is not "null" (found by
@@ -620,10 +721,10 @@ struct event_reader::impl {
             if (!v.is_null().get(is_null) && is_null) {
               return true;
             }
-            return json_string(v, e.key, reason, k);
+            return json_name(v, e.key, reason, k, options.limits);
           }
           if (k == "props") {
-            return json_value_map(v, e.props, reason, "props");
+            return json_value_map(v, e.props, reason, "props", options.limits);
           }
           reason =
               fmt::format("unknown field {} (expected ts, contact, type, key, props)", quote(k));
@@ -647,6 +748,10 @@ struct event_reader::impl {
     std::string_view line;
     while (out.size() < max_events && cursor.next(line)) {
       if (line.empty()) {
+        continue;
+      }
+      if (line_too_long(line, options.limits, reason)) {
+        refuse(line);
         continue;
       }
       event& e = out.emplace_back();
@@ -734,10 +839,11 @@ class contact_parser {
         continue;
       }
       contact c;
-      const bool ok = format_ == file_format::csv ? parse_csv(line, c) : parse_jsonl(line, c);
+      const bool ok = !line_too_long(line, options_.limits, reason_) &&
+                      (format_ == file_format::csv ? parse_csv(line, c) : parse_jsonl(line, c));
       if (ok && c.id.empty()) {
         reason_ = "empty contact id";
-      } else if (ok) {
+      } else if (ok && !name_too_long(c.id, options_.limits, "contact id", reason_)) {
         auto [it, fresh] = first_line_.emplace(c.id, cursor_.line);
         if (fresh) {
           out_.push_back(std::move(c));
@@ -745,7 +851,7 @@ class contact_parser {
         }
         reason_ = fmt::format("duplicate contact {} (first on line {})", quote(c.id), it->second);
       }
-      input_problem p{file_, cursor_.line, std::move(reason_), std::string{line}};
+      input_problem p{file_, cursor_.line, std::move(reason_), problem_text(line, options_.limits)};
       reason_.clear();
       if (!options_.on_reject) {
         throw read_error(std::move(p));
@@ -772,13 +878,17 @@ class contact_parser {
   std::string reason_;
 
   [[noreturn]] void bad_header(std::string why, std::string_view text) {
-    throw read_error({file_, cursor_.line, "bad header: " + why, std::string{text}});
+    throw read_error(
+        {file_, cursor_.line, "bad header: " + why, problem_text(text, options_.limits)});
   }
 
   void read_header() {
     std::string_view line;
     if (!cursor_.next(line)) {
       bad_header("the file is empty (expected a header row with a \"contact\" column)", {});
+    }
+    if (line_too_long(line, options_.limits, reason_)) {
+      bad_header(reason_, line);
     }
     if (!split_csv(line, fields_, storage_, reason_)) {
       bad_header(reason_, line);
@@ -788,6 +898,9 @@ class contact_parser {
     for (std::string_view name : fields_) {
       if (name.empty()) {
         bad_header("a column has no name", line);
+      }
+      if (name_too_long(name, options_.limits, "a column name", reason_)) {
+        bad_header(reason_, line);
       }
       if (!seen.emplace(std::string{name}, true).second) {
         bad_header(fmt::format("column {} appears twice", quote(name)), line);
@@ -825,8 +938,13 @@ class contact_parser {
       reason_ = fmt::format("expected {} fields, got {}", columns_.size(), fields_.size());
       return false;
     }
+    const input_limits& limits = options_.limits;
     for (std::size_t i = 0; i < fields_.size(); ++i) {
       const std::string_view f = fields_[i];
+      if (columns_[i].first != column::id && columns_[i].first != column::score &&
+          string_too_long(f, limits, columns_[i].second, reason_)) {
+        return false;
+      }
       switch (columns_[i].first) {
         case column::id:
           c.id.assign(f);
@@ -846,8 +964,7 @@ class contact_parser {
           c.time_zone.assign(f);
           break;
         case column::score:
-          if (!f.empty() && !parse_decimal(f, c.score)) {
-            reason_ = fmt::format("score {} is not a number", quote(f));
+          if (!f.empty() && !parse_decimal(f, c.score, "score", reason_)) {
             return false;
           }
           break;
@@ -862,9 +979,10 @@ class contact_parser {
   }
 
   bool parse_jsonl(std::string_view line, contact& c) {
+    const input_limits& limits = options_.limits;
     bool has_id = false;
     bool ok = for_each_member(
-        parser_, buf_, cursor_.offset_of(line), line, reason_,
+        parser_, buf_, cursor_.offset_of(line), line, options_.limits, reason_,
         [&](std::string_view k, od::value v) {
           if (k == "id" || k == "contact") {
             if (has_id) {
@@ -872,29 +990,29 @@ class contact_parser {
               return false;
             }
             has_id = true;
-            return json_string(v, c.id, reason_, k);
+            return json_name(v, c.id, reason_, k, limits);
           }
           if (k == "status") {
-            return json_string(v, c.status, reason_, k);
+            return json_text(v, c.status, reason_, k, limits);
           }
           if (k == "owner") {
-            return json_string(v, c.owner, reason_, k);
+            return json_text(v, c.owner, reason_, k, limits);
           }
           if (k == "stage") {
-            return json_string(v, c.stage, reason_, k);
+            return json_text(v, c.stage, reason_, k, limits);
           }
           if (k == "time_zone") {
-            return json_string(v, c.time_zone, reason_, k);
+            return json_text(v, c.time_zone, reason_, k, limits);
           }
           if (k == "score") {
-            if (v.get_double().get(c.score)) {
-              reason_ = "score must be a number";
+            if (v.get_double().get(c.score) || !std::isfinite(c.score)) {
+              reason_ = "score must be a finite number";
               return false;
             }
             return true;
           }
           if (k == "details") {
-            return json_value_map(v, c.details, reason_, "details");
+            return json_value_map(v, c.details, reason_, "details", limits);
           }
           if (k == "tags") {
             od::object o;
@@ -906,6 +1024,9 @@ class contact_parser {
               std::string_view tag;
               if (f.unescaped_key().get(tag)) {
                 reason_ = "not valid JSON";
+                return false;
+              }
+              if (name_too_long(tag, limits, "a tag", reason_)) {
                 return false;
               }
               std::string name{tag};
@@ -930,6 +1051,9 @@ class contact_parser {
                 reason_ = "not valid JSON";
                 return false;
               }
+              if (name_too_long(channel, limits, "a consent channel", reason_)) {
+                return false;
+              }
               if (f.value().get_bool().get(granted)) {
                 reason_ = fmt::format("consent/{} must be a bool", channel);
                 return false;
@@ -948,6 +1072,9 @@ class contact_parser {
               std::string_view name;
               if (g.get_string().get(name)) {
                 reason_ = "groups must be an array of strings";
+                return false;
+              }
+              if (name_too_long(name, limits, "a group", reason_)) {
                 return false;
               }
               c.groups.insert(std::string{name});

@@ -328,3 +328,124 @@ TEST_CASE("read_contacts: JSON Lines with typed details, tags, consent and group
                             "c.jsonl"),
       "c.jsonl:1: tags/VIP \"yesterday\" is not an ISO-8601 time with offset or epoch seconds");
 }
+
+TEST_CASE("read_events: limits on line, name and text lengths are located errors",
+          "[read_events][limits]") {
+  nudge::event_read_options o;
+  o.limits.max_line_bytes = 80;
+  o.limits.max_name_bytes = 7;  // "contact" fits
+  o.limits.max_string_bytes = 6;
+  const std::string header = "ts,contact,type,key\n";
+  auto csv = [&](std::string line) { return error_of(header + line + "\n", file_format::csv, o); };
+  auto jsonl = [&](std::string line) { return error_of(line + "\n", file_format::jsonl, o); };
+
+  CHECK(csv("1,c1,cart,k1") == "no error");
+  CHECK(csv("1,c1,cart," + std::string(81, 'k')) ==
+        "events.csv:2: line is 91 bytes long; at most 80 are allowed (max_line_bytes)");
+  CHECK(csv("1,c1234567,cart,k1") ==
+        "events.csv:2: contact is 8 bytes long; at most 7 are allowed (max_name_bytes)");
+  CHECK(csv("1,c1,cart,k1234567") ==
+        "events.csv:2: key is 8 bytes long; at most 7 are allowed (max_name_bytes)");
+  CHECK(error_of("ts,contact,type,key," + std::string(70, 'v') + "\n", file_format::csv, o) ==
+        "events.csv:1: bad header: line is 90 bytes long; at most 80 are allowed "
+        "(max_line_bytes)");
+
+  CHECK(jsonl(R"({"ts": 1, "contact": "c1", "type": "cart"})") == "no error");
+  CHECK(jsonl(R"({"ts": 1, "contact": "c1234567", "type": "cart"})") ==
+        "events.csv:1: contact is 8 bytes long; at most 7 are allowed (max_name_bytes)");
+  CHECK(jsonl(R"({"ts": 1, "contact": "c1", "typeeeee": "cart"})") ==
+        "events.csv:1: a field name is 8 bytes long; at most 7 are allowed (max_name_bytes)");
+  CHECK(jsonl(R"({"ts": 1, "contact": "c1", "type": "cart", "props": {"amount_x": 1}})") ==
+        "events.csv:1: a name in props is 8 bytes long; at most 7 are allowed "
+        "(max_name_bytes)");
+  CHECK(jsonl(R"({"ts": 1, "contact": "c1", "type": "cart", "props": {"sku": "abcdefg"}})") ==
+        "events.csv:1: props/sku is 7 bytes long; at most 6 are allowed (max_string_bytes)");
+
+  SECTION("the refused line's text is cut to its start, so a huge line is not copied") {
+    std::vector<input_problem> rejects;
+    o.on_reject = [&](const input_problem& p) { rejects.push_back(p); };
+    o.limits.max_line_bytes = 1000;
+    auto events =
+        parse(header + "1,c1,cart,k1\n1,c1,cart," + std::string(5000, 'k') + "\n2,c1,cart,k2\n",
+              file_format::csv, o);
+    CHECK(events.size() == 2);
+    REQUIRE(rejects.size() == 1);
+    CHECK(rejects[0].line == 3);
+    CHECK(rejects[0].text == "1,c1,cart," + std::string(246, 'k') + "...");
+  }
+}
+
+TEST_CASE("read_events: non-finite and out-of-range numbers and times are refused",
+          "[read_events][limits]") {
+  const std::string header = "ts,contact,type,key,value\n";
+  auto csv = [&](std::string line) { return error_of(header + line + "\n"); };
+  CHECK(csv("1,c1,cart,k,nan") == "events.csv:2: value \"nan\" is not a finite number");
+  CHECK(csv("1,c1,cart,k,inf") == "events.csv:2: value \"inf\" is not a finite number");
+  CHECK(csv("1,c1,cart,k,-Infinity") == "events.csv:2: value \"-Infinity\" is not a finite number");
+  CHECK(csv("1,c1,cart,k,1e999") == "events.csv:2: value \"1e999\" is not a finite number");
+  CHECK(csv("-2208988801,c1,cart,k,1") ==
+        "events.csv:2: ts -2208988801 is outside the supported range (years 1900 to 9999)");
+  CHECK(csv("253402300800,c1,cart,k,1") ==
+        "events.csv:2: ts 253402300800 is outside the supported range (years 1900 to 9999)");
+  CHECK(csv("99999999999999999999,c1,cart,k,1") ==
+        "events.csv:2: ts 99999999999999999999 is outside the supported range (years 1900 to "
+        "9999)");
+
+  auto jsonl = [&](std::string line) { return error_of(line + "\n", file_format::jsonl); };
+  CHECK(jsonl(R"({"ts": 1, "contact": "c1", "type": "cart", "props": {"amount": 1e999}})") ==
+        "events.csv:1: props/amount: not a valid number");
+  // NaN is not JSON: simdjson refuses the token itself.
+  CHECK(jsonl(R"({"ts": 1, "contact": "c1", "type": "cart", "props": {"amount": NaN}})") ==
+        "events.csv:1: not valid JSON");
+  CHECK(jsonl(R"({"ts": 253402300800, "contact": "c1", "type": "cart"})") ==
+        "events.csv:1: ts 253402300800 is outside the supported range (years 1900 to 9999)");
+
+  auto contacts = [](std::string text, file_format f) -> std::string {
+    try {
+      nudge::parse_contacts(text, f, "contacts");
+    } catch (const nudge::read_error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  CHECK(contacts("id,score\nc1,nan\n", file_format::csv) ==
+        "contacts:2: score \"nan\" is not a finite number");
+  CHECK(contacts(R"({"id": "c1", "score": 1e999})"
+                 "\n",
+                 file_format::jsonl) == "contacts:1: score must be a finite number");
+}
+
+TEST_CASE("read_contacts: limits on line, id and text lengths; duplicates name both lines",
+          "[read_events][contacts][limits]") {
+  nudge::contact_read_options o;
+  o.limits.max_line_bytes = 40;
+  o.limits.max_name_bytes = 8;
+  o.limits.max_string_bytes = 6;
+  auto error = [&](std::string text, file_format f = file_format::csv) -> std::string {
+    try {
+      nudge::parse_contacts(text, f, "contacts", o);
+    } catch (const nudge::read_error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  CHECK(error("contact,status\nc1,lead\n") == "no error");
+  CHECK(error("contact,status\nc12345678,lead\n") ==
+        "contacts:2: contact id is 9 bytes long; at most 8 are allowed (max_name_bytes)");
+  CHECK(error("contact,status\nc1,customer\n") ==
+        "contacts:2: status is 8 bytes long; at most 6 are allowed (max_string_bytes)");
+  CHECK(error("contact,company\nc1," + std::string(40, 'x') + "\n") ==
+        "contacts:2: line is 43 bytes long; at most 40 are allowed (max_line_bytes)");
+  CHECK(error("contact,languages\nc1,pl\n") ==
+        "contacts:1: bad header: a column name is 9 bytes long; at most 8 are allowed "
+        "(max_name_bytes)");
+  CHECK(error(R"({"id": "c1", "tags": {"VIP_CLIENT": 1}})"
+              "\n",
+              file_format::jsonl) ==
+        "contacts:1: a tag is 10 bytes long; at most 8 are allowed (max_name_bytes)");
+  CHECK(error(R"({"id": "c1", "groups": ["news"]})"
+              "\n"
+              R"({"id": "c1", "groups": ["news"]})"
+              "\n",
+              file_format::jsonl) == "contacts:2: duplicate contact \"c1\" (first on line 1)");
+}

@@ -16,6 +16,10 @@
 //
 // Typed values in JSON Lines (details, props): string, integer, decimal, bool, or
 // {"time": TIME}. A CSV field may be quoted ("a,b" with "" for a quote).
+//
+// Every line is bounded by input_limits (line length, name and text lengths); a decimal must be
+// finite ("nan", "inf" and numbers beyond a double's range are refused); a TIME must lie in
+// [min_time, max_time]. docs/limits.md lists every limit.
 #pragma once
 
 #include <cstddef>
@@ -40,7 +44,9 @@ struct input_problem {
   std::string file;      ///< the file's name as given
   std::size_t line = 0;  ///< 1-based; 0 for a problem with the whole file (cannot open, ...)
   std::string reason;    ///< e.g. "expected 5 fields, got 4"
-  std::string text;      ///< the offending line as read (without its line break)
+  /// The offending line as read (without its line break); for a line longer than
+  /// input_limits::max_line_bytes, only its first 256 bytes followed by "...".
+  std::string text;
 
   /// "file:line: reason" (or "file: reason" when line is 0).
   std::string to_string() const;
@@ -66,6 +72,21 @@ using reject_handler = std::function<void(const input_problem&)>;
 
 enum class file_format : std::uint8_t { csv, jsonl };
 
+/// Bounds on one input line, so that a hostile file gets a located error instead of an
+/// allocation as large as the file. A line over a limit is refused like any bad line (through
+/// the reject handler, or read_error), with a reason naming the limit, e.g.
+/// "events.jsonl:7: line is 2000000 bytes long; at most 1048576 are allowed (max_line_bytes)".
+struct input_limits {
+  /// Longest line in bytes (without its line break), checked before the line is parsed: the
+  /// JSON parser needs several times a line's size in memory.
+  std::size_t max_line_bytes = std::size_t{1} << 20;
+  /// Longest name: contact id, event type, event key, CSV column, and the name of a prop,
+  /// detail, tag, group or consent channel (JSON field names too).
+  std::size_t max_name_bytes = 1024;
+  /// Longest text value: a prop's or detail's string, status, owner, stage, time zone.
+  std::size_t max_string_bytes = 65'536;
+};
+
 /// The format named by the path's extension (".csv" or ".jsonl", any case).
 /// @throws read_error for any other extension.
 file_format format_of(std::string_view path);
@@ -73,10 +94,12 @@ file_format format_of(std::string_view path);
 struct contact_read_options {
   reject_handler on_reject;           ///< empty: throw at the first bad line
   std::optional<file_format> format;  ///< default: by extension
+  input_limits limits;
 };
 
-/// Reads a contacts file. Bad lines (wrong field count, bad value, duplicate id) are refused
-/// through `on_reject`, or throw.
+/// Reads a contacts file. Bad lines (wrong field count, bad value, a line over a limit, an id
+/// seen before: "contacts.csv:9: duplicate contact "c1" (first on line 2)") are refused through
+/// `on_reject`, or throw. With a handler, the first line of an id wins.
 /// @throws read_error (file missing or unreadable, bad header, or a bad line without handler).
 std::vector<contact> read_contacts(const std::string& path,
                                    const contact_read_options& options = {});
@@ -96,6 +119,7 @@ struct event_read_options {
   std::optional<time_point> not_after;
   reject_handler on_reject;           ///< empty: throw at the first bad line
   std::optional<file_format> format;  ///< default: by extension
+  input_limits limits;
 };
 
 /// Reads an event file in batches, checking each line (fields, types, time order across the

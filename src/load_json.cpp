@@ -11,6 +11,7 @@
 #include <array>
 #include <cerrno>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -22,6 +23,7 @@
 
 #include <boost/json.hpp>
 #include <fmt/format.h>
+#include <sys/stat.h>
 
 #include <nudge/event.hpp>
 #include <nudge/load_rules.hpp>
@@ -1689,8 +1691,58 @@ std::vector<diagnostic> locate(std::string_view text, const std::string& file,
   return out;
 }
 
+// Strings and field names longer than the limit. A long field name is reported at its object:
+// a pointer holding the name would be as long as the name.
+void check_lengths(const json::value& v, const path& at, std::size_t max,
+                   std::vector<problem>& out) {
+  auto too_long = [&](std::string_view what, std::size_t size) {
+    out.push_back({at.str(), false, "too_long",
+                   fmt::format("{} of {} bytes; at most {} are allowed (max_string_bytes)", what,
+                               size, max)});
+  };
+  switch (v.kind()) {
+    case json::kind::string:
+      if (v.get_string().size() > max) {
+        too_long("a string", v.get_string().size());
+      }
+      return;
+    case json::kind::array: {
+      const auto& a = v.get_array();
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        check_lengths(a[i], child(at, i), max, out);
+      }
+      return;
+    }
+    case json::kind::object:
+      for (const auto& m : v.get_object()) {
+        if (m.key().size() > max) {
+          too_long("a field name", m.key().size());
+          continue;
+        }
+        check_lengths(m.value(), child(at, m.key()), max, out);
+      }
+      return;
+    default:
+      return;
+  }
+}
+
+diagnostic too_large(const std::string& file, std::size_t size, std::size_t max) {
+  diagnostic d;
+  d.file = file;
+  d.code = "too_large";
+  d.message =
+      fmt::format("the rule file has {} bytes; at most {} are allowed (max_text_bytes)", size, max);
+  return d;
+}
+
 parsed parse_impl(std::string_view text, const load_options& options) {
   parsed out;
+  if (text.size() > options.limits.max_text_bytes) {
+    out.diagnostics.push_back(
+        too_large(options.file_name, text.size(), options.limits.max_text_bytes));
+    return out;
+  }
   const std::size_t start = bom_length(text);
   json::parse_options opts;
   opts.max_depth = max_json_depth(options.limits);
@@ -1710,6 +1762,15 @@ parsed parse_impl(std::string_view text, const load_options& options) {
     return out;
   }
   const json::value root = p.release();
+  {
+    // Before the walker, which would quote the long strings in its own messages.
+    std::vector<problem> long_strings;
+    check_lengths(root, path{}, options.limits.max_string_bytes, long_strings);
+    if (!long_strings.empty()) {
+      out.diagnostics = locate(text, options.file_name, std::move(long_strings), false);
+      return out;
+    }
+  }
   walker w{options.limits};
   out.rules = w.run(root);
   locator scan{text, start, nullptr, false};
@@ -1764,6 +1825,15 @@ load_result try_load_rules(std::string_view json_text, const load_options& optio
 }
 
 std::shared_ptr<const program> load_rules_file(const std::string& path, program_limits limits) {
+  {
+    // Refuse an oversized file before reading it (a pipe is bounded while reading, below).
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+        static_cast<std::uint64_t>(st.st_size) > limits.max_text_bytes) {
+      throw rule_error(
+          {too_large(path, static_cast<std::size_t>(st.st_size), limits.max_text_bytes)});
+    }
+  }
   std::string text;
   std::FILE* f = std::fopen(path.c_str(), "rb");
   int error = f == nullptr ? errno : 0;
@@ -1772,6 +1842,9 @@ std::shared_ptr<const program> load_rules_file(const std::string& path, program_
     std::size_t n = 0;
     while ((n = std::fread(buffer.data(), 1, buffer.size(), f)) > 0) {
       text.append(buffer.data(), n);
+      if (text.size() > limits.max_text_bytes) {
+        break;  // load_rules reports it; no need to read the rest
+      }
     }
     if (std::ferror(f) != 0) {
       error = errno != 0 ? errno : EIO;

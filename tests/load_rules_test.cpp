@@ -339,3 +339,59 @@ TEST_CASE("docs: every example in rules.md loads", "[load_rules][docs]") {
     CHECK(r);
   }
 }
+
+TEST_CASE("load_rules: limits on file size and string length are located errors",
+          "[load_rules][limits]") {
+  nudge::program_limits limits;
+  limits.max_string_bytes = 10;  // "send_email" fits
+  auto what = [&](std::string_view text) -> std::string {
+    try {
+      nudge::load_rules(text, {.file_name = "r.json", .limits = limits});
+    } catch (const nudge::rule_error& e) {
+      return e.what();
+    }
+    return "(loaded without error)";
+  };
+  const std::string ok =
+      R"({"rules": [{"id": "a", "on": {"event": "signup"}, "then": [{"do": "send_email", "arg": "welcome"}]}]})";
+  CHECK(what(ok) == "(loaded without error)");
+
+  SECTION("a long string value, named by its pointer") {
+    CHECK(what(R"({"rules": [{"id": "a_long_id_x", "on": {"event": "signup"}, "then": []}]})") ==
+          "r.json:1:19: /rules/0/id: a string of 11 bytes; at most 10 are allowed "
+          "(max_string_bytes)");
+  }
+  SECTION("a long field name, named by its object; every one is reported") {
+    CHECK(what(R"({"rules": [{"id": "a", "verylongname": 1, "on": {"x2345678901": 2}}]})") ==
+          "r.json:1:12: /rules/0: a field name of 12 bytes; at most 10 are allowed "
+          "(max_string_bytes)\n"
+          "r.json:1:49: /rules/0/on: a field name of 11 bytes; at most 10 are allowed "
+          "(max_string_bytes)");
+  }
+  SECTION("a file over max_text_bytes is refused before parsing") {
+    limits.max_text_bytes = 64;
+    CHECK(what(ok) == "r.json: the rule file has " + std::to_string(ok.size()) +
+                          " bytes; at most 64 are allowed (max_text_bytes)");
+    auto r = nudge::try_load_rules(ok, {.file_name = "r.json", .limits = limits});
+    REQUIRE(r.diagnostics.size() == 1);
+    CHECK(r.diagnostics[0].code == "too_large");
+  }
+  SECTION("load_rules_file checks the size before reading") {
+    limits.max_text_bytes = 64;
+    const std::string path = (data_dir / "errors" / "string_too_long.json").string();
+    CHECK_THROWS_WITH(nudge::load_rules_file(path, limits),
+                      path +
+                          ": the rule file has 70100 bytes; at most 64 are allowed "
+                          "(max_text_bytes)");
+  }
+  SECTION("more rules than max_rules") {
+    limits.max_rules = 1;
+    const std::string two = R"({"rules": [{"id": "a", "on": {"event": "signup"}, "then": []},)"
+                            R"( {"id": "b", "on": {"event": "signup"}, "then": []}]})";
+    CHECK(what(two) == "r.json:1:11: /rules: 2 rules; at most 1 are allowed");
+  }
+  SECTION("JSON nested 100,000 deep stops at the parser's depth bound") {
+    const std::string deep = std::string(100'000, '[') + std::string(100'000, ']');
+    CHECK(what(deep) == "r.json:1:145: JSON nested deeper than 144 levels");
+  }
+}

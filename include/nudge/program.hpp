@@ -15,15 +15,25 @@
 
 namespace nudge {
 
-/// Limits that keep a hostile rule set from exhausting memory or stack.
+/// Limits that keep a hostile rule set from exhausting memory or stack. Each one exceeded is a
+/// rule_error naming the limit, e.g. "rules.json:1:12: /rules/0/id: a string of 70000 bytes;
+/// at most 65536 are allowed (max_string_bytes)". docs/limits.md lists every limit.
 struct program_limits {
   std::size_t max_rules = 100'000;
+  /// Deepest nesting of all/any/not. A rule file's JSON nesting is bounded by
+  /// 2 x max_condition_depth + 16 while it is parsed, so a file nested 100,000 deep is refused
+  /// before it is built in memory.
   std::size_t max_condition_depth = 64;
   std::size_t max_cascade_depth = 16;  ///< internal actions triggering rules triggering ...
   /// Largest count bound of a windowed `happened` leaf and largest cap: the engine keeps that
   /// many event or run times per contact, so an absurd bound would be an absurd memory cost.
   std::int64_t max_kept_count = 1000;
   duration max_delay = days(36'500);
+  /// Largest rule file in bytes (load_rules, load_rules_file; checked before reading or
+  /// parsing, since the parsed document takes a few times the text's size).
+  std::size_t max_text_bytes = std::size_t{64} << 20;
+  /// Longest string value or field name in a rule file, in bytes.
+  std::size_t max_string_bytes = 65'536;
 };
 
 /// The compiled form of a rule_set: rules indexed by the event type and key that trigger them,

@@ -117,6 +117,9 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
   detail::string_map<std::uint32_t> group_of;
   std::vector<std::string_view> contacts;
   std::vector<std::uint32_t> group(events.size());
+  // Events per contact so far, checked against the limit before anything is loaded.
+  std::vector<std::size_t> per_contact;
+  const std::size_t limit = options_.max_events_per_contact;
   for (std::size_t i = 0; i < events.size(); ++i) {
     const auto& id = events[i].contact;
     if (id.empty()) {
@@ -126,8 +129,15 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
     if (it == group_of.end()) {
       it = group_of.emplace(id, static_cast<std::uint32_t>(contacts.size())).first;
       contacts.push_back(id);
+      per_contact.push_back(0);
     }
     group[i] = it->second;
+    if (++per_contact[it->second] > limit && limit != 0) {
+      throw input_error(id, i,
+                        fmt::format("more than {} events for one contact in one batch "
+                                    "(engine_options::max_events_per_contact); split the batch",
+                                    limit));
+    }
   }
   const std::size_t with_events = contacts.size();
   std::vector<std::string> due_ids = call_host("store.due", "", [&] { return store_->due(now); });
@@ -202,15 +212,20 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
   if (sink_ != nullptr && !actions.empty()) {
     call_host("sink.deliver", "", [&] { sink_->deliver(actions); });
   }
-  try {
-    store_->save(states);
-  } catch (...) {
-    auto original_error = std::current_exception();
-    std::throw_with_nested(callback_error(
-        "store.save", "",
-        fmt::format("{} (the batch's {} actions were delivered; no state was saved: process "
-                    "the batch again and drop duplicates by idempotency key)",
-                    what_of(original_error), actions.size())));
+  if (sink_ == nullptr || actions.empty()) {
+    // Nothing was handed to a sink: a failed save leaves the batch fully undone.
+    call_host("store.save", "", [&] { store_->save(states); });
+  } else {
+    try {
+      store_->save(states);
+    } catch (...) {
+      auto original_error = std::current_exception();
+      std::throw_with_nested(callback_error(
+          "store.save", "",
+          fmt::format("{} (the batch's {} actions were delivered; no state was saved: process "
+                      "the batch again and drop duplicates by idempotency key)",
+                      what_of(original_error), actions.size())));
+    }
   }
 
   // Committed: fold in statistics and counters (cannot throw).

@@ -1,6 +1,7 @@
 // The pure evaluation step for one contact: apply events in order, fire timers between them,
 // run triggered rules, apply internal actions (and the events they raise), emit due actions.
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -700,6 +701,12 @@ void evaluate_impl(const program& p, contact_state& state, std::span<const Event
     if (e.at > now) {
       throw input_error(
           id, i, fmt::format("time {} is after now ({})", format_time(e.at), format_time(now)));
+    }
+    // NaN would compare unequal to itself in every condition, and infinity overflows sums.
+    for (const auto& [name, v] : e.props) {
+      if (const double* d = std::get_if<double>(&v); d != nullptr && !std::isfinite(*d)) {
+        throw input_error(id, i, fmt::format("props/{} is not a finite number", name));
+      }
     }
     auto type = p.compiled().types.find(e.type);
     if (type == p.compiled().types.end()) {

@@ -1,6 +1,7 @@
 // The engine: batches over the host's store and sink, determinism, split invariance, atomic
 // failure, the due-time index, statistics.
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -384,6 +385,12 @@ TEST_CASE("engine: a failing store leaves everything as it was", "[engine][atomi
     store.fail_save = false;
     CHECK(lines(engine.process(batch, t0 + nudge::days(8))) == first_try);
   }
+  SECTION("save, without a sink: nothing was delivered, and the message says only the cause") {
+    nudge::engine quiet{p, &store, nullptr};
+    store.fail_save = true;
+    CHECK_THROWS_WITH(quiet.process(batch, t0 + nudge::days(8)), "store.save failed: disk full");
+    CHECK(store.snapshot() == states_before);
+  }
 }
 
 TEST_CASE("engine: a bad event in the middle of a batch applies nothing", "[engine][atomic]") {
@@ -436,6 +443,24 @@ TEST_CASE("engine: a bad event in the middle of a batch applies nothing", "[engi
         "(2024-01-01T00:00:00Z)");
     check_nothing_applied();
   }
+  SECTION("a non-finite decimal prop") {
+    auto bad = ev("bob", "purchase", t0, "o1");
+    bad.props["amount"] = std::numeric_limits<double>::quiet_NaN();
+    CHECK_THROWS_WITH(engine.process(std::vector{ev("ann", "signup", t0), bad}, t0),
+                      "event 1 (contact \"bob\"): props/amount is not a finite number");
+    bad.props["amount"] = -std::numeric_limits<double>::infinity();
+    CHECK_THROWS_WITH(engine.process(std::vector{ev("ann", "signup", t0), bad}, t0),
+                      "event 1 (contact \"bob\"): props/amount is not a finite number");
+    check_nothing_applied();
+  }
+  SECTION("a time outside the supported range") {
+    CHECK_THROWS_WITH(
+        engine.process(std::vector{ev("ann", "signup", t0),
+                                   ev("bob", "signup", nudge::min_time - nudge::seconds(1))},
+                       t0),
+        "event 1 (contact \"bob\"): time -2208988801 is outside the supported range");
+    check_nothing_applied();
+  }
   SECTION("a rule cycle") {
     nudge::rule_set rs;
     rs.rules.push_back(nudge::rule_builder("ping")
@@ -451,6 +476,41 @@ TEST_CASE("engine: a bad event in the middle of a batch applies nothing", "[engi
         nudge::rule_cycle_error);
     check_nothing_applied();
   }
+}
+
+TEST_CASE("engine: more events for one contact than max_events_per_contact apply nothing",
+          "[engine][atomic][limits]") {
+  auto p = nudge::program::compile(shop_rules());
+  test_store store;
+  test_sink sink;
+  nudge::engine engine{p, &store, &sink, {.max_events_per_contact = 3}};
+  std::vector<nudge::event> batch;
+  for (int i = 0; i < 4; ++i) {
+    batch.push_back(ev("ann", "page_view", t0 + nudge::minutes(i)));
+    batch.push_back(ev("bob", "page_view", t0 + nudge::minutes(i)));
+  }
+  batch.back().type = "signup";
+  try {
+    engine.process(batch, t0 + nudge::days(1));
+    FAIL("no error");
+  } catch (const nudge::input_error& e) {
+    CHECK(e.event_index() == 6);  // ann's fourth event
+    CHECK(std::string{e.what()} ==
+          "event 6 (contact \"ann\"): more than 3 events for one contact in one batch "
+          "(engine_options::max_events_per_contact); split the batch");
+  }
+  CHECK(store.snapshot().empty());
+  CHECK(store.loads == 0);  // refused before the store was asked for anything
+  CHECK(sink.calls == 0);
+
+  // Split in two, the same events go through, with the actions of an unlimited engine.
+  nudge::engine unlimited{p, nullptr, nullptr, {.max_events_per_contact = 0}};
+  const auto expected = lines(unlimited.process(batch, t0 + nudge::days(3)));
+  CHECK_FALSE(expected.empty());
+  auto got = lines(engine.process(std::span{batch}.first(4), t0 + nudge::minutes(1)));
+  const auto rest = lines(engine.process(std::span{batch}.subspan(4), t0 + nudge::days(3)));
+  got.insert(got.end(), rest.begin(), rest.end());
+  CHECK(got == expected);
 }
 
 TEST_CASE("engine: unknown contacts are created, or refused when the host says so",

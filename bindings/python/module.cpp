@@ -644,7 +644,8 @@ std::string fspath(const py::handle& path) {
 class py_engine {
  public:
   py_engine(std::shared_ptr<const nudge::program> program, const py::object& store,
-            const py::object& sink, bool create_unknown_contacts)
+            const py::object& sink, bool create_unknown_contacts,
+            std::size_t max_events_per_contact)
       : program_(std::move(program)) {
     if (!program_) {
       throw py::type_error("Engine: program is None");
@@ -657,7 +658,8 @@ class py_engine {
     }
     engine_ = std::make_unique<nudge::engine>(
         program_, store_.get(), sink_.get(),
-        nudge::engine_options{.create_unknown_contacts = create_unknown_contacts});
+        nudge::engine_options{.create_unknown_contacts = create_unknown_contacts,
+                              .max_events_per_contact = max_events_per_contact});
   }
 
   // Runs `f` with the GIL released and the engine locked; a Python exception raised in a
@@ -1218,12 +1220,16 @@ PYBIND11_MODULE(_core, m) {
   // Engine ------------------------------------------------------------------------------------
   py::class_<py_engine>(m, "Engine",
                         "Runs a program over batches of events with your clock, store and sink.")
-      .def(py::init<std::shared_ptr<nudge::program>, const py::object&, const py::object&, bool>(),
+      .def(py::init<std::shared_ptr<nudge::program>, const py::object&, const py::object&, bool,
+                    std::size_t>(),
            "program"_a, "store"_a = py::none(), "sink"_a = py::none(), py::kw_only(),
            "create_unknown_contacts"_a = true,
-           "Engine(program, store=None, sink=None, *, create_unknown_contacts=True). `store`: an "
-           "object with load(id), save(states), due(now); default: in memory. `sink`: a "
-           "callable taking each batch's list of DueAction.")
+           "max_events_per_contact"_a = nudge::engine_options{}.max_events_per_contact,
+           "Engine(program, store=None, sink=None, *, create_unknown_contacts=True, "
+           "max_events_per_contact=100000). `store`: an object with load(id), save(states), "
+           "due(now); default: in memory. `sink`: a callable taking each batch's list of "
+           "DueAction. A batch with more events for one contact than max_events_per_contact "
+           "(0: no limit) raises InputError and changes nothing.")
       .def("process", &py_engine::process, "events"_a, "now"_a,
            "Applies `events` (dicts or tuples, each contact's in time order), then fires every "
            "timer due at or before `now`; returns the batch's DueActions sorted by (due, "

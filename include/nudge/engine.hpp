@@ -24,6 +24,12 @@ struct engine_options {
   /// An event for a contact the store does not have creates it (an anonymous visitor, say).
   /// When false, such an event is an input_error.
   bool create_unknown_contacts = true;
+  /// Most events one contact may have in one batch. A contact's events are evaluated one after
+  /// another on one state, so a batch with millions of events for one contact (a runaway
+  /// client, a replayed log stuck in a loop) is refused up front with an input_error naming the
+  /// contact, the first event past the limit and the limit; the batch then changed nothing.
+  /// 0: no limit. Split larger histories into several batches (the result is the same).
+  std::size_t max_events_per_contact = 100'000;
 };
 
 /// Runs a program over batches of events with the host's clock, store and sink.
@@ -51,7 +57,8 @@ class engine {
   /// Applies `events` (any contacts, each contact's events in time order), then fires every
   /// timer due at or before `now`. Returns the batch's due actions sorted by (due_at, contact),
   /// each contact's in emission order.
-  /// @throws input_error, rule_cycle_error, callback_error; the batch then changed nothing.
+  /// @throws input_error (also for more than engine_options::max_events_per_contact events of
+  ///   one contact), rule_cycle_error, callback_error; the batch then changed nothing.
   std::vector<due_action> process(std::span<const event> events, time_point now);
 
   /// Fires every timer due at or before `now`; touches only contacts the store reports due.

@@ -51,8 +51,9 @@ using round_robin_counters = std::vector<std::uint64_t>;
 ///     for (const auto& a : out.actions) deliver(a);
 ///
 /// @throws nudge::input_error if an event belongs to another contact, is older than the
-///   contact's clock or the previous event, is after `now`, or has a type the program does not
-///   know; nudge::rule_cycle_error if internal actions cascade past the program's depth limit.
+///   contact's clock or the previous event, is after `now` or outside [min_time, max_time], has
+///   a type the program does not know, or a non-finite decimal prop (NaN, infinity);
+///   nudge::rule_cycle_error if internal actions cascade past the program's depth limit.
 ///   Either way nothing is returned: the caller's state is untouched (it was passed by value).
 /// Thread-safety: safe to call concurrently for different contacts (with separate counters).
 /// Complexity: O(events x rules each event triggers + timers fired).

@@ -171,6 +171,19 @@ def test_engine_refuses_unknown_contacts_when_asked():
     assert len(engine.process([("c1", "signup", T0)], now=T0)) == 1
 
 
+def test_engine_refuses_too_many_events_for_one_contact_in_one_batch():
+    engine = nudge.Engine(nudge.Program.from_json(RULES), max_events_per_contact=2)
+    events = [("c1", "signup", T0), ("c2", "signup", T0), ("c1", "signup", T0),
+              ("c1", "signup", T0)]
+    with pytest.raises(nudge.InputError) as e:
+        engine.process(events, now=T0)
+    assert str(e.value) == (
+        'event 3 (contact "c1"): more than 2 events for one contact in one batch '
+        "(engine_options::max_events_per_contact); split the batch")
+    assert engine.contact("c1") is None
+    assert len(engine.process(events[:2], now=T0)) == 2
+
+
 def test_idempotency_keys_are_stable_across_replays():
     program = nudge.Program.from_json(RULES)
     events = [("c1", "signup", T0), ("c2", "signup", T0)]

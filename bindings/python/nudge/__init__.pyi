@@ -294,8 +294,11 @@ class Engine:
         sink: Optional[Sink] = None,
         *,
         create_unknown_contacts: bool = True,
+        max_events_per_contact: int = 100_000,
     ) -> None:
-        """`store` defaults to an in-memory store; without a sink actions are only returned."""
+        """`store` defaults to an in-memory store; without a sink actions are only returned.
+        A batch with more than `max_events_per_contact` events for one contact (0: no limit)
+        raises InputError and changes nothing (docs/limits.md)."""
     def process(self, events: Iterable[Event], now: Time) -> list[DueAction]:
         """Applies `events` (each contact's in time order), then fires timers due at or before
         `now`; returns the batch's actions sorted by (due, contact)."""

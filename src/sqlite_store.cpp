@@ -132,6 +132,10 @@ sqlite_store::sqlite_store(const std::string& path, const nudge::program& progra
                        : options.synchronous == sqlite_sync::normal ? "PRAGMA synchronous=NORMAL"
                                                                     : "PRAGMA synchronous=FULL";
     d.exec(sync, "open (set synchronous)");
+    if (options.max_pages != 0) {
+      d.exec(fmt::format("PRAGMA max_page_count={}", options.max_pages).c_str(),
+             "open (set max_page_count)");
+    }
     // Contact states are read back at random: a 64 MiB page cache and memory-mapped reads keep
     // them out of read(2) calls.
     // A batch rewrites one page per changed contact: checkpoint every 16,384 pages (64 MiB of

@@ -49,6 +49,14 @@ struct sqlite_options {
   sqlite_sync synchronous = sqlite_sync::normal;
   /// Open without writing (e.g. to list the outbox); any write then throws sqlite_error.
   bool read_only = false;
+  /// Largest size of the database in pages (SQLite's PRAGMA max_page_count, for this
+  /// connection only; 0: SQLite's default, no practical cap; a value below the current size
+  /// acts as the current size). A batch that would grow the database past it fails exactly as
+  /// on a full disk, with nothing of it committed: sqlite_error "state.db: cannot save contact
+  /// "c7": database or disk is full" (from durable_engine::process, wrapped in a callback_error
+  /// "store.save failed: ..." when the engine's save hit it). For hosts that want a quota, and
+  /// for tests (docs/limits.md).
+  std::uint32_t max_pages = 0;
 };
 
 /// One undelivered action as the outbox keeps it.

@@ -8,6 +8,7 @@
 // actions again with the same keys.
 #include "live.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -149,6 +150,7 @@ int run_live(const run_args& args) {
   options.synchronous = args.sync == "full"  ? nudge::sqlite_sync::full
                         : args.sync == "off" ? nudge::sqlite_sync::off
                                              : nudge::sqlite_sync::normal;
+  options.max_pages = args.max_pages;
   nudge::sqlite_store db{args.db, *program, options};
   append_sink sink{args.out};
   nudge::durable_engine engine{program, db, &sink};
@@ -210,6 +212,17 @@ int run_live(const run_args& args) {
         break;  // an incomplete line: a writer may still be appending it
       }
       const auto line = text.substr(p, nl - p);
+      if (line.size() > nudge::input_limits{}.max_line_bytes) {
+        // Refused before it is copied into the chunk (the reader would refuse it too).
+        const auto number =
+            1 + static_cast<std::size_t>(
+                    std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(p), '\n'));
+        throw nudge::read_error(
+            {args.events, number,
+             fmt::format("line is {} bytes long; at most {} are allowed (max_line_bytes)",
+                         line.size(), nudge::input_limits{}.max_line_bytes),
+             std::string{line.substr(0, 256)} + "..."});
+      }
       if (!line.empty() && line != "\r") {
         chunk.append(line);
         chunk += '\n';
@@ -223,7 +236,20 @@ int run_live(const run_args& args) {
     events.clear();
     if (!line_end.empty()) {
       nudge::event_reader reader{std::move(chunk), format, args.events, {.program = program.get()}};
-      reader.read(events, line_end.size());
+      try {
+        reader.read(events, line_end.size());
+      } catch (const nudge::read_error& e) {
+        // The reader numbers the chunk's lines (after the header, for CSV): name the file's.
+        nudge::input_problem problem = e.problem();
+        const std::size_t first = format == nudge::file_format::csv ? 2 : 1;
+        if (problem.line >= first && problem.line - first < line_end.size()) {
+          const std::size_t end = line_end[problem.line - first] - 1;  // at its '\n'
+          problem.line =
+              1 + static_cast<std::size_t>(std::count(
+                      text.begin(), text.begin() + static_cast<std::ptrdiff_t>(end), '\n'));
+        }
+        throw nudge::read_error(std::move(problem));
+      }
     }
     // Events after --until wait for a later run.
     std::size_t take = events.size();

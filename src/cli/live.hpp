@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace nudge_cli {
@@ -10,6 +11,7 @@ struct run_args {
   std::string db, rules, contacts, events, until, out;
   std::string sync = "normal";
   std::size_t batch = 1000;
+  std::uint32_t max_pages = 0;  ///< sqlite_options::max_pages (0: no cap)
 };
 
 /// Processes the events the database has not seen yet, in batches, each committed with the

@@ -400,6 +400,9 @@ int main(int argc, char** argv) {
   run->add_option("--batch", run_args.batch, "Events per transaction (default 1000)");
   run->add_option("--sync", run_args.sync, "SQLite synchronous setting: off, normal or full")
       ->check(CLI::IsMember({"off", "normal", "full"}));
+  run->add_option("--max-pages", run_args.max_pages,
+                  "Cap the database at this many pages (a quota; past it a batch fails as on a "
+                  "full disk and commits nothing; default: no cap)");
   explain_args explain_args;
   auto* explain = app.add_subcommand(
       "explain",

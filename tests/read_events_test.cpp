@@ -415,7 +415,7 @@ TEST_CASE("read_events: non-finite and out-of-range numbers and times are refuse
                  file_format::jsonl) == "contacts:1: score must be a finite number");
 }
 
-TEST_CASE("read_contacts: limits on line, id and text lengths; duplicates name both lines",
+TEST_CASE("read_contacts: limits on line, id and text lengths, and duplicates name both lines",
           "[read_events][contacts][limits]") {
   nudge::contact_read_options o;
   o.limits.max_line_bytes = 40;

@@ -403,6 +403,7 @@ int main(int argc, char** argv) {
   run->add_option("--max-pages", run_args.max_pages,
                   "Cap the database at this many pages (a quota; past it a batch fails as on a "
                   "full disk and commits nothing; default: no cap)");
+
   explain_args explain_args;
   auto* explain = app.add_subcommand(
       "explain",

@@ -215,24 +215,29 @@ std::string problem_text(std::string_view line, const input_limits& limits) {
   return std::string{prefix(line, 256)} + "...";
 }
 
-bool too_long(std::string_view s, std::size_t max, std::string_view what, const char* limit,
-              std::string& reason) {
-  if (s.size() <= max) {
+[[gnu::cold, gnu::noinline]] void say_too_long(std::size_t size, std::size_t max,
+                                               std::string_view what, const char* limit,
+                                               std::string& reason) {
+  reason = fmt::format("{} is {} bytes long; at most {} are allowed ({})", what, size, max, limit);
+}
+// Inline: every field of every line passes here (the replay's critical path).
+inline bool too_long(std::string_view s, std::size_t max, std::string_view what, const char* limit,
+                     std::string& reason) {
+  if (s.size() <= max) [[likely]] {
     return false;
   }
-  reason =
-      fmt::format("{} is {} bytes long; at most {} are allowed ({})", what, s.size(), max, limit);
+  say_too_long(s.size(), max, what, limit, reason);
   return true;
 }
-bool name_too_long(std::string_view s, const input_limits& limits, std::string_view what,
-                   std::string& reason) {
+inline bool name_too_long(std::string_view s, const input_limits& limits, std::string_view what,
+                          std::string& reason) {
   return too_long(s, limits.max_name_bytes, what, "max_name_bytes", reason);
 }
-bool string_too_long(std::string_view s, const input_limits& limits, std::string_view what,
-                     std::string& reason) {
+inline bool string_too_long(std::string_view s, const input_limits& limits, std::string_view what,
+                            std::string& reason) {
   return too_long(s, limits.max_string_bytes, what, "max_string_bytes", reason);
 }
-bool line_too_long(std::string_view line, const input_limits& limits, std::string& reason) {
+inline bool line_too_long(std::string_view line, const input_limits& limits, std::string& reason) {
   return too_long(line, limits.max_line_bytes, "line", "max_line_bytes", reason);
 }
 
@@ -469,7 +474,8 @@ bool json_value_map(od::value v, name_map<value>& out, std::string& reason, std:
       reason = "not valid JSON";
       return false;
     }
-    if (name_too_long(k, limits, fmt::format("a name in {}", what), reason)) {
+    if (k.size() > limits.max_name_bytes) {  // the message only when needed
+      name_too_long(k, limits, fmt::format("a name in {}", what), reason);
       return false;
     }
     std::string name{k};

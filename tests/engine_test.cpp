@@ -500,7 +500,7 @@ TEST_CASE("engine: more events for one contact than max_events_per_contact apply
           "(engine_options::max_events_per_contact); split the batch");
   }
   CHECK(store.snapshot().empty());
-  CHECK(store.loads == 0);  // refused before the store was asked for anything
+  CHECK(store.loads == 0);  // refused before any contact was loaded
   CHECK(sink.calls == 0);
 
   // Split in two, the same events go through, with the actions of an unlimited engine.

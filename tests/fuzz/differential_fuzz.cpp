@@ -10,9 +10,9 @@
 //   (c) nudge::evaluate per contact, from the contact's fresh state, with now = end.
 //
 // All runs must give identical due actions (contact, rule, action, argument, due time,
-// idempotency key), identical final contact states and (a, b) identical rule statistics. A
-// rule cycle (internal actions cascading past the depth limit) must be reported by every run.
-// Any difference prints both sides and traps.
+// idempotency key), identical final contact states (with their timelines, when the program keeps
+// one) and (a, b) identical rule statistics. A rule cycle (internal actions cascading past the
+// depth limit) must be reported by every run. Any difference prints both sides and traps.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -218,6 +218,9 @@ nudge::rule_set rules(FuzzedDataProvider& in) {
   for (const char* t : event_types) {
     rs.event_types.emplace_back(t);
   }
+  // Off, a ring that wraps within a few events, or one that keeps everything here.
+  static const std::uint32_t timeline_sizes[] = {0, 0, 3, 200};
+  rs.timeline_size = pick(in, timeline_sizes);
   return rs;
 }
 
@@ -446,7 +449,7 @@ std::string describe(const nudge::rule& r) {
 }
 
 void print_input(const nudge::program& p, const input& data) {
-  std::fprintf(stderr, "program:\n");
+  std::fprintf(stderr, "program (timeline size %zu):\n", p.timeline_size());
   for (const auto& r : p.rules().rules) {
     std::fprintf(stderr, "  %s\n", describe(r).c_str());
   }

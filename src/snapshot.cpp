@@ -37,15 +37,18 @@ class writer {
  public:
   explicit writer(std::string& out) : out_(out) {}
   void u8(std::uint8_t v) { out_.push_back(static_cast<char>(v)); }
+  // Whole fields at once: byte-by-byte push_back made encoding the SQLite store's main cost.
   void u32(std::uint32_t v) {
-    for (int i = 0; i < 4; ++i) {
-      out_.push_back(static_cast<char>((v >> (8 * i)) & 0xffU));
-    }
+    const char b[4] = {static_cast<char>(v), static_cast<char>(v >> 8), static_cast<char>(v >> 16),
+                       static_cast<char>(v >> 24)};
+    out_.append(b, 4);
   }
   void u64(std::uint64_t v) {
-    for (int i = 0; i < 8; ++i) {
-      out_.push_back(static_cast<char>((v >> (8 * i)) & 0xffU));
-    }
+    const char b[8] = {static_cast<char>(v),       static_cast<char>(v >> 8),
+                       static_cast<char>(v >> 16), static_cast<char>(v >> 24),
+                       static_cast<char>(v >> 32), static_cast<char>(v >> 40),
+                       static_cast<char>(v >> 48), static_cast<char>(v >> 56)};
+    out_.append(b, 8);
   }
   void i32(std::int32_t v) { u32(static_cast<std::uint32_t>(v)); }
   void i64(std::int64_t v) { u64(static_cast<std::uint64_t>(v)); }

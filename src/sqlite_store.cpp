@@ -1,7 +1,17 @@
 // The SQLite store, its outbox, and durable_engine.
+//
+// Layout (schema version 3, docs/live.md): the authoritative contact states live in memory (a
+// memory_store); the database is their durable journal. A save appends ONE row to `journal`
+// holding every state of the call (snapshot codec records), so a batch writes a few sequential
+// pages at the end of the file instead of one random B-tree page per contact. When the journal
+// outgrows the checkpoint, a commit rewrites `checkpoint` from memory and empties `journal` in
+// the same transaction. Opening reads the checkpoint, then the journal in order.
+#include <algorithm>
 #include <exception>
+#include <set>
 #include <sstream>
 
+#include <boost/unordered/unordered_flat_map.hpp>
 #include <fmt/format.h>
 #include <sqlite3.h>
 
@@ -12,14 +22,12 @@
 namespace nudge {
 namespace {
 
-constexpr std::string_view schema_version = "2";  // 2: states carry a timeline
-
-std::int64_t to_db(std::uint64_t v) noexcept {
-  return static_cast<std::int64_t>(v);
-}
-std::uint64_t from_db(std::int64_t v) noexcept {
-  return static_cast<std::uint64_t>(v);
-}
+// 2 added a timeline to contact states (one row per contact); 3 keeps states in a journal.
+constexpr std::string_view schema_version = "3";
+constexpr std::string_view meta_delivered = "nudge.outbox_delivered";
+// Checkpoint rows hold about this many bytes of states each: large enough that a row costs
+// little, small enough that loading never holds more than one such blob twice.
+constexpr std::size_t checkpoint_part_bytes = 1U << 20;
 
 class statement {
  public:
@@ -63,10 +71,8 @@ void bind_text(sqlite3_stmt* s, int i, std::string_view text) {
   sqlite3_bind_text(s, i, text.data(), static_cast<int>(text.size()), SQLITE_STATIC);
 }
 
-std::string_view column_text(sqlite3_stmt* s, int i) {
-  const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
-  return p == nullptr ? std::string_view{}
-                      : std::string_view{p, static_cast<std::size_t>(sqlite3_column_bytes(s, i))};
+void bind_blob(sqlite3_stmt* s, int i, std::string_view bytes) {
+  sqlite3_bind_blob(s, i, bytes.data(), static_cast<int>(bytes.size()), SQLITE_STATIC);
 }
 
 std::string_view column_blob(sqlite3_stmt* s, int i) {
@@ -75,21 +81,213 @@ std::string_view column_blob(sqlite3_stmt* s, int i) {
                       : std::string_view{p, static_cast<std::size_t>(sqlite3_column_bytes(s, i))};
 }
 
+// ---- Row payloads: little-endian, as the snapshot format -----------------------------------
+
+void put_u32(std::string& out, std::uint32_t v) {
+  const char b[4] = {static_cast<char>(v), static_cast<char>(v >> 8), static_cast<char>(v >> 16),
+                     static_cast<char>(v >> 24)};
+  out.append(b, 4);
+}
+void put_u64(std::string& out, std::uint64_t v) {
+  put_u32(out, static_cast<std::uint32_t>(v));
+  put_u32(out, static_cast<std::uint32_t>(v >> 32));
+}
+void put_str(std::string& out, std::string_view s) {
+  put_u32(out, static_cast<std::uint32_t>(s.size()));
+  out.append(s);
+}
+
+// Appends one state record, prefixed by its length.
+void put_state(std::string& out, const contact_state& s) {
+  const auto at = out.size();
+  put_u32(out, 0);
+  encode_contact_state(s, out);
+  const auto n = static_cast<std::uint32_t>(out.size() - at - 4);
+  for (int i = 0; i < 4; ++i) {
+    out[at + static_cast<std::size_t>(i)] = static_cast<char>(n >> (8 * i));
+  }
+}
+
+// Bounds-checked reading of a row payload; `fail` gets the byte offset and what was expected.
+class payload {
+ public:
+  explicit payload(std::string_view bytes) : bytes_(bytes) {}
+  bool done() const noexcept { return pos_ == bytes_.size(); }
+  std::size_t pos() const noexcept { return pos_; }
+  // nullptr if fewer than n bytes are left.
+  const char* take(std::size_t n) {
+    if (bytes_.size() - pos_ < n) {
+      return nullptr;
+    }
+    const char* p = bytes_.data() + pos_;
+    pos_ += n;
+    return p;
+  }
+  bool u32(std::uint32_t& v) {
+    const char* p = take(4);
+    if (p == nullptr) {
+      return false;
+    }
+    v = 0;
+    for (int i = 0; i < 4; ++i) {
+      v |= static_cast<std::uint32_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+    }
+    return true;
+  }
+  bool u64(std::uint64_t& v) {
+    std::uint32_t lo = 0, hi = 0;
+    if (!u32(lo) || !u32(hi)) {
+      return false;
+    }
+    v = lo | (static_cast<std::uint64_t>(hi) << 32);
+    return true;
+  }
+  bool str(std::string_view& s) {
+    std::uint32_t n = 0;
+    if (!u32(n)) {
+      return false;
+    }
+    const char* p = take(n);
+    if (p == nullptr) {
+      return false;
+    }
+    s = {p, n};
+    return true;
+  }
+
+ private:
+  std::string_view bytes_;
+  std::size_t pos_ = 0;
+};
+
+// The contact states in memory, changed in place by the open transaction, with an undo log that
+// puts the previous states back on rollback. (Applying a batch where it lands, while its states
+// are still in cache, halved the cost of a second pass over a pending copy.)
+class state_table {
+ public:
+  const contact_state* find(std::string_view id) const {
+    auto it = index_.find(id);
+    return it == index_.end() ? nullptr : &states_[it->second];
+  }
+  std::size_t size() const noexcept { return states_.size(); }
+  const std::vector<contact_state>& states() const noexcept { return states_; }
+
+  void put(contact_state&& s) {
+    if (replaced_.size() == replaced_.capacity()) {
+      replaced_.reserve(2 * replaced_.capacity() + 64);
+    }
+    auto [it, fresh] = index_.try_emplace(s.contact.id, static_cast<std::uint32_t>(states_.size()));
+    const std::uint32_t pos = it->second;
+    if (fresh) {
+      try {
+        states_.push_back(std::move(s));
+      } catch (...) {
+        index_.erase(it);
+        throw;
+      }
+    } else {
+      contact_state& current = states_[pos];
+      if (!current.timers.empty()) {
+        due_.erase({current.next_due(), pos});
+      }
+      replaced_.emplace_back(pos, std::move(current));
+      current = std::move(s);
+    }
+    if (!states_[pos].timers.empty()) {
+      due_.emplace(states_[pos].next_due(), pos);
+    }
+  }
+
+  std::vector<std::string> due(time_point t) const {
+    std::vector<std::string> ids;
+    for (auto it = due_.begin(); it != due_.end() && it->first <= t; ++it) {
+      ids.push_back(states_[it->second].contact.id);
+    }
+    return ids;
+  }
+
+  // The open transaction's changes become permanent.
+  void commit() noexcept {
+    replaced_.clear();
+    committed_size_ = states_.size();
+  }
+  // The open transaction's changes are undone, newest first.
+  void rollback() noexcept {
+    for (auto it = replaced_.rbegin(); it != replaced_.rend(); ++it) {
+      contact_state& current = states_[it->first];
+      if (!current.timers.empty()) {
+        due_.erase({current.next_due(), it->first});
+      }
+      current = std::move(it->second);
+      if (!current.timers.empty()) {
+        due_.emplace(current.next_due(), it->first);
+      }
+    }
+    replaced_.clear();
+    while (states_.size() > committed_size_) {
+      const auto pos = static_cast<std::uint32_t>(states_.size() - 1);
+      if (!states_.back().timers.empty()) {
+        due_.erase({states_.back().next_due(), pos});
+      }
+      index_.erase(states_.back().contact.id);
+      states_.pop_back();
+    }
+  }
+  void clear() noexcept {
+    states_.clear();
+    index_.clear();
+    due_.clear();
+    replaced_.clear();
+    committed_size_ = 0;
+  }
+
+ private:
+  std::vector<contact_state> states_;
+  detail::string_map<std::uint32_t> index_;
+  std::set<std::pair<time_point, std::uint32_t>> due_;  ///< (next_due, position) with timers
+  std::vector<std::pair<std::uint32_t, contact_state>> replaced_;
+  std::size_t committed_size_ = 0;
+};
+
 }  // namespace
 
 struct sqlite_store::impl {
   sqlite3* db = nullptr;
   std::string path;
-  statement load, save, due, begin, commit, rollback, add_outbox, read_outbox, count_outbox,
-      remove_outbox, get_meta, put_meta, count_contacts;
+  const nudge::program* program = nullptr;
+  sqlite_options options;
+  std::uint64_t fingerprint = 0;
+  statement begin, commit, rollback, get_meta, put_meta, data_version, read_checkpoint,
+      read_journal, add_journal, clear_journal, clear_checkpoint, add_checkpoint, read_outbox,
+      add_outbox, trim_outbox, outbox_end, sync_normal, sync_configured;
+
+  // Committed state, as of the last commit (or load).
+  state_table states;
+  bool loaded = false;
+  std::uint64_t generation = 0;    ///< counts load_all() calls (durable_engine re-reads statistics)
+  std::int64_t version_seen = -1;  ///< PRAGMA data_version when `states` was last in sync
+  std::size_t checkpoint_bytes = 0;
+  std::size_t journal_bytes = 0;
+  std::int64_t next_seq = 1;  ///< sequence of the next outbox entry
+  /// Keys of committed, undelivered outbox entries by sequence (for "a key is kept once").
+  std::vector<std::pair<std::int64_t, std::uint64_t>> undelivered;
+  std::size_t undelivered_begin = 0;
+  boost::unordered_flat_map<std::uint64_t, char> undelivered_keys;
+
+  // The open transaction's changes, applied to the members above on commit.
+  std::size_t pending_journal_bytes = 0;
+  std::int64_t pending_next_seq = 1;
+  std::vector<std::pair<std::int64_t, std::uint64_t>> pending_outbox;
+  boost::unordered_flat_map<std::uint64_t, char> pending_keys;
+  std::optional<std::int64_t> pending_delivered;
   std::string scratch;
-  bool read_only = false;
 
   ~impl() {
     // Statements must be finalized before the connection closes.
-    load = {}, save = {}, due = {}, begin = {}, commit = {}, rollback = {}, add_outbox = {},
-    read_outbox = {}, count_outbox = {}, remove_outbox = {}, get_meta = {}, put_meta = {},
-    count_contacts = {};
+    begin = {}, commit = {}, rollback = {}, get_meta = {}, put_meta = {}, data_version = {},
+    read_checkpoint = {}, read_journal = {}, add_journal = {}, clear_journal = {},
+    clear_checkpoint = {}, add_checkpoint = {}, read_outbox = {}, add_outbox = {}, trim_outbox = {},
+    outbox_end = {}, sync_normal = {}, sync_configured = {};
     sqlite3_close_v2(db);
   }
 
@@ -107,6 +305,224 @@ struct sqlite_store::impl {
     }
   }
   statement prepare(std::string_view sql) const { return statement{db, sql, path}; }
+
+  std::optional<std::string> meta(std::string_view key) const {
+    use s{get_meta};
+    bind_text(*s, 1, key);
+    const int rc = sqlite3_step(*s);
+    if (rc == SQLITE_DONE) {
+      return std::nullopt;
+    }
+    if (rc != SQLITE_ROW) {
+      fail(fmt::format("read meta \"{}\"", key));
+    }
+    return std::string{column_blob(*s, 0)};
+  }
+
+  std::int64_t current_data_version() const {
+    use s{data_version};
+    if (sqlite3_step(*s) != SQLITE_ROW) {
+      fail("read the data version");
+    }
+    return sqlite3_column_int64(*s, 0);
+  }
+
+  std::int64_t delivered_through() const {
+    const auto text = meta(meta_delivered);
+    if (!text) {
+      return 0;
+    }
+    try {
+      return std::stoll(*text);
+    } catch (const std::exception&) {
+      throw sqlite_error(
+          fmt::format("{}: meta \"{}\" is corrupt: \"{}\"", path, meta_delivered, *text));
+    }
+  }
+
+  // Decodes a row of length-prefixed state records and saves them into `states`.
+  void load_states(std::string_view bytes, std::string_view row) {
+    payload p{bytes};
+    while (!p.done()) {
+      const auto at = p.pos();
+      std::string_view record;
+      if (!p.str(record)) {
+        throw sqlite_error(
+            fmt::format("{}: {} is corrupt: truncated state record at byte {}", path, row, at));
+      }
+      try {
+        states.put(decode_contact_state(record, program));
+      } catch (const snapshot_error& e) {
+        throw sqlite_error(
+            fmt::format("{}: {}, state record at byte {}: {}", path, row, at, e.what()));
+      }
+    }
+    states.commit();  // drops the replaced versions
+  }
+
+  // Decodes one outbox row; calls visit(entry) for each entry with a sequence > `after`, until
+  // visit returns false.
+  template <class Visit>
+  bool decode_outbox(std::int64_t first, std::int64_t count, std::string_view bytes,
+                     std::int64_t after, Visit&& visit) const {
+    payload p{bytes};
+    for (std::int64_t i = 0; i < count; ++i) {
+      outbox_entry e;
+      e.sequence = first + i;
+      std::uint64_t key = 0, due = 0;
+      std::uint32_t rule = 0, action = 0, kind = 0;
+      std::string_view contact, arg;
+      if (!p.u64(key) || !p.u64(due) || !p.u32(rule) || !p.u32(action) || !p.u32(kind) ||
+          !p.str(contact) || !p.str(arg)) {
+        throw sqlite_error(fmt::format("{}: outbox entry {} is corrupt (truncated at byte {})",
+                                       path, e.sequence, p.pos()));
+      }
+      if (rule >= program->rule_count() || action >= program->rules().rules[rule].actions.size() ||
+          kind > static_cast<std::uint32_t>(action_kind::remove_from_group)) {
+        throw sqlite_error(
+            fmt::format("{}: outbox entry {} is corrupt (rule {}, action {}, kind {})", path,
+                        e.sequence, rule, action, kind));
+      }
+      if (e.sequence <= after) {
+        continue;
+      }
+      e.contact = contact;
+      e.due_at = from_epoch(static_cast<std::int64_t>(due));
+      e.rule_index = rule;
+      e.action_index = action;
+      e.kind = static_cast<action_kind>(kind);
+      e.arg = arg;
+      e.idempotency_key = key;
+      if (!visit(std::move(e))) {
+        return false;
+      }
+    }
+    if (!p.done()) {
+      throw sqlite_error(fmt::format("{}: outbox row {} is corrupt ({} bytes after its {} entries)",
+                                     path, first, bytes.size() - p.pos(), count));
+    }
+    return true;
+  }
+
+  // Visits undelivered entries in sequence order (see decode_outbox).
+  template <class Visit>
+  void scan_outbox(Visit&& visit) const {
+    const auto delivered = delivered_through();
+    use s{read_outbox};
+    sqlite3_bind_int64(*s, 1, delivered);
+    int rc;
+    while ((rc = sqlite3_step(*s)) == SQLITE_ROW) {
+      if (!decode_outbox(sqlite3_column_int64(*s, 0), sqlite3_column_int64(*s, 1),
+                         column_blob(*s, 2), delivered, visit)) {
+        return;
+      }
+    }
+    if (rc != SQLITE_DONE) {
+      fail("read the outbox");
+    }
+  }
+
+  // (Re)reads the committed state: checkpoint, then journal, then the outbox's position.
+  void load_all() {
+    states.clear();
+    loaded = false;
+    checkpoint_bytes = 0;
+    journal_bytes = 0;
+    {
+      use s{read_checkpoint};
+      int rc;
+      while ((rc = sqlite3_step(*s)) == SQLITE_ROW) {
+        const auto bytes = column_blob(*s, 1);
+        checkpoint_bytes += bytes.size();
+        load_states(bytes, fmt::format("checkpoint part {}", sqlite3_column_int64(*s, 0)));
+      }
+      if (rc != SQLITE_DONE) {
+        fail("read the checkpoint");
+      }
+    }
+    {
+      use s{read_journal};
+      int rc;
+      while ((rc = sqlite3_step(*s)) == SQLITE_ROW) {
+        const auto bytes = column_blob(*s, 1);
+        journal_bytes += bytes.size();
+        load_states(bytes, fmt::format("journal row {}", sqlite3_column_int64(*s, 0)));
+      }
+      if (rc != SQLITE_DONE) {
+        fail("read the journal");
+      }
+    }
+    const auto delivered = delivered_through();
+    next_seq = delivered + 1;
+    {
+      use s{outbox_end};
+      const int rc = sqlite3_step(*s);
+      if (rc == SQLITE_ROW) {
+        next_seq = std::max<std::int64_t>(next_seq, sqlite3_column_int64(*s, 0));
+      } else if (rc != SQLITE_DONE) {
+        fail("read the outbox");
+      }
+    }
+    undelivered.clear();
+    undelivered_begin = 0;
+    undelivered_keys.clear();
+    scan_outbox([&](outbox_entry&& e) {
+      undelivered.emplace_back(e.sequence, e.idempotency_key);
+      undelivered_keys.emplace(e.idempotency_key, 0);
+      return true;
+    });
+    version_seen = current_data_version();
+    loaded = true;
+    ++generation;
+  }
+
+  void clear_pending() noexcept {
+    // (clear() on an empty open-addressing map still sweeps its slots)
+    pending_journal_bytes = 0;
+    pending_next_seq = next_seq;
+    pending_outbox.clear();
+    if (!pending_keys.empty()) {
+      pending_keys.clear();
+    }
+    pending_delivered.reset();
+  }
+
+  // Writes a new checkpoint of the states (the open transaction's included) and empties the
+  // journal, inside the open transaction. Returns the checkpoint's size in bytes.
+  std::size_t write_checkpoint() {
+    {
+      use s{clear_journal};
+      step_done(*s, "compact the journal");
+    }
+    {
+      use s{clear_checkpoint};
+      step_done(*s, "compact the journal (drop the old checkpoint)");
+    }
+    std::size_t total = 0;
+    std::int64_t part = 0;
+    scratch.clear();
+    const auto flush = [&] {
+      use s{add_checkpoint};
+      sqlite3_bind_int64(*s, 1, part++);
+      bind_blob(*s, 2, scratch);
+      step_done(*s, "compact the journal (write the checkpoint)");
+      total += scratch.size();
+      scratch.clear();
+    };
+    const auto add = [&](const contact_state& st) {
+      put_state(scratch, st);
+      if (scratch.size() >= checkpoint_part_bytes) {
+        flush();
+      }
+    };
+    for (const auto& st : states.states()) {
+      add(st);
+    }
+    if (!scratch.empty()) {
+      flush();
+    }
+    return total;
+  }
 };
 
 sqlite_store::sqlite_store(const std::string& path, const nudge::program& program,
@@ -114,7 +530,9 @@ sqlite_store::sqlite_store(const std::string& path, const nudge::program& progra
     : impl_(std::make_unique<impl>()), path_(path), program_(&program) {
   impl& d = *impl_;
   d.path = path;
-  d.read_only = options.read_only;
+  d.program = &program;
+  d.options = options;
+  d.fingerprint = program_fingerprint(program);
   const int flags =
       options.read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   if (sqlite3_open_v2(path.c_str(), &d.db, flags | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
@@ -125,78 +543,102 @@ sqlite_store::sqlite_store(const std::string& path, const nudge::program& progra
   }
   sqlite3_extended_result_codes(d.db, 1);
   sqlite3_busy_timeout(d.db, 5000);
+  const char* sync = options.synchronous == sqlite_sync::off      ? "PRAGMA synchronous=OFF"
+                     : options.synchronous == sqlite_sync::normal ? "PRAGMA synchronous=NORMAL"
+                                                                  : "PRAGMA synchronous=FULL";
   // Reading the schema is the first access to the file: a corrupt file fails here.
   if (!options.read_only) {
+    // A batch appends a blob of some 100 KiB: 16 KiB pages write it in a quarter of the WAL
+    // frames (and system calls) 4 KiB pages take. Only a new database takes the setting.
+    d.exec("PRAGMA page_size=16384", "open (set the page size)");
     d.exec("PRAGMA journal_mode=WAL", "open (set WAL mode)");
-    const char* sync = options.synchronous == sqlite_sync::off      ? "PRAGMA synchronous=OFF"
-                       : options.synchronous == sqlite_sync::normal ? "PRAGMA synchronous=NORMAL"
-                                                                    : "PRAGMA synchronous=FULL";
     d.exec(sync, "open (set synchronous)");
     if (options.max_pages != 0) {
       d.exec(fmt::format("PRAGMA max_page_count={}", options.max_pages).c_str(),
              "open (set max_page_count)");
     }
-    // Contact states are read back at random: a 64 MiB page cache and memory-mapped reads keep
-    // them out of read(2) calls.
-    // A batch rewrites one page per changed contact: checkpoint every 16,384 pages (64 MiB of
-    // WAL) rather than every 1,000, so a page written by many batches is copied back once.
-    d.exec("PRAGMA cache_size=-65536; PRAGMA mmap_size=268435456; PRAGMA wal_autocheckpoint=16384",
-           "open (set the cache size)");
-    d.exec(
-        "BEGIN IMMEDIATE;"
-        "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);"
-        "CREATE TABLE IF NOT EXISTS contacts(id TEXT PRIMARY KEY, state BLOB NOT NULL,"
-        " next_due INTEGER) WITHOUT ROWID;"
-        "CREATE INDEX IF NOT EXISTS contacts_next_due ON contacts(next_due)"
-        " WHERE next_due IS NOT NULL;"
-        "CREATE TABLE IF NOT EXISTS outbox(seq INTEGER PRIMARY KEY, idempotency_key INTEGER NOT"
-        " NULL UNIQUE, contact TEXT NOT NULL, due_at INTEGER NOT NULL, rule_index INTEGER NOT"
-        " NULL, action_index INTEGER NOT NULL, kind INTEGER NOT NULL, arg TEXT NOT NULL);"
-        "COMMIT;",
-        "open (create the tables)");
+    // Writes are appends of a few pages per batch; a checkpoint every 4,096 pages (64 MiB of
+    // WAL) rather than every 1,000 means fewer fsyncs at synchronous=normal. Debian builds
+    // SQLite with secure_delete on, which rewrites (and first reads) every page of a compacted
+    // journal: "fast" zeroes only what costs no I/O. The cache keeps the pages a batch appends
+    // to and reads back in memory.
+    d.exec("PRAGMA wal_autocheckpoint=4096; PRAGMA secure_delete=FAST; PRAGMA cache_size=-32768",
+           "open (set the checkpoint interval)");
   }
-  d.get_meta = d.prepare("SELECT value FROM meta WHERE key = ?1");
-  d.begin = d.prepare("BEGIN IMMEDIATE");
-  d.commit = d.prepare("COMMIT");
-  d.rollback = d.prepare("ROLLBACK");
-  const auto version = get_meta("nudge.schema_version");
-  const auto fingerprint = fmt::format("{:016x}", program_fingerprint(program));
-  if (!version) {
+  bool has_meta = false;
+  {
+    statement s = d.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'");
+    const int rc = sqlite3_step(s.get());
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+      d.fail("open (read the schema)");
+    }
+    has_meta = rc == SQLITE_ROW;
+  }
+  const auto fingerprint = fmt::format("{:016x}", d.fingerprint);
+  if (has_meta) {
+    d.get_meta = d.prepare("SELECT value FROM meta WHERE key = ?1");
+    const auto version = d.meta("nudge.schema_version");
+    if (!version) {
+      throw sqlite_error(fmt::format("{}: not a nudge database (no schema version)", path));
+    }
+    if (*version != schema_version) {
+      // Checked before anything is written: an old database is left exactly as it was.
+      throw sqlite_error(fmt::format(
+          "{}: database schema version {}, this build reads version {} (versions 1 and 2 kept "
+          "one row per contact; there is no conversion: replay the events into a new database)",
+          path, *version, schema_version));
+    }
+    if (auto theirs = d.meta("nudge.program_fingerprint"); theirs != fingerprint) {
+      throw sqlite_error(fmt::format(
+          "{}: database written for program fingerprint {}, the loaded rules have fingerprint {} "
+          "(a database only opens with the rule program that wrote it)",
+          path, theirs.value_or("(none)"), fingerprint));
+    }
+  } else {
     if (options.read_only) {
       throw sqlite_error(fmt::format("{}: not a nudge database (no schema version)", path));
     }
-    d.put_meta = d.prepare("INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)");
-    begin();
-    put_meta("nudge.schema_version", schema_version);
-    put_meta("nudge.program_fingerprint", fingerprint);
-    commit();
-  } else if (*version != schema_version) {
-    throw sqlite_error(fmt::format("{}: database schema version {}, this build reads version {}",
-                                   path, *version, schema_version));
-  } else if (auto theirs = get_meta("nudge.program_fingerprint"); theirs != fingerprint) {
-    throw sqlite_error(fmt::format(
-        "{}: database written for program fingerprint {}, the loaded rules have fingerprint {} "
-        "(a database only opens with the rule program that wrote it)",
-        path, theirs.value_or("(none)"), fingerprint));
+    d.exec(
+        "BEGIN IMMEDIATE;"
+        "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS checkpoint(part INTEGER PRIMARY KEY, states BLOB NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS journal(batch INTEGER PRIMARY KEY, states BLOB NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS outbox(first_seq INTEGER PRIMARY KEY, count INTEGER NOT NULL,"
+        " actions BLOB NOT NULL);",
+        "open (create the tables)");
+    d.get_meta = d.prepare("SELECT value FROM meta WHERE key = ?1");
+    const auto insert = fmt::format(
+        "INSERT INTO meta(key, value) VALUES('nudge.schema_version', '{}'), "
+        "('nudge.program_fingerprint', '{}');COMMIT;",
+        schema_version, fingerprint);
+    if (sqlite3_exec(d.db, insert.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+      const std::string reason = sqlite3_errmsg(d.db);
+      sqlite3_exec(d.db, "ROLLBACK", nullptr, nullptr, nullptr);
+      throw sqlite_error(fmt::format("{}: cannot open (create the tables): {}", path, reason));
+    }
   }
-  if (!d.put_meta.get() && !options.read_only) {
-    d.put_meta = d.prepare("INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)");
-  }
-  d.load = d.prepare("SELECT state FROM contacts WHERE id = ?1");
-  d.due = d.prepare(
-      "SELECT id FROM contacts WHERE next_due IS NOT NULL AND next_due <= ?1 ORDER BY next_due, "
-      "id");
+  d.begin = d.prepare("BEGIN IMMEDIATE");
+  d.commit = d.prepare("COMMIT");
+  d.rollback = d.prepare("ROLLBACK");
+  d.data_version = d.prepare("PRAGMA data_version");
+  d.read_checkpoint = d.prepare("SELECT part, states FROM checkpoint ORDER BY part");
+  d.read_journal = d.prepare("SELECT batch, states FROM journal ORDER BY batch");
   d.read_outbox = d.prepare(
-      "SELECT seq, contact, due_at, rule_index, action_index, kind, arg, idempotency_key FROM "
-      "outbox ORDER BY seq LIMIT ?1");
-  d.count_outbox = d.prepare("SELECT count(*) FROM outbox");
-  d.count_contacts = d.prepare("SELECT count(*) FROM contacts");
+      "SELECT first_seq, count, actions FROM outbox WHERE first_seq + count > ?1 + 1 ORDER BY "
+      "first_seq");
+  d.outbox_end = d.prepare("SELECT first_seq + count FROM outbox ORDER BY first_seq DESC LIMIT 1");
   if (!options.read_only) {
-    d.save = d.prepare("INSERT OR REPLACE INTO contacts(id, state, next_due) VALUES(?1, ?2, ?3)");
-    d.add_outbox = d.prepare(
-        "INSERT OR IGNORE INTO outbox(idempotency_key, contact, due_at, rule_index, action_index,"
-        " kind, arg) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
-    d.remove_outbox = d.prepare("DELETE FROM outbox WHERE seq <= ?1");
+    d.put_meta = d.prepare("INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)");
+    d.add_journal = d.prepare("INSERT INTO journal(states) VALUES(?1)");
+    d.clear_journal = d.prepare("DELETE FROM journal");
+    d.clear_checkpoint = d.prepare("DELETE FROM checkpoint");
+    d.add_checkpoint = d.prepare("INSERT INTO checkpoint(part, states) VALUES(?1, ?2)");
+    d.add_outbox = d.prepare("INSERT INTO outbox(first_seq, count, actions) VALUES(?1, ?2, ?3)");
+    d.trim_outbox = d.prepare("DELETE FROM outbox WHERE first_seq + count <= ?1 + 1");
+    d.sync_normal = d.prepare("PRAGMA synchronous=NORMAL");
+    d.sync_configured = d.prepare(sync);
+    // A writer reads everything now, so that a damaged file is refused at open.
+    d.load_all();
   }
 }
 
@@ -206,24 +648,80 @@ sqlite_store::~sqlite_store() {
   }
 }
 
+void sqlite_store::ensure_current() {
+  impl& d = *impl_;
+  // Another connection may have committed since (a second writer, or a reader that loaded
+  // before a writer's batch): read the state again rather than work on a stale copy.
+  if (!d.loaded || d.current_data_version() != d.version_seen) {
+    d.load_all();
+    d.clear_pending();
+  }
+}
+
 void sqlite_store::begin() {
-  if (impl_->read_only) {
+  impl& d = *impl_;
+  if (d.options.read_only) {
     throw sqlite_error(
         fmt::format("{}: cannot begin a transaction: the database is open read-only", path_));
   }
-  use s{impl_->begin};
-  impl_->step_done(*s, "begin a transaction");
+  {
+    use s{d.begin};
+    d.step_done(*s, "begin a transaction");
+  }
   in_transaction_ = true;
+  try {
+    ensure_current();
+  } catch (...) {
+    rollback();
+    throw;
+  }
+  d.clear_pending();
 }
 
 void sqlite_store::commit() {
-  use s{impl_->commit};
-  if (sqlite3_step(*s) != SQLITE_DONE) {
-    const std::string reason = sqlite3_errmsg(impl_->db);
+  impl& d = *impl_;
+  std::optional<std::size_t> new_checkpoint;
+  try {
+    const std::size_t journal = d.journal_bytes + d.pending_journal_bytes;
+    if (d.pending_journal_bytes > 0 &&
+        journal > std::max(d.options.compact_after_bytes, 4 * d.checkpoint_bytes)) {
+      new_checkpoint = d.write_checkpoint();
+    }
+    use s{d.commit};
+    if (sqlite3_step(*s) != SQLITE_DONE) {
+      d.fail("commit");
+    }
+  } catch (...) {
     rollback();
-    throw sqlite_error(fmt::format("{}: cannot commit: {}", path_, reason));
+    throw;
   }
   in_transaction_ = false;
+  // Committed: fold the transaction into the in-memory state (nothing below throws but
+  // allocation).
+  if (new_checkpoint) {
+    d.checkpoint_bytes = *new_checkpoint;
+    d.journal_bytes = 0;
+  } else {
+    d.journal_bytes += d.pending_journal_bytes;
+  }
+  d.states.commit();
+  d.next_seq = d.pending_next_seq;
+  for (const auto& e : d.pending_outbox) {
+    d.undelivered.push_back(e);
+    d.undelivered_keys.emplace(e.second, 0);
+  }
+  if (d.pending_delivered) {
+    while (d.undelivered_begin < d.undelivered.size() &&
+           d.undelivered[d.undelivered_begin].first <= *d.pending_delivered) {
+      d.undelivered_keys.erase(d.undelivered[d.undelivered_begin].second);
+      ++d.undelivered_begin;
+    }
+    if (d.undelivered_begin == d.undelivered.size()) {
+      d.undelivered.clear();
+      d.undelivered_begin = 0;
+    }
+  }
+  d.clear_pending();
 }
 
 void sqlite_store::rollback() noexcept {
@@ -231,48 +729,48 @@ void sqlite_store::rollback() noexcept {
     use s{impl_->rollback};
     sqlite3_step(*s);
   }
+  impl_->states.rollback();
+  impl_->clear_pending();
   in_transaction_ = false;
 }
 
 std::optional<contact_state> sqlite_store::load(std::string_view contact) {
-  use s{impl_->load};
-  bind_text(*s, 1, contact);
-  const int rc = sqlite3_step(*s);
-  if (rc == SQLITE_DONE) {
+  impl& d = *impl_;
+  if (!in_transaction_) {
+    ensure_current();
+  }
+  const contact_state* found = d.states.find(contact);
+  if (found == nullptr) {
     return std::nullopt;
   }
-  if (rc != SQLITE_ROW) {
-    impl_->fail(fmt::format("load contact \"{}\"", contact));
-  }
-  try {
-    return decode_contact_state(column_blob(*s, 0), program_);
-  } catch (const snapshot_error& e) {
-    throw sqlite_error(fmt::format("{}: contact \"{}\": {}", path_, contact, e.what()));
-  }
+  return *found;
 }
 
 void sqlite_store::save(std::span<contact_state> states) {
-  if (impl_->save.get() == nullptr) {
+  impl& d = *impl_;
+  if (d.options.read_only) {
     throw sqlite_error(fmt::format("{}: cannot save: the database is open read-only", path_));
+  }
+  if (states.empty()) {
+    return;
   }
   const bool own = !in_transaction_;
   if (own) {
     begin();
   }
   try {
+    d.scratch.clear();
     for (const auto& st : states) {
-      use s{impl_->save};
-      impl_->scratch.clear();
-      encode_contact_state(st, impl_->scratch);
-      bind_text(*s, 1, st.contact.id);
-      sqlite3_bind_blob(*s, 2, impl_->scratch.data(), static_cast<int>(impl_->scratch.size()),
-                        SQLITE_STATIC);
-      if (st.timers.empty()) {
-        sqlite3_bind_null(*s, 3);
-      } else {
-        sqlite3_bind_int64(*s, 3, to_epoch(st.next_due()));
-      }
-      impl_->step_done(*s, fmt::format("save contact \"{}\"", st.contact.id));
+      put_state(d.scratch, st);
+    }
+    {
+      use s{d.add_journal};
+      bind_blob(*s, 1, d.scratch);
+      d.step_done(*s, fmt::format("save {} contact states", states.size()));
+    }
+    d.pending_journal_bytes += d.scratch.size();
+    for (auto& st : states) {
+      d.states.put(std::move(st));
     }
     if (own) {
       commit();
@@ -286,109 +784,161 @@ void sqlite_store::save(std::span<contact_state> states) {
 }
 
 std::vector<std::string> sqlite_store::due(time_point t) {
-  use s{impl_->due};
-  sqlite3_bind_int64(*s, 1, to_epoch(t));
-  std::vector<std::string> ids;
-  int rc;
-  while ((rc = sqlite3_step(*s)) == SQLITE_ROW) {
-    ids.emplace_back(column_text(*s, 0));
+  impl& d = *impl_;
+  if (!in_transaction_) {
+    ensure_current();
   }
-  if (rc != SQLITE_DONE) {
-    impl_->fail("read due contacts");
-  }
-  return ids;
+  return d.states.due(t);
 }
 
 void sqlite_store::add_to_outbox(std::span<const due_action> actions) {
-  if (impl_->add_outbox.get() == nullptr) {
+  impl& d = *impl_;
+  if (d.options.read_only) {
     throw sqlite_error(
         fmt::format("{}: cannot write the outbox: the database is open read-only", path_));
   }
-  for (const auto& a : actions) {
-    const auto& rule = program_->rules().rules[a.rule_index];
-    const auto action_index = a.definition == nullptr ? 0 : a.definition - rule.actions.data();
-    use s{impl_->add_outbox};
-    sqlite3_bind_int64(*s, 1, to_db(a.idempotency_key));
-    bind_text(*s, 2, a.contact);
-    sqlite3_bind_int64(*s, 3, to_epoch(a.due_at));
-    sqlite3_bind_int64(*s, 4, a.rule_index);
-    sqlite3_bind_int64(*s, 5, action_index);
-    sqlite3_bind_int64(*s, 6, static_cast<std::int64_t>(a.kind));
-    bind_text(*s, 7, a.arg);
-    impl_->step_done(*s, "write the outbox");
+  const bool own = !in_transaction_;
+  if (own) {
+    begin();
+  }
+  try {
+    d.scratch.clear();
+    const auto first = d.pending_next_seq;
+    std::int64_t count = 0;
+    std::vector<std::pair<std::int64_t, std::uint64_t>> added;
+    added.reserve(actions.size());
+    for (const auto& a : actions) {
+      if (d.undelivered_keys.contains(a.idempotency_key) ||
+          !d.pending_keys.emplace(a.idempotency_key, 0).second) {
+        continue;  // already waiting in the outbox
+      }
+      const auto& rule = program_->rules().rules[a.rule_index];
+      const auto action_index = a.definition == nullptr ? 0 : a.definition - rule.actions.data();
+      put_u64(d.scratch, a.idempotency_key);
+      put_u64(d.scratch, static_cast<std::uint64_t>(to_epoch(a.due_at)));
+      put_u32(d.scratch, a.rule_index);
+      put_u32(d.scratch, static_cast<std::uint32_t>(action_index));
+      put_u32(d.scratch, static_cast<std::uint32_t>(a.kind));
+      put_str(d.scratch, a.contact);
+      put_str(d.scratch, a.arg);
+      added.emplace_back(first + count, a.idempotency_key);
+      ++count;
+    }
+    if (count > 0) {
+      use s{d.add_outbox};
+      sqlite3_bind_int64(*s, 1, first);
+      sqlite3_bind_int64(*s, 2, count);
+      bind_blob(*s, 3, d.scratch);
+      d.step_done(*s, "write the outbox");
+      d.pending_next_seq = first + count;
+      d.pending_outbox.insert(d.pending_outbox.end(), added.begin(), added.end());
+    } else {
+      for (const auto& e : added) {
+        d.pending_keys.erase(e.second);
+      }
+    }
+    if (own) {
+      commit();
+    }
+  } catch (...) {
+    if (own) {
+      rollback();
+    }
+    throw;
   }
 }
 
 std::vector<outbox_entry> sqlite_store::outbox(std::size_t limit) {
-  use s{impl_->read_outbox};
-  sqlite3_bind_int64(*s, 1, limit > INT64_MAX ? INT64_MAX : static_cast<std::int64_t>(limit));
   std::vector<outbox_entry> out;
-  int rc;
-  while ((rc = sqlite3_step(*s)) == SQLITE_ROW) {
-    outbox_entry e;
-    e.sequence = sqlite3_column_int64(*s, 0);
-    e.contact = column_text(*s, 1);
-    e.due_at = from_epoch(sqlite3_column_int64(*s, 2));
-    const auto rule = sqlite3_column_int64(*s, 3);
-    const auto action = sqlite3_column_int64(*s, 4);
-    const auto kind = sqlite3_column_int64(*s, 5);
-    if (rule < 0 || static_cast<std::size_t>(rule) >= program_->rule_count() || action < 0 ||
-        static_cast<std::size_t>(action) >=
-            program_->rules().rules[static_cast<std::size_t>(rule)].actions.size() ||
-        kind < 0 || kind > static_cast<std::int64_t>(action_kind::remove_from_group)) {
-      throw sqlite_error(fmt::format("{}: outbox entry {} is corrupt (rule {}, action {}, kind {})",
-                                     path_, e.sequence, rule, action, kind));
-    }
-    e.rule_index = static_cast<std::uint32_t>(rule);
-    e.action_index = static_cast<std::uint32_t>(action);
-    e.kind = static_cast<action_kind>(kind);
-    e.arg = column_text(*s, 6);
-    e.idempotency_key = from_db(sqlite3_column_int64(*s, 7));
+  if (limit == 0) {
+    return out;
+  }
+  impl_->scan_outbox([&](outbox_entry&& e) {
     out.push_back(std::move(e));
-  }
-  if (rc != SQLITE_DONE) {
-    impl_->fail("read the outbox");
-  }
+    return out.size() < limit;
+  });
   return out;
 }
 
 std::size_t sqlite_store::outbox_size() {
-  use s{impl_->count_outbox};
-  if (sqlite3_step(*s) != SQLITE_ROW) {
-    impl_->fail("count the outbox");
+  impl& d = *impl_;
+  const auto delivered = d.delivered_through();
+  use s{d.read_outbox};
+  sqlite3_bind_int64(*s, 1, delivered);
+  std::size_t n = 0;
+  int rc;
+  while ((rc = sqlite3_step(*s)) == SQLITE_ROW) {
+    const auto first = sqlite3_column_int64(*s, 0);
+    const auto count = sqlite3_column_int64(*s, 1);
+    n += static_cast<std::size_t>(first + count - std::max<std::int64_t>(first, delivered + 1));
   }
-  return static_cast<std::size_t>(sqlite3_column_int64(*s, 0));
+  if (rc != SQLITE_DONE) {
+    d.fail("count the outbox");
+  }
+  return n;
 }
 
 std::size_t sqlite_store::size() {
-  use s{impl_->count_contacts};
-  if (sqlite3_step(*s) != SQLITE_ROW) {
-    impl_->fail("count the contacts");
+  impl& d = *impl_;
+  if (!in_transaction_) {
+    ensure_current();
   }
-  return static_cast<std::size_t>(sqlite3_column_int64(*s, 0));
+  return d.states.size();
 }
 
 void sqlite_store::remove_from_outbox(std::int64_t last) {
-  if (impl_->remove_outbox.get() == nullptr) {
+  impl& d = *impl_;
+  if (d.options.read_only) {
     throw sqlite_error(
         fmt::format("{}: cannot write the outbox: the database is open read-only", path_));
   }
-  use s{impl_->remove_outbox};
-  sqlite3_bind_int64(*s, 1, last);
-  impl_->step_done(*s, "delete delivered actions from the outbox");
+  const bool own = !in_transaction_;
+  // Losing this mark on power loss only means delivering again under the same keys, which
+  // at-least-once allows: at synchronous=full it is committed without its own fsync (the next
+  // batch's commit syncs the write-ahead log up to and including it).
+  const bool relax = own && d.options.synchronous == sqlite_sync::full;
+  if (relax) {
+    use s{d.sync_normal};
+    sqlite3_step(*s);
+  }
+  try {
+    if (own) {
+      begin();
+    }
+    try {
+      // Never backwards: entries once marked delivered stay delivered.
+      last = std::max(last, d.delivered_through());
+      put_meta(meta_delivered, std::to_string(last));
+      {
+        use s{d.trim_outbox};
+        sqlite3_bind_int64(*s, 1, last);
+        d.step_done(*s, "delete delivered actions from the outbox");
+      }
+      d.pending_delivered = std::max(last, d.pending_delivered.value_or(last));
+      if (own) {
+        commit();
+      }
+    } catch (...) {
+      if (own) {
+        rollback();
+      }
+      throw;
+    }
+  } catch (...) {
+    if (relax) {
+      use s{d.sync_configured};
+      sqlite3_step(*s);
+    }
+    throw;
+  }
+  if (relax) {
+    use s{d.sync_configured};
+    sqlite3_step(*s);
+  }
 }
 
 std::optional<std::string> sqlite_store::get_meta(std::string_view key) {
-  use s{impl_->get_meta};
-  bind_text(*s, 1, key);
-  const int rc = sqlite3_step(*s);
-  if (rc == SQLITE_DONE) {
-    return std::nullopt;
-  }
-  if (rc != SQLITE_ROW) {
-    impl_->fail(fmt::format("read meta \"{}\"", key));
-  }
-  return std::string{column_blob(*s, 0)};
+  return impl_->meta(key);
 }
 
 void sqlite_store::put_meta(std::string_view key, std::string_view text) {
@@ -397,7 +947,7 @@ void sqlite_store::put_meta(std::string_view key, std::string_view text) {
   }
   use s{impl_->put_meta};
   bind_text(*s, 1, key);
-  sqlite3_bind_blob(*s, 2, text.data(), static_cast<int>(text.size()), SQLITE_STATIC);
+  bind_blob(*s, 2, text);
   impl_->step_done(*s, fmt::format("write meta \"{}\"", key));
 }
 
@@ -411,16 +961,7 @@ std::optional<std::string> sqlite_store::read_meta(const std::string& path, std:
     d.fail("open");
   }
   d.get_meta = d.prepare("SELECT value FROM meta WHERE key = ?1");
-  use s{d.get_meta};
-  bind_text(*s, 1, key);
-  const int rc = sqlite3_step(*s);
-  if (rc == SQLITE_DONE) {
-    return std::nullopt;
-  }
-  if (rc != SQLITE_ROW) {
-    d.fail(fmt::format("read meta \"{}\"", key));
-  }
-  return std::string{column_blob(*s, 0)};
+  return d.meta(key);
 }
 
 std::optional<std::pair<std::vector<rule_stats>, round_robin_counters>>
@@ -437,19 +978,20 @@ sqlite_store::engine_state() {
 void sqlite_store::put_engine_state(const std::vector<rule_stats>& stats,
                                     const round_robin_counters& counters) {
   snapshot s;
-  s.fingerprint = program_fingerprint(*program_);
+  s.fingerprint = impl_->fingerprint;
   s.stats = stats;
   s.counters = counters;
   std::ostringstream out;
   write_snapshot(out, s);
   put_meta("nudge.engine", out.str());
 }
-
 // ---- durable_engine -------------------------------------------------------------------------
 
 durable_engine::durable_engine(std::shared_ptr<const nudge::program> program, sqlite_store& store,
                                nudge::sink* sink, engine_options options)
     : store_(store), sink_(sink), engine_(std::move(program), &store, nullptr, options) {
+  store_.ensure_current();
+  generation_ = store_.impl_->generation;
   if (auto saved = store_.engine_state()) {
     engine_.restore(std::move(saved->first), std::move(saved->second));
   }
@@ -457,14 +999,32 @@ durable_engine::durable_engine(std::shared_ptr<const nudge::program> program, sq
 
 std::size_t durable_engine::process(std::span<const event> events, time_point now,
                                     std::span<const std::pair<std::string, std::string>> meta) {
-  std::size_t added = 0;
   auto stats = engine_.stats();
   auto counters = engine_.counters();
+  std::vector<due_action> actions;
+  // When nothing older waits in the outbox and every action went in, the outbox now holds
+  // exactly `actions`, in order: hand them to the sink as they are rather than read them back.
+  bool deliver_as_is = false;
+  std::int64_t last_sequence = 0;
   store_.begin();
   try {
-    auto actions = engine_.process(events, now);
-    added = actions.size();
+    if (store_.impl_->generation != generation_) {
+      // Another connection committed batches since: continue from its statistics.
+      if (auto saved = store_.engine_state()) {
+        engine_.restore(saved->first, saved->second);
+        stats = std::move(saved->first);
+        counters = std::move(saved->second);
+      }
+      generation_ = store_.impl_->generation;
+    }
+    actions = engine_.process(events, now);
+    const sqlite_store::impl& d = *store_.impl_;
+    const bool outbox_was_empty = d.undelivered_begin == d.undelivered.size();
+    const auto first = d.pending_next_seq;
     store_.add_to_outbox(actions);
+    last_sequence = d.pending_next_seq - 1;
+    deliver_as_is =
+        outbox_was_empty && d.pending_next_seq - first == static_cast<std::int64_t>(actions.size());
     store_.put_engine_state(engine_.stats(), engine_.counters());
     for (const auto& [key, text] : meta) {
       store_.put_meta(key, text);
@@ -476,8 +1036,31 @@ std::size_t durable_engine::process(std::span<const event> events, time_point no
     engine_.restore(std::move(stats), std::move(counters));
     throw;
   }
-  deliver_pending();
-  return added;
+  if (!deliver_as_is) {
+    deliver_pending();
+  } else if (sink_ != nullptr && !actions.empty()) {
+    deliver(actions, last_sequence);
+  }
+  return actions.size();
+}
+
+void durable_engine::deliver(std::span<const due_action> actions, std::int64_t last_sequence) {
+  try {
+    sink_->deliver(actions);
+  } catch (...) {
+    std::throw_with_nested(delivery_error(fmt::format(
+        "sink.deliver failed: {} actions stay in the outbox of {} (the batch is committed; "
+        "call deliver_pending to retry)",
+        store_.outbox_size(), store_.path())));
+  }
+  try {
+    store_.remove_from_outbox(last_sequence);
+  } catch (...) {
+    std::throw_with_nested(delivery_error(fmt::format(
+        "{} actions were delivered but stay in the outbox of {}: they will be delivered again "
+        "with the same idempotency keys (the batch is committed; call deliver_pending to retry)",
+        actions.size(), store_.path())));
+  }
 }
 
 void durable_engine::upsert_contacts(std::span<const contact> contacts) {
@@ -517,22 +1100,7 @@ std::size_t durable_engine::deliver_pending(std::size_t batch) {
       a.idempotency_key = e.idempotency_key;
       actions.push_back(std::move(a));
     }
-    try {
-      sink_->deliver(actions);
-    } catch (...) {
-      std::throw_with_nested(delivery_error(fmt::format(
-          "sink.deliver failed: {} actions stay in the outbox of {} (the batch is committed; "
-          "call deliver_pending to retry)",
-          store_.outbox_size(), store_.path())));
-    }
-    try {
-      store_.remove_from_outbox(entries.back().sequence);
-    } catch (...) {
-      std::throw_with_nested(delivery_error(fmt::format(
-          "{} actions were delivered but stay in the outbox of {}: they will be delivered again "
-          "with the same idempotency keys (the batch is committed; call deliver_pending to retry)",
-          entries.size(), store_.path())));
-    }
+    deliver(actions, entries.back().sequence);
     delivered += entries.size();
     if (entries.size() < batch) {
       return delivered;

@@ -176,6 +176,28 @@ std::string db_state(const std::string& path, const nudge::program& program) {
   return out;
 }
 
+// Rows in one table of the database at `path`, read over a connection of its own.
+std::int64_t row_count(const std::string& path, const std::string& table) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, ("SELECT count(*) FROM " + table).c_str(), -1, &s, nullptr) ==
+          SQLITE_OK);
+  REQUIRE(sqlite3_step(s) == SQLITE_ROW);
+  const std::int64_t n = sqlite3_column_int64(s, 0);
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  return n;
+}
+
+// The journal is compacted at the default threshold (never, for these few contacts) or as
+// often as the size rule allows (0: whenever it outgrows four times the checkpoint).
+nudge::sqlite_options compaction(std::size_t after_bytes) {
+  nudge::sqlite_options o;
+  o.compact_after_bytes = after_bytes;
+  return o;
+}
+
 // Runs every batch, retrying as the API says: after delivery_error the batch is committed
 // (retry delivery); after any other error nothing was committed (retry the batch).
 void run_with_retries(nudge::durable_engine& engine) {
@@ -204,6 +226,8 @@ void run_with_retries(nudge::durable_engine& engine) {
 }  // namespace
 
 TEST_CASE("sqlite_store: state, statistics and counters survive reopening") {
+  const std::size_t compact_after = GENERATE(std::size_t{64} << 20, std::size_t{0});
+  INFO("compact_after_bytes " << compact_after);
   temp_db tmp{"reopen"};
   const auto program = shop_program();
   const auto batches = shop_batches();
@@ -219,14 +243,14 @@ TEST_CASE("sqlite_store: state, statistics and counters survive reopening") {
     }
   }
   {
-    nudge::sqlite_store db{tmp.path, *program};
+    nudge::sqlite_store db{tmp.path, *program, compaction(compact_after)};
     nudge::durable_engine engine{program, db, &sink};
     for (std::size_t b = 0; b < 2; ++b) {
       engine.process(batches[b], batch_end(b));
     }
   }
   {
-    nudge::sqlite_store db{tmp.path, *program};
+    nudge::sqlite_store db{tmp.path, *program, compaction(compact_after)};
     nudge::durable_engine engine{program, db, &sink};
     for (std::size_t b = 2; b < 4; ++b) {
       engine.process(batches[b], batch_end(b));
@@ -237,8 +261,24 @@ TEST_CASE("sqlite_store: state, statistics and counters survive reopening") {
     memory.for_each([&](const nudge::contact_state& s) { CHECK(db.load(s.contact.id) == s); });
     CHECK(db.outbox_size() == 0);
   }
+  // Read by a new store: the checkpoint, then the journal in order.
+  {
+    nudge::sqlite_store db{tmp.path, *program, {.read_only = true}};
+    CHECK(db.size() == memory.size());
+    memory.for_each([&](const nudge::contact_state& s) { CHECK(db.load(s.contact.id) == s); });
+  }
   CHECK(sink.delivered.size() == reference_actions);
   CHECK(reference_actions == 33);
+  // Four batches, each one journal row, unless some were folded into the checkpoint.
+  if (compact_after == 0) {
+    CHECK(row_count(tmp.path, "checkpoint") == 1);
+    CHECK(row_count(tmp.path, "journal") < 4);
+  } else {
+    CHECK(row_count(tmp.path, "checkpoint") == 0);
+    CHECK(row_count(tmp.path, "journal") == 4);
+  }
+  // Delivered actions leave the outbox table too.
+  CHECK(row_count(tmp.path, "outbox") == 0);
 }
 
 TEST_CASE(
@@ -282,6 +322,9 @@ TEST_CASE(
 TEST_CASE(
     "sqlite_store: a store or sink failing on its k-th call, then a retry, ends as a run "
     "without faults") {
+  // Also with compaction at most commits, so that faults hit it too.
+  const std::size_t compact_after = GENERATE(std::size_t{64} << 20, std::size_t{0});
+  INFO("compact_after_bytes " << compact_after);
   const auto program = shop_program();
   std::vector<std::string> expected_actions;
   std::string expected_state;
@@ -289,22 +332,24 @@ TEST_CASE(
   {
     temp_db tmp{"faults_reference"};
     recording_sink sink;
-    faulty_store db{tmp.path, *program};
+    faulty_store db{tmp.path, *program, compaction(compact_after)};
     nudge::durable_engine engine{program, db, &sink};
     run_with_retries(engine);
     expected_actions = sink.delivered;
     store_calls = db.calls;
     sink_calls = sink.calls;
     expected_state = db_state(tmp.path, *program);
+    CHECK(row_count(tmp.path, "checkpoint") == (compact_after == 0 ? 1 : 0));
   }
   REQUIRE(expected_actions.size() == 72);
-  REQUIRE(store_calls == 99);
+  // Each delivery marks the outbox in a transaction of its own: begin and commit count too.
+  REQUIRE(store_calls == 117);
   REQUIRE(sink_calls == 9);
   for (std::size_t k = 1; k <= store_calls; ++k) {
     INFO("store fails on call " << k);
     temp_db tmp{"faults_store"};
     recording_sink sink;
-    faulty_store db{tmp.path, *program};
+    faulty_store db{tmp.path, *program, compaction(compact_after)};
     db.fail_at = k;
     nudge::durable_engine engine{program, db, &sink};
     run_with_retries(engine);
@@ -316,7 +361,7 @@ TEST_CASE(
     temp_db tmp{"faults_sink"};
     recording_sink sink;
     sink.fail_at = k;
-    faulty_store db{tmp.path, *program};
+    faulty_store db{tmp.path, *program, compaction(compact_after)};
     nudge::durable_engine engine{program, db, &sink};
     run_with_retries(engine);
     CHECK(sink.delivered == expected_actions);
@@ -512,4 +557,95 @@ TEST_CASE(
   }
   CHECK(sink.delivered == expected_actions);
   CHECK(full_state(tmp.path, *program, ids) == expected_state);
+}
+
+TEST_CASE(
+    "sqlite_store: a database of an older schema (one row per contact) is refused and left "
+    "as it was") {
+  temp_db tmp{"schema_v2"};
+  const auto program = shop_program();
+  {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(tmp.path.c_str(), &db) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db,
+                         "PRAGMA journal_mode=WAL;"  // as version 1 wrote them
+                         "CREATE TABLE meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);"
+                         "CREATE TABLE contacts(id TEXT PRIMARY KEY, state BLOB NOT NULL,"
+                         " next_due INTEGER) WITHOUT ROWID;"
+                         "INSERT INTO meta VALUES('nudge.schema_version', '2');"
+                         "INSERT INTO contacts VALUES('c0', x'00', NULL);",
+                         nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(db);
+  }
+  const std::string before = read_file(tmp.path);
+  const std::string message = fmt::format(
+      "{}: database schema version 2, this build reads version 3 (versions 1 and 2 kept one "
+      "row per contact; there is no conversion: replay the events into a new database)",
+      tmp.path);
+  CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program}), message);
+  CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program, {.read_only = true}}), message);
+  CHECK(read_file(tmp.path) == before);
+  CHECK(row_count(tmp.path, "contacts") == 1);
+}
+
+TEST_CASE("sqlite_store: a store reads the state again when another connection committed since") {
+  temp_db tmp{"two_writers"};
+  const auto program = shop_program();
+  const auto batches = shop_batches();
+  nudge::memory_store memory;
+  nudge::engine reference{program, &memory};
+  nudge::sqlite_store first{tmp.path, *program};
+  nudge::sqlite_store second{tmp.path, *program};
+  nudge::durable_engine a{program, first, nullptr};
+  nudge::durable_engine b{program, second, nullptr};
+  // Alternate batches between two engines on one file: each begin() sees the other's commits.
+  for (std::size_t i = 0; i < 4; ++i) {
+    (i % 2 == 0 ? a : b).process(batches[i], batch_end(i));
+    reference.process(batches[i], batch_end(i));
+  }
+  memory.for_each([&](const nudge::contact_state& s) { CHECK(first.load(s.contact.id) == s); });
+  CHECK(second.size() == memory.size());
+  // Both engines' actions are in the one outbox, in commit order, each once.
+  const auto pending = first.outbox();
+  CHECK(pending.size() == first.outbox_size());
+  for (std::size_t i = 0; i < pending.size(); ++i) {
+    CHECK(pending[i].sequence == static_cast<std::int64_t>(i + 1));
+  }
+  CHECK(pending.size() == 33);
+}
+
+TEST_CASE(
+    "sqlite_store: delivery in slices smaller than a batch's row marks progress within the "
+    "row") {
+  temp_db tmp{"slices"};
+  const auto program = shop_program();
+  const auto batches = shop_batches();
+  {
+    nudge::sqlite_store db{tmp.path, *program};
+    nudge::durable_engine engine{program, db, nullptr};  // no sink: everything stays
+    engine.process(batches[0], batch_end(0));
+  }
+  nudge::sqlite_store db{tmp.path, *program};
+  const auto all = db.outbox();
+  REQUIRE(all.size() == 8);
+  recording_sink sink;
+  sink.fail_at = 2;
+  nudge::durable_engine engine{program, db, &sink};
+  CHECK_THROWS_AS(engine.deliver_pending(3), nudge::delivery_error);
+  // The first slice of 3 went out and left; the rest wait, numbered as before.
+  CHECK(sink.delivered.size() == 3);
+  const auto rest = db.outbox();
+  REQUIRE(rest.size() == 5);
+  CHECK(rest.front() == all[3]);
+  CHECK(rest.back() == all.back());
+  CHECK(db.outbox_size() == 5);
+  CHECK(row_count(tmp.path, "outbox") == 1);
+  CHECK(engine.deliver_pending(3) == 5);
+  CHECK(sink.delivered.size() == 8);
+  CHECK(db.outbox_size() == 0);
+  CHECK(row_count(tmp.path, "outbox") == 0);
+  // Later batches are numbered after the delivered ones.
+  engine.process(batches[1], batch_end(1));
+  CHECK(db.outbox_size() == 0);
+  CHECK(sink.keys.size() == sink.delivered.size());
 }

@@ -242,12 +242,39 @@ class evaluator {
     drain();
   }
   void schedule(timer t) {
+    if (s_.timers.size() >= p_.limits().max_pending_timers) {
+      throw_too_many_timers();
+    }
     t.sequence = s_.timers_scheduled++;
     auto pos =
         std::upper_bound(s_.timers.begin(), s_.timers.end(), t, [](const timer& a, const timer& b) {
           return a.due_at < b.due_at || (a.due_at == b.due_at && a.sequence < b.sequence);
         });
     s_.timers.insert(pos, t);
+  }
+
+  // Names the rules holding the pending timers, most timers first (ties by rule order).
+  [[noreturn, gnu::cold, gnu::noinline]] void throw_too_many_timers() const {
+    std::vector<std::size_t> per_rule(p_.rule_count(), 0);
+    for (const timer& t : s_.timers) {
+      ++per_rule[t.rule];
+    }
+    std::vector<std::uint32_t> order;
+    for (std::uint32_t r = 0; r < per_rule.size(); ++r) {
+      if (per_rule[r] > 0) {
+        order.push_back(r);
+      }
+    }
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::uint32_t a, std::uint32_t b) { return per_rule[a] > per_rule[b]; });
+    std::vector<std::string> rules;
+    std::vector<std::size_t> counts;
+    for (std::uint32_t r : order) {
+      rules.push_back(p_.rules().rules[r].id);
+      counts.push_back(per_rule[r]);
+    }
+    throw rule_cycle_error::pending_timers(s_.contact.id, std::move(rules), counts,
+                                           p_.limits().max_pending_timers);
   }
 
   // ---- events -----------------------------------------------------------------------------

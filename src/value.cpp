@@ -143,6 +143,26 @@ rule_cycle_error::rule_cycle_error(std::string contact, std::vector<std::string>
       contact_(std::move(contact)),
       chain_(std::move(chain)) {}
 
+rule_cycle_error::rule_cycle_error(const std::string& what, std::string contact,
+                                   std::vector<std::string> chain)
+    : std::runtime_error(what), contact_(std::move(contact)), chain_(std::move(chain)) {}
+
+rule_cycle_error rule_cycle_error::pending_timers(std::string contact,
+                                                  std::vector<std::string> rules,
+                                                  const std::vector<std::size_t>& counts,
+                                                  std::size_t limit) {
+  std::string held;
+  for (std::size_t i = 0; i < rules.size(); ++i) {
+    held +=
+        fmt::format("{}{} ({})", i == 0 ? "" : ", ", rules[i], i < counts.size() ? counts[i] : 0);
+  }
+  return {fmt::format("contact \"{}\": more than {} pending timers "
+                      "(program_limits::max_pending_timers); rules holding them: {}; a rule that "
+                      "re-triggers itself through a delay schedules timers without end",
+                      contact, limit, held),
+          std::move(contact), std::move(rules)};
+}
+
 callback_error::callback_error(std::string callback, std::string contact,
                                const std::string& message)
     : std::runtime_error(contact.empty() ? fmt::format("{} failed: {}", callback, message)

@@ -309,6 +309,39 @@ TEST_CASE("evaluate: internal actions raise events that trigger other rules",
   CHECK(out.state.events_applied == 8);  // the signup and the seven changes
 }
 
+TEST_CASE("evaluate: a rule that re-triggers itself through a delay stops at the timer limit",
+          "[evaluate][cascade][limits]") {
+  // Found by fuzz_differential (docs/fuzzing.md): each run sets the stage to "b" (re-running the
+  // rule once, whose own set_stage is then a no-op) and schedules "ab" a minute later, so every
+  // round leaves twice the timers of the one before.
+  nudge::program_limits limits;
+  limits.max_pending_timers = 100;
+  auto p = compile({nudge::rule_builder("r4")
+                        .when(nudge::on("stage_entered"))
+                        .then(nudge::set_stage("b"))
+                        .then(nudge::set_stage("ab") | nudge::after{nudge::minutes(1)})},
+                   limits);
+  SECTION("within the limit the timers double every minute") {
+    auto out = nudge::evaluate(*p, fresh(*p), std::vector{ev("stage_entered", t0, "x")},
+                               t0 + nudge::minutes(5));
+    CHECK(out.state.timers.size() == 64);
+  }
+  SECTION("past it the evaluation fails, naming the rule") {
+    try {
+      nudge::evaluate(*p, fresh(*p), std::vector{ev("stage_entered", t0, "x")},
+                      t0 + nudge::minutes(7));
+      FAIL("no error");
+    } catch (const nudge::rule_cycle_error& e) {
+      CHECK(e.contact() == "ann");
+      CHECK(e.chain() == strings{"r4"});
+      CHECK(std::string{e.what()} ==
+            "contact \"ann\": more than 100 pending timers (program_limits::max_pending_timers); "
+            "rules holding them: r4 (100); a rule that re-triggers itself through a delay "
+            "schedules timers without end");
+    }
+  }
+}
+
 TEST_CASE("evaluate: rules that keep triggering each other fail with the chain",
           "[evaluate][cascade]") {
   SECTION("two rules moving a contact between stages, with a small depth limit") {

@@ -57,13 +57,22 @@ class input_error : public std::runtime_error {
 
 /// Internal actions that keep triggering each other past the depth limit. Names the chain of
 /// rules, e.g. "tag_a -> tag_b -> tag_a -> ...". The batch changed nothing.
+///
+/// Also thrown when rules that re-trigger themselves through a delay pile up more pending timers
+/// for one contact than program_limits::max_pending_timers allows (each run leaving two timers
+/// doubles them every round, and no cascade is deep enough for the depth limit to notice); then
+/// chain() lists the rules holding the pending timers, most first.
 class rule_cycle_error : public std::runtime_error {
  public:
   rule_cycle_error(std::string contact, std::vector<std::string> chain);
+  /// The pending-timer form: `rules` holding pending timers, with `counts` of them, most first.
+  static rule_cycle_error pending_timers(std::string contact, std::vector<std::string> rules,
+                                         const std::vector<std::size_t>& counts, std::size_t limit);
   const std::string& contact() const noexcept { return contact_; }
   const std::vector<std::string>& chain() const noexcept { return chain_; }
 
  private:
+  rule_cycle_error(const std::string& what, std::string contact, std::vector<std::string> chain);
   std::string contact_;
   std::vector<std::string> chain_;
 };

@@ -29,6 +29,11 @@ struct program_limits {
   /// many event or run times per contact, so an absurd bound would be an absurd memory cost.
   std::int64_t max_kept_count = 1000;
   duration max_delay = days(36'500);
+  /// Most timers one contact may have pending. Far above what sane rules need (one per delayed
+  /// rule or action in flight), it stops rules that re-trigger themselves through a delay from
+  /// doubling their timers until memory runs out: the batch fails with a rule_cycle_error
+  /// naming the rules and changes nothing.
+  std::size_t max_pending_timers = 10'000;
   /// Largest rule file in bytes (load_rules, load_rules_file; checked before reading or
   /// parsing, since the parsed document takes a few times the text's size).
   std::size_t max_text_bytes = std::size_t{64} << 20;

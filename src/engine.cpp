@@ -312,6 +312,22 @@ void engine::upsert_contacts(std::span<const contact> contacts) {
   call_host("store.save", "", [&] { store_->save(states); });
 }
 
+std::vector<std::string> engine::segment_members(std::string_view name) {
+  if (!program_->find_segment(name)) {
+    throw std::invalid_argument(
+        fmt::format("nudge::engine::segment_members: no segment \"{}\" in the program", name));
+  }
+  return call_host("store.segment_members", "", [&] { return store_->segment_members(name); });
+}
+
+std::size_t engine::segment_size(std::string_view name) {
+  if (!program_->find_segment(name)) {
+    throw std::invalid_argument(
+        fmt::format("nudge::engine::segment_size: no segment \"{}\" in the program", name));
+  }
+  return call_host("store.segment_size", "", [&] { return store_->segment_size(name); });
+}
+
 std::optional<contact> engine::find_contact(std::string_view id) {
   auto loaded = call_host("store.load", id, [&] { return store_->load(id); });
   if (!loaded) {

@@ -155,7 +155,7 @@ class evaluator {
   /// `type` is the event type's index in the program (resolved while validating).
   void apply_external(const event& e, std::uint32_t type) {
     fire_timers_before(e.at);
-    apply(type, e.key, e.at, 0, nullptr);
+    apply(type, e.key, e.at, 0, nullptr, &e.props);
     drain();
   }
 
@@ -233,7 +233,11 @@ class evaluator {
     const timer tm = s_.timers.front();
     s_.timers.erase(s_.timers.begin());
     s_.clock = std::max(s_.clock, tm.due_at);
-    if (tm.action < 0) {
+    if (tm.action == timer::segment_flip) {
+      refresh_segments(tm.due_at, 0, nullptr);
+    } else if (tm.action == timer::score_decay) {
+      apply_decay(tm.due_at);
+    } else if (tm.action < 0) {
       run_check(tm.rule, tm.due_at, tm.triggered_at, tm.trigger_ordinal, nullptr);
     } else {
       run_action(tm.rule, static_cast<std::size_t>(tm.action), tm.due_at, tm.triggered_at,
@@ -286,7 +290,7 @@ class evaluator {
         raised_head_ = 0;
       }
       auto t = c_.types.find(e.type);
-      apply(t == c_.types.end() ? none : t->second, e.key, e.at, e.depth, &e.chain);
+      apply(t == c_.types.end() ? none : t->second, e.key, e.at, e.depth, &e.chain, nullptr);
     }
   }
 
@@ -304,27 +308,28 @@ class evaluator {
         return &k->second;
       }
     }
-    if (ti.prefix_rules.empty() && ti.prefix_slots.empty()) {
+    if (!ti.has_prefixes()) {
       return &ti.other_keys;
     }
-    merged.rules = ti.other_keys.rules;
-    merged.slots = ti.other_keys.slots;
-    for (const auto& [prefix, id] : ti.prefix_rules) {
-      if (key.starts_with(prefix)) {
-        merged.rules.push_back(id);
+    auto add = [&](std::vector<std::uint32_t>& into, const std::vector<std::uint32_t>& any,
+                   const std::vector<std::pair<std::string, std::uint32_t>>& prefixes) {
+      into = any;
+      for (const auto& [prefix, id] : prefixes) {
+        if (key.starts_with(prefix)) {
+          into.push_back(id);
+        }
       }
-    }
-    for (const auto& [prefix, id] : ti.prefix_slots) {
-      if (key.starts_with(prefix)) {
-        merged.slots.push_back(id);
-      }
-    }
-    std::sort(merged.rules.begin(), merged.rules.end());
+      std::sort(into.begin(), into.end());
+    };
+    add(merged.rules, ti.other_keys.rules, ti.prefix_rules);
+    add(merged.slots, ti.other_keys.slots, ti.prefix_slots);
+    add(merged.measures, ti.other_keys.measures, ti.prefix_measures);
+    add(merged.scores, ti.other_keys.scores, ti.prefix_scores);
     return &merged;
   }
 
   void apply(std::uint32_t type, std::string_view key, time_point at, std::size_t depth,
-             const std::vector<std::uint32_t>* chain) {
+             const std::vector<std::uint32_t>* chain, const name_map<value>* props) {
     s_.clock = std::max(s_.clock, at);
     const std::uint64_t ordinal = s_.events_applied++;
     if (type == c_.tag_added_type) {
@@ -346,6 +351,21 @@ class evaluator {
     for (std::uint32_t slot : lists->slots) {
       record(s_.history[slot], c_.slots[slot].recent_needed, at);
     }
+    for (std::uint32_t m : lists->measures) {
+      record_measure(m, at, props);
+    }
+    for (std::uint32_t r : lists->scores) {
+      award(r, at, depth, chain);
+    }
+    if (!p_.rules().scoring.thresholds.empty()) {
+      check_thresholds(at, depth, chain);
+    }
+    if (p_.rules().scoring.decay) {
+      sync_decay_timer(at);
+    }
+    if (!c_.segments.empty()) {
+      refresh_segments(at, depth, chain);
+    }
     // Safe to iterate while rules run: raised events wait in raised_ and never re-enter here.
     for (std::uint32_t r : lists->rules) {
       trigger(r, at, ordinal, depth, chain);
@@ -364,6 +384,262 @@ class evaluator {
       }
       h.recent.push_back(at);
     }
+  }
+
+  void record_measure(std::uint32_t m, time_point at, const name_map<value>* props) {
+    if (props == nullptr) {
+      return;  // raised events carry no properties
+    }
+    const detail::measure_def& def = c_.measures[m];
+    auto it = props->find(def.property);
+    double amount = 0;
+    if (it == props->end() || !as_number(it->second, amount)) {
+      return;  // counts as 0 in a sum and is left out of an average: the same as not kept
+    }
+    auto& recent = s_.measures[m].recent;
+    // Values at or before at - keep can never be inside a window again (time only moves on).
+    const time_point expired = at - def.keep;
+    std::size_t drop = 0;
+    while (drop < recent.size() && recent[drop].at <= expired) {
+      ++drop;
+    }
+    if (drop == 0 && recent.size() >= c_.max_kept) {
+      drop = recent.size() - c_.max_kept + 1;
+    }
+    recent.erase(recent.begin(), recent.begin() + static_cast<std::ptrdiff_t>(drop));
+    recent.push_back({at, amount});
+  }
+
+  // ---- scoring --------------------------------------------------------------------------------
+  void change_score(double points, std::string_view why, time_point at, std::size_t depth,
+                    const std::vector<std::uint32_t>* chain) {
+    if (points == 0) {
+      return;
+    }
+    s_.contact.score += points;
+    raise(event_types::score_changed, std::string{why}, at, depth, chain, none);
+  }
+
+  void award(std::uint32_t r, time_point at, std::size_t depth,
+             const std::vector<std::uint32_t>* chain) {
+    const score_rule& sr = p_.rules().scoring.rules[r];
+    double points = sr.points;
+    if (sr.cap) {
+      const std::int64_t period = floor_div(to_epoch(at), sr.cap->per.count());
+      score_award& a = s_.score_awards[r];
+      if (a.period != period) {
+        a.period = period;
+        a.points = 0;
+      }
+      const double room = std::max(0.0, sr.cap->max_points - std::abs(a.points));
+      points = std::copysign(std::min(std::abs(points), room), points);
+      a.points += points;
+    }
+    change_score(points, sr.id, at, depth, chain);
+  }
+
+  static std::int64_t floor_div(std::int64_t a, std::int64_t b) noexcept {
+    const std::int64_t q = a / b;
+    return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+  }
+
+  void check_thresholds(time_point at, std::size_t depth, const std::vector<std::uint32_t>* chain) {
+    for (const auto& t : p_.rules().scoring.thresholds) {
+      const bool reached = s_.contact.score >= t.at;
+      auto it = s_.thresholds_reached.find(t.name);
+      if (reached && it == s_.thresholds_reached.end()) {
+        s_.thresholds_reached.emplace(t.name, at);
+        raise(event_types::score_crossed, t.name, at, depth, chain, none);
+      } else if (!reached && it != s_.thresholds_reached.end()) {
+        s_.thresholds_reached.erase(it);  // re-armed
+      }
+    }
+  }
+
+  timer* find_own_timer(std::int32_t kind) {
+    for (auto& t : s_.timers) {
+      if (t.action == kind) {
+        return &t;
+      }
+    }
+    return nullptr;
+  }
+  void drop_own_timer(std::int32_t kind) {
+    auto it = std::find_if(s_.timers.begin(), s_.timers.end(),
+                           [kind](const timer& t) { return t.action == kind; });
+    if (it != s_.timers.end()) {
+      s_.timers.erase(it);
+    }
+  }
+  // Keeps the one timer of `kind` due at `due` (none when due is max_time).
+  void set_own_timer(std::int32_t kind, time_point due) {
+    if (const timer* t = find_own_timer(kind); t != nullptr) {
+      if (t->due_at == due) {
+        return;
+      }
+      drop_own_timer(kind);
+    }
+    if (due == max_time) {
+      return;
+    }
+    timer t;
+    t.due_at = due;
+    t.rule = 0;
+    t.action = kind;
+    t.triggered_at = due;
+    schedule(t);
+  }
+
+  // A non-zero score needs a decay timer at the next grid instant after `at`.
+  void sync_decay_timer(time_point at) {
+    if (s_.contact.score == 0) {
+      drop_own_timer(timer::score_decay);
+      return;
+    }
+    if (find_own_timer(timer::score_decay) != nullptr) {
+      return;
+    }
+    const std::int64_t every = p_.rules().scoring.decay->every.count();
+    const std::int64_t next = (floor_div(to_epoch(at), every) + 1) * every;
+    if (next <= to_epoch(max_time)) {
+      set_own_timer(timer::score_decay, from_epoch(next));
+    }
+  }
+
+  void apply_decay(time_point at) {
+    const score_decay& d = *p_.rules().scoring.decay;
+    const double before = s_.contact.score;
+    double after = before * d.factor;
+    if (after > 0) {
+      after = std::max(0.0, after - d.subtract);
+    } else if (after < 0) {
+      after = std::min(0.0, after + d.subtract);
+    }
+    change_score(after - before, "decay", at, 0, nullptr);
+    if (s_.contact.score == before) {
+      sync_decay_timer(at);  // nothing raised, so nothing re-arms it
+    }
+  }
+
+  // ---- segments -------------------------------------------------------------------------------
+  // Re-evaluates every segment at `at` in definition order, raises an event per membership
+  // change, and keeps the flip timer at the next instant a windowed leaf changes its value.
+  void refresh_segments(time_point at, std::size_t depth, const std::vector<std::uint32_t>* chain) {
+    const auto& defs = p_.rules().segments;
+    time_point next = max_time;
+    for (std::size_t i = 0; i < defs.size(); ++i) {
+      const detail::segment_def& d = c_.segments[i];
+      const bool is_member = d.root == none || eval(d.root, at, at);
+      auto it = s_.segments.find(defs[i].name);
+      const bool was_member = it != s_.segments.end();
+      if (is_member && !was_member) {
+        s_.segments.emplace(defs[i].name, at);
+        raise(event_types::segment_entered, defs[i].name, at, depth, chain, none);
+      } else if (!is_member && was_member) {
+        s_.segments.erase(it);
+        raise(event_types::segment_exited, defs[i].name, at, depth, chain, none);
+      }
+      for (std::uint32_t n = d.first; n < d.last; ++n) {
+        next = std::min(next, edge(c_.nodes[n], at));
+      }
+    }
+    set_own_timer(timer::segment_flip, next);
+  }
+
+  // The first instant after `t` at which the leaf's value changes with no new event: when the
+  // oldest events still inside its window leave it. max_time if never.
+  time_point edge(const detail::node& nd, time_point t) const {
+    const condition& leaf = *nd.source;
+    if (leaf.window != window_kind::within) {
+      return max_time;
+    }
+    const time_point from = t - leaf.window_length;
+    switch (nd.kind) {
+      case condition::kind::happened: {
+        const auto& recent = s_.history[nd.slot].recent;
+        auto first = std::upper_bound(recent.begin(), recent.end(), from);
+        const auto n = static_cast<std::int64_t>(recent.end() - first);
+        const bool now_value = check_count(n, leaf.count, leaf.count_bound);
+        for (auto it = first; it != recent.end(); ++it) {
+          if (it + 1 != recent.end() && *(it + 1) == *it) {
+            continue;  // events of one instant leave the window together
+          }
+          const auto left = static_cast<std::int64_t>(recent.end() - (it + 1));
+          if (check_count(left, leaf.count, leaf.count_bound) != now_value) {
+            return *it + leaf.window_length;
+          }
+        }
+        return max_time;
+      }
+      case condition::kind::aggregate: {
+        const auto& recent = s_.measures[nd.slot].recent;
+        auto first = std::upper_bound(recent.begin(), recent.end(), from,
+                                      [](time_point x, const timed_value& v) { return x < v.at; });
+        double sum = 0;
+        std::int64_t n = 0;
+        for (auto it = first; it != recent.end(); ++it) {
+          sum += it->amount;
+          ++n;
+        }
+        const bool now_value = aggregate_holds(leaf, sum, n);
+        for (auto it = first; it != recent.end(); ++it) {
+          sum -= it->amount;
+          --n;
+          if (it + 1 != recent.end() && (it + 1)->at == it->at) {
+            continue;
+          }
+          if (aggregate_holds(leaf, n == 0 ? 0.0 : sum, n) != now_value) {
+            return it->at + leaf.window_length;
+          }
+        }
+        return max_time;
+      }
+      case condition::kind::occurred: {
+        const history_slot& h = s_.history[nd.slot];
+        if (h.count == 0) {
+          return max_time;
+        }
+        const time_point o = leaf.which == occurrence::first ? h.first : h.last;
+        return o > from ? o + leaf.window_length : max_time;
+      }
+      default:
+        return max_time;
+    }
+  }
+
+  static bool aggregate_holds(const condition& leaf, double sum, std::int64_t n) {
+    if (leaf.aggregate == aggregate_fn::average && n == 0) {
+      return false;
+    }
+    const value v{leaf.aggregate == aggregate_fn::sum ? sum : sum / static_cast<double>(n)};
+    return compare_value(&v, leaf.op, leaf.operands);
+  }
+
+  // Queues an event an action (rule `r`) or the engine itself (r == none) raised.
+  void raise(std::string_view type, std::string key, time_point at, std::size_t depth,
+             const std::vector<std::uint32_t>* chain, std::uint32_t r) {
+    pending_event e;
+    e.type = std::string{type};
+    e.key = std::move(key);
+    e.at = at;
+    e.depth = depth + 1;
+    if (chain != nullptr) {
+      e.chain = *chain;
+    }
+    if (r != none) {
+      e.chain.push_back(r);
+    }
+    if (e.depth > p_.limits().max_cascade_depth) {
+      std::vector<std::string> names;
+      for (auto id : e.chain) {
+        names.push_back(p_.rules().rules[id].id);
+      }
+      if (r == none) {
+        names.push_back(fmt::format("{} \"{}\"", e.type, e.key));
+      }
+      throw rule_cycle_error(s_.contact.id, std::move(names));
+    }
+    raised_.push_back(std::move(e));
   }
 
   void trigger(std::uint32_t r, time_point at, std::uint64_t ordinal, std::size_t depth,
@@ -583,23 +859,8 @@ class evaluator {
       }
     }
     if (!raised_type.empty()) {
-      pending_event e;
-      e.type = std::string{raised_type};
-      e.key = std::move(raised_key);
-      e.at = now;
-      e.depth = (ctx != nullptr ? ctx->depth : 0) + 1;
-      if (ctx != nullptr && ctx->chain != nullptr) {
-        e.chain = *ctx->chain;
-      }
-      e.chain.push_back(r);
-      if (e.depth > p_.limits().max_cascade_depth) {
-        std::vector<std::string> names;
-        for (auto id : e.chain) {
-          names.push_back(p_.rules().rules[id].id);
-        }
-        throw rule_cycle_error(c.id, std::move(names));
-      }
-      raised_.push_back(std::move(e));
+      raise(raised_type, std::move(raised_key), now, ctx != nullptr ? ctx->depth : 0,
+            ctx != nullptr ? ctx->chain : nullptr, r);
     }
   }
 
@@ -634,6 +895,30 @@ class evaluator {
         return eval_compare(*nd.source);
       case k::happened:
         return eval_happened(*nd.source, s_.history[nd.slot], now, triggered_at);
+      case k::in_segment:
+        return s_.segments.find(p_.rules().segments[nd.slot].name) != s_.segments.end();
+      case k::aggregate: {
+        const condition& leaf = *nd.source;
+        const time_point from = now - leaf.window_length;
+        double sum = 0;
+        std::int64_t events = 0;
+        const auto& recent = s_.measures[nd.slot].recent;
+        for (auto it = recent.rbegin(); it != recent.rend() && it->at > from; ++it) {
+          sum += it->amount;
+          ++events;
+        }
+        return aggregate_holds(leaf, sum, events);
+      }
+      case k::occurred: {
+        const condition& leaf = *nd.source;
+        const history_slot& h = s_.history[nd.slot];
+        if (h.count == 0) {
+          return false;
+        }
+        const time_point o = leaf.which == occurrence::first ? h.first : h.last;
+        const time_point from = now - leaf.window_length;
+        return leaf.is_older ? o <= from : o > from;
+      }
     }
     return false;
   }
@@ -712,6 +997,21 @@ void evaluate_impl(const program& p, contact_state& state, std::span<const Event
           state.contact.id, state.history.size(), p.history_slot_count()));
     }
     state.history.resize(p.history_slot_count());
+  }
+  if (state.measures.size() != p.measure_slot_count()) {
+    if (!state.measures.empty()) {
+      throw std::invalid_argument(fmt::format(
+          "contact \"{}\": state has {} measure slots, the program keeps {} (a state from "
+          "another program)",
+          state.contact.id, state.measures.size(), p.measure_slot_count()));
+    }
+    state.measures.resize(p.measure_slot_count());
+  }
+  if (!state.merged_into.empty() && !events.empty()) {
+    throw input_error(state.contact.id, 0,
+                      fmt::format("the contact was merged into \"{}\" (an identify event); send "
+                                  "its events to that contact",
+                                  state.merged_into));
   }
   // Validate everything before applying anything; resolve each event's type once.
   boost::container::small_vector<std::uint32_t, 64> types(events.size());

@@ -167,6 +167,16 @@ std::string quoted(std::string_view s) {
   return json::serialize(json::string_view{s});
 }
 
+// "\"a\", \"b\" or \"c\""
+template <class Range>
+std::string quoted_words(const Range& words) {
+  std::vector<std::string> q;
+  for (const auto& w : words) {
+    q.push_back(quoted(w));
+  }
+  return list_words(q);
+}
+
 // A value as it appears in a message: scalars as JSON (long ones shortened), containers by kind.
 std::string describe(const json::value& v) {
   switch (v.kind()) {
@@ -189,12 +199,19 @@ std::string describe(const json::value& v) {
   return s;
 }
 
-constexpr std::array<std::string_view, 15> builtin_types{
-    event_types::page_view,      event_types::cart,           event_types::purchase,
-    event_types::email_open,     event_types::email_click,    event_types::signup,
-    event_types::tag_added,      event_types::tag_removed,    event_types::stage_entered,
-    event_types::status_changed, event_types::owner_assigned, event_types::group_added,
-    event_types::group_removed,  event_types::detail_set,     event_types::score_changed};
+constexpr std::array<std::string_view, 19> builtin_types{
+    event_types::page_view,       event_types::cart,           event_types::purchase,
+    event_types::email_open,      event_types::email_click,    event_types::signup,
+    event_types::tag_added,       event_types::tag_removed,    event_types::stage_entered,
+    event_types::status_changed,  event_types::owner_assigned, event_types::group_added,
+    event_types::group_removed,   event_types::detail_set,     event_types::score_changed,
+    event_types::segment_entered, event_types::segment_exited, event_types::score_crossed,
+    event_types::identify};
+
+// Event forms whose value is the key: {"tag_added": "vip"} is {"event": "tag_added", "key":
+// "vip"}.
+constexpr std::array<std::string_view, 5> key_shorthands{
+    "tag_added", "stage_entered", "segment_entered", "segment_exited", "score_crossed"};
 
 constexpr std::array<std::string_view, 15> verbs{
     "send_email", "send_sms",  "web_push",     "notify_owner", "generate_coupon",
@@ -204,9 +221,10 @@ constexpr std::array<std::string_view, 15> verbs{
 constexpr std::array<std::string_view, 10> operators{"eq", "ne", "lt",       "le",     "gt",
                                                      "ge", "in", "contains", "prefix", "exists"};
 
-constexpr std::array<std::string_view, 11> condition_forms{
-    "all",   "any",     "not",      "detail",   "field",       "status",
-    "stage", "has_tag", "in_group", "happened", "not_happened"};
+constexpr std::array<std::string_view, 16> condition_forms{
+    "all",   "any",     "not",        "detail",   "field",        "status",
+    "stage", "has_tag", "in_group",   "happened", "not_happened", "in_segment",
+    "sum",   "average", "first_seen", "last_seen"};
 
 // ---- The walker: DOM -> rule_set, collecting problems -----------------------------------------
 
@@ -224,7 +242,7 @@ class walker {
     }
     check_fields(*top, root_at,
                  {"version", "description", "event_types", "owner_groups", "rules", "workflows",
-                  "segments", "timeline"});
+                  "segments", "timeline", "scoring"});
     // Declarations first: rules refer to them wherever they appear in the file.
     if (const auto* v = top->if_contains("version")) {
       if (auto n = integer(*v, child(root_at, "version"))) {
@@ -247,7 +265,13 @@ class walker {
     if (const auto* v = top->if_contains("timeline")) {
       timeline_at(*v, child(root_at, "timeline"), out);
     }
-    for (const char* reserved : {"workflows", "segments"}) {
+    if (const auto* v = top->if_contains("segments")) {
+      segments(*v, out);
+    }
+    if (const auto* v = top->if_contains("scoring")) {
+      scoring_at(*v, out.scoring);
+    }
+    for (const char* reserved : {"workflows"}) {
       if (const auto* v = top->if_contains(reserved)) {
         const path at = child(root_at, reserved);
         if (const json::array* a = array_at(*v, at); a != nullptr && !a->empty()) {
@@ -286,6 +310,8 @@ class walker {
   const path types_at{&root_at, "event_types"};
   const path groups_at{&root_at, "owner_groups"};
   std::vector<std::string> declared_types_;  // custom event types the file declares
+  std::vector<std::string> segment_names_;   // in file order ("" where a name is missing)
+  std::size_t current_segment_ = npos;       // the segment being read; npos in rules
   const name_map<std::vector<std::string>>* groups_ = nullptr;
 
   void fail(const path& at, std::string code, std::string message, bool at_key = false) {
@@ -678,36 +704,46 @@ class walker {
   // caller's to check.
   std::optional<event_match> match_at(const json::object& o, const path& at) {
     const json::value* ev = o.if_contains("event");
-    const json::value* tag = o.if_contains("tag_added");
-    const json::value* stage = o.if_contains("stage_entered");
-    const int forms = (ev != nullptr) + (tag != nullptr) + (stage != nullptr);
+    std::string_view shorthand;
+    const json::value* short_value = nullptr;
+    int forms = ev != nullptr ? 1 : 0;
+    for (auto f : key_shorthands) {
+      if (const json::value* v = o.if_contains(f)) {
+        ++forms;
+        shorthand = f;
+        short_value = v;
+      }
+    }
     if (forms == 0) {
-      fail(at, "missing_field", "missing the event: \"event\", \"tag_added\" or \"stage_entered\"");
+      fail(at, "missing_field",
+           fmt::format("missing the event: \"event\", {}", quoted_words(key_shorthands)));
       return std::nullopt;
     }
     if (forms > 1) {
       fail(at, "ambiguous_form",
-           "give exactly one of \"event\", \"tag_added\" and \"stage_entered\"");
+           fmt::format("give exactly one of \"event\", {}", quoted_words(key_shorthands)));
       return std::nullopt;
     }
     const json::value* key = o.if_contains("key");
     const json::value* prefix = o.if_contains("key_prefix");
     if (ev == nullptr) {
-      const bool is_tag = tag != nullptr;
-      const char* form = is_tag ? "tag_added" : "stage_entered";
       for (const char* extra : {"key", "key_prefix"}) {
         if (o.if_contains(extra)) {
           fail(child(at, extra), "field_not_allowed",
                fmt::format("{} does not combine with {} (it is the key already)", quoted(extra),
-                           quoted(form)),
+                           quoted(shorthand)),
                true);
         }
       }
-      auto k = name(is_tag ? *tag : *stage, child(at, form), is_tag ? "a tag" : "a stage");
+      const char* what = shorthand == "tag_added"       ? "a tag"
+                         : shorthand == "stage_entered" ? "a stage"
+                         : shorthand == "score_crossed" ? "a threshold"
+                                                        : "a segment";
+      auto k = name(*short_value, child(at, shorthand), what);
       if (!k) {
         return std::nullopt;
       }
-      return event_match{std::string{form}, key_match::exact, std::move(*k)};
+      return event_match{std::string{shorthand}, key_match::exact, std::move(*k)};
     }
     auto t = name(*ev, child(at, "event"), "an event type");
     bool ok = t.has_value();
@@ -764,7 +800,9 @@ class walker {
     if (o == nullptr) {
       return std::nullopt;
     }
-    check_fields(*o, at, {"event", "key", "key_prefix", "tag_added", "stage_entered"});
+    check_fields(*o, at,
+                 {"event", "key", "key_prefix", "tag_added", "stage_entered", "segment_entered",
+                  "segment_exited", "score_crossed"});
     return match_at(*o, at);
   }
 
@@ -863,7 +901,377 @@ class walker {
       }
       return form == "has_tag" ? has_tag(std::move(*s)) : in_group(std::move(*s));
     }
+    if (form == "in_segment") {
+      auto s = name(arg, aat, "a segment");
+      if (!s) {
+        return std::nullopt;
+      }
+      // The same checks as program::compile, here so that they come in the same pass as the
+      // rest: a segment sees only the segments before it, a rule sees them all.
+      const auto visible = segment_names_.begin() + static_cast<std::ptrdiff_t>(std::min(
+                                                        current_segment_, segment_names_.size()));
+      const auto found = std::find(segment_names_.begin(), segment_names_.end(), *s);
+      if (found == segment_names_.end()) {
+        fail(aat, "unknown_segment", fmt::format("no segment {} is defined", quoted(*s)));
+        return std::nullopt;
+      }
+      if (found >= visible) {
+        const auto index = static_cast<std::size_t>(found - segment_names_.begin());
+        fail(aat, "segment_order",
+             index == current_segment_
+                 ? fmt::format("segment {} cannot refer to itself", quoted(*s))
+                 : fmt::format("segment {} is defined after this one (/segments/{}); a segment "
+                               "may only name segments defined before it",
+                               quoted(*s), index));
+        return std::nullopt;
+      }
+      return in_segment(std::move(*s));
+    }
+    if (form == "sum" || form == "average") {
+      return aggregate_at(arg, aat, form == "sum" ? aggregate_fn::sum : aggregate_fn::average);
+    }
+    if (form == "first_seen" || form == "last_seen") {
+      return occurred_at(arg, aat, form == "first_seen" ? occurrence::first : occurrence::last);
+    }
     return happened_at(arg, aat, form == "not_happened");
+  }
+
+  // {"event": ..., "property": P, "within": W, "ge": N} (one of eq, ne, lt, le, gt, ge)
+  std::optional<condition> aggregate_at(const json::value& v, const path& at, aggregate_fn fn) {
+    const json::object* o = object_at(v, at);
+    if (o == nullptr) {
+      return std::nullopt;
+    }
+    static constexpr std::array<std::string_view, 6> ops{"eq", "ne", "lt", "le", "gt", "ge"};
+    bool ok = check_fields(*o, at,
+                           {"event", "key", "key_prefix", "tag_added", "stage_entered",
+                            "segment_entered", "segment_exited", "score_crossed", "property",
+                            "within", "eq", "ne", "lt", "le", "gt", "ge"});
+    auto m = match_at(*o, at);
+    ok = ok && m.has_value();
+    aggregate_builder b = aggregate_of(fn, m.value_or(event_match{}), {});
+    if (const auto* p = o->if_contains("property")) {
+      auto n = name(*p, child(at, "property"), "a property name");
+      ok = ok && n.has_value();
+      b.node.property = n.value_or("");
+    } else {
+      fail(at, "missing_field", "missing required field \"property\"");
+      ok = false;
+    }
+    if (const auto* w = o->if_contains("within")) {
+      auto d = window(*w, child(at, "within"));
+      ok = ok && d.has_value();
+      b.within(d.value_or(duration{0}));
+    } else {
+      fail(at, "missing_field", "missing required field \"within\"");
+      ok = false;
+    }
+    std::optional<condition> out;
+    const char* found = nullptr;
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      const json::value* n = o->if_contains(ops[i]);
+      if (n == nullptr) {
+        continue;
+      }
+      const path nat = child(at, ops[i]);
+      if (found != nullptr) {
+        fail(nat, "ambiguous_form",
+             fmt::format("give one comparison; found {} and {}", quoted(found), quoted(ops[i])),
+             true);
+        ok = false;
+        continue;
+      }
+      found = ops[i].data();
+      auto x = number(*n, nat);
+      ok = ok && x.has_value();
+      condition c = b.node;
+      c.op = static_cast<compare_op>(i);  // eq..ge lead compare_op in this order
+      c.operands = {value{x.value_or(0)}};
+      out = std::move(c);
+    }
+    if (found == nullptr) {
+      fail(at, "missing_field", fmt::format("missing the comparison (one of {})", list_words(ops)));
+      ok = false;
+    }
+    if (!ok) {
+      return std::nullopt;
+    }
+    return out;
+  }
+
+  // {"event": ..., "within": W} or {"event": ..., "older_than": W}
+  std::optional<condition> occurred_at(const json::value& v, const path& at, occurrence which) {
+    const json::object* o = object_at(v, at);
+    if (o == nullptr) {
+      return std::nullopt;
+    }
+    bool ok =
+        check_fields(*o, at,
+                     {"event", "key", "key_prefix", "tag_added", "stage_entered", "segment_entered",
+                      "segment_exited", "score_crossed", "within", "older_than"});
+    auto m = match_at(*o, at);
+    ok = ok && m.has_value();
+    occurred_builder b = which == occurrence::first ? first_seen(m.value_or(event_match{}))
+                                                    : last_seen(m.value_or(event_match{}));
+    const json::value* within = o->if_contains("within");
+    const json::value* older = o->if_contains("older_than");
+    condition c;
+    if (within != nullptr && older != nullptr) {
+      fail(child(at, "older_than"), "ambiguous_form", "give \"within\" or \"older_than\", not both",
+           true);
+      return std::nullopt;
+    }
+    if (within == nullptr && older == nullptr) {
+      fail(at, "missing_field", "missing the window: \"within\" or \"older_than\"");
+      return std::nullopt;
+    }
+    const bool is_older = older != nullptr;
+    auto d = window(is_older ? *older : *within, child(at, is_older ? "older_than" : "within"));
+    if (!ok || !d) {
+      return std::nullopt;
+    }
+    return is_older ? b.older_than(*d) : b.within(*d);
+  }
+
+  std::optional<double> number(const json::value& v, const path& at) {
+    if (!v.is_number()) {
+      wrong_type(v, at, "a number");
+      return std::nullopt;
+    }
+    const double d = v.to_number<double>();
+    if (!std::isfinite(d)) {
+      fail(at, "bad_value", "the number is out of range for a decimal");
+      return std::nullopt;
+    }
+    return d;
+  }
+
+  // ---- segments and scoring ----
+  void segments(const json::value& v, rule_set& out) {
+    const path sat = child(root_at, "segments");
+    const json::array* a = array_at(v, sat);
+    if (a == nullptr) {
+      return;
+    }
+    std::unordered_map<std::string_view, std::size_t> first_with_name;
+    // Names first: a segment may refer to an earlier one, rules to any.
+    for (const auto& item : *a) {
+      const json::value* n = item.is_object() ? item.get_object().if_contains("name") : nullptr;
+      segment_names_.push_back(n != nullptr && n->is_string() ? std::string{n->get_string()}
+                                                              : std::string{});
+    }
+    for (std::size_t i = 0; i < a->size(); ++i) {
+      const path at = child(sat, i);
+      const json::object* o = object_at((*a)[i], at);
+      current_segment_ = i;
+      if (o == nullptr) {
+        continue;
+      }
+      check_fields(*o, at, {"name", "description", "if"});
+      segment sg;
+      if (const auto* n = o->if_contains("name")) {
+        if (auto nm = name(*n, child(at, "name"), "a segment name")) {
+          sg.name = std::move(*nm);
+          if (auto [it, fresh] = first_with_name.emplace(std::string_view{n->get_string()}, i);
+              !fresh) {
+            fail(child(at, "name"), "duplicate_name",
+                 fmt::format("duplicate segment name {} (first used by /segments/{})",
+                             quoted(sg.name), it->second));
+          }
+        }
+      } else {
+        fail(at, "missing_field", "missing required field \"name\"");
+      }
+      if (const auto* d = o->if_contains("description")) {
+        string(*d, child(at, "description"));
+      }
+      if (const auto* c = o->if_contains("if")) {
+        if (auto cc = condition_at(*c, child(at, "if"), 1)) {
+          sg.when = std::move(*cc);
+        }
+      } else {
+        fail(at, "missing_field", "missing required field \"if\"");
+      }
+      out.segments.push_back(std::move(sg));
+    }
+    current_segment_ = npos;
+  }
+
+  void scoring_at(const json::value& v, nudge::scoring& out) {
+    const path sat = child(root_at, "scoring");
+    const json::object* o = object_at(v, sat);
+    if (o == nullptr) {
+      return;
+    }
+    check_fields(*o, sat, {"rules", "decay", "thresholds"});
+    if (const auto* r = o->if_contains("rules")) {
+      const path rat = child(sat, "rules");
+      if (const json::array* list = array_at(*r, rat)) {
+        for (std::size_t i = 0; i < list->size(); ++i) {
+          if (auto sr = score_rule_at((*list)[i], child(rat, i))) {
+            out.rules.push_back(std::move(*sr));
+          }
+        }
+      }
+    }
+    if (const auto* d = o->if_contains("decay")) {
+      const path dat = child(sat, "decay");
+      if (const json::object* dobj = object_at(*d, dat)) {
+        check_fields(*dobj, dat, {"every", "factor", "subtract"});
+        score_decay decay;
+        bool ok = true;
+        if (const auto* e = dobj->if_contains("every")) {
+          auto w = window(*e, child(dat, "every"));
+          ok = ok && w.has_value();
+          decay.every = w.value_or(duration{0});
+        } else {
+          fail(dat, "missing_field", "missing required field \"every\"");
+          ok = false;
+        }
+        if (const auto* f = dobj->if_contains("factor")) {
+          auto x = number(*f, child(dat, "factor"));
+          if (x && (*x < 0 || *x > 1)) {
+            fail(child(dat, "factor"), "bad_value", "a decay factor must be between 0 and 1");
+            x.reset();
+          }
+          ok = ok && x.has_value();
+          decay.factor = x.value_or(1);
+        }
+        if (const auto* sub = dobj->if_contains("subtract")) {
+          auto x = number(*sub, child(dat, "subtract"));
+          if (x && *x < 0) {
+            fail(child(dat, "subtract"), "bad_value", "decay subtracts a number of 0 or more");
+            x.reset();
+          }
+          ok = ok && x.has_value();
+          decay.subtract = x.value_or(0);
+        }
+        if (ok && !dobj->contains("factor") && !dobj->contains("subtract")) {
+          fail(dat, "missing_field", "a decay needs \"factor\", \"subtract\" or both");
+          ok = false;
+        }
+        if (ok) {
+          out.decay = decay;
+        }
+      }
+    }
+    if (const auto* t = o->if_contains("thresholds")) {
+      const path tat = child(sat, "thresholds");
+      if (const json::array* list = array_at(*t, tat)) {
+        std::unordered_map<std::string_view, std::size_t> first_with_name;
+        for (std::size_t i = 0; i < list->size(); ++i) {
+          const path at = child(tat, i);
+          const json::object* th = object_at((*list)[i], at);
+          if (th == nullptr) {
+            continue;
+          }
+          check_fields(*th, at, {"name", "at"});
+          score_threshold st;
+          bool ok = true;
+          if (const auto* n = th->if_contains("name")) {
+            auto nm = name(*n, child(at, "name"), "a threshold name");
+            ok = nm.has_value();
+            if (nm) {
+              st.name = std::move(*nm);
+              if (auto [it, fresh] = first_with_name.emplace(std::string_view{n->get_string()}, i);
+                  !fresh) {
+                fail(child(at, "name"), "duplicate_name",
+                     fmt::format("duplicate threshold {} (first used by /scoring/thresholds/{})",
+                                 quoted(st.name), it->second));
+                ok = false;
+              }
+            }
+          } else {
+            fail(at, "missing_field", "missing required field \"name\"");
+            ok = false;
+          }
+          if (const auto* a = th->if_contains("at")) {
+            auto x = number(*a, child(at, "at"));
+            ok = ok && x.has_value();
+            st.at = x.value_or(0);
+          } else {
+            fail(at, "missing_field", "missing required field \"at\"");
+            ok = false;
+          }
+          if (ok) {
+            out.thresholds.push_back(std::move(st));
+          }
+        }
+      }
+    }
+  }
+
+  std::optional<score_rule> score_rule_at(const json::value& v, const path& at) {
+    const json::object* o = object_at(v, at);
+    if (o == nullptr) {
+      return std::nullopt;
+    }
+    check_fields(*o, at, {"id", "description", "on", "points", "cap"});
+    score_rule r;
+    bool ok = true;
+    if (const auto* id = o->if_contains("id")) {
+      auto s = name(*id, child(at, "id"), "a score rule id");
+      ok = s.has_value();
+      r.id = s.value_or("");
+    } else {
+      fail(at, "missing_field", "missing required field \"id\"");
+      ok = false;
+    }
+    if (const auto* d = o->if_contains("description")) {
+      string(*d, child(at, "description"));
+    }
+    if (const auto* on = o->if_contains("on")) {
+      auto m = trigger(*on, child(at, "on"));
+      ok = ok && m.has_value();
+      if (m) {
+        r.on = std::move(*m);
+      }
+    } else {
+      fail(at, "missing_field", "missing required field \"on\"");
+      ok = false;
+    }
+    if (const auto* p = o->if_contains("points")) {
+      auto x = number(*p, child(at, "points"));
+      ok = ok && x.has_value();
+      r.points = x.value_or(0);
+    } else {
+      fail(at, "missing_field", "missing required field \"points\"");
+      ok = false;
+    }
+    if (const auto* c = o->if_contains("cap")) {
+      const path cat = child(at, "cap");
+      if (const json::object* co = object_at(*c, cat)) {
+        check_fields(*co, cat, {"max", "per"});
+        score_cap cap;
+        if (const auto* m = co->if_contains("max")) {
+          auto x = number(*m, child(cat, "max"));
+          if (x && *x <= 0) {
+            fail(child(cat, "max"), "bad_cap", "a score cap must be more than 0 points");
+            x.reset();
+          }
+          ok = ok && x.has_value();
+          cap.max_points = x.value_or(0);
+        } else {
+          fail(cat, "missing_field", "missing required field \"max\"");
+          ok = false;
+        }
+        if (const auto* p = co->if_contains("per")) {
+          auto w = window(*p, child(cat, "per"));
+          ok = ok && w.has_value();
+          cap.per = w.value_or(duration{0});
+        } else {
+          fail(cat, "missing_field", "missing required field \"per\"");
+          ok = false;
+        }
+        r.cap = cap;
+      } else {
+        ok = false;
+      }
+    }
+    if (!ok) {
+      return std::nullopt;
+    }
+    return r;
   }
 
   std::optional<condition> happened_at(const json::value& v, const path& at, bool is_not) {
@@ -875,10 +1283,12 @@ class walker {
     if (is_not) {
       ok = check_fields(
           *o, at,
-          {"event", "key", "key_prefix", "tag_added", "stage_entered", "within", "since_trigger"});
+          {"event", "key", "key_prefix", "tag_added", "stage_entered", "segment_entered",
+           "segment_exited", "score_crossed", "within", "since_trigger"});
     } else {
       ok = check_fields(*o, at,
-                        {"event", "key", "key_prefix", "tag_added", "stage_entered", "within",
+                        {"event", "key", "key_prefix", "tag_added", "stage_entered",
+                         "segment_entered", "segment_exited", "score_crossed", "within",
                          "since_trigger", "at_least", "at_most", "exactly"});
     }
     auto m = match_at(*o, at);

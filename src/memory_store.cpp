@@ -1,5 +1,8 @@
 // The in-memory default store.
 #include <algorithm>
+#include <stdexcept>
+
+#include <fmt/format.h>
 
 #include <nudge/memory_store.hpp>
 
@@ -48,7 +51,19 @@ void memory_store::save(std::span<contact_state> states) {
       if (!states_[pos].timers.empty()) {
         due_.erase({states_[pos].next_due(), pos});
       }
+      if (!states_[pos].segments.empty() || !s.segments.empty()) {
+        for (const auto& [name, since] : states_[pos].segments) {
+          if (auto m = members_.find(name); m != members_.end()) {
+            m->second.erase(pos);
+          }
+        }
+      }
       states_[pos] = std::move(s);
+    }
+    for (const auto& [name, since] : states_[pos].segments) {
+      // A std::bad_alloc here would leave the index short of this contact; the states and the
+      // due index are already whole.
+      members_[name].insert(pos);
     }
     if (!states_[pos].timers.empty()) {
       due_.emplace(states_[pos].next_due(), pos);
@@ -62,6 +77,32 @@ std::vector<std::string> memory_store::due(time_point t) {
     ids.push_back(states_[it->second].contact.id);
   }
   return ids;
+}
+
+std::vector<std::string> memory_store::segment_members(std::string_view segment) {
+  std::vector<std::string> ids;
+  if (auto m = members_.find(segment); m != members_.end()) {
+    ids.reserve(m->second.size());
+    for (std::size_t pos : m->second) {
+      ids.push_back(states_[pos].contact.id);
+    }
+  }
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+std::size_t memory_store::segment_size(std::string_view segment) {
+  auto m = members_.find(segment);
+  return m == members_.end() ? 0 : m->second.size();
+}
+
+std::vector<std::string> store::segment_members(std::string_view segment) {
+  throw std::logic_error(
+      fmt::format("this store does not answer segment queries (segment \"{}\")", segment));
+}
+
+std::size_t store::segment_size(std::string_view segment) {
+  return segment_members(segment).size();
 }
 
 }  // namespace nudge

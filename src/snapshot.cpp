@@ -265,6 +265,31 @@ void encode_state(writer& w, const contact_state& s) {
     w.u8(static_cast<std::uint8_t>(e.what));
     w.u8(static_cast<std::uint8_t>(e.reason));
   }
+  w.count(s.segments.size());
+  for (const auto& [name, since] : s.segments) {
+    w.str(name);
+    w.time(since);
+  }
+  w.count(s.measures.size());
+  for (const auto& m : s.measures) {
+    w.count(m.recent.size());
+    for (const auto& v : m.recent) {
+      w.time(v.at);
+      w.f64(v.amount);
+    }
+  }
+  w.count(s.score_awards.size());
+  for (const auto& [rule, a] : s.score_awards) {
+    w.u32(rule);
+    w.i64(a.period);
+    w.f64(a.points);
+  }
+  w.count(s.thresholds_reached.size());
+  for (const auto& [name, since] : s.thresholds_reached) {
+    w.str(name);
+    w.time(since);
+  }
+  w.str(s.merged_into);
 }
 
 // Map keys must come strictly ascending: a flat_map built from them is then exactly the one saved.
@@ -353,7 +378,11 @@ contact_state decode_state(reader& r, const program* expected) {
     const auto at = r.pos();
     t.rule = r.u32("a timer rule index");
     t.action = r.i32("a timer action index");
-    if (expected != nullptr) {
+    const bool is_own = t.action == timer::segment_flip || t.action == timer::score_decay;
+    if (is_own && t.rule != 0) {
+      r.corrupt(at, fmt::format("engine timer with rule index {} (expected 0)", t.rule));
+    }
+    if (expected != nullptr && !is_own) {
       if (t.rule >= expected->rule_count()) {
         r.corrupt(at, fmt::format("timer rule index {} (the program has {} rules)", t.rule,
                                   expected->rule_count()));
@@ -412,6 +441,47 @@ contact_state decode_state(reader& r, const program* expected) {
     }
     s.timeline.assign(std::move(entries), recorded);
   }
+  for (std::size_t n = r.count("segment memberships", 12), i = 0; i < n; ++i) {
+    const auto at = r.pos();
+    auto name = r.str("a segment name");
+    insert_ordered(r, s.segments, at, {std::move(name), r.time("a segment entry time")}, "segment");
+  }
+  {
+    const auto at = r.pos();
+    const std::size_t n = r.count("measure slots", 4);
+    if (expected != nullptr && n != expected->measure_slot_count()) {
+      r.corrupt(at, fmt::format("{} measure slots, the program keeps {}", n,
+                                expected->measure_slot_count()));
+    }
+    s.measures.resize(n);
+    for (auto& m : s.measures) {
+      for (std::size_t k = r.count("measured values", 16), i = 0; i < k; ++i) {
+        timed_value v;
+        v.at = r.time("a measured time");
+        v.amount = r.f64("a measured amount");
+        m.recent.push_back(v);
+      }
+    }
+  }
+  for (std::size_t n = r.count("score awards", 20), i = 0; i < n; ++i) {
+    const auto at = r.pos();
+    const std::uint32_t rule = r.u32("a score rule index");
+    if (expected != nullptr && rule >= expected->rules().scoring.rules.size()) {
+      r.corrupt(at, fmt::format("score rule index {} (the program has {} score rules)", rule,
+                                expected->rules().scoring.rules.size()));
+    }
+    score_award a;
+    a.period = r.i64("a score period");
+    a.points = r.f64("awarded points");
+    insert_ordered(r, s.score_awards, at, {rule, a}, "score award");
+  }
+  for (std::size_t n = r.count("reached thresholds", 12), i = 0; i < n; ++i) {
+    const auto at = r.pos();
+    auto name = r.str("a threshold name");
+    insert_ordered(r, s.thresholds_reached, at, {std::move(name), r.time("a threshold time")},
+                   "threshold");
+  }
+  s.merged_into = r.str("the merged-into contact id");
   return s;
 }
 
@@ -441,6 +511,14 @@ void canon(writer& w, const condition& c) {
   w.dur(c.window_length);
   w.u8(static_cast<std::uint8_t>(c.count));
   w.i64(c.count_bound);
+  // Only the kinds that read them: older rule sets keep their fingerprints.
+  if (c.node == condition::kind::aggregate) {
+    w.u8(static_cast<std::uint8_t>(c.aggregate));
+    w.str(c.property);
+  } else if (c.node == condition::kind::occurred) {
+    w.u8(static_cast<std::uint8_t>(c.which));
+    w.u8(c.is_older ? 1 : 0);
+  }
 }
 
 void canon(writer& w, const action& a) {
@@ -502,6 +580,41 @@ std::uint64_t program_fingerprint(const program& p) {
   w.count(rs.event_types.size());
   for (const auto& t : rs.event_types) {
     w.str(t);
+  }
+  // Appended only when present, so rule sets without them keep their fingerprints.
+  if (!rs.segments.empty()) {
+    w.str("segments");
+    w.count(rs.segments.size());
+    for (const auto& sg : rs.segments) {
+      w.str(sg.name);
+      canon(w, sg.when);
+    }
+  }
+  if (!rs.scoring.empty()) {
+    const scoring& sc = rs.scoring;
+    w.str("scoring");
+    w.count(sc.rules.size());
+    for (const auto& r : sc.rules) {
+      w.str(r.id);
+      canon(w, r.on);
+      w.f64(r.points);
+      w.u8(r.cap ? 1 : 0);
+      if (r.cap) {
+        w.f64(r.cap->max_points);
+        w.dur(r.cap->per);
+      }
+    }
+    w.u8(sc.decay ? 1 : 0);
+    if (sc.decay) {
+      w.dur(sc.decay->every);
+      w.f64(sc.decay->factor);
+      w.f64(sc.decay->subtract);
+    }
+    w.count(sc.thresholds.size());
+    for (const auto& t : sc.thresholds) {
+      w.str(t.name);
+      w.f64(t.at);
+    }
   }
   return fnv1a(bytes);
 }

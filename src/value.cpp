@@ -32,7 +32,8 @@ bool is_builtin_event_type(std::string_view type) noexcept {
   for (auto t :
        {et::page_view, et::cart, et::purchase, et::email_open, et::email_click, et::signup,
         et::tag_added, et::tag_removed, et::stage_entered, et::status_changed, et::owner_assigned,
-        et::group_added, et::group_removed, et::detail_set, et::score_changed}) {
+        et::group_added, et::group_removed, et::detail_set, et::score_changed, et::segment_entered,
+        et::segment_exited, et::score_crossed, et::identify}) {
     if (t == type) {
       return true;
     }

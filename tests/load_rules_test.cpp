@@ -289,7 +289,9 @@ TEST_CASE("load_rules: the loaded program runs like the built one", "[load_rules
 TEST_CASE("docs: every example in rules.md loads", "[load_rules][docs]") {
   const std::string doc = read_text(std::filesystem::path{NUDGE_SOURCE_DIR} / "docs" / "rules.md");
   const std::string head =
-      R"({"event_types": ["PURCHASE", "CART"], "owner_groups": {"sales": ["anna", "bartek"]},)";
+      R"({"event_types": ["PURCHASE", "CART", "app_session"], "owner_groups": {"sales": ["anna", "bartek"]},)"
+      R"("segments": [{"name": "active", "if": {"has_tag": "x"}}],)"
+      R"("scoring": {"thresholds": [{"name": "hot", "at": 100}]},)";
   auto as_rule = [&](const std::string& r) { return head + R"("rules": [)" + r + "]}"; };
   auto with = [&](const std::string& on, const std::string& cond, const std::string& act) {
     return as_rule(R"({"id": "doc", "on": )" + on + (cond.empty() ? "" : R"(, "if": )" + cond) +
@@ -306,7 +308,9 @@ TEST_CASE("docs: every example in rules.md loads", "[load_rules][docs]") {
     REQUIRE(end != std::string::npos);
     const std::string block = doc.substr(at, end - at);
     at = end + 3;
-    if (block.find("\"rules\"") != std::string::npos) {
+    if (block.rfind("\"", 0) == 0) {  // a top-level member: "segments": [...]
+      files.push_back(R"({"event_types": ["app_session"], )" + block + R"(, "rules": []})");
+    } else if (block.find("\"rules\"") != std::string::npos) {
       files.push_back(block);
     } else if (block.rfind("{\"id\"", 0) == 0 || block.rfind("{\n  \"id\"", 0) == 0) {
       files.push_back(as_rule(block));
@@ -325,7 +329,9 @@ TEST_CASE("docs: every example in rules.md loads", "[load_rules][docs]") {
       files.push_back(with(signup, "", inline_json));
     } else if (inline_json.rfind("{\"event\"", 0) == 0 ||
                inline_json.rfind("{\"tag_added\"", 0) == 0 ||
-               inline_json.rfind("{\"stage_entered\"", 0) == 0) {
+               inline_json.rfind("{\"stage_entered\"", 0) == 0 ||
+               inline_json.rfind("{\"segment_", 0) == 0 ||
+               inline_json.rfind("{\"score_crossed\"", 0) == 0) {
       files.push_back(with(inline_json, "", email));
     }
   }

@@ -127,7 +127,7 @@ TEST_CASE("snapshot: a snapshot round-trips with states, statistics and counters
              {.rule = "r2"}};
   s.counters = {3, 0};
   const auto bytes = encode(s);
-  CHECK(bytes.substr(0, 12) == std::string("NUDGSNAP\x02\x00\x00\x00", 12));
+  CHECK(bytes.substr(0, 12) == std::string("NUDGSNAP\x03\x00\x00\x00", 12));
   CHECK(nudge::parse_snapshot(bytes) == s);
 }
 
@@ -141,7 +141,7 @@ TEST_CASE("snapshot: another format version is rejected naming both versions") {
   nudge::snapshot s;
   auto bytes = encode(s);
   bytes[8] = 9;
-  CHECK(error_of(bytes) == "s.snap: snapshot format version 9, this build reads version 2");
+  CHECK(error_of(bytes) == "s.snap: snapshot format version 9, this build reads version 3");
 }
 
 TEST_CASE("snapshot: another program is rejected naming both fingerprints") {

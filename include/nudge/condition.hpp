@@ -60,10 +60,31 @@ enum class window_kind : std::uint8_t {
 /// How the count of a `happened` leaf is bounded.
 enum class count_op : std::uint8_t { at_least, at_most, exactly };
 
+/// What an `aggregate` leaf computes over a numeric event property in a window.
+enum class aggregate_fn : std::uint8_t {
+  sum,      ///< the sum of the property over the window's events (0 when there are none)
+  average,  ///< their mean; a window without events has no average, and the leaf is false
+};
+
+/// Which occurrence an `occurred` leaf reads.
+enum class occurrence : std::uint8_t { first, last };
+
 /// One node of a condition tree. Which members matter depends on `kind`; the helper functions
 /// below build well-formed nodes, so hosts rarely set members by hand.
 struct condition {
-  enum class kind : std::uint8_t { always, all, any, negate, compare, has_tag, in_group, happened };
+  enum class kind : std::uint8_t {
+    always,
+    all,
+    any,
+    negate,
+    compare,
+    has_tag,
+    in_group,
+    happened,
+    in_segment,  ///< member of the segment `name` (see segment.hpp)
+    aggregate,   ///< sum / average of event property `property` within a window, compared
+    occurred,    ///< the first / last matching event lies within the window, or before it
+  };
 
   kind node = kind::always;
   std::vector<condition> children;  ///< all, any, negate (exactly one child)
@@ -78,6 +99,14 @@ struct condition {
   duration window_length{0};
   count_op count = count_op::at_least;
   std::int64_t count_bound = 1;
+  // aggregate (also reads events, window_length, op and operands[0], a number)
+  aggregate_fn aggregate = aggregate_fn::sum;
+  std::string property;  ///< the event property (a number) summed or averaged
+  // occurred (also reads events and window_length)
+  occurrence which = occurrence::last;
+  /// false: the occurrence lies in (t - window_length, t]; true: it exists and lies at or
+  /// before t - window_length ("the last purchase was more than 60 days ago").
+  bool is_older = false;
 
   friend bool operator==(const condition&, const condition&) = default;
 };
@@ -215,6 +244,88 @@ inline happened_builder happened(event_match m) {
 inline happened_builder not_happened(event_match m) {
   auto b = happened(std::move(m));
   b.at_most(0);
+  return b;
+}
+
+/// Member of segment `name` (a segment defined in the same rule set; a segment's condition may
+/// name only segments defined before it).
+inline condition in_segment(std::string name) {
+  condition n;
+  n.node = condition::kind::in_segment;
+  n.name = std::move(name);
+  return n;
+}
+
+/// "sum / average of a numeric event property within a window", compared with a number:
+/// sum_of(on("app_session"), "minutes").within(days(7)).ge(30). Windows are (t - length, t],
+/// like `happened`. Events without the property, or with a non-numeric one, count as 0 in a
+/// sum and are left out of an average.
+struct aggregate_builder {
+  condition node;
+  aggregate_builder& within(duration d) {
+    node.window_length = d;
+    return *this;
+  }
+  condition eq(double v) const { return with(compare_op::eq, v); }
+  condition ne(double v) const { return with(compare_op::ne, v); }
+  condition lt(double v) const { return with(compare_op::lt, v); }
+  condition le(double v) const { return with(compare_op::le, v); }
+  condition gt(double v) const { return with(compare_op::gt, v); }
+  condition ge(double v) const { return with(compare_op::ge, v); }
+
+ private:
+  condition with(compare_op op, double v) const {
+    condition c = node;
+    c.op = op;
+    c.operands = {value{v}};
+    return c;
+  }
+};
+inline aggregate_builder aggregate_of(aggregate_fn fn, event_match m, std::string property) {
+  aggregate_builder b;
+  b.node.node = condition::kind::aggregate;
+  b.node.window = window_kind::within;
+  b.node.aggregate = fn;
+  b.node.events = std::move(m);
+  b.node.property = std::move(property);
+  return b;
+}
+inline aggregate_builder sum_of(event_match m, std::string property) {
+  return aggregate_of(aggregate_fn::sum, std::move(m), std::move(property));
+}
+inline aggregate_builder average_of(event_match m, std::string property) {
+  return aggregate_of(aggregate_fn::average, std::move(m), std::move(property));
+}
+
+/// "the first / last matching event was within `d`" (in (t - d, t]) or "... was more than `d`
+/// ago" (at or before t - d; false when there was none): first_seen(on("page_view")).within(
+/// days(7)) is a new visitor, last_seen(on("purchase")).older_than(days(60)) a lapsed buyer.
+struct occurred_builder {
+  condition node;
+  condition within(duration d) const { return with(d, false); }
+  condition older_than(duration d) const { return with(d, true); }
+
+ private:
+  condition with(duration d, bool older) const {
+    condition c = node;
+    c.window = window_kind::within;
+    c.window_length = d;
+    c.is_older = older;
+    return c;
+  }
+};
+inline occurred_builder first_seen(event_match m) {
+  occurred_builder b;
+  b.node.node = condition::kind::occurred;
+  b.node.which = occurrence::first;
+  b.node.events = std::move(m);
+  return b;
+}
+inline occurred_builder last_seen(event_match m) {
+  occurred_builder b;
+  b.node.node = condition::kind::occurred;
+  b.node.which = occurrence::last;
+  b.node.events = std::move(m);
   return b;
 }
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include <boost/container/flat_map.hpp>
@@ -26,6 +27,28 @@ struct history_slot {
   friend bool operator==(const history_slot&, const history_slot&) = default;
 };
 
+/// A numeric event property at one instant, for sum / average windows.
+struct timed_value {
+  time_point at;
+  double amount = 0;
+  friend bool operator==(const timed_value&, const timed_value&) = default;
+};
+
+/// The property values of one kind of event (type, key pattern and property) that a sum or
+/// average leaf reads: the events of the longest window reading it, oldest first, at most
+/// program_limits::max_kept_count of them (the newest are kept).
+struct measure_slot {
+  std::vector<timed_value> recent;
+  friend bool operator==(const measure_slot&, const measure_slot&) = default;
+};
+
+/// Points one capped score rule awarded in its current period.
+struct score_award {
+  std::int64_t period = 0;  ///< floor(epoch seconds / cap period)
+  double points = 0;        ///< awarded in that period (same sign as the rule's points)
+  friend bool operator==(const score_award&, const score_award&) = default;
+};
+
 /// Past passing runs of one rule, for re-entry policies and frequency caps.
 struct rule_memory {
   std::int64_t runs = 0;
@@ -36,12 +59,17 @@ struct rule_memory {
   friend bool operator==(const rule_memory&, const rule_memory&) = default;
 };
 
-/// A pending delayed check or delayed action.
+/// A pending delayed check or delayed action, or one of the engine's own timers.
 struct timer {
+  /// Values of `action` besides an action's index.
+  static constexpr std::int32_t check = -1;         ///< the rule's delayed check
+  static constexpr std::int32_t segment_flip = -2;  ///< re-evaluate segments (rule is 0)
+  static constexpr std::int32_t score_decay = -3;   ///< apply score decay (rule is 0)
+
   time_point due_at;
   std::uint64_t sequence = 0;         ///< scheduling order; ties at one instant fire in this order
   std::uint32_t rule = 0;             ///< rule index in the program
-  std::int32_t action = -1;           ///< -1: the rule's delayed check; else the action's index
+  std::int32_t action = check;        ///< check, segment_flip, score_decay or an action's index
   time_point triggered_at;            ///< the trigger event's time ("since trigger" windows)
   std::uint64_t trigger_ordinal = 0;  ///< the trigger event's ordinal (idempotency keys)
   friend bool operator==(const timer&, const timer&) = default;
@@ -53,7 +81,17 @@ struct contact_state {
   std::vector<history_slot> history;  ///< one slot per aggregate the program derived
   boost::container::flat_map<std::uint32_t, rule_memory> rule_runs;  ///< by rule index
   std::vector<timer> timers;  ///< sorted by (due_at, sequence)
-  /// Latest instant the contact was evaluated at (last applied event or fired timer). Events
+  /// Segments the contact is in -> when it entered (segment.hpp).
+  name_map<time_point> segments;
+  std::vector<measure_slot> measures;  ///< one per sum / average aggregate the program derived
+  /// Capped score rules' current period, by score rule index (scoring.hpp).
+  boost::container::flat_map<std::uint32_t, score_award> score_awards;
+  /// Score thresholds the score is at or above -> when it got there.
+  name_map<time_point> thresholds_reached;
+  /// Non-empty: this id was identified as that contact and merged into it; the state is only an
+  /// alias record (engine.hpp), and events for this id go to that contact.
+  std::string merged_into;  /// Latest instant the contact was evaluated at (last applied event or
+                            /// fired timer). Events
   /// older than this are rejected: applying them would rewrite a past that timers already saw.
   time_point clock = min_time;
   std::uint64_t events_applied = 0;  ///< ordinal of the next event (external or raised)

@@ -72,6 +72,15 @@ class engine {
   /// The contact's profile, or nullopt.
   std::optional<contact> find_contact(std::string_view id);
 
+  /// Ids of the contacts currently in segment `name`, sorted; asks the store
+  /// (store::segment_members). Membership is as of each contact's last evaluation: a window
+  /// edge that passed since is applied by the next process() / advance() reaching it.
+  /// @throws std::invalid_argument if the program has no such segment; callback_error if the
+  ///   store fails (or cannot answer segment queries).
+  std::vector<std::string> segment_members(std::string_view name);
+  /// Number of contacts in segment `name` (store::segment_size); throws as segment_members.
+  std::size_t segment_size(std::string_view name);
+
   /// Statistics per rule, in program order.
   const std::vector<rule_stats>& stats() const noexcept { return stats_; }
   /// Round-robin owner counters (one per assign_owner action with round robin).

@@ -29,6 +29,15 @@ inline constexpr std::string_view group_added = "group_added";
 inline constexpr std::string_view group_removed = "group_removed";
 inline constexpr std::string_view detail_set = "detail_set";
 inline constexpr std::string_view score_changed = "score_changed";
+/// Raised when segment membership changes (key: the segment's name; segment.hpp).
+inline constexpr std::string_view segment_entered = "segment_entered";
+inline constexpr std::string_view segment_exited = "segment_exited";
+/// Raised when the score reaches a threshold from below (key: the threshold's name).
+inline constexpr std::string_view score_crossed = "score_crossed";
+/// Sent by the host: this (anonymous) contact is the known contact named by the key. The engine
+/// merges the two (engine.hpp, merge_states) and later events for the anonymous id go to the
+/// known contact.
+inline constexpr std::string_view identify = "identify";
 }  // namespace event_types
 
 /// True for the types above.

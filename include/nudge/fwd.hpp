@@ -9,6 +9,8 @@ struct event_match;
 struct action;
 struct rule;
 struct rule_set;
+struct segment;
+struct scoring;
 class program;
 struct contact_state;
 struct due_action;

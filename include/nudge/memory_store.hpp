@@ -24,6 +24,10 @@ class memory_store final : public store {
   std::optional<contact_state> load(std::string_view contact) override;
   void save(std::span<contact_state> states) override;
   std::vector<std::string> due(time_point t) override;
+  /// From an index by segment kept up to date in save: O(members log members).
+  std::vector<std::string> segment_members(std::string_view segment) override;
+  /// O(1) after the lookup of the segment.
+  std::size_t segment_size(std::string_view segment) override;
 
   /// Number of contacts stored.
   std::size_t size() const noexcept { return states_.size(); }
@@ -38,7 +42,8 @@ class memory_store final : public store {
  private:
   std::vector<contact_state> states_;
   detail::string_map<std::size_t> index_;
-  std::set<std::pair<time_point, std::size_t>> due_;  ///< (next_due, position) with timers
+  std::set<std::pair<time_point, std::size_t>> due_;   ///< (next_due, position) with timers
+  detail::string_map<std::set<std::size_t>> members_;  ///< segment -> positions of its members
 };
 
 }  // namespace nudge

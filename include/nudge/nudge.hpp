@@ -14,6 +14,8 @@
 #include <nudge/memory_store.hpp>
 #include <nudge/program.hpp>
 #include <nudge/rule.hpp>
+#include <nudge/scoring.hpp>
+#include <nudge/segment.hpp>
 #include <nudge/sink.hpp>
 #include <nudge/stats.hpp>
 #include <nudge/store.hpp>

@@ -27,6 +27,7 @@ struct program_limits {
   std::size_t max_cascade_depth = 16;  ///< internal actions triggering rules triggering ...
   /// Largest count bound of a windowed `happened` leaf and largest cap: the engine keeps that
   /// many event or run times per contact, so an absurd bound would be an absurd memory cost.
+  /// Also the most property values a sum / average window keeps per contact (the newest).
   std::int64_t max_kept_count = 1000;
   duration max_delay = days(36'500);
   /// Most timers one contact may have pending. Far above what sane rules need (one per delayed
@@ -73,6 +74,10 @@ class program {
   std::size_t history_slot_count() const noexcept { return compiled_.slots.size(); }
   /// Entries kept per contact timeline (rule_set::timeline_size); 0: recording is off.
   std::size_t timeline_size() const noexcept { return rules_.timeline_size; }
+  /// Number of sum / average property windows kept per contact.
+  std::size_t measure_slot_count() const noexcept { return compiled_.measures.size(); }
+  /// Index of the segment with this name, or nullopt.
+  std::optional<std::size_t> find_segment(std::string_view name) const noexcept;
   /// A fresh state for a contact this program has not seen.
   contact_state new_state(contact c) const;
 

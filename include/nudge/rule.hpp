@@ -18,6 +18,8 @@
 #include <nudge/action.hpp>
 #include <nudge/condition.hpp>
 #include <nudge/contact.hpp>
+#include <nudge/scoring.hpp>
+#include <nudge/segment.hpp>
 #include <nudge/time.hpp>
 
 namespace nudge {
@@ -63,6 +65,10 @@ struct rule_set {
   /// a replay or live run that nobody will ask "why?" pays nothing for it (`nudge explain`
   /// turns it on). Not part of the program fingerprint: it changes no action.
   std::uint32_t timeline_size = 0;
+  /// Dynamic segments, evaluated in this order (segment.hpp).
+  std::vector<segment> segments;
+  /// Score rules, decay and thresholds (scoring.hpp).
+  nudge::scoring scoring;
 
   friend bool operator==(const rule_set&, const rule_set&) = default;
 };

@@ -1,6 +1,7 @@
 // nudge/store.hpp: the host's storage for contact states, as the engine calls it.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <span>
 #include <string>
@@ -27,6 +28,13 @@ class store {
   /// Ids of the contacts with a timer due at or before `t` (contact_state::next_due), so
   /// engine::advance touches only those.
   virtual std::vector<std::string> due(time_point t) = 0;
+
+  /// Ids of the contacts in segment `segment` (contact_state::segments), sorted bytewise.
+  /// The default scans nothing and throws std::logic_error: a store that can answer (as
+  /// memory_store does, from an index kept in save) overrides it.
+  virtual std::vector<std::string> segment_members(std::string_view segment);
+  /// Number of contacts in segment `segment`; the default counts segment_members.
+  virtual std::size_t segment_size(std::string_view segment);
 };
 
 }  // namespace nudge

@@ -30,6 +30,8 @@ inline constexpr std::uint32_t none = 0xffffffffU;
 struct match_lists {
   std::vector<std::uint32_t> rules;
   std::vector<std::uint32_t> slots;
+  std::vector<std::uint32_t> measures;  ///< sum / average slots
+  std::vector<std::uint32_t> scores;    ///< score rules
 };
 
 /// Per event type: lists for every key some rule or condition names exactly, the fallback for
@@ -39,6 +41,12 @@ struct type_index {
   match_lists other_keys;  ///< rules / slots with key_match::any
   std::vector<std::pair<std::string, std::uint32_t>> prefix_rules;
   std::vector<std::pair<std::string, std::uint32_t>> prefix_slots;
+  std::vector<std::pair<std::string, std::uint32_t>> prefix_measures;
+  std::vector<std::pair<std::string, std::uint32_t>> prefix_scores;
+  bool has_prefixes() const noexcept {
+    return !prefix_rules.empty() || !prefix_slots.empty() || !prefix_measures.empty() ||
+           !prefix_scores.empty();
+  }
 };
 
 /// A history aggregate the program keeps per contact.
@@ -47,12 +55,28 @@ struct slot_def {
   std::uint32_t recent_needed = 0;  ///< how many latest event times windows need
 };
 
+/// A property window kept per contact for sum / average leaves.
+struct measure_def {
+  event_match events;
+  std::string property;
+  duration keep{0};  ///< the longest window reading it: older values are dropped
+};
+
+/// A segment: its condition's root node (none: always) and the node range [first, last) its
+/// tree occupies (for the flip-time computation).
+struct segment_def {
+  std::uint32_t root = none;
+  std::uint32_t first = 0, last = 0;
+};
+
 /// A flattened condition node. Children of all/any/negate are children[first, first + count).
 struct node {
   condition::kind kind = condition::kind::always;
   std::uint32_t first = 0, count = 0;
   const condition* source = nullptr;  ///< the leaf as written (operands, window, bound)
-  std::uint32_t slot = none;          ///< happened: the history slot it reads
+  /// happened, occurred: the history slot it reads; aggregate: the measure slot; in_segment:
+  /// the segment's index.
+  std::uint32_t slot = none;
 };
 
 struct compiled_rule {
@@ -68,7 +92,11 @@ struct compiled_program {
   std::vector<type_index> by_type;
   /// Types with built-in effects on the profile.
   std::uint32_t tag_added_type = none, tag_removed_type = none, stage_entered_type = none;
+  std::uint32_t identify_type = none;
   std::vector<slot_def> slots;
+  std::vector<measure_def> measures;
+  std::vector<segment_def> segments;
+  std::uint32_t max_kept = 1000;  ///< program_limits::max_kept_count
   std::vector<node> nodes;
   std::vector<std::uint32_t> children;
   std::vector<compiled_rule> rules;

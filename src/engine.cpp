@@ -110,6 +110,50 @@ void sort_by_time_and_contact(std::vector<due_action>& actions,
   throw std::logic_error("throw_too_many_events: the contact is within the limit");
 }
 
+// Zeroed statistics naming every workflow and step of `p`.
+std::vector<workflow_stats> empty_workflow_stats(const program& p) {
+  std::vector<workflow_stats> out;
+  for (const auto& w : p.rules().workflows) {
+    workflow_stats s;
+    s.workflow = w.id;
+    for (const auto& st : w.steps) {
+      s.steps.push_back({});
+      s.steps.back().step = st.id;
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+void add(workflow_stats& into, const workflow_stats& d) {
+  into.entered += d.entered;
+  into.completed += d.completed;
+  into.exited += d.exited;
+  into.sent += d.sent;
+  into.opened += d.opened;
+  into.clicked += d.clicked;
+  into.active += d.active;
+  for (const auto& t : {d.first, d.last}) {
+    if (t) {
+      detail::outcome_recorder::touch(into.first, into.last, *t);
+    }
+  }
+  for (std::size_t j = 0; j < d.steps.size(); ++j) {
+    auto& s = into.steps[j];
+    const auto& x = d.steps[j];
+    s.reached += x.reached;
+    s.sent += x.sent;
+    s.opened += x.opened;
+    s.clicked += x.clicked;
+    s.waiting += x.waiting;
+    for (const auto& t : {x.first, x.last}) {
+      if (t) {
+        detail::outcome_recorder::touch(s.first, s.last, *t);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 engine::engine(std::shared_ptr<const nudge::program> program, nudge::store* store,
@@ -127,6 +171,7 @@ engine::engine(std::shared_ptr<const nudge::program> program, nudge::store* stor
     s.rule = r.id;
     stats_.push_back(std::move(s));
   }
+  workflow_stats_ = empty_workflow_stats(*program_);
 }
 
 std::vector<due_action> engine::process(std::span<const event> events, time_point now) {
@@ -187,7 +232,11 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
   states.reserve(contacts.size());
   std::vector<due_action> actions;
   std::vector<rule_stats> counts(stats_.size());
-  const detail::outcome_recorder outcomes{nullptr, &counts};
+  std::vector<nudge::workflow_stats> workflow_counts;
+  if (!workflow_stats_.empty()) {
+    workflow_counts = empty_workflow_stats(p);
+  }
+  const detail::outcome_recorder outcomes{nullptr, &counts, nullptr, &workflow_counts};
   // (group, end of its actions) for every contact that emitted: actions are appended contact by
   // contact, so these ranges say whose each action is without comparing strings.
   std::vector<std::pair<std::uint32_t, std::size_t>> emitted;
@@ -261,7 +310,13 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
       count(s, *c.last);
     }
   }
+  for (std::size_t w = 0; w < workflow_counts.size(); ++w) {
+    add(workflow_stats_[w], workflow_counts[w]);
+  }
   for (const auto& a : actions) {
+    if (a.from_workflow()) {
+      continue;  // counted as `sent` by the workflow's outcomes
+    }
     rule_stats& s = stats_[a.rule_index];
     ++s.emitted;
     count(s, a.due_at);
@@ -269,7 +324,24 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
   return actions;
 }
 
-void engine::restore(std::vector<rule_stats> stats, round_robin_counters counters) {
+void engine::restore(std::vector<rule_stats> stats, round_robin_counters counters,
+                     std::vector<nudge::workflow_stats> workflows) {
+  if (!workflows.empty()) {
+    const auto expected = empty_workflow_stats(*program_);
+    bool fits = workflows.size() == expected.size();
+    for (std::size_t i = 0; fits && i < workflows.size(); ++i) {
+      fits = workflows[i].workflow == expected[i].workflow &&
+             workflows[i].steps.size() == expected[i].steps.size();
+      for (std::size_t j = 0; fits && j < workflows[i].steps.size(); ++j) {
+        fits = workflows[i].steps[j].step == expected[i].steps[j].step;
+      }
+    }
+    if (!fits) {
+      throw std::invalid_argument(
+          "nudge::engine::restore: the workflow statistics do not name this program's workflows "
+          "and steps in order");
+    }
+  }
   if (stats.size() != stats_.size()) {
     throw std::invalid_argument(
         fmt::format("nudge::engine::restore: {} rule statistics for a program of {} rules",
@@ -285,6 +357,7 @@ void engine::restore(std::vector<rule_stats> stats, round_robin_counters counter
   }
   stats_ = std::move(stats);
   counters_ = std::move(counters);
+  workflow_stats_ = workflows.empty() ? empty_workflow_stats(*program_) : std::move(workflows);
 }
 
 void engine::upsert_contact(contact c) {

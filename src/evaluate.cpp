@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <boost/container/small_vector.hpp>
+#include <boost/date_time/gregorian/gregorian_types.hpp>
 #include <fmt/format.h>
 
 #include <nudge/detail/evaluate_into.hpp>
@@ -161,6 +162,15 @@ class evaluator {
 
   void finish(time_point now) { fire_timers_through(now); }
 
+  /// Before the batch: schedules yearly date entries from the contact's details, as of `anchor`
+  /// (the contact's clock, or for a contact never evaluated, its first event or `now`).
+  void start(time_point anchor) {
+    if (!c_.date_workflows.empty()) {
+      sync_dates(anchor, nullptr);
+      drain();
+    }
+  }
+
  private:
   const program& p_;
   const detail::compiled_program& c_;
@@ -233,7 +243,11 @@ class evaluator {
     const timer tm = s_.timers.front();
     s_.timers.erase(s_.timers.begin());
     s_.clock = std::max(s_.clock, tm.due_at);
-    if (tm.action == timer::segment_flip) {
+    if (tm.kind == timer_kind::workflow_step) {
+      wait_over(tm);
+    } else if (tm.kind == timer_kind::workflow_date) {
+      date_due(tm);
+    } else if (tm.action == timer::segment_flip) {
       refresh_segments(tm.due_at, 0, nullptr);
     } else if (tm.action == timer::score_decay) {
       apply_decay(tm.due_at);
@@ -369,6 +383,10 @@ class evaluator {
     // Safe to iterate while rules run: raised events wait in raised_ and never re-enter here.
     for (std::uint32_t r : lists->rules) {
       trigger(r, at, ordinal, depth, chain);
+    }
+    if (!c_.workflows.empty()) {
+      const cascade_ctx ctx{depth, chain};
+      on_workflow_event(type, key, at, ordinal, ctx, props);
     }
   }
 
@@ -632,7 +650,9 @@ class evaluator {
     if (e.depth > p_.limits().max_cascade_depth) {
       std::vector<std::string> names;
       for (auto id : e.chain) {
-        names.push_back(p_.rules().rules[id].id);
+        names.push_back(id < p_.rule_count()
+                            ? p_.rules().rules[id].id
+                            : "workflow " + p_.rules().workflows[id - p_.rule_count()].id);
       }
       if (r == none) {
         names.push_back(fmt::format("{} \"{}\"", e.type, e.key));
@@ -750,6 +770,30 @@ class evaluator {
       note(timeline_what::action_skipped, r, now, static_cast<std::uint32_t>(i));
       return;
     }
+    emission src;
+    src.source = def.id;
+    src.index = r;
+    src.chain_id = r;
+    src.owner_group = cr.owner_groups[i];
+    src.round_robin = c_.round_robin_index[r][i];
+    src.key = mix(mix(mix(contact_hash_, c_.rule_id_hashes[r]), ordinal), i);
+    perform(a, src, now, ctx);
+  }
+
+  // Who performs an action: a rule's action or a workflow step. Both go through perform(), the
+  // one path by which anything is applied to the contact or handed to the host.
+  struct emission {
+    std::string_view source;     // the rule's or workflow's id
+    std::string_view step;       // the workflow step's id; empty for rules
+    std::uint32_t index = 0;     // rule or workflow index
+    std::uint32_t chain_id = 0;  // in cascade chains: rule index, or rule count + workflow index
+    std::uint32_t owner_group = none;
+    std::uint32_t round_robin = none;
+    std::uint64_t key = 0;
+  };
+
+  // Applies `a` and, for an external action (or notify), emits it. Returns true if emitted.
+  bool perform(const action& a, const emission& src, time_point now, const cascade_ctx* ctx) {
     std::string_view arg = a.arg;
     std::string_view raised_type;
     std::string raised_key;
@@ -801,18 +845,17 @@ class evaluator {
         break;
       }
       case action_kind::assign_owner: {
-        const auto& members = c_.owner_groups[cr.owner_groups[i]];
+        const auto& members = c_.owner_groups[src.owner_group];
         std::size_t pick = 0;
         if (a.pick == owner_pick::hash) {
           pick = fnv1a64(a.salt, fnv1a64(c.id)) % members.size();
         } else {
-          const std::uint32_t counter = c_.round_robin_index[r][i];
           std::uint64_t n = 0;
           if (counters_ != nullptr) {
             if (counters_->size() < c_.round_robin_counters) {
               counters_->resize(c_.round_robin_counters);
             }
-            n = (*counters_)[counter]++;
+            n = (*counters_)[src.round_robin]++;
           }
           pick = n % members.size();
         }
@@ -839,16 +882,18 @@ class evaluator {
       default:
         break;  // external: nothing to apply
     }
-    if (is_external(a.kind) || a.notify) {
+    const bool emits = is_external(a.kind) || a.notify;
+    if (emits) {
       due_action d;
       d.contact = c.id;
       d.due_at = now;
-      d.rule = def.id;
-      d.rule_index = r;
+      d.rule = src.source;
+      d.rule_index = src.index;
+      d.step = src.step;
       d.kind = a.kind;
       d.arg = arg;
       d.definition = &a;
-      d.idempotency_key = mix(mix(mix(contact_hash_, c_.rule_id_hashes[r]), ordinal), i);
+      d.idempotency_key = src.key;
       out_.actions.push_back(std::move(d));
     }
     if (timeline_size_ != 0) {
@@ -860,8 +905,541 @@ class evaluator {
     }
     if (!raised_type.empty()) {
       raise(raised_type, std::move(raised_key), now, ctx != nullptr ? ctx->depth : 0,
-            ctx != nullptr ? ctx->chain : nullptr, r);
+            ctx != nullptr ? ctx->chain : nullptr, src.chain_id);
     }
+    return emits;
+  }
+
+  // ---- workflows ----------------------------------------------------------------------------
+  using wk = workflow_outcome_kind;
+
+  const workflow& wf(std::uint32_t w) const { return p_.rules().workflows[w]; }
+  void note(std::uint32_t w, std::uint32_t step, wk k, time_point at) const {
+    out_.outcomes.note(workflow_outcome{w, step, k, at});
+  }
+  std::size_t find_run(std::uint64_t id) const {
+    for (std::size_t i = 0; i < s_.runs.size(); ++i) {
+      if (s_.runs[i].id == id) {
+        return i;
+      }
+    }
+    return s_.runs.size();
+  }
+  static bool key_matches(const event_match& m, std::string_view key) {
+    switch (m.match) {
+      case key_match::any:
+        return true;
+      case key_match::exact:
+        return key == m.key;
+      case key_match::prefix:
+        return key.starts_with(m.key);
+    }
+    return false;
+  }
+  void cancel_timers(std::uint64_t run_id) {
+    std::erase_if(s_.timers, [&](const timer& t) {
+      return t.kind == timer_kind::workflow_step && t.trigger_ordinal == run_id;
+    });
+  }
+  void schedule_wait(const workflow_run& r, time_point due) {
+    timer t;
+    t.kind = timer_kind::workflow_step;
+    t.due_at = due;
+    t.rule = r.workflow;
+    t.action = static_cast<std::int32_t>(r.step);
+    t.triggered_at = r.entered_at;
+    t.trigger_ordinal = r.id;
+    schedule(t);
+  }
+
+  // An email_open / email_click whose props name a workflow and one of its steps: (workflow,
+  // step) indices, or none.
+  std::pair<std::uint32_t, std::uint32_t> attribution(const name_map<value>* props) const {
+    if (props == nullptr) {
+      return {none, none};
+    }
+    auto w = props->find(workflow_props::workflow);
+    auto st = props->find(workflow_props::step);
+    if (w == props->end() || st == props->end()) {
+      return {none, none};
+    }
+    const auto* wid = std::get_if<std::string>(&w->second);
+    const auto* sid = std::get_if<std::string>(&st->second);
+    if (wid == nullptr || sid == nullptr) {
+      return {none, none};
+    }
+    auto wi = p_.find_workflow(*wid);
+    if (!wi) {
+      return {none, none};
+    }
+    const auto& steps = wf(static_cast<std::uint32_t>(*wi)).steps;
+    for (std::uint32_t j = 0; j < steps.size(); ++j) {
+      if (steps[j].id == *sid) {
+        return {static_cast<std::uint32_t>(*wi), j};
+      }
+    }
+    return {none, none};
+  }
+
+  void on_workflow_event(std::uint32_t type, std::string_view key, time_point at,
+                         std::uint64_t ordinal, const cascade_ctx& ctx,
+                         const name_map<value>* props) {
+    std::pair<std::uint32_t, std::uint32_t> source{none, none};
+    const bool opened = type == c_.email_open_type, clicked = type == c_.email_click_type;
+    if (opened || clicked) {
+      source = attribution(props);
+      if (source.first != none) {
+        note(source.first, source.second, opened ? wk::opened : wk::clicked, at);
+        for (auto& r : s_.runs) {
+          if (r.workflow == source.first &&
+              r.last_send == static_cast<std::int32_t>(source.second)) {
+            time_point& first = opened ? r.last_opened_at : r.last_clicked_at;
+            if (first == min_time) {
+              first = at;
+            }
+          }
+        }
+      }
+    }
+    if (!s_.runs.empty()) {
+      boost::container::small_vector<std::uint64_t, 4> ids;
+      for (const auto& r : s_.runs) {
+        ids.push_back(r.id);
+      }
+      for (auto id : ids) {
+        auto i = find_run(id);
+        if (i == s_.runs.size()) {
+          continue;
+        }
+        workflow_run& r = s_.runs[i];
+        const auto& cw = c_.workflows[r.workflow];
+        bool exits = false;
+        for (const auto& [exit_type, match] : cw.exits) {
+          exits = exits || (exit_type == type && key_matches(*match, key));
+        }
+        if (exits) {
+          end_run(i, at, true);
+          continue;
+        }
+        if (!cw.runs || r.held) {
+          continue;  // paused: the run holds where it is
+        }
+        const workflow_step& st = wf(r.workflow).steps[r.step];
+        const detail::compiled_step& cs = cw.steps[r.step];
+        const bool of_previous = source.first == r.workflow && r.last_send >= 0 &&
+                                 source.second == static_cast<std::uint32_t>(r.last_send);
+        if (st.kind == step_kind::wait_for && cs.event_type == type && key_matches(st.event, key) &&
+            (!st.from_previous_message || of_previous)) {
+          leave_wait(r, at);
+          go(id, cs.yes, at, &ctx);
+        } else if (st.kind == step_kind::wait && st.wait == wait_kind::after_message &&
+                   st.moment != message_moment::delivered && r.phase == 0 &&
+                   cs.event_type == type && of_previous) {
+          cancel_timers(id);
+          r.phase = 1;
+          if (st.length > duration{0}) {
+            schedule_wait(r, at + st.length);
+          } else {
+            leave_wait(r, at);
+            go(id, cs.next, at, &ctx);
+          }
+        }
+      }
+    }
+    if (type < c_.workflow_entries.size()) {
+      for (auto w : c_.workflow_entries[type]) {
+        if (key_matches(wf(w).entry.on, key)) {
+          try_enter(w, at, ordinal, &ctx);
+        }
+      }
+    }
+    if (type == c_.detail_set_type && !c_.date_workflows.empty()) {
+      sync_dates(at, &key);
+    }
+    check_exit_conditions(at);
+  }
+
+  // Goals given as conditions end runs whenever the contact is evaluated and they hold.
+  void check_exit_conditions(time_point at) {
+    for (std::size_t i = 0; i < s_.runs.size();) {
+      const auto& r = s_.runs[i];
+      const auto cond = c_.workflows[r.workflow].exit_condition;
+      if (cond != none && wf(r.workflow).status != workflow_status::draft &&
+          eval(cond, at, r.entered_at)) {
+        end_run(i, at, true);
+      } else {
+        ++i;
+      }
+    }
+  }
+
+  void try_enter(std::uint32_t w, time_point at, std::uint64_t ordinal, const cascade_ctx* ctx) {
+    const workflow& def = wf(w);
+    const auto& cw = c_.workflows[w];
+    if (cw.entry_condition != none && !eval(cw.entry_condition, at, at)) {
+      return;
+    }
+    auto mem = s_.workflow_history.find(w);
+    if (mem != s_.workflow_history.end() && mem->second.entries > 0) {
+      if (def.reentry == workflow_reentry::never) {
+        return;
+      }
+      if (def.reentry == workflow_reentry::cool_down &&
+          mem->second.last_entry > at - def.cool_down) {
+        return;
+      }
+    }
+    std::uint32_t inside = 0;
+    for (const auto& r : s_.runs) {
+      inside += r.workflow == w ? 1 : 0;
+    }
+    if (inside >= def.max_active_runs) {
+      return;
+    }
+    workflow_memory& m = s_.workflow_history[w];
+    ++m.entries;
+    m.last_entry = at;
+    workflow_run r;
+    r.workflow = w;
+    r.version = def.version;
+    r.id = s_.runs_started++;
+    r.entry_ordinal = ordinal;
+    r.entered_at = r.step_at = at;
+    s_.runs.push_back(r);
+    note(w, none, wk::entered, at);
+    go(r.id, 0, at, ctx);
+  }
+
+  // A wait's end (or an awaited event) moves the run on: counted as a wait that ended.
+  void leave_wait(const workflow_run& r, time_point at) {
+    cancel_timers(r.id);
+    note(r.workflow, r.step, wk::wait_ended, at);
+  }
+
+  // Removes run `i`: a goal ended it (at rest, so it was waiting) or it completed.
+  void end_run(std::size_t i, time_point at, bool by_goal) {
+    const workflow_run r = s_.runs[i];
+    if (by_goal) {
+      leave_wait(r, at);
+      note(r.workflow, r.step, wk::exited, at);
+    } else {
+      note(r.workflow, r.step, wk::completed, at);
+    }
+    s_.runs.erase(s_.runs.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+
+  void complete(std::size_t i, time_point at, const cascade_ctx* ctx) {
+    const std::uint32_t w = s_.runs[i].workflow;
+    const workflow& def = wf(w);
+    end_run(i, at, false);
+    emission src;
+    src.source = def.id;
+    src.index = w;
+    src.chain_id = static_cast<std::uint32_t>(p_.rule_count()) + w;
+    if (!def.complete_from_group.empty()) {
+      perform(make_action(action_kind::remove_from_group, def.complete_from_group), src, at, ctx);
+    }
+    if (!def.complete_to_group.empty()) {
+      perform(make_action(action_kind::add_to_group, def.complete_to_group), src, at, ctx);
+    }
+  }
+
+  // The contact's bucket 0..99 for splits: the same contact and workflow always get the same.
+  std::uint32_t bucket(std::uint32_t w) const {
+    return static_cast<std::uint32_t>(fnv1a64(wf(w).id, fnv1a64(s_.contact.id)) % 100);
+  }
+
+  // Moves run `id` to step `target` (none: completes) and runs steps until one waits.
+  void go(std::uint64_t id, std::uint32_t target, time_point now, const cascade_ctx* ctx) {
+    std::size_t guard = 0;
+    for (;;) {
+      const auto i = find_run(id);
+      if (i == s_.runs.size()) {
+        return;
+      }
+      if (target == none) {
+        complete(i, now, ctx);
+        return;
+      }
+      workflow_run& r = s_.runs[i];
+      const std::uint32_t w = r.workflow;
+      const auto& cw = c_.workflows[w];
+      const workflow& def = wf(w);
+      if (++guard > 2 * def.steps.size() + 2) {
+        // Validation rejects cycles without a wait; this only guards the contact's budget.
+        throw rule_cycle_error(s_.contact.id, {"workflow " + def.id});
+      }
+      r.step = target;
+      r.step_at = now;
+      r.phase = 0;
+      ++r.steps_taken;
+      note(w, target, wk::reached, now);
+      if (cw.exit_condition != none && eval(cw.exit_condition, now, r.entered_at)) {
+        note(w, target, wk::exited, now);
+        s_.runs.erase(s_.runs.begin() + static_cast<std::ptrdiff_t>(i));
+        return;
+      }
+      const workflow_step& st = def.steps[target];
+      const detail::compiled_step& cs = cw.steps[target];
+      switch (st.kind) {
+        case step_kind::send:
+        case step_kind::act: {
+          if (cs.action_condition == none || eval(cs.action_condition, now, r.entered_at)) {
+            emission src;
+            src.source = def.id;
+            src.step = st.id;
+            src.index = w;
+            src.chain_id = static_cast<std::uint32_t>(p_.rule_count()) + w;
+            src.owner_group = cs.owner_group;
+            src.round_robin = cs.round_robin;
+            src.key = mix(mix(mix(mix(contact_hash_, cw.id_hash), r.id), target), r.steps_taken);
+            const std::uint64_t run_id = r.id;
+            if (perform(st.act, src, now, ctx) && st.kind == step_kind::send) {
+              workflow_run& again = s_.runs[find_run(run_id)];
+              again.last_send = static_cast<std::int32_t>(target);
+              again.last_send_at = now;
+              again.last_opened_at = again.last_clicked_at = min_time;
+              note(w, target, wk::sent, now);
+            }
+          }
+          target = cs.next;
+          break;
+        }
+        case step_kind::branch:
+          target = cs.condition == none || eval(cs.condition, now, r.entered_at) ? cs.yes : cs.no;
+          break;
+        case step_kind::split: {
+          const auto b = bucket(w);
+          target = none;
+          for (const auto& [bound, step] : cs.paths) {
+            if (b < bound) {
+              target = step;
+              break;
+            }
+          }
+          break;
+        }
+        case step_kind::end:
+          target = none;
+          break;
+        case step_kind::wait_for:
+          note(w, target, wk::wait_started, now);
+          if (st.timeout > duration{0}) {
+            schedule_wait(r, now + st.timeout);
+          }
+          return;
+        case step_kind::wait: {
+          const auto due = wait_due(r, st, now);
+          if (!due) {  // no message to wait for, or the timeout already passed
+            target = cs.no != none ? cs.no : cs.next;
+            break;
+          }
+          if (*due <= now) {
+            target = cs.next;
+            break;
+          }
+          note(w, target, wk::wait_started, now);
+          schedule_if_finite(r, *due);
+          return;
+        }
+      }
+    }
+  }
+
+  // When a wait step that a run just reached ends: a time (at or before `now`: at once), max_time
+  // for "until the awaited event, without a limit", or nullopt for "take the timeout path now".
+  std::optional<time_point> wait_due(workflow_run& r, const workflow_step& st, time_point now) {
+    switch (st.wait) {
+      case wait_kind::fixed:
+        return now + st.length;
+      case wait_kind::after_message: {
+        if (st.moment == message_moment::delivered) {
+          return (r.last_send >= 0 ? r.last_send_at : now) + st.length;
+        }
+        if (r.last_send < 0) {
+          return std::nullopt;
+        }
+        const time_point seen =
+            st.moment == message_moment::opened ? r.last_opened_at : r.last_clicked_at;
+        if (seen != min_time) {
+          r.phase = 1;
+          return seen + st.length;
+        }
+        if (st.timeout == duration{0}) {
+          return max_time;  // no timer: only the event moves it
+        }
+        const time_point limit = r.last_send_at + st.timeout;
+        if (limit <= now) {
+          return std::nullopt;
+        }
+        return limit;
+      }
+      case wait_kind::time_of_day:
+        return next_time_of_day(now, st.time_of_day, st.weekdays);
+      case wait_kind::date: {
+        const auto date = month_day(s_.contact.detail(st.detail));
+        if (!date) {
+          return now;  // no such date: nothing to wait for
+        }
+        auto t = next_yearly(*date, 0, 0, now - st.length);
+        return t ? std::optional{*t + st.length} : std::optional{now};
+      }
+    }
+    return now;
+  }
+
+  void schedule_if_finite(const workflow_run& r, time_point due) {
+    if (due != max_time) {
+      schedule_wait(r, due);
+    }
+  }
+
+  // A run's timer came due: its wait is over, or its timeout passed.
+  void wait_over(const timer& tm) {
+    const auto i = find_run(tm.trigger_ordinal);
+    if (i == s_.runs.size() || s_.runs[i].step != static_cast<std::uint32_t>(tm.action)) {
+      return;  // cancelled timers are removed; this guards a state edited by hand
+    }
+    workflow_run& r = s_.runs[i];
+    const auto& cw = c_.workflows[r.workflow];
+    if (!cw.runs) {
+      r.held = true;  // paused: continue when the workflow is active again
+      return;
+    }
+    const workflow_step& st = wf(r.workflow).steps[r.step];
+    const detail::compiled_step& cs = cw.steps[r.step];
+    std::uint32_t target = cs.next;
+    if (st.kind == step_kind::wait_for ||
+        (st.kind == step_kind::wait && st.wait == wait_kind::after_message &&
+         st.moment != message_moment::delivered && r.phase == 0)) {
+      target = st.kind == step_kind::wait_for || cs.no != none ? cs.no : cs.next;
+    }
+    const auto id = r.id;
+    leave_wait(r, tm.due_at);
+    go(id, target, tm.due_at, nullptr);
+  }
+
+  // ---- yearly date entries ----------------------------------------------------------------
+  struct md {
+    int month, day;
+  };
+  static std::optional<md> month_day(const value* v) {
+    if (v == nullptr) {
+      return std::nullopt;
+    }
+    if (const auto* t = std::get_if<time_point>(v)) {
+      const auto d = to_ptime(*t).date();
+      return md{d.month().as_number(), d.day().as_number()};
+    }
+    const auto* s = std::get_if<std::string>(v);
+    if (s == nullptr) {
+      return std::nullopt;
+    }
+    // "YYYY-MM-DD" (a year of birth is common and ignored) or "--MM-DD" (ISO 8601 without year).
+    std::string_view text{*s};
+    if (text.size() == 10 && text[4] == '-' && text[7] == '-') {
+      text.remove_prefix(5);
+    } else if (text.size() == 7 && text.starts_with("--") && text[4] == '-') {
+      text.remove_prefix(2);
+    } else {
+      return std::nullopt;
+    }
+    auto digits = [](std::string_view d) {
+      return d.size() == 2 && d[0] >= '0' && d[0] <= '9' && d[1] >= '0' && d[1] <= '9'
+                 ? (d[0] - '0') * 10 + (d[1] - '0')
+                 : -1;
+    };
+    const int m = digits(text.substr(0, 2)), d = digits(text.substr(3, 2));
+    if (m < 1 || m > 12 || d < 1 || d > 31 ||
+        d > static_cast<int>(boost::gregorian::gregorian_calendar::end_of_month_day(
+                2000, static_cast<unsigned short>(m)))) {  // 2000: a leap year allows 29 Feb
+      return std::nullopt;
+    }
+    return md{m, d};
+  }
+
+  // The date's instant in `year` (29 February is 28 February in other years), in UTC.
+  static time_point occurrence(md date, int year, std::int32_t offset_days,
+                               std::int32_t time_of_day) {
+    using boost::gregorian::gregorian_calendar;
+    const auto y = static_cast<unsigned short>(year);
+    const auto m = static_cast<unsigned short>(date.month);
+    auto d = static_cast<unsigned short>(date.day);
+    d = std::min(d, static_cast<unsigned short>(gregorian_calendar::end_of_month_day(y, m)));
+    const auto days_since_epoch =
+        (boost::gregorian::date(y, m, d) - boost::gregorian::date(1970, 1, 1)).days();
+    return from_epoch(days_since_epoch * 86'400) + days(offset_days) + seconds(time_of_day);
+  }
+
+  // The first occurrence at or after `from`, or nullopt outside the supported years.
+  static std::optional<time_point> next_yearly(md date, std::int32_t offset_days,
+                                               std::int32_t time_of_day, time_point from) {
+    const int year = static_cast<int>(to_ptime(std::clamp(from, min_time, max_time)).date().year());
+    for (int y = std::max(year - 1, 1901); y <= std::min(year + 1, 9998); ++y) {
+      const auto t = occurrence(date, y, offset_days, time_of_day);
+      if (t >= from) {
+        return t;
+      }
+    }
+    return std::nullopt;
+  }
+
+  // The first instant at or after `from` at `time_of_day` on an allowed weekday (UTC).
+  static time_point next_time_of_day(time_point from, std::int32_t time_of_day,
+                                     std::uint8_t weekdays) {
+    const std::int64_t secs = to_epoch(from);
+    std::int64_t day = secs / 86'400 - (secs % 86'400 < 0 ? 1 : 0);
+    for (int k = 0; k < 8; ++k, ++day) {
+      const std::int64_t t = day * 86'400 + time_of_day;
+      const auto weekday = static_cast<unsigned>(((day + 3) % 7 + 7) % 7);  // 0: Monday
+      if (t >= secs && (weekdays >> weekday & 1U) != 0) {
+        return from_epoch(t);
+      }
+    }
+    return from;  // weekdays empty: rejected by validation
+  }
+
+  // Keeps one pending timer per yearly workflow at the next occurrence of the contact's date
+  // after the last one that fired. An unchanged date keeps its timer (and its scheduling order).
+  void sync_dates(time_point anchor, const std::string_view* changed_detail) {
+    for (auto w : c_.date_workflows) {
+      const workflow_entry& e = wf(w).entry;
+      if (changed_detail != nullptr && *changed_detail != e.detail) {
+        continue;
+      }
+      std::optional<time_point> due;
+      if (const auto date = month_day(s_.contact.detail(e.detail))) {
+        auto from = anchor;
+        if (auto m = s_.workflow_history.find(w);
+            m != s_.workflow_history.end() && m->second.last_date != min_time) {
+          from = std::max(from, m->second.last_date + seconds(1));
+        }
+        due = next_yearly(*date, e.offset_days, e.time_of_day, from);
+      }
+      auto it = std::find_if(s_.timers.begin(), s_.timers.end(), [&](const timer& t) {
+        return t.kind == timer_kind::workflow_date && t.rule == w;
+      });
+      if (it != s_.timers.end()) {
+        if (due && it->due_at == *due) {
+          continue;
+        }
+        s_.timers.erase(it);
+      }
+      if (due) {
+        timer t;
+        t.kind = timer_kind::workflow_date;
+        t.due_at = *due;
+        t.rule = w;
+        t.triggered_at = *due;
+        schedule(t);
+      }
+    }
+  }
+
+  void date_due(const timer& tm) {
+    s_.workflow_history[tm.rule].last_date = tm.due_at;
+    try_enter(tm.rule, tm.due_at, s_.events_applied, nullptr);
+    sync_dates(tm.due_at, nullptr);
   }
 
   // ---- conditions ---------------------------------------------------------------------------
@@ -1051,6 +1629,7 @@ void evaluate_impl(const program& p, contact_state& state, std::span<const Event
     previous = e.at;
   }
   evaluator ev{p, sinks{state, actions, outcomes}, counters};
+  ev.start(state.clock != min_time ? state.clock : (events.empty() ? now : deref(events[0]).at));
   for (std::size_t i = 0; i < events.size(); ++i) {
     ev.apply_external(deref(events[i]), types[i]);
   }
@@ -1062,8 +1641,9 @@ void evaluate_impl(const program& p, contact_state& state, std::span<const Event
 evaluation evaluate(const program& program, contact_state state, std::span<const event> events,
                     time_point now, round_robin_counters* counters) {
   evaluation out;
-  evaluate_impl<event>(program, state, events, now, counters, out.actions,
-                       detail::outcome_recorder{&out.outcomes, nullptr});
+  evaluate_impl<event>(
+      program, state, events, now, counters, out.actions,
+      detail::outcome_recorder{&out.outcomes, nullptr, &out.workflow_outcomes, nullptr});
   out.state = std::move(state);
   return out;
 }
@@ -1072,8 +1652,9 @@ evaluation evaluate(const program& program, contact_state state,
                     std::span<const event* const> events, time_point now,
                     round_robin_counters* counters) {
   evaluation out;
-  evaluate_impl<const event*>(program, state, events, now, counters, out.actions,
-                              detail::outcome_recorder{&out.outcomes, nullptr});
+  evaluate_impl<const event*>(
+      program, state, events, now, counters, out.actions,
+      detail::outcome_recorder{&out.outcomes, nullptr, &out.workflow_outcomes, nullptr});
   out.state = std::move(state);
   return out;
 }

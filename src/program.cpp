@@ -313,29 +313,293 @@ struct validator {
              fmt::format("a cap can allow at most {} runs per window", limits.max_kept_count));
       }
       for (std::size_t j = 0; j < r.actions.size(); ++j) {
-        const action& a = r.actions[j];
-        const std::string aat = fmt::format("{}/then/{}", at, j);
-        const bool needs_arg = a.kind != action_kind::add_score;
-        if (needs_arg && a.arg.empty()) {
-          fail(aat + "/arg", "missing_arg",
-               fmt::format("{} needs an argument", action_name(a.kind)));
+        check_action(rs, r.actions[j], fmt::format("{}/then/{}", at, j));
+      }
+    }
+    check_workflows(rs, first_with_id);
+  }
+
+  void check_action(const rule_set& rs, const action& a, const std::string& aat) {
+    const bool needs_arg = a.kind != action_kind::add_score;
+    if (needs_arg && a.arg.empty()) {
+      fail(aat + "/arg", "missing_arg", fmt::format("{} needs an argument", action_name(a.kind)));
+    }
+    if (a.kind == action_kind::assign_owner && !a.arg.empty() &&
+        rs.owner_groups.find(a.arg) == rs.owner_groups.end()) {
+      fail(aat + "/arg", "unknown_group", fmt::format("no owner group \"{}\" is defined", a.arg));
+    }
+    if (a.kind == action_kind::add_score && !std::holds_alternative<std::int64_t>(a.val) &&
+        !std::holds_alternative<double>(a.val)) {
+      fail(aat + "/value", "bad_value", "add_score takes a number of points");
+    }
+    if (a.delay < duration{0} || a.delay > limits.max_delay) {
+      fail(aat + "/delay", "bad_delay",
+           fmt::format("a delay must be between 0s and {}", format_duration(limits.max_delay)));
+    }
+    if (a.when) {
+      check_condition(*a.when, aat + "/if", 1);
+    }
+  }
+
+  void check_length(duration d, const std::string& at, bool may_be_zero, bool may_be_negative) {
+    const bool ok = (may_be_negative ? d >= -limits.max_delay : d >= duration{0}) &&
+                    d <= limits.max_delay && (may_be_zero || d != duration{0});
+    if (!ok) {
+      fail(at, "bad_delay",
+           fmt::format("a {} must be {} and at most {}", may_be_negative ? "offset" : "wait",
+                       may_be_negative ? "at least -" + format_duration(limits.max_delay)
+                       : may_be_zero   ? "0s or more"
+                                       : "longer than 0s",
+                       format_duration(limits.max_delay)));
+    }
+  }
+
+  void check_workflows(const rule_set& rs, const std::map<std::string_view, std::size_t>& rules) {
+    std::map<std::string_view, std::size_t> first_with_id;
+    for (std::size_t i = 0; i < rs.workflows.size(); ++i) {
+      const workflow& w = rs.workflows[i];
+      const std::string at = fmt::format("/workflows/{}", i);
+      if (w.id.empty()) {
+        fail(at + "/id", "missing_id", "a workflow needs an id");
+      } else if (auto [it, fresh] = first_with_id.emplace(w.id, i); !fresh) {
+        fail(at + "/id", "duplicate_id",
+             fmt::format("duplicate workflow id \"{}\" (first used by /workflows/{})", w.id,
+                         it->second));
+      } else if (auto r = rules.find(w.id); r != rules.end()) {
+        fail(at + "/id", "duplicate_id",
+             fmt::format("workflow id \"{}\" is also the id of /rules/{} (actions and statistics "
+                         "would be ambiguous)",
+                         w.id, r->second));
+      }
+      check_workflow(rs, w, at);
+    }
+  }
+
+  void check_workflow(const rule_set& rs, const workflow& w, const std::string& at) {
+    if (w.version < 1) {
+      fail(at + "/version", "bad_version", "a workflow version starts at 1");
+    }
+    if (w.entry.kind == entry_kind::event) {
+      check_match(w.entry.on, at + "/entry/on");
+    } else {
+      if (w.entry.detail.empty()) {
+        fail(at + "/entry/yearly/detail", "missing_name", "a date entry needs a detail name");
+      }
+      if (w.entry.time_of_day < 0 || w.entry.time_of_day >= 86'400) {
+        fail(at + "/entry/yearly/at", "bad_time", "a time of day must be 00:00:00 to 23:59:59");
+      }
+      if (w.entry.offset_days < -366 || w.entry.offset_days > 366) {
+        fail(at + "/entry/yearly/offset_days", "bad_offset",
+             "a date offset must be -366 to 366 days");
+      }
+    }
+    check_condition(w.entry.when, at + "/entry/if", 1);
+    for (std::size_t j = 0; j < w.exit_on.size(); ++j) {
+      check_match(w.exit_on[j], fmt::format("{}/exit_on/{}", at, j));
+    }
+    check_condition(w.exit_when, at + "/exit_if", 1);
+    if (w.reentry == workflow_reentry::cool_down) {
+      check_length(w.cool_down, at + "/reentry/cool_down", false, false);
+    }
+    if (w.max_active_runs < 1 || w.max_active_runs > limits.max_kept_count) {
+      fail(at + "/max_active_runs", "bad_count",
+           fmt::format("max_active_runs must be 1 to {}", limits.max_kept_count));
+    }
+    if (!w.complete_from_group.empty() && w.complete_to_group.empty()) {
+      fail(at + "/on_complete", "missing_name", "a move needs the group to move to");
+    }
+    if (w.steps.empty()) {
+      fail(at + "/steps", "missing_steps", "a workflow needs at least one step");
+      return;
+    }
+    if (w.steps.size() > limits.max_workflow_steps) {
+      fail(at + "/steps", "too_many_steps",
+           fmt::format("{} steps; at most {} are allowed", w.steps.size(),
+                       limits.max_workflow_steps));
+      return;
+    }
+    std::map<std::string_view, std::size_t> ids;
+    for (std::size_t j = 0; j < w.steps.size(); ++j) {
+      const auto& st = w.steps[j];
+      const std::string sat = fmt::format("{}/steps/{}", at, j);
+      if (st.id.empty()) {
+        fail(sat + "/id", "missing_id", "a step needs an id");
+      } else if (auto [it, fresh] = ids.emplace(st.id, j); !fresh) {
+        fail(sat + "/id", "duplicate_id",
+             fmt::format("duplicate step id \"{}\" (first used by {}/steps/{})", st.id, at,
+                         it->second));
+      }
+    }
+    // Successor indices per step (none: completes), for the reference, reachability and cycle
+    // checks; a reference to an unknown id is reported and treated as completion.
+    std::vector<std::vector<std::uint32_t>> next(w.steps.size());
+    auto ref = [&](std::size_t j, const std::string& id, const std::string& where, bool listed) {
+      if (id.empty()) {
+        if (listed && j + 1 < w.steps.size()) {
+          next[j].push_back(static_cast<std::uint32_t>(j + 1));
         }
-        if (a.kind == action_kind::assign_owner && !a.arg.empty() &&
-            rs.owner_groups.find(a.arg) == rs.owner_groups.end()) {
-          fail(aat + "/arg", "unknown_group",
-               fmt::format("no owner group \"{}\" is defined", a.arg));
+        return;
+      }
+      auto it = ids.find(id);
+      if (it == ids.end()) {
+        fail(where, "unknown_step", fmt::format("no step \"{}\" in workflow \"{}\"", id, w.id));
+        return;
+      }
+      next[j].push_back(static_cast<std::uint32_t>(it->second));
+    };
+    for (std::size_t j = 0; j < w.steps.size(); ++j) {
+      const auto& st = w.steps[j];
+      const std::string sat = fmt::format("{}/steps/{}", at, j);
+      switch (st.kind) {
+        case step_kind::send:
+        case step_kind::act: {
+          const std::string aat = sat + (st.kind == step_kind::send ? "/send" : "/act");
+          if (st.kind == step_kind::send && !is_external(st.act.kind)) {
+            fail(aat + "/do", "bad_action",
+                 fmt::format("a send step takes a message or other external action, not {} (use "
+                             "an \"act\" step)",
+                             action_name(st.act.kind)));
+          } else if (st.kind == step_kind::act && is_external(st.act.kind)) {
+            fail(aat + "/do", "bad_action",
+                 fmt::format("an \"act\" step takes an internal action, not {} (use a \"send\" "
+                             "step)",
+                             action_name(st.act.kind)));
+          }
+          check_action(rs, st.act, aat);
+          if (st.act.delay != duration{0}) {
+            fail(aat + "/delay", "bad_delay", "a step's action has no delay (use a wait step)");
+          }
+          ref(j, st.next, sat + "/next", true);
+          break;
         }
-        if (a.kind == action_kind::add_score && !std::holds_alternative<std::int64_t>(a.val) &&
-            !std::holds_alternative<double>(a.val)) {
-          fail(aat + "/value", "bad_value", "add_score takes a number of points");
+        case step_kind::wait:
+          switch (st.wait) {
+            case wait_kind::fixed:
+              check_length(st.length, sat + "/wait", false, false);
+              break;
+            case wait_kind::after_message:
+              check_length(st.length, sat + "/wait/plus", true, false);
+              check_length(st.timeout, sat + "/wait/timeout", true, false);
+              if (st.moment == message_moment::delivered && st.timeout != duration{0}) {
+                fail(sat + "/wait/timeout", "bad_timeout",
+                     "a wait after delivery has no timeout (delivery is when the step sent)");
+              }
+              ref(j, st.no, sat + "/wait/no", false);
+              break;
+            case wait_kind::time_of_day:
+              if (st.time_of_day < 0 || st.time_of_day >= 86'400) {
+                fail(sat + "/wait/until_time", "bad_time",
+                     "a time of day must be 00:00:00 to 23:59:59");
+              }
+              if (st.weekdays == 0 || st.weekdays > 0x7f) {
+                fail(sat + "/wait/weekdays", "bad_weekdays", "allow at least one weekday");
+              }
+              break;
+            case wait_kind::date:
+              if (st.detail.empty()) {
+                fail(sat + "/wait/until_date", "missing_name", "a date wait needs a detail name");
+              }
+              check_length(st.length, sat + "/wait/offset", true, true);
+              break;
+          }
+          ref(j, st.next, sat + "/next", true);
+          break;
+        case step_kind::branch:
+          check_condition(st.when, sat + "/if", 1);
+          ref(j, st.yes, sat + "/yes", true);
+          ref(j, st.no, sat + "/no", false);
+          break;
+        case step_kind::wait_for:
+          check_match(st.event, sat + "/wait_for");
+          check_length(st.timeout, sat + "/within", true, false);
+          ref(j, st.yes, sat + "/yes", true);
+          ref(j, st.no, sat + "/no", false);
+          break;
+        case step_kind::split: {
+          std::uint32_t total = 0;
+          for (std::size_t k = 0; k < st.paths.size(); ++k) {
+            const std::string pat = fmt::format("{}/split/{}", sat, k);
+            total += std::min<std::uint32_t>(st.paths[k].percent, 101);
+            if (st.paths[k].next.empty()) {
+              fail(pat + "/next", "missing_step", "a split arm needs the step it leads to");
+            } else {
+              ref(j, st.paths[k].next, pat + "/next", false);
+            }
+          }
+          if (st.paths.empty() || total != 100) {
+            fail(sat + "/split", "bad_split",
+                 fmt::format("split percentages must add up to 100 (they add up to {})", total));
+          }
+          break;
         }
-        if (a.delay < duration{0} || a.delay > limits.max_delay) {
-          fail(aat + "/delay", "bad_delay",
-               fmt::format("a delay must be between 0s and {}", format_duration(limits.max_delay)));
+        case step_kind::end:
+          break;
+      }
+    }
+    // Unreachable steps: never run, most likely a typo in a reference.
+    std::vector<bool> seen(w.steps.size(), false);
+    std::vector<std::uint32_t> todo{0};
+    seen[0] = true;
+    while (!todo.empty()) {
+      const auto j = todo.back();
+      todo.pop_back();
+      for (auto k : next[j]) {
+        if (!seen[k]) {
+          seen[k] = true;
+          todo.push_back(k);
         }
-        if (a.when) {
-          check_condition(*a.when, aat + "/if", 1);
+      }
+    }
+    for (std::size_t j = 0; j < w.steps.size(); ++j) {
+      if (!seen[j]) {
+        fail(fmt::format("{}/steps/{}", at, j), "unreachable_step",
+             fmt::format("step \"{}\" cannot be reached from the first step", w.steps[j].id));
+      }
+    }
+    // A cycle must pass a step that takes time for sure, or a run would loop within one instant.
+    auto holds = [&](const workflow_step& st) {
+      if (st.kind == step_kind::wait_for) {
+        return true;
+      }
+      if (st.kind != step_kind::wait) {
+        return false;
+      }
+      return (st.wait == wait_kind::fixed && st.length > duration{0}) ||
+             (st.wait == wait_kind::after_message && st.moment != message_moment::delivered &&
+              st.length > duration{0});
+    };
+    std::vector<std::uint8_t> color(w.steps.size(), 0);  // 0 new, 1 on the path, 2 done
+    std::vector<std::uint32_t> path;
+    bool reported = false;
+    auto visit = [&](auto&& self, std::uint32_t j) -> void {
+      color[j] = 1;
+      path.push_back(j);
+      for (auto k : next[j]) {
+        if (reported || holds(w.steps[k])) {
+          continue;
         }
+        if (color[k] == 1) {
+          std::string names;
+          auto from = std::find(path.begin(), path.end(), k);
+          for (auto p = from; p != path.end(); ++p) {
+            names += w.steps[*p].id + " -> ";
+          }
+          names += w.steps[k].id;
+          fail(fmt::format("{}/steps/{}", at, k), "cycle_without_wait",
+               fmt::format("steps {} form a cycle without a wait of fixed length or a wait for an "
+                           "event",
+                           names));
+          reported = true;
+        } else if (color[k] == 0) {
+          self(self, k);
+        }
+      }
+      path.pop_back();
+      color[j] = 2;
+    };
+    for (std::uint32_t j = 0; j < w.steps.size() && !reported; ++j) {
+      if (color[j] == 0 && !holds(w.steps[j])) {
+        visit(visit, j);
       }
     }
   }
@@ -554,6 +818,7 @@ struct compiler {
       out.rule_id_hashes.push_back(fnv1a64(r.id));
       index(r.trigger, i, list_kind::rules);
     }
+    compile_workflows();
     for (std::uint32_t s = 0; s < out.slots.size(); ++s) {
       index(out.slots[s].events, s, list_kind::slots);
     }
@@ -564,6 +829,87 @@ struct compiler {
       index(rs.scoring.rules[r].on, r, list_kind::scores);
     }
     finish_index();
+  }
+
+  std::uint32_t type_id(const std::string& name) {
+    type(name);
+    return out.types.find(name)->second;
+  }
+
+  void compile_workflows() {
+    out.detail_set_type = type_id(std::string{event_types::detail_set});
+    out.email_open_type = type_id(std::string{event_types::email_open});
+    out.email_click_type = type_id(std::string{event_types::email_click});
+    for (std::uint32_t i = 0; i < rs.workflows.size(); ++i) {
+      const workflow& w = rs.workflows[i];
+      detail::compiled_workflow cw;
+      cw.runs = w.status == workflow_status::active;
+      cw.id_hash = fnv1a64(w.id);
+      cw.entry_condition = flatten(w.entry.when);
+      cw.exit_condition = flatten(w.exit_when);
+      if (w.entry.kind == entry_kind::event) {
+        cw.entry_type = type_id(w.entry.on.type);
+      }
+      for (const auto& m : w.exit_on) {
+        cw.exits.emplace_back(type_id(m.type), &m);
+      }
+      auto index_of = [&](const std::string& id, std::uint32_t listed) -> std::uint32_t {
+        if (id.empty()) {
+          return listed;
+        }
+        for (std::uint32_t k = 0; k < w.steps.size(); ++k) {
+          if (w.steps[k].id == id) {
+            return k;
+          }
+        }
+        return none;  // rejected by validation
+      };
+      const auto count = static_cast<std::uint32_t>(w.steps.size());
+      for (std::uint32_t j = 0; j < count; ++j) {
+        const workflow_step& st = w.steps[j];
+        const std::uint32_t following = j + 1 < count ? j + 1 : none;
+        detail::compiled_step cs;
+        cs.next = st.kind == step_kind::end ? none : index_of(st.next, following);
+        cs.yes = index_of(st.yes, following);
+        cs.no = index_of(st.no, none);
+        if (st.kind == step_kind::branch) {
+          cs.condition = flatten(st.when);
+        }
+        if (st.kind == step_kind::wait_for) {
+          cs.event_type = type_id(st.event.type);
+        } else if (st.kind == step_kind::wait && st.wait == wait_kind::after_message) {
+          cs.event_type =
+              st.moment == message_moment::clicked ? out.email_click_type : out.email_open_type;
+        }
+        std::uint32_t bound = 0;
+        for (const auto& path : st.paths) {
+          bound += path.percent;
+          cs.paths.emplace_back(bound, index_of(path.next, none));
+        }
+        if (st.kind == step_kind::send || st.kind == step_kind::act) {
+          cs.action_condition = st.act.when ? flatten(*st.act.when) : none;
+          if (st.act.kind == action_kind::assign_owner) {
+            cs.owner_group = static_cast<std::uint32_t>(rs.owner_groups.find(st.act.arg) -
+                                                        rs.owner_groups.begin());
+            if (st.act.pick == owner_pick::round_robin) {
+              cs.round_robin = out.round_robin_counters++;
+            }
+          }
+        }
+        cw.steps.push_back(std::move(cs));
+      }
+      if (cw.runs && w.entry.kind == entry_kind::date) {
+        out.date_workflows.push_back(i);
+      }
+      out.workflows.push_back(std::move(cw));
+    }
+    out.workflow_entries.resize(out.by_type.size());
+    for (std::uint32_t i = 0; i < rs.workflows.size(); ++i) {
+      const auto& cw = out.workflows[i];
+      if (cw.runs && cw.entry_type != none) {
+        out.workflow_entries[cw.entry_type].push_back(i);
+      }
+    }
   }
 };
 
@@ -587,7 +933,26 @@ std::shared_ptr<const program> program::compile(rule_set rules, program_limits l
     }
     p->longest_delay_ = std::max(p->longest_delay_, r.delay + longest_action);
   }
+  for (const auto& w : p->rules_.workflows) {
+    duration walk{0};
+    for (const auto& st : w.steps) {
+      if (st.kind == step_kind::wait || st.kind == step_kind::wait_for) {
+        walk += std::max(st.length, duration{0}) + st.timeout +
+                (st.wait == wait_kind::time_of_day ? days(7) : duration{0});
+      }
+    }
+    p->longest_delay_ = std::max(p->longest_delay_, std::min(walk, limits.max_delay));
+  }
   return p;
+}
+
+std::optional<std::size_t> program::find_workflow(std::string_view id) const noexcept {
+  for (std::size_t i = 0; i < rules_.workflows.size(); ++i) {
+    if (rules_.workflows[i].id == id) {
+      return i;
+    }
+  }
+  return std::nullopt;
 }
 
 std::optional<std::size_t> program::find_rule(std::string_view id) const noexcept {

@@ -122,6 +122,7 @@ replay_result replay(std::shared_ptr<const program> program, const std::string& 
   progress(true);
   append(result.actions, eng.process(pending, result.until));
   result.stats = eng.stats();
+  result.workflow_stats = eng.workflow_stats();
   if (options.on_finished) {
     options.on_finished(eng);
   }
@@ -138,7 +139,9 @@ void write_actions_csv(std::ostream& out, std::span<const due_action> actions, t
     } else {
       fmt::format_to(it, "{},", format_time(a.due_at));
     }
-    fmt::format_to(it, "{},{},{},{}\n", a.contact, a.rule, a.verb(), a.arg);
+    // A workflow step's action names "workflow/step" in the rule column.
+    fmt::format_to(it, "{},{}{}{},{},{}\n", a.contact, a.rule, a.from_workflow() ? "/" : "", a.step,
+                   a.verb(), a.arg);
     if (buf.size() > (1 << 20)) {
       out.write(buf.data(), static_cast<std::streamsize>(buf.size()));
       buf.clear();

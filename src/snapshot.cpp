@@ -248,6 +248,7 @@ void encode_state(writer& w, const contact_state& s) {
     w.i32(t.action);
     w.time(t.triggered_at);
     w.u64(t.trigger_ordinal);
+    w.u8(static_cast<std::uint8_t>(t.kind));
   }
   w.time(s.clock);
   w.u64(s.events_applied);
@@ -290,6 +291,31 @@ void encode_state(writer& w, const contact_state& s) {
     w.time(since);
   }
   w.str(s.merged_into);
+  w.count(s.runs.size());
+  for (const auto& r : s.runs) {
+    w.u32(r.workflow);
+    w.u32(r.version);
+    w.u32(r.step);
+    w.u64(r.id);
+    w.u64(r.entry_ordinal);
+    w.u64(r.steps_taken);
+    w.time(r.entered_at);
+    w.time(r.step_at);
+    w.u8(r.phase);
+    w.u8(r.held ? 1 : 0);
+    w.i32(r.last_send);
+    w.time(r.last_send_at);
+    w.time(r.last_opened_at);
+    w.time(r.last_clicked_at);
+  }
+  w.count(s.workflow_history.size());
+  for (const auto& [wf, m] : s.workflow_history) {
+    w.u32(wf);
+    w.i64(m.entries);
+    w.time(m.last_entry);
+    w.time(m.last_date);
+  }
+  w.u64(s.runs_started);
 }
 
 // Map keys must come strictly ascending: a flat_map built from them is then exactly the one saved.
@@ -371,7 +397,7 @@ contact_state decode_state(reader& r, const program* expected) {
     }
     insert_ordered(r, s.rule_runs, at, {rule, std::move(m)}, "rule memory");
   }
-  for (std::size_t n = r.count("timers", 40), i = 0; i < n; ++i) {
+  for (std::size_t n = r.count("timers", 41), i = 0; i < n; ++i) {
     timer t;
     t.due_at = r.time("a timer due time");
     t.sequence = r.u64("a timer sequence");
@@ -382,7 +408,28 @@ contact_state decode_state(reader& r, const program* expected) {
     if (is_own && t.rule != 0) {
       r.corrupt(at, fmt::format("engine timer with rule index {} (expected 0)", t.rule));
     }
-    if (expected != nullptr && !is_own) {
+    t.triggered_at = r.time("a timer trigger time");
+    t.trigger_ordinal = r.u64("a timer trigger ordinal");
+    {
+      const auto kind_at = r.pos();
+      const auto kind = r.u8("a timer kind");
+      if (kind > static_cast<std::uint8_t>(timer_kind::workflow_date)) {
+        r.corrupt(kind_at, fmt::format("timer kind {} (expected 0 to 2)", kind));
+      }
+      t.kind = static_cast<timer_kind>(kind);
+    }
+    if (expected != nullptr && t.kind != timer_kind::rule) {
+      if (t.rule >= expected->workflow_count()) {
+        r.corrupt(at, fmt::format("timer workflow index {} (the program has {} workflows)", t.rule,
+                                  expected->workflow_count()));
+      }
+      const auto steps = expected->rules().workflows[t.rule].steps.size();
+      if (t.kind == timer_kind::workflow_step &&
+          (t.action < 0 || static_cast<std::size_t>(t.action) >= steps)) {
+        r.corrupt(at, fmt::format("timer step index {} (workflow {} has {} steps)", t.action,
+                                  t.rule, steps));
+      }
+    } else if (expected != nullptr && !is_own) {
       if (t.rule >= expected->rule_count()) {
         r.corrupt(at, fmt::format("timer rule index {} (the program has {} rules)", t.rule,
                                   expected->rule_count()));
@@ -393,8 +440,6 @@ contact_state decode_state(reader& r, const program* expected) {
                                   t.rule, actions));
       }
     }
-    t.triggered_at = r.time("a timer trigger time");
-    t.trigger_ordinal = r.u64("a timer trigger ordinal");
     if (!s.timers.empty() && std::pair{t.due_at, t.sequence} <
                                  std::pair{s.timers.back().due_at, s.timers.back().sequence}) {
       r.corrupt(at, "timers are not sorted by due time and sequence");
@@ -482,6 +527,50 @@ contact_state decode_state(reader& r, const program* expected) {
                    "threshold");
   }
   s.merged_into = r.str("the merged-into contact id");
+  for (std::size_t n = r.count("workflow runs", 86), i = 0; i < n; ++i) {
+    const auto at = r.pos();
+    workflow_run run;
+    run.workflow = r.u32("a run's workflow index");
+    run.version = r.u32("a run's workflow version");
+    run.step = r.u32("a run's step index");
+    if (expected != nullptr) {
+      if (run.workflow >= expected->workflow_count()) {
+        r.corrupt(at, fmt::format("run workflow index {} (the program has {} workflows)",
+                                  run.workflow, expected->workflow_count()));
+      }
+      const auto steps = expected->rules().workflows[run.workflow].steps.size();
+      if (run.step >= steps) {
+        r.corrupt(at, fmt::format("run step index {} (workflow {} has {} steps)", run.step,
+                                  run.workflow, steps));
+      }
+    }
+    run.id = r.u64("a run id");
+    run.entry_ordinal = r.u64("a run's entry ordinal");
+    run.steps_taken = r.u64("a run's step count");
+    run.entered_at = r.time("a run's entry time");
+    run.step_at = r.time("a run's step time");
+    run.phase = r.u8("a run's wait phase");
+    run.held = r.boolean("a run's held flag");
+    run.last_send = r.i32("a run's last send step");
+    run.last_send_at = r.time("a run's last send time");
+    run.last_opened_at = r.time("a run's open time");
+    run.last_clicked_at = r.time("a run's click time");
+    s.runs.push_back(run);
+  }
+  for (std::size_t n = r.count("workflow memories", 28), i = 0; i < n; ++i) {
+    const auto at = r.pos();
+    const std::uint32_t wf = r.u32("a workflow index");
+    if (expected != nullptr && wf >= expected->workflow_count()) {
+      r.corrupt(at, fmt::format("workflow index {} (the program has {} workflows)", wf,
+                                expected->workflow_count()));
+    }
+    workflow_memory m;
+    m.entries = r.i64("an entry count");
+    m.last_entry = r.time("a last entry time");
+    m.last_date = r.time("a last date entry time");
+    insert_ordered(r, s.workflow_history, at, {wf, m}, "workflow memory");
+  }
+  s.runs_started = r.u64("the runs-started counter");
   return s;
 }
 
@@ -558,6 +647,53 @@ void canon(writer& w, const rule& r) {
   }
 }
 
+void canon(writer& w, const workflow& wf) {
+  w.str(wf.id);
+  w.u32(wf.version);
+  w.u8(static_cast<std::uint8_t>(wf.status));
+  w.u8(static_cast<std::uint8_t>(wf.on_new_version));
+  w.u8(static_cast<std::uint8_t>(wf.entry.kind));
+  canon(w, wf.entry.on);
+  w.str(wf.entry.detail);
+  w.i32(wf.entry.offset_days);
+  w.i32(wf.entry.time_of_day);
+  canon(w, wf.entry.when);
+  w.count(wf.steps.size());
+  for (const auto& st : wf.steps) {
+    w.str(st.id);
+    w.u8(static_cast<std::uint8_t>(st.kind));
+    w.str(st.next);
+    canon(w, st.act);
+    w.u8(static_cast<std::uint8_t>(st.wait));
+    w.dur(st.length);
+    w.u8(static_cast<std::uint8_t>(st.moment));
+    w.i32(st.time_of_day);
+    w.u8(st.weekdays);
+    w.str(st.detail);
+    canon(w, st.when);
+    w.str(st.yes);
+    w.str(st.no);
+    canon(w, st.event);
+    w.u8(st.from_previous_message ? 1 : 0);
+    w.dur(st.timeout);
+    w.count(st.paths.size());
+    for (const auto& p : st.paths) {
+      w.u32(p.percent);
+      w.str(p.next);
+    }
+  }
+  w.count(wf.exit_on.size());
+  for (const auto& m : wf.exit_on) {
+    canon(w, m);
+  }
+  canon(w, wf.exit_when);
+  w.u8(static_cast<std::uint8_t>(wf.reentry));
+  w.dur(wf.cool_down);
+  w.u32(wf.max_active_runs);
+  w.str(wf.complete_to_group);
+  w.str(wf.complete_from_group);
+}
+
 }  // namespace
 
 std::uint64_t program_fingerprint(const program& p) {
@@ -616,6 +752,14 @@ std::uint64_t program_fingerprint(const program& p) {
       w.f64(t.at);
     }
   }
+  // Only when present, so that programs without workflows keep the fingerprints they had.
+  if (!rs.workflows.empty()) {
+    w.str("workflows");
+    w.count(rs.workflows.size());
+    for (const auto& wf : rs.workflows) {
+      canon(w, wf);
+    }
+  }
   return fnv1a(bytes);
 }
 
@@ -643,6 +787,7 @@ snapshot take_snapshot(const engine& engine, const memory_store& store) {
             [](const auto& a, const auto& b) { return a.contact.id < b.contact.id; });
   s.stats = engine.stats();
   s.counters = engine.counters();
+  s.workflows = engine.workflow_stats();
   return s;
 }
 
@@ -677,6 +822,30 @@ std::string encode_snapshot(const snapshot& s) {
   w.count(s.counters.size());
   for (auto c : s.counters) {
     w.u64(c);
+  }
+  auto when = [&w](const std::optional<time_point>& t) {
+    w.u8(t ? 1 : 0);
+    w.time(t.value_or(time_point{}));
+  };
+  w.count(s.workflows.size());
+  for (const auto& ws : s.workflows) {
+    w.str(ws.workflow);
+    for (auto n : {ws.entered, ws.completed, ws.exited, ws.sent, ws.opened, ws.clicked}) {
+      w.u64(n);
+    }
+    w.i64(ws.active);
+    when(ws.first);
+    when(ws.last);
+    w.count(ws.steps.size());
+    for (const auto& st : ws.steps) {
+      w.str(st.step);
+      for (auto n : {st.reached, st.sent, st.opened, st.clicked}) {
+        w.u64(n);
+      }
+      w.i64(st.waiting);
+      when(st.first);
+      when(st.last);
+    }
   }
   w.u64(fnv1a(out));
   return out;
@@ -795,6 +964,41 @@ snapshot parse_snapshot(std::string_view bytes, const program* expected, const s
       c = r.u64("a round-robin counter");
     }
   }
+  {
+    auto when = [&r](std::optional<time_point>& t) {
+      const bool has = r.boolean("a statistic time flag");
+      const auto v = r.time("a statistic time");
+      if (has) {
+        t = v;
+      }
+    };
+    const auto at = r.pos();
+    const std::size_t n = r.count("workflow statistics", 82);
+    if (expected != nullptr && n != 0 && n != expected->workflow_count()) {
+      r.corrupt(at, fmt::format("{} workflow statistics, the program has {} workflows", n,
+                                expected->workflow_count()));
+    }
+    s.workflows.resize(n);
+    for (auto& ws : s.workflows) {
+      ws.workflow = r.str("a workflow id");
+      for (auto* c : {&ws.entered, &ws.completed, &ws.exited, &ws.sent, &ws.opened, &ws.clicked}) {
+        *c = r.u64("a statistic");
+      }
+      ws.active = r.i64("a statistic");
+      when(ws.first);
+      when(ws.last);
+      ws.steps.resize(r.count("step statistics", 58));
+      for (auto& st : ws.steps) {
+        st.step = r.str("a step id");
+        for (auto* c : {&st.reached, &st.sent, &st.opened, &st.clicked}) {
+          *c = r.u64("a statistic");
+        }
+        st.waiting = r.i64("a statistic");
+        when(st.first);
+        when(st.last);
+      }
+    }
+  }
   const auto sum_at = r.pos();
   const std::uint64_t stored = r.u64("the checksum");
   const std::uint64_t computed = fnv1a(bytes.substr(0, sum_at));
@@ -844,7 +1048,7 @@ void load_snapshot(snapshot s, engine& engine) {
     }
   }
   engine.store().save(s.states);
-  engine.restore(std::move(s.stats), std::move(s.counters));
+  engine.restore(std::move(s.stats), std::move(s.counters), std::move(s.workflows));
 }
 
 }  // namespace nudge

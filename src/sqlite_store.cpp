@@ -22,6 +22,10 @@
 namespace nudge {
 namespace {
 
+// Outbox records: a workflow step's action sets this bit in its rule field.
+constexpr std::uint32_t workflow_flag = 0x80000000U;
+
+
 // 2 added a timeline to contact states (one row per contact); 3 keeps states in a journal.
 constexpr std::string_view schema_version = "3";
 constexpr std::string_view meta_delivered = "nudge.outbox_delivered";
@@ -377,8 +381,15 @@ struct sqlite_store::impl {
         throw sqlite_error(fmt::format("{}: outbox entry {} is corrupt (truncated at byte {})",
                                        path, e.sequence, p.pos()));
       }
-      if (rule >= program->rule_count() || action >= program->rules().rules[rule].actions.size() ||
-          kind > static_cast<std::uint32_t>(action_kind::remove_from_group)) {
+      // A workflow step's action has the top bit of `rule` set: workflow index, step index.
+      const bool from_workflow = (rule & workflow_flag) != 0;
+      const std::uint32_t index = rule & ~workflow_flag;
+      const auto& rs = program->rules();
+      const bool fits = from_workflow ? index < rs.workflows.size() &&
+                                            action < rs.workflows[index].steps.size()
+                                      : index < program->rule_count() &&
+                                            action < rs.rules[index].actions.size();
+      if (!fits || kind > static_cast<std::uint32_t>(action_kind::remove_from_group)) {
         throw sqlite_error(
             fmt::format("{}: outbox entry {} is corrupt (rule {}, action {}, kind {})", path,
                         e.sequence, rule, action, kind));
@@ -388,8 +399,9 @@ struct sqlite_store::impl {
       }
       e.contact = contact;
       e.due_at = from_epoch(static_cast<std::int64_t>(due));
-      e.rule_index = rule;
+      e.rule_index = index;
       e.action_index = action;
+      e.workflow = from_workflow;
       e.kind = static_cast<action_kind>(kind);
       e.arg = arg;
       e.idempotency_key = key;
@@ -812,11 +824,22 @@ void sqlite_store::add_to_outbox(std::span<const due_action> actions) {
           !d.pending_keys.emplace(a.idempotency_key, 0).second) {
         continue;  // already waiting in the outbox
       }
-      const auto& rule = program_->rules().rules[a.rule_index];
-      const auto action_index = a.definition == nullptr ? 0 : a.definition - rule.actions.data();
+      std::uint32_t rule_field = a.rule_index;
+      std::ptrdiff_t action_index = 0;
+      if (a.from_workflow()) {
+        rule_field |= workflow_flag;
+        const auto& steps = program_->rules().workflows[a.rule_index].steps;
+        for (std::size_t j = 0; j < steps.size(); ++j) {
+          if (steps[j].id == a.step) {
+            action_index = static_cast<std::ptrdiff_t>(j);
+          }
+        }
+      } else if (a.definition != nullptr) {
+        action_index = a.definition - program_->rules().rules[a.rule_index].actions.data();
+      }
       put_u64(d.scratch, a.idempotency_key);
       put_u64(d.scratch, static_cast<std::uint64_t>(to_epoch(a.due_at)));
-      put_u32(d.scratch, a.rule_index);
+      put_u32(d.scratch, rule_field);
       put_u32(d.scratch, static_cast<std::uint32_t>(action_index));
       put_u32(d.scratch, static_cast<std::uint32_t>(a.kind));
       put_str(d.scratch, a.contact);
@@ -975,12 +998,22 @@ sqlite_store::engine_state() {
   return std::pair{std::move(s.stats), std::move(s.counters)};
 }
 
+std::vector<workflow_stats> sqlite_store::engine_workflow_stats() {
+  auto bytes = get_meta("nudge.engine");
+  if (!bytes) {
+    return {};
+  }
+  return parse_snapshot(*bytes, program_, path_ + " (engine statistics)").workflows;
+}
+
 void sqlite_store::put_engine_state(const std::vector<rule_stats>& stats,
-                                    const round_robin_counters& counters) {
+                                    const round_robin_counters& counters,
+                                    const std::vector<workflow_stats>& workflows) {
   snapshot s;
   s.fingerprint = impl_->fingerprint;
   s.stats = stats;
   s.counters = counters;
+  s.workflows = workflows;
   std::ostringstream out;
   write_snapshot(out, s);
   put_meta("nudge.engine", out.str());
@@ -993,7 +1026,8 @@ durable_engine::durable_engine(std::shared_ptr<const nudge::program> program, sq
   store_.ensure_current();
   generation_ = store_.impl_->generation;
   if (auto saved = store_.engine_state()) {
-    engine_.restore(std::move(saved->first), std::move(saved->second));
+    engine_.restore(std::move(saved->first), std::move(saved->second),
+                    store_.engine_workflow_stats());
   }
 }
 
@@ -1001,6 +1035,7 @@ std::size_t durable_engine::process(std::span<const event> events, time_point no
                                     std::span<const std::pair<std::string, std::string>> meta) {
   auto stats = engine_.stats();
   auto counters = engine_.counters();
+  auto workflows = engine_.workflow_stats();
   std::vector<due_action> actions;
   // When nothing older waits in the outbox and every action went in, the outbox now holds
   // exactly `actions`, in order: hand them to the sink as they are rather than read them back.
@@ -1011,7 +1046,8 @@ std::size_t durable_engine::process(std::span<const event> events, time_point no
     if (store_.impl_->generation != generation_) {
       // Another connection committed batches since: continue from its statistics.
       if (auto saved = store_.engine_state()) {
-        engine_.restore(saved->first, saved->second);
+        workflows = store_.engine_workflow_stats();
+        engine_.restore(saved->first, saved->second, workflows);
         stats = std::move(saved->first);
         counters = std::move(saved->second);
       }
@@ -1025,7 +1061,7 @@ std::size_t durable_engine::process(std::span<const event> events, time_point no
     last_sequence = d.pending_next_seq - 1;
     deliver_as_is =
         outbox_was_empty && d.pending_next_seq - first == static_cast<std::int64_t>(actions.size());
-    store_.put_engine_state(engine_.stats(), engine_.counters());
+    store_.put_engine_state(engine_.stats(), engine_.counters(), engine_.workflow_stats());
     for (const auto& [key, text] : meta) {
       store_.put_meta(key, text);
     }
@@ -1033,7 +1069,7 @@ std::size_t durable_engine::process(std::span<const event> events, time_point no
   } catch (...) {
     store_.rollback();
     // The engine folded the batch's statistics in before the commit failed: take them back.
-    engine_.restore(std::move(stats), std::move(counters));
+    engine_.restore(std::move(stats), std::move(counters), std::move(workflows));
     throw;
   }
   if (!deliver_as_is) {
@@ -1088,15 +1124,22 @@ std::size_t durable_engine::deliver_pending(std::size_t batch) {
     std::vector<due_action> actions;
     actions.reserve(entries.size());
     for (const auto& e : entries) {
-      const auto& rule = p.rules().rules[e.rule_index];
       due_action a;
       a.contact = e.contact;
       a.due_at = e.due_at;
-      a.rule = rule.id;
+      if (e.workflow) {
+        const auto& w = p.rules().workflows[e.rule_index];
+        a.rule = w.id;
+        a.step = w.steps[e.action_index].id;
+        a.definition = &w.steps[e.action_index].act;
+      } else {
+        const auto& rule = p.rules().rules[e.rule_index];
+        a.rule = rule.id;
+        a.definition = &rule.actions[e.action_index];
+      }
       a.rule_index = e.rule_index;
       a.kind = e.kind;
       a.arg = e.arg;  // views into `entries`, alive during delivery
-      a.definition = &rule.actions[e.action_index];
       a.idempotency_key = e.idempotency_key;
       actions.push_back(std::move(a));
     }

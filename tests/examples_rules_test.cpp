@@ -1,6 +1,7 @@
 // Runs every scenario in examples/rules/: loads <name>.rules.json, applies <name>.contacts.csv
 // (if any) and <name>.events.csv, and compares the actions with <name>.expected.csv.
 #include <algorithm>
+#include <charconv>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -47,38 +48,65 @@ std::vector<std::string> read_lines(const std::filesystem::path& p, const std::s
   return lines;
 }
 
-// The W1 event format: ts,contact,type,key,value (value: the purchase amount, or empty).
+// The W1 event format ts,contact,type,key,value (value: the purchase amount, or empty), and
+// optionally more columns, each a string property named by its header (e.g. workflow,step on
+// an email_open: the workflow step whose message was opened).
 std::vector<nudge::event> read_events(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::string header;
+  REQUIRE(std::getline(in, header));
+  const auto columns = split(header, ',');
+  REQUIRE(columns.size() >= 5);
+  const std::string w1 = "ts,contact,type,key,value";
+  REQUIRE(header.substr(0, w1.size()) == w1);
   std::vector<nudge::event> events;
-  for (const auto& line : read_lines(p, "ts,contact,type,key,value")) {
+  for (const auto& line : read_lines(p, header)) {
     const auto f = split(line, ',');
-    REQUIRE(f.size() == 5);
+    REQUIRE(f.size() == columns.size());
     nudge::event e{
         .contact = f[1], .type = f[2], .at = nudge::from_epoch(std::stoll(f[0])), .key = f[3]};
     if (!f[4].empty()) {
       e.props["value"] = std::stod(f[4]);
+    }
+    for (std::size_t i = 5; i < f.size(); ++i) {
+      if (!f[i].empty()) {
+        e.props[columns[i]] = f[i];
+      }
     }
     events.push_back(std::move(e));
   }
   return events;
 }
 
-// contact,status,stage,company,language; empty fields are left unset.
+// contact,status,stage, then any details by name (company, language, birthday, country, ...):
+// a decimal number where the text is one, else text; empty fields are left unset.
 std::vector<nudge::contact> read_contacts(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::string header;
+  REQUIRE(std::getline(in, header));
+  const auto columns = split(header, ',');
+  REQUIRE(columns.size() >= 3);
+  REQUIRE(header.starts_with("contact,status,stage"));
   std::vector<nudge::contact> contacts;
-  for (const auto& line : read_lines(p, "contact,status,stage,company,language")) {
+  for (const auto& line : read_lines(p, header)) {
     const auto f = split(line, ',');
-    REQUIRE(f.size() == 5);
+    REQUIRE(f.size() == columns.size());
     nudge::contact c{.id = f[0]};
     if (!f[1].empty()) {
       c.status = f[1];
     }
     c.stage = f[2];
-    if (!f[3].empty()) {
-      c.details["company"] = f[3];
-    }
-    if (!f[4].empty()) {
-      c.details["language"] = f[4];
+    for (std::size_t i = 3; i < f.size(); ++i) {
+      double number = 0;
+      const auto* end = f[i].data() + f[i].size();
+      if (f[i].empty()) {
+        continue;
+      }
+      if (auto r = std::from_chars(f[i].data(), end, number); r.ec == std::errc{} && r.ptr == end) {
+        c.details[columns[i]] = number;  // a number, e.g. value_12m
+      } else {
+        c.details[columns[i]] = f[i];
+      }
     }
     contacts.push_back(std::move(c));
   }
@@ -97,8 +125,9 @@ std::vector<std::string> run_scenario(const std::string& name) {
   const auto until = events.back().at + program->longest_delay();
   std::vector<std::string> lines;
   for (const auto& a : engine.process(events, until)) {
-    lines.push_back(fmt::format("{},{},{},{},{}", nudge::to_epoch(a.due_at), a.contact, a.rule,
-                                a.verb(), a.arg));
+    // A workflow step's action names "workflow/step" in the rule column.
+    lines.push_back(fmt::format("{},{},{}{}{},{},{}", nudge::to_epoch(a.due_at), a.contact, a.rule,
+                                a.from_workflow() ? "/" : "", a.step, a.verb(), a.arg));
   }
   return lines;
 }
@@ -115,9 +144,12 @@ TEST_CASE("examples: every rule-file scenario produces its expected actions", "[
     }
   }
   std::sort(names.begin(), names.end());
-  CHECK(names == std::vector<std::string>{"cart_by_event", "cart_by_url", "coupon", "education",
-                                          "lead_assignment", "reactivation_purchase",
-                                          "reactivation_url", "restaurant_loyalty"});
+  CHECK(names == std::vector<std::string>{
+                     "cart_by_event", "cart_by_url", "coupon", "education", "lead_assignment",
+                     "reactivation_purchase", "reactivation_url", "restaurant_loyalty",
+                     "wf_abandoned_cart", "wf_best_customer", "wf_birthday",
+                     "wf_first_purchase_feedback", "wf_geolocation", "wf_reactivation",
+                     "wf_replenishment", "wf_upsell", "wf_welcome_series"});
   for (const auto& name : names) {
     INFO("scenario " << name);
     const auto expected =

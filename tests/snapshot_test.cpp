@@ -69,9 +69,16 @@ nudge::contact_state rich_state() {
                       .action = -1,
                       .triggered_at = from_epoch(1704099600),
                       .trigger_ordinal = 11});
+  s.timers.push_back({.due_at = from_epoch(1704200000),
+                      .sequence = 9,
+                      .rule = 0,
+                      .action = 1,
+                      .triggered_at = from_epoch(1704099600),
+                      .trigger_ordinal = 3,
+                      .kind = nudge::timer_kind::workflow_step});
   s.clock = from_epoch(1704100000);
   s.events_applied = 12;
-  s.timers_scheduled = 8;
+  s.timers_scheduled = 10;
   // Five entries into a ring of three: the ring has wrapped, so the codec must write it oldest
   // first and the decoded (unwrapped) ring must still compare equal.
   for (std::uint32_t i = 0; i < 5; ++i) {
@@ -85,6 +92,21 @@ nudge::contact_state rich_state() {
     e.reason = static_cast<nudge::timeline_reason>(i);
     s.timeline.record(e, 3);
   }
+  s.runs.push_back({.workflow = 0,
+                    .version = 2,
+                    .step = 1,
+                    .id = 3,
+                    .entry_ordinal = 10,
+                    .steps_taken = 2,
+                    .entered_at = from_epoch(1704099600),
+                    .step_at = from_epoch(1704099600),
+                    .phase = 1,
+                    .held = true,
+                    .last_send = 0,
+                    .last_send_at = from_epoch(1704099600),
+                    .last_opened_at = from_epoch(1704099700)});
+  s.workflow_history[0] = {.entries = 4, .last_entry = from_epoch(1704099600)};
+  s.runs_started = 4;
   return s;
 }
 
@@ -126,8 +148,20 @@ TEST_CASE("snapshot: a snapshot round-trips with states, statistics and counters
               .last = from_epoch(1704100000)},
              {.rule = "r2"}};
   s.counters = {3, 0};
+  s.workflows = {{.workflow = "welcome",
+                  .entered = 3,
+                  .completed = 1,
+                  .exited = 1,
+                  .sent = 4,
+                  .opened = 2,
+                  .clicked = 1,
+                  .active = 1,
+                  .first = from_epoch(1704000000),
+                  .last = from_epoch(1704100000),
+                  .steps = {{.step = "s1", .reached = 3, .sent = 3, .opened = 2, .waiting = 0},
+                            {.step = "w1", .reached = 2, .waiting = 1}}}};
   const auto bytes = encode(s);
-  CHECK(bytes.substr(0, 12) == std::string("NUDGSNAP\x03\x00\x00\x00", 12));
+  CHECK(bytes.substr(0, 12) == std::string("NUDGSNAP\x04\x00\x00\x00", 12));
   CHECK(nudge::parse_snapshot(bytes) == s);
 }
 
@@ -141,7 +175,7 @@ TEST_CASE("snapshot: another format version is rejected naming both versions") {
   nudge::snapshot s;
   auto bytes = encode(s);
   bytes[8] = 9;
-  CHECK(error_of(bytes) == "s.snap: snapshot format version 9, this build reads version 3");
+  CHECK(error_of(bytes) == "s.snap: snapshot format version 9, this build reads version 4");
 }
 
 TEST_CASE("snapshot: another program is rejected naming both fingerprints") {

@@ -59,7 +59,16 @@ struct rule_memory {
   friend bool operator==(const rule_memory&, const rule_memory&) = default;
 };
 
-/// A pending delayed check or delayed action, or one of the engine's own timers.
+/// What a timer does when it comes due.
+enum class timer_kind : std::uint8_t {
+  rule,           ///< a rule's delayed check or delayed action (`rule`, `action`)
+  workflow_step,  ///< a workflow run's wait ends (`rule`: workflow, `action`: step,
+                  ///< `trigger_ordinal`: the run's id)
+  workflow_date,  ///< a yearly date entry of workflow `rule` is due
+};
+
+/// A pending delayed check or delayed action, one of the engine's own timers, or a workflow's
+/// wait.
 struct timer {
   /// Values of `action` besides an action's index.
   static constexpr std::int32_t check = -1;         ///< the rule's delayed check
@@ -68,11 +77,39 @@ struct timer {
 
   time_point due_at;
   std::uint64_t sequence = 0;         ///< scheduling order; ties at one instant fire in this order
-  std::uint32_t rule = 0;             ///< rule index in the program
+  std::uint32_t rule = 0;             ///< rule index in the program (workflow index for workflows)
   std::int32_t action = check;        ///< check, segment_flip, score_decay or an action's index
   time_point triggered_at;            ///< the trigger event's time ("since trigger" windows)
   std::uint64_t trigger_ordinal = 0;  ///< the trigger event's ordinal (idempotency keys)
+  timer_kind kind = timer_kind::rule;
   friend bool operator==(const timer&, const timer&) = default;
+};
+
+/// A contact's walk through one workflow: where it is and what the steps ahead need to know.
+struct workflow_run {
+  std::uint32_t workflow = 0;       ///< workflow index in the program
+  std::uint32_t version = 1;        ///< the definition's version the run follows
+  std::uint32_t step = 0;           ///< index of the step it is at
+  std::uint64_t id = 0;             ///< unique per contact (timers and idempotency keys name it)
+  std::uint64_t entry_ordinal = 0;  ///< the entering event's ordinal
+  std::uint64_t steps_taken = 0;    ///< steps executed so far (idempotency keys)
+  time_point entered_at, step_at;   ///< when it entered; when it reached the current step
+  /// An opened / clicked wait: 0 waiting for the event, 1 counting the delay after it.
+  std::uint8_t phase = 0;
+  /// The workflow was paused when this run's wait ended: it continues once it is active.
+  bool held = false;
+  std::int32_t last_send = -1;         ///< step index of the latest message sent; -1: none yet
+  time_point last_send_at = min_time;  ///< min_time: nothing sent yet
+  time_point last_opened_at = min_time, last_clicked_at = min_time;  ///< of the latest message
+  friend bool operator==(const workflow_run&, const workflow_run&) = default;
+};
+
+/// What a contact keeps about one workflow between runs (re-entry, yearly dates).
+struct workflow_memory {
+  std::int64_t entries = 0;
+  time_point last_entry{};          ///< valid when entries > 0
+  time_point last_date = min_time;  ///< the latest yearly date entry fired
+  friend bool operator==(const workflow_memory&, const workflow_memory&) = default;
 };
 
 /// One contact's whole state.
@@ -80,7 +117,10 @@ struct contact_state {
   nudge::contact contact;
   std::vector<history_slot> history;  ///< one slot per aggregate the program derived
   boost::container::flat_map<std::uint32_t, rule_memory> rule_runs;  ///< by rule index
-  std::vector<timer> timers;  ///< sorted by (due_at, sequence)
+  std::vector<timer> timers;       ///< sorted by (due_at, sequence)
+  std::vector<workflow_run> runs;  ///< active workflow runs, in the order they entered
+  boost::container::flat_map<std::uint32_t, workflow_memory> workflow_history;  ///< by workflow
+  std::uint64_t runs_started = 0;
   /// Segments the contact is in -> when it entered (segment.hpp).
   name_map<time_point> segments;
   std::vector<measure_slot> measures;  ///< one per sum / average aggregate the program derived

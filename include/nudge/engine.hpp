@@ -83,11 +83,19 @@ class engine {
 
   /// Statistics per rule, in program order.
   const std::vector<rule_stats>& stats() const noexcept { return stats_; }
+  /// Statistics per workflow (and per step), in program order. `active` and each step's
+  /// `waiting` count the runs inside now, across all contacts.
+  const std::vector<nudge::workflow_stats>& workflow_stats() const noexcept {
+    return workflow_stats_;
+  }
   /// Round-robin owner counters (one per assign_owner action with round robin).
   const round_robin_counters& counters() const noexcept { return counters_; }
   /// Restores statistics and counters saved from an engine on the same program (snapshots).
-  /// @throws std::invalid_argument if `stats` does not name this program's rules in order.
-  void restore(std::vector<rule_stats> stats, round_robin_counters counters);
+  /// An empty `workflows` leaves the workflow statistics at zero.
+  /// @throws std::invalid_argument if `stats` does not name this program's rules in order, or
+  ///   `workflows` (when given) its workflows and steps.
+  void restore(std::vector<rule_stats> stats, round_robin_counters counters,
+               std::vector<nudge::workflow_stats> workflows = {});
   const nudge::program& program() const noexcept { return *program_; }
   std::shared_ptr<const nudge::program> shared_program() const noexcept { return program_; }
   nudge::store& store() noexcept { return *store_; }
@@ -99,6 +107,7 @@ class engine {
   nudge::sink* sink_;
   engine_options options_;
   std::vector<rule_stats> stats_;
+  std::vector<nudge::workflow_stats> workflow_stats_;
   round_robin_counters counters_;
 };
 

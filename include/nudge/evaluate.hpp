@@ -29,11 +29,33 @@ struct rule_outcome {
   friend bool operator==(const rule_outcome&, const rule_outcome&) = default;
 };
 
+/// What happened in a workflow during an evaluation, for statistics.
+enum class workflow_outcome_kind : std::uint8_t {
+  entered,       ///< a run started (step: none)
+  completed,     ///< a run walked to the end (step: the last step it ran)
+  exited,        ///< a goal ended a run (step: where it was)
+  reached,       ///< a run arrived at the step
+  sent,          ///< the step emitted a message
+  opened,        ///< an email_open attributed to the step
+  clicked,       ///< an email_click attributed to the step
+  wait_started,  ///< a run began waiting at the step
+  wait_ended,    ///< a run stopped waiting at the step (moved on or ended)
+};
+
+struct workflow_outcome {
+  std::uint32_t workflow = 0;        ///< index in the program's workflows
+  std::uint32_t step = 0xffffffffU;  ///< step index; 0xffffffff: the workflow as a whole
+  workflow_outcome_kind kind = workflow_outcome_kind::entered;
+  time_point at;
+  friend bool operator==(const workflow_outcome&, const workflow_outcome&) = default;
+};
+
 /// The result of evaluating one contact.
 struct evaluation {
   contact_state state;              ///< the contact after the events and due timers
   std::vector<due_action> actions;  ///< in emission order (non-decreasing due_at)
   std::vector<rule_outcome> outcomes;
+  std::vector<workflow_outcome> workflow_outcomes;
 };
 
 /// Cross-contact counters for round-robin owner assignment; the engine keeps one and passes it.

@@ -22,3 +22,4 @@
 #include <nudge/time.hpp>
 #include <nudge/timeline.hpp>
 #include <nudge/value.hpp>
+#include <nudge/workflow.hpp>

@@ -40,6 +40,7 @@ struct program_limits {
   std::size_t max_text_bytes = std::size_t{64} << 20;
   /// Longest string value or field name in a rule file, in bytes.
   std::size_t max_string_bytes = 65'536;
+  std::size_t max_workflow_steps = 1000;  ///< steps per workflow
 };
 
 /// The compiled form of a rule_set: rules indexed by the event type and key that trigger them,
@@ -67,7 +68,11 @@ class program {
   std::optional<std::size_t> find_rule(std::string_view id) const noexcept;
   /// Built-in types, types declared in the rule set, and types any rule mentions.
   bool knows_event_type(std::string_view type) const noexcept;
-  /// The longest a rule can keep a timer pending (delay plus the longest action delay).
+  /// Index of the workflow with this id, or nullopt.
+  std::optional<std::size_t> find_workflow(std::string_view id) const noexcept;
+  std::size_t workflow_count() const noexcept { return rules_.workflows.size(); }
+  /// The longest a rule can keep a timer pending (delay plus the longest action delay), or a
+  /// workflow run walking every wait and timeout once (yearly date entries are not counted).
   duration longest_delay() const noexcept { return longest_delay_; }
   const program_limits& limits() const noexcept { return limits_; }
   /// Number of history aggregates kept per contact.

@@ -69,7 +69,8 @@ struct replay_result {
   std::shared_ptr<const nudge::program> program;
   /// Due actions sorted by (due_at, contact), each contact's in emission order.
   std::vector<due_action> actions;
-  std::vector<rule_stats> stats;  ///< per rule, in program order
+  std::vector<rule_stats> stats;                      ///< per rule, in program order
+  std::vector<nudge::workflow_stats> workflow_stats;  ///< per workflow (and step), in program order
   std::size_t contacts_read = 0;
   std::size_t events_read = 0;  ///< accepted events
   std::size_t rejected = 0;     ///< refused lines (contacts and events), with skip

@@ -21,6 +21,7 @@
 #include <nudge/scoring.hpp>
 #include <nudge/segment.hpp>
 #include <nudge/time.hpp>
+#include <nudge/workflow.hpp>
 
 namespace nudge {
 
@@ -69,6 +70,8 @@ struct rule_set {
   std::vector<segment> segments;
   /// Score rules, decay and thresholds (scoring.hpp).
   nudge::scoring scoring;
+  /// Multi-step journeys (nudge/workflow.hpp), evaluated after the rules an event triggers.
+  std::vector<workflow> workflows;
 
   friend bool operator==(const rule_set&, const rule_set&) = default;
 };

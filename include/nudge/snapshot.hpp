@@ -35,7 +35,7 @@
 namespace nudge {
 
 /// The snapshot format this library writes and the only one it reads.
-inline constexpr std::uint32_t snapshot_format_version = 3;
+inline constexpr std::uint32_t snapshot_format_version = 4;
 
 /// A snapshot that cannot be loaded: unreadable, truncated, corrupt, or for another format
 /// version or program. what() says which, e.g.
@@ -58,6 +58,7 @@ struct snapshot {
   std::vector<contact_state> states;  ///< sorted by contact id
   std::vector<rule_stats> stats;      ///< per rule, in program order
   round_robin_counters counters;
+  std::vector<nudge::workflow_stats> workflows;  ///< per workflow, in program order
   friend bool operator==(const snapshot&, const snapshot&) = default;
 };
 

@@ -70,8 +70,9 @@ struct outbox_entry {
   std::int64_t sequence = 0;  ///< outbox order (commit order, then the batch's action order)
   std::string contact;
   time_point due_at;
-  std::uint32_t rule_index = 0;
-  std::uint32_t action_index = 0;  ///< index of the action in its rule
+  std::uint32_t rule_index = 0;    ///< the rule's index (the workflow's, if `workflow`)
+  std::uint32_t action_index = 0;  ///< index of the action in its rule (the step's index)
+  bool workflow = false;           ///< produced by a workflow step
   action_kind kind = action_kind::send_email;
   std::string arg;  ///< as delivered (the owner picked for assign_owner)
   std::uint64_t idempotency_key = 0;
@@ -152,7 +153,10 @@ class sqlite_store : public store {
 
   /// Engine statistics and counters as of the last commit (empty before the first).
   std::optional<std::pair<std::vector<rule_stats>, round_robin_counters>> engine_state();
-  void put_engine_state(const std::vector<rule_stats>& stats, const round_robin_counters& counters);
+  /// Workflow statistics as of the last commit (empty before the first).
+  std::vector<workflow_stats> engine_workflow_stats();
+  void put_engine_state(const std::vector<rule_stats>& stats, const round_robin_counters& counters,
+                        const std::vector<workflow_stats>& workflows = {});
 
   /// Number of contacts stored.
   std::size_t size();

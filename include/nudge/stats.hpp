@@ -1,9 +1,10 @@
-// nudge/stats.hpp: per-rule statistics the engine keeps.
+// nudge/stats.hpp: per-rule and per-workflow statistics the engine keeps.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nudge/time.hpp>
 
@@ -20,6 +21,33 @@ struct rule_stats {
   std::optional<time_point> first;  ///< first operation (trigger, check or emission)
   std::optional<time_point> last;   ///< last operation
   friend bool operator==(const rule_stats&, const rule_stats&) = default;
+};
+
+/// Counts for one workflow step.
+struct workflow_step_stats {
+  std::string step;           ///< the step's id
+  std::uint64_t reached = 0;  ///< runs that arrived at the step
+  std::uint64_t sent = 0;     ///< messages the step emitted
+  std::uint64_t opened = 0;   ///< email_open events attributed to the step
+  std::uint64_t clicked = 0;  ///< email_click events attributed to the step
+  std::int64_t waiting = 0;   ///< runs waiting at the step now (where contacts are stuck)
+  std::optional<time_point> first, last;  ///< first and last operation at the step
+  friend bool operator==(const workflow_step_stats&, const workflow_step_stats&) = default;
+};
+
+/// Counts for one workflow since the engine started (or since its snapshot).
+struct workflow_stats {
+  std::string workflow;                    ///< the workflow's id
+  std::uint64_t entered = 0;               ///< runs started
+  std::uint64_t completed = 0;             ///< runs that walked to the end
+  std::uint64_t exited = 0;                ///< runs ended by a goal (exit event or condition)
+  std::uint64_t sent = 0;                  ///< messages emitted by its steps
+  std::uint64_t opened = 0;                ///< opens attributed to its steps
+  std::uint64_t clicked = 0;               ///< clicks attributed to its steps
+  std::int64_t active = 0;                 ///< runs inside now
+  std::optional<time_point> first, last;   ///< first and last operation
+  std::vector<workflow_step_stats> steps;  ///< in step order
+  friend bool operator==(const workflow_stats&, const workflow_stats&) = default;
 };
 
 }  // namespace nudge

@@ -61,8 +61,9 @@ std::optional<std::string> slurp(const std::string& path) {
 }
 
 void append_action_line(fmt::memory_buffer& out, const nudge::due_action& a) {
-  fmt::format_to(fmt::appender(out), "{},{},{},{},{},{}\n", nudge::to_epoch(a.due_at), a.contact,
-                 a.rule, a.verb(), a.arg, a.idempotency_key);
+  fmt::format_to(fmt::appender(out), "{},{},{}{}{},{},{},{}\n", nudge::to_epoch(a.due_at),
+                 a.contact, a.rule, a.from_workflow() ? "/" : "", a.step, a.verb(), a.arg,
+                 a.idempotency_key);
 }
 
 // Appends each delivery to a file (or standard output) in one write.

@@ -107,6 +107,32 @@ void print_stats(const std::vector<nudge::rule_stats>& stats) {
   }
 }
 
+// Per workflow, then per step: "entered" is runs started (reached, for a step); "inside" is runs
+// inside now (waiting at the step, for a step).
+void print_workflow_stats(const std::vector<nudge::workflow_stats>& stats) {
+  if (stats.empty()) {
+    return;
+  }
+  std::size_t width = 13;
+  for (const auto& w : stats) {
+    for (const auto& st : w.steps) {
+      width = std::max(width, w.workflow.size() + 1 + st.step.size());
+    }
+  }
+  const auto row = "{:<{}} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  {:<20}  {}\n";
+  fmt::print(stderr, fmt::runtime(row), "workflow/step", width, "entered", "completed", "exited",
+             "sent", "opened", "clicked", "inside", "first", "last");
+  for (const auto& w : stats) {
+    fmt::print(stderr, fmt::runtime(row), w.workflow, width, w.entered, w.completed, w.exited,
+               w.sent, w.opened, w.clicked, w.active, time_or_dash(w.first), time_or_dash(w.last));
+    for (const auto& st : w.steps) {
+      fmt::print(stderr, fmt::runtime(row), w.workflow + "/" + st.step, width, st.reached, "-", "-",
+                 st.sent, st.opened, st.clicked, st.waiting, time_or_dash(st.first),
+                 time_or_dash(st.last));
+    }
+  }
+}
+
 struct replay_args {
   std::string rules, contacts, events, until, out, rejects;
   std::string time_format = "iso";
@@ -281,6 +307,7 @@ int run_replay(const replay_args& args) {
   }
   if (args.stats) {
     print_stats(result.stats);
+    print_workflow_stats(result.workflow_stats);
   }
   fmt::print(stderr, "{} events read, {} rejected, {} actions (until {})\n", result.events_read,
              result.rejected, result.actions.size(), nudge::format_time(result.until));
@@ -371,7 +398,8 @@ int main(int argc, char** argv) {
   replay->add_option("--out", args.out, "Write the actions here (default: standard output)");
   replay->add_option("--time-format", args.time_format, "Times in the output: iso or epoch")
       ->check(CLI::IsMember({"iso", "epoch"}));
-  replay->add_flag("--stats", args.stats, "Print a per-rule table on standard error at the end");
+  replay->add_flag("--stats", args.stats,
+                   "Print per-rule and per-workflow-step tables on standard error at the end");
   replay
       ->add_option("--on-error", args.on_error,
                    "A bad input line: stop (default) or skip (record it and go on)")

@@ -86,6 +86,29 @@ struct compiled_rule {
   std::uint32_t memory_depth = 0;                ///< run times to remember; 0: no memory
 };
 
+/// A workflow step with its successors resolved to step indices (none: the run completes).
+struct compiled_step {
+  std::uint32_t next = none, yes = none, no = none;
+  std::uint32_t condition = none;   ///< branch: root node (none: always true)
+  std::uint32_t event_type = none;  ///< wait_for / opened / clicked waits: the awaited type
+  /// split: (cumulative percent bound, step) in order; a contact's bucket 0..99 picks the first
+  /// arm whose bound exceeds it.
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> paths;
+  std::uint32_t owner_group = none;       ///< act with assign_owner
+  std::uint32_t round_robin = none;       ///< its round-robin counter
+  std::uint32_t action_condition = none;  ///< the action's own `if`
+};
+
+struct compiled_workflow {
+  bool runs = false;  ///< status active: entries and steps run
+  std::uint32_t entry_condition = none, exit_condition = none;
+  std::uint32_t entry_type = none;  ///< entry_kind::event: the entering event's type
+  /// Exit events: (type, the match as written).
+  std::vector<std::pair<std::uint32_t, const event_match*>> exits;
+  std::vector<compiled_step> steps;
+  std::uint64_t id_hash = 0;  ///< fnv1a64 of the id (idempotency keys, splits)
+};
+
 struct compiled_program {
   /// Every event type the program accepts (built-in, declared, used) -> index into by_type.
   string_map<std::uint32_t> types;
@@ -104,6 +127,11 @@ struct compiled_program {
   std::vector<std::vector<std::string>> owner_groups;
   std::uint32_t round_robin_counters = 0;  ///< one per assign_owner action with round robin
   std::vector<std::vector<std::uint32_t>> round_robin_index;  ///< [rule][action] -> counter
+  std::vector<compiled_workflow> workflows;
+  /// Per event type: the workflows it can enter (key matched at run time), in workflow order.
+  std::vector<std::vector<std::uint32_t>> workflow_entries;
+  std::vector<std::uint32_t> date_workflows;  ///< workflows with a yearly date entry
+  std::uint32_t detail_set_type = none, email_open_type = none, email_click_type = none;
 };
 
 }  // namespace nudge::detail

@@ -14,6 +14,82 @@ namespace nudge::detail {
 struct outcome_recorder {
   std::vector<rule_outcome>* list = nullptr;
   std::vector<rule_stats>* counts = nullptr;  ///< indexed by rule
+  std::vector<workflow_outcome>* workflow_list = nullptr;
+  std::vector<workflow_stats>* workflow_counts = nullptr;  ///< indexed by workflow, steps sized
+
+  void note(const workflow_outcome& o) const {
+    if (workflow_list != nullptr) {
+      workflow_list->push_back(o);
+      return;
+    }
+    if (workflow_counts == nullptr) {
+      return;
+    }
+    workflow_stats& w = (*workflow_counts)[o.workflow];
+    touch(w.first, w.last, o.at);
+    workflow_step_stats* s = o.step < w.steps.size() ? &w.steps[o.step] : nullptr;
+    if (s != nullptr) {
+      touch(s->first, s->last, o.at);
+    }
+    using k = workflow_outcome_kind;
+    switch (o.kind) {
+      case k::entered:
+        ++w.entered;
+        ++w.active;
+        break;
+      case k::completed:
+        ++w.completed;
+        --w.active;
+        break;
+      case k::exited:
+        ++w.exited;
+        --w.active;
+        break;
+      case k::reached:
+        if (s != nullptr) {
+          ++s->reached;
+        }
+        break;
+      case k::sent:
+        ++w.sent;
+        if (s != nullptr) {
+          ++s->sent;
+        }
+        break;
+      case k::opened:
+        ++w.opened;
+        if (s != nullptr) {
+          ++s->opened;
+        }
+        break;
+      case k::clicked:
+        ++w.clicked;
+        if (s != nullptr) {
+          ++s->clicked;
+        }
+        break;
+      case k::wait_started:
+        if (s != nullptr) {
+          ++s->waiting;
+        }
+        break;
+      case k::wait_ended:
+        if (s != nullptr) {
+          --s->waiting;
+        }
+        break;
+    }
+  }
+
+  static void touch(std::optional<time_point>& first, std::optional<time_point>& last,
+                    time_point at) {
+    if (!first || at < *first) {
+      first = at;
+    }
+    if (!last || at > *last) {
+      last = at;
+    }
+  }
 
   void note(std::uint32_t rule, rule_outcome_kind kind, time_point at) const {
     if (list != nullptr) {

@@ -192,21 +192,23 @@ class evaluator {
                                    std::uint32_t step = timeline_none,
                                    timeline_reason reason = timeline_reason::none,
                                    std::uint32_t detail = timeline_none,
-                                   time_point until = min_time) {
+                                   time_point until = min_time,
+                                   timeline_source kind = timeline_source::rule) {
     if (timeline_size_ != 0) [[unlikely]] {
-      record_entry(what, r, at, step, reason, detail, until);
+      record_entry(what, r, at, step, reason, detail, until, kind);
     }
   }
   [[gnu::noinline]] void record_entry(timeline_what what, std::uint32_t r, time_point at,
                                       std::uint32_t step, timeline_reason reason,
-                                      std::uint32_t detail, time_point until) {
+                                      std::uint32_t detail, time_point until,
+                                      timeline_source kind) {
     timeline_entry e;
     e.at = at;
     e.until = until == min_time ? at : until;
     e.source = r;
     e.step = step;
     e.detail = detail;
-    e.source_kind = timeline_source::rule;
+    e.source_kind = kind;
     e.what = what;
     e.reason = reason;
     s_.timeline.record(e, timeline_size_);
@@ -777,6 +779,7 @@ class evaluator {
     src.owner_group = cr.owner_groups[i];
     src.round_robin = c_.round_robin_index[r][i];
     src.key = mix(mix(mix(contact_hash_, c_.rule_id_hashes[r]), ordinal), i);
+    src.timeline_step = static_cast<std::uint32_t>(i);
     perform(a, src, now, ctx);
   }
 
@@ -790,6 +793,8 @@ class evaluator {
     std::uint32_t owner_group = none;
     std::uint32_t round_robin = none;
     std::uint64_t key = 0;
+    timeline_source kind = timeline_source::rule;
+    std::uint32_t timeline_step = timeline_none;  // the rule's action index, or the step index
   };
 
   // Applies `a` and, for an external action (or notify), emits it. Returns true if emitted.
@@ -897,11 +902,8 @@ class evaluator {
       out_.actions.push_back(std::move(d));
     }
     if (timeline_size_ != 0) {
-      if (is_external(a.kind) || a.notify) {
-        note(timeline_what::action_emitted, r, now, static_cast<std::uint32_t>(i));
-      } else {
-        note(timeline_what::action_applied, r, now, static_cast<std::uint32_t>(i));
-      }
+      note(emits ? timeline_what::action_emitted : timeline_what::action_applied, src.index, now,
+           src.timeline_step, timeline_reason::none, timeline_none, min_time, src.kind);
     }
     if (!raised_type.empty()) {
       raise(raised_type, std::move(raised_key), now, ctx != nullptr ? ctx->depth : 0,
@@ -914,8 +916,29 @@ class evaluator {
   using wk = workflow_outcome_kind;
 
   const workflow& wf(std::uint32_t w) const { return p_.rules().workflows[w]; }
-  void note(std::uint32_t w, std::uint32_t step, wk k, time_point at) const {
+  void note(std::uint32_t w, std::uint32_t step, wk k, time_point at) {
     out_.outcomes.note(workflow_outcome{w, step, k, at});
+    if (timeline_size_ != 0) {
+      timeline_what what = timeline_what::workflow_step;
+      switch (k) {
+        case wk::entered:
+          what = timeline_what::workflow_entered;
+          break;
+        case wk::reached:
+          what = timeline_what::workflow_step;
+          break;
+        case wk::exited:
+          what = timeline_what::workflow_exited;
+          break;
+        case wk::completed:
+          what = timeline_what::workflow_completed;
+          break;
+        default:
+          return;  // sends are recorded as actions; opens, clicks and waits are statistics
+      }
+      note(what, w, at, step == none ? timeline_none : step, timeline_reason::none, timeline_none,
+           min_time, timeline_source::workflow);
+    }
   }
   std::size_t find_run(std::uint64_t id) const {
     for (std::size_t i = 0; i < s_.runs.size(); ++i) {
@@ -952,30 +975,35 @@ class evaluator {
     schedule(t);
   }
 
-  // An email_open / email_click whose props name a workflow and one of its steps: (workflow,
-  // step) indices, or none.
-  std::pair<std::uint32_t, std::uint32_t> attribution(const name_map<value>* props) const {
-    if (props == nullptr) {
-      return {none, none};
+  // The (workflow, step) indices an email_open / email_click names, or none: its props
+  // `workflow` and `step`, or else a key "<workflow id>/<step id>" (event logs without props).
+  std::pair<std::uint32_t, std::uint32_t> attribution(const name_map<value>* props,
+                                                      std::string_view key) const {
+    auto find = [&](std::string_view wid, std::string_view sid) {
+      const auto wi = p_.find_workflow(wid);
+      if (wi) {
+        const auto& steps = wf(static_cast<std::uint32_t>(*wi)).steps;
+        for (std::uint32_t j = 0; j < steps.size(); ++j) {
+          if (steps[j].id == sid) {
+            return std::pair{static_cast<std::uint32_t>(*wi), j};
+          }
+        }
+      }
+      return std::pair{none, none};
+    };
+    if (props != nullptr) {
+      auto w = props->find(workflow_props::workflow);
+      auto st = props->find(workflow_props::step);
+      if (w != props->end() && st != props->end()) {
+        const auto* wid = std::get_if<std::string>(&w->second);
+        const auto* sid = std::get_if<std::string>(&st->second);
+        return wid != nullptr && sid != nullptr ? find(*wid, *sid) : std::pair{none, none};
+      }
     }
-    auto w = props->find(workflow_props::workflow);
-    auto st = props->find(workflow_props::step);
-    if (w == props->end() || st == props->end()) {
-      return {none, none};
-    }
-    const auto* wid = std::get_if<std::string>(&w->second);
-    const auto* sid = std::get_if<std::string>(&st->second);
-    if (wid == nullptr || sid == nullptr) {
-      return {none, none};
-    }
-    auto wi = p_.find_workflow(*wid);
-    if (!wi) {
-      return {none, none};
-    }
-    const auto& steps = wf(static_cast<std::uint32_t>(*wi)).steps;
-    for (std::uint32_t j = 0; j < steps.size(); ++j) {
-      if (steps[j].id == *sid) {
-        return {static_cast<std::uint32_t>(*wi), j};
+    for (auto slash = key.find('/'); slash != std::string_view::npos;
+         slash = key.find('/', slash + 1)) {
+      if (auto found = find(key.substr(0, slash), key.substr(slash + 1)); found.first != none) {
+        return found;
       }
     }
     return {none, none};
@@ -987,7 +1015,7 @@ class evaluator {
     std::pair<std::uint32_t, std::uint32_t> source{none, none};
     const bool opened = type == c_.email_open_type, clicked = type == c_.email_click_type;
     if (opened || clicked) {
-      source = attribution(props);
+      source = attribution(props, key);
       if (source.first != none) {
         note(source.first, source.second, opened ? wk::opened : wk::clicked, at);
         for (auto& r : s_.runs) {
@@ -1136,6 +1164,7 @@ class evaluator {
     src.source = def.id;
     src.index = w;
     src.chain_id = static_cast<std::uint32_t>(p_.rule_count()) + w;
+    src.kind = timeline_source::workflow;
     if (!def.complete_from_group.empty()) {
       perform(make_action(action_kind::remove_from_group, def.complete_from_group), src, at, ctx);
     }
@@ -1193,6 +1222,8 @@ class evaluator {
             src.owner_group = cs.owner_group;
             src.round_robin = cs.round_robin;
             src.key = mix(mix(mix(mix(contact_hash_, cw.id_hash), r.id), target), r.steps_taken);
+            src.kind = timeline_source::workflow;
+            src.timeline_step = target;
             const std::uint64_t run_id = r.id;
             if (perform(st.act, src, now, ctx) && st.kind == step_kind::send) {
               workflow_run& again = s_.runs[find_run(run_id)];

@@ -88,11 +88,34 @@ const rule* find_rule(const program& p, const timeline_entry& e) {
   return &p.rules().rules[e.source];
 }
 
+const workflow* find_workflow(const program& p, const timeline_entry& e) {
+  if (e.source_kind != timeline_source::workflow || e.source >= p.workflow_count()) {
+    return nullptr;
+  }
+  return &p.rules().workflows[e.source];
+}
+
 std::string source_id(const program& p, const timeline_entry& e) {
   if (const rule* r = find_rule(p, e)) {
     return r->id;
   }
+  if (const workflow* w = find_workflow(p, e)) {
+    return w->id;
+  }
   return fmt::format("#{}", e.source);
+}
+
+// A workflow step's action: "step s2 send_email welcome_2".
+std::string step_text(const workflow* w, std::uint32_t step) {
+  if (w == nullptr || step >= w->steps.size()) {
+    return fmt::format("step #{}", step);
+  }
+  const workflow_step& st = w->steps[step];
+  if (st.kind != step_kind::send && st.kind != step_kind::act) {
+    return fmt::format("step {}", st.id);
+  }
+  return fmt::format("step {} {}{}{}", st.id, action_name(st.act.kind),
+                     st.act.arg.empty() ? "" : " ", st.act.arg);
 }
 
 std::string action_text(const rule* r, std::uint32_t step) {
@@ -134,6 +157,19 @@ std::string reason_text(const timeline_entry& e) {
 
 std::string entry_text(const program& p, const timeline_entry& e) {
   const rule* r = find_rule(p, e);
+  if (const workflow* w = find_workflow(p, e)) {
+    const std::string head = fmt::format("workflow {}", w->id);
+    switch (e.what) {
+      case timeline_what::action_emitted:
+        return fmt::format("{}: {} emitted", head, step_text(w, e.step));
+      case timeline_what::action_applied:
+        return fmt::format("{}: {} applied", head, step_text(w, e.step));
+      case timeline_what::workflow_step:
+        return fmt::format("{}: reached {}", head, step_text(w, e.step));
+      default:
+        break;  // entered, exited, completed, policy outcomes: as below
+    }
+  }
   const std::string head = fmt::format("{} {}", source_kind_name(e.source_kind), source_id(p, e));
   const std::string why = reason_text(e);
   switch (e.what) {

@@ -1,7 +1,6 @@
 // Runs every scenario in examples/rules/: loads <name>.rules.json, applies <name>.contacts.csv
 // (if any) and <name>.events.csv, and compares the actions with <name>.expected.csv.
 #include <algorithm>
-#include <charconv>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -48,38 +47,24 @@ std::vector<std::string> read_lines(const std::filesystem::path& p, const std::s
   return lines;
 }
 
-// The W1 event format ts,contact,type,key,value (value: the purchase amount, or empty), and
-// optionally more columns, each a string property named by its header (e.g. workflow,step on
-// an email_open: the workflow step whose message was opened).
+// The W1 event format: ts,contact,type,key,value (value: the purchase amount, or empty).
 std::vector<nudge::event> read_events(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::string header;
-  REQUIRE(std::getline(in, header));
-  const auto columns = split(header, ',');
-  REQUIRE(columns.size() >= 5);
-  const std::string w1 = "ts,contact,type,key,value";
-  REQUIRE(header.substr(0, w1.size()) == w1);
   std::vector<nudge::event> events;
-  for (const auto& line : read_lines(p, header)) {
+  for (const auto& line : read_lines(p, "ts,contact,type,key,value")) {
     const auto f = split(line, ',');
-    REQUIRE(f.size() == columns.size());
+    REQUIRE(f.size() == 5);
     nudge::event e{
         .contact = f[1], .type = f[2], .at = nudge::from_epoch(std::stoll(f[0])), .key = f[3]};
     if (!f[4].empty()) {
       e.props["value"] = std::stod(f[4]);
-    }
-    for (std::size_t i = 5; i < f.size(); ++i) {
-      if (!f[i].empty()) {
-        e.props[columns[i]] = f[i];
-      }
     }
     events.push_back(std::move(e));
   }
   return events;
 }
 
-// contact,status,stage, then any details by name (company, language, birthday, country, ...):
-// a decimal number where the text is one, else text; empty fields are left unset.
+// contact,status,stage, then text details by name (company, language, birthday, country, ...),
+// as the CLI's contacts reader does; empty fields are left unset.
 std::vector<nudge::contact> read_contacts(const std::filesystem::path& p) {
   std::ifstream in(p);
   std::string header;
@@ -97,14 +82,7 @@ std::vector<nudge::contact> read_contacts(const std::filesystem::path& p) {
     }
     c.stage = f[2];
     for (std::size_t i = 3; i < f.size(); ++i) {
-      double number = 0;
-      const auto* end = f[i].data() + f[i].size();
-      if (f[i].empty()) {
-        continue;
-      }
-      if (auto r = std::from_chars(f[i].data(), end, number); r.ec == std::errc{} && r.ptr == end) {
-        c.details[columns[i]] = number;  // a number, e.g. value_12m
-      } else {
+      if (!f[i].empty()) {
         c.details[columns[i]] = f[i];
       }
     }

@@ -12,6 +12,7 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
+#include <nudge/explain.hpp>
 #include <nudge/nudge.hpp>
 #include <nudge/snapshot.hpp>
 
@@ -506,4 +507,30 @@ TEST_CASE("workflow: validation names every problem with its pointer", "[workflo
                      "/workflows/1/steps missing_steps: a workflow needs at least one step",
                  });
   }
+}
+
+TEST_CASE("workflow: entries, steps, actions and completion go into the contact's timeline",
+          "[workflow][timeline]") {
+  nudge::rule_set rs;
+  rs.workflows = {welcome_series()};
+  rs.timeline_size = 20;
+  auto p = nudge::program::compile(std::move(rs));
+  nudge::engine engine{p};
+  engine.process(std::vector{ev("a", "signup", t0)}, t0 + days(4));
+  strings got;
+  for (const auto& e : nudge::explain(*p, *engine.store().load("a"))) {
+    got.push_back(nudge::format_time(e.at) + " " + e.text);
+  }
+  CHECK(got == strings{
+                   "2024-01-01T00:00:00Z workflow welcome: entered",
+                   "2024-01-01T00:00:00Z workflow welcome: reached step s1 send_email welcome_1",
+                   "2024-01-01T00:00:00Z workflow welcome: step s1 send_email welcome_1 emitted",
+                   "2024-01-01T00:00:00Z workflow welcome: reached step w1",
+                   "2024-01-04T00:00:00Z workflow welcome: reached step resend send_email "
+                   "welcome_1",
+                   "2024-01-04T00:00:00Z workflow welcome: step resend send_email welcome_1 "
+                   "emitted",
+                   "2024-01-04T00:00:00Z workflow welcome: reached step stop",
+                   "2024-01-04T00:00:00Z workflow welcome: completed",
+               });
 }

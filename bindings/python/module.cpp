@@ -368,12 +368,16 @@ py::dict params_of(const py_due_action& a) {
 
 std::string repr_of(const py_due_action& a) {
   const auto& d = a.action;
-  return fmt::format("DueAction(contact={}, rule={}, action={}, arg={}, due={}, params={})",
-                     py::repr(py::str(d.contact)).cast<std::string>(),
-                     py::repr(py::str(d.rule.data(), d.rule.size())).cast<std::string>(),
-                     py::repr(py::str(std::string{d.verb()})).cast<std::string>(),
-                     py::repr(py::str(d.arg.data(), d.arg.size())).cast<std::string>(),
-                     nudge::format_time(d.due_at), py::repr(params_of(a)).cast<std::string>());
+  return fmt::format(
+      "DueAction(contact={}, rule={}{}, action={}, arg={}, due={}, params={})",
+      py::repr(py::str(d.contact)).cast<std::string>(),
+      py::repr(py::str(d.rule.data(), d.rule.size())).cast<std::string>(),
+      d.from_workflow()
+          ? ", step=" + py::repr(py::str(d.step.data(), d.step.size())).cast<std::string>()
+          : std::string{},
+      py::repr(py::str(std::string{d.verb()})).cast<std::string>(),
+      py::repr(py::str(d.arg.data(), d.arg.size())).cast<std::string>(),
+      nudge::format_time(d.due_at), py::repr(params_of(a)).cast<std::string>());
 }
 
 py::list to_list(std::vector<nudge::due_action>&& actions,
@@ -857,6 +861,26 @@ class py_engine {
     run([&](nudge::engine& e) { e.upsert_contacts(contacts); });
   }
 
+  // {workflow_id: {..., "steps": {step_id: {...}}}}, in program order.
+  py::dict workflow_stats() const {
+    py::dict out;
+    for (const auto& w : engine_->workflow_stats()) {
+      py::dict steps;
+      for (const auto& st : w.steps) {
+        steps[py::str(st.step)] =
+            py::dict("step"_a = st.step, "reached"_a = st.reached, "sent"_a = st.sent,
+                     "opened"_a = st.opened, "clicked"_a = st.clicked, "waiting"_a = st.waiting,
+                     "first"_a = to_datetime(st.first), "last"_a = to_datetime(st.last));
+      }
+      out[py::str(w.workflow)] =
+          py::dict("workflow"_a = w.workflow, "entered"_a = w.entered, "completed"_a = w.completed,
+                   "exited"_a = w.exited, "sent"_a = w.sent, "opened"_a = w.opened,
+                   "clicked"_a = w.clicked, "active"_a = w.active, "first"_a = to_datetime(w.first),
+                   "last"_a = to_datetime(w.last), "steps"_a = steps);
+    }
+    return out;
+  }
+
   py::dict stats() const {
     py::dict out;
     for (const auto& s : engine_->stats()) {
@@ -1055,7 +1079,16 @@ PYBIND11_MODULE(_core, m) {
           "contact", [](const py_due_action& a) { return a.action.contact; }, "The contact's id.")
       .def_property_readonly(
           "rule", [](const py_due_action& a) { return std::string{a.action.rule}; },
-          "Id of the rule that produced it.")
+          "Id of the rule that produced it (of the workflow, for a workflow step's action).")
+      .def_property_readonly(
+          "step",
+          [](const py_due_action& a) -> py::object {
+            if (!a.action.from_workflow()) {
+              return py::none();
+            }
+            return py::str(a.action.step.data(), a.action.step.size());
+          },
+          "Id of the workflow step that produced it, or None for a rule's action.")
       .def_property_readonly(
           "action", [](const py_due_action& a) { return std::string{a.action.verb()}; },
           "The verb: 'send_email', 'generate_coupon', 'assign_owner', ...")
@@ -1081,12 +1114,16 @@ PYBIND11_MODULE(_core, m) {
           "to_dict",
           [](const py_due_action& a) {
             const auto& d = a.action;
-            return py::dict("contact"_a = d.contact, "rule"_a = std::string{d.rule},
-                            "action"_a = std::string{d.verb()}, "arg"_a = std::string{d.arg},
-                            "params"_a = params_of(a), "due"_a = to_datetime(d.due_at),
-                            "idempotency_key"_a = d.idempotency_key);
+            auto out = py::dict("contact"_a = d.contact, "rule"_a = std::string{d.rule},
+                                "action"_a = std::string{d.verb()}, "arg"_a = std::string{d.arg},
+                                "params"_a = params_of(a), "due"_a = to_datetime(d.due_at),
+                                "idempotency_key"_a = d.idempotency_key);
+            if (d.from_workflow()) {
+              out["step"] = std::string{d.step};
+            }
+            return out;
           },
-          "The action as a plain dict.")
+          "The action as a plain dict (with \"step\" for a workflow step's action).")
       .def("__repr__", &repr_of)
       .def("__eq__",
            [](const py_due_action& a, const py_due_action& b) { return a.action == b.action; })
@@ -1254,6 +1291,11 @@ PYBIND11_MODULE(_core, m) {
       .def("upsert_contacts", &py_engine::upsert_contacts, "contacts"_a,
            "Creates or updates many contacts in one store call (all or none): an iterable of "
            "dicts, each with \"id\" and the fields to set, as in upsert_contact.")
+      .def("workflow_stats", &py_engine::workflow_stats,
+           "Per-workflow statistics: {workflow_id: {'workflow', 'entered', 'completed', "
+           "'exited', 'sent', 'opened', 'clicked', 'active', 'first', 'last', 'steps': "
+           "{step_id: {'step', 'reached', 'sent', 'opened', 'clicked', 'waiting', 'first', "
+           "'last'}}}} in program order; 'active' and 'waiting' count runs inside now.")
       .def("stats", &py_engine::stats,
            "Per-rule statistics: {rule_id: {'rule', 'triggered', 'passed', 'failed', "
            "'suppressed', 'emitted', 'first', 'last'}} in program order.")

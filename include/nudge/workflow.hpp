@@ -40,7 +40,8 @@ inline constexpr std::string_view segment_entered = "segment_entered";
 }  // namespace event_types
 
 /// Property names an `email_open` / `email_click` event carries to attribute itself to the
-/// workflow step whose message was opened or clicked.
+/// workflow step whose message was opened or clicked. Without them, a key
+/// "<workflow id>/<step id>" attributes it (for event logs that carry no properties).
 namespace workflow_props {
 inline constexpr std::string_view workflow = "workflow";
 inline constexpr std::string_view step = "step";

@@ -25,8 +25,10 @@ def utc(seconds):
 
 
 def rows(actions):
-    """Due actions as (epoch, contact, rule, action, arg) tuples, the CSV columns."""
-    return [(a.due_epoch, a.contact, a.rule, a.action, a.arg) for a in actions]
+    """Due actions as (epoch, contact, rule, action, arg) tuples, the CSV columns (a workflow
+    step's action names "workflow/step" as its rule)."""
+    return [(a.due_epoch, a.contact, a.rule + ("/" + a.step if a.step else ""), a.action, a.arg)
+            for a in actions]
 
 
 def read_events_csv(path):

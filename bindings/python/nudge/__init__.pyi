@@ -154,7 +154,10 @@ class DueAction:
         """The contact's id."""
     @property
     def rule(self) -> str:
-        """Id of the rule that produced it."""
+        """Id of the rule that produced it (of the workflow, for a workflow step's action)."""
+    @property
+    def step(self) -> Optional[str]:
+        """Id of the workflow step that produced it, or None for a rule's action."""
     @property
     def action(self) -> str:
         """The verb: 'send_email', 'generate_coupon', 'assign_owner', ..."""
@@ -327,6 +330,10 @@ class Engine:
         and the fields to set, as in upsert_contact."""
     def stats(self) -> dict[str, dict[str, Any]]:
         """{rule_id: {rule, triggered, passed, failed, suppressed, emitted, first, last}}."""
+    def workflow_stats(self) -> dict[str, dict[str, Any]]:
+        """{workflow_id: {workflow, entered, completed, exited, sent, opened, clicked, active,
+        first, last, steps: {step_id: {step, reached, sent, opened, clicked, waiting, first,
+        last}}}}; active and waiting count the runs inside now."""
     @property
     def program(self) -> Program:
         """The engine's program."""

@@ -25,7 +25,6 @@ namespace {
 // Outbox records: a workflow step's action sets this bit in its rule field.
 constexpr std::uint32_t workflow_flag = 0x80000000U;
 
-
 // 2 added a timeline to contact states (one row per contact); 3 keeps states in a journal.
 constexpr std::string_view schema_version = "3";
 constexpr std::string_view meta_delivered = "nudge.outbox_delivered";
@@ -385,10 +384,9 @@ struct sqlite_store::impl {
       const bool from_workflow = (rule & workflow_flag) != 0;
       const std::uint32_t index = rule & ~workflow_flag;
       const auto& rs = program->rules();
-      const bool fits = from_workflow ? index < rs.workflows.size() &&
-                                            action < rs.workflows[index].steps.size()
-                                      : index < program->rule_count() &&
-                                            action < rs.rules[index].actions.size();
+      const bool fits =
+          from_workflow ? index < rs.workflows.size() && action < rs.workflows[index].steps.size()
+                        : index < program->rule_count() && action < rs.rules[index].actions.size();
       if (!fits || kind > static_cast<std::uint32_t>(action_kind::remove_from_group)) {
         throw sqlite_error(
             fmt::format("{}: outbox entry {} is corrupt (rule {}, action {}, kind {})", path,

@@ -29,15 +29,10 @@
 #include <nudge/action.hpp>
 #include <nudge/condition.hpp>
 #include <nudge/contact.hpp>
+#include <nudge/event.hpp>
 #include <nudge/time.hpp>
 
 namespace nudge {
-
-/// Event types the engine gives a meaning in workflows.
-namespace event_types {
-/// Raised by the segments feature when a contact enters a segment (key: the segment's id).
-inline constexpr std::string_view segment_entered = "segment_entered";
-}  // namespace event_types
 
 /// Property names an `email_open` / `email_click` event carries to attribute itself to the
 /// workflow step whose message was opened or clicked. Without them, a key

@@ -593,6 +593,21 @@ class py_store final : public nudge::store {
     }
     return ids;
   }
+  // Optional on the Python side: without a segment_members(name) method the store cannot
+  // answer, and the engine's query raises as it does for any such store.
+  std::vector<std::string> segment_members(std::string_view segment) override {
+    py::gil_scoped_acquire gil;
+    if (!py::hasattr(obj_, "segment_members")) {
+      return nudge::store::segment_members(segment);
+    }
+    py::object r = obj_.attr("segment_members")(py::str(segment.data(), segment.size()));
+    std::vector<std::string> ids;
+    for (auto id : py::iter(r)) {
+      ids.push_back(to_text(id, "store.segment_members item"));
+    }
+    std::sort(ids.begin(), ids.end());  // the C++ contract: sorted bytewise
+    return ids;
+  }
   const py::object& object() const noexcept { return obj_; }
 
  private:
@@ -1060,6 +1075,16 @@ PYBIND11_MODULE(_core, m) {
                 .attr("timedelta")("seconds"_a = p.longest_delay().count());
           },
           "The longest a rule keeps a timer pending (a datetime.timedelta).")
+      .def_property_readonly(
+          "segments",
+          [](const nudge::program& p) {
+            std::vector<std::string> names;
+            for (const auto& sg : p.rules().segments) {
+              names.push_back(sg.name);
+            }
+            return names;
+          },
+          "The segment names, in evaluation order.")
       .def("__len__", &nudge::program::rule_count, "The number of rules.")
       .def("knows_event_type", &nudge::program::knows_event_type, "type"_a,
            "True for built-in types, declared types and types any rule mentions.")
@@ -1178,6 +1203,23 @@ PYBIND11_MODULE(_core, m) {
           "When the earliest pending timer is due (aware UTC datetime), or None: a store's "
           "due(now) returns the ids whose next_due <= now.")
       .def_property_readonly(
+          "segments",
+          [](const nudge::contact_state& s) {
+            py::dict d;
+            for (const auto& [name, since] : s.segments) {
+              d[py::str(name)] = to_datetime(since);
+            }
+            return d;
+          },
+          "Segments the contact is in: a new dict name -> when it entered (aware UTC datetime).")
+      .def_property_readonly(
+          "merged_into",
+          [](const nudge::contact_state& s) -> py::object {
+            return s.merged_into.empty() ? py::none() : py::object(py::str(s.merged_into));
+          },
+          "The contact this id was identified as and merged into (the state is then only an "
+          "alias record), or None.")
+      .def_property_readonly(
           "pending_timers", [](const nudge::contact_state& s) { return s.timers.size(); },
           "Number of pending delayed checks and delayed actions.")
       .def(
@@ -1291,6 +1333,24 @@ PYBIND11_MODULE(_core, m) {
       .def("upsert_contacts", &py_engine::upsert_contacts, "contacts"_a,
            "Creates or updates many contacts in one store call (all or none): an iterable of "
            "dicts, each with \"id\" and the fields to set, as in upsert_contact.")
+      .def(
+          "segment_members",
+          [](py_engine& e, const std::string& name) {
+            return e.run([&](nudge::engine& eng) { return eng.segment_members(name); });
+          },
+          "name"_a,
+          "Ids of the contacts in segment `name`, sorted, as of each contact's last evaluation. "
+          "Asks the store: the in-memory one keeps an index; a Python store answers with its "
+          "segment_members(name) method (without one this raises CallbackError). Raises "
+          "ValueError for a name the program does not define.")
+      .def(
+          "segment_size",
+          [](py_engine& e, const std::string& name) {
+            return e.run([&](nudge::engine& eng) { return eng.segment_size(name); });
+          },
+          "name"_a,
+          "Number of contacts in segment `name` (a Python store is asked for its "
+          "segment_members(name)); raises as segment_members.")
       .def("workflow_stats", &py_engine::workflow_stats,
            "Per-workflow statistics: {workflow_id: {'workflow', 'entered', 'completed', "
            "'exited', 'sent', 'opened', 'clicked', 'active', 'first', 'last', 'steps': "

@@ -139,6 +139,9 @@ class Program:
         """The longest a rule keeps a timer pending (delay plus longest action delay)."""
     def knows_event_type(self, type: str) -> bool:
         """True for built-in types, declared types and types any rule mentions."""
+    @property
+    def segments(self) -> list[str]:
+        """The segment names, in evaluation order."""
     def __len__(self) -> int:
         """The number of rules."""
 
@@ -240,6 +243,13 @@ class ContactState:
     @property
     def pending_timers(self) -> int:
         """Pending delayed checks and delayed actions."""
+    @property
+    def segments(self) -> dict[str, datetime.datetime]:
+        """Segments the contact is in: a new dict name -> when it entered (aware UTC)."""
+    @property
+    def merged_into(self) -> Optional[str]:
+        """The contact this id was identified as and merged into (the state is then only an
+        alias record), or None."""
     def copy(self) -> ContactState:
         """An independent copy."""
     def __copy__(self) -> ContactState: ...
@@ -255,6 +265,8 @@ class Store(Protocol):
         """Saves one batch's states, all or none."""
     def due(self, now: datetime.datetime) -> Iterable[str]:
         """Ids of contacts whose next_due <= now."""
+    # Optional: segment_members(self, name: str) -> Iterable[str], ids of the contacts whose
+    # state's segments contain `name`; Engine.segment_members / segment_size call it.
 
 #: Any callable taking each batch's list of due actions.
 Sink = Callable[[list[DueAction]], Any]
@@ -328,6 +340,13 @@ class Engine:
     def upsert_contacts(self, contacts: Iterable[Mapping[str, Any]]) -> None:
         """Creates or updates many contacts in one store call (all or none): dicts with "id"
         and the fields to set, as in upsert_contact."""
+    def segment_members(self, name: str) -> list[str]:
+        """Ids of the contacts in segment `name`, sorted, as of each contact's last evaluation.
+        Asks the store: the in-memory one keeps an index; a Python store answers with its own
+        segment_members(name) method (without one this raises CallbackError). Raises
+        ValueError for a name the program does not define."""
+    def segment_size(self, name: str) -> int:
+        """Number of contacts in segment `name`; raises as segment_members."""
     def stats(self) -> dict[str, dict[str, Any]]:
         """{rule_id: {rule, triggered, passed, failed, suppressed, emitted, first, last}}."""
     def workflow_stats(self) -> dict[str, dict[str, Any]]:

@@ -226,7 +226,8 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
     }
   }
 
-  // Evaluate every contact into new states; nothing is stored or delivered yet.
+  // Evaluate every contact (lent states in place, the others into copies); nothing is
+  // delivered or saved yet.
   round_robin_counters counters = counters_;
   std::vector<contact_state> states;
   states.reserve(contacts.size());
@@ -240,58 +241,76 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
   // (group, end of its actions) for every contact that emitted: actions are appended contact by
   // contact, so these ranges say whose each action is without comparing strings.
   std::vector<std::pair<std::uint32_t, std::size_t>> emitted;
-  for (std::size_t g = 0; g < contacts.size(); ++g) {
-    // A contact's events lie scattered through the caller's batch: fetch the next contact's
-    // while this one is evaluated (a measured win on batches larger than the cache).
-    if (g + 1 < contacts.size()) {
-      for (auto k = start[g + 1]; k < start[g + 2]; ++k) {
-        __builtin_prefetch(ordered[k]);
+  // States the store lent are evaluated where they lie; if anything below fails, the store
+  // puts them back (store::abandon), so the batch still changes nothing.
+  bool lent_any = false;
+  try {
+    for (std::size_t g = 0; g < contacts.size(); ++g) {
+      // A contact's events lie scattered through the caller's batch: fetch the next contact's
+      // while this one is evaluated (a measured win on batches larger than the cache).
+      if (g + 1 < contacts.size()) {
+        for (auto k = start[g + 1]; k < start[g + 2]; ++k) {
+          __builtin_prefetch(ordered[k]);
+        }
+      }
+      const std::string_view id = contacts[g];
+      contact_state* target = call_host("store.lend", id, [&] { return store_->lend(id); });
+      std::optional<contact_state> loaded;
+      if (target != nullptr) {
+        lent_any = true;
+      } else {
+        loaded = call_host("store.load", id, [&] { return store_->load(id); });
+        if (!loaded) {
+          if (g >= with_events) {
+            continue;  // the store reported it due but no longer has it
+          }
+          if (!options_.create_unknown_contacts) {
+            throw input_error(std::string{id}, original[start[g]], "unknown contact");
+          }
+          contact fresh;
+          fresh.id = std::string{id};
+          loaded = p.new_state(std::move(fresh));
+        }
+        target = &*loaded;
+      }
+      std::span<const event* const> mine{ordered.data() + start[g], start[g + 1] - start[g]};
+      try {
+        detail::evaluate_into(p, *target, mine, now, &counters, actions, outcomes);
+      } catch (const input_error& e) {
+        // Report the position in the caller's batch, not in this contact's slice.
+        throw input_error(e.contact(), original[start[g] + e.event_index()], e.reason());
+      }
+      if (loaded) {
+        states.push_back(std::move(*loaded));
+      }
+      if (!actions.empty() && (emitted.empty() || emitted.back().second != actions.size())) {
+        emitted.emplace_back(static_cast<std::uint32_t>(g), actions.size());
       }
     }
-    const std::string_view id = contacts[g];
-    std::optional<contact_state> loaded =
-        call_host("store.load", id, [&] { return store_->load(id); });
-    if (!loaded) {
-      if (g >= with_events) {
-        continue;  // the store reported it due but no longer has it
+    sort_by_time_and_contact(actions, emitted, contacts);
+    if (sink_ != nullptr && !actions.empty()) {
+      call_host("sink.deliver", "", [&] { sink_->deliver(actions); });
+    }
+    if (sink_ == nullptr || actions.empty()) {
+      // Nothing was handed to a sink: a failed save leaves the batch fully undone.
+      call_host("store.save", "", [&] { store_->save(states); });
+    } else {
+      try {
+        store_->save(states);
+      } catch (...) {
+        auto original_error = std::current_exception();
+        std::throw_with_nested(callback_error(
+            "store.save", "",
+            fmt::format("{} (the batch's {} actions were delivered; no state was saved: "
+                        "process the batch again and drop duplicates by idempotency key)",
+                        what_of(original_error), actions.size())));
       }
-      if (!options_.create_unknown_contacts) {
-        throw input_error(std::string{id}, original[start[g]], "unknown contact");
-      }
-      contact fresh;
-      fresh.id = std::string{id};
-      loaded = p.new_state(std::move(fresh));
     }
-    std::span<const event* const> mine{ordered.data() + start[g], start[g + 1] - start[g]};
-    try {
-      detail::evaluate_into(p, *loaded, mine, now, &counters, actions, outcomes);
-    } catch (const input_error& e) {
-      // Report the position in the caller's batch, not in this contact's slice.
-      throw input_error(e.contact(), original[start[g] + e.event_index()], e.reason());
+  } catch (...) {
+    if (lent_any) {
+      store_->abandon();
     }
-    states.push_back(std::move(*loaded));
-    if (!actions.empty() && (emitted.empty() || emitted.back().second != actions.size())) {
-      emitted.emplace_back(static_cast<std::uint32_t>(g), actions.size());
-    }
-  }
-  sort_by_time_and_contact(actions, emitted, contacts);
-  if (sink_ != nullptr && !actions.empty()) {
-    call_host("sink.deliver", "", [&] { sink_->deliver(actions); });
-  }
-  if (sink_ == nullptr || actions.empty()) {
-    // Nothing was handed to a sink: a failed save leaves the batch fully undone.
-    call_host("store.save", "", [&] { store_->save(states); });
-  } else {
-    try {
-      store_->save(states);
-    } catch (...) {
-      auto original_error = std::current_exception();
-      std::throw_with_nested(callback_error(
-          "store.save", "",
-          fmt::format("{} (the batch's {} actions were delivered; no state was saved: process "
-                      "the batch again and drop duplicates by idempotency key)",
-                      what_of(original_error), actions.size())));
-    }
+    throw;
   }
 
   // Committed: fold in statistics and counters (cannot throw).

@@ -96,6 +96,12 @@ std::size_t memory_store::segment_size(std::string_view segment) {
   return m == members_.end() ? 0 : m->second.size();
 }
 
+contact_state* store::lend(std::string_view) {
+  return nullptr;
+}
+
+void store::abandon() noexcept {}
+
 std::vector<std::string> store::segment_members(std::string_view segment) {
   throw std::logic_error(
       fmt::format("this store does not answer segment queries (segment \"{}\")", segment));

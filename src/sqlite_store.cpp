@@ -165,7 +165,10 @@ class payload {
 
 // The contact states in memory, changed in place by the open transaction, with an undo log that
 // puts the previous states back on rollback. (Applying a batch where it lands, while its states
-// are still in cache, halved the cost of a second pass over a pending copy.)
+// are still in cache, halved the cost of a second pass over a pending copy.) States lent to the
+// engine (store::lend) are evaluated where they lie, with no copy in the undo log: a rollback
+// after lending cannot put them back from memory, and says so (the store then re-reads the
+// database, which holds exactly the committed states).
 class state_table {
  public:
   const contact_state* find(std::string_view id) const {
@@ -174,6 +177,38 @@ class state_table {
   }
   std::size_t size() const noexcept { return states_.size(); }
   const std::vector<contact_state>& states() const noexcept { return states_; }
+
+  // The state of `id` for the engine to change in place, or nullptr if there is none. Until
+  // finish_lent() it is out of the due index (its next due time may change).
+  contact_state* lend(std::string_view id) {
+    auto it = index_.find(id);
+    if (it == index_.end()) {
+      return nullptr;
+    }
+    if (lent_.size() == lent_.capacity()) {
+      lent_.reserve(2 * lent_.capacity() + 64);
+    }
+    const std::uint32_t pos = it->second;
+    contact_state& s = states_[pos];
+    if (!s.timers.empty()) {
+      due_.erase({s.next_due(), pos});
+    }
+    lent_.push_back(pos);
+    lent_since_commit_ = true;
+    return &s;
+  }
+  // Positions lent since the last finish_lent(), in lending order.
+  std::span<const std::uint32_t> lent() const noexcept { return lent_; }
+  const contact_state& at(std::uint32_t pos) const noexcept { return states_[pos]; }
+  // The lent states are final: back into the due index.
+  void finish_lent() {
+    for (const auto pos : lent_) {
+      if (!states_[pos].timers.empty()) {
+        due_.emplace(states_[pos].next_due(), pos);
+      }
+    }
+    lent_.clear();
+  }
 
   void put(contact_state&& s) {
     if (replaced_.size() == replaced_.capacity()) {
@@ -212,10 +247,16 @@ class state_table {
   // The open transaction's changes become permanent.
   void commit() noexcept {
     replaced_.clear();
+    lent_since_commit_ = false;
     committed_size_ = states_.size();
   }
-  // The open transaction's changes are undone, newest first.
-  void rollback() noexcept {
+  // The open transaction's changes are undone, newest first. False if states were lent since
+  // the last commit: then the table was emptied and must be read again from the database.
+  [[nodiscard]] bool rollback() noexcept {
+    if (lent_since_commit_) {
+      clear();
+      return false;
+    }
     for (auto it = replaced_.rbegin(); it != replaced_.rend(); ++it) {
       contact_state& current = states_[it->first];
       if (!current.timers.empty()) {
@@ -235,12 +276,15 @@ class state_table {
       index_.erase(states_.back().contact.id);
       states_.pop_back();
     }
+    return true;
   }
   void clear() noexcept {
     states_.clear();
     index_.clear();
     due_.clear();
     replaced_.clear();
+    lent_.clear();
+    lent_since_commit_ = false;
     committed_size_ = 0;
   }
 
@@ -249,6 +293,8 @@ class state_table {
   detail::string_map<std::uint32_t> index_;
   std::set<std::pair<time_point, std::uint32_t>> due_;  ///< (next_due, position) with timers
   std::vector<std::pair<std::uint32_t, contact_state>> replaced_;
+  std::vector<std::uint32_t> lent_;
+  bool lent_since_commit_ = false;
   std::size_t committed_size_ = 0;
 };
 
@@ -267,6 +313,9 @@ struct sqlite_store::impl {
   // Committed state, as of the last commit (or load).
   state_table states;
   bool loaded = false;
+  /// A batch failed after states were lent (store::abandon): the open transaction must be
+  /// rolled back before anything else.
+  bool abandoned = false;
   std::uint64_t generation = 0;    ///< counts load_all() calls (durable_engine re-reads statistics)
   std::int64_t version_seen = -1;  ///< PRAGMA data_version when `states` was last in sync
   std::size_t checkpoint_bytes = 0;
@@ -692,6 +741,7 @@ void sqlite_store::commit() {
   impl& d = *impl_;
   std::optional<std::size_t> new_checkpoint;
   try {
+    check_not_abandoned();
     const std::size_t journal = d.journal_bytes + d.pending_journal_bytes;
     if (d.pending_journal_bytes > 0 &&
         journal > std::max(d.options.compact_after_bytes, 4 * d.checkpoint_bytes)) {
@@ -739,13 +789,17 @@ void sqlite_store::rollback() noexcept {
     use s{impl_->rollback};
     sqlite3_step(*s);
   }
-  impl_->states.rollback();
+  if (!impl_->states.rollback()) {
+    impl_->loaded = false;  // states were changed in place: read them again on next use
+  }
+  impl_->abandoned = false;
   impl_->clear_pending();
   in_transaction_ = false;
 }
 
 std::optional<contact_state> sqlite_store::load(std::string_view contact) {
   impl& d = *impl_;
+  check_not_abandoned();
   if (!in_transaction_) {
     ensure_current();
   }
@@ -756,12 +810,40 @@ std::optional<contact_state> sqlite_store::load(std::string_view contact) {
   return *found;
 }
 
+contact_state* sqlite_store::lend(std::string_view contact) {
+  impl& d = *impl_;
+  // Only inside a transaction, whose rollback can re-read what the engine changed; and never
+  // from a read-only store, whose states must stay as read.
+  if (!in_transaction_ || d.options.read_only || d.abandoned) {
+    return nullptr;
+  }
+  return d.states.lend(contact);
+}
+
+void sqlite_store::abandon() noexcept {
+  if (impl_->states.lent().empty()) {
+    return;  // nothing lent since the last save: the undo log covers the rest
+  }
+  impl_->abandoned = true;
+}
+
+void sqlite_store::check_not_abandoned() const {
+  if (impl_->abandoned) {
+    throw sqlite_error(fmt::format(
+        "{}: a batch failed after the engine evaluated states in place: roll the transaction "
+        "back before using the store again",
+        path_));
+  }
+}
+
 void sqlite_store::save(std::span<contact_state> states) {
   impl& d = *impl_;
   if (d.options.read_only) {
     throw sqlite_error(fmt::format("{}: cannot save: the database is open read-only", path_));
   }
-  if (states.empty()) {
+  check_not_abandoned();
+  const auto lent = d.states.lent();
+  if (states.empty() && lent.empty()) {
     return;
   }
   const bool own = !in_transaction_;
@@ -770,15 +852,19 @@ void sqlite_store::save(std::span<contact_state> states) {
   }
   try {
     d.scratch.clear();
+    for (const auto pos : lent) {
+      put_state(d.scratch, d.states.at(pos));
+    }
     for (const auto& st : states) {
       put_state(d.scratch, st);
     }
     {
       use s{d.add_journal};
       bind_blob(*s, 1, d.scratch);
-      d.step_done(*s, fmt::format("save {} contact states", states.size()));
+      d.step_done(*s, fmt::format("save {} contact states", lent.size() + states.size()));
     }
     d.pending_journal_bytes += d.scratch.size();
+    d.states.finish_lent();
     for (auto& st : states) {
       d.states.put(std::move(st));
     }
@@ -795,6 +881,7 @@ void sqlite_store::save(std::span<contact_state> states) {
 
 std::vector<std::string> sqlite_store::due(time_point t) {
   impl& d = *impl_;
+  check_not_abandoned();
   if (!in_transaction_) {
     ensure_current();
   }
@@ -807,6 +894,7 @@ void sqlite_store::add_to_outbox(std::span<const due_action> actions) {
     throw sqlite_error(
         fmt::format("{}: cannot write the outbox: the database is open read-only", path_));
   }
+  check_not_abandoned();
   const bool own = !in_transaction_;
   if (own) {
     begin();
@@ -913,6 +1001,7 @@ void sqlite_store::remove_from_outbox(std::int64_t last) {
     throw sqlite_error(
         fmt::format("{}: cannot write the outbox: the database is open read-only", path_));
   }
+  check_not_abandoned();
   const bool own = !in_transaction_;
   // Losing this mark on power loss only means delivering again under the same keys, which
   // at-least-once allows: at synchronous=full it is committed without its own fsync (the next

@@ -120,6 +120,10 @@ class faulty_store final : public nudge::sqlite_store {
     tick("load");
     return sqlite_store::load(c);
   }
+  nudge::contact_state* lend(std::string_view c) override {
+    tick("lend");
+    return sqlite_store::lend(c);
+  }
   void save(std::span<nudge::contact_state> s) override {
     tick("save");
     sqlite_store::save(s);
@@ -342,8 +346,9 @@ TEST_CASE(
     CHECK(row_count(tmp.path, "checkpoint") == (compact_after == 0 ? 1 : 0));
   }
   REQUIRE(expected_actions.size() == 72);
-  // Each delivery marks the outbox in a transaction of its own: begin and commit count too.
-  REQUIRE(store_calls == 117);
+  // Each delivery marks the outbox in a transaction of its own: begin and commit count too;
+  // a known contact is lent (evaluated in place), a new one looked up with load.
+  REQUIRE(store_calls == 123);
   REQUIRE(sink_calls == 9);
   for (std::size_t k = 1; k <= store_calls; ++k) {
     INFO("store fails on call " << k);
@@ -367,6 +372,57 @@ TEST_CASE(
     CHECK(sink.delivered == expected_actions);
     CHECK(db_state(tmp.path, *program) == expected_state);
   }
+}
+
+TEST_CASE(
+    "sqlite_store: a batch failing after states were evaluated in place changes nothing, in "
+    "memory or on disk") {
+  temp_db tmp{"lent"};
+  const auto program = shop_program();
+  const auto batches = shop_batches();
+  nudge::engine_options strict;
+  strict.create_unknown_contacts = false;
+  recording_sink reference_sink;
+  std::string reference_state;
+  {
+    // The reference: batch 0, then batch 1 with its late newcomer, uninterrupted.
+    temp_db ref{"lent_reference"};
+    nudge::sqlite_store db{ref.path, *program};
+    nudge::durable_engine engine{program, db, &reference_sink};
+    engine.process(batches[0], batch_end(0));
+    engine.process(batches[1], batch_end(1));
+    reference_state = db_state(ref.path, *program);
+  }
+  recording_sink sink;
+  {
+    nudge::sqlite_store db{tmp.path, *program};
+    nudge::durable_engine engine{program, db, &sink};
+    engine.process(batches[0], batch_end(0));
+    const std::string before = db_state(tmp.path, *program);
+    std::string in_memory_before;
+    for (int i = 0; i < 6; ++i) {
+      if (auto s = db.load(fmt::format("c{}", i))) {
+        nudge::encode_contact_state(*s, in_memory_before);
+      }
+    }
+    // Batch 1 names c3, c4 (known: lent and evaluated in place first), then c5, whom the
+    // strict engine refuses: the batch fails after two lent states changed.
+    nudge::durable_engine strict_engine{program, db, &sink, strict};
+    CHECK_THROWS_WITH(strict_engine.process(batches[1], batch_end(1)),
+                      "event 2 (contact \"c5\"): unknown contact");
+    CHECK(db_state(tmp.path, *program) == before);
+    std::string in_memory_after;
+    for (int i = 0; i < 6; ++i) {
+      if (auto s = db.load(fmt::format("c{}", i))) {
+        nudge::encode_contact_state(*s, in_memory_after);
+      }
+    }
+    CHECK(in_memory_after == in_memory_before);
+    // The same store goes on as if the failed batch had never been tried.
+    engine.process(batches[1], batch_end(1));
+  }
+  CHECK(sink.delivered == reference_sink.delivered);
+  CHECK(db_state(tmp.path, *program) == reference_state);
 }
 
 TEST_CASE("sqlite_store: a read-only database refuses the batch and keeps the previous state") {

@@ -126,6 +126,13 @@ class sqlite_store : public store {
 
   std::optional<contact_state> load(std::string_view contact) override;
   void save(std::span<contact_state> states) override;
+  /// Lends states only inside an explicit transaction (durable_engine's), never read-only:
+  /// the engine then evaluates them in place. If the batch fails, abandon() marks the
+  /// transaction as failed (every call but rollback() then throws sqlite_error) and
+  /// rollback() empties the in-memory table, which the next use reads again from the database
+  /// (the committed states; a second or so per 100 MB of database, only after a failure).
+  contact_state* lend(std::string_view contact) override;
+  void abandon() noexcept override;
   std::vector<std::string> due(time_point t) override;
 
   /// Explicit transactions (not nested). rollback() never throws.
@@ -165,6 +172,7 @@ class sqlite_store : public store {
 
  private:
   friend class durable_engine;
+  void check_not_abandoned() const;
   void ensure_current();
 
   struct impl;

@@ -23,8 +23,24 @@ class store {
   virtual ~store() = default;
   /// The contact's state, or nullopt if the store has none.
   virtual std::optional<contact_state> load(std::string_view contact) = 0;
-  /// Saves every state of one batch, all or none. May move from `states`.
+  /// Saves every state of one batch, all or none. May move from `states`. A store that lent
+  /// states (see lend) saves those too, as they are now.
   virtual void save(std::span<contact_state> states) = 0;
+  /// Optional fast path for stores that hold their states in memory and can undo a failed
+  /// batch themselves: the stored state itself, for the engine to evaluate in place instead of
+  /// copying it out with load() and back with save() (on small batches those copies cost the
+  /// engine more than evaluating). nullptr: not lent, and the engine calls load() as usual.
+  ///
+  /// Contract: the pointer stays valid until the next save() or abandon(); the engine lends
+  /// each contact at most once per batch, changes the state only by evaluating it, and then
+  /// calls save() (which must persist the lent states with the others) or, when the batch
+  /// fails before or in save(), abandon(). Either way the store must end with all the batch's
+  /// states or none of them: a store that lends must therefore be able to put back the states
+  /// it lent without the engine's help (sqlite_store re-reads them from its database).
+  virtual contact_state* lend(std::string_view contact);
+  /// The batch that states were lent to failed: undo whatever the engine did to them. Never
+  /// throws (a store that cannot undo now must refuse every later call until it can).
+  virtual void abandon() noexcept;
   /// Ids of the contacts with a timer due at or before `t` (contact_state::next_due), so
   /// engine::advance touches only those.
   virtual std::vector<std::string> due(time_point t) = 0;

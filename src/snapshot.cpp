@@ -35,20 +35,30 @@ std::uint64_t fnv1a(std::string_view bytes, std::uint64_t h = fnv_offset) noexce
 
 class writer {
  public:
-  explicit writer(std::string& out) : out_(out) {}
-  void u8(std::uint8_t v) { out_.push_back(static_cast<char>(v)); }
-  // Whole fields at once: byte-by-byte push_back made encoding the SQLite store's main cost.
+  // Appends to `out`. While the writer lives, `out` may hold slack past the written bytes:
+  // use out() to see what was written; the destructor trims the slack.
+  explicit writer(std::string& out) : out_(out), len_(out.size()) {}
+  ~writer() { out_.resize(len_); }
+  writer(const writer&) = delete;
+  writer& operator=(const writer&) = delete;
+
+  void u8(std::uint8_t v) {
+    const char b[1] = {static_cast<char>(v)};
+    put(b);
+  }
+  // Whole fields at once into slack reserved ahead: byte-by-byte push_back, and then
+  // std::string::append's memcpy call per field, were the SQLite store's main encoding cost.
   void u32(std::uint32_t v) {
     const char b[4] = {static_cast<char>(v), static_cast<char>(v >> 8), static_cast<char>(v >> 16),
                        static_cast<char>(v >> 24)};
-    out_.append(b, 4);
+    put(b);
   }
   void u64(std::uint64_t v) {
     const char b[8] = {static_cast<char>(v),       static_cast<char>(v >> 8),
                        static_cast<char>(v >> 16), static_cast<char>(v >> 24),
                        static_cast<char>(v >> 32), static_cast<char>(v >> 40),
                        static_cast<char>(v >> 48), static_cast<char>(v >> 56)};
-    out_.append(b, 8);
+    put(b);
   }
   void i32(std::int32_t v) { u32(static_cast<std::uint32_t>(v)); }
   void i64(std::int64_t v) { u64(static_cast<std::uint64_t>(v)); }
@@ -56,9 +66,14 @@ class writer {
   void time(time_point t) { i64(to_epoch(t)); }
   void dur(duration d) { i64(d.count()); }
   void count(std::size_t n) { u32(static_cast<std::uint32_t>(n)); }
+  void raw(std::string_view s) {
+    reserve(s.size());
+    std::memcpy(out_.data() + len_, s.data(), s.size());
+    len_ += s.size();
+  }
   void str(std::string_view s) {
     count(s.size());
-    out_.append(s);
+    raw(s);
   }
   void val(const value& v) {
     u8(static_cast<std::uint8_t>(v.index()));
@@ -79,10 +94,29 @@ class writer {
         },
         v);
   }
-  std::string& out() { return out_; }
+  // The bytes written so far (and the ones before the writer), without slack.
+  std::string& out() {
+    out_.resize(len_);
+    return out_;
+  }
 
  private:
+  template <std::size_t N>
+  void put(const char (&b)[N]) {
+    reserve(N);
+    std::memcpy(out_.data() + len_, b, N);  // a constant size: a single store, no call
+    len_ += N;
+  }
+  void reserve(std::size_t n) {
+    if (out_.size() - len_ < n) {
+      // A little slack at a time (std::string's capacity still grows geometrically): a writer
+      // per record on a long buffer must not zero-fill the buffer's length each time.
+      out_.resize(len_ + n + 1024);
+    }
+  }
+
   std::string& out_;
+  std::size_t len_;
 };
 
 // ---- Reading: every field bounds-checked, errors name the byte offset ---------------------------
@@ -760,7 +794,7 @@ std::uint64_t program_fingerprint(const program& p) {
       canon(w, wf);
     }
   }
-  return fnv1a(bytes);
+  return fnv1a(w.out());  // the written bytes, without the writer's slack
 }
 
 void encode_contact_state(const contact_state& state, std::string& out) {
@@ -795,59 +829,61 @@ namespace {
 
 std::string encode_snapshot(const snapshot& s) {
   std::string out;
-  writer w{out};
-  out.append(magic);
-  w.u32(snapshot_format_version);
-  w.u64(s.fingerprint);
-  w.u64(s.states.size());
-  std::string record;
-  for (const auto& st : s.states) {
-    record.clear();
-    encode_contact_state(st, record);
-    w.str(record);
-  }
-  w.count(s.stats.size());
-  for (const auto& r : s.stats) {
-    w.str(r.rule);
-    w.u64(r.triggered);
-    w.u64(r.passed);
-    w.u64(r.failed);
-    w.u64(r.suppressed);
-    w.u64(r.emitted);
-    for (const auto& t : {r.first, r.last}) {
+  {
+    writer w{out};
+    w.raw(magic);
+    w.u32(snapshot_format_version);
+    w.u64(s.fingerprint);
+    w.u64(s.states.size());
+    std::string record;
+    for (const auto& st : s.states) {
+      record.clear();
+      encode_contact_state(st, record);
+      w.str(record);
+    }
+    w.count(s.stats.size());
+    for (const auto& r : s.stats) {
+      w.str(r.rule);
+      w.u64(r.triggered);
+      w.u64(r.passed);
+      w.u64(r.failed);
+      w.u64(r.suppressed);
+      w.u64(r.emitted);
+      for (const auto& t : {r.first, r.last}) {
+        w.u8(t ? 1 : 0);
+        w.time(t.value_or(time_point{}));
+      }
+    }
+    w.count(s.counters.size());
+    for (auto c : s.counters) {
+      w.u64(c);
+    }
+    auto when = [&w](const std::optional<time_point>& t) {
       w.u8(t ? 1 : 0);
       w.time(t.value_or(time_point{}));
-    }
-  }
-  w.count(s.counters.size());
-  for (auto c : s.counters) {
-    w.u64(c);
-  }
-  auto when = [&w](const std::optional<time_point>& t) {
-    w.u8(t ? 1 : 0);
-    w.time(t.value_or(time_point{}));
-  };
-  w.count(s.workflows.size());
-  for (const auto& ws : s.workflows) {
-    w.str(ws.workflow);
-    for (auto n : {ws.entered, ws.completed, ws.exited, ws.sent, ws.opened, ws.clicked}) {
-      w.u64(n);
-    }
-    w.i64(ws.active);
-    when(ws.first);
-    when(ws.last);
-    w.count(ws.steps.size());
-    for (const auto& st : ws.steps) {
-      w.str(st.step);
-      for (auto n : {st.reached, st.sent, st.opened, st.clicked}) {
+    };
+    w.count(s.workflows.size());
+    for (const auto& ws : s.workflows) {
+      w.str(ws.workflow);
+      for (auto n : {ws.entered, ws.completed, ws.exited, ws.sent, ws.opened, ws.clicked}) {
         w.u64(n);
       }
-      w.i64(st.waiting);
-      when(st.first);
-      when(st.last);
+      w.i64(ws.active);
+      when(ws.first);
+      when(ws.last);
+      w.count(ws.steps.size());
+      for (const auto& st : ws.steps) {
+        w.str(st.step);
+        for (auto n : {st.reached, st.sent, st.opened, st.clicked}) {
+          w.u64(n);
+        }
+        w.i64(st.waiting);
+        when(st.first);
+        when(st.last);
+      }
     }
+    w.u64(fnv1a(w.out()));  // the written bytes, without the writer's slack
   }
-  w.u64(fnv1a(out));
   return out;
 }
 

@@ -179,7 +179,7 @@ class state_table {
   const std::vector<contact_state>& states() const noexcept { return states_; }
 
   // The state of `id` for the engine to change in place, or nullptr if there is none. Until
-  // finish_lent() it is out of the due index (its next due time may change).
+  // finish_lent() its entry in the due index may be stale (its next due time may change).
   contact_state* lend(std::string_view id) {
     auto it = index_.find(id);
     if (it == index_.end()) {
@@ -190,21 +190,32 @@ class state_table {
     }
     const std::uint32_t pos = it->second;
     contact_state& s = states_[pos];
-    if (!s.timers.empty()) {
-      due_.erase({s.next_due(), pos});
-    }
-    lent_.push_back(pos);
+    lent_.push_back({pos, !s.timers.empty(), s.next_due()});
     lent_since_commit_ = true;
     return &s;
   }
-  // Positions lent since the last finish_lent(), in lending order.
-  std::span<const std::uint32_t> lent() const noexcept { return lent_; }
+  struct lent_state {
+    std::uint32_t pos;
+    bool had_timers;  ///< as lent: whether the due index holds (due, pos)
+    time_point due;
+  };
+  // The states lent since the last finish_lent(), in lending order.
+  std::span<const lent_state> lent() const noexcept { return lent_; }
   const contact_state& at(std::uint32_t pos) const noexcept { return states_[pos]; }
-  // The lent states are final: back into the due index.
+  // The lent states are final: update their due index entries. (Most batches leave a
+  // contact's next due time as it was: the ordered index is then not touched at all.)
   void finish_lent() {
-    for (const auto pos : lent_) {
-      if (!states_[pos].timers.empty()) {
-        due_.emplace(states_[pos].next_due(), pos);
+    for (const auto& l : lent_) {
+      const contact_state& s = states_[l.pos];
+      const bool has_timers = !s.timers.empty();
+      if (has_timers == l.had_timers && (!has_timers || s.next_due() == l.due)) {
+        continue;
+      }
+      if (l.had_timers) {
+        due_.erase({l.due, l.pos});
+      }
+      if (has_timers) {
+        due_.emplace(s.next_due(), l.pos);
       }
     }
     lent_.clear();
@@ -293,7 +304,7 @@ class state_table {
   detail::string_map<std::uint32_t> index_;
   std::set<std::pair<time_point, std::uint32_t>> due_;  ///< (next_due, position) with timers
   std::vector<std::pair<std::uint32_t, contact_state>> replaced_;
-  std::vector<std::uint32_t> lent_;
+  std::vector<lent_state> lent_;
   bool lent_since_commit_ = false;
   std::size_t committed_size_ = 0;
 };
@@ -852,8 +863,8 @@ void sqlite_store::save(std::span<contact_state> states) {
   }
   try {
     d.scratch.clear();
-    for (const auto pos : lent) {
-      put_state(d.scratch, d.states.at(pos));
+    for (const auto& l : lent) {
+      put_state(d.scratch, d.states.at(l.pos));
     }
     for (const auto& st : states) {
       put_state(d.scratch, st);

@@ -1,12 +1,13 @@
 // The SQLite store, its outbox, and durable_engine.
 //
-// Layout (schema version 3, docs/live.md): the authoritative contact states live in memory (a
+// Layout (schema version 4, docs/live.md): the authoritative contact states live in memory (a
 // memory_store); the database is their durable journal. A save appends ONE row to `journal`
-// holding every state of the call (snapshot codec records), so a batch writes a few sequential
-// pages at the end of the file instead of one random B-tree page per contact. When the journal
-// outgrows the checkpoint, a commit rewrites `checkpoint` from memory and empties `journal` in
-// the same transaction. Opening reads the checkpoint, then the journal in order.
+// holding every state of the call (snapshot codec records, zero runs coded), so a batch writes a
+// few sequential pages at the end of the file instead of one random B-tree page per contact. When
+// the journal outgrows the checkpoint, a commit rewrites `checkpoint` from memory and empties
+// `journal` in the same transaction. Opening reads the checkpoint, then the journal in order.
 #include <algorithm>
+#include <cstring>
 #include <exception>
 #include <set>
 #include <sstream>
@@ -25,8 +26,9 @@ namespace {
 // Outbox records: a workflow step's action sets this bit in its rule field.
 constexpr std::uint32_t workflow_flag = 0x80000000U;
 
-// 2 added a timeline to contact states (one row per contact); 3 keeps states in a journal.
-constexpr std::string_view schema_version = "3";
+// 2 added a timeline to contact states (one row per contact); 3 keeps states in a journal;
+// 4 codes zero runs in state records.
+constexpr std::string_view schema_version = "4";
 constexpr std::string_view meta_delivered = "nudge.outbox_delivered";
 // Checkpoint rows hold about this many bytes of states each: large enough that a row costs
 // little, small enough that loading never holds more than one such blob twice.
@@ -100,11 +102,63 @@ void put_str(std::string& out, std::string_view s) {
   out.append(s);
 }
 
-// Appends one state record, prefixed by its length.
-void put_state(std::string& out, const contact_state& s) {
+// Zero runs: the snapshot codec writes fixed-width little-endian fields, so about half of a
+// state record's bytes are zeros, most of them in runs. Coding each run as 0x00 and its length
+// (1 to 255) halves the journal, and with it the WAL and the checkpoints (measured on W1
+// medium: 46 % of the bytes). A non-zero byte stands for itself.
+void put_zero_runs(std::string& out, std::string_view bytes) {
+  const char* p = bytes.data();
+  const char* const end = p + bytes.size();
+  while (p != end) {
+    const auto* zero =
+        static_cast<const char*>(std::memchr(p, 0, static_cast<std::size_t>(end - p)));
+    if (zero == nullptr) {
+      out.append(p, end);
+      return;
+    }
+    out.append(p, zero);
+    p = zero;
+    while (p != end && *p == 0) {
+      const char* run_end = p;
+      while (run_end != end && *run_end == 0 && run_end - p < 255) {
+        ++run_end;
+      }
+      const char run[2] = {0, static_cast<char>(run_end - p)};
+      out.append(run, 2);
+      p = run_end;
+    }
+  }
+}
+
+// The bytes put_zero_runs coded, appended to `out`; false if the coding is broken.
+bool get_zero_runs(std::string_view coded, std::string& out) {
+  const char* p = coded.data();
+  const char* const end = p + coded.size();
+  while (p != end) {
+    const auto* zero =
+        static_cast<const char*>(std::memchr(p, 0, static_cast<std::size_t>(end - p)));
+    if (zero == nullptr) {
+      out.append(p, end);
+      return true;
+    }
+    out.append(p, zero);
+    if (end - zero < 2 || zero[1] == 0) {
+      return false;
+    }
+    out.append(static_cast<std::size_t>(static_cast<unsigned char>(zero[1])), '\0');
+    p = zero + 2;
+  }
+  return true;
+}
+
+// Appends one state record (snapshot codec, zero runs coded), prefixed by its coded length.
+// `record` is scratch space.
+void put_state(std::string& out, const contact_state& s, std::string& record) {
+  record.clear();
+  encode_contact_state(s, record);
   const auto at = out.size();
   put_u32(out, 0);
-  encode_contact_state(s, out);
+  put_zero_runs(out, record);
   const auto n = static_cast<std::uint32_t>(out.size() - at - 4);
   for (int i = 0; i < 4; ++i) {
     out[at + static_cast<std::size_t>(i)] = static_cast<char>(n >> (8 * i));
@@ -344,6 +398,7 @@ struct sqlite_store::impl {
   boost::unordered_flat_map<std::uint64_t, char> pending_keys;
   std::optional<std::int64_t> pending_delivered;
   std::string scratch;
+  std::string record_scratch;  ///< one state record, encoded or decoded
 
   ~impl() {
     // Statements must be finalized before the connection closes.
@@ -413,8 +468,13 @@ struct sqlite_store::impl {
         throw sqlite_error(
             fmt::format("{}: {} is corrupt: truncated state record at byte {}", path, row, at));
       }
+      record_scratch.clear();
+      if (!get_zero_runs(record, record_scratch)) {
+        throw sqlite_error(fmt::format(
+            "{}: {} is corrupt: broken zero run in the state record at byte {}", path, row, at));
+      }
       try {
-        states.put(decode_contact_state(record, program));
+        states.put(decode_contact_state(record_scratch, program));
       } catch (const snapshot_error& e) {
         throw sqlite_error(
             fmt::format("{}: {}, state record at byte {}: {}", path, row, at, e.what()));
@@ -580,7 +640,7 @@ struct sqlite_store::impl {
       scratch.clear();
     };
     const auto add = [&](const contact_state& st) {
-      put_state(scratch, st);
+      put_state(scratch, st, record_scratch);
       if (scratch.size() >= checkpoint_part_bytes) {
         flush();
       }
@@ -655,7 +715,8 @@ sqlite_store::sqlite_store(const std::string& path, const nudge::program& progra
       // Checked before anything is written: an old database is left exactly as it was.
       throw sqlite_error(fmt::format(
           "{}: database schema version {}, this build reads version {} (versions 1 and 2 kept "
-          "one row per contact; there is no conversion: replay the events into a new database)",
+          "one row per contact, 3 stored state records uncoded; there is no conversion: replay "
+          "the events into a new database)",
           path, *version, schema_version));
     }
     if (auto theirs = d.meta("nudge.program_fingerprint"); theirs != fingerprint) {
@@ -864,10 +925,10 @@ void sqlite_store::save(std::span<contact_state> states) {
   try {
     d.scratch.clear();
     for (const auto& l : lent) {
-      put_state(d.scratch, d.states.at(l.pos));
+      put_state(d.scratch, d.states.at(l.pos), d.record_scratch);
     }
     for (const auto& st : states) {
-      put_state(d.scratch, st);
+      put_state(d.scratch, st, d.record_scratch);
     }
     {
       use s{d.add_journal};

@@ -425,6 +425,37 @@ TEST_CASE(
   CHECK(db_state(tmp.path, *program) == reference_state);
 }
 
+TEST_CASE("sqlite_store: a state record with a broken zero run is refused naming the row") {
+  temp_db tmp{"zero_runs"};
+  const auto program = shop_program();
+  const auto batches = shop_batches();
+  {
+    nudge::sqlite_store db{tmp.path, *program};
+    nudge::durable_engine engine{program, db, nullptr};
+    engine.process(batches[0], batch_end(0));
+  }
+  std::int64_t bytes = 0;
+  {
+    // Append a record of two bytes, 00 00: a zero run of length 0 cannot be coded.
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(tmp.path.c_str(), &db) == SQLITE_OK);
+    sqlite3_stmt* s = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db, "SELECT length(states) FROM journal WHERE batch = 1", -1, &s,
+                               nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_step(s) == SQLITE_ROW);
+    bytes = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    REQUIRE(sqlite3_exec(db,
+                         "UPDATE journal SET states = states || x'020000000000' WHERE batch = 1",
+                         nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(db);
+  }
+  CHECK_THROWS_WITH(
+      (nudge::sqlite_store{tmp.path, *program}),
+      fmt::format("{}: journal row 1 is corrupt: broken zero run in the state record at byte {}",
+                  tmp.path, bytes));
+}
+
 TEST_CASE("sqlite_store: a read-only database refuses the batch and keeps the previous state") {
   temp_db tmp{"read_only"};
   const auto program = shop_program();
@@ -635,8 +666,9 @@ TEST_CASE(
   }
   const std::string before = read_file(tmp.path);
   const std::string message = fmt::format(
-      "{}: database schema version 2, this build reads version 3 (versions 1 and 2 kept one "
-      "row per contact; there is no conversion: replay the events into a new database)",
+      "{}: database schema version 2, this build reads version 4 (versions 1 and 2 kept one "
+      "row per contact, 3 stored state records uncoded; there is no conversion: replay the "
+      "events into a new database)",
       tmp.path);
   CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program}), message);
   CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program, {.read_only = true}}), message);

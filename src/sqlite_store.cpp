@@ -552,36 +552,32 @@ struct sqlite_store::impl {
     }
   }
 
+  // Loads the states of every row `query` returns (key, states blob), in order; returns the
+  // bytes read. Errors name the row as "<row_name> <key>".
+  std::size_t read_state_rows(const statement& query, std::string_view row_name,
+                              std::string_view doing) {
+    std::size_t total = 0;
+    use s{query};
+    int rc;
+    while ((rc = sqlite3_step(*s)) == SQLITE_ROW) {
+      const auto bytes = column_blob(*s, 1);
+      total += bytes.size();
+      load_states(bytes, fmt::format("{} {}", row_name, sqlite3_column_int64(*s, 0)));
+    }
+    if (rc != SQLITE_DONE) {
+      fail(doing);
+    }
+    return total;
+  }
+
   // (Re)reads the committed state: checkpoint, then journal, then the outbox's position.
   void load_all() {
     states.clear();
     loaded = false;
     checkpoint_bytes = 0;
     journal_bytes = 0;
-    {
-      use s{read_checkpoint};
-      int rc;
-      while ((rc = sqlite3_step(*s)) == SQLITE_ROW) {
-        const auto bytes = column_blob(*s, 1);
-        checkpoint_bytes += bytes.size();
-        load_states(bytes, fmt::format("checkpoint part {}", sqlite3_column_int64(*s, 0)));
-      }
-      if (rc != SQLITE_DONE) {
-        fail("read the checkpoint");
-      }
-    }
-    {
-      use s{read_journal};
-      int rc;
-      while ((rc = sqlite3_step(*s)) == SQLITE_ROW) {
-        const auto bytes = column_blob(*s, 1);
-        journal_bytes += bytes.size();
-        load_states(bytes, fmt::format("journal row {}", sqlite3_column_int64(*s, 0)));
-      }
-      if (rc != SQLITE_DONE) {
-        fail("read the journal");
-      }
-    }
+    checkpoint_bytes = read_state_rows(read_checkpoint, "checkpoint part", "read the checkpoint");
+    journal_bytes = read_state_rows(read_journal, "journal row", "read the journal");
     const auto delivered = delivered_through();
     next_seq = delivered + 1;
     {

@@ -128,15 +128,24 @@ std::shared_ptr<const nudge::program> load_rules_text(const std::string& text,
 
 }  // namespace
 
+bool parse_until(const std::string& text, std::optional<nudge::time_point>& until) {
+  if (text.empty()) {
+    return true;
+  }
+  auto t = nudge::parse_time(text);
+  if (!t) {
+    fmt::print(stderr, "--until: \"{}\" is not an ISO-8601 time with offset or epoch seconds\n",
+               text);
+    return false;
+  }
+  until = *t;
+  return true;
+}
+
 int run_live(const run_args& args) {
   std::optional<nudge::time_point> until;
-  if (!args.until.empty()) {
-    until = nudge::parse_time(args.until);
-    if (!until) {
-      fmt::print(stderr, "--until: \"{}\" is not an ISO-8601 time with offset or epoch seconds\n",
-                 args.until);
-      return exit_usage;
-    }
+  if (!parse_until(args.until, until)) {
+    return exit_usage;
   }
   if (args.batch == 0) {
     fmt::print(stderr, "--batch must be at least 1\n");

@@ -3,7 +3,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
+
+#include <nudge/time.hpp>
 
 namespace nudge_cli {
 
@@ -17,6 +20,10 @@ struct run_args {
 /// Processes the events the database has not seen yet, in batches, each committed with the
 /// file position it reached; delivers actions by appending them as CSV lines to `out`.
 int run_live(const run_args& args);
+
+/// Sets `until` from the text of --until (empty: not given, `until` unchanged). False after
+/// printing to stderr why the text is not a time; the caller exits with the usage code.
+bool parse_until(const std::string& text, std::optional<nudge::time_point>& until);
 
 /// Prints the undelivered actions of a database as CSV.
 int run_outbox(const std::string& db);

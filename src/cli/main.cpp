@@ -231,14 +231,8 @@ nudge::replay_result replay_with_snapshots(std::shared_ptr<const nudge::program>
 
 int run_replay(const replay_args& args) {
   nudge::replay_options options;
-  if (!args.until.empty()) {
-    auto t = nudge::parse_time(args.until);
-    if (!t) {
-      fmt::print(stderr, "--until: \"{}\" is not an ISO-8601 time with offset or epoch seconds\n",
-                 args.until);
-      return exit_usage;
-    }
-    options.until = *t;
+  if (!nudge_cli::parse_until(args.until, options.until)) {
+    return exit_usage;
   }
   if (!args.load_snapshot.empty() && !args.contacts.empty()) {
     // Upserting the file's profiles would undo what rules changed (status, tags, owner, ...).
@@ -327,14 +321,8 @@ struct explain_args {
 // Replays with a timeline kept for every contact, then prints the one contact's timeline.
 int run_explain(const explain_args& args) {
   nudge::replay_options options;
-  if (!args.until.empty()) {
-    auto t = nudge::parse_time(args.until);
-    if (!t) {
-      fmt::print(stderr, "--until: \"{}\" is not an ISO-8601 time with offset or epoch seconds\n",
-                 args.until);
-      return exit_usage;
-    }
-    options.until = *t;
+  if (!nudge_cli::parse_until(args.until, options.until)) {
+    return exit_usage;
   }
   std::shared_ptr<const nudge::program> program;
   try {

@@ -10,6 +10,7 @@
 
 #include <nudge/detail/evaluate_into.hpp>
 #include <nudge/engine.hpp>
+#include <nudge/lifecycle.hpp>
 
 namespace nudge {
 namespace {
@@ -129,6 +130,7 @@ void add(workflow_stats& into, const workflow_stats& d) {
   into.entered += d.entered;
   into.completed += d.completed;
   into.exited += d.exited;
+  into.ended += d.ended;
   into.sent += d.sent;
   into.opened += d.opened;
   into.clicked += d.clicked;
@@ -146,6 +148,7 @@ void add(workflow_stats& into, const workflow_stats& d) {
     s.opened += x.opened;
     s.clicked += x.clicked;
     s.waiting += x.waiting;
+    s.ended += x.ended;
     for (const auto& t : {x.first, x.last}) {
       if (t) {
         detail::outcome_recorder::touch(s.first, s.last, *t);
@@ -377,6 +380,54 @@ void engine::restore(std::vector<rule_stats> stats, round_robin_counters counter
   stats_ = std::move(stats);
   counters_ = std::move(counters);
   workflow_stats_ = workflows.empty() ? empty_workflow_stats(*program_) : std::move(workflows);
+}
+
+void engine::change_program(std::shared_ptr<const nudge::program> next, time_point at) {
+  if (!next) {
+    throw std::invalid_argument("nudge::engine::change_program: program is null");
+  }
+  const nudge::program& from = *program_;
+  check_program_change(from, *next);
+  const auto ids = call_host("store.contacts", "", [&] { return store_->contacts(); });
+  std::vector<contact_state> changed;
+  std::vector<workflow_outcome> outcomes;
+  for (const auto& id : ids) {
+    auto loaded = call_host("store.load", id, [&] { return store_->load(id); });
+    if (loaded && migrate_state(from, *next, *loaded, at, &outcomes)) {
+      changed.push_back(std::move(*loaded));
+    }
+  }
+  // Ended runs count against the old layout, then statistics move to the new one by id.
+  auto counts = workflow_stats_;
+  const detail::outcome_recorder recorder{nullptr, nullptr, nullptr, &counts};
+  for (const auto& o : outcomes) {
+    recorder.note(o);
+  }
+  auto carried = empty_workflow_stats(*next);
+  for (std::size_t w = 0; w < carried.size() && w < counts.size(); ++w) {
+    auto steps = std::move(carried[w].steps);
+    carried[w] = std::move(counts[w]);
+    for (auto& st : steps) {
+      for (const auto& old : carried[w].steps) {
+        if (old.step == st.step) {
+          st = old;
+          break;
+        }
+      }
+    }
+    carried[w].steps = std::move(steps);
+  }
+  // Rules are unchanged, so their counters keep their positions; counters of workflow steps
+  // follow (a step added or removed shifts the later ones: an approximation documented in
+  // docs/rules.md).
+  auto counters = counters_;
+  counters.resize(next->compiled().round_robin_counters, 0);
+  if (!changed.empty()) {
+    call_host("store.save", "", [&] { store_->save(changed); });
+  }
+  program_ = std::move(next);
+  workflow_stats_ = std::move(carried);
+  counters_ = std::move(counters);
 }
 
 void engine::upsert_contact(contact c) {

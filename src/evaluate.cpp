@@ -1104,6 +1104,9 @@ class evaluator {
   void try_enter(std::uint32_t w, time_point at, std::uint64_t ordinal, const cascade_ctx* ctx) {
     const workflow& def = wf(w);
     const auto& cw = c_.workflows[w];
+    if (!cw.runs) {
+      return;  // draft, paused, archived: nobody enters (a paused yearly date passes unused)
+    }
     if (cw.entry_condition != none && !eval(cw.entry_condition, at, at)) {
       return;
     }

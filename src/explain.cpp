@@ -63,6 +63,10 @@ std::string_view timeline_reason_name(timeline_reason r) noexcept {
       return "send_window";
     case timeline_reason::unknown_zone:
       return "unknown_zone";
+    case timeline_reason::workflow_archived:
+      return "workflow_archived";
+    case timeline_reason::step_removed:
+      return "step_removed";
   }
   return "unknown";
 }
@@ -151,6 +155,10 @@ std::string reason_text(const timeline_entry& e) {
       return "outside the allowed hours or weekdays in the contact's time zone";
     case timeline_reason::unknown_zone:
       return "the contact's time zone is unknown; the policy's default zone was used";
+    case timeline_reason::workflow_archived:
+      return "the workflow was archived (or set back to draft): the run ended";
+    case timeline_reason::step_removed:
+      return "the workflow's new version has no step with the run's step id: the run ended";
   }
   return "";
 }
@@ -208,7 +216,7 @@ std::string entry_text(const program& p, const timeline_entry& e) {
     case timeline_what::workflow_step:
       return fmt::format("{}: step {} ran{}{}", head, e.step, why.empty() ? "" : ": ", why);
     case timeline_what::workflow_exited:
-      return fmt::format("{}: exited", head);
+      return fmt::format("{}: exited{}{}", head, why.empty() ? "" : ": ", why);
     case timeline_what::workflow_completed:
       return fmt::format("{}: completed", head);
   }

@@ -111,4 +111,18 @@ std::size_t store::segment_size(std::string_view segment) {
   return segment_members(segment).size();
 }
 
+std::vector<std::string> store::contacts() {
+  throw std::logic_error("this store cannot list its contacts (store::contacts)");
+}
+
+std::vector<std::string> memory_store::contacts() {
+  std::vector<std::string> out;
+  out.reserve(states_.size());
+  for (const auto& s : states_) {
+    out.push_back(s.contact.id);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 }  // namespace nudge

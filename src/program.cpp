@@ -898,7 +898,9 @@ struct compiler {
         }
         cw.steps.push_back(std::move(cs));
       }
-      if (cw.runs && w.entry.kind == entry_kind::date) {
+      // Paused yearly workflows keep their date timers: the dates pass without entries while
+      // paused, and the next one is already scheduled when the workflow is active again.
+      if ((cw.runs || w.status == workflow_status::paused) && w.entry.kind == entry_kind::date) {
         out.date_workflows.push_back(i);
       }
       out.workflows.push_back(std::move(cw));

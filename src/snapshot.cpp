@@ -511,7 +511,7 @@ contact_state decode_state(reader& r, const program* expected) {
       e.what = static_cast<timeline_what>(
           byte("a timeline entry kind", static_cast<unsigned>(timeline_what::workflow_completed)));
       e.reason = static_cast<timeline_reason>(
-          byte("a timeline reason", static_cast<unsigned>(timeline_reason::unknown_zone)));
+          byte("a timeline reason", static_cast<unsigned>(timeline_reason::step_removed)));
       if (expected != nullptr && e.source_kind == timeline_source::rule &&
           e.source >= expected->rule_count()) {
         r.corrupt(at, fmt::format("timeline rule index {} (the program has {} rules)", e.source,
@@ -865,7 +865,8 @@ std::string encode_snapshot(const snapshot& s) {
     w.count(s.workflows.size());
     for (const auto& ws : s.workflows) {
       w.str(ws.workflow);
-      for (auto n : {ws.entered, ws.completed, ws.exited, ws.sent, ws.opened, ws.clicked}) {
+      for (auto n :
+           {ws.entered, ws.completed, ws.exited, ws.sent, ws.opened, ws.clicked, ws.ended}) {
         w.u64(n);
       }
       w.i64(ws.active);
@@ -874,7 +875,7 @@ std::string encode_snapshot(const snapshot& s) {
       w.count(ws.steps.size());
       for (const auto& st : ws.steps) {
         w.str(st.step);
-        for (auto n : {st.reached, st.sent, st.opened, st.clicked}) {
+        for (auto n : {st.reached, st.sent, st.opened, st.clicked, st.ended}) {
           w.u64(n);
         }
         w.i64(st.waiting);
@@ -1017,16 +1018,17 @@ snapshot parse_snapshot(std::string_view bytes, const program* expected, const s
     s.workflows.resize(n);
     for (auto& ws : s.workflows) {
       ws.workflow = r.str("a workflow id");
-      for (auto* c : {&ws.entered, &ws.completed, &ws.exited, &ws.sent, &ws.opened, &ws.clicked}) {
+      for (auto* c :
+           {&ws.entered, &ws.completed, &ws.exited, &ws.sent, &ws.opened, &ws.clicked, &ws.ended}) {
         *c = r.u64("a statistic");
       }
       ws.active = r.i64("a statistic");
       when(ws.first);
       when(ws.last);
-      ws.steps.resize(r.count("step statistics", 58));
+      ws.steps.resize(r.count("step statistics", 66));
       for (auto& st : ws.steps) {
         st.step = r.str("a step id");
-        for (auto* c : {&st.reached, &st.sent, &st.opened, &st.clicked}) {
+        for (auto* c : {&st.reached, &st.sent, &st.opened, &st.clicked, &st.ended}) {
           *c = r.u64("a statistic");
         }
         st.waiting = r.i64("a statistic");

@@ -382,6 +382,9 @@ struct sqlite_store::impl {
   /// rolled back before anything else.
   bool abandoned = false;
   std::uint64_t generation = 0;    ///< counts load_all() calls (durable_engine re-reads statistics)
+  /// change_program in the open transaction: the program it takes on commit. The commit then
+  /// also writes a checkpoint, so no journal record of the old program is read against the new.
+  const nudge::program* pending_program = nullptr;
   std::int64_t version_seen = -1;  ///< PRAGMA data_version when `states` was last in sync
   std::size_t checkpoint_bytes = 0;
   std::size_t journal_bytes = 0;
@@ -603,6 +606,7 @@ struct sqlite_store::impl {
   }
 
   void clear_pending() noexcept {
+    pending_program = nullptr;
     // (clear() on an empty open-addressing map still sweeps its slots)
     pending_journal_bytes = 0;
     pending_next_seq = next_seq;
@@ -811,8 +815,9 @@ void sqlite_store::commit() {
   try {
     check_not_abandoned();
     const std::size_t journal = d.journal_bytes + d.pending_journal_bytes;
-    if (d.pending_journal_bytes > 0 &&
-        journal > std::max(d.options.compact_after_bytes, 4 * d.checkpoint_bytes)) {
+    if (d.pending_program != nullptr ||
+        (d.pending_journal_bytes > 0 &&
+         journal > std::max(d.options.compact_after_bytes, 4 * d.checkpoint_bytes))) {
       new_checkpoint = d.write_checkpoint();
     }
     use s{d.commit};
@@ -833,6 +838,10 @@ void sqlite_store::commit() {
     d.journal_bytes += d.pending_journal_bytes;
   }
   d.states.commit();
+  if (d.pending_program != nullptr) {
+    d.program = program_ = d.pending_program;
+    d.fingerprint = program_fingerprint(*d.program);
+  }
   d.next_seq = d.pending_next_seq;
   for (const auto& e : d.pending_outbox) {
     d.undelivered.push_back(e);
@@ -945,6 +954,28 @@ void sqlite_store::save(std::span<contact_state> states) {
     }
     throw;
   }
+}
+
+std::vector<std::string> sqlite_store::contacts() {
+  impl& d = *impl_;
+  if (!in_transaction_) {
+    ensure_current();
+  }
+  std::vector<std::string> out;
+  out.reserve(d.states.size());
+  for (const auto& s : d.states.states()) {
+    out.push_back(s.contact.id);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void sqlite_store::change_program(const nudge::program& next) {
+  if (!in_transaction_) {
+    throw std::logic_error("sqlite_store::change_program: call it inside begin() / commit()");
+  }
+  put_meta("nudge.program_fingerprint", fmt::format("{:016x}", program_fingerprint(next)));
+  impl_->pending_program = &next;
 }
 
 std::vector<std::string> sqlite_store::due(time_point t) {
@@ -1165,7 +1196,8 @@ void sqlite_store::put_engine_state(const std::vector<rule_stats>& stats,
                                     const round_robin_counters& counters,
                                     const std::vector<workflow_stats>& workflows) {
   snapshot s;
-  s.fingerprint = impl_->fingerprint;
+  s.fingerprint = impl_->pending_program != nullptr ? program_fingerprint(*impl_->pending_program)
+                                                    : impl_->fingerprint;
   s.stats = stats;
   s.counters = counters;
   s.workflows = workflows;
@@ -1183,6 +1215,30 @@ durable_engine::durable_engine(std::shared_ptr<const nudge::program> program, sq
   if (auto saved = store_.engine_state()) {
     engine_.restore(std::move(saved->first), std::move(saved->second),
                     store_.engine_workflow_stats());
+  }
+}
+
+void durable_engine::change_program(std::shared_ptr<const nudge::program> next, time_point at,
+                                    std::span<const std::pair<std::string, std::string>> meta) {
+  const nudge::program& target = *next;
+  store_.begin();
+  try {
+    if (store_.impl_->generation != generation_) {
+      if (auto saved = store_.engine_state()) {
+        engine_.restore(saved->first, saved->second, store_.engine_workflow_stats());
+      }
+      generation_ = store_.impl_->generation;
+    }
+    engine_.change_program(std::move(next), at);
+    store_.change_program(target);
+    store_.put_engine_state(engine_.stats(), engine_.counters(), engine_.workflow_stats());
+    for (const auto& [key, text] : meta) {
+      store_.put_meta(key, text);
+    }
+    store_.commit();
+  } catch (...) {
+    store_.rollback();
+    throw;
   }
 }
 

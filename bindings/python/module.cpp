@@ -608,6 +608,19 @@ class py_store final : public nudge::store {
     std::sort(ids.begin(), ids.end());  // the C++ contract: sorted bytewise
     return ids;
   }
+  // Optional: only Engine.change_program asks for it.
+  std::vector<std::string> contacts() override {
+    py::gil_scoped_acquire gil;
+    if (!py::hasattr(obj_, "contacts")) {
+      throw std::logic_error(
+          "store: no method contacts() (Engine.change_program visits every stored contact)");
+    }
+    std::vector<std::string> ids;
+    for (auto id : py::iter(obj_.attr("contacts")())) {
+      ids.push_back(to_text(id, "store.contacts item"));
+    }
+    return ids;
+  }
   const py::object& object() const noexcept { return obj_; }
 
  private:
@@ -636,6 +649,7 @@ class py_sink final : public nudge::sink {
     f_(to_list(actions, program_));
   }
   const py::object& object() const noexcept { return f_; }
+  void set_program(std::shared_ptr<const nudge::program> p) { program_ = std::move(p); }
 
  private:
   py::object f_;
@@ -711,6 +725,18 @@ class py_engine {
     const auto t = to_time(now, "now");
     auto actions = run([&](nudge::engine& e) { return e.advance(t); });
     return to_list(std::move(actions), program_);
+  }
+
+  void change_program(std::shared_ptr<const nudge::program> next, py::handle at) {
+    if (!next) {
+      throw py::type_error("change_program: program is None");
+    }
+    const auto t = to_time(at, "at");
+    run([&](nudge::engine& e) { e.change_program(next, t); });
+    program_ = next;
+    if (sink_) {
+      sink_->set_program(std::move(next));
+    }
   }
 
   py::object contact(const std::string& id) {
@@ -885,13 +911,14 @@ class py_engine {
         steps[py::str(st.step)] =
             py::dict("step"_a = st.step, "reached"_a = st.reached, "sent"_a = st.sent,
                      "opened"_a = st.opened, "clicked"_a = st.clicked, "waiting"_a = st.waiting,
-                     "first"_a = to_datetime(st.first), "last"_a = to_datetime(st.last));
+                     "ended"_a = st.ended, "first"_a = to_datetime(st.first),
+                     "last"_a = to_datetime(st.last));
       }
-      out[py::str(w.workflow)] =
-          py::dict("workflow"_a = w.workflow, "entered"_a = w.entered, "completed"_a = w.completed,
-                   "exited"_a = w.exited, "sent"_a = w.sent, "opened"_a = w.opened,
-                   "clicked"_a = w.clicked, "active"_a = w.active, "first"_a = to_datetime(w.first),
-                   "last"_a = to_datetime(w.last), "steps"_a = steps);
+      out[py::str(w.workflow)] = py::dict(
+          "workflow"_a = w.workflow, "entered"_a = w.entered, "completed"_a = w.completed,
+          "exited"_a = w.exited, "ended"_a = w.ended, "sent"_a = w.sent, "opened"_a = w.opened,
+          "clicked"_a = w.clicked, "active"_a = w.active, "first"_a = to_datetime(w.first),
+          "last"_a = to_datetime(w.last), "steps"_a = steps);
     }
     return out;
   }
@@ -1315,6 +1342,11 @@ PYBIND11_MODULE(_core, m) {
            "contact). Atomic: on any error nothing changes.")
       .def("advance", &py_engine::advance, "now"_a,
            "Fires every timer due at or before `now`; returns the DueActions.")
+      .def("change_program", &py_engine::change_program, "program"_a, "at"_a,
+           "Takes a changed rule program at instant `at` (docs/rules.md, 'Lifecycle and "
+           "versions'): archived workflows end their runs, paused ones hold them, reactivated "
+           "ones resume held waits at `at`, new versions move runs by step id. Raises RuleError "
+           "if the change is refused (nothing changes). A Python store needs contacts().")
       .def("contact", &py_engine::contact, "id"_a,
            "The contact's profile as a Contact snapshot, or None.")
       .def("upsert_contact", &py_engine::upsert_contact, "id"_a, "fields"_a = py::none(),
@@ -1353,9 +1385,10 @@ PYBIND11_MODULE(_core, m) {
           "segment_members(name)); raises as segment_members.")
       .def("workflow_stats", &py_engine::workflow_stats,
            "Per-workflow statistics: {workflow_id: {'workflow', 'entered', 'completed', "
-           "'exited', 'sent', 'opened', 'clicked', 'active', 'first', 'last', 'steps': "
-           "{step_id: {'step', 'reached', 'sent', 'opened', 'clicked', 'waiting', 'first', "
-           "'last'}}}} in program order; 'active' and 'waiting' count runs inside now.")
+           "'exited', 'ended', 'sent', 'opened', 'clicked', 'active', 'first', 'last', 'steps': "
+           "{step_id: {'step', 'reached', 'sent', 'opened', 'clicked', 'waiting', 'ended', "
+           "'first', 'last'}}}} in program order; 'active' and 'waiting' count runs inside now; "
+           "'ended' counts runs a program change ended (archived, step gone).")
       .def("stats", &py_engine::stats,
            "Per-rule statistics: {rule_id: {'rule', 'triggered', 'passed', 'failed', "
            "'suppressed', 'emitted', 'first', 'last'}} in program order.")

@@ -96,6 +96,25 @@ class engine {
   ///   `workflows` (when given) its workflows and steps.
   void restore(std::vector<rule_stats> stats, round_robin_counters counters,
                std::vector<nudge::workflow_stats> workflows = {});
+  /// Takes a changed rule program at instant `at` (lifecycle.hpp): checks the change
+  /// (check_program_change), migrates every stored state (migrate_state: runs of archived
+  /// workflows end, runs move to new versions by step id, held runs of reactivated workflows
+  /// resume at `at`), saves the changed states in one store.save, and carries the statistics over
+  /// (by workflow and step id; the ended runs counted in `ended`). Resumed waits fire at the
+  /// next process() / advance() whose `now` reaches `at`. Rule statistics and round-robin
+  /// counters are kept.
+  ///
+  ///     engine.process(events, t1);
+  ///     engine.change_program(nudge::load_rules_file("rules_v2.json"), t1);
+  ///     engine.advance(t2);   // held waits fire at t1, then the new program runs
+  ///
+  /// `at` must not be before any changed contact's clock (its last event or timer): pass the
+  /// latest `now` given to process(), or later.
+  /// @throws rule_error if the change is refused, std::invalid_argument for an `at` in a
+  ///   contact's past, callback_error if the store fails or cannot list its contacts
+  ///   (store::contacts); nothing changed then.
+  /// Complexity: loads every stored state once.
+  void change_program(std::shared_ptr<const nudge::program> next, time_point at);
   const nudge::program& program() const noexcept { return *program_; }
   std::shared_ptr<const nudge::program> shared_program() const noexcept { return program_; }
   nudge::store& store() noexcept { return *store_; }

@@ -40,6 +40,7 @@ enum class workflow_outcome_kind : std::uint8_t {
   clicked,       ///< an email_click attributed to the step
   wait_started,  ///< a run began waiting at the step
   wait_ended,    ///< a run stopped waiting at the step (moved on or ended)
+  ended,         ///< a program change ended the run (archived, or its step is gone)
 };
 
 struct workflow_outcome {

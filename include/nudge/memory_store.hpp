@@ -28,6 +28,7 @@ class memory_store final : public store {
   std::vector<std::string> segment_members(std::string_view segment) override;
   /// O(1) after the lookup of the segment.
   std::size_t segment_size(std::string_view segment) override;
+  std::vector<std::string> contacts() override;
 
   /// Number of contacts stored.
   std::size_t size() const noexcept { return states_.size(); }

@@ -136,6 +136,11 @@ class sqlite_store : public store {
   contact_state* lend(std::string_view contact) override;
   void abandon() noexcept override;
   std::vector<std::string> due(time_point t) override;
+  std::vector<std::string> contacts() override;
+  /// Moves the database to `next` (engine::change_program has migrated the states; call it in
+  /// the same transaction): records its fingerprint, and reads records against it from now on.
+  /// `next` must outlive the store.
+  void change_program(const nudge::program& next);
 
   /// Explicit transactions (not nested). rollback() never throws.
   virtual void begin();
@@ -213,6 +218,13 @@ class durable_engine {
   std::size_t process(std::span<const event> events, time_point now,
                       std::span<const std::pair<std::string, std::string>> meta = {});
   std::size_t advance(time_point now) { return process({}, now); }
+  /// engine::change_program in one transaction that also moves the database to `next` (its
+  /// fingerprint, a checkpoint of the migrated states), the statistics and any `meta` entries.
+  /// Deliver the outbox first (deliver_pending): its entries name workflow steps by position.
+  /// @throws what engine::change_program throws (nothing changed), sqlite_error (the database is
+  ///   unchanged; if the engine had already taken `next`, open a new durable_engine).
+  void change_program(std::shared_ptr<const nudge::program> next, time_point at,
+                      std::span<const std::pair<std::string, std::string>> meta = {});
   /// Creates or replaces profiles in one transaction.
   void upsert_contacts(std::span<const contact> contacts);
 

@@ -31,16 +31,20 @@ struct workflow_step_stats {
   std::uint64_t opened = 0;   ///< email_open events attributed to the step
   std::uint64_t clicked = 0;  ///< email_click events attributed to the step
   std::int64_t waiting = 0;   ///< runs waiting at the step now (where contacts are stuck)
+  std::uint64_t ended = 0;    ///< runs a program change ended here (lifecycle.hpp)
   std::optional<time_point> first, last;  ///< first and last operation at the step
   friend bool operator==(const workflow_step_stats&, const workflow_step_stats&) = default;
 };
 
 /// Counts for one workflow since the engine started (or since its snapshot).
 struct workflow_stats {
-  std::string workflow;                    ///< the workflow's id
-  std::uint64_t entered = 0;               ///< runs started
-  std::uint64_t completed = 0;             ///< runs that walked to the end
-  std::uint64_t exited = 0;                ///< runs ended by a goal (exit event or condition)
+  std::string workflow;         ///< the workflow's id
+  std::uint64_t entered = 0;    ///< runs started
+  std::uint64_t completed = 0;  ///< runs that walked to the end
+  std::uint64_t exited = 0;     ///< runs ended by a goal (exit event or condition)
+  /// Runs a program change ended: the workflow archived (or set back to draft), or the run's
+  /// step missing from a new version (lifecycle.hpp). Counted apart from goals and completions.
+  std::uint64_t ended = 0;
   std::uint64_t sent = 0;                  ///< messages emitted by its steps
   std::uint64_t opened = 0;                ///< opens attributed to its steps
   std::uint64_t clicked = 0;               ///< clicks attributed to its steps

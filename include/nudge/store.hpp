@@ -51,6 +51,10 @@ class store {
   virtual std::vector<std::string> segment_members(std::string_view segment);
   /// Number of contacts in segment `segment`; the default counts segment_members.
   virtual std::size_t segment_size(std::string_view segment);
+  /// Ids of every stored contact, sorted bytewise: engine::change_program visits them all (a
+  /// program change may end or resume workflow runs of contacts with nothing due). The default
+  /// throws std::logic_error: a store that can list its contacts overrides it.
+  virtual std::vector<std::string> contacts();
 };
 
 }  // namespace nudge

@@ -50,14 +50,16 @@ enum class timeline_what : std::uint8_t {
 /// Why something was refused, suppressed or deferred.
 enum class timeline_reason : std::uint8_t {
   none,
-  reentry_once,    ///< the rule runs once per contact and already ran
-  reentry_window,  ///< the rule ran within its re-entry window
-  rule_cap,        ///< the rule's own frequency cap (rule::cap) was reached
-  no_consent,      ///< the contact has not consented to the channel
-  channel_cap,     ///< a channel frequency cap was reached; `detail`: the cap's index
-  quiet_hours,     ///< the contact's local time is in quiet hours
-  send_window,     ///< the contact's local time is outside the allowed hours or weekdays
-  unknown_zone,    ///< the contact's time zone is not known to the program (default used)
+  reentry_once,       ///< the rule runs once per contact and already ran
+  reentry_window,     ///< the rule ran within its re-entry window
+  rule_cap,           ///< the rule's own frequency cap (rule::cap) was reached
+  no_consent,         ///< the contact has not consented to the channel
+  channel_cap,        ///< a channel frequency cap was reached; `detail`: the cap's index
+  quiet_hours,        ///< the contact's local time is in quiet hours
+  send_window,        ///< the contact's local time is outside the allowed hours or weekdays
+  unknown_zone,       ///< the contact's time zone is not known to the program (default used)
+  workflow_archived,  ///< the workflow was archived (or set back to draft): its runs ended
+  step_removed,       ///< a new version of the workflow has no step with the run's step id
 };
 
 inline constexpr std::uint32_t timeline_none = 0xffffffffU;

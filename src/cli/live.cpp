@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <optional>
@@ -26,6 +27,7 @@
 #include <nudge/error.hpp>
 #include <nudge/load_rules.hpp>
 #include <nudge/read_events.hpp>
+#include <nudge/snapshot.hpp>
 #include <nudge/sqlite_store.hpp>
 
 namespace nudge_cli {
@@ -39,6 +41,8 @@ constexpr std::string_view meta_rules = "run.rules";
 constexpr std::string_view meta_contacts = "run.contacts";
 constexpr std::string_view meta_offset = "run.events_offset";
 constexpr std::string_view meta_lines = "run.events_lines";
+// The latest `now` a run advanced the database to: a changed rule file takes effect there.
+constexpr std::string_view meta_now = "run.now";
 
 // One read of the whole file (a character-by-character stream copy cost 3 % of a live run).
 std::optional<std::string> slurp(const std::string& path) {
@@ -173,9 +177,49 @@ int run_live(const run_args& args) {
                         : args.sync == "off" ? nudge::sqlite_sync::off
                                              : nudge::sqlite_sync::normal;
   options.max_pages = args.max_pages;
-  nudge::sqlite_store db{args.db, *program, options};
+  // A database written with other rules opens with the rules it stored; the engine then takes
+  // the changed rule file (workflow lifecycle and versions, docs/rules.md) before any event.
+  std::shared_ptr<const nudge::program> running = program;
+  std::optional<std::string> stored_rules;
+  if (std::filesystem::exists(args.db)) {
+    stored_rules = nudge::sqlite_store::read_meta(args.db, meta_rules);
+    if (stored_rules && *stored_rules != *rules_text) {
+      running = load_rules_text(*stored_rules, args.db + " (stored rules)");
+      if (!running) {
+        return exit_input;
+      }
+      if (nudge::program_fingerprint(*running) == nudge::program_fingerprint(*program)) {
+        running = program;  // the same rules, written differently
+      }
+    }
+  }
+  nudge::sqlite_store db{args.db, *running, options};
   append_sink sink{args.out};
-  nudge::durable_engine engine{program, db, &sink};
+  nudge::durable_engine engine{running, db, &sink};
+  if (running != program) {
+    engine.deliver_pending();  // outbox entries name workflow steps of the stored rules
+    nudge::time_point at = nudge::min_time;
+    if (auto saved = db.get_meta(meta_now)) {
+      at = nudge::from_epoch(std::stoll(*saved));
+    } else {
+      for (const auto& id : db.contacts()) {
+        at = std::max(at, db.load(id)->clock);
+      }
+    }
+    try {
+      engine.change_program(program, at, {{{std::string{meta_rules}, *rules_text}}});
+    } catch (const nudge::rule_error& e) {
+      fmt::print(stderr, "{}: the database {} runs other rules; they can only change this way:\n",
+                 args.rules, args.db);
+      for (auto d : e.diagnostics()) {
+        d.file = args.rules;
+        fmt::print(stderr, "{}\n", d.to_string());
+      }
+      return exit_input;
+    }
+    fmt::print(stderr, "{}: rules changed; workflows moved to them at {}\n", args.db,
+               nudge::format_time(at));
+  }
 
   // CSV: the header line is handed to the reader again with every chunk.
   std::string header;
@@ -307,7 +351,8 @@ int run_live(const run_args& args) {
       const std::size_t new_pos = cut > 0 ? line_end[cut - 1] : pos;
       const std::vector<std::pair<std::string, std::string>> meta{
           {std::string{meta_offset}, std::to_string(new_pos)},
-          {std::string{meta_lines}, std::to_string(lines + cut)}};
+          {std::string{meta_lines}, std::to_string(lines + cut)},
+          {std::string{meta_now}, std::to_string(nudge::to_epoch(now))}};
       engine.process(std::span<const nudge::event>{events.data(), cut}, now, meta);
       pos = new_pos;
       lines += cut;

@@ -3,7 +3,7 @@ import datetime as dt
 
 import nudge
 
-from conftest import DAY, HOUR, T0
+from conftest import DAY, HOUR, T0, utc
 
 CART = {"rules": [], "workflows": [{
     "id": "cart",
@@ -48,3 +48,53 @@ def test_workflow_statistics_per_step():
     stats = engine.workflow_stats()["cart"]
     assert (stats["exited"], stats["active"], stats["steps"]["wait_1d"]["waiting"]) == (1, 1, 1)
     assert engine.stats() == {}
+
+
+def _with(status=None, version=None, reminder=None):
+    import copy
+    rules = copy.deepcopy(CART)
+    w = rules["workflows"][0]
+    if status:
+        w["status"] = status
+    if version:
+        w["version"] = version
+    if reminder:
+        w["steps"][1]["send"]["arg"] = reminder
+    return nudge.Program.from_json(rules)
+
+
+def test_pause_resume_archive_and_a_new_version_through_change_program():
+    engine = nudge.Engine(nudge.Program.from_json(CART))
+    engine.process([("a", "cart", T0, "sku1"), ("b", "cart", T0 + 1800, "sku2")],
+                   now=T0 + HOUR)
+    # Paused at 01:00: b's hour ends at 01:30 inside the pause and is held.
+    engine.change_program(_with(status="paused"), at=utc(T0 + HOUR))
+    assert engine.process([("c", "cart", T0 + 2 * HOUR, "sku3")], now=T0 + 5 * HOUR) == []
+    # Version 2 (another reminder text), active at 05:00: b resumes exactly then, on version 2.
+    engine.change_program(_with(version=2, reminder="cart_reminder_v2"), at=T0 + 5 * HOUR)
+    got = engine.advance(T0 + 3 * DAY)
+    assert [(a.due_epoch, a.contact, a.step, a.arg) for a in got] == [
+        (T0 + 5 * HOUR, "b", "reminder", "cart_reminder_v2"),
+        (T0 + HOUR + DAY, "a", "last_call", "cart_last_call"),
+        (T0 + 5 * HOUR + DAY, "b", "last_call", "cart_last_call"),
+    ]
+    stats = engine.workflow_stats()["cart"]
+    assert (stats["entered"], stats["completed"], stats["ended"]) == (2, 2, 0)
+    # Archived: a run inside ends, counted as ended.
+    engine.process([("d", "cart", T0 + 3 * DAY, "sku4")], now=T0 + 3 * DAY)
+    engine.change_program(_with(status="archived", version=2, reminder="cart_reminder_v2"),
+                          at=T0 + 3 * DAY)
+    stats = engine.workflow_stats()["cart"]
+    assert (stats["ended"], stats["active"], stats["steps"]["wait_1h"]["ended"]) == (1, 0, 1)
+    assert engine.advance(T0 + 9 * DAY) == []
+
+
+def test_a_refused_change_names_the_field():
+    engine = nudge.Engine(nudge.Program.from_json(CART))
+    engine.process([("a", "cart", T0, "sku1")], now=T0)
+    try:
+        engine.change_program(_with(reminder="other"), at=T0)
+    except nudge.RuleError as e:
+        assert str(e).startswith("/workflows/0/version: the steps of workflow \"cart\" changed")
+    else:
+        raise AssertionError("a changed workflow with the same version was accepted")

@@ -319,6 +319,11 @@ class Engine:
         `now`; returns the batch's actions sorted by (due, contact)."""
     def advance(self, now: Time) -> list[DueAction]:
         """Fires every timer due at or before `now`; returns the actions."""
+    def change_program(self, program: Program, at: Time) -> None:
+        """Takes a changed rule program at instant `at` (docs/rules.md, "Lifecycle and
+        versions"): archived workflows end their runs, paused ones hold them, reactivated ones
+        resume held waits at `at`, new versions move runs by step id. Raises RuleError if the
+        change is refused; nothing changes then. A Python store needs a contacts() method."""
     def replay(
         self,
         events_path: PathLike,
@@ -350,9 +355,10 @@ class Engine:
     def stats(self) -> dict[str, dict[str, Any]]:
         """{rule_id: {rule, triggered, passed, failed, suppressed, emitted, first, last}}."""
     def workflow_stats(self) -> dict[str, dict[str, Any]]:
-        """{workflow_id: {workflow, entered, completed, exited, sent, opened, clicked, active,
-        first, last, steps: {step_id: {step, reached, sent, opened, clicked, waiting, first,
-        last}}}}; active and waiting count the runs inside now."""
+        """{workflow_id: {workflow, entered, completed, exited, ended, sent, opened, clicked,
+        active, first, last, steps: {step_id: {step, reached, sent, opened, clicked, waiting,
+        ended, first, last}}}}; active and waiting count the runs inside now; ended counts runs a
+        program change ended (workflow archived, or the run's step gone from a new version)."""
     @property
     def program(self) -> Program:
         """The engine's program."""

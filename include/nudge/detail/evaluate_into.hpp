@@ -45,6 +45,13 @@ struct outcome_recorder {
         ++w.exited;
         --w.active;
         break;
+      case k::ended:
+        ++w.ended;
+        --w.active;
+        if (s != nullptr) {
+          ++s->ended;
+        }
+        break;
       case k::reached:
         if (s != nullptr) {
           ++s->reached;

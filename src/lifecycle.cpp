@@ -1,0 +1,264 @@
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include <nudge/error.hpp>
+#include <nudge/lifecycle.hpp>
+#include <nudge/workflow.hpp>
+
+namespace nudge {
+namespace {
+
+bool ends_runs(workflow_status s) {
+  return s == workflow_status::archived || s == workflow_status::draft;
+}
+
+// The step of `to` with the id of `from_step` that a run can stand on in the same way: same
+// kind, and for waits the same kind of wait (a run waiting on a timer must find a timer-driven
+// step). none: the run cannot move there.
+std::uint32_t matching_step(const workflow& to, const workflow_step& from_step) {
+  for (std::uint32_t j = 0; j < to.steps.size(); ++j) {
+    const workflow_step& st = to.steps[j];
+    if (st.id == from_step.id) {
+      const bool same = st.kind == from_step.kind &&
+                        (st.kind != step_kind::wait ||
+                         (st.wait == from_step.wait && st.moment == from_step.moment));
+      return same ? j : detail::none;
+    }
+  }
+  return detail::none;
+}
+
+std::uint32_t step_by_id(const workflow& w, const std::string& id) {
+  for (std::uint32_t j = 0; j < w.steps.size(); ++j) {
+    if (w.steps[j].id == id) {
+      return j;
+    }
+  }
+  return detail::none;
+}
+
+}  // namespace
+
+void check_program_change(const program& from, const program& to) {
+  std::vector<diagnostic> problems;
+  auto fail = [&](std::string pointer, std::string code, std::string message) {
+    diagnostic d;
+    d.json_pointer = std::move(pointer);
+    d.code = std::move(code);
+    d.message = std::move(message);
+    problems.push_back(std::move(d));
+  };
+  {
+    // Everything but the workflows (and the timeline size, which changes no action) must be
+    // equal: history slots, rule memories and timers refer to rules by position.
+    rule_set a = from.rules(), b = to.rules();
+    a.workflows.clear();
+    b.workflows.clear();
+    a.timeline_size = b.timeline_size = 0;
+    if (!(a == b)) {
+      fail("", "rules_changed",
+           "the rules, segments, scoring, owner groups or event types differ from the running "
+           "program's; a running engine only takes changed workflows (replay the event log "
+           "through changed rules instead)");
+    }
+  }
+  const auto& fc = from.compiled();
+  const auto& tc = to.compiled();
+  bool same_slots = fc.slots.size() == tc.slots.size() && fc.measures.size() == tc.measures.size();
+  for (std::size_t i = 0; same_slots && i < fc.slots.size(); ++i) {
+    same_slots = fc.slots[i].events == tc.slots[i].events &&
+                 fc.slots[i].recent_needed == tc.slots[i].recent_needed;
+  }
+  for (std::size_t i = 0; same_slots && i < fc.measures.size(); ++i) {
+    same_slots = fc.measures[i].events == tc.measures[i].events &&
+                 fc.measures[i].property == tc.measures[i].property &&
+                 fc.measures[i].keep == tc.measures[i].keep;
+  }
+  if (!same_slots && problems.empty()) {
+    fail("/workflows", "history_changed",
+         "the changed workflows' conditions read event history (happened, count, sum, average "
+         "windows) that the running program does not keep; contacts have no such history to "
+         "read (replay the event log through the new rules instead)");
+  }
+  const auto& old_wfs = from.rules().workflows;
+  const auto& new_wfs = to.rules().workflows;
+  for (std::size_t i = 0; i < old_wfs.size(); ++i) {
+    const workflow& o = old_wfs[i];
+    if (i >= new_wfs.size()) {
+      fail("/workflows", "workflow_removed",
+           fmt::format("workflow \"{}\" (/workflows/{}) is missing; a workflow is never removed "
+                       "from a running program: set its status to \"archived\" (states, "
+                       "statistics and the outbox name workflows by position)",
+                       o.id, i));
+      continue;
+    }
+    const workflow& n = new_wfs[i];
+    const std::string at = fmt::format("/workflows/{}", i);
+    if (n.id != o.id) {
+      fail(at + "/id", "workflow_moved",
+           fmt::format("workflow \"{}\" stands where the running program has \"{}\"; workflows "
+                       "keep their positions (append new ones, archive old ones)",
+                       n.id, o.id));
+      continue;
+    }
+    if (n.steps != o.steps && n.version <= o.version) {
+      fail(at + "/version", "version_not_raised",
+           fmt::format("the steps of workflow \"{}\" changed but its version is still {} (the "
+                       "running one is {}); a changed workflow needs a higher version",
+                       n.id, n.version, o.version));
+    }
+    if (n.version < o.version) {
+      if (n.steps == o.steps) {
+        fail(at + "/version", "version_lowered",
+             fmt::format("workflow \"{}\" has version {}, lower than the running version {}", n.id,
+                         n.version, o.version));
+      }
+    }
+    if (n.steps != o.steps && n.on_new_version == version_policy::finish_on_old &&
+        !ends_runs(n.status)) {
+      fail(at + "/on_new_version", "old_version_missing",
+           fmt::format("workflow \"{}\" lets runs finish on version {}, but the rule set does not "
+                       "keep that version's steps; use \"move_by_step_id\"",
+                       n.id, o.version));
+    }
+  }
+  if (!problems.empty()) {
+    throw rule_error(std::move(problems));
+  }
+}
+
+bool migrate_state(const program& from, const program& to, contact_state& state, time_point at,
+                   std::vector<workflow_outcome>* outcomes) {
+  const auto& old_wfs = from.rules().workflows;
+  const auto& new_wfs = to.rules().workflows;
+  contact_state s = state;
+  std::vector<workflow_outcome> notes;
+  auto record = [&](std::uint32_t w, std::uint32_t step, timeline_what what,
+                    timeline_reason reason) {
+    if (to.timeline_size() == 0) {
+      return;
+    }
+    timeline_entry e;
+    e.at = e.until = at;
+    e.source = w;
+    e.step = step;
+    e.source_kind = timeline_source::workflow;
+    e.what = what;
+    e.reason = reason;
+    s.timeline.record(e, to.timeline_size());
+  };
+  auto cancel_timers = [&](std::uint64_t run_id) {
+    std::erase_if(s.timers, [&](const timer& t) {
+      return t.kind == timer_kind::workflow_step && t.trigger_ordinal == run_id;
+    });
+  };
+  // Old step index -> new step index for workflows whose steps changed (timeline entries).
+  std::vector<std::vector<std::uint32_t>> step_map(old_wfs.size());
+  for (std::size_t w = 0; w < old_wfs.size(); ++w) {
+    if (old_wfs[w].steps != new_wfs[w].steps) {
+      for (const auto& st : old_wfs[w].steps) {
+        step_map[w].push_back(step_by_id(new_wfs[w], st.id));
+      }
+    }
+  }
+  // Timeline entries name steps by index: point them at the same ids in the new versions.
+  if (std::any_of(step_map.begin(), step_map.end(), [](const auto& m) { return !m.empty(); }) &&
+      !s.timeline.empty()) {
+    auto entries = s.timeline.entries();
+    for (auto& e : entries) {
+      if (e.source_kind == timeline_source::workflow && e.source < step_map.size() &&
+          !step_map[e.source].empty() && e.step != timeline_none) {
+        e.step = e.step < step_map[e.source].size() ? step_map[e.source][e.step] : timeline_none;
+      }
+    }
+    s.timeline.assign(std::move(entries), s.timeline.recorded());
+  }
+  for (std::size_t i = 0; i < s.runs.size();) {
+    workflow_run& r = s.runs[i];
+    const workflow& o = old_wfs[r.workflow];
+    const workflow& n = new_wfs[r.workflow];
+    std::uint32_t target = r.step;
+    timeline_reason reason = timeline_reason::none;
+    if (ends_runs(n.status)) {
+      reason = timeline_reason::workflow_archived;
+    } else if (o.steps != n.steps) {
+      target = matching_step(n, o.steps[r.step]);
+      if (target == detail::none) {
+        reason = timeline_reason::step_removed;
+      }
+    }
+    if (reason != timeline_reason::none) {
+      const bool waiting = std::any_of(s.timers.begin(), s.timers.end(), [&](const timer& t) {
+        return t.kind == timer_kind::workflow_step && t.trigger_ordinal == r.id;
+      });
+      const auto kind = o.steps[r.step].kind;
+      if (waiting || r.held || kind == step_kind::wait || kind == step_kind::wait_for) {
+        notes.push_back({r.workflow, r.step, workflow_outcome_kind::wait_ended, at});
+      }
+      notes.push_back({r.workflow, r.step, workflow_outcome_kind::ended, at});
+      const auto step = step_map[r.workflow].empty() ? r.step : timeline_none;
+      record(r.workflow, step, timeline_what::workflow_exited, reason);
+      cancel_timers(r.id);
+      s.runs.erase(s.runs.begin() + static_cast<std::ptrdiff_t>(i));
+      continue;
+    }
+    if (target != r.step) {
+      for (auto& t : s.timers) {
+        if (t.kind == timer_kind::workflow_step && t.trigger_ordinal == r.id) {
+          t.action = static_cast<std::int32_t>(target);
+        }
+      }
+      r.step = target;
+    }
+    if (o.steps != n.steps && r.last_send >= 0) {
+      const auto moved = step_map[r.workflow][static_cast<std::size_t>(r.last_send)];
+      // A message step the new version lacks is forgotten: no open can be attributed to it, and
+      // a wait after the previous message counts from the run's arrival at the wait.
+      r.last_send = moved == detail::none ? -1 : static_cast<std::int32_t>(moved);
+    }
+    r.version = n.version;
+    if (r.held && n.status == workflow_status::active) {
+      // The wait ended during the pause: it ends now, at the reactivation instant, in run order.
+      r.held = false;
+      timer t;
+      t.kind = timer_kind::workflow_step;
+      t.due_at = at;
+      t.rule = r.workflow;
+      t.action = static_cast<std::int32_t>(r.step);
+      t.triggered_at = r.entered_at;
+      t.trigger_ordinal = r.id;
+      t.sequence = s.timers_scheduled++;
+      auto pos =
+          std::upper_bound(s.timers.begin(), s.timers.end(), t, [](const timer& a, const timer& b) {
+            return a.due_at < b.due_at || (a.due_at == b.due_at && a.sequence < b.sequence);
+          });
+      s.timers.insert(pos, t);
+    }
+    ++i;
+  }
+  // Yearly date entries of archived or draft workflows are dropped (paused ones keep theirs:
+  // the date passes without an entry, and the next one is scheduled).
+  std::erase_if(s.timers, [&](const timer& t) {
+    return t.kind == timer_kind::workflow_date && ends_runs(new_wfs[t.rule].status);
+  });
+  if (s == state) {
+    return false;
+  }
+  if (state.clock > at) {
+    throw std::invalid_argument(fmt::format(
+        "nudge::migrate_state: contact \"{}\" was last evaluated at {}, after the program "
+        "change at {}",
+        state.contact.id, format_time(state.clock), format_time(at)));
+  }
+  state = std::move(s);
+  if (outcomes != nullptr) {
+    outcomes->insert(outcomes->end(), notes.begin(), notes.end());
+  }
+  return true;
+}
+
+}  // namespace nudge

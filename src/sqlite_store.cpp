@@ -381,7 +381,7 @@ struct sqlite_store::impl {
   /// A batch failed after states were lent (store::abandon): the open transaction must be
   /// rolled back before anything else.
   bool abandoned = false;
-  std::uint64_t generation = 0;    ///< counts load_all() calls (durable_engine re-reads statistics)
+  std::uint64_t generation = 0;  ///< counts load_all() calls (durable_engine re-reads statistics)
   /// change_program in the open transaction: the program it takes on commit. The commit then
   /// also writes a checkpoint, so no journal record of the old program is read against the new.
   const nudge::program* pending_program = nullptr;
@@ -1160,10 +1160,12 @@ void sqlite_store::put_meta(std::string_view key, std::string_view text) {
   impl_->step_done(*s, fmt::format("write meta \"{}\"", key));
 }
 
-std::optional<std::string> sqlite_store::read_meta(const std::string& path, std::string_view key) {
+std::optional<std::string> sqlite_store::read_meta(const std::string& path, std::string_view key,
+                                                   bool recover) {
   impl d;
   d.path = path;
-  if (sqlite3_open_v2(path.c_str(), &d.db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+  const int flags = recover ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY;
+  if (sqlite3_open_v2(path.c_str(), &d.db, flags, nullptr) != SQLITE_OK) {
     if (d.db == nullptr) {
       throw sqlite_error(fmt::format("{}: cannot open: out of memory", path));
     }

@@ -103,8 +103,8 @@ struct outbox_entry {
 /// (W1 medium, 100,000 contacts, after a whole run: about 1.3 s of CPU for a 25 MB checkpoint
 /// and a 73 MB journal; the states take what memory_store takes). A database belongs to one
 /// program: opening it with other rules throws sqlite_error naming both fingerprints ("reject,
-/// never guess"); a database of schema version 1, 2 (one row per contact) or 3 (uncoded records) is refused,
-/// unchanged.
+/// never guess"); a database of schema version 1, 2 (one row per contact) or 3 (uncoded records) is
+/// refused, unchanged.
 ///
 /// Transactions: outside begin()/commit() each save, add_to_outbox and remove_from_outbox is
 /// its own transaction. Inside one, changes are visible to this store at once; rollback() (or
@@ -160,10 +160,13 @@ class sqlite_store : public store {
   std::optional<std::string> get_meta(std::string_view key);
   void put_meta(std::string_view key, std::string_view text);
 
-  /// Reads one meta entry of the database at `path`, read-only and without a program (e.g. the
-  /// rule file a host stored there). nullopt if the entry is absent.
+  /// Reads one meta entry of the database at `path`, without a program (e.g. the rule file a
+  /// host stored there). nullopt if the entry is absent. Read-only unless `recover`: then the
+  /// connection may write, so that SQLite can roll back a transaction a killed process left
+  /// behind (a read-only connection reports such a database as locked); it writes nothing else.
   /// @throws sqlite_error if the database cannot be opened or read.
-  static std::optional<std::string> read_meta(const std::string& path, std::string_view key);
+  static std::optional<std::string> read_meta(const std::string& path, std::string_view key,
+                                              bool recover = false);
 
   /// Engine statistics and counters as of the last commit (empty before the first).
   std::optional<std::pair<std::vector<rule_stats>, round_robin_counters>> engine_state();

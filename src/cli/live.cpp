@@ -182,7 +182,13 @@ int run_live(const run_args& args) {
   std::shared_ptr<const nudge::program> running = program;
   std::optional<std::string> stored_rules;
   if (std::filesystem::exists(args.db)) {
-    stored_rules = nudge::sqlite_store::read_meta(args.db, meta_rules);
+    // A killed run may have left a hot journal (`recover` lets SQLite roll it back) or a file
+    // without tables yet: whatever cannot be read here, the store's own open handles or reports.
+    try {
+      stored_rules = nudge::sqlite_store::read_meta(args.db, meta_rules, /*recover=*/true);
+    } catch (const nudge::sqlite_error&) {
+      stored_rules.reset();
+    }
     if (stored_rules && *stored_rules != *rules_text) {
       running = load_rules_text(*stored_rules, args.db + " (stored rules)");
       if (!running) {

@@ -1,5 +1,6 @@
 // The engine: batches, grouping by contact, host callbacks, atomicity, statistics.
 #include <algorithm>
+#include <deque>
 #include <exception>
 #include <span>
 #include <stdexcept>
@@ -10,6 +11,7 @@
 
 #include <nudge/detail/evaluate_into.hpp>
 #include <nudge/engine.hpp>
+#include <nudge/identity.hpp>
 #include <nudge/lifecycle.hpp>
 
 namespace nudge {
@@ -95,6 +97,13 @@ void sort_by_time_and_contact(std::vector<due_action>& actions,
   }
 }
 
+std::string too_many_events(std::size_t limit) {
+  return fmt::format(
+      "more than {} events for one contact in one batch (engine_options::max_events_per_contact); "
+      "split the batch",
+      limit);
+}
+
 // The first event of contact `g` past the limit, as an input_error.
 [[noreturn, gnu::cold, gnu::noinline]] void throw_too_many_events(
     std::span<const event> events, const std::vector<std::uint32_t>& group, std::size_t g,
@@ -102,10 +111,7 @@ void sort_by_time_and_contact(std::vector<due_action>& actions,
   std::size_t seen = 0;
   for (std::size_t i = 0; i < events.size(); ++i) {
     if (group[i] == g && ++seen > limit) {
-      throw input_error(events[i].contact, i,
-                        fmt::format("more than {} events for one contact in one batch "
-                                    "(engine_options::max_events_per_contact); split the batch",
-                                    limit));
+      throw input_error(events[i].contact, i, too_many_events(limit));
     }
   }
   throw std::logic_error("throw_too_many_events: the contact is within the limit");
@@ -189,6 +195,9 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
     if (id.empty()) {
       throw input_error(id, i, "the contact id is empty");
     }
+    if (events[i].type == event_types::identify) [[unlikely]] {
+      return process_linked(events, now, {});
+    }
     auto it = group_of.find(std::string_view{id});
     if (it == group_of.end()) {
       it = group_of.emplace(id, static_cast<std::uint32_t>(contacts.size())).first;
@@ -247,6 +256,36 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
   // States the store lent are evaluated where they lie; if anything below fails, the store
   // puts them back (store::abandon), so the batch still changes nothing.
   bool lent_any = false;
+  // Lend the states of the contacts with events before evaluating any: an alias record among
+  // them (an id merged into another contact) sends the batch down the identity path, which
+  // must start from untouched states.
+  std::vector<contact_state*> lent(with_events, nullptr);
+  try {
+    bool has_alias = false;
+    for (std::size_t g = 0; g < with_events; ++g) {
+      const std::string_view id = contacts[g];
+      lent[g] = call_host("store.lend", id, [&] { return store_->lend(id); });
+      if (lent[g] != nullptr) {
+        lent_any = true;
+        has_alias = has_alias || !lent[g]->merged_into.empty();
+      }
+    }
+    if (has_alias) [[unlikely]] {
+      detail::string_map<contact_state*> by_id;
+      for (std::size_t g = 0; g < with_events; ++g) {
+        if (lent[g] != nullptr) {
+          by_id.emplace(contacts[g], lent[g]);
+        }
+      }
+      lent_any = false;  // process_linked owns them now (and abandons them on failure)
+      return process_linked(events, now, std::move(by_id));
+    }
+  } catch (...) {
+    if (lent_any) {
+      store_->abandon();
+    }
+    throw;
+  }
   try {
     for (std::size_t g = 0; g < contacts.size(); ++g) {
       // A contact's events lie scattered through the caller's batch: fetch the next contact's
@@ -257,12 +296,30 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
         }
       }
       const std::string_view id = contacts[g];
-      contact_state* target = call_host("store.lend", id, [&] { return store_->lend(id); });
+      contact_state* target =
+          g < with_events ? lent[g] : call_host("store.lend", id, [&] { return store_->lend(id); });
       std::optional<contact_state> loaded;
       if (target != nullptr) {
         lent_any = true;
+        if (!target->merged_into.empty()) {
+          continue;  // reported due (an alias record has no timers of its own)
+        }
       } else {
         loaded = call_host("store.load", id, [&] { return store_->load(id); });
+        if (loaded && !loaded->merged_into.empty()) [[unlikely]] {
+          if (g >= with_events) {
+            continue;  // reported due (an alias record has no timers of its own)
+          }
+          if (lent_any) {
+            throw std::logic_error(fmt::format(
+                "nudge::engine: the store lent some of the batch's states but not the alias "
+                "record \"{}\"; a store that lends must lend every state it holds",
+                id));
+          }
+          // Its events belong to the contact it merged into. Nothing was lent: the copies
+          // evaluated so far are simply dropped.
+          return process_linked(events, now, {});
+        }
         if (!loaded) {
           if (g >= with_events) {
             continue;  // the store reported it due but no longer has it
@@ -291,31 +348,42 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
       }
     }
     sort_by_time_and_contact(actions, emitted, contacts);
-    if (sink_ != nullptr && !actions.empty()) {
-      call_host("sink.deliver", "", [&] { sink_->deliver(actions); });
-    }
-    if (sink_ == nullptr || actions.empty()) {
-      // Nothing was handed to a sink: a failed save leaves the batch fully undone.
-      call_host("store.save", "", [&] { store_->save(states); });
-    } else {
-      try {
-        store_->save(states);
-      } catch (...) {
-        auto original_error = std::current_exception();
-        std::throw_with_nested(callback_error(
-            "store.save", "",
-            fmt::format("{} (the batch's {} actions were delivered; no state was saved: "
-                        "process the batch again and drop duplicates by idempotency key)",
-                        what_of(original_error), actions.size())));
-      }
-    }
+    deliver_and_save(actions, states);
   } catch (...) {
     if (lent_any) {
       store_->abandon();
     }
     throw;
   }
+  fold_in(actions, counters, counts, workflow_counts);
+  return actions;
+}
 
+void engine::deliver_and_save(const std::vector<due_action>& actions,
+                              std::vector<contact_state>& states) {
+  if (sink_ != nullptr && !actions.empty()) {
+    call_host("sink.deliver", "", [&] { sink_->deliver(actions); });
+  }
+  if (sink_ == nullptr || actions.empty()) {
+    // Nothing was handed to a sink: a failed save leaves the batch fully undone.
+    call_host("store.save", "", [&] { store_->save(states); });
+  } else {
+    try {
+      store_->save(states);
+    } catch (...) {
+      auto original_error = std::current_exception();
+      std::throw_with_nested(callback_error(
+          "store.save", "",
+          fmt::format("{} (the batch's {} actions were delivered; no state was saved: "
+                      "process the batch again and drop duplicates by idempotency key)",
+                      what_of(original_error), actions.size())));
+    }
+  }
+}
+
+void engine::fold_in(const std::vector<due_action>& actions, round_robin_counters& counters,
+                     const std::vector<rule_stats>& counts,
+                     const std::vector<nudge::workflow_stats>& workflow_counts) noexcept {
   // Committed: fold in statistics and counters (cannot throw).
   counters_ = std::move(counters);
   for (std::size_t r = 0; r < counts.size(); ++r) {
@@ -343,6 +411,227 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
     ++s.emitted;
     count(s, a.due_at);
   }
+}
+
+std::vector<due_action> engine::process_linked(std::span<const event> events, time_point now,
+                                               detail::string_map<contact_state*> lent) {
+  bool lent_any = !lent.empty();
+  try {
+    return process_linked_impl(events, now, lent, lent_any);
+  } catch (...) {
+    if (lent_any) {
+      store_->abandon();  // the store puts back what was evaluated in place
+    }
+    throw;
+  }
+}
+
+std::vector<due_action> engine::process_linked_impl(std::span<const event> events, time_point now,
+                                                    const detail::string_map<contact_state*>& lent,
+                                                    bool& lent_any) {
+  const nudge::program& p = *program_;
+  constexpr std::uint32_t no_index = 0xffffffffU;
+  // Validate what the per-contact evaluation cannot see once events are re-addressed: each id's
+  // events in time order (the global sort below would hide it), identify keys, `now`.
+  {
+    detail::string_map<time_point> previous;
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      const event& e = events[i];
+      if (e.contact.empty()) {
+        throw input_error(e.contact, i, "the contact id is empty");
+      }
+      if (e.type == event_types::identify) {
+        if (e.key.empty()) {
+          throw input_error(e.contact, i,
+                            "an identify event needs the known contact's id as its key");
+        }
+        if (e.key == e.contact) {
+          throw input_error(e.contact, i,
+                            "an identify event's key names its own contact; the key is the id "
+                            "of the known contact the event's contact is");
+        }
+      }
+      if (e.at > now) {
+        throw input_error(
+            e.contact, i,
+            fmt::format("time {} is after now ({})", format_time(e.at), format_time(now)));
+      }
+      auto [it, fresh] = previous.emplace(e.contact, e.at);
+      if (!fresh) {
+        if (e.at < it->second) {
+          throw input_error(e.contact, i,
+                            fmt::format("out of order: {} ({}) is before {} ({}), the id's "
+                                        "previous event in the batch",
+                                        format_time(e.at), to_epoch(e.at), format_time(it->second),
+                                        to_epoch(it->second)));
+        }
+        it->second = e.at;
+      }
+    }
+  }
+  // Every contact runs in one global (time, batch position) order, so a merge at T sees both
+  // contacts exactly as they were at T whichever order the host listed them in.
+  std::vector<std::uint32_t> order(events.size());
+  for (std::uint32_t i = 0; i < order.size(); ++i) {
+    order[i] = i;
+  }
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::uint32_t a, std::uint32_t b) { return events[a].at < events[b].at; });
+
+  // Each touched contact's state: lent by the store (evaluated in place) or an owned copy.
+  std::vector<contact_state*> slots;
+  std::deque<contact_state> owned;  // a deque: the slots' pointers stay valid as it grows
+  detail::string_map<std::size_t> slot_of;
+  std::vector<std::vector<std::pair<const event*, std::uint32_t>>> pending;
+  std::vector<std::size_t> routed;  // events per contact, for max_events_per_contact
+  std::deque<event> rewritten;      // events re-addressed to the contact an id merged into
+  auto get = [&](std::string_view id, std::uint32_t index,
+                 std::string_view unknown) -> std::size_t {
+    if (auto it = slot_of.find(id); it != slot_of.end()) {
+      return it->second;
+    }
+    contact_state* target = nullptr;
+    if (auto it = lent.find(id); it != lent.end()) {
+      target = it->second;  // lent by process() before it came here
+    } else {
+      target = call_host("store.lend", id, [&] { return store_->lend(id); });
+      lent_any = lent_any || target != nullptr;
+    }
+    if (target == nullptr) {
+      auto loaded = call_host("store.load", id, [&] { return store_->load(id); });
+      if (!loaded) {
+        if (!options_.create_unknown_contacts && index != no_index) {
+          throw input_error(events[index].contact, index, std::string{unknown});
+        }
+        contact fresh;
+        fresh.id = std::string{id};
+        loaded = p.new_state(std::move(fresh));
+      }
+      owned.push_back(std::move(*loaded));
+      target = &owned.back();
+    }
+    slot_of.emplace(id, slots.size());
+    slots.push_back(target);
+    pending.emplace_back();
+    routed.push_back(0);
+    return slots.size() - 1;
+  };
+  // The slot of the contact `id` stands for: itself, or the end of its alias chain.
+  auto resolve = [&](std::size_t s, std::uint32_t index) -> std::size_t {
+    for (int hops = 0; !slots[s]->merged_into.empty(); ++hops) {
+      if (hops == 1000) {
+        throw input_error(events[index].contact, index,
+                          "alias chain longer than 1000 contacts (a cycle in the store?)");
+      }
+      const std::string next = slots[s]->merged_into;
+      s = get(next, index, "unknown contact");
+    }
+    return s;
+  };
+
+  round_robin_counters counters = counters_;
+  std::vector<due_action> actions;
+  std::vector<rule_stats> counts(stats_.size());
+  std::vector<nudge::workflow_stats> workflow_counts;
+  if (!workflow_stats_.empty()) {
+    workflow_counts = empty_workflow_stats(p);
+  }
+  const detail::outcome_recorder outcomes{nullptr, &counts, nullptr, &workflow_counts};
+  auto flush = [&](std::size_t s, time_point until, bool timers_at_until) {
+    if (!slots[s]->merged_into.empty()) {
+      return;
+    }
+    auto& list = pending[s];
+    std::vector<const event*> mine;
+    mine.reserve(list.size());
+    for (const auto& entry : list) {
+      mine.push_back(entry.first);
+    }
+    try {
+      detail::evaluate_into(p, *slots[s], mine, until, &counters, actions, outcomes,
+                            timers_at_until);
+    } catch (const input_error& e) {
+      // Report the position in the caller's batch, not in this contact's slice.
+      // Name the id the host sent it under (a merged id's event is evaluated on the target).
+      if (e.event_index() < list.size()) {
+        const std::uint32_t at = list[e.event_index()].second;
+        throw input_error(events[at].contact, at, e.reason());
+      }
+      throw;
+    }
+    list.clear();
+  };
+  auto route = [&](std::size_t s, const event& e, std::uint32_t index) {
+    if (const std::size_t limit = options_.max_events_per_contact;
+        limit != 0 && ++routed[s] > limit) {
+      throw input_error(e.contact, index, too_many_events(limit));
+    }
+    if (slots[s]->contact.id == e.contact) {
+      pending[s].emplace_back(&e, index);
+      return;
+    }
+    rewritten.push_back(e);
+    rewritten.back().contact = slots[s]->contact.id;
+    pending[s].emplace_back(&rewritten.back(), index);
+  };
+
+  for (std::uint32_t index : order) {
+    const event& e = events[index];
+    const std::size_t own = get(e.contact, index, "unknown contact");
+    const std::size_t a = resolve(own, index);
+    if (e.type != event_types::identify) {
+      route(a, e, index);
+      continue;
+    }
+    const std::size_t k = resolve(
+        get(e.key, index, fmt::format("identify: unknown contact \"{}\" (the key)", e.key)), index);
+    if (a != k && own != a) {
+      throw input_error(
+          e.contact, index,
+          fmt::format("identify: \"{}\" was already identified as \"{}\"; identifying it as "
+                      "\"{}\" would merge two known contacts (identify \"{}\" itself to merge "
+                      "them)",
+                      e.contact, slots[a]->contact.id, e.key, slots[a]->contact.id));
+    }
+    event linked = e;
+    // On the merged contact the key names the other id, the one it now also answers to.
+    linked.key = slots[k]->contact.id == e.contact ? e.key : e.contact;
+    if (a != k) {
+      flush(a, e.at, false);
+      flush(k, e.at, false);
+      std::vector<workflow_outcome> dropped;
+      std::string merged_id = slots[a]->contact.id;
+      *slots[k] = merge_states(p, std::move(*slots[k]), std::move(*slots[a]), e.at, &dropped);
+      for (const auto& o : dropped) {
+        outcomes.note(o);
+      }
+      contact alias;
+      alias.id = std::move(merged_id);
+      *slots[a] = p.new_state(std::move(alias));
+      slots[a]->merged_into = slots[k]->contact.id;
+      routed[k] += routed[a];
+    }
+    linked.contact = slots[k]->contact.id;
+    rewritten.push_back(std::move(linked));  // a deque: earlier elements stay where they are
+    route(k, rewritten.back(), index);
+  }
+  std::vector<std::string> due_ids = call_host("store.due", "", [&] { return store_->due(now); });
+  for (const auto& id : due_ids) {
+    get(id, no_index, "");
+  }
+  for (std::size_t s = 0; s < slots.size(); ++s) {
+    flush(s, now, true);
+  }
+  std::stable_sort(actions.begin(), actions.end(), [](const due_action& x, const due_action& y) {
+    return x.due_at != y.due_at ? x.due_at < y.due_at : x.contact < y.contact;
+  });
+  std::vector<contact_state> states;  // the copies; the store saves lent states itself
+  states.reserve(owned.size());
+  for (auto& st : owned) {
+    states.push_back(std::move(st));
+  }
+  deliver_and_save(actions, states);
+  fold_in(actions, counters, counts, workflow_counts);
   return actions;
 }
 

@@ -161,6 +161,7 @@ class evaluator {
   }
 
   void finish(time_point now) { fire_timers_through(now); }
+  void finish_before(time_point now) { fire_timers_before(now); }
 
   /// Before the batch: schedules yearly date entries from the contact's details, as of `anchor`
   /// (the contact's clock, or for a contact never evaluated, its first event or `now`).
@@ -1593,7 +1594,7 @@ class evaluator {
 template <class EventRef>
 void evaluate_impl(const program& p, contact_state& state, std::span<const EventRef> events,
                    time_point now, round_robin_counters* counters, std::vector<due_action>& actions,
-                   const detail::outcome_recorder& outcomes) {
+                   const detail::outcome_recorder& outcomes, bool timers_at_now = true) {
   auto deref = [](const EventRef& e) -> const event& {
     if constexpr (std::is_pointer_v<EventRef>) {
       return *e;
@@ -1667,7 +1668,11 @@ void evaluate_impl(const program& p, contact_state& state, std::span<const Event
   for (std::size_t i = 0; i < events.size(); ++i) {
     ev.apply_external(deref(events[i]), types[i]);
   }
-  ev.finish(now);
+  if (timers_at_now) {
+    ev.finish(now);
+  } else {
+    ev.finish_before(now);
+  }
 }
 
 }  // namespace
@@ -1697,8 +1702,9 @@ namespace detail {
 void evaluate_into(const program& program, contact_state& state,
                    std::span<const event* const> events, time_point now,
                    round_robin_counters* counters, std::vector<due_action>& actions,
-                   const detail::outcome_recorder& outcomes) {
-  evaluate_impl<const event*>(program, state, events, now, counters, actions, outcomes);
+                   const detail::outcome_recorder& outcomes, bool timers_at_now) {
+  evaluate_impl<const event*>(program, state, events, now, counters, actions, outcomes,
+                              timers_at_now);
 }
 }  // namespace detail
 

@@ -1339,7 +1339,9 @@ PYBIND11_MODULE(_core, m) {
       .def("process", &py_engine::process, "events"_a, "now"_a,
            "Applies `events` (dicts or tuples, each contact's in time order), then fires every "
            "timer due at or before `now`; returns the batch's DueActions sorted by (due, "
-           "contact). Atomic: on any error nothing changes.")
+           "contact). Atomic: on any error nothing changes. An 'identify' event for a visitor id "
+           "whose key is a known contact's id merges the visitor into that contact "
+           "(docs/rules.md, \"Identity\").")
       .def("advance", &py_engine::advance, "now"_a,
            "Fires every timer due at or before `now`; returns the DueActions.")
       .def("change_program", &py_engine::change_program, "program"_a, "at"_a,

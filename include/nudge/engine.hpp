@@ -57,6 +57,20 @@ class engine {
   /// Applies `events` (any contacts, each contact's events in time order), then fires every
   /// timer due at or before `now`. Returns the batch's due actions sorted by (due_at, contact),
   /// each contact's in emission order.
+  ///
+  /// Identity: an `identify` event for id A with key K (the known contact's id) merges A into
+  /// K at the event's second T. Both contacts first run up to T (their events before the
+  /// identify event in (time, batch position) order, and their timers due before T); then
+  /// merge_states (identity.hpp) makes the merged state K, A's stored state becomes an alias
+  /// record (contact_state::merged_into = K), and the identify event is applied to K with key A,
+  /// so rules on `identify` and the segment / threshold re-evaluation see the merged contact.
+  /// Events for A later in the batch, and in later batches, go to K; aliases chain (A -> B,
+  /// then B identified as C: A's events go to C). An identify of two ids that are already one
+  /// contact (in either direction) merges nothing and is applied as an ordinary event. Refused
+  /// with an input_error naming the event: an empty key, a key equal to the event's contact, an
+  /// id already merged into one contact identified as another (merge the contacts themselves),
+  /// an unknown key when create_unknown_contacts is false (otherwise K is created). It is all
+  /// one batch: on any error nothing is merged or saved.
   /// @throws input_error (also for more than engine_options::max_events_per_contact events of
   ///   one contact), rule_cycle_error, callback_error; the batch then changed nothing.
   std::vector<due_action> process(std::span<const event> events, time_point now);
@@ -120,6 +134,21 @@ class engine {
   nudge::store& store() noexcept { return *store_; }
 
  private:
+  // A batch with identify events or events for merged ids: contacts run in one global time
+  // order with the merges in between (a plain batch never takes this path). `lent`: states
+  // process() already borrowed from the store (store::lend), by id; abandoned on failure.
+  std::vector<due_action> process_linked(std::span<const event> events, time_point now,
+                                         detail::string_map<contact_state*> lent);
+  std::vector<due_action> process_linked_impl(std::span<const event> events, time_point now,
+                                              const detail::string_map<contact_state*>& lent,
+                                              bool& lent_any);
+  // Hands a batch's actions to the sink and its (not lent) states to the store.
+  void deliver_and_save(const std::vector<due_action>& actions, std::vector<contact_state>& states);
+  // After the batch committed: statistics and counters (cannot throw).
+  void fold_in(const std::vector<due_action>& actions, round_robin_counters& counters,
+               const std::vector<rule_stats>& counts,
+               const std::vector<nudge::workflow_stats>& workflow_counts) noexcept;
+
   std::shared_ptr<const nudge::program> program_;
   std::unique_ptr<memory_store> own_store_;
   nudge::store* store_;

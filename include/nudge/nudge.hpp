@@ -11,6 +11,7 @@
 #include <nudge/evaluate.hpp>
 #include <nudge/event.hpp>
 #include <nudge/explain.hpp>
+#include <nudge/identity.hpp>
 #include <nudge/lifecycle.hpp>
 #include <nudge/memory_store.hpp>
 #include <nudge/program.hpp>

@@ -316,7 +316,10 @@ class Engine:
         raises InputError and changes nothing (docs/limits.md)."""
     def process(self, events: Iterable[Event], now: Time) -> list[DueAction]:
         """Applies `events` (each contact's in time order), then fires timers due at or before
-        `now`; returns the batch's actions sorted by (due, contact)."""
+        `now`; returns the batch's actions sorted by (due, contact). An `identify` event for a
+        visitor id whose key is a known contact's id, e.g. ("v1", "identify", t, "c42"), merges
+        the visitor into that contact; later events for "v1" reach "c42" (docs/rules.md,
+        "Identity")."""
     def advance(self, now: Time) -> list[DueAction]:
         """Fires every timer due at or before `now`; returns the actions."""
     def change_program(self, program: Program, at: Time) -> None:

@@ -130,9 +130,12 @@ struct outcome_recorder {
 /// evaluate(), but mutating `state` in place and appending to batch-wide lists, so a batch over
 /// many contacts builds no per-contact vectors. On an exception `state` and the lists may hold
 /// partial changes: the caller discards them (the engine works on copies loaded from the store).
+/// With `timers_at_now` false, timers due exactly at `now` stay pending (the engine runs two
+/// contacts up to an identify event at `now` that way: events stamped `now` come before timers
+/// due at `now`).
 void evaluate_into(const program& program, contact_state& state,
                    std::span<const event* const> events, time_point now,
                    round_robin_counters* counters, std::vector<due_action>& actions,
-                   const outcome_recorder& outcomes);
+                   const outcome_recorder& outcomes, bool timers_at_now = true);
 
 }  // namespace nudge::detail

@@ -124,7 +124,7 @@ TEST_CASE("examples: every rule-file scenario produces its expected actions", "[
   std::sort(names.begin(), names.end());
   CHECK(names == std::vector<std::string>{
                      "cart_by_event", "cart_by_url", "coupon", "education", "lead_assignment",
-                     "reactivation_purchase", "reactivation_url", "restaurant_loyalty",
+                     "lifecycle", "reactivation_purchase", "reactivation_url", "restaurant_loyalty",
                      "wf_abandoned_cart", "wf_best_customer", "wf_birthday",
                      "wf_first_purchase_feedback", "wf_geolocation", "wf_reactivation",
                      "wf_replenishment", "wf_upsell", "wf_welcome_series"});

@@ -393,6 +393,11 @@ void engine::fold_in(const std::vector<due_action>& actions, round_robin_counter
     s.passed += c.passed;
     s.failed += c.failed;
     s.suppressed += c.suppressed;
+    s.no_consent += c.no_consent;
+    s.capped += c.capped;
+    s.off_hours += c.off_hours;
+    s.deferred_cap += c.deferred_cap;
+    s.deferred_hours += c.deferred_hours;
     if (c.first) {
       count(s, *c.first);
     }

@@ -2,6 +2,7 @@
 // run triggered rules, apply internal actions (and the events they raise), emit due actions.
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -184,6 +185,34 @@ class evaluator {
   // actions) allocates nothing.
   std::vector<pending_event> raised_;
   std::size_t raised_head_ = 0;
+  // Who performs an action: a rule's action or a workflow step. Both go through perform(), the
+  // one path by which anything is applied to the contact or handed to the host.
+  struct emission {
+    std::string_view source;     // the rule's or workflow's id
+    std::string_view step;       // the workflow step's id; empty for rules
+    std::uint32_t index = 0;     // rule or workflow index
+    std::uint32_t chain_id = 0;  // in cascade chains: rule index, or rule count + workflow index
+    std::uint32_t owner_group = none;
+    std::uint32_t round_robin = none;
+    std::uint64_t key = 0;
+    timeline_source kind = timeline_source::rule;
+    std::uint32_t timeline_step = timeline_none;  // the rule's action index, or the step index
+    // The delivery policy governing its messages (nullptr: ungoverned), and the timer a
+    // deferral schedules (source, action or step, trigger time and ordinal).
+    const delivery_policy* policy = nullptr;
+    timer retry;
+  };
+
+  // Messages under a delivery policy wait here until everything at their instant has run, then
+  // are decided together by priority (flush_held). Empty without a policy.
+  struct held_message {
+    due_action action;
+    timer retry;  // rule, action, trigger time and ordinal: what a deferral schedules
+    const delivery_policy* policy;
+    channel on;
+  };
+  std::vector<held_message> held_;
+  time_point held_at_{};
 
   // ---- timeline -----------------------------------------------------------------------------
   // Inline test, out-of-line record: with the timeline off (the default) a would-be entry costs
@@ -231,15 +260,262 @@ class evaluator {
     return timeline_none;
   }
 
+  // ---- delivery policy ------------------------------------------------------------------------
+  // Inlined into the hot emission path; the policy's functions below stay out of line (cold).
+  [[gnu::always_inline]] due_action make_due(const action& a, const emission& src, time_point now,
+                                             std::string_view arg) const {
+    due_action d;
+    d.contact = s_.contact.id;
+    d.due_at = now;
+    d.rule = src.source;
+    d.rule_index = src.index;
+    d.step = src.step;
+    d.kind = a.kind;
+    d.arg = arg;
+    d.definition = &a;
+    d.idempotency_key = src.key;
+    return d;
+  }
+
+  [[gnu::noinline]] void hold(due_action d, const delivery_policy* policy, timer retry) {
+    const auto on = *channel_of(d.kind);
+    held_at_ = d.due_at;
+    held_.push_back({std::move(d), retry, policy, on});
+  }
+
+  // Decides the held messages of one instant: highest priority first, ties in the order they
+  // were emitted; each one sent counts against the caps of those after it.
+  [[gnu::noinline]] void flush_held() {
+    if (held_.empty()) {
+      return;
+    }
+    std::stable_sort(held_.begin(), held_.end(), [](const held_message& a, const held_message& b) {
+      return a.policy->priority > b.policy->priority;
+    });
+    for (auto& m : held_) {
+      decide(m);
+    }
+    held_.clear();
+  }
+
+  struct verdict {
+    timeline_reason reason = timeline_reason::none;  // none: send
+    std::uint32_t cap = timeline_none;
+    std::optional<time_point> retry_at;  // set: defer to it; else (with a reason) skip
+  };
+
+  void decide(held_message& m) {
+    const time_point now = m.action.due_at;
+    const std::uint32_t r = m.retry.rule;
+    const auto step = static_cast<std::uint32_t>(m.retry.action);
+    const verdict v = judge(*m.policy, m.on, now);
+    if (v.reason == timeline_reason::none) {
+      if (const auto keep = c_.delivery.keep[static_cast<std::size_t>(m.on)]; keep > 0) {
+        auto& log = s_.channel_sends[static_cast<std::uint8_t>(m.on)];
+        if (log.size() == keep) {
+          log.erase(log.begin());
+        }
+        log.push_back(now);
+      }
+      out_.actions.push_back(std::move(m.action));
+      note(timeline_what::action_emitted, r, now, step);
+      return;
+    }
+    const bool hours =
+        v.reason == timeline_reason::quiet_hours || v.reason == timeline_reason::send_window;
+    if (v.retry_at) {
+      timer t = m.retry;
+      t.due_at = *v.retry_at;
+      t.deferred = true;
+      schedule(t);
+      out_.outcomes.note(
+          r, hours ? rule_outcome_kind::deferred_hours : rule_outcome_kind::deferred_cap, now);
+      note(timeline_what::action_deferred, r, now, step, v.reason, v.cap, *v.retry_at);
+      return;
+    }
+    out_.outcomes.note(r,
+                       v.reason == timeline_reason::no_consent
+                           ? rule_outcome_kind::blocked_no_consent
+                       : hours ? rule_outcome_kind::blocked_hours
+                               : rule_outcome_kind::blocked_cap,
+                       now);
+    note(timeline_what::action_suppressed, r, now, step, v.reason, v.cap);
+  }
+
+  verdict judge(const delivery_policy& p, channel on, time_point now) const {
+    verdict v;
+    if (p.require_consent) {
+      auto it = s_.contact.consent.find(channel_name(on));
+      if (it == s_.contact.consent.end() || !it->second) {
+        v.reason = timeline_reason::no_consent;
+        return v;
+      }
+    }
+    // Caps: the first instant every cap has room again.
+    time_point free_at = now;
+    const std::vector<time_point>* log = nullptr;
+    if (auto it = s_.channel_sends.find(static_cast<std::uint8_t>(on));
+        it != s_.channel_sends.end()) {
+      log = &it->second;
+    }
+    for (std::size_t k = 0; k < p.caps.size(); ++k) {
+      const channel_cap& cap = p.caps[k];
+      if (cap.on != on || log == nullptr) {
+        continue;
+      }
+      const time_point from = now - cap.per;
+      std::int64_t in_window = 0;
+      for (auto t = log->rbegin(); t != log->rend() && *t > from; ++t) {
+        ++in_window;
+      }
+      if (in_window >= cap.max_messages) {
+        // The max-th latest send leaves the window at its time + per.
+        const time_point frees =
+            (*log)[log->size() - static_cast<std::size_t>(cap.max_messages)] + cap.per;
+        if (v.reason == timeline_reason::none) {
+          v.reason = timeline_reason::channel_cap;
+          v.cap = static_cast<std::uint32_t>(k);
+        }
+        free_at = std::max(free_at, frees);
+      }
+    }
+    if (v.reason == timeline_reason::channel_cap) {
+      if (p.on_cap == on_refusal::defer) {
+        v.retry_at = next_allowed(p, free_at);
+      }
+      return v;
+    }
+    if (const auto why = hours_refusal(p, now); why != timeline_reason::none) {
+      v.reason = why;
+      if (p.on_quiet_hours == on_refusal::defer) {
+        v.retry_at = next_allowed(p, now);
+      }
+    }
+    return v;
+  }
+
+  // ---- local time ---------------------------------------------------------------------------
+  const zone_rules* zone() const {
+    const auto& d = c_.delivery;
+    const std::string& name = s_.contact.time_zone;
+    if (!name.empty()) {
+      if (auto it = d.zones.find(name); it != d.zones.end()) {
+        return &it->second;
+      }
+      if (d.system_zones != nullptr) {
+        if (auto it = d.system_zones->find(name); it != d.system_zones->end()) {
+          return &it->second;
+        }
+      }
+    }
+    return d.default_zone ? &*d.default_zone : nullptr;
+  }
+  static std::int64_t offset_at(const zone_rules* z, std::int64_t t) {
+    return z == nullptr ? 0 : z->utc_offset(from_epoch(t)).count();
+  }
+  static bool within(const local_hours& h, std::int64_t second_of_day) {
+    return h.from_seconds < h.to_seconds
+               ? second_of_day >= h.from_seconds && second_of_day < h.to_seconds
+               : second_of_day >= h.from_seconds || second_of_day < h.to_seconds;
+  }
+  // Why local wall time `local` (seconds since 1970-01-01T00:00 local) is refused, or none.
+  static timeline_reason refusal_at(const delivery_policy& p, std::int64_t local) {
+    const std::int64_t day = floor_div(local, 86'400);
+    const std::int64_t second = local - day * 86'400;
+    const std::int64_t weekday = (day % 7 + 7 + 3) % 7;  // 1970-01-01 was a Thursday; Monday 0
+    if (((p.weekdays >> weekday) & 1U) == 0 || (p.send_hours && !within(*p.send_hours, second))) {
+      return timeline_reason::send_window;
+    }
+    if (p.quiet_hours && within(*p.quiet_hours, second)) {
+      return timeline_reason::quiet_hours;
+    }
+    return timeline_reason::none;
+  }
+  timeline_reason hours_refusal(const delivery_policy& p, time_point now) const {
+    if (!p.quiet_hours && !p.send_hours && p.weekdays == all_weekdays) {
+      return timeline_reason::none;
+    }
+    const std::int64_t t = to_epoch(now);
+    return refusal_at(p, t + offset_at(zone(), t));
+  }
+  // The first instant at or after `from` whose local wall time the policy allows (see
+  // delivery.hpp for what that means on daylight-saving days); nullopt if none within ~10 days.
+  std::optional<time_point> next_allowed(const delivery_policy& p, time_point from) const {
+    if (!p.quiet_hours && !p.send_hours && p.weekdays == all_weekdays) {
+      return from;
+    }
+    const zone_rules* z = zone();
+    std::int64_t t = to_epoch(from);
+    for (int guard = 0; guard < 64; ++guard) {
+      const std::int64_t off = offset_at(z, t);
+      const std::int64_t local = t + off;
+      if (refusal_at(p, local) == timeline_reason::none) {
+        return from_epoch(t);
+      }
+      // The next local wall time > local at which the answer may change.
+      const std::int64_t day = floor_div(local, 86'400) * 86'400;
+      std::int64_t boundary = day + 86'400;
+      for (const auto& h : {p.send_hours, p.quiet_hours}) {
+        if (!h) {
+          continue;
+        }
+        for (std::int64_t edge : {std::int64_t{h->from_seconds}, std::int64_t{h->to_seconds}}) {
+          if (day + edge > local) {
+            boundary = std::min(boundary, day + edge);
+          }
+        }
+      }
+      // The first instant after t whose wall time reaches the boundary: t + (boundary - local)
+      // unless the offset changes on the way (a transition between t and there).
+      std::int64_t u = boundary - off;
+      if (offset_at(z, u) != off) {
+        std::int64_t lo = t, hi = u;  // offset(lo) == off, offset(hi) != off
+        while (hi - lo > 1) {
+          const std::int64_t mid = lo + (hi - lo) / 2;
+          (offset_at(z, mid) == off ? lo : hi) = mid;
+        }
+        const std::int64_t after = offset_at(z, hi);
+        // Spring forward past the boundary: the first instant after the gap. Fall back: the
+        // boundary is reached again in the new offset.
+        u = hi + after >= boundary ? hi : boundary - after;
+      }
+      t = u;
+    }
+    return std::nullopt;
+  }
+
   // ---- timers -----------------------------------------------------------------------------
+  // Held messages (delivery policy) are decided when their instant is over: before a timer or
+  // event at a later time, and at the end. Deciding may schedule deferrals, which may be due
+  // before `t`: hence the loops re-read the front.
   void fire_timers_before(time_point t) {
-    while (!s_.timers.empty() && s_.timers.front().due_at < t) {
-      fire_front();
+    for (;;) {
+      if (!s_.timers.empty() && s_.timers.front().due_at < t) {
+        if (!held_.empty() && s_.timers.front().due_at > held_at_) [[unlikely]] {
+          flush_held();
+        } else {
+          fire_front();
+        }
+      } else if (!held_.empty() && t > held_at_) [[unlikely]] {
+        flush_held();
+      } else {
+        return;
+      }
     }
   }
   void fire_timers_through(time_point t) {
-    while (!s_.timers.empty() && s_.timers.front().due_at <= t) {
-      fire_front();
+    for (;;) {
+      if (!s_.timers.empty() && s_.timers.front().due_at <= t) {
+        if (!held_.empty() && s_.timers.front().due_at > held_at_) [[unlikely]] {
+          flush_held();
+        } else {
+          fire_front();
+        }
+      } else if (!held_.empty()) [[unlikely]] {
+        flush_held();
+      } else {
+        return;
+      }
     }
   }
   void fire_front() {
@@ -254,6 +530,12 @@ class evaluator {
       refresh_segments(tm.due_at, 0, nullptr);
     } else if (tm.action == timer::score_decay) {
       apply_decay(tm.due_at);
+    } else if (tm.deferred) {
+      // A message the policy postponed: it goes through the policy again, not its condition.
+      const auto i = static_cast<std::size_t>(tm.action);
+      const action& a = p_.rules().rules[tm.rule].actions[i];
+      const emission src = rule_emission(tm.rule, i, tm.triggered_at, tm.trigger_ordinal);
+      hold(make_due(a, src, tm.due_at, a.arg), src.policy, src.retry);
     } else if (tm.action < 0) {
       run_check(tm.rule, tm.due_at, tm.triggered_at, tm.trigger_ordinal, nullptr);
     } else {
@@ -278,7 +560,10 @@ class evaluator {
   [[noreturn, gnu::cold, gnu::noinline]] void throw_too_many_timers() const {
     std::vector<std::size_t> per_rule(p_.rule_count(), 0);
     for (const timer& t : s_.timers) {
-      ++per_rule[t.rule];
+      // The engine's own segment and decay timers belong to no rule.
+      if (t.kind == timer_kind::rule && t.action >= timer::check && t.rule < per_rule.size()) {
+        ++per_rule[t.rule];
+      }
     }
     std::vector<std::uint32_t> order;
     for (std::uint32_t r = 0; r < per_rule.size(); ++r) {
@@ -773,30 +1058,29 @@ class evaluator {
       note(timeline_what::action_skipped, r, now, static_cast<std::uint32_t>(i));
       return;
     }
+    perform(a, rule_emission(r, i, triggered_at, ordinal), now, ctx);
+  }
+
+  emission rule_emission(std::uint32_t r, std::size_t i, time_point triggered_at,
+                         std::uint64_t ordinal) const {
+    const detail::compiled_rule& cr = c_.rules[r];
     emission src;
-    src.source = def.id;
+    src.source = p_.rules().rules[r].id;
     src.index = r;
     src.chain_id = r;
     src.owner_group = cr.owner_groups[i];
     src.round_robin = c_.round_robin_index[r][i];
     src.key = mix(mix(mix(contact_hash_, c_.rule_id_hashes[r]), ordinal), i);
     src.timeline_step = static_cast<std::uint32_t>(i);
-    perform(a, src, now, ctx);
+    if (!c_.delivery.rule_policy.empty()) [[unlikely]] {
+      src.policy = c_.delivery.rule_policy[r];
+      src.retry.rule = r;
+      src.retry.action = static_cast<std::int32_t>(i);
+      src.retry.triggered_at = triggered_at;
+      src.retry.trigger_ordinal = ordinal;
+    }
+    return src;
   }
-
-  // Who performs an action: a rule's action or a workflow step. Both go through perform(), the
-  // one path by which anything is applied to the contact or handed to the host.
-  struct emission {
-    std::string_view source;     // the rule's or workflow's id
-    std::string_view step;       // the workflow step's id; empty for rules
-    std::uint32_t index = 0;     // rule or workflow index
-    std::uint32_t chain_id = 0;  // in cascade chains: rule index, or rule count + workflow index
-    std::uint32_t owner_group = none;
-    std::uint32_t round_robin = none;
-    std::uint64_t key = 0;
-    timeline_source kind = timeline_source::rule;
-    std::uint32_t timeline_step = timeline_none;  // the rule's action index, or the step index
-  };
 
   // Applies `a` and, for an external action (or notify), emits it. Returns true if emitted.
   bool perform(const action& a, const emission& src, time_point now, const cascade_ctx* ctx) {
@@ -890,17 +1174,11 @@ class evaluator {
     }
     const bool emits = is_external(a.kind) || a.notify;
     if (emits) {
-      due_action d;
-      d.contact = c.id;
-      d.due_at = now;
-      d.rule = src.source;
-      d.rule_index = src.index;
-      d.step = src.step;
-      d.kind = a.kind;
-      d.arg = arg;
-      d.definition = &a;
-      d.idempotency_key = src.key;
-      out_.actions.push_back(std::move(d));
+      if (src.policy != nullptr && !a.transactional && channel_of(a.kind)) [[unlikely]] {
+        hold(make_due(a, src, now, arg), src.policy, src.retry);
+        return false;  // decided when the instant is over; messages raise no events
+      }
+      out_.actions.push_back(make_due(a, src, now, arg));
     }
     if (timeline_size_ != 0) {
       note(emits ? timeline_what::action_emitted : timeline_what::action_applied, src.index, now,

@@ -214,9 +214,9 @@ constexpr std::array<std::string_view, 19> builtin_types{
 constexpr std::array<std::string_view, 5> key_shorthands{
     "tag_added", "stage_entered", "segment_entered", "segment_exited", "score_crossed"};
 
-constexpr std::array<std::string_view, 15> verbs{
-    "send_email", "send_sms",  "web_push",     "notify_owner", "generate_coupon",
-    "webhook",    "add_tag",   "remove_tag",   "set_detail",   "set_status",
+constexpr std::array<std::string_view, 17> verbs{
+    "send_email", "send_sms",  "web_push",     "notify_owner", "generate_coupon",  "webhook",
+    "show_popup", "send_chat", "add_tag",      "remove_tag",   "set_detail",       "set_status",
     "add_score",  "set_stage", "assign_owner", "add_to_group", "remove_from_group"};
 
 constexpr std::array<std::string_view, 10> operators{"eq", "ne", "lt",       "le",     "gt",
@@ -243,7 +243,7 @@ class walker {
     }
     check_fields(*top, root_at,
                  {"version", "description", "event_types", "owner_groups", "rules", "workflows",
-                  "segments", "timeline", "scoring"});
+                  "segments", "timeline", "scoring", "delivery"});
     // Declarations first: rules refer to them wherever they appear in the file.
     if (const auto* v = top->if_contains("version")) {
       if (auto n = integer(*v, child(root_at, "version"))) {
@@ -271,6 +271,9 @@ class walker {
     }
     if (const auto* v = top->if_contains("scoring")) {
       scoring_at(*v, out.scoring);
+    }
+    if (const auto* v = top->if_contains("delivery")) {
+      delivery_at(*v, child(root_at, "delivery"), out);
     }
     if (const auto* v = top->if_contains("workflows")) {
       workflows_at(*v, out);
@@ -308,6 +311,7 @@ class walker {
   std::vector<std::string> segment_names_;   // in file order ("" where a name is missing)
   std::size_t current_segment_ = npos;       // the segment being read; npos in rules
   const name_map<std::vector<std::string>>* groups_ = nullptr;
+  const delivery_settings* delivery_defaults_ = nullptr;
 
   void fail(const path& at, std::string code, std::string message, bool at_key = false) {
     problems.push_back({at.str(), at_key, std::move(code), std::move(message)});
@@ -547,6 +551,190 @@ class walker {
     groups_ = &out.owner_groups;
   }
 
+  // ---- delivery policy ----
+  std::optional<local_hours> hours_at(const json::value& v, const path& at) {
+    const json::object* o = object_at(v, at);
+    if (o == nullptr) {
+      return std::nullopt;
+    }
+    check_fields(*o, at, {"from", "to"});
+    local_hours h;
+    bool ok = true;
+    for (auto [field, target] : {std::pair{"from", &h.from_seconds}, {"to", &h.to_seconds}}) {
+      if (const auto* x = o->if_contains(field)) {
+        auto t = clock_time(*x, child(at, field));
+        ok = ok && t.has_value();
+        *target = t.value_or(0);
+      } else {
+        fail(at, "missing_field", fmt::format("missing required field \"{}\"", field));
+        ok = false;
+      }
+    }
+    if (ok && h.from_seconds == h.to_seconds) {
+      fail(at, "bad_hours", "\"from\" and \"to\" must differ");
+      ok = false;
+    }
+    return ok ? std::optional{h} : std::nullopt;
+  }
+
+  std::optional<on_refusal> refusal_at(const json::value& v, const path& at) {
+    if (const auto* s = v.if_string()) {
+      if (*s == "defer") {
+        return on_refusal::defer;
+      }
+      if (*s == "skip") {
+        return on_refusal::skip;
+      }
+    }
+    fail(at, "bad_refusal", fmt::format("{} is not \"defer\" or \"skip\"", describe(v)));
+    return std::nullopt;
+  }
+
+  // The policy fields present in `o`, over `p`.
+  void policy_fields_at(const json::object& o, const path& at, delivery_policy& p) {
+    if (const auto* v = o.if_contains("consent")) {
+      p.require_consent = boolean(*v, child(at, "consent")).value_or(p.require_consent);
+    }
+    if (const auto* v = o.if_contains("caps")) {
+      const path cat = child(at, "caps");
+      if (const json::array* a = array_at(*v, cat)) {
+        p.caps.clear();
+        for (std::size_t k = 0; k < a->size(); ++k) {
+          const path kat = child(cat, k);
+          const json::object* c = object_at((*a)[k], kat);
+          if (c == nullptr) {
+            continue;
+          }
+          check_fields(*c, kat, {"channel", "max", "per"});
+          channel_cap cap;
+          bool ok = true;
+          if (const auto* ch = c->if_contains("channel")) {
+            auto name = string(*ch, child(kat, "channel"));
+            auto parsed = name ? channel_from_name(*name) : std::nullopt;
+            if (name && !parsed) {
+              fail(child(kat, "channel"), "unknown_channel",
+                   fmt::format("unknown channel {} (expected email, sms, web_push, popup or chat)",
+                               quoted(*name)));
+            }
+            ok = ok && parsed.has_value();
+            cap.on = parsed.value_or(channel::email);
+          } else {
+            fail(kat, "missing_field", "missing required field \"channel\"");
+            ok = false;
+          }
+          if (const auto* m = c->if_contains("max")) {
+            auto n = count(*m, child(kat, "max"), 1, max_kept_count);
+            ok = ok && n.has_value();
+            cap.max_messages = n.value_or(1);
+          } else {
+            fail(kat, "missing_field", "missing required field \"max\"");
+            ok = false;
+          }
+          if (const auto* w = c->if_contains("per")) {
+            auto d = window(*w, child(kat, "per"));
+            ok = ok && d.has_value();
+            cap.per = d.value_or(duration{0});
+          } else {
+            fail(kat, "missing_field", "missing required field \"per\"");
+            ok = false;
+          }
+          if (ok) {
+            p.caps.push_back(cap);
+          }
+        }
+      }
+    }
+    if (const auto* v = o.if_contains("quiet_hours")) {
+      p.quiet_hours = hours_at(*v, child(at, "quiet_hours"));
+    }
+    if (const auto* v = o.if_contains("send_hours")) {
+      p.send_hours = hours_at(*v, child(at, "send_hours"));
+    }
+    if (const auto* v = o.if_contains("weekdays")) {
+      static constexpr std::array<std::string_view, 7> days{"mon", "tue", "wed", "thu",
+                                                            "fri", "sat", "sun"};
+      const path wat = child(at, "weekdays");
+      if (const json::array* a = array_at(*v, wat)) {
+        std::uint8_t bits = 0;
+        for (std::size_t k = 0; k < a->size(); ++k) {
+          auto d = string((*a)[k], child(wat, k));
+          if (!d) {
+            continue;
+          }
+          auto it = std::find(days.begin(), days.end(), *d);
+          if (it == days.end()) {
+            fail(child(wat, k), "bad_weekday",
+                 fmt::format("unknown weekday {} (expected mon, tue, wed, thu, fri, sat or sun)",
+                             quoted(*d)));
+            continue;
+          }
+          bits = static_cast<std::uint8_t>(bits | (1U << (it - days.begin())));
+        }
+        if (a->empty()) {
+          fail(wat, "bad_weekdays", "at least one weekday must be allowed");
+        }
+        p.weekdays = bits == 0 ? all_weekdays : bits;
+      }
+    }
+    if (const auto* v = o.if_contains("on_cap")) {
+      p.on_cap = refusal_at(*v, child(at, "on_cap")).value_or(p.on_cap);
+    }
+    if (const auto* v = o.if_contains("on_quiet_hours")) {
+      p.on_quiet_hours = refusal_at(*v, child(at, "on_quiet_hours")).value_or(p.on_quiet_hours);
+    }
+    if (const auto* v = o.if_contains("priority")) {
+      auto n = count(*v, child(at, "priority"), -1'000'000, 1'000'000);
+      p.priority = static_cast<std::int32_t>(n.value_or(p.priority));
+    }
+  }
+
+  void delivery_at(const json::value& v, const path& at, rule_set& out) {
+    const json::object* o = object_at(v, at);
+    if (o == nullptr) {
+      return;
+    }
+    check_fields(
+        *o, at,
+        {"consent", "caps", "quiet_hours", "send_hours", "weekdays", "on_cap", "on_quiet_hours",
+         "priority", "default_time_zone", "time_zones", "use_system_zones"});
+    delivery_settings d;
+    policy_fields_at(*o, at, d.defaults);
+    if (const auto* x = o->if_contains("default_time_zone")) {
+      d.default_time_zone = name(*x, child(at, "default_time_zone"), "a time zone name")
+                                .value_or(d.default_time_zone);
+    }
+    if (const auto* x = o->if_contains("time_zones")) {
+      const path zat = child(at, "time_zones");
+      if (const json::object* z = object_at(*x, zat)) {
+        for (const auto& m : *z) {
+          if (auto rule = string(m.value(), child(zat, m.key()))) {
+            d.time_zones.insert_or_assign(std::string{m.key()}, std::move(*rule));
+          }
+        }
+      }
+    }
+    if (const auto* x = o->if_contains("use_system_zones")) {
+      d.use_system_zones = boolean(*x, child(at, "use_system_zones")).value_or(d.use_system_zones);
+    }
+    out.delivery = std::move(d);
+    delivery_defaults_ = &*out.delivery;
+  }
+
+  // A rule's "delivery": the file's defaults with these fields replaced.
+  void rule_delivery_at(const json::value& v, const path& at, rule& r) {
+    const json::object* o = object_at(v, at);
+    if (o == nullptr) {
+      return;
+    }
+    check_fields(*o, at,
+                 {"consent", "caps", "quiet_hours", "send_hours", "weekdays", "on_cap",
+                  "on_quiet_hours", "priority"});
+    delivery_policy p =
+        delivery_defaults_ != nullptr ? delivery_defaults_->defaults : delivery_policy{};
+    policy_fields_at(*o, at, p);
+    r.delivery = std::move(p);
+  }
+
   // {"size": N}: entries kept per contact timeline (0: none).
   void timeline_at(const json::value& v, const path& at, rule_set& out) {
     const json::object* o = object_at(v, at);
@@ -572,7 +760,8 @@ class walker {
     if (o == nullptr) {
       return r;
     }
-    check_fields(*o, at, {"id", "description", "on", "delay", "if", "then", "reentry", "cap"});
+    check_fields(*o, at,
+                 {"id", "description", "on", "delay", "if", "then", "reentry", "cap", "delivery"});
     if (const auto* id = o->if_contains("id")) {
       if (auto s = name(*id, child(at, "id"), "a rule id")) {
         r.id = std::move(*s);
@@ -626,6 +815,9 @@ class walker {
     }
     if (const auto* c = o->if_contains("cap")) {
       cap_at(*c, child(at, "cap"), r);
+    }
+    if (const auto* d = o->if_contains("delivery")) {
+      rule_delivery_at(*d, child(at, "delivery"), r);
     }
     return r;
   }
@@ -1525,12 +1717,13 @@ class walker {
     if (o == nullptr) {
       return std::nullopt;
     }
-    static constexpr std::array<std::string_view, 9> all_fields{
-        "do", "arg", "delay", "if", "params", "notify", "value", "pick", "salt"};
+    static constexpr std::array<std::string_view, 10> all_fields{
+        "do", "arg", "delay", "if", "params", "notify", "value", "pick", "salt", "transactional"};
     const json::value* verb = o->if_contains("do");
     if (verb == nullptr) {
       check_fields(*o, at,
-                   {"do", "arg", "delay", "if", "params", "notify", "value", "pick", "salt"});
+                   {"do", "arg", "delay", "if", "params", "notify", "value", "pick", "salt",
+                    "transactional"});
       fail(at, "missing_field", "missing required field \"do\"");
       return std::nullopt;
     }
@@ -1547,7 +1740,8 @@ class walker {
                 : fmt::format("unknown action {} (expected {})", quoted(*verb_name),
                               list_words(verbs)));
       check_fields(*o, at,
-                   {"do", "arg", "delay", "if", "params", "notify", "value", "pick", "salt"});
+                   {"do", "arg", "delay", "if", "params", "notify", "value", "pick", "salt",
+                    "transactional"});
       return std::nullopt;
     }
     const action_kind k = *kind;
@@ -1567,6 +1761,9 @@ class walker {
       }
       if (f == "pick" || f == "salt") {
         return k == action_kind::assign_owner;
+      }
+      if (f == "transactional") {
+        return channel_of(k).has_value();
       }
       return false;
     };
@@ -1665,6 +1862,11 @@ class walker {
       } else {
         ok = false;
       }
+    }
+    if (const auto* n = o->if_contains("transactional"); n != nullptr && applies("transactional")) {
+      auto b = boolean(*n, child(at, "transactional"));
+      ok = ok && b.has_value();
+      a.transactional = b.value_or(false);
     }
     if (const auto* n = o->if_contains("notify"); n != nullptr && applies("notify")) {
       auto b = boolean(*n, child(at, "notify"));
@@ -2222,6 +2424,8 @@ class walker {
       case action_kind::send_email:
       case action_kind::send_sms:
       case action_kind::web_push:
+      case action_kind::show_popup:
+      case action_kind::send_chat:
       case action_kind::notify_owner:
         return "a template";
       case action_kind::generate_coupon:

@@ -1,7 +1,9 @@
 // Compiling a rule_set: validation with JSON-pointer diagnostics, then indexing rules by
 // (event type, key) and deriving the history aggregates that conditions read.
 #include <algorithm>
+#include <filesystem>
 #include <map>
+#include <mutex>
 #include <tuple>
 
 #include <fmt/format.h>
@@ -255,6 +257,40 @@ struct validator {
     }
   }
 
+  void check_hours(const local_hours& h, const std::string& at) {
+    constexpr std::int32_t day = 86'400;
+    if (h.from_seconds < 0 || h.from_seconds >= day || h.to_seconds < 0 || h.to_seconds >= day) {
+      fail(at, "bad_hours", "local hours must be between 00:00:00 and 23:59:59");
+    } else if (h.from_seconds == h.to_seconds) {
+      fail(at, "bad_hours", "\"from\" and \"to\" must differ");
+    }
+  }
+
+  void check_policy(const delivery_policy& p, const std::string& at) {
+    for (std::size_t k = 0; k < p.caps.size(); ++k) {
+      const channel_cap& c = p.caps[k];
+      const std::string cat = fmt::format("{}/caps/{}", at, k);
+      if (c.max_messages < 1 || c.max_messages > limits.max_kept_count) {
+        fail(cat + "/max", "bad_cap",
+             fmt::format("a channel cap allows 1 to {} messages", limits.max_kept_count));
+      }
+      if (c.per <= duration{0} || c.per > limits.max_delay) {
+        fail(cat + "/per", "bad_window",
+             fmt::format("a window must be longer than 0s and at most {}",
+                         format_duration(limits.max_delay)));
+      }
+    }
+    if (p.quiet_hours) {
+      check_hours(*p.quiet_hours, at + "/quiet_hours");
+    }
+    if (p.send_hours) {
+      check_hours(*p.send_hours, at + "/send_hours");
+    }
+    if (p.weekdays == 0 || p.weekdays > all_weekdays) {
+      fail(at + "/weekdays", "bad_weekdays", "at least one weekday must be allowed");
+    }
+  }
+
   void check(const rule_set& rs) {
     set = &rs;
     std::map<std::string_view, std::size_t> first_with_name;
@@ -273,6 +309,9 @@ struct validator {
     }
     current_segment = static_cast<std::size_t>(-1);
     check_scoring(rs.scoring);
+    if (rs.delivery) {
+      check_policy(rs.delivery->defaults, "/delivery");
+    }
     if (rs.rules.size() > limits.max_rules) {
       fail("/rules", "too_many_rules",
            fmt::format("{} rules; at most {} are allowed", rs.rules.size(), limits.max_rules));
@@ -314,6 +353,9 @@ struct validator {
       }
       for (std::size_t j = 0; j < r.actions.size(); ++j) {
         check_action(rs, r.actions[j], fmt::format("{}/then/{}", at, j));
+      }
+      if (r.delivery) {
+        check_policy(*r.delivery, at + "/delivery");
       }
     }
     check_workflows(rs, first_with_id);
@@ -915,6 +957,104 @@ struct compiler {
   }
 };
 
+bool reads_local_time(const delivery_policy& p) {
+  return p.quiet_hours || p.send_hours || p.weekdays != all_weekdays;
+}
+
+// Every zone of a system database: name -> rule, read once per directory per process (the
+// database does not change under a running program; compiling many programs reads it once).
+std::shared_ptr<const detail::zone_map> system_zones(const std::string& dir) {
+  static std::mutex mutex;
+  static std::map<std::string, std::shared_ptr<const detail::zone_map>> cache;
+  const std::lock_guard lock{mutex};
+  if (auto it = cache.find(dir); it != cache.end()) {
+    return it->second;
+  }
+  auto zones = std::make_shared<detail::zone_map>();
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::recursive_directory_iterator it{dir, fs::directory_options::skip_permission_denied, ec};
+  for (; !ec && it != fs::recursive_directory_iterator{}; it.increment(ec)) {
+    const auto name = it->path().lexically_relative(dir).generic_string();
+    // posix/ and right/ are copies (right/ with leap seconds, which nudge's UTC has none of).
+    if (it->is_directory() && (name == "posix" || name == "right")) {
+      it.disable_recursion_pending();
+      continue;
+    }
+    if (!it->is_regular_file()) {
+      continue;
+    }
+    if (auto rule = read_system_zone_rule(name, dir)) {
+      if (auto z = zone_rules::parse(*rule)) {
+        zones->emplace(name, std::move(*z));
+      }
+    }
+  }
+  cache.emplace(dir, zones);
+  return zones;
+}
+
+// Resolves the zones the policies need; problems are reported like validation's.
+void resolve_delivery(const rule_set& rs, detail::compiled_delivery& d,
+                      std::vector<diagnostic>& problems) {
+  auto fail = [&](std::string pointer, std::string message) {
+    diagnostic x;
+    x.json_pointer = std::move(pointer);
+    x.code = "bad_time_zone";
+    x.message = std::move(message);
+    problems.push_back(std::move(x));
+  };
+  const delivery_policy* defaults = rs.delivery ? &rs.delivery->defaults : nullptr;
+  bool local_time = false;
+  d.rule_policy.resize(rs.rules.size(), nullptr);
+  auto note_policy = [&](const delivery_policy& p) {
+    local_time = local_time || reads_local_time(p);
+    for (const auto& c : p.caps) {
+      auto& keep = d.keep[static_cast<std::size_t>(c.on)];
+      keep = std::max(keep, static_cast<std::uint32_t>(c.max_messages));
+    }
+  };
+  if (defaults != nullptr) {
+    note_policy(*defaults);
+  }
+  for (std::size_t i = 0; i < rs.rules.size(); ++i) {
+    const rule& r = rs.rules[i];
+    d.rule_policy[i] = r.delivery ? &*r.delivery : defaults;
+    if (r.delivery) {
+      note_policy(*r.delivery);
+    }
+  }
+  if (!local_time) {
+    return;
+  }
+  const delivery_settings settings = rs.delivery.value_or(delivery_settings{});
+  for (const auto& [name, posix] : settings.time_zones) {
+    if (auto z = zone_rules::parse(posix)) {
+      d.zones.emplace(name, std::move(*z));
+    } else {
+      fail("/delivery/time_zones/" + name,
+           fmt::format("\"{}\" is not a POSIX TZ rule (e.g. \"CET-1CEST,M3.5.0,M10.5.0/3\")",
+                       posix));
+    }
+  }
+  if (settings.use_system_zones) {
+    d.system_zones = system_zones(settings.zoneinfo_dir);
+  }
+  const std::string& name = settings.default_time_zone;
+  if (auto it = d.zones.find(name); it != d.zones.end()) {
+    d.default_zone = it->second;
+  } else if (d.system_zones != nullptr && d.system_zones->find(name) != d.system_zones->end()) {
+    d.default_zone = d.system_zones->find(name)->second;
+  } else if (name == "UTC") {
+    d.default_zone = zone_rules::parse("UTC0");
+  } else {
+    fail("/delivery/default_time_zone",
+         fmt::format("unknown time zone \"{}\" (not in \"time_zones\"{})", name,
+                     settings.use_system_zones ? fmt::format(" nor under {}", settings.zoneinfo_dir)
+                                               : std::string{}));
+  }
+}
+
 }  // namespace
 
 std::shared_ptr<const program> program::compile(rule_set rules, program_limits limits) {
@@ -928,6 +1068,13 @@ std::shared_ptr<const program> program::compile(rule_set rules, program_limits l
   p->limits_ = limits;
   p->compiled_.max_kept = static_cast<std::uint32_t>(limits.max_kept_count);
   compiler{p->rules_, p->compiled_, {}, {}}.run();
+  {
+    std::vector<diagnostic> problems;
+    resolve_delivery(p->rules_, p->compiled_.delivery, problems);
+    if (!problems.empty()) {
+      throw rule_error(std::move(problems));
+    }
+  }
   for (const auto& r : p->rules_.rules) {
     duration longest_action{0};
     for (const auto& a : r.actions) {

@@ -868,7 +868,7 @@ class contact_parser {
   }
 
  private:
-  enum class column : std::uint8_t { id, status, owner, stage, time_zone, score, detail };
+  enum class column : std::uint8_t { id, status, owner, stage, time_zone, score, consent, detail };
 
   const text_buffer& buf_;
   file_format format_;
@@ -928,6 +928,8 @@ class contact_parser {
         c = column::time_zone;
       } else if (name == "score") {
         c = column::score;
+      } else if (name == "consent") {
+        c = column::consent;
       }
       columns_.emplace_back(c, std::string{name});
     }
@@ -972,6 +974,15 @@ class contact_parser {
         case column::score:
           if (!f.empty() && !parse_decimal(f, c.score, "score", reason_)) {
             return false;
+          }
+          break;
+        case column::consent:  // the consented channels, ';'-separated: "email;sms"
+          for (std::size_t from = 0; from <= f.size();) {
+            const auto end = std::min(f.find(';', from), f.size());
+            if (end > from) {
+              c.consent.insert_or_assign(std::string{f.substr(from, end - from)}, true);
+            }
+            from = end + 1;
           }
           break;
         case column::detail:

@@ -283,10 +283,19 @@ void encode_state(writer& w, const contact_state& s) {
     w.time(t.triggered_at);
     w.u64(t.trigger_ordinal);
     w.u8(static_cast<std::uint8_t>(t.kind));
+    w.u8(t.deferred ? 1 : 0);
   }
   w.time(s.clock);
   w.u64(s.events_applied);
   w.u64(s.timers_scheduled);
+  w.count(s.channel_sends.size());
+  for (const auto& [ch, times] : s.channel_sends) {
+    w.u8(ch);
+    w.count(times.size());
+    for (auto t : times) {
+      w.time(t);
+    }
+  }
   w.u64(s.timeline.recorded());
   w.count(s.timeline.size());
   for (std::size_t i = 0; i < s.timeline.size(); ++i) {
@@ -431,7 +440,7 @@ contact_state decode_state(reader& r, const program* expected) {
     }
     insert_ordered(r, s.rule_runs, at, {rule, std::move(m)}, "rule memory");
   }
-  for (std::size_t n = r.count("timers", 41), i = 0; i < n; ++i) {
+  for (std::size_t n = r.count("timers", 42), i = 0; i < n; ++i) {
     timer t;
     t.due_at = r.time("a timer due time");
     t.sequence = r.u64("a timer sequence");
@@ -474,6 +483,10 @@ contact_state decode_state(reader& r, const program* expected) {
                                   t.rule, actions));
       }
     }
+    t.deferred = r.boolean("a timer deferred flag");
+    if (t.deferred && t.action < 0) {
+      r.corrupt(at, "a deferred timer must name an action");
+    }
     if (!s.timers.empty() && std::pair{t.due_at, t.sequence} <
                                  std::pair{s.timers.back().due_at, s.timers.back().sequence}) {
       r.corrupt(at, "timers are not sorted by due time and sequence");
@@ -483,6 +496,18 @@ contact_state decode_state(reader& r, const program* expected) {
   s.clock = r.time("the contact clock");
   s.events_applied = r.u64("the events-applied counter");
   s.timers_scheduled = r.u64("the timers-scheduled counter");
+  for (std::size_t n = r.count("channel send logs", 5), i = 0; i < n; ++i) {
+    const auto at = r.pos();
+    const std::uint8_t ch = r.u8("a channel");
+    if (ch >= channel_count) {
+      r.corrupt(at, fmt::format("channel {} (expected 0 to {})", ch, channel_count - 1));
+    }
+    std::vector<time_point> times;
+    for (std::size_t k = r.count("channel send times", 8), j = 0; j < k; ++j) {
+      times.push_back(r.time("a channel send time"));
+    }
+    insert_ordered(r, s.channel_sends, at, {ch, std::move(times)}, "channel send log");
+  }
   {
     const std::uint64_t recorded = r.u64("the timeline's recorded count");
     const std::size_t n = r.count("timeline entries", 31);
@@ -661,6 +686,30 @@ void canon(writer& w, const action& a) {
     canon(w, *a.when);
   }
   w.u8(a.notify ? 1 : 0);
+  if (a.transactional) {
+    w.str("transactional");
+  }
+}
+
+void canon(writer& w, const delivery_policy& p) {
+  w.u8(p.require_consent ? 1 : 0);
+  w.count(p.caps.size());
+  for (const auto& c : p.caps) {
+    w.u8(static_cast<std::uint8_t>(c.on));
+    w.i64(c.max_messages);
+    w.dur(c.per);
+  }
+  for (const auto& h : {p.quiet_hours, p.send_hours}) {
+    w.u8(h ? 1 : 0);
+    if (h) {
+      w.i32(h->from_seconds);
+      w.i32(h->to_seconds);
+    }
+  }
+  w.u8(p.weekdays);
+  w.u8(static_cast<std::uint8_t>(p.on_cap));
+  w.u8(static_cast<std::uint8_t>(p.on_quiet_hours));
+  w.i32(p.priority);
 }
 
 void canon(writer& w, const rule& r) {
@@ -678,6 +727,11 @@ void canon(writer& w, const rule& r) {
   if (r.cap) {
     w.i64(r.cap->max_runs);
     w.dur(r.cap->per);
+  }
+  // Written only when present, so rule sets without a policy keep their fingerprints.
+  if (r.delivery) {
+    w.str("delivery");
+    canon(w, *r.delivery);
   }
 }
 
@@ -794,6 +848,20 @@ std::uint64_t program_fingerprint(const program& p) {
       canon(w, wf);
     }
   }
+  if (rs.delivery) {
+    const delivery_settings& d = *rs.delivery;
+    w.str("delivery");
+    canon(w, d.defaults);
+    w.str(d.default_time_zone);
+    w.count(d.time_zones.size());
+    for (const auto& [name, posix] : d.time_zones) {
+      w.str(name);
+      w.str(posix);
+    }
+    // The system database's content is not hashed: it belongs to the machine, not the rules.
+    w.u8(d.use_system_zones ? 1 : 0);
+    w.str(d.zoneinfo_dir);
+  }
   return fnv1a(w.out());  // the written bytes, without the writer's slack
 }
 
@@ -849,6 +917,9 @@ std::string encode_snapshot(const snapshot& s) {
       w.u64(r.failed);
       w.u64(r.suppressed);
       w.u64(r.emitted);
+      for (auto n : {r.no_consent, r.capped, r.off_hours, r.deferred_cap, r.deferred_hours}) {
+        w.u64(n);
+      }
       for (const auto& t : {r.first, r.last}) {
         w.u8(t ? 1 : 0);
         w.time(t.value_or(time_point{}));
@@ -972,7 +1043,7 @@ snapshot parse_snapshot(std::string_view bytes, const program* expected, const s
   }
   {
     const auto at = r.pos();
-    const std::size_t n = r.count("rule statistics", 62);
+    const std::size_t n = r.count("rule statistics", 102);
     if (expected != nullptr && n != expected->rule_count()) {
       r.corrupt(at, fmt::format("{} rule statistics, the program has {} rules", n,
                                 expected->rule_count()));
@@ -985,6 +1056,10 @@ snapshot parse_snapshot(std::string_view bytes, const program* expected, const s
       st.failed = r.u64("a statistic");
       st.suppressed = r.u64("a statistic");
       st.emitted = r.u64("a statistic");
+      for (auto* c :
+           {&st.no_consent, &st.capped, &st.off_hours, &st.deferred_cap, &st.deferred_hours}) {
+        *c = r.u64("a statistic");
+      }
       for (auto* t : {&st.first, &st.last}) {
         const bool has = r.boolean("a statistic time flag");
         const auto v = r.time("a statistic time");

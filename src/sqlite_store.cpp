@@ -1,6 +1,6 @@
 // The SQLite store, its outbox, and durable_engine.
 //
-// Layout (schema version 4, docs/live.md): the authoritative contact states live in memory (a
+// Layout (schema version 5, docs/live.md): the authoritative contact states live in memory (a
 // memory_store); the database is their durable journal. A save appends ONE row to `journal`
 // holding every state of the call (snapshot codec records, zero runs coded), so a batch writes a
 // few sequential pages at the end of the file instead of one random B-tree page per contact. When
@@ -27,8 +27,9 @@ namespace {
 constexpr std::uint32_t workflow_flag = 0x80000000U;
 
 // 2 added a timeline to contact states (one row per contact); 3 keeps states in a journal;
-// 4 codes zero runs in state records.
-constexpr std::string_view schema_version = "4";
+// 4 codes zero runs in state records; 5: states carry the delivery policy's channel send logs
+// and deferred timers.
+constexpr std::string_view schema_version = "5";
 constexpr std::string_view meta_delivered = "nudge.outbox_delivered";
 // Checkpoint rows hold about this many bytes of states each: large enough that a row costs
 // little, small enough that loading never holds more than one such blob twice.
@@ -715,8 +716,8 @@ sqlite_store::sqlite_store(const std::string& path, const nudge::program& progra
       // Checked before anything is written: an old database is left exactly as it was.
       throw sqlite_error(fmt::format(
           "{}: database schema version {}, this build reads version {} (versions 1 and 2 kept "
-          "one row per contact, 3 stored state records uncoded; there is no conversion: replay "
-          "the events into a new database)",
+          "one row per contact, 3 stored state records uncoded, 4 states without the delivery "
+          "policy; there is no conversion: replay the events into a new database)",
           path, *version, schema_version));
     }
     if (auto theirs = d.meta("nudge.program_fingerprint"); theirs != fingerprint) {

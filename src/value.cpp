@@ -42,13 +42,15 @@ bool is_builtin_event_type(std::string_view type) noexcept {
 }
 
 namespace {
-constexpr std::array<std::pair<action_kind, std::string_view>, 15> action_names{{
+constexpr std::array<std::pair<action_kind, std::string_view>, 17> action_names{{
     {action_kind::send_email, "send_email"},
     {action_kind::send_sms, "send_sms"},
     {action_kind::web_push, "web_push"},
     {action_kind::notify_owner, "notify_owner"},
     {action_kind::generate_coupon, "generate_coupon"},
     {action_kind::webhook, "webhook"},
+    {action_kind::show_popup, "show_popup"},
+    {action_kind::send_chat, "send_chat"},
     {action_kind::add_tag, "add_tag"},
     {action_kind::remove_tag, "remove_tag"},
     {action_kind::set_detail, "set_detail"},

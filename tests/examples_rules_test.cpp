@@ -64,7 +64,8 @@ std::vector<nudge::event> read_events(const std::filesystem::path& p) {
 }
 
 // contact,status,stage, then text details by name (company, language, birthday, country, ...),
-// as the CLI's contacts reader does; empty fields are left unset.
+// as the CLI's contacts reader does; empty fields are left unset. Two columns are not details:
+// time_zone sets the contact's zone and consent lists its consented channels separated by ';'.
 std::vector<nudge::contact> read_contacts(const std::filesystem::path& p) {
   std::ifstream in(p);
   std::string header;
@@ -82,7 +83,15 @@ std::vector<nudge::contact> read_contacts(const std::filesystem::path& p) {
     }
     c.stage = f[2];
     for (std::size_t i = 3; i < f.size(); ++i) {
-      if (!f[i].empty()) {
+      if (columns[i] == "time_zone") {
+        c.time_zone = f[i];
+      } else if (columns[i] == "consent") {
+        for (const auto& channel : split(f[i], ';')) {
+          if (!channel.empty()) {
+            c.consent[channel] = true;
+          }
+        }
+      } else if (!f[i].empty()) {
         c.details[columns[i]] = f[i];
       }
     }
@@ -123,9 +132,9 @@ TEST_CASE("examples: every rule-file scenario produces its expected actions", "[
   }
   std::sort(names.begin(), names.end());
   CHECK(names == std::vector<std::string>{
-                     "cart_by_event", "cart_by_url", "coupon", "education", "lead_assignment",
-                     "lifecycle", "reactivation_purchase", "reactivation_url", "restaurant_loyalty",
-                     "wf_abandoned_cart", "wf_best_customer", "wf_birthday",
+                     "cart_by_event", "cart_by_url", "coupon", "delivery_policy", "education",
+                     "lead_assignment", "lifecycle", "reactivation_purchase", "reactivation_url",
+                     "restaurant_loyalty", "wf_abandoned_cart", "wf_best_customer", "wf_birthday",
                      "wf_first_purchase_feedback", "wf_geolocation", "wf_reactivation",
                      "wf_replenishment", "wf_upsell", "wf_welcome_series"});
   for (const auto& name : names) {

@@ -39,6 +39,9 @@ std::string runs(const nudge::rule& r, const std::vector<nudge::time_point>& tim
         break;
       case nudge::rule_outcome_kind::triggered:
         break;
+      default:  // delivery-policy outcomes: no policy here
+        s += '?';
+        break;
     }
   }
   return s;

@@ -69,6 +69,13 @@ nudge::contact_state rich_state() {
                       .action = -1,
                       .triggered_at = from_epoch(1704099600),
                       .trigger_ordinal = 11});
+  s.timers.push_back({.due_at = from_epoch(1704103300),
+                      .sequence = 8,
+                      .rule = 2,
+                      .action = 0,
+                      .triggered_at = from_epoch(1704099600),
+                      .trigger_ordinal = 11,
+                      .deferred = true});
   s.timers.push_back({.due_at = from_epoch(1704200000),
                       .sequence = 9,
                       .rule = 0,
@@ -76,6 +83,8 @@ nudge::contact_state rich_state() {
                       .triggered_at = from_epoch(1704099600),
                       .trigger_ordinal = 3,
                       .kind = nudge::timer_kind::workflow_step});
+  s.channel_sends[0] = {from_epoch(1704000000), from_epoch(1704000100)};
+  s.channel_sends[3] = {from_epoch(1704000200)};
   s.clock = from_epoch(1704100000);
   s.events_applied = 12;
   s.timers_scheduled = 10;
@@ -161,7 +170,7 @@ TEST_CASE("snapshot: a snapshot round-trips with states, statistics and counters
                   .steps = {{.step = "s1", .reached = 3, .sent = 3, .opened = 2, .waiting = 0},
                             {.step = "w1", .reached = 2, .waiting = 1}}}};
   const auto bytes = encode(s);
-  CHECK(bytes.substr(0, 12) == std::string("NUDGSNAP\x05\x00\x00\x00", 12));
+  CHECK(bytes.substr(0, 12) == std::string("NUDGSNAP\x06\x00\x00\x00", 12));
   CHECK(nudge::parse_snapshot(bytes) == s);
 }
 
@@ -175,7 +184,7 @@ TEST_CASE("snapshot: another format version is rejected naming both versions") {
   nudge::snapshot s;
   auto bytes = encode(s);
   bytes[8] = 9;
-  CHECK(error_of(bytes) == "s.snap: snapshot format version 9, this build reads version 5");
+  CHECK(error_of(bytes) == "s.snap: snapshot format version 9, this build reads version 6");
 }
 
 TEST_CASE("snapshot: another program is rejected naming both fingerprints") {

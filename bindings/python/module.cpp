@@ -926,10 +926,37 @@ class py_engine {
   py::dict stats() const {
     py::dict out;
     for (const auto& s : engine_->stats()) {
-      out[py::str(s.rule)] =
-          py::dict("rule"_a = s.rule, "triggered"_a = s.triggered, "passed"_a = s.passed,
-                   "failed"_a = s.failed, "suppressed"_a = s.suppressed, "emitted"_a = s.emitted,
-                   "first"_a = to_datetime(s.first), "last"_a = to_datetime(s.last));
+      py::dict d("rule"_a = s.rule, "triggered"_a = s.triggered, "passed"_a = s.passed,
+                 "failed"_a = s.failed, "suppressed"_a = s.suppressed, "emitted"_a = s.emitted,
+                 "first"_a = to_datetime(s.first), "last"_a = to_datetime(s.last));
+      d["no_consent"] = s.no_consent;
+      d["capped"] = s.capped;
+      d["off_hours"] = s.off_hours;
+      d["deferred_cap"] = s.deferred_cap;
+      d["deferred_hours"] = s.deferred_hours;
+      out[py::str(s.rule)] = d;
+    }
+    return out;
+  }
+
+  // The contact's timeline, explained; None for an unknown contact.
+  py::object explain(const std::string& id, bool as_json) {
+    auto state = run([&](nudge::engine& e) { return e.store().load(id); });
+    if (!state) {
+      return py::none();
+    }
+    if (as_json) {
+      return py::str(nudge::format_explanation_json(*program_, *state));
+    }
+    py::list out;
+    const auto& tl = state->timeline;
+    for (std::size_t i = 0; i < tl.size(); ++i) {
+      const auto x = nudge::explain_entry(*program_, tl[i]);
+      out.append(py::dict(
+          "at"_a = to_datetime(x.at), "source"_a = x.source, "what"_a = x.what,
+          "reason"_a = x.reason.empty() ? py::object(py::none()) : py::object(py::str(x.reason)),
+          "until"_a = tl[i].until == tl[i].at ? py::object(py::none()) : to_datetime(tl[i].until),
+          "text"_a = x.text));
     }
     return out;
   }
@@ -1393,7 +1420,13 @@ PYBIND11_MODULE(_core, m) {
            "'ended' counts runs a program change ended (archived, step gone).")
       .def("stats", &py_engine::stats,
            "Per-rule statistics: {rule_id: {'rule', 'triggered', 'passed', 'failed', "
-           "'suppressed', 'emitted', 'first', 'last'}} in program order.")
+           "'suppressed', 'emitted', 'first', 'last', 'no_consent', 'capped', 'off_hours', "
+           "'deferred_cap', 'deferred_hours'}} in program order.")
+      .def("explain", &py_engine::explain, "id"_a, py::kw_only(), "json"_a = false,
+           "Why did the contact get a message, or not? Its timeline (kept when the program's "
+           "timeline size, \"timeline\": {\"size\": N} in the rule file, is above 0), oldest "
+           "first: a list of dicts {'at', 'source', 'what', 'reason', 'until', 'text'}, or with "
+           "json=True the JSON text `nudge explain --json` prints. None for an unknown contact.")
       .def_property_readonly(
           "program",
           [](const py_engine& e) { return std::const_pointer_cast<nudge::program>(e.program()); },

@@ -23,6 +23,8 @@ enum class action_kind : std::uint8_t {
   notify_owner,
   generate_coupon,
   webhook,
+  show_popup,  ///< a pop-up on the host's site or app (channel "popup")
+  send_chat,   ///< a chat message (channel "chat")
   // internal: applied by the engine
   add_tag,
   remove_tag,
@@ -41,7 +43,7 @@ std::string_view action_name(action_kind k) noexcept;
 std::optional<action_kind> action_from_name(std::string_view name) noexcept;
 /// True for actions the host delivers.
 constexpr bool is_external(action_kind k) noexcept {
-  return k <= action_kind::webhook;
+  return k <= action_kind::send_chat;
 }
 
 /// How assign_owner picks a member of an owner group.
@@ -73,6 +75,9 @@ struct action {
   std::optional<condition> when;
   /// Internal actions: also hand a record of the change to the host (e.g. the chosen owner).
   bool notify = false;
+  /// A transactional message (order confirmation, password reset): exempt from the delivery
+  /// policy (consent, caps, hours) and not counted by caps (delivery.hpp).
+  bool transactional = false;
 
   friend bool operator==(const action&, const action&) = default;
 };

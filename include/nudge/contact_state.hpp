@@ -82,6 +82,9 @@ struct timer {
   time_point triggered_at;            ///< the trigger event's time ("since trigger" windows)
   std::uint64_t trigger_ordinal = 0;  ///< the trigger event's ordinal (idempotency keys)
   timer_kind kind = timer_kind::rule;
+  /// A message the delivery policy deferred: when due it goes through the policy again
+  /// (consent, caps, hours), not through the action's condition.
+  bool deferred = false;
   friend bool operator==(const timer&, const timer&) = default;
 };
 
@@ -139,6 +142,10 @@ struct contact_state {
   /// What the engine did for this contact and why, newest last; bounded by the program's
   /// timeline_size (empty when that is 0). See timeline.hpp.
   nudge::timeline timeline;
+  /// Times of the latest non-transactional messages per channel (delivery.hpp's channel, as a
+  /// number), oldest first, as many as the program's largest cap on that channel needs. Empty
+  /// when no delivery policy has caps.
+  boost::container::flat_map<std::uint8_t, std::vector<time_point>> channel_sends;
 
   /// Earliest pending timer, or max_time when none.
   time_point next_due() const { return timers.empty() ? max_time : timers.front().due_at; }

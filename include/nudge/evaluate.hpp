@@ -20,6 +20,12 @@ enum class rule_outcome_kind : std::uint8_t {
   passed,      ///< the check ran and the condition held
   failed,      ///< the check ran and the condition did not hold
   suppressed,  ///< the condition held but re-entry policy or frequency cap refused the run
+  // The delivery policy on one message of the rule (delivery.hpp):
+  blocked_no_consent,  ///< dropped: no consent for the channel
+  blocked_cap,         ///< dropped: a channel cap
+  blocked_hours,       ///< dropped: quiet hours or send window
+  deferred_cap,        ///< postponed: a channel cap
+  deferred_hours,      ///< postponed: quiet hours or send window
 };
 
 struct rule_outcome {

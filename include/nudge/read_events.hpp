@@ -8,8 +8,9 @@
 //   events.jsonl   one object per line: {"ts"|"at": 1704103200 or "2024-01-01T10:00:00Z",
 //                  "contact": "c1", "type": "purchase", "key": "o1", "props": {"amount": 9.5}}
 //   contacts.csv   header row with `contact` (or `id`); columns status, owner, stage, time_zone
-//                  and score fill those fields; every other column is a text detail (an empty
-//                  cell: the detail is absent).
+//                  and score fill those fields; consent lists the consented channels separated
+//                  by ';' ("email;sms"); every other column is a text detail (an empty cell: the
+//                  detail is absent).
 //   contacts.jsonl {"id": "c1", "status": "lead", "details": {...}, "tags": {"VIP": TIME},
 //                   "owner": "", "stage": "", "score": 0, "consent": {"email": true},
 //                   "time_zone": "Europe/Warsaw", "groups": ["newsletter"]}

@@ -18,6 +18,7 @@
 #include <nudge/action.hpp>
 #include <nudge/condition.hpp>
 #include <nudge/contact.hpp>
+#include <nudge/delivery.hpp>
 #include <nudge/scoring.hpp>
 #include <nudge/segment.hpp>
 #include <nudge/time.hpp>
@@ -51,6 +52,9 @@ struct rule {
   reentry reentry_policy = reentry::always;
   duration reentry_window{0};
   std::optional<frequency_cap> cap;
+  /// This rule's delivery policy for its messages, replacing the rule set's default policy
+  /// (rule files merge a rule's "delivery" fields over the file's defaults).
+  std::optional<delivery_policy> delivery;
 
   friend bool operator==(const rule&, const rule&) = default;
 };
@@ -72,6 +76,9 @@ struct rule_set {
   nudge::scoring scoring;
   /// Multi-step journeys (nudge/workflow.hpp), evaluated after the rules an event triggers.
   std::vector<workflow> workflows;
+  /// The delivery policy (consent, caps, hours) and time zones. Without it, messages of rules
+  /// without their own `rule::delivery` go out ungoverned, as before the policy existed.
+  std::optional<delivery_settings> delivery;
 
   friend bool operator==(const rule_set&, const rule_set&) = default;
 };
@@ -91,6 +98,12 @@ inline action send_sms(std::string tmpl) {
 }
 inline action web_push(std::string tmpl) {
   return make_action(action_kind::web_push, tmpl);
+}
+inline action show_popup(std::string tmpl) {
+  return make_action(action_kind::show_popup, std::move(tmpl));
+}
+inline action send_chat(std::string tmpl) {
+  return make_action(action_kind::send_chat, std::move(tmpl));
 }
 inline action notify_owner(std::string tmpl) {
   return make_action(action_kind::notify_owner, std::move(tmpl));
@@ -158,6 +171,12 @@ inline action operator|(action a, with_param p) {
   a.params[std::move(p.name)] = std::move(p.text);
   return a;
 }
+/// send_email("receipt") | transactional{}: exempt from the delivery policy.
+struct transactional {};
+inline action operator|(action a, transactional) {
+  a.transactional = true;
+  return a;
+}
 struct notify_host {};
 inline action operator|(action a, notify_host) {
   a.notify = true;
@@ -196,6 +215,11 @@ class rule_builder {
   }
   rule_builder& at_most(std::int64_t runs, duration per) {
     rule_.cap = frequency_cap{runs, per};
+    return *this;
+  }
+  /// This rule's delivery policy (replaces the rule set's default).
+  rule_builder& deliver(delivery_policy p) {
+    rule_.delivery = std::move(p);
     return *this;
   }
   rule build() const { return rule_; }

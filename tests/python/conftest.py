@@ -61,6 +61,8 @@ def read_contacts_csv(path):
                     fields[k] = v
                 elif k == "score":
                     fields[k] = float(v)
+                elif k == "consent":
+                    fields[k] = {ch: True for ch in v.split(";") if ch}
                 else:
                     fields["details"][k] = v
             out.append((cid, fields))

@@ -124,7 +124,9 @@ def test_engine_stats_are_plain_dicts_in_program_order(engine):
     assert list(stats) == ["welcome", "big_spender"]
     assert stats["welcome"] == {"rule": "welcome", "triggered": 2, "passed": 2, "failed": 0,
                                 "suppressed": 0, "emitted": 4, "first": utc(T0),
-                                "last": utc(T0 + HOUR + 2 * DAY)}
+                                "last": utc(T0 + HOUR + 2 * DAY), "no_consent": 0,
+                                "capped": 0, "off_hours": 0, "deferred_cap": 0,
+                                "deferred_hours": 0}
     assert stats["big_spender"]["triggered"] == 0 and stats["big_spender"]["first"] is None
 
 

@@ -356,7 +356,12 @@ class Engine:
     def segment_size(self, name: str) -> int:
         """Number of contacts in segment `name`; raises as segment_members."""
     def stats(self) -> dict[str, dict[str, Any]]:
-        """{rule_id: {rule, triggered, passed, failed, suppressed, emitted, first, last}}."""
+        """{rule_id: {rule, triggered, passed, failed, suppressed, emitted, first, last,
+        no_consent, capped, off_hours, deferred_cap, deferred_hours}}."""
+    def explain(self, id: str, *, json: bool = False) -> list[dict[str, Any]] | str | None:
+        """The contact's timeline, oldest first: [{at, source, what, reason, until, text}], or
+        the JSON text of `nudge explain --json` with json=True; None for an unknown contact.
+        Empty unless the rule file keeps timelines ("timeline": {"size": N})."""
     def workflow_stats(self) -> dict[str, dict[str, Any]]:
         """{workflow_id: {workflow, entered, completed, exited, ended, sent, opened, clicked,
         active, first, last, steps: {step_id: {step, reached, sent, opened, clicked, waiting,

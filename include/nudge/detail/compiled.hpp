@@ -1,8 +1,11 @@
 // nudge/detail/compiled.hpp: the program's internal, flattened form. Not part of the API.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -11,6 +14,7 @@
 #include <boost/unordered/unordered_flat_map.hpp>
 
 #include <nudge/condition.hpp>
+#include <nudge/delivery.hpp>
 
 namespace nudge::detail {
 
@@ -109,6 +113,20 @@ struct compiled_workflow {
   std::uint64_t id_hash = 0;  ///< fnv1a64 of the id (idempotency keys, splits)
 };
 
+using zone_map = string_map<zone_rules>;
+
+/// The delivery policy as evaluation reads it.
+struct compiled_delivery {
+  /// Per rule: its effective policy (own, else the rule set's default), or nullptr: ungoverned.
+  /// Points into the program's rule set, which never moves.
+  std::vector<const delivery_policy*> rule_policy;
+  /// Per channel: how many send times the largest cap on it needs (0: none kept).
+  std::array<std::uint32_t, channel_count> keep{};
+  zone_map zones;                                ///< the rule set's explicit POSIX rules
+  std::shared_ptr<const zone_map> system_zones;  ///< read from the system database, or null
+  std::optional<zone_rules> default_zone;        ///< set when some policy reads local time
+};
+
 struct compiled_program {
   /// Every event type the program accepts (built-in, declared, used) -> index into by_type.
   string_map<std::uint32_t> types;
@@ -132,6 +150,7 @@ struct compiled_program {
   std::vector<std::vector<std::uint32_t>> workflow_entries;
   std::vector<std::uint32_t> date_workflows;  ///< workflows with a yearly date entry
   std::uint32_t detail_set_type = none, email_open_type = none, email_click_type = none;
+  compiled_delivery delivery;
 };
 
 }  // namespace nudge::detail

@@ -98,7 +98,8 @@ struct outcome_recorder {
     }
   }
 
-  void note(std::uint32_t rule, rule_outcome_kind kind, time_point at) const {
+  [[gnu::always_inline]] void note(std::uint32_t rule, rule_outcome_kind kind,
+                                   time_point at) const {
     if (list != nullptr) {
       list->push_back({rule, kind, at});
       return;
@@ -116,6 +117,21 @@ struct outcome_recorder {
         break;
       case rule_outcome_kind::suppressed:
         ++s.suppressed;
+        break;
+      case rule_outcome_kind::blocked_no_consent:
+        ++s.no_consent;
+        break;
+      case rule_outcome_kind::blocked_cap:
+        ++s.capped;
+        break;
+      case rule_outcome_kind::blocked_hours:
+        ++s.off_hours;
+        break;
+      case rule_outcome_kind::deferred_cap:
+        ++s.deferred_cap;
+        break;
+      case rule_outcome_kind::deferred_hours:
+        ++s.deferred_hours;
         break;
     }
     if (!s.first || at < *s.first) {

@@ -185,6 +185,7 @@ class evaluator {
   // actions) allocates nothing.
   std::vector<pending_event> raised_;
   std::size_t raised_head_ = 0;
+  std::size_t cascade_raised_ = 0;  ///< events raised since the current cascade began
   // Who performs an action: a rule's action or a workflow step. Both go through perform(), the
   // one path by which anything is applied to the contact or handed to the host.
   struct emission {
@@ -594,6 +595,7 @@ class evaluator {
       auto t = c_.types.find(e.type);
       apply(t == c_.types.end() ? none : t->second, e.key, e.at, e.depth, &e.chain, nullptr);
     }
+    cascade_raised_ = 0;  // the cascade is over: the next external event or timer starts anew
   }
 
   // Rules and slots for (type, key): the precomputed lists for a key some rule names, else the
@@ -948,6 +950,39 @@ class evaluator {
       throw rule_cycle_error(s_.contact.id, std::move(names));
     }
     raised_.push_back(std::move(e));
+    if (++cascade_raised_ > p_.limits().max_cascade_events) {
+      throw_too_many_raised();
+    }
+  }
+
+  // Names the rules (or workflows) that raised the queued events, most first (ties by order).
+  [[noreturn, gnu::cold, gnu::noinline]] void throw_too_many_raised() const {
+    const std::size_t sources = p_.rule_count() + p_.rules().workflows.size();
+    std::vector<std::size_t> per_source(sources, 0);
+    for (std::size_t i = raised_head_; i < raised_.size(); ++i) {
+      if (!raised_[i].chain.empty() && raised_[i].chain.back() < sources) {
+        ++per_source[raised_[i].chain.back()];
+      }
+    }
+    std::vector<std::uint32_t> order;
+    for (std::uint32_t r = 0; r < sources; ++r) {
+      if (per_source[r] > 0) {
+        order.push_back(r);
+      }
+    }
+    std::stable_sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
+      return per_source[a] > per_source[b];
+    });
+    std::vector<std::string> names;
+    std::vector<std::size_t> counts;
+    for (std::uint32_t id : order) {
+      names.push_back(id < p_.rule_count()
+                          ? p_.rules().rules[id].id
+                          : "workflow " + p_.rules().workflows[id - p_.rule_count()].id);
+      counts.push_back(per_source[id]);
+    }
+    throw rule_cycle_error::cascade_events(s_.contact.id, std::move(names), counts,
+                                           p_.limits().max_cascade_events);
   }
 
   void trigger(std::uint32_t r, time_point at, std::uint64_t ordinal, std::size_t depth,

@@ -166,6 +166,22 @@ rule_cycle_error rule_cycle_error::pending_timers(std::string contact,
           std::move(contact), std::move(rules)};
 }
 
+rule_cycle_error rule_cycle_error::cascade_events(std::string contact,
+                                                  std::vector<std::string> rules,
+                                                  const std::vector<std::size_t>& counts,
+                                                  std::size_t limit) {
+  std::string raising;
+  for (std::size_t i = 0; i < rules.size(); ++i) {
+    raising +=
+        fmt::format("{}{} ({})", i == 0 ? "" : ", ", rules[i], i < counts.size() ? counts[i] : 0);
+  }
+  return {fmt::format("contact \"{}\": internal actions raised more than {} events in one cascade "
+                      "(program_limits::max_cascade_events); rules raising the queued events: {}; "
+                      "rules that answer an event by raising it again fan out without end",
+                      contact, limit, raising),
+          std::move(contact), std::move(rules)};
+}
+
 callback_error::callback_error(std::string callback, std::string contact,
                                const std::string& message)
     : std::runtime_error(contact.empty() ? fmt::format("{} failed: {}", callback, message)

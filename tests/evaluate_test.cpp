@@ -342,6 +342,48 @@ TEST_CASE("evaluate: a rule that re-triggers itself through a delay stops at the
   }
 }
 
+TEST_CASE("evaluate: a cascade that fans out fails once it raised max_cascade_events",
+          "[evaluate][cascade][limits]") {
+  // Found by fuzz_differential (docs/fuzzing.md, finding 2): two copies of one rule answer
+  // "tag a removed" by adding and removing tag a, so each level of the cascade raises twice the
+  // events of the one before; the depth limit (16) alone let one event raise 2^17 of them.
+  const auto churn = [](const char* id) {
+    return nudge::rule_builder(id)
+        .when(nudge::on("tag_removed", "a"))
+        .then(nudge::add_tag("a"))
+        .then(nudge::remove_tag("a"));
+  };
+  auto start = nudge::rule_builder("start").when(nudge::on("signup")).then(nudge::remove_tag("a"));
+  nudge::program_limits limits;
+  limits.max_cascade_events = 50;
+  SECTION("past the limit the evaluation fails, naming the rules raising the queued events") {
+    auto p = compile({start, churn("r3"), churn("r5")}, limits);
+    auto state = fresh(*p);
+    state.contact.tags["a"] = t0;
+    try {
+      nudge::evaluate(*p, state, std::vector{ev("signup", t0)}, t0);
+      FAIL("no error");
+    } catch (const nudge::rule_cycle_error& e) {
+      CHECK(e.contact() == "ann");
+      CHECK(e.chain() == strings{"r3", "r5"});
+      CHECK(std::string{e.what()} ==
+            "contact \"ann\": internal actions raised more than 50 events in one cascade "
+            "(program_limits::max_cascade_events); rules raising the queued events: r3 (14), "
+            "r5 (12); rules that answer an event by raising it again fan out without end");
+    }
+  }
+  SECTION("a cascade that does not fan out still meets the depth limit first") {
+    // One copy does not fan out (two events per level): the depth limit (16) ends the cascade
+    // before it raised 40 events.
+    limits.max_cascade_events = 40;
+    auto p = compile({start, churn("r3")}, limits);
+    auto state = fresh(*p);
+    state.contact.tags["a"] = t0;
+    CHECK_THROWS_WITH(nudge::evaluate(*p, state, std::vector{ev("signup", t0)}, t0),
+                      Catch::Contains("internal actions trigger rules past the depth limit"));
+  }
+}
+
 TEST_CASE("evaluate: rules that keep triggering each other fail with the chain",
           "[evaluate][cascade]") {
   SECTION("two rules moving a contact between stages, with a small depth limit") {

@@ -68,6 +68,9 @@ class rule_cycle_error : public std::runtime_error {
   /// The pending-timer form: `rules` holding pending timers, with `counts` of them, most first.
   static rule_cycle_error pending_timers(std::string contact, std::vector<std::string> rules,
                                          const std::vector<std::size_t>& counts, std::size_t limit);
+  /// The cascade-width form: `rules` raising the queued events, with `counts`, most first.
+  static rule_cycle_error cascade_events(std::string contact, std::vector<std::string> rules,
+                                         const std::vector<std::size_t>& counts, std::size_t limit);
   const std::string& contact() const noexcept { return contact_; }
   const std::vector<std::string>& chain() const noexcept { return chain_; }
 

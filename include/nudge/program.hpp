@@ -35,6 +35,12 @@ struct program_limits {
   /// doubling their timers until memory runs out: the batch fails with a rule_cycle_error
   /// naming the rules and changes nothing.
   std::size_t max_pending_timers = 10'000;
+  /// Most events internal actions may raise in one cascade (everything one external event or
+  /// one timer sets off, for one contact). The depth limit alone does not bound a cascade's
+  /// width: two rules that each answer an event by raising it again double the queue at every
+  /// level (2^16 events before the depth limit; three such rules, 3^16), so one event could
+  /// cost minutes. Past the limit the batch fails with a rule_cycle_error naming the rules.
+  std::size_t max_cascade_events = 10'000;
   /// Largest rule file in bytes (load_rules, load_rules_file; checked before reading or
   /// parsing, since the parsed document takes a few times the text's size).
   std::size_t max_text_bytes = std::size_t{64} << 20;

@@ -1230,7 +1230,12 @@ class evaluator {
   using wk = workflow_outcome_kind;
 
   const workflow& wf(std::uint32_t w) const { return p_.rules().workflows[w]; }
+  // `step` is a step table index: statistics and the timeline name the current version's step
+  // with the same id (none for a step only a kept older version has).
   void note(std::uint32_t w, std::uint32_t step, wk k, time_point at) {
+    if (step != none) {
+      step = c_.workflows[w].steps[step].stat;
+    }
     out_.outcomes.note(workflow_outcome{w, step, k, at});
     if (timeline_size_ != 0) {
       timeline_what what = timeline_what::workflow_step;
@@ -1333,8 +1338,9 @@ class evaluator {
       if (source.first != none) {
         note(source.first, source.second, opened ? wk::opened : wk::clicked, at);
         for (auto& r : s_.runs) {
-          if (r.workflow == source.first &&
-              r.last_send == static_cast<std::int32_t>(source.second)) {
+          if (r.workflow == source.first && r.last_send >= 0 &&
+              c_.workflows[r.workflow].steps[static_cast<std::size_t>(r.last_send)].stat ==
+                  source.second) {
             time_point& first = opened ? r.last_opened_at : r.last_clicked_at;
             if (first == min_time) {
               first = at;
@@ -1366,10 +1372,11 @@ class evaluator {
         if (!cw.runs || r.held) {
           continue;  // paused: the run holds where it is
         }
-        const workflow_step& st = wf(r.workflow).steps[r.step];
         const detail::compiled_step& cs = cw.steps[r.step];
-        const bool of_previous = source.first == r.workflow && r.last_send >= 0 &&
-                                 source.second == static_cast<std::uint32_t>(r.last_send);
+        const workflow_step& st = *cs.def;
+        const bool of_previous =
+            source.first == r.workflow && r.last_send >= 0 &&
+            cw.steps[static_cast<std::size_t>(r.last_send)].stat == source.second;
         if (st.kind == step_kind::wait_for && cs.event_type == type && key_matches(st.event, key) &&
             (!st.from_previous_message || of_previous)) {
           leave_wait(r, at);
@@ -1511,7 +1518,7 @@ class evaluator {
       const std::uint32_t w = r.workflow;
       const auto& cw = c_.workflows[w];
       const workflow& def = wf(w);
-      if (++guard > 2 * def.steps.size() + 2) {
+      if (++guard > 2 * cw.steps.size() + 2) {
         // Validation rejects cycles without a wait; this only guards the contact's budget.
         throw rule_cycle_error(s_.contact.id, {"workflow " + def.id});
       }
@@ -1525,8 +1532,8 @@ class evaluator {
         s_.runs.erase(s_.runs.begin() + static_cast<std::ptrdiff_t>(i));
         return;
       }
-      const workflow_step& st = def.steps[target];
       const detail::compiled_step& cs = cw.steps[target];
+      const workflow_step& st = *cs.def;
       switch (st.kind) {
         case step_kind::send:
         case step_kind::act: {
@@ -1540,7 +1547,7 @@ class evaluator {
             src.round_robin = cs.round_robin;
             src.key = mix(mix(mix(mix(contact_hash_, cw.id_hash), r.id), target), r.steps_taken);
             src.kind = timeline_source::workflow;
-            src.timeline_step = target;
+            src.timeline_step = cs.stat;
             const std::uint64_t run_id = r.id;
             if (perform(st.act, src, now, ctx) && st.kind == step_kind::send) {
               workflow_run& again = s_.runs[find_run(run_id)];
@@ -1654,8 +1661,8 @@ class evaluator {
       r.held = true;  // paused: continue when the workflow is active again
       return;
     }
-    const workflow_step& st = wf(r.workflow).steps[r.step];
     const detail::compiled_step& cs = cw.steps[r.step];
+    const workflow_step& st = *cs.def;
     std::uint32_t target = cs.next;
     if (st.kind == step_kind::wait_for ||
         (st.kind == step_kind::wait && st.wait == wait_kind::after_message &&

@@ -32,6 +32,16 @@ std::uint32_t matching_step(const workflow& to, const workflow_step& from_step) 
   return detail::none;
 }
 
+const detail::compiled_workflow::version_range* version_of(const detail::compiled_workflow& cw,
+                                                           std::uint32_t version) {
+  for (const auto& v : cw.versions) {
+    if (v.version == version) {
+      return &v;
+    }
+  }
+  return nullptr;
+}
+
 std::uint32_t step_by_id(const workflow& w, const std::string& id) {
   for (std::uint32_t j = 0; j < w.steps.size(); ++j) {
     if (w.steps[j].id == id) {
@@ -118,11 +128,33 @@ void check_program_change(const program& from, const program& to) {
                          n.version, o.version));
       }
     }
+    auto running_steps = [&](std::uint32_t version) -> const std::vector<workflow_step>* {
+      if (version == o.version) {
+        return &o.steps;
+      }
+      for (const auto& pv : o.previous_versions) {
+        if (pv.version == version) {
+          return &pv.steps;
+        }
+      }
+      return nullptr;
+    };
+    bool keeps_running = false;
+    for (std::size_t k = 0; k < n.previous_versions.size(); ++k) {
+      const auto& pv = n.previous_versions[k];
+      keeps_running = keeps_running || pv.version == o.version;
+      if (const auto* steps = running_steps(pv.version); steps != nullptr && *steps != pv.steps) {
+        fail(fmt::format("{}/previous_versions/{}/steps", at, k), "version_changed",
+             fmt::format("version {} of workflow \"{}\" differs from the running version {}; "
+                         "a kept version must keep its steps as they ran",
+                         pv.version, n.id, pv.version));
+      }
+    }
     if (n.steps != o.steps && n.on_new_version == version_policy::finish_on_old &&
-        !ends_runs(n.status)) {
-      fail(at + "/on_new_version", "old_version_missing",
-           fmt::format("workflow \"{}\" lets runs finish on version {}, but the rule set does not "
-                       "keep that version's steps; use \"move_by_step_id\"",
+        !ends_runs(n.status) && !keeps_running) {
+      fail(at + "/previous_versions", "old_version_missing",
+           fmt::format("workflow \"{}\" lets runs finish on version {}, but the new rules do not "
+                       "keep that version's steps (add them under previous_versions)",
                        n.id, o.version));
     }
   }
@@ -179,14 +211,25 @@ bool migrate_state(const program& from, const program& to, contact_state& state,
   }
   for (std::size_t i = 0; i < s.runs.size();) {
     workflow_run& r = s.runs[i];
-    const workflow& o = old_wfs[r.workflow];
     const workflow& n = new_wfs[r.workflow];
-    std::uint32_t target = r.step;
+    const auto& ocw = from.compiled().workflows[r.workflow];
+    const auto& ncw = to.compiled().workflows[r.workflow];
+    const detail::compiled_step& ocs = ocw.steps[r.step];
+    const auto* old_range = version_of(ocw, ocs.version);
+    const auto* kept = version_of(ncw, ocs.version);  // same steps (check_program_change)
+    const std::uint32_t position = r.step - old_range->first;
+    std::uint32_t target = detail::none;
     timeline_reason reason = timeline_reason::none;
     if (ends_runs(n.status)) {
       reason = timeline_reason::workflow_archived;
-    } else if (o.steps != n.steps) {
-      target = matching_step(n, o.steps[r.step]);
+    } else if (kept != nullptr &&
+               (ocs.version == n.version || n.on_new_version == version_policy::finish_on_old)) {
+      target = kept->first + position;  // finishes on its version
+    } else {
+      target = matching_step(n, *ocs.def);  // moves to the new version by step id
+      if (target == detail::none && kept != nullptr) {
+        target = kept->first + position;  // its step is gone from the new version: finishes
+      }
       if (target == detail::none) {
         reason = timeline_reason::step_removed;
       }
@@ -195,32 +238,38 @@ bool migrate_state(const program& from, const program& to, contact_state& state,
       const bool waiting = std::any_of(s.timers.begin(), s.timers.end(), [&](const timer& t) {
         return t.kind == timer_kind::workflow_step && t.trigger_ordinal == r.id;
       });
-      const auto kind = o.steps[r.step].kind;
+      const auto kind = ocs.def->kind;
       if (waiting || r.held || kind == step_kind::wait || kind == step_kind::wait_for) {
-        notes.push_back({r.workflow, r.step, workflow_outcome_kind::wait_ended, at});
+        notes.push_back({r.workflow, ocs.stat, workflow_outcome_kind::wait_ended, at});
       }
-      notes.push_back({r.workflow, r.step, workflow_outcome_kind::ended, at});
-      const auto step = step_map[r.workflow].empty() ? r.step : timeline_none;
+      notes.push_back({r.workflow, ocs.stat, workflow_outcome_kind::ended, at});
+      const auto step = step_map[r.workflow].empty() ? ocs.stat : timeline_none;
       record(r.workflow, step, timeline_what::workflow_exited, reason);
       cancel_timers(r.id);
       s.runs.erase(s.runs.begin() + static_cast<std::ptrdiff_t>(i));
       continue;
     }
-    if (target != r.step) {
-      for (auto& t : s.timers) {
-        if (t.kind == timer_kind::workflow_step && t.trigger_ordinal == r.id) {
-          t.action = static_cast<std::int32_t>(target);
+    for (auto& t : s.timers) {
+      if (t.kind == timer_kind::workflow_step && t.trigger_ordinal == r.id) {
+        t.action = static_cast<std::int32_t>(target);
+      }
+    }
+    r.step = target;
+    r.version = ncw.steps[target].version;
+    if (r.last_send >= 0) {
+      // The message step with the same id in the version the run is on now; one that version
+      // lacks is forgotten: no open can be attributed to it, and a wait after the previous
+      // message counts from the run's arrival at the wait.
+      const auto& sent = *ocw.steps[static_cast<std::size_t>(r.last_send)].def;
+      const auto* range = version_of(ncw, r.version);
+      std::int32_t moved = -1;
+      for (std::uint32_t j = range->first; j < range->first + range->count; ++j) {
+        if (ncw.steps[j].def->id == sent.id) {
+          moved = static_cast<std::int32_t>(j);
         }
       }
-      r.step = target;
+      r.last_send = moved;
     }
-    if (o.steps != n.steps && r.last_send >= 0) {
-      const auto moved = step_map[r.workflow][static_cast<std::size_t>(r.last_send)];
-      // A message step the new version lacks is forgotten: no open can be attributed to it, and
-      // a wait after the previous message counts from the run's arrival at the wait.
-      r.last_send = moved == detail::none ? -1 : static_cast<std::int32_t>(moved);
-    }
-    r.version = n.version;
     if (r.held && n.status == workflow_status::active) {
       // The wait ended during the pause: it ends now, at the reactivation instant, in run order.
       r.held = false;

@@ -1939,9 +1939,10 @@ class walker {
     if (o == nullptr) {
       return w;
     }
-    check_fields(*o, at,
-                 {"id", "description", "version", "status", "on_new_version", "entry", "exit_on",
-                  "exit_if", "reentry", "max_active_runs", "on_complete", "steps"});
+    check_fields(
+        *o, at,
+        {"id", "description", "version", "status", "on_new_version", "entry", "exit_on", "exit_if",
+         "reentry", "max_active_runs", "on_complete", "steps", "previous_versions"});
     if (const auto* id = o->if_contains("id")) {
       if (auto s = name(*id, child(at, "id"), "a workflow id")) {
         w.id = std::move(*s);
@@ -2062,6 +2063,42 @@ class walker {
       }
     } else {
       fail(at, "missing_field", "missing required field \"steps\"");
+    }
+    if (const auto* pvs = o->if_contains("previous_versions")) {
+      const path pat = child(at, "previous_versions");
+      if (const json::array* a = array_at(*pvs, pat)) {
+        for (std::size_t k = 0; k < a->size(); ++k) {
+          const path vat = child(pat, k);
+          const json::object* vo = object_at((*a)[k], vat);
+          if (vo == nullptr) {
+            continue;
+          }
+          check_fields(*vo, vat, {"version", "steps"});
+          workflow_version pv;
+          if (const auto* n = vo->if_contains("version")) {
+            if (auto x = count(*n, child(vat, "version"), 1,
+                               std::numeric_limits<std::uint32_t>::max())) {
+              pv.version = static_cast<std::uint32_t>(*x);
+            }
+          } else {
+            fail(vat, "missing_field", "missing required field \"version\"");
+          }
+          if (const auto* s = vo->if_contains("steps")) {
+            const path sat = child(vat, "steps");
+            if (const json::array* steps = array_at(*s, sat)) {
+              if (steps->empty()) {
+                fail(sat, "empty_list", "a workflow version needs at least one step");
+              }
+              for (std::size_t j = 0; j < steps->size(); ++j) {
+                pv.steps.push_back(step_at((*steps)[j], child(sat, j)));
+              }
+            }
+          } else {
+            fail(vat, "missing_field", "missing required field \"steps\"");
+          }
+          w.previous_versions.push_back(std::move(pv));
+        }
+      }
     }
     return w;
   }

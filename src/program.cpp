@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <set>
 #include <tuple>
 
 #include <fmt/format.h>
@@ -450,6 +451,27 @@ struct validator {
     if (!w.complete_from_group.empty() && w.complete_to_group.empty()) {
       fail(at + "/on_complete", "missing_name", "a move needs the group to move to");
     }
+    check_steps(rs, w, at);
+    // Kept older versions (runs finishing on them): each a valid step graph of its own.
+    std::set<std::uint32_t> versions{w.version};
+    for (std::size_t k = 0; k < w.previous_versions.size(); ++k) {
+      const auto& pv = w.previous_versions[k];
+      const std::string vat = fmt::format("{}/previous_versions/{}", at, k);
+      if (pv.version >= w.version) {
+        fail(vat + "/version", "bad_version",
+             fmt::format("a kept version must be older than the current version {}", w.version));
+      } else if (!versions.insert(pv.version).second) {
+        fail(vat + "/version", "bad_version", fmt::format("version {} is kept twice", pv.version));
+      }
+      workflow old;
+      old.id = w.id;
+      old.steps = pv.steps;
+      check_steps(rs, old, vat);
+    }
+  }
+
+  // The step graph of `w` (its `steps`; pointers under `at`/steps).
+  void check_steps(const rule_set& rs, const workflow& w, const std::string& at) {
     if (w.steps.empty()) {
       fail(at + "/steps", "missing_steps", "a workflow needs at least one step");
       return;
@@ -895,50 +917,68 @@ struct compiler {
       for (const auto& m : w.exit_on) {
         cw.exits.emplace_back(type_id(m.type), &m);
       }
-      auto index_of = [&](const std::string& id, std::uint32_t listed) -> std::uint32_t {
-        if (id.empty()) {
-          return listed;
-        }
-        for (std::uint32_t k = 0; k < w.steps.size(); ++k) {
-          if (w.steps[k].id == id) {
-            return k;
+      // The step table: the current version's steps, then each kept older version's, each
+      // version's successors resolved within it (runs, timers and the outbox name table indices).
+      auto add_version = [&](std::uint32_t version, const std::vector<workflow_step>& steps) {
+        const auto first = static_cast<std::uint32_t>(cw.steps.size());
+        const auto count = static_cast<std::uint32_t>(steps.size());
+        cw.versions.push_back({version, first, count});
+        auto index_of = [&](const std::string& id, std::uint32_t listed) -> std::uint32_t {
+          if (id.empty()) {
+            return listed;
           }
-        }
-        return none;  // rejected by validation
-      };
-      const auto count = static_cast<std::uint32_t>(w.steps.size());
-      for (std::uint32_t j = 0; j < count; ++j) {
-        const workflow_step& st = w.steps[j];
-        const std::uint32_t following = j + 1 < count ? j + 1 : none;
-        detail::compiled_step cs;
-        cs.next = st.kind == step_kind::end ? none : index_of(st.next, following);
-        cs.yes = index_of(st.yes, following);
-        cs.no = index_of(st.no, none);
-        if (st.kind == step_kind::branch) {
-          cs.condition = flatten(st.when);
-        }
-        if (st.kind == step_kind::wait_for) {
-          cs.event_type = type_id(st.event.type);
-        } else if (st.kind == step_kind::wait && st.wait == wait_kind::after_message) {
-          cs.event_type =
-              st.moment == message_moment::clicked ? out.email_click_type : out.email_open_type;
-        }
-        std::uint32_t bound = 0;
-        for (const auto& path : st.paths) {
-          bound += path.percent;
-          cs.paths.emplace_back(bound, index_of(path.next, none));
-        }
-        if (st.kind == step_kind::send || st.kind == step_kind::act) {
-          cs.action_condition = st.act.when ? flatten(*st.act.when) : none;
-          if (st.act.kind == action_kind::assign_owner) {
-            cs.owner_group = static_cast<std::uint32_t>(rs.owner_groups.find(st.act.arg) -
-                                                        rs.owner_groups.begin());
-            if (st.act.pick == owner_pick::round_robin) {
-              cs.round_robin = out.round_robin_counters++;
+          for (std::uint32_t k = 0; k < count; ++k) {
+            if (steps[k].id == id) {
+              return first + k;
             }
           }
+          return none;  // rejected by validation
+        };
+        for (std::uint32_t j = 0; j < count; ++j) {
+          const workflow_step& st = steps[j];
+          const std::uint32_t following = j + 1 < count ? first + j + 1 : none;
+          detail::compiled_step cs;
+          cs.def = &st;
+          cs.version = version;
+          cs.stat = none;
+          for (std::uint32_t k = 0; k < w.steps.size(); ++k) {
+            if (w.steps[k].id == st.id) {
+              cs.stat = k;  // statistics merge versions by step id
+            }
+          }
+          cs.next = st.kind == step_kind::end ? none : index_of(st.next, following);
+          cs.yes = index_of(st.yes, following);
+          cs.no = index_of(st.no, none);
+          if (st.kind == step_kind::branch) {
+            cs.condition = flatten(st.when);
+          }
+          if (st.kind == step_kind::wait_for) {
+            cs.event_type = type_id(st.event.type);
+          } else if (st.kind == step_kind::wait && st.wait == wait_kind::after_message) {
+            cs.event_type =
+                st.moment == message_moment::clicked ? out.email_click_type : out.email_open_type;
+          }
+          std::uint32_t bound = 0;
+          for (const auto& path : st.paths) {
+            bound += path.percent;
+            cs.paths.emplace_back(bound, index_of(path.next, none));
+          }
+          if (st.kind == step_kind::send || st.kind == step_kind::act) {
+            cs.action_condition = st.act.when ? flatten(*st.act.when) : none;
+            if (st.act.kind == action_kind::assign_owner) {
+              cs.owner_group = static_cast<std::uint32_t>(rs.owner_groups.find(st.act.arg) -
+                                                          rs.owner_groups.begin());
+              if (st.act.pick == owner_pick::round_robin) {
+                cs.round_robin = out.round_robin_counters++;
+              }
+            }
+          }
+          cw.steps.push_back(std::move(cs));
         }
-        cw.steps.push_back(std::move(cs));
+      };
+      add_version(w.version, w.steps);
+      for (const auto& pv : w.previous_versions) {
+        add_version(pv.version, pv.steps);
       }
       // Paused yearly workflows keep their date timers: the dates pass without entries while
       // paused, and the next one is already scheduled when the workflow is active again.

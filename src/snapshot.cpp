@@ -466,7 +466,7 @@ contact_state decode_state(reader& r, const program* expected) {
         r.corrupt(at, fmt::format("timer workflow index {} (the program has {} workflows)", t.rule,
                                   expected->workflow_count()));
       }
-      const auto steps = expected->rules().workflows[t.rule].steps.size();
+      const auto steps = expected->compiled().workflows[t.rule].steps.size();
       if (t.kind == timer_kind::workflow_step &&
           (t.action < 0 || static_cast<std::size_t>(t.action) >= steps)) {
         r.corrupt(at, fmt::format("timer step index {} (workflow {} has {} steps)", t.action,
@@ -597,7 +597,7 @@ contact_state decode_state(reader& r, const program* expected) {
         r.corrupt(at, fmt::format("run workflow index {} (the program has {} workflows)",
                                   run.workflow, expected->workflow_count()));
       }
-      const auto steps = expected->rules().workflows[run.workflow].steps.size();
+      const auto steps = expected->compiled().workflows[run.workflow].steps.size();
       if (run.step >= steps) {
         r.corrupt(at, fmt::format("run step index {} (workflow {} has {} steps)", run.step,
                                   run.workflow, steps));
@@ -735,19 +735,9 @@ void canon(writer& w, const rule& r) {
   }
 }
 
-void canon(writer& w, const workflow& wf) {
-  w.str(wf.id);
-  w.u32(wf.version);
-  w.u8(static_cast<std::uint8_t>(wf.status));
-  w.u8(static_cast<std::uint8_t>(wf.on_new_version));
-  w.u8(static_cast<std::uint8_t>(wf.entry.kind));
-  canon(w, wf.entry.on);
-  w.str(wf.entry.detail);
-  w.i32(wf.entry.offset_days);
-  w.i32(wf.entry.time_of_day);
-  canon(w, wf.entry.when);
-  w.count(wf.steps.size());
-  for (const auto& st : wf.steps) {
+void canon_steps(writer& w, const std::vector<workflow_step>& steps) {
+  w.count(steps.size());
+  for (const auto& st : steps) {
     w.str(st.id);
     w.u8(static_cast<std::uint8_t>(st.kind));
     w.str(st.next);
@@ -768,6 +758,30 @@ void canon(writer& w, const workflow& wf) {
     for (const auto& p : st.paths) {
       w.u32(p.percent);
       w.str(p.next);
+    }
+  }
+}
+
+void canon(writer& w, const workflow& wf) {
+  w.str(wf.id);
+  w.u32(wf.version);
+  w.u8(static_cast<std::uint8_t>(wf.status));
+  w.u8(static_cast<std::uint8_t>(wf.on_new_version));
+  w.u8(static_cast<std::uint8_t>(wf.entry.kind));
+  canon(w, wf.entry.on);
+  w.str(wf.entry.detail);
+  w.i32(wf.entry.offset_days);
+  w.i32(wf.entry.time_of_day);
+  canon(w, wf.entry.when);
+  canon_steps(w, wf.steps);
+  // Kept older versions (only when there are some, so that other workflows keep their
+  // fingerprints): runs and the outbox name their steps by position in the step table.
+  if (!wf.previous_versions.empty()) {
+    w.str("previous_versions");
+    w.count(wf.previous_versions.size());
+    for (const auto& pv : wf.previous_versions) {
+      w.u32(pv.version);
+      canon_steps(w, pv.steps);
     }
   }
   w.count(wf.exit_on.size());

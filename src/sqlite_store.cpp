@@ -509,7 +509,8 @@ struct sqlite_store::impl {
       const std::uint32_t index = rule & ~workflow_flag;
       const auto& rs = program->rules();
       const bool fits =
-          from_workflow ? index < rs.workflows.size() && action < rs.workflows[index].steps.size()
+          from_workflow ? index < rs.workflows.size() &&
+                              action < program->compiled().workflows[index].steps.size()
                         : index < program->rule_count() && action < rs.rules[index].actions.size();
       if (!fits || kind > static_cast<std::uint32_t>(action_kind::remove_from_group)) {
         throw sqlite_error(
@@ -1014,10 +1015,13 @@ void sqlite_store::add_to_outbox(std::span<const due_action> actions) {
       std::ptrdiff_t action_index = 0;
       if (a.from_workflow()) {
         rule_field |= workflow_flag;
-        const auto& steps = program_->rules().workflows[a.rule_index].steps;
+        // The step table index (kept older versions' steps follow the current ones).
+        const auto& steps = program_->compiled().workflows[a.rule_index].steps;
         for (std::size_t j = 0; j < steps.size(); ++j) {
-          if (steps[j].id == a.step) {
+          if (&steps[j].def->act == a.definition ||
+              (a.definition == nullptr && steps[j].def->id == a.step)) {
             action_index = static_cast<std::ptrdiff_t>(j);
+            break;
           }
         }
       } else if (a.definition != nullptr) {
@@ -1343,9 +1347,10 @@ std::size_t durable_engine::deliver_pending(std::size_t batch) {
       a.due_at = e.due_at;
       if (e.workflow) {
         const auto& w = p.rules().workflows[e.rule_index];
+        const workflow_step& st = *p.compiled().workflows[e.rule_index].steps[e.action_index].def;
         a.rule = w.id;
-        a.step = w.steps[e.action_index].id;
-        a.definition = &w.steps[e.action_index].act;
+        a.step = st.id;
+        a.definition = &st.act;
       } else {
         const auto& rule = p.rules().rules[e.rule_index];
         a.rule = rule.id;

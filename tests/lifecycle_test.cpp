@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <nudge/explain.hpp>
+#include <nudge/load_rules.hpp>
 #include <nudge/nudge.hpp>
 #include <nudge/snapshot.hpp>
 #include <nudge/sqlite_store.hpp>
@@ -413,4 +414,137 @@ TEST_CASE("lifecycle: the SQLite store takes a program change durably across reo
                    "2024-01-02T01:00:00Z a cart/r2 send_email(cart_2_new)",
                    "2024-01-02T12:00:00Z c cart/r2 send_email(cart_2_new)",
                });
+}
+
+TEST_CASE("lifecycle: finish on the old version keeps runs on the steps they entered",
+          "[lifecycle][version]") {
+  auto v1 = compile({cart()});
+  const auto old_steps = cart().build().steps;
+  auto v2 = compile({with_steps(
+      cart().version(2, nudge::version_policy::finish_on_old).keep_version(1, old_steps).build(),
+      nudge::workflow_builder("cart")
+          .wait("w1", hours(1))
+          .send("r1", nudge::send_email("cart_1"))
+          .wait("w2", days(1))
+          .send("r2", nudge::send_email("cart_2_new"))
+          .wait("w3", days(2))
+          .send("r3", nudge::send_email("cart_3")))});
+  nudge::engine e{v1};
+  auto got = run(e, {ev("a", "cart", t0)}, t0 + hours(2));
+  e.change_program(v2, t0 + hours(2));
+  CHECK(e.store().load("a")->runs.at(0).version == 1);
+  append(got, run(e, {ev("b", "cart", t0 + hours(3))}, t0 + days(5)));
+  // a finishes version 1 (its second reminder as it was, no third); b walks version 2.
+  CHECK(lines(got) == strings{
+                          "2024-01-01T01:00:00Z a cart/r1 send_email(cart_1)",
+                          "2024-01-01T04:00:00Z b cart/r1 send_email(cart_1)",
+                          "2024-01-02T01:00:00Z a cart/r2 send_email(cart_2)",
+                          "2024-01-02T04:00:00Z b cart/r2 send_email(cart_2_new)",
+                          "2024-01-04T04:00:00Z b cart/r3 send_email(cart_3)",
+                      });
+  const auto& w = e.workflow_stats()[0];
+  CHECK(w.completed == 2);
+  CHECK(step(w, "r2").sent == 2);  // statistics merge versions by step id
+  CHECK(step(w, "r3").sent == 1);
+
+  SECTION("through a snapshot of the version 2 engine") {
+    nudge::memory_store store;
+    nudge::engine first{v1, &store};
+    run(first, {ev("a", "cart", t0)}, t0 + hours(2));
+    first.change_program(v2, t0 + hours(2));
+    std::ostringstream out;
+    nudge::write_snapshot(out, nudge::take_snapshot(first, store));
+    nudge::engine second{v2};
+    nudge::load_snapshot(nudge::parse_snapshot(out.str(), v2.get()), second);
+    CHECK(lines(second.advance(t0 + days(5))) ==
+          strings{"2024-01-02T01:00:00Z a cart/r2 send_email(cart_2)"});
+  }
+  SECTION("move by step id, with the old version kept: a run whose step is gone finishes there") {
+    auto moved = compile({with_steps(cart().version(2).keep_version(1, old_steps).build(),
+                                     nudge::workflow_builder("cart")
+                                         .wait("w1", hours(1))
+                                         .send("r1", nudge::send_email("cart_1"))
+                                         .wait("w2b", days(2))
+                                         .send("r2", nudge::send_email("cart_2_new")))});
+    nudge::engine m{v1};
+    auto out = run(m, {ev("a", "cart", t0), ev("c", "cart", t0 + minutes(90))}, t0 + hours(2));
+    m.change_program(moved, t0 + hours(2));
+    append(out, m.advance(t0 + days(5)));
+    CHECK(lines(out) == strings{
+                            "2024-01-01T01:00:00Z a cart/r1 send_email(cart_1)",
+                            "2024-01-01T02:30:00Z c cart/r1 send_email(cart_1)",
+                            "2024-01-02T01:00:00Z a cart/r2 send_email(cart_2)",
+                            "2024-01-03T02:30:00Z c cart/r2 send_email(cart_2_new)",
+                        });
+    CHECK(m.workflow_stats()[0].ended == 0);
+  }
+  SECTION("the old version must be kept, and kept as it ran") {
+    auto dropped =
+        compile({with_steps(cart().version(2, nudge::version_policy::finish_on_old).build(),
+                            v2->rules().workflows[0])});
+    nudge::engine r{v1};
+    run(r, {ev("a", "cart", t0)}, t0 + hours(2));
+    CHECK_THROWS_WITH(r.change_program(dropped, t0 + hours(2)),
+                      "/workflows/0/previous_versions: workflow \"cart\" lets runs finish on "
+                      "version 1, but the new rules do not keep that version's steps (add them "
+                      "under previous_versions)");
+    auto altered_steps = old_steps;
+    altered_steps[1].act.arg = "cart_1_altered";
+    auto altered = compile({with_steps(cart()
+                                           .version(2, nudge::version_policy::finish_on_old)
+                                           .keep_version(1, altered_steps)
+                                           .build(),
+                                       v2->rules().workflows[0])});
+    CHECK_THROWS_WITH(r.change_program(altered, t0 + hours(2)),
+                      "/workflows/0/previous_versions/0/steps: version 1 of workflow \"cart\" "
+                      "differs from the running version 1; a kept version must keep its steps as "
+                      "they ran");
+  }
+}
+
+TEST_CASE("lifecycle: previous versions in a rule file, with located errors", "[lifecycle][json]") {
+  const std::string good = R"({"rules": [], "workflows": [{
+    "id": "cart", "version": 2, "on_new_version": "finish_on_old",
+    "entry": {"on": {"event": "cart"}},
+    "steps": [{"id": "w1", "wait": "2h"}, {"id": "r1", "send": {"do": "send_email", "arg": "b"}}],
+    "previous_versions": [
+      {"version": 1, "steps": [{"id": "w1", "wait": "1h"},
+                               {"id": "r1", "send": {"do": "send_email", "arg": "a"}}]}]}]})";
+  auto p = nudge::load_rules(good);
+  REQUIRE(p->rules().workflows[0].previous_versions.size() == 1);
+  CHECK(p->rules().workflows[0].previous_versions[0].steps[1].act.arg == "a");
+  const std::string bad = R"({"rules": [], "workflows": [{
+    "id": "cart", "version": 2,
+    "entry": {"on": {"event": "cart"}},
+    "steps": [{"id": "w1", "wait": "2h"}],
+    "previous_versions": [
+      {"version": 2, "steps": [{"id": "w1", "wait": "1h", "next": "nowhere"}]},
+      {"steps": [], "colour": "red"}]}]})";
+  try {
+    nudge::load_rules(bad, {.file_name = "cart.json"});
+    FAIL("accepted");
+  } catch (const nudge::rule_error& e) {
+    CHECK(std::string{e.what()} ==
+          "cart.json:7:7: /workflows/0/previous_versions/1: missing required field \"version\"\n"
+          "cart.json:7:17: /workflows/0/previous_versions/1/steps: a workflow version needs at "
+          "least one step\n"
+          "cart.json:7:21: /workflows/0/previous_versions/1/colour: unknown field \"colour\" "
+          "(expected version or steps)");
+  }
+  // The graph of a kept version is checked like the current one's.
+  const std::string bad_graph = R"({"rules": [], "workflows": [{
+    "id": "cart", "version": 2,
+    "entry": {"on": {"event": "cart"}},
+    "steps": [{"id": "w1", "wait": "2h"}],
+    "previous_versions": [{"version": 2, "steps": [{"id": "w1", "wait": "1h", "next": "nowhere"}]}]}]})";
+  try {
+    nudge::load_rules(bad_graph, {.file_name = "cart.json"});
+    FAIL("accepted");
+  } catch (const nudge::rule_error& e) {
+    CHECK(std::string{e.what()} ==
+          "cart.json:5:39: /workflows/0/previous_versions/0/version: a kept version must be older "
+          "than the current version 2\n"
+          "cart.json:5:87: /workflows/0/previous_versions/0/steps/0/next: no step \"nowhere\" in "
+          "workflow \"cart\"");
+  }
 }

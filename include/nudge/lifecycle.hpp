@@ -15,9 +15,9 @@
 //   (version_policy::move_by_step_id) or finish on the version they entered
 //   (version_policy::finish_on_old, which needs that version's steps in the new program's
 //   `previous_versions`).
-// - A run whose step id the new version lacks (or has as another kind of step) ends at `at`,
-//   counted in workflow_stats::ended; if its own version is still in `previous_versions`, it
-//   finishes there instead.
+// - A run whose step id the new version lacks (or has as another kind of step) finishes on its
+//   version if `previous_versions` keeps it, else ends at `at`, counted in
+//   workflow_stats::ended.
 // - Status archived or draft ends every run inside at `at` (counted as `ended`); paused holds
 //   them; active again resumes runs whose wait ended during the pause at `at` exactly.
 #pragma once

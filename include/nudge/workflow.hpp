@@ -140,10 +140,18 @@ enum class workflow_status : std::uint8_t {
   archived,  ///< no entries; contacts inside are ended
 };
 
-/// What happens to a contact's run when a new program replaces the definition.
+/// What happens to a contact's run when a new program replaces the definition (lifecycle.hpp).
 enum class version_policy : std::uint8_t {
-  finish_on_old,    ///< runs keep walking the version they entered (the old program's steps)
+  /// Runs keep walking the version they are on; its steps must be kept in previous_versions.
+  finish_on_old,
   move_by_step_id,  ///< runs continue in the new version at the step with the same id
+};
+
+/// An older version of a workflow's steps, kept so that runs can finish on it.
+struct workflow_version {
+  std::uint32_t version = 1;
+  std::vector<workflow_step> steps;
+  friend bool operator==(const workflow_version&, const workflow_version&) = default;
 };
 
 /// A workflow.
@@ -154,6 +162,9 @@ struct workflow {
   version_policy on_new_version = version_policy::move_by_step_id;
   workflow_entry entry;
   std::vector<workflow_step> steps;  ///< the first one is where a run starts
+  /// Older versions' steps that runs may still be walking (finish_on_old, or a run whose step
+  /// the current version lacks); each older than `version`. Nobody enters them.
+  std::vector<workflow_version> previous_versions;
   /// Goals / exits: any of these events, or this condition becoming true when the contact is
   /// evaluated, ends the run wherever it is ("a purchase ends the abandoned-cart flow").
   std::vector<event_match> exit_on;
@@ -212,6 +223,12 @@ class workflow_builder {
   workflow_builder& version(std::uint32_t v, version_policy p = version_policy::move_by_step_id) {
     w_.version = v;
     w_.on_new_version = p;
+    return *this;
+  }
+  /// Keeps the steps of an older version (e.g. the `build().steps` of the previous builder) so
+  /// that runs on it can finish there.
+  workflow_builder& keep_version(std::uint32_t v, std::vector<workflow_step> steps) {
+    w_.previous_versions.push_back({v, std::move(steps)});
     return *this;
   }
   workflow_builder& on_complete_copy_to(std::string group) {

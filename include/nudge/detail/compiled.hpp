@@ -16,6 +16,10 @@
 #include <nudge/condition.hpp>
 #include <nudge/delivery.hpp>
 
+namespace nudge {
+struct workflow_step;
+}  // namespace nudge
+
 namespace nudge::detail {
 
 struct string_hash {
@@ -92,6 +96,11 @@ struct compiled_rule {
 
 /// A workflow step with its successors resolved to step indices (none: the run completes).
 struct compiled_step {
+  const workflow_step* def = nullptr;  ///< the step as written (in the program's rule set)
+  std::uint32_t version = 1;           ///< the workflow version it belongs to
+  /// Its index among the current version's steps (statistics, timeline), by id; none: a step
+  /// only a kept older version has.
+  std::uint32_t stat = none;
   std::uint32_t next = none, yes = none, no = none;
   std::uint32_t condition = none;   ///< branch: root node (none: always true)
   std::uint32_t event_type = none;  ///< wait_for / opened / clicked waits: the awaited type
@@ -109,8 +118,13 @@ struct compiled_workflow {
   std::uint32_t entry_type = none;  ///< entry_kind::event: the entering event's type
   /// Exit events: (type, the match as written).
   std::vector<std::pair<std::uint32_t, const event_match*>> exits;
+  /// The step table: the current version's steps first, then each kept older version's.
   std::vector<compiled_step> steps;
-  std::uint64_t id_hash = 0;  ///< fnv1a64 of the id (idempotency keys, splits)
+  struct version_range {
+    std::uint32_t version = 1, first = 0, count = 0;
+  };
+  std::vector<version_range> versions;  ///< the current version first
+  std::uint64_t id_hash = 0;            ///< fnv1a64 of the id (idempotency keys, splits)
 };
 
 using zone_map = string_map<zone_rules>;

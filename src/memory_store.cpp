@@ -39,20 +39,30 @@ void memory_store::save(std::span<contact_state> states) {
   }
   std::vector<std::pair<time_point, std::size_t>> due_entries;
   due_entries.reserve(states.size());
+  const auto same_names = [](const auto& a, const auto& b) { return a.first == b.first; };
   for (auto& s : states) {
     auto it = index_.find(s.contact.id);
     std::size_t pos;
+    // Most saves change neither the next due time nor the memberships (a replay in batches saves
+    // every contact with an event or a due timer in each batch): the indexes are then left as
+    // they are instead of erasing and re-inserting into sets that can hold every contact.
+    bool due_changed = true;
+    bool members_changed = true;
     if (it == index_.end()) {
       pos = states_.size();
       index_.emplace(s.contact.id, pos);
       states_.push_back(std::move(s));
     } else {
       pos = it->second;
-      if (!states_[pos].timers.empty()) {
-        due_.erase({states_[pos].next_due(), pos});
+      const contact_state& old = states_[pos];
+      due_changed = old.next_due() != s.next_due();
+      members_changed = !std::equal(old.segments.begin(), old.segments.end(), s.segments.begin(),
+                                    s.segments.end(), same_names);
+      if (due_changed && !old.timers.empty()) {
+        due_.erase({old.next_due(), pos});
       }
-      if (!states_[pos].segments.empty() || !s.segments.empty()) {
-        for (const auto& [name, since] : states_[pos].segments) {
+      if (members_changed) {
+        for (const auto& [name, since] : old.segments) {
           if (auto m = members_.find(name); m != members_.end()) {
             m->second.erase(pos);
           }
@@ -60,12 +70,14 @@ void memory_store::save(std::span<contact_state> states) {
       }
       states_[pos] = std::move(s);
     }
-    for (const auto& [name, since] : states_[pos].segments) {
-      // A std::bad_alloc here would leave the index short of this contact; the states and the
-      // due index are already whole.
-      members_[name].insert(pos);
+    if (members_changed) {
+      for (const auto& [name, since] : states_[pos].segments) {
+        // A std::bad_alloc here would leave the index short of this contact; the states and the
+        // due index are already whole.
+        members_[name].insert(pos);
+      }
     }
-    if (!states_[pos].timers.empty()) {
+    if (due_changed && !states_[pos].timers.empty()) {
       due_.emplace(states_[pos].next_due(), pos);
     }
   }

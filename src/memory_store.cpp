@@ -39,46 +39,52 @@ void memory_store::save(std::span<contact_state> states) {
   }
   std::vector<std::pair<time_point, std::size_t>> due_entries;
   due_entries.reserve(states.size());
-  const auto same_names = [](const auto& a, const auto& b) { return a.first == b.first; };
   for (auto& s : states) {
     auto it = index_.find(s.contact.id);
-    std::size_t pos;
-    // Most saves change neither the next due time nor the memberships (a replay in batches saves
-    // every contact with an event or a due timer in each batch): the indexes are then left as
-    // they are instead of erasing and re-inserting into sets that can hold every contact.
-    bool due_changed = true;
-    bool members_changed = true;
+    // A replay in batches saves every contact with an event or a due timer in each batch, and
+    // most saves change neither the next due time nor the memberships: the indexes (sets that can
+    // hold every contact) are only touched for what changed.
     if (it == index_.end()) {
-      pos = states_.size();
+      const std::size_t pos = states_.size();
       index_.emplace(s.contact.id, pos);
       states_.push_back(std::move(s));
-    } else {
-      pos = it->second;
-      const contact_state& old = states_[pos];
-      due_changed = old.next_due() != s.next_due();
-      members_changed = !std::equal(old.segments.begin(), old.segments.end(), s.segments.begin(),
-                                    s.segments.end(), same_names);
-      if (due_changed && !old.timers.empty()) {
-        due_.erase({old.next_due(), pos});
-      }
-      if (members_changed) {
-        for (const auto& [name, since] : old.segments) {
-          if (auto m = members_.find(name); m != members_.end()) {
-            m->second.erase(pos);
-          }
-        }
-      }
-      states_[pos] = std::move(s);
-    }
-    if (members_changed) {
       for (const auto& [name, since] : states_[pos].segments) {
-        // A std::bad_alloc here would leave the index short of this contact; the states and the
-        // due index are already whole.
         members_[name].insert(pos);
       }
+      if (!states_[pos].timers.empty()) {
+        due_.emplace(states_[pos].next_due(), pos);
+      }
+      continue;
     }
-    if (due_changed && !states_[pos].timers.empty()) {
-      due_.emplace(states_[pos].next_due(), pos);
+    const std::size_t pos = it->second;
+    const time_point old_due = states_[pos].next_due();
+    if (old_due != s.next_due() && !states_[pos].timers.empty()) {
+      due_.erase({old_due, pos});
+    }
+    const name_map<time_point> old_segments = std::move(states_[pos].segments);
+    states_[pos] = std::move(s);
+    const contact_state& now = states_[pos];
+    // Both maps are sorted by name: one merge walk finds the segments left and entered.
+    auto o = old_segments.begin();
+    auto n = now.segments.begin();
+    while (o != old_segments.end() || n != now.segments.end()) {
+      if (n == now.segments.end() || (o != old_segments.end() && o->first < n->first)) {
+        if (auto m = members_.find(o->first); m != members_.end()) {
+          m->second.erase(pos);
+        }
+        ++o;
+      } else if (o == old_segments.end() || n->first < o->first) {
+        // A std::bad_alloc here would leave the index short of this contact; the states and the
+        // due index are already whole.
+        members_[n->first].insert(pos);
+        ++n;
+      } else {
+        ++o;
+        ++n;
+      }
+    }
+    if (old_due != now.next_due() && !now.timers.empty()) {
+      due_.emplace(now.next_due(), pos);
     }
   }
 }

@@ -81,7 +81,7 @@ struct outbox_entry {
 
 /// A nudge::store over one SQLite database file.
 ///
-/// Layout (schema version 4). The contact states live in memory, as in memory_store: load()
+/// Layout (schema version 5). The contact states live in memory, as in memory_store: load()
 /// and due() never touch the disk. The database is their durable journal:
 ///
 /// - `journal(batch, states)`: one row per save() (per batch), the saved states as
@@ -103,8 +103,8 @@ struct outbox_entry {
 /// (W1 medium, 100,000 contacts, after a whole run: about 1.3 s of CPU for a 25 MB checkpoint
 /// and a 73 MB journal; the states take what memory_store takes). A database belongs to one
 /// program: opening it with other rules throws sqlite_error naming both fingerprints ("reject,
-/// never guess"); a database of schema version 1, 2 (one row per contact) or 3 (uncoded records) is
-/// refused, unchanged.
+/// never guess"); a database of an older schema version (1 and 2: one row per contact; 3:
+/// uncoded records; 4: states without the delivery policy) is refused, unchanged.
 ///
 /// Transactions: outside begin()/commit() each save, add_to_outbox and remove_from_outbox is
 /// its own transaction. Inside one, changes are visible to this store at once; rollback() (or

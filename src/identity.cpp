@@ -286,6 +286,23 @@ contact_state merge_states(const program& p, contact_state known, contact_state 
     into.last_date = std::max(into.last_date, from.last_date);
   }
 
+  // Both ids' recent messages count against the merged contact's caps: a visitor e-mailed
+  // twice today stays capped after being identified.
+  for (const auto& [ch, from] : anonymous.channel_sends) {
+    auto& into = known.channel_sends[ch];
+    std::vector<time_point> merged;
+    merged.reserve(into.size() + from.size());
+    std::merge(into.begin(), into.end(), from.begin(), from.end(), std::back_inserter(merged));
+    const std::size_t keep = ch < c.delivery.keep.size() ? c.delivery.keep[ch] : 0;
+    if (merged.size() > keep) {
+      merged.erase(merged.begin(), merged.end() - static_cast<std::ptrdiff_t>(keep));
+    }
+    if (merged.empty()) {
+      known.channel_sends.erase(ch);
+    } else {
+      into = std::move(merged);
+    }
+  }
   union_earlier(known.segments, anonymous.segments);
   union_earlier(known.thresholds_reached, anonymous.thresholds_reached);
   const auto& score_rules = p.rules().scoring.rules;

@@ -381,3 +381,31 @@ TEST_CASE("identity: the same events in one batch or split give the same result"
   CHECK(whole_store.find("c1")->merged_into == "c0");
   CHECK(whole_store.find("v1")->merged_into == "c1");
 }
+
+TEST_CASE("identity: the visitor's recent messages count against the merged contact's caps",
+          "[identity][merge][delivery]") {
+  // One marketing e-mail per 24 h, skipped past the cap. The visitor got one at T; after being
+  // identified as c1, c1's own trigger at T + 2h must find the cap taken.
+  const auto p = nudge::load_rules(R"({
+  "delivery": {"caps": [{"channel": "email", "max": 1, "per": "24h"}], "on_cap": "skip"},
+  "rules": [{"id": "promo", "on": {"event": "page_view"},
+             "then": [{"do": "send_email", "arg": "promo"}]}]
+})");
+  nudge::memory_store store;
+  collecting_sink sink;
+  nudge::engine engine{p, &store, &sink};
+  nudge::contact c1{.id = "c1"}, v1{.id = "v1"};
+  c1.consent["email"] = true;
+  v1.consent["email"] = true;
+  engine.upsert_contacts(std::vector{c1, v1});
+  engine.process(std::vector{ev("v1", "page_view", t0, "/a")}, t0);
+  engine.process(std::vector{ev("v1", "identify", t0 + hours(1), "c1")}, t0 + hours(1));
+  engine.process(std::vector{ev("c1", "page_view", t0 + hours(2), "/b")}, t0 + hours(2));
+  // Past the 24 h window the cap frees again.
+  engine.process(std::vector{ev("c1", "page_view", t0 + hours(25), "/c")}, t0 + hours(25));
+  CHECK(lines(sink.actions) == strings{"2024-01-01T00:00:00Z v1 promo send_email(promo)",
+                                       "2024-01-02T01:00:00Z c1 promo send_email(promo)"});
+  const auto* merged = store.find("c1");
+  REQUIRE(merged != nullptr);
+  CHECK(merged->channel_sends.at(0) == std::vector{t0 + hours(25)});
+}

@@ -141,6 +141,7 @@ void add(workflow_stats& into, const workflow_stats& d) {
   into.opened += d.opened;
   into.clicked += d.clicked;
   into.active += d.active;
+  into.delivery += d.delivery;
   for (const auto& t : {d.first, d.last}) {
     if (t) {
       detail::outcome_recorder::touch(into.first, into.last, *t);
@@ -155,6 +156,7 @@ void add(workflow_stats& into, const workflow_stats& d) {
     s.clicked += x.clicked;
     s.waiting += x.waiting;
     s.ended += x.ended;
+    s.delivery += x.delivery;
     for (const auto& t : {x.first, x.last}) {
       if (t) {
         detail::outcome_recorder::touch(s.first, s.last, *t);

@@ -168,7 +168,14 @@ class evaluator {
   }
 
   void finish(time_point now) { fire_timers_through(now); }
-  void finish_before(time_point now) { fire_timers_before(now); }
+  /// Timers due at `now` stay pending; messages held at `now` are decided (nothing is left
+  /// undecided when the evaluation ends).
+  void finish_before(time_point now) {
+    fire_timers_before(now);
+    while (!held_.empty()) {
+      flush_held();
+    }
+  }
 
   /// Before the batch: schedules yearly date entries from the contact's details, as of `anchor`
   /// (the contact's clock, or for a contact never evaluated, its first event or `now`).
@@ -296,18 +303,22 @@ class evaluator {
   }
 
   // Decides the held messages of one instant: highest priority first, ties in the order they
-  // were emitted; each one sent counts against the caps of those after it.
+  // were emitted; each one sent counts against the caps of those after it. A decided workflow
+  // message moves its run on, which may hold new messages at the same instant: they go to a
+  // fresh list, decided by the caller's next round.
   [[gnu::noinline]] void flush_held() {
     if (held_.empty()) {
       return;
     }
-    std::stable_sort(held_.begin(), held_.end(), [](const held_message& a, const held_message& b) {
+    std::vector<held_message> now = std::move(held_);
+    held_.clear();
+    std::stable_sort(now.begin(), now.end(), [](const held_message& a, const held_message& b) {
       return a.policy->priority > b.policy->priority;
     });
-    for (auto& m : held_) {
+    for (auto& m : now) {
       decide(m);
     }
-    held_.clear();
+    drain();
   }
 
   struct verdict {
@@ -316,10 +327,24 @@ class evaluator {
     std::optional<time_point> retry_at;  // set: defer to it; else (with a reason) skip
   };
 
+  // A rule's message is counted for the rule; a workflow step's (retry.kind workflow_step) for
+  // the step, and its run, resting at the step meanwhile, moves on once the message is sent or
+  // dropped.
   void decide(held_message& m) {
     const time_point now = m.action.due_at;
-    const std::uint32_t r = m.retry.rule;
-    const auto step = static_cast<std::uint32_t>(m.retry.action);
+    const std::uint32_t source = m.retry.rule;
+    const bool of_step = m.retry.kind == timer_kind::workflow_step;
+    std::size_t run = s_.runs.size();
+    std::uint32_t step = static_cast<std::uint32_t>(m.retry.action);
+    timeline_source kind = timeline_source::rule;
+    if (of_step) {
+      run = find_run(m.retry.trigger_ordinal);
+      if (run == s_.runs.size() || s_.runs[run].step != step || s_.runs[run].phase != 2) {
+        return;  // a goal at this instant ended the run: its message is not sent
+      }
+      kind = timeline_source::workflow;
+      step = c_.workflows[source].steps[step].stat;
+    }
     const verdict v = judge(*m.policy, m.on, now);
     if (v.reason == timeline_reason::none) {
       if (const auto keep = c_.delivery.keep[static_cast<std::size_t>(m.on)]; keep > 0) {
@@ -330,7 +355,11 @@ class evaluator {
         log.push_back(now);
       }
       out_.actions.push_back(std::move(m.action));
-      note(timeline_what::action_emitted, r, now, step);
+      note(timeline_what::action_emitted, source, now, step, timeline_reason::none, timeline_none,
+           min_time, kind);
+      if (of_step) {
+        step_decided(run, now, true);
+      }
       return;
     }
     const bool hours =
@@ -340,18 +369,34 @@ class evaluator {
       t.due_at = *v.retry_at;
       t.deferred = true;
       schedule(t);
-      out_.outcomes.note(
-          r, hours ? rule_outcome_kind::deferred_hours : rule_outcome_kind::deferred_cap, now);
-      note(timeline_what::action_deferred, r, now, step, v.reason, v.cap, *v.retry_at);
+      if (of_step) {
+        note(source, m.retry.action, hours ? wk::deferred_hours : wk::deferred_cap, now);
+      } else {
+        out_.outcomes.note(
+            source, hours ? rule_outcome_kind::deferred_hours : rule_outcome_kind::deferred_cap,
+            now);
+      }
+      note(timeline_what::action_deferred, source, now, step, v.reason, v.cap, *v.retry_at, kind);
       return;
     }
-    out_.outcomes.note(r,
-                       v.reason == timeline_reason::no_consent
-                           ? rule_outcome_kind::blocked_no_consent
-                       : hours ? rule_outcome_kind::blocked_hours
-                               : rule_outcome_kind::blocked_cap,
-                       now);
-    note(timeline_what::action_suppressed, r, now, step, v.reason, v.cap);
+    const bool consent = v.reason == timeline_reason::no_consent;
+    if (of_step) {
+      note(source, m.retry.action,
+           consent ? wk::blocked_no_consent
+           : hours ? wk::blocked_hours
+                   : wk::blocked_cap,
+           now);
+    } else {
+      out_.outcomes.note(source,
+                         consent ? rule_outcome_kind::blocked_no_consent
+                         : hours ? rule_outcome_kind::blocked_hours
+                                 : rule_outcome_kind::blocked_cap,
+                         now);
+    }
+    note(timeline_what::action_suppressed, source, now, step, v.reason, v.cap, min_time, kind);
+    if (of_step) {
+      step_decided(run, now, false);
+    }
   }
 
   verdict judge(const delivery_policy& p, channel on, time_point now) const {
@@ -1129,6 +1174,13 @@ class evaluator {
     return src;
   }
 
+  // Whether the delivery policy decides on `a` (held until its instant is over) rather than it
+  // being emitted at once.
+  static bool governed(const action& a, const emission& src) {
+    return src.policy != nullptr && !a.transactional && channel_of(a.kind).has_value() &&
+           (is_external(a.kind) || a.notify);
+  }
+
   // Applies `a` and, for an external action (or notify), emits it. Returns true if emitted.
   bool perform(const action& a, const emission& src, time_point now, const cascade_ctx* ctx) {
     std::string_view arg = a.arg;
@@ -1221,7 +1273,7 @@ class evaluator {
     }
     const bool emits = is_external(a.kind) || a.notify;
     if (emits) {
-      if (src.policy != nullptr && !a.transactional && channel_of(a.kind)) [[unlikely]] {
+      if (governed(a, src)) [[unlikely]] {
         hold(make_due(a, src, now, arg), src.policy, src.retry);
         return false;  // decided when the instant is over; messages raise no events
       }
@@ -1509,6 +1561,48 @@ class evaluator {
     }
   }
 
+  // What run `r`'s current send or act step emits: the same key each time it is asked (a
+  // deferred message keeps its idempotency key).
+  emission step_emission(const workflow_run& r) const {
+    const std::uint32_t w = r.workflow;
+    const auto& cw = c_.workflows[w];
+    const detail::compiled_step& cs = cw.steps[r.step];
+    emission src;
+    src.source = wf(w).id;
+    src.step = cs.def->id;
+    src.index = w;
+    src.chain_id = static_cast<std::uint32_t>(p_.rule_count()) + w;
+    src.owner_group = cs.owner_group;
+    src.round_robin = cs.round_robin;
+    src.key = mix(mix(mix(mix(contact_hash_, cw.id_hash), r.id), r.step), r.steps_taken);
+    src.kind = timeline_source::workflow;
+    src.timeline_step = cs.stat;
+    if (!c_.delivery.workflow_policy.empty()) [[unlikely]] {
+      src.policy = c_.delivery.workflow_policy[w];
+      src.retry.kind = timer_kind::workflow_step;
+      src.retry.rule = w;
+      src.retry.action = static_cast<std::int32_t>(r.step);
+      src.retry.triggered_at = r.entered_at;
+      src.retry.trigger_ordinal = r.id;
+    }
+    return src;
+  }
+
+  // The held message of run `i` (at a send step, phase 2) was sent or dropped: the run moves on.
+  void step_decided(std::size_t i, time_point now, bool sent) {
+    workflow_run& r = s_.runs[i];
+    const std::uint32_t w = r.workflow, step = r.step;
+    r.phase = 0;
+    note(w, step, wk::wait_ended, now);
+    if (sent) {
+      r.last_send = static_cast<std::int32_t>(step);
+      r.last_send_at = now;
+      r.last_opened_at = r.last_clicked_at = min_time;
+      note(w, step, wk::sent, now);
+    }
+    go(r.id, c_.workflows[w].steps[step].next, now, nullptr);
+  }
+
   // The contact's bucket 0..99 for splits: the same contact and workflow always get the same.
   std::uint32_t bucket(std::uint32_t w) const {
     return static_cast<std::uint32_t>(fnv1a64(wf(w).id, fnv1a64(s_.contact.id)) % 100);
@@ -1550,17 +1644,16 @@ class evaluator {
         case step_kind::send:
         case step_kind::act: {
           if (cs.action_condition == none || eval(cs.action_condition, now, r.entered_at)) {
-            emission src;
-            src.source = def.id;
-            src.step = st.id;
-            src.index = w;
-            src.chain_id = static_cast<std::uint32_t>(p_.rule_count()) + w;
-            src.owner_group = cs.owner_group;
-            src.round_robin = cs.round_robin;
-            src.key = mix(mix(mix(mix(contact_hash_, cw.id_hash), r.id), target), r.steps_taken);
-            src.kind = timeline_source::workflow;
-            src.timeline_step = cs.stat;
+            const emission src = step_emission(r);
             const std::uint64_t run_id = r.id;
+            if (governed(st.act, src)) [[unlikely]] {
+              // The policy decides when the instant is over; the run rests here until then
+              // (and, if the message is deferred, until it goes out or is dropped).
+              perform(st.act, src, now, ctx);
+              s_.runs[find_run(run_id)].phase = 2;
+              note(w, target, wk::wait_started, now);
+              return;
+            }
             if (perform(st.act, src, now, ctx) && st.kind == step_kind::send) {
               workflow_run& again = s_.runs[find_run(run_id)];
               again.last_send = static_cast<std::int32_t>(target);
@@ -1675,6 +1768,19 @@ class evaluator {
     }
     const detail::compiled_step& cs = cw.steps[r.step];
     const workflow_step& st = *cs.def;
+    if (r.phase == 2 && st.kind == step_kind::send) {
+      // A deferred message (or one held when the workflow was paused): decided again.
+      const emission src = step_emission(r);
+      if (src.policy != nullptr) {
+        hold(make_due(st.act, src, tm.due_at, st.act.arg), src.policy, src.retry);
+        return;
+      }
+      // A program change left the step without a policy: the message goes out now.
+      const auto id = r.id;
+      perform(st.act, src, tm.due_at, nullptr);
+      step_decided(find_run(id), tm.due_at, true);
+      return;
+    }
     std::uint32_t target = cs.next;
     if (st.kind == step_kind::wait_for ||
         (st.kind == step_kind::wait && st.wait == wait_kind::after_message &&
@@ -1725,9 +1831,10 @@ class evaluator {
     return md{m, d};
   }
 
-  // The date's instant in `year` (29 February is 28 February in other years), in UTC.
-  static time_point occurrence(md date, int year, std::int32_t offset_days,
-                               std::int32_t time_of_day) {
+  // The date's local midnight in `year` (29 February is 28 February in other years), plus
+  // `offset_days` and `time_of_day`, as local wall time in seconds since 1970-01-01T00:00.
+  static std::int64_t occurrence(md date, int year, std::int32_t offset_days,
+                                 std::int32_t time_of_day) {
     using boost::gregorian::gregorian_calendar;
     const auto y = static_cast<unsigned short>(year);
     const auto m = static_cast<unsigned short>(date.month);
@@ -1735,15 +1842,42 @@ class evaluator {
     d = std::min(d, static_cast<unsigned short>(gregorian_calendar::end_of_month_day(y, m)));
     const auto days_since_epoch =
         (boost::gregorian::date(y, m, d) - boost::gregorian::date(1970, 1, 1)).days();
-    return from_epoch(days_since_epoch * 86'400) + days(offset_days) + seconds(time_of_day);
+    return (days_since_epoch + offset_days) * std::int64_t{86'400} + time_of_day;
+  }
+
+  // The first instant whose wall time on the contact's clock is `local`: of a wall time that
+  // exists twice (clocks set back), the earlier; of one that does not exist (clocks set
+  // forward), the first instant after the gap. The rule delivery.hpp states for send windows.
+  std::int64_t first_at_local(const zone_rules* z, std::int64_t local) const {
+    if (z == nullptr) {
+      return local;
+    }
+    // Offsets change at most once within two days of any wall time a zone rule describes.
+    const std::int64_t before = offset_at(z, local - 2 * 86'400);
+    const std::int64_t after = offset_at(z, local + 2 * 86'400);
+    const std::int64_t early = local - std::max(before, after);
+    const std::int64_t late = local - std::min(before, after);
+    for (const std::int64_t u : {early, late}) {
+      if (u + offset_at(z, u) == local) {
+        return u;
+      }
+    }
+    // In the gap: the transition, the first instant in [early, late] on the later offset.
+    std::int64_t lo = early, hi = late;  // offset(lo) == before, offset(hi) == after
+    while (hi - lo > 1) {
+      const std::int64_t mid = lo + (hi - lo) / 2;
+      (offset_at(z, mid) == before ? lo : hi) = mid;
+    }
+    return hi;
   }
 
   // The first occurrence at or after `from`, or nullopt outside the supported years.
-  static std::optional<time_point> next_yearly(md date, std::int32_t offset_days,
-                                               std::int32_t time_of_day, time_point from) {
+  std::optional<time_point> next_yearly(md date, std::int32_t offset_days, std::int32_t time_of_day,
+                                        time_point from) const {
+    const zone_rules* z = local_zone();
     const int year = static_cast<int>(to_ptime(std::clamp(from, min_time, max_time)).date().year());
     for (int y = std::max(year - 1, 1901); y <= std::min(year + 1, 9998); ++y) {
-      const auto t = occurrence(date, y, offset_days, time_of_day);
+      const auto t = from_epoch(first_at_local(z, occurrence(date, y, offset_days, time_of_day)));
       if (t >= from) {
         return t;
       }
@@ -1751,20 +1885,28 @@ class evaluator {
     return std::nullopt;
   }
 
-  // The first instant at or after `from` at `time_of_day` on an allowed weekday (UTC).
-  static time_point next_time_of_day(time_point from, std::int32_t time_of_day,
-                                     std::uint8_t weekdays) {
+  // The first instant at or after `from` at local `time_of_day` on an allowed local weekday.
+  time_point next_time_of_day(time_point from, std::int32_t time_of_day,
+                              std::uint8_t weekdays) const {
+    const zone_rules* z = local_zone();
     const std::int64_t secs = to_epoch(from);
-    std::int64_t day = secs / 86'400 - (secs % 86'400 < 0 ? 1 : 0);
-    for (int k = 0; k < 8; ++k, ++day) {
-      const std::int64_t t = day * 86'400 + time_of_day;
+    std::int64_t day = floor_div(secs + offset_at(z, secs), 86'400) - 1;
+    for (int k = 0; k < 10; ++k, ++day) {
       const auto weekday = static_cast<unsigned>(((day + 3) % 7 + 7) % 7);  // 0: Monday
-      if (t >= secs && (weekdays >> weekday & 1U) != 0) {
+      if ((weekdays >> weekday & 1U) == 0) {
+        continue;
+      }
+      const std::int64_t t = first_at_local(z, day * 86'400 + time_of_day);
+      if (t >= secs) {
         return from_epoch(t);
       }
     }
     return from;  // weekdays empty: rejected by validation
   }
+
+  // The contact's zone for workflow times: none (UTC) when no policy or workflow of the program
+  // reads local time, so such programs never look zones up.
+  const zone_rules* local_zone() const { return c_.delivery.default_zone ? zone() : nullptr; }
 
   // Keeps one pending timer per yearly workflow at the next occurrence of the contact's date
   // after the last one that fired. An unchanged date keeps its timer (and its scheduling order).

@@ -174,8 +174,13 @@ std::string entry_text(const program& p, const timeline_entry& e) {
         return fmt::format("{}: {} applied", head, step_text(w, e.step));
       case timeline_what::workflow_step:
         return fmt::format("{}: reached {}", head, step_text(w, e.step));
+      case timeline_what::action_suppressed:
+        return fmt::format("{}: {} suppressed: {}", head, step_text(w, e.step), reason_text(e));
+      case timeline_what::action_deferred:
+        return fmt::format("{}: {} deferred to {}: {}", head, step_text(w, e.step),
+                           format_time(e.until), reason_text(e));
       default:
-        break;  // entered, exited, completed, policy outcomes: as below
+        break;  // entered, exited, completed: as below
     }
   }
   const std::string head = fmt::format("{} {}", source_kind_name(e.source_kind), source_id(p, e));

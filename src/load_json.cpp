@@ -720,8 +720,8 @@ class walker {
     delivery_defaults_ = &*out.delivery;
   }
 
-  // A rule's "delivery": the file's defaults with these fields replaced.
-  void rule_delivery_at(const json::value& v, const path& at, rule& r) {
+  // A rule's or workflow's "delivery": the file's defaults with these fields replaced.
+  void own_delivery_at(const json::value& v, const path& at, std::optional<delivery_policy>& out) {
     const json::object* o = object_at(v, at);
     if (o == nullptr) {
       return;
@@ -732,7 +732,7 @@ class walker {
     delivery_policy p =
         delivery_defaults_ != nullptr ? delivery_defaults_->defaults : delivery_policy{};
     policy_fields_at(*o, at, p);
-    r.delivery = std::move(p);
+    out = std::move(p);
   }
 
   // {"size": N}: entries kept per contact timeline (0: none).
@@ -817,7 +817,7 @@ class walker {
       cap_at(*c, child(at, "cap"), r);
     }
     if (const auto* d = o->if_contains("delivery")) {
-      rule_delivery_at(*d, child(at, "delivery"), r);
+      own_delivery_at(*d, child(at, "delivery"), r.delivery);
     }
     return r;
   }
@@ -1942,7 +1942,7 @@ class walker {
     check_fields(
         *o, at,
         {"id", "description", "version", "status", "on_new_version", "entry", "exit_on", "exit_if",
-         "reentry", "max_active_runs", "on_complete", "steps", "previous_versions"});
+         "reentry", "max_active_runs", "on_complete", "delivery", "steps", "previous_versions"});
     if (const auto* id = o->if_contains("id")) {
       if (auto s = name(*id, child(at, "id"), "a workflow id")) {
         w.id = std::move(*s);
@@ -2019,6 +2019,9 @@ class walker {
       if (auto x = count(*n, child(at, "max_active_runs"), 1, max_kept_count)) {
         w.max_active_runs = static_cast<std::uint32_t>(*x);
       }
+    }
+    if (const auto* d = o->if_contains("delivery")) {
+      own_delivery_at(*d, child(at, "delivery"), w.delivery);
     }
     if (const auto* c = o->if_contains("on_complete")) {
       const path cat = child(at, "on_complete");

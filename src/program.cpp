@@ -437,6 +437,9 @@ struct validator {
       }
     }
     check_condition(w.entry.when, at + "/entry/if", 1);
+    if (w.delivery) {
+      check_policy(*w.delivery, at + "/delivery");
+    }
     for (std::size_t j = 0; j < w.exit_on.size(); ++j) {
       check_match(w.exit_on[j], fmt::format("{}/exit_on/{}", at, j));
     }
@@ -1001,6 +1004,19 @@ bool reads_local_time(const delivery_policy& p) {
   return p.quiet_hours || p.send_hours || p.weekdays != all_weekdays;
 }
 
+// Yearly date entries, time-of-day waits and date waits are read on the contact's local clock.
+bool reads_local_time(const workflow& w) {
+  auto local = [](const std::vector<workflow_step>& steps) {
+    return std::any_of(steps.begin(), steps.end(), [](const workflow_step& st) {
+      return st.kind == step_kind::wait &&
+             (st.wait == wait_kind::time_of_day || st.wait == wait_kind::date);
+    });
+  };
+  return w.entry.kind == entry_kind::date || local(w.steps) ||
+         std::any_of(w.previous_versions.begin(), w.previous_versions.end(),
+                     [&](const workflow_version& v) { return local(v.steps); });
+}
+
 // Every zone of a system database: name -> rule, read once per directory per process (the
 // database does not change under a running program; compiling many programs reads it once).
 std::shared_ptr<const detail::zone_map> system_zones(const std::string& dir) {
@@ -1063,6 +1079,15 @@ void resolve_delivery(const rule_set& rs, detail::compiled_delivery& d,
     if (r.delivery) {
       note_policy(*r.delivery);
     }
+  }
+  d.workflow_policy.resize(rs.workflows.size(), nullptr);
+  for (std::size_t i = 0; i < rs.workflows.size(); ++i) {
+    const workflow& w = rs.workflows[i];
+    d.workflow_policy[i] = w.delivery ? &*w.delivery : defaults;
+    if (w.delivery) {
+      note_policy(*w.delivery);
+    }
+    local_time = local_time || reads_local_time(w);
   }
   if (!local_time) {
     return;

@@ -608,7 +608,11 @@ contact_state decode_state(reader& r, const program* expected) {
     run.steps_taken = r.u64("a run's step count");
     run.entered_at = r.time("a run's entry time");
     run.step_at = r.time("a run's step time");
+    const auto phase_at = r.pos();
     run.phase = r.u8("a run's wait phase");
+    if (run.phase > 2) {
+      r.corrupt(phase_at, fmt::format("run phase {} (0, 1 or 2)", run.phase));
+    }
     run.held = r.boolean("a run's held flag");
     run.last_send = r.i32("a run's last send step");
     run.last_send_at = r.time("a run's last send time");
@@ -794,6 +798,11 @@ void canon(writer& w, const workflow& wf) {
   w.u32(wf.max_active_runs);
   w.str(wf.complete_to_group);
   w.str(wf.complete_from_group);
+  // Written only when present, so workflows without a policy keep their fingerprints.
+  if (wf.delivery) {
+    w.str("delivery");
+    canon(w, *wf.delivery);
+  }
 }
 
 }  // namespace
@@ -947,6 +956,11 @@ std::string encode_snapshot(const snapshot& s) {
       w.u8(t ? 1 : 0);
       w.time(t.value_or(time_point{}));
     };
+    auto delivery_counts = [&w](const nudge::delivery_counts& d) {
+      for (auto n : {d.no_consent, d.capped, d.off_hours, d.deferred_cap, d.deferred_hours}) {
+        w.u64(n);
+      }
+    };
     w.count(s.workflows.size());
     for (const auto& ws : s.workflows) {
       w.str(ws.workflow);
@@ -954,6 +968,7 @@ std::string encode_snapshot(const snapshot& s) {
            {ws.entered, ws.completed, ws.exited, ws.sent, ws.opened, ws.clicked, ws.ended}) {
         w.u64(n);
       }
+      delivery_counts(ws.delivery);
       w.i64(ws.active);
       when(ws.first);
       when(ws.last);
@@ -963,6 +978,7 @@ std::string encode_snapshot(const snapshot& s) {
         for (auto n : {st.reached, st.sent, st.opened, st.clicked, st.ended}) {
           w.u64(n);
         }
+        delivery_counts(st.delivery);
         w.i64(st.waiting);
         when(st.first);
         when(st.last);
@@ -1099,7 +1115,12 @@ snapshot parse_snapshot(std::string_view bytes, const program* expected, const s
       }
     };
     const auto at = r.pos();
-    const std::size_t n = r.count("workflow statistics", 82);
+    auto delivery_counts = [&r](nudge::delivery_counts& d) {
+      for (auto* c : {&d.no_consent, &d.capped, &d.off_hours, &d.deferred_cap, &d.deferred_hours}) {
+        *c = r.u64("a statistic");
+      }
+    };
+    const std::size_t n = r.count("workflow statistics", 122);
     if (expected != nullptr && n != 0 && n != expected->workflow_count()) {
       r.corrupt(at, fmt::format("{} workflow statistics, the program has {} workflows", n,
                                 expected->workflow_count()));
@@ -1111,15 +1132,17 @@ snapshot parse_snapshot(std::string_view bytes, const program* expected, const s
            {&ws.entered, &ws.completed, &ws.exited, &ws.sent, &ws.opened, &ws.clicked, &ws.ended}) {
         *c = r.u64("a statistic");
       }
+      delivery_counts(ws.delivery);
       ws.active = r.i64("a statistic");
       when(ws.first);
       when(ws.last);
-      ws.steps.resize(r.count("step statistics", 66));
+      ws.steps.resize(r.count("step statistics", 106));
       for (auto& st : ws.steps) {
         st.step = r.str("a step id");
         for (auto* c : {&st.reached, &st.sent, &st.opened, &st.clicked, &st.ended}) {
           *c = r.u64("a statistic");
         }
+        delivery_counts(st.delivery);
         st.waiting = r.i64("a statistic");
         when(st.first);
         when(st.last);

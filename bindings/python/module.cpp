@@ -902,23 +902,35 @@ class py_engine {
     run([&](nudge::engine& e) { e.upsert_contacts(contacts); });
   }
 
+  // The delivery policy's counts, under the same keys as a rule's statistics.
+  static void add_delivery(py::dict& d, const nudge::delivery_counts& c) {
+    d["no_consent"] = c.no_consent;
+    d["capped"] = c.capped;
+    d["off_hours"] = c.off_hours;
+    d["deferred_cap"] = c.deferred_cap;
+    d["deferred_hours"] = c.deferred_hours;
+  }
+
   // {workflow_id: {..., "steps": {step_id: {...}}}}, in program order.
   py::dict workflow_stats() const {
     py::dict out;
     for (const auto& w : engine_->workflow_stats()) {
       py::dict steps;
       for (const auto& st : w.steps) {
-        steps[py::str(st.step)] =
-            py::dict("step"_a = st.step, "reached"_a = st.reached, "sent"_a = st.sent,
-                     "opened"_a = st.opened, "clicked"_a = st.clicked, "waiting"_a = st.waiting,
-                     "ended"_a = st.ended, "first"_a = to_datetime(st.first),
-                     "last"_a = to_datetime(st.last));
+        py::dict d("step"_a = st.step, "reached"_a = st.reached, "sent"_a = st.sent,
+                   "opened"_a = st.opened, "clicked"_a = st.clicked, "waiting"_a = st.waiting,
+                   "ended"_a = st.ended, "first"_a = to_datetime(st.first),
+                   "last"_a = to_datetime(st.last));
+        add_delivery(d, st.delivery);
+        steps[py::str(st.step)] = d;
       }
-      out[py::str(w.workflow)] = py::dict(
-          "workflow"_a = w.workflow, "entered"_a = w.entered, "completed"_a = w.completed,
-          "exited"_a = w.exited, "ended"_a = w.ended, "sent"_a = w.sent, "opened"_a = w.opened,
-          "clicked"_a = w.clicked, "active"_a = w.active, "first"_a = to_datetime(w.first),
-          "last"_a = to_datetime(w.last), "steps"_a = steps);
+      py::dict d("workflow"_a = w.workflow, "entered"_a = w.entered, "completed"_a = w.completed,
+                 "exited"_a = w.exited, "ended"_a = w.ended, "sent"_a = w.sent,
+                 "opened"_a = w.opened, "clicked"_a = w.clicked, "active"_a = w.active,
+                 "first"_a = to_datetime(w.first), "last"_a = to_datetime(w.last),
+                 "steps"_a = steps);
+      add_delivery(d, w.delivery);
+      out[py::str(w.workflow)] = d;
     }
     return out;
   }
@@ -1416,8 +1428,10 @@ PYBIND11_MODULE(_core, m) {
            "Per-workflow statistics: {workflow_id: {'workflow', 'entered', 'completed', "
            "'exited', 'ended', 'sent', 'opened', 'clicked', 'active', 'first', 'last', 'steps': "
            "{step_id: {'step', 'reached', 'sent', 'opened', 'clicked', 'waiting', 'ended', "
-           "'first', 'last'}}}} in program order; 'active' and 'waiting' count runs inside now; "
-           "'ended' counts runs a program change ended (archived, step gone).")
+           "'first', 'last'}}}} in program order, each with the delivery policy's 'no_consent', "
+           "'capped', 'off_hours', 'deferred_cap', 'deferred_hours' too; 'active' and "
+           "'waiting' count runs inside now (waiting includes runs held at a send step while "
+           "its message is deferred); 'ended' counts runs a program change ended.")
       .def("stats", &py_engine::stats,
            "Per-rule statistics: {rule_id: {'rule', 'triggered', 'passed', 'failed', "
            "'suppressed', 'emitted', 'first', 'last', 'no_consent', 'capped', 'off_hours', "

@@ -98,6 +98,7 @@ struct workflow_run {
   std::uint64_t steps_taken = 0;    ///< steps executed so far (idempotency keys)
   time_point entered_at, step_at;   ///< when it entered; when it reached the current step
   /// An opened / clicked wait: 0 waiting for the event, 1 counting the delay after it.
+  /// A send step: 2 while the delivery policy holds or defers its message (delivery.hpp).
   std::uint8_t phase = 0;
   /// The workflow was paused when this run's wait ended: it continues once it is active.
   bool held = false;

@@ -81,7 +81,9 @@ enum class on_refusal : std::uint8_t {
 /// Weekday bits: Monday is bit 0, Sunday bit 6.
 inline constexpr std::uint8_t all_weekdays = 0x7f;
 
-/// A delivery policy: reusable by rules and (later) workflows.
+/// A delivery policy: the rule set's default, or a rule's or workflow's own (rule.hpp,
+/// workflow.hpp). A workflow's send step whose message is deferred holds its run at the step
+/// until the message goes out or is dropped.
 struct delivery_policy {
   bool require_consent = true;
   std::vector<channel_cap> caps;

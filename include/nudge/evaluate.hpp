@@ -47,6 +47,12 @@ enum class workflow_outcome_kind : std::uint8_t {
   wait_started,  ///< a run began waiting at the step
   wait_ended,    ///< a run stopped waiting at the step (moved on or ended)
   ended,         ///< a program change ended the run (archived, or its step is gone)
+  // The delivery policy on the step's message (delivery.hpp), as for rules:
+  blocked_no_consent,  ///< dropped: no consent for the channel
+  blocked_cap,         ///< dropped: a channel cap
+  blocked_hours,       ///< dropped: quiet hours or send window
+  deferred_cap,        ///< postponed: a channel cap
+  deferred_hours,      ///< postponed: quiet hours or send window
 };
 
 struct workflow_outcome {

@@ -29,6 +29,7 @@
 #include <nudge/action.hpp>
 #include <nudge/condition.hpp>
 #include <nudge/contact.hpp>
+#include <nudge/delivery.hpp>
 #include <nudge/event.hpp>
 #include <nudge/time.hpp>
 
@@ -54,7 +55,9 @@ enum class entry_kind : std::uint8_t {
 /// ignored: only month and day count). It fires on that month and day plus `offset_days`, at
 /// `time_of_day` seconds after midnight. A date of 29 February fires on 28 February in years
 /// without it (the last day of February; documented in docs/rules.md).
-/// Times of day are read in UTC for now (the contact's zone is not applied yet).
+/// Dates and times of day are the contact's local wall time (its `time_zone`, else the rule
+/// set's default zone; see delivery.hpp for zones and for what a local time means on a
+/// daylight-saving day).
 struct workflow_entry {
   entry_kind kind = entry_kind::event;
   event_match on;      ///< entry_kind::event
@@ -80,8 +83,10 @@ enum class step_kind : std::uint8_t {
 enum class wait_kind : std::uint8_t {
   fixed,          ///< `length` after the contact reached the step
   after_message,  ///< `length` after the previous message was delivered / opened / clicked
-  time_of_day,    ///< until the next `time_of_day` on an allowed weekday (may be now)
-  date,           ///< until the date in detail `detail` (this year's or next) plus `length`
+  time_of_day,    ///< until the next local `time_of_day` on an allowed weekday (may be now)
+  /// until the local midnight starting the date in detail `detail` (this year's or next) plus
+  /// `length`
+  date,
 };
 
 /// Which moment of the previous message an after_message wait counts from.
@@ -176,6 +181,11 @@ struct workflow {
   /// On completion: copy the contact to this group, and for a move remove it from `from_group`.
   std::string complete_to_group;
   std::string complete_from_group;
+  /// The delivery policy of its messages, replacing the rule set's default policy (rule files
+  /// merge a workflow's "delivery" fields over the file's defaults). A send step whose message
+  /// the policy defers holds the run at that step until the message goes out (or is dropped);
+  /// a dropped message lets the run move on as if the step had sent nothing.
+  std::optional<delivery_policy> delivery;
   friend bool operator==(const workflow&, const workflow&) = default;
 };
 
@@ -241,6 +251,11 @@ class workflow_builder {
     w_.complete_from_group = std::move(from_group);
     return *this;
   }
+  /// This workflow's delivery policy (replaces the rule set's default).
+  workflow_builder& deliver(delivery_policy p) {
+    w_.delivery = std::move(p);
+    return *this;
+  }
 
   /// An external action (send_email("welcome") | with_param("subject", "Hi")).
   workflow_builder& send(std::string id, action a, std::string next = {}) {
@@ -275,8 +290,9 @@ class workflow_builder {
     s.no = std::move(on_timeout);
     return *this;
   }
-  /// Until the next `time_of_day` (seconds after midnight) on a weekday in `weekdays`
-  /// (bit 0 Monday ... bit 6 Sunday); no wait if the contact arrives exactly then.
+  /// Until the next `time_of_day` (seconds after the contact's local midnight) on a local
+  /// weekday in `weekdays` (bit 0 Monday ... bit 6 Sunday); no wait if the contact arrives
+  /// exactly then.
   workflow_builder& wait_until_time(std::string id, std::int32_t time_of_day,
                                     std::uint8_t weekdays = 0x7f) {
     auto& s = add(std::move(id), step_kind::wait);

@@ -108,7 +108,8 @@ void print_stats(const std::vector<nudge::rule_stats>& stats) {
 }
 
 // Per workflow, then per step: "entered" is runs started (reached, for a step); "inside" is runs
-// inside now (waiting at the step, for a step).
+// inside now (waiting at the step, for a step); "dropped" and "deferred" are the delivery
+// policy's (no consent, caps, hours; each postponement counts).
 void print_workflow_stats(const std::vector<nudge::workflow_stats>& stats) {
   if (stats.empty()) {
     return;
@@ -119,16 +120,21 @@ void print_workflow_stats(const std::vector<nudge::workflow_stats>& stats) {
       width = std::max(width, w.workflow.size() + 1 + st.step.size());
     }
   }
-  const auto row = "{:<{}} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  {:<20}  {}\n";
+  const auto row = "{:<{}} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  {:<20}  {}\n";
   fmt::print(stderr, fmt::runtime(row), "workflow/step", width, "entered", "completed", "exited",
-             "sent", "opened", "clicked", "inside", "first", "last");
+             "sent", "dropped", "deferred", "opened", "clicked", "inside", "first", "last");
+  auto dropped = [](const nudge::delivery_counts& d) {
+    return d.no_consent + d.capped + d.off_hours;
+  };
+  auto deferred = [](const nudge::delivery_counts& d) { return d.deferred_cap + d.deferred_hours; };
   for (const auto& w : stats) {
     fmt::print(stderr, fmt::runtime(row), w.workflow, width, w.entered, w.completed, w.exited,
-               w.sent, w.opened, w.clicked, w.active, time_or_dash(w.first), time_or_dash(w.last));
+               w.sent, dropped(w.delivery), deferred(w.delivery), w.opened, w.clicked, w.active,
+               time_or_dash(w.first), time_or_dash(w.last));
     for (const auto& st : w.steps) {
       fmt::print(stderr, fmt::runtime(row), w.workflow + "/" + st.step, width, st.reached, "-", "-",
-                 st.sent, st.opened, st.clicked, st.waiting, time_or_dash(st.first),
-                 time_or_dash(st.last));
+                 st.sent, dropped(st.delivery), deferred(st.delivery), st.opened, st.clicked,
+                 st.waiting, time_or_dash(st.first), time_or_dash(st.last));
     }
   }
 }

@@ -98,3 +98,28 @@ def test_a_refused_change_names_the_field():
         assert str(e).startswith("/workflows/0/version: the steps of workflow \"cart\" changed")
     else:
         raise AssertionError("a changed workflow with the same version was accepted")
+
+
+def test_a_workflows_delivery_policy_defers_in_quiet_hours_and_drops_without_consent():
+    import copy
+    rules = copy.deepcopy(CART)
+    rules["delivery"] = {"default_time_zone": "Europe/Warsaw"}
+    rules["workflows"][0]["delivery"] = {"quiet_hours": {"from": "21:00", "to": "08:00"}}
+    engine = nudge.Engine(nudge.Program.from_json(rules))
+    # Both consent to e-mail; neither to SMS, so the last call is dropped.
+    engine.upsert_contact("a", {"consent": {"email": True}})
+    engine.upsert_contact("b", {"consent": {"email": True}, "time_zone": "America/New_York"})
+    # 19:30 UTC + 1h = 20:30 UTC: 21:30 in Warsaw (quiet until 08:00 CET = 07:00 UTC), 15:30 in
+    # New York.
+    evening = T0 + 19 * HOUR + 1800
+    got = engine.process([("a", "cart", evening, "sku1"), ("b", "cart", evening, "sku2")],
+                         now=evening + 3 * DAY)
+    assert [(a.due_epoch, a.contact, a.step) for a in got] == [
+        (evening + HOUR, "b", "reminder"),
+        (T0 + DAY + 7 * HOUR, "a", "reminder"),
+    ]
+    stats = engine.workflow_stats()["cart"]
+    assert stats["deferred_hours"] == 1
+    assert stats["steps"]["reminder"]["deferred_hours"] == 1
+    assert stats["steps"]["last_call"]["no_consent"] == 2
+    assert (stats["sent"], stats["completed"]) == (2, 2)

@@ -365,8 +365,11 @@ class Engine:
     def workflow_stats(self) -> dict[str, dict[str, Any]]:
         """{workflow_id: {workflow, entered, completed, exited, ended, sent, opened, clicked,
         active, first, last, steps: {step_id: {step, reached, sent, opened, clicked, waiting,
-        ended, first, last}}}}; active and waiting count the runs inside now; ended counts runs a
-        program change ended (workflow archived, or the run's step gone from a new version)."""
+        ended, first, last}}}}, each also with the delivery policy's no_consent, capped,
+        off_hours, deferred_cap, deferred_hours (as in stats()); active and waiting count the
+        runs inside now (waiting includes runs held at a send step while its message is
+        deferred); ended counts runs a program change ended (workflow archived, or the run's step
+        gone from a new version)."""
     @property
     def program(self) -> Program:
         """The engine's program."""

@@ -134,11 +134,14 @@ struct compiled_delivery {
   /// Per rule: its effective policy (own, else the rule set's default), or nullptr: ungoverned.
   /// Points into the program's rule set, which never moves.
   std::vector<const delivery_policy*> rule_policy;
+  /// Per workflow: the same for its send steps.
+  std::vector<const delivery_policy*> workflow_policy;
   /// Per channel: how many send times the largest cap on it needs (0: none kept).
   std::array<std::uint32_t, channel_count> keep{};
   zone_map zones;                                ///< the rule set's explicit POSIX rules
   std::shared_ptr<const zone_map> system_zones;  ///< read from the system database, or null
-  std::optional<zone_rules> default_zone;        ///< set when some policy reads local time
+  /// Set when some policy or workflow reads local time (unset: every clock is UTC).
+  std::optional<zone_rules> default_zone;
 };
 
 struct compiled_program {

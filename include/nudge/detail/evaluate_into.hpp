@@ -85,7 +85,26 @@ struct outcome_recorder {
           --s->waiting;
         }
         break;
+      case k::blocked_no_consent:
+      case k::blocked_cap:
+      case k::blocked_hours:
+      case k::deferred_cap:
+      case k::deferred_hours:
+        count(w.delivery, o.kind);
+        if (s != nullptr) {
+          count(s->delivery, o.kind);
+        }
+        break;
     }
+  }
+
+  static void count(delivery_counts& d, workflow_outcome_kind kind) {
+    using k = workflow_outcome_kind;
+    ++(kind == k::blocked_no_consent ? d.no_consent
+       : kind == k::blocked_cap      ? d.capped
+       : kind == k::blocked_hours    ? d.off_hours
+       : kind == k::deferred_cap     ? d.deferred_cap
+                                     : d.deferred_hours);
   }
 
   static void touch(std::optional<time_point>& first, std::optional<time_point>& last,

@@ -751,6 +751,70 @@ void engine::upsert_contacts(std::span<const contact> contacts) {
   call_host("store.save", "", [&] { store_->save(states); });
 }
 
+std::vector<due_action> engine::upsert_contact(contact c, time_point at) {
+  return upsert_contacts(std::span<const contact>{&c, 1}, at);
+}
+
+std::vector<due_action> engine::upsert_contacts(std::span<const contact> contacts, time_point at) {
+  const nudge::program& p = *program_;
+  // One evaluation per contact, with its last profile in the span (the later profile wins, as
+  // in the overload without an instant); contacts in order of first appearance.
+  std::vector<std::string_view> ids;
+  std::vector<std::size_t> profile;  // per contact: its index in `contacts`
+  detail::string_map<std::size_t> seen;
+  for (std::size_t i = 0; i < contacts.size(); ++i) {
+    const std::string& id = contacts[i].id;
+    if (id.empty()) {
+      throw input_error(id, i, "the contact id is empty");
+    }
+    auto [it, fresh] = seen.emplace(id, ids.size());
+    if (fresh) {
+      ids.push_back(id);
+      profile.push_back(i);
+    } else {
+      profile[it->second] = i;
+    }
+  }
+
+  // As process(): evaluate into copies, then deliver and save; a failure before that changed
+  // nothing (no state is lent, so there is nothing to abandon).
+  round_robin_counters counters = counters_;
+  std::vector<contact_state> states;
+  states.reserve(ids.size());
+  std::vector<due_action> actions;
+  std::vector<rule_stats> counts(stats_.size());
+  std::vector<nudge::workflow_stats> workflow_counts;
+  if (!workflow_stats_.empty()) {
+    workflow_counts = empty_workflow_stats(p);
+  }
+  const detail::outcome_recorder outcomes{nullptr, &counts, nullptr, &workflow_counts};
+  std::vector<std::pair<std::uint32_t, std::size_t>> emitted;
+  for (std::size_t g = 0; g < ids.size(); ++g) {
+    const std::string_view id = ids[g];
+    auto loaded = call_host("store.load", id, [&] { return store_->load(id); });
+    if (!loaded) {
+      contact fresh;
+      fresh.id = std::string{id};
+      loaded = p.new_state(std::move(fresh));
+    }
+    try {
+      detail::replace_profile_into(p, *loaded, contacts[profile[g]], at, &counters, actions,
+                                   outcomes);
+    } catch (const input_error& e) {
+      // Name the profile's position in the caller's span.
+      throw input_error(e.contact(), profile[g], e.reason());
+    }
+    states.push_back(std::move(*loaded));
+    if (!actions.empty() && (emitted.empty() || emitted.back().second != actions.size())) {
+      emitted.emplace_back(static_cast<std::uint32_t>(g), actions.size());
+    }
+  }
+  sort_by_time_and_contact(actions, emitted, ids);
+  deliver_and_save(actions, states);
+  fold_in(actions, counters, counts, workflow_counts);
+  return actions;
+}
+
 std::vector<std::string> engine::segment_members(std::string_view name) {
   if (!program_->find_segment(name)) {
     throw std::invalid_argument(

@@ -167,6 +167,31 @@ class evaluator {
     drain();
   }
 
+  /// The host replaced the profile at `at` (engine::upsert_contacts with an instant). It is
+  /// applied as an event stamped `at` would be: timers due before `at` fire first, on the old
+  /// profile; then everything that reads the profile is re-evaluated on the new one (score
+  /// thresholds, segments, yearly date entries, workflow goals given as conditions) and the
+  /// events this raises run their rules and workflows at `at`. Timers due at `at` fire after,
+  /// in finish().
+  void replace_profile(contact c, time_point at) {
+    fire_timers_before(at);
+    s_.clock = std::max(s_.clock, at);
+    s_.contact = std::move(c);
+    if (!p_.rules().scoring.thresholds.empty()) {
+      check_thresholds(at, 0, nullptr);
+    }
+    if (!c_.segments.empty()) {
+      refresh_segments(at, 0, nullptr);
+    }
+    if (!c_.date_workflows.empty()) {
+      sync_dates(at, nullptr);
+    }
+    if (!c_.workflows.empty()) {
+      check_exit_conditions(at);
+    }
+    drain();
+  }
+
   void finish(time_point now) { fire_timers_through(now); }
   /// Timers due at `now` stay pending; messages held at `now` are decided (nothing is left
   /// undecided when the evaluation ends).
@@ -2065,17 +2090,9 @@ class evaluator {
     }
   }
 }
-template <class EventRef>
-void evaluate_impl(const program& p, contact_state& state, std::span<const EventRef> events,
-                   time_point now, round_robin_counters* counters, std::vector<due_action>& actions,
-                   const detail::outcome_recorder& outcomes, bool timers_at_now = true) {
-  auto deref = [](const EventRef& e) -> const event& {
-    if constexpr (std::is_pointer_v<EventRef>) {
-      return *e;
-    } else {
-      return e;
-    }
-  };
+// Sizes a state's per-program slots (a fresh state has none yet); refuses one kept for another
+// program.
+void prepare_slots(const program& p, contact_state& state) {
   if (state.history.size() != p.history_slot_count()) {
     if (!state.history.empty()) {
       throw std::invalid_argument(fmt::format(
@@ -2094,6 +2111,20 @@ void evaluate_impl(const program& p, contact_state& state, std::span<const Event
     }
     state.measures.resize(p.measure_slot_count());
   }
+}
+
+template <class EventRef>
+void evaluate_impl(const program& p, contact_state& state, std::span<const EventRef> events,
+                   time_point now, round_robin_counters* counters, std::vector<due_action>& actions,
+                   const detail::outcome_recorder& outcomes, bool timers_at_now = true) {
+  auto deref = [](const EventRef& e) -> const event& {
+    if constexpr (std::is_pointer_v<EventRef>) {
+      return *e;
+    } else {
+      return e;
+    }
+  };
+  prepare_slots(p, state);
   if (!state.merged_into.empty() && !events.empty()) {
     throw input_error(state.contact.id, 0,
                       fmt::format("the contact was merged into \"{}\" (an identify event); send "
@@ -2179,6 +2210,37 @@ void evaluate_into(const program& program, contact_state& state,
                    const detail::outcome_recorder& outcomes, bool timers_at_now) {
   evaluate_impl<const event*>(program, state, events, now, counters, actions, outcomes,
                               timers_at_now);
+}
+void replace_profile_into(const program& program, contact_state& state, contact profile,
+                          time_point at, round_robin_counters* counters,
+                          std::vector<due_action>& actions,
+                          const detail::outcome_recorder& outcomes) {
+  const std::string& id = state.contact.id;
+  if (profile.id != id) {
+    throw input_error(profile.id, 0, fmt::format("belongs to contact \"{}\"", id));
+  }
+  if (!state.merged_into.empty()) {
+    throw input_error(id, 0,
+                      fmt::format("the contact was merged into \"{}\" (an identify event); "
+                                  "upsert that contact",
+                                  state.merged_into));
+  }
+  if (at < min_time || at > max_time) {
+    throw input_error(id, 0, fmt::format("time {} is outside the supported range", to_epoch(at)));
+  }
+  if (at < state.clock) {
+    throw input_error(
+        id, 0,
+        fmt::format("out of order: the upsert at {} ({}) is before {} ({}), the contact's last "
+                    "applied event or timer",
+                    format_time(at), to_epoch(at), format_time(state.clock),
+                    to_epoch(state.clock)));
+  }
+  prepare_slots(program, state);
+  evaluator ev{program, sinks{state, actions, outcomes}, counters};
+  ev.start(state.clock != min_time ? state.clock : at);
+  ev.replace_profile(std::move(profile), at);
+  ev.finish(at);
 }
 }  // namespace detail
 

@@ -78,11 +78,39 @@ class engine {
   /// Fires every timer due at or before `now`; touches only contacts the store reports due.
   std::vector<due_action> advance(time_point now) { return process({}, now); }
 
-  /// Creates the contact or replaces its profile, keeping its history and timers.
+  /// Creates the contact or replaces its profile, keeping its history and timers. Nothing is
+  /// evaluated: segments over profile fields, score thresholds and yearly date entries see the
+  /// new profile at the contact's next event or timer (use the overload with an instant to
+  /// evaluate now). Kept for loading profiles before any instant is known (a snapshot, a
+  /// contacts file ahead of its events) and because it costs one store call and no evaluation.
   /// @throws callback_error if the store fails; nothing changes then.
   void upsert_contact(contact c);
-  /// Creates or replaces many profiles in one store call (all or none).
+  /// Creates or replaces many profiles in one store call (all or none), without evaluating.
   void upsert_contacts(std::span<const contact> contacts);
+
+  /// Creates the contact or replaces its profile at instant `at`, and evaluates it there with
+  /// no events, as one batch (atomic like process(): the store, the sink, statistics and
+  /// counters change all together or not at all). For each contact, as if an event stamped
+  /// `at` changed its profile:
+  ///  1. its timers due before `at` fire, on the old profile (as advance would);
+  ///  2. the profile is replaced; score thresholds, segments (segment_entered / _exited, which
+  ///     rules and workflows act on at `at`), workflow goals given as conditions and yearly date
+  ///     entries (timers (re)scheduled from the new details) are evaluated on it;
+  ///  3. its timers due at `at` fire.
+  /// Returns the due actions sorted by (due_at, contact), as process() does. Only the given
+  /// contacts are evaluated; other contacts' timers wait for the next process() / advance().
+  /// A contact listed twice is evaluated once, with its last profile.
+  ///
+  ///     engine.upsert_contact(profile_with_birthday, nudge::from_epoch(1704067200));
+  ///     auto due = engine.advance(nudge::from_epoch(1735689600));   // the birthday message
+  ///
+  /// @throws input_error naming the contact and its position in `contacts`: an empty id, `at`
+  ///   before the contact's clock (its last event or timer) or outside [min_time, max_time], an
+  ///   id merged into another contact (upsert that one); rule_cycle_error, callback_error. The
+  ///   batch then changed nothing.
+  std::vector<due_action> upsert_contact(contact c, time_point at);
+  /// The same for many contacts in one batch.
+  std::vector<due_action> upsert_contacts(std::span<const contact> contacts, time_point at);
   /// The contact's profile, or nullopt.
   std::optional<contact> find_contact(std::string_view id);
 

@@ -173,4 +173,13 @@ void evaluate_into(const program& program, contact_state& state,
                    round_robin_counters* counters, std::vector<due_action>& actions,
                    const outcome_recorder& outcomes, bool timers_at_now = true);
 
+/// The evaluation of engine::upsert_contacts with an instant: replaces the profile of `state`
+/// with `profile` as of `at` and evaluates the contact there with no events (timers due before
+/// `at`, then the profile's consequences, then timers due at `at`). Throws input_error (event
+/// index 0) for another contact's profile, an alias record, or `at` outside the supported range
+/// or before the contact's clock; `state` may then hold partial changes, as with evaluate_into.
+void replace_profile_into(const program& program, contact_state& state, contact profile,
+                          time_point at, round_robin_counters* counters,
+                          std::vector<due_action>& actions, const outcome_recorder& outcomes);
+
 }  // namespace nudge::detail

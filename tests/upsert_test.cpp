@@ -1,0 +1,221 @@
+// Profile changes at an explicit instant (engine::upsert_contact(c, at)): segments over profile
+// fields flip there, yearly date entries are scheduled for contacts without events, and the
+// upsert is one atomic batch.
+#include <memory>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+
+#include <nudge/nudge.hpp>
+
+namespace {
+
+using nudge::days;
+using nudge::hours;
+using nudge::seconds;
+using strings = std::vector<std::string>;
+
+const nudge::time_point t0 = nudge::from_epoch(1'704'067'200);  // 2024-01-01T00:00:00Z
+
+nudge::event ev(std::string contact, std::string type, nudge::time_point at, std::string key = {}) {
+  return nudge::event{
+      .contact = std::move(contact), .type = std::move(type), .at = at, .key = std::move(key)};
+}
+
+// "time contact source verb(arg)" per action; a workflow step's source is "workflow/step".
+strings lines(const std::vector<nudge::due_action>& actions) {
+  strings out;
+  for (const auto& a : actions) {
+    out.push_back(fmt::format("{} {} {}{}{} {}({})", nudge::format_time(a.due_at), a.contact,
+                              a.rule, a.from_workflow() ? "/" : "", a.step, a.verb(), a.arg));
+  }
+  return out;
+}
+std::string at(nudge::time_point t) {
+  return nudge::format_time(t);
+}
+
+nudge::contact with_tag(std::string id, std::string tag) {
+  nudge::contact c{.id = std::move(id)};
+  c.tags.emplace(std::move(tag), nudge::from_epoch(0));
+  return c;
+}
+
+// Segment "vip" (tag VIP) with rules mailing on entry and exit, and a birthday workflow.
+std::shared_ptr<const nudge::program> vip_and_birthday() {
+  nudge::rule_set rs;
+  rs.segments = {{"vip", nudge::has_tag("VIP")}};
+  rs.rules = {nudge::rule_builder("welcome_vip")
+                  .when(nudge::on_segment_entered("vip"))
+                  .then(nudge::send_email("vip_welcome")),
+              nudge::rule_builder("bye_vip")
+                  .when(nudge::on_segment_exited("vip"))
+                  .then(nudge::send_email("vip_bye"))};
+  rs.workflows = {nudge::workflow_builder("birthday")
+                      .enter_yearly_on("birthday", 9 * 3600)
+                      .send("wish", nudge::send_email("happy_birthday"))};
+  return nudge::program::compile(std::move(rs));
+}
+
+// Records what the engine delivers.
+class recording_sink final : public nudge::sink {
+ public:
+  void deliver(std::span<const nudge::due_action> actions) override {
+    delivered.insert(delivered.end(), actions.begin(), actions.end());
+  }
+  std::vector<nudge::due_action> delivered;
+};
+
+}  // namespace
+
+TEST_CASE("upsert at an instant: a segment on a tag flips there and its rule fires at exactly it",
+          "[upsert][segment]") {
+  auto p = vip_and_birthday();
+  recording_sink sink;
+  nudge::memory_store store;
+  nudge::engine e{p, &store, &sink};
+  CHECK(e.process(std::vector{ev("ann", "page_view", t0)}, t0).empty());
+  CHECK(e.segment_members("vip").empty());
+
+  const auto t1 = t0 + hours(5) + seconds(7);
+  const auto entered = e.upsert_contact(with_tag("ann", "VIP"), t1);
+  CHECK(lines(entered) == strings{at(t1) + " ann welcome_vip send_email(vip_welcome)"});
+  CHECK(lines(sink.delivered) == lines(entered));
+  CHECK(e.segment_members("vip") == strings{"ann"});
+  CHECK(e.store().load("ann")->clock == t1);
+  CHECK(e.stats()[0].emitted == 1);
+
+  // The same profile again: no change, nothing raised.
+  CHECK(e.upsert_contact(with_tag("ann", "VIP"), t1 + hours(1)).empty());
+
+  // Dropping the tag leaves the segment at the new instant.
+  const auto t2 = t0 + days(3);
+  CHECK(lines(e.upsert_contact(nudge::contact{.id = "ann"}, t2)) ==
+        strings{at(t2) + " ann bye_vip send_email(vip_bye)"});
+  CHECK(e.segment_members("vip").empty());
+
+  // A new contact enters at the upsert's instant, with no event at all.
+  CHECK(lines(e.upsert_contact(with_tag("bob", "VIP"), t2)) ==
+        strings{at(t2) + " bob welcome_vip send_email(vip_welcome)"});
+  CHECK(e.segment_members("vip") == strings{"bob"});
+}
+
+TEST_CASE("upsert without an instant: the profile only, evaluated at the next event",
+          "[upsert][segment]") {
+  auto p = vip_and_birthday();
+  nudge::engine e{p};
+  e.upsert_contact(with_tag("ann", "VIP"));
+  CHECK(e.segment_members("vip").empty());
+  CHECK(e.advance(t0 + days(400)).empty());  // no event: never evaluated
+  const auto t1 = t0 + days(400) + hours(1);
+  CHECK(lines(e.process(std::vector{ev("ann", "page_view", t1)}, t1)) ==
+        strings{at(t1) + " ann welcome_vip send_email(vip_welcome)"});
+}
+
+TEST_CASE("upsert at an instant: a birthday of a contact with no events is sent on the day",
+          "[upsert][workflow]") {
+  auto p = vip_and_birthday();
+  nudge::engine e{p};
+  nudge::contact cleo{.id = "cleo"};
+  cleo.details["birthday"] = std::string{"1990-01-05"};
+  CHECK(e.upsert_contact(cleo, t0).empty());
+  CHECK(e.store().due(t0 + days(4) + hours(9)) == strings{"cleo"});
+  CHECK(e.advance(t0 + days(4) + hours(9) - seconds(1)).empty());
+  const auto birthday = t0 + days(4) + hours(9);  // 2024-01-05T09:00:00Z
+  CHECK(lines(e.advance(t0 + days(30))) ==
+        strings{at(birthday) + " cleo birthday/wish send_email(happy_birthday)"});
+  CHECK(e.workflow_stats()[0].entered == 1);
+  // The next year's is scheduled.
+  CHECK(e.store().due(nudge::from_epoch(1'736'067'600)) == strings{"cleo"});  // 2025-01-05T09:00Z
+
+  SECTION("a changed date reschedules the timer from the upsert's instant") {
+    cleo.details["birthday"] = std::string{"1990-03-10"};
+    CHECK(e.upsert_contact(cleo, t0 + days(40)).empty());
+    const auto march = nudge::from_epoch(1'710'061'200);  // 2024-03-10T09:00:00Z
+    CHECK(lines(e.advance(t0 + days(90))) ==
+          strings{at(march) + " cleo birthday/wish send_email(happy_birthday)"});
+  }
+  SECTION("without an instant the birthday of a contact without events is never scheduled") {
+    nudge::engine plain{p};
+    plain.upsert_contact(cleo);
+    CHECK(plain.advance(t0 + days(30)).empty());
+  }
+}
+
+TEST_CASE(
+    "upsert at an instant: timers due before it fire first, on the old profile; those due "
+    "at it, after the change",
+    "[upsert]") {
+  nudge::rule_set rs;
+  rs.segments = {{"vip", nudge::has_tag("VIP")}};
+  // Checks a day after signup whether the contact is VIP.
+  rs.rules = {nudge::rule_builder("check_vip")
+                  .when(nudge::on("signup"))
+                  .check_after(days(1))
+                  .only_if(nudge::in_segment("vip"))
+                  .then(nudge::send_email("vip_day_one"))};
+  auto p = nudge::program::compile(std::move(rs));
+
+  SECTION("due before the upsert: checked on the old profile") {
+    nudge::engine e{p};
+    CHECK(e.process(std::vector{ev("ann", "signup", t0)}, t0).empty());
+    CHECK(e.upsert_contact(with_tag("ann", "VIP"), t0 + days(1) + seconds(1)).empty());
+  }
+  SECTION("due at the upsert's instant: checked on the new profile") {
+    nudge::engine e{p};
+    CHECK(e.process(std::vector{ev("ann", "signup", t0)}, t0).empty());
+    CHECK(lines(e.upsert_contact(with_tag("ann", "VIP"), t0 + days(1))) ==
+          strings{at(t0 + days(1)) + " ann check_vip send_email(vip_day_one)"});
+  }
+}
+
+TEST_CASE("upsert at an instant before the contact's clock throws and changes nothing",
+          "[upsert][atomic]") {
+  auto p = vip_and_birthday();
+  recording_sink sink;
+  nudge::memory_store store;
+  nudge::engine e{p, &store, &sink};
+  CHECK(e.process(std::vector{ev("ann", "page_view", t0 + days(2))}, t0 + days(2)).empty());
+  const auto before = e.store().load("ann");
+  REQUIRE(before);
+  const auto stats_before = e.stats();
+
+  // bob (new) is fine; ann's instant is in her past: the batch fails as a whole.
+  const std::vector contacts{with_tag("bob", "VIP"), with_tag("ann", "VIP")};
+  try {
+    e.upsert_contacts(contacts, t0 + days(1));
+    FAIL("no exception");
+  } catch (const nudge::input_error& err) {
+    CHECK(err.contact() == "ann");
+    CHECK(err.event_index() == 1);
+    CHECK_THAT(err.what(), Catch::Contains("out of order: the upsert at 2024-01-02T00:00:00Z") &&
+                               Catch::Contains("is before 2024-01-03T00:00:00Z") &&
+                               Catch::Contains("the contact's last applied event or timer"));
+  }
+  CHECK(e.store().load("ann") == before);
+  CHECK_FALSE(e.store().load("bob"));
+  CHECK(e.segment_members("vip").empty());
+  CHECK(sink.delivered.empty());
+  CHECK(e.stats()[0].emitted == stats_before[0].emitted);
+
+  // At the clock itself it is accepted.
+  CHECK(lines(e.upsert_contacts(contacts, t0 + days(2))) ==
+        strings{at(t0 + days(2)) + " ann welcome_vip send_email(vip_welcome)",
+                at(t0 + days(2)) + " bob welcome_vip send_email(vip_welcome)"});
+}
+
+TEST_CASE("upsert at an instant: empty ids and merged ids are refused", "[upsert]") {
+  auto p = vip_and_birthday();
+  nudge::engine e{p};
+  const std::vector<nudge::contact> empty{nudge::contact{}};
+  CHECK_THROWS_AS(e.upsert_contacts(empty, t0), nudge::input_error);
+  CHECK(e.process(std::vector{ev("anon", "identify", t0, "ann")}, t0).empty());
+  CHECK_THROWS_WITH(e.upsert_contact(nudge::contact{.id = "anon"}, t0 + seconds(1)),
+                    Catch::Contains("merged into \"ann\""));
+}

@@ -1,4 +1,5 @@
 // Replay of an event log through a fresh engine, and the actions CSV writer.
+#include <algorithm>
 #include <fstream>
 #include <ostream>
 #include <utility>
@@ -26,7 +27,17 @@ void append(std::vector<due_action>& to, std::vector<due_action>&& from) {
     to = std::move(from);
     return;
   }
+  const auto by_time_and_contact = [](const due_action& x, const due_action& y) {
+    return x.due_at != y.due_at ? x.due_at < y.due_at : x.contact < y.contact;
+  };
+  const auto middle = static_cast<std::ptrdiff_t>(to.size());
+  const bool in_order = from.empty() || !by_time_and_contact(from.front(), to.back());
   to.insert(to.end(), std::make_move_iterator(from.begin()), std::make_move_iterator(from.end()));
+  if (!in_order) {
+    // The contacts' upsert at the first event's instant and that instant's events both emit
+    // there: merge, stably, so each contact keeps its emission order (upsert first).
+    std::inplace_merge(to.begin(), to.begin() + middle, to.end(), by_time_and_contact);
+  }
 }
 
 }  // namespace
@@ -56,14 +67,14 @@ replay_result replay(std::shared_ptr<const program> program, const std::string& 
   }
 
   id_set known;
+  std::vector<contact> contacts;
   if (!contacts_path.empty()) {
-    std::vector<contact> contacts = read_contacts(contacts_path, {.on_reject = on_reject});
+    contacts = read_contacts(contacts_path, {.on_reject = on_reject});
     result.contacts_read = contacts.size();
     known.reserve(contacts.size());
     for (const auto& c : contacts) {
       known.insert(c.id);
     }
-    eng.upsert_contacts(contacts);
   }
 
   event_read_options read_options;
@@ -87,7 +98,15 @@ replay_result replay(std::shared_ptr<const program> program, const std::string& 
   std::vector<event> pending;  // read, not yet handed to the engine
   std::vector<event> batch;
   const std::size_t step = options.batch_events > 0 ? options.batch_events : read_chunk;
+  bool upserted = contacts.empty();
   while (reader.read(batch, step)) {
+    if (!upserted) {
+      // The contacts are upserted at the log's first event (the reader refuses events out of
+      // time order, so it is the earliest): their segments and yearly dates (birthdays) are
+      // evaluated from there, also for contacts that have no events.
+      append(result.actions, eng.upsert_contacts(contacts, batch.front().at));
+      upserted = true;
+    }
     if (pending.empty()) {
       std::swap(pending, batch);
     } else {
@@ -111,6 +130,9 @@ replay_result replay(std::shared_ptr<const program> program, const std::string& 
     progress(false);
   }
   result.events_read = reader.events_read();
+  if (!upserted) {
+    eng.upsert_contacts(contacts);  // no events: no instant to evaluate them at
+  }
 
   if (options.until) {
     result.until = *options.until;

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <set>
 #include <sstream>
 
@@ -1251,6 +1252,18 @@ void durable_engine::change_program(std::shared_ptr<const nudge::program> next, 
 
 std::size_t durable_engine::process(std::span<const event> events, time_point now,
                                     std::span<const std::pair<std::string, std::string>> meta) {
+  return commit_batch([&] { return engine_.process(events, now); }, meta);
+}
+
+std::size_t durable_engine::upsert_contacts(
+    std::span<const contact> contacts, time_point at,
+    std::span<const std::pair<std::string, std::string>> meta) {
+  return commit_batch([&] { return engine_.upsert_contacts(contacts, at); }, meta);
+}
+
+std::size_t durable_engine::commit_batch(
+    const std::function<std::vector<due_action>()>& evaluate,
+    std::span<const std::pair<std::string, std::string>> meta) {
   auto stats = engine_.stats();
   auto counters = engine_.counters();
   auto workflows = engine_.workflow_stats();
@@ -1271,7 +1284,7 @@ std::size_t durable_engine::process(std::span<const event> events, time_point no
       }
       generation_ = store_.impl_->generation;
     }
-    actions = engine_.process(events, now);
+    actions = evaluate();
     const sqlite_store::impl& d = *store_.impl_;
     const bool outbox_was_empty = d.undelivered_begin == d.undelivered.size();
     const auto first = d.pending_next_seq;

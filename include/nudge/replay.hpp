@@ -81,6 +81,12 @@ struct replay_result {
 /// `contacts_path` (empty: none; events then create their contacts), on a fresh engine with its
 /// in-memory store.
 ///
+/// The contacts are upserted at the log's first accepted event's time
+/// (engine::upsert_contacts with that instant), before any event: segments over their profiles
+/// are entered there and yearly date entries (a birthday workflow) are scheduled from there, so
+/// a contact without events still gets its birthday message. A log without events evaluates
+/// nothing (the profiles are only stored).
+///
 /// Example:
 ///
 ///     auto program = nudge::load_rules_file("rules.json");

@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -228,8 +229,14 @@ class durable_engine {
   ///   unchanged; if the engine had already taken `next`, open a new durable_engine).
   void change_program(std::shared_ptr<const nudge::program> next, time_point at,
                       std::span<const std::pair<std::string, std::string>> meta = {});
-  /// Creates or replaces profiles in one transaction.
+  /// Creates or replaces profiles in one transaction, without evaluating them
+  /// (engine::upsert_contacts).
   void upsert_contacts(std::span<const contact> contacts);
+  /// engine::upsert_contacts at instant `at`, durably as process() is: the new states, the due
+  /// actions into the outbox, statistics and `meta` in one transaction, then delivered. Returns
+  /// the number of actions added to the outbox; throws as process().
+  std::size_t upsert_contacts(std::span<const contact> contacts, time_point at,
+                              std::span<const std::pair<std::string, std::string>> meta = {});
 
   /// Delivers the outbox to the sink in batches of up to `batch` actions, deleting each batch
   /// once the sink accepted it. Returns the number delivered.
@@ -241,6 +248,9 @@ class durable_engine {
   sqlite_store& store() noexcept { return store_; }
 
  private:
+  // One durable batch around `evaluate` (an engine call returning the due actions).
+  std::size_t commit_batch(const std::function<std::vector<due_action>()>& evaluate,
+                           std::span<const std::pair<std::string, std::string>> meta);
   // Hands `actions` to the sink, then marks the outbox delivered through `last_sequence`.
   void deliver(std::span<const due_action> actions, std::int64_t last_sequence);
 

@@ -243,18 +243,16 @@ int run_live(const run_args& args) {
     db.put_meta(meta_rules, *rules_text);
     db.commit();
   }
-  if (!args.contacts.empty() && !db.get_meta(meta_contacts)) {
-    const auto contacts = nudge::read_contacts(args.contacts);
-    db.begin();
-    try {
-      engine.engine().upsert_contacts(contacts);
-      db.put_meta(meta_contacts, args.contacts);
-      db.commit();
-    } catch (...) {
-      db.rollback();
-      throw;
-    }
+  // The contacts file is upserted at the first event the run takes (the file's first, on the
+  // first run), as nudge replay does, in one transaction with run.contacts: segments and yearly
+  // dates (birthdays) are evaluated from there, also for contacts without events. A run that
+  // takes no event leaves them for the next one.
+  std::vector<nudge::contact> contacts;
+  const bool load_contacts = !args.contacts.empty() && !db.get_meta(meta_contacts);
+  if (load_contacts) {
+    contacts = nudge::read_contacts(args.contacts);
   }
+  bool contacts_pending = load_contacts;
   std::size_t pos = start;
   std::size_t lines = 0;
   if (auto saved = db.get_meta(meta_offset)) {
@@ -352,6 +350,11 @@ int run_live(const run_args& args) {
       } else {
         now = latest - nudge::seconds(1);
       }
+    }
+    if (contacts_pending && take > 0) {
+      engine.upsert_contacts(contacts, events.front().at,
+                             {{{std::string{meta_contacts}, args.contacts}}});
+      contacts_pending = false;
     }
     if (!stop || take > 0 || until) {
       const std::size_t new_pos = cut > 0 ? line_end[cut - 1] : pos;

@@ -1,5 +1,6 @@
 // nudge: the command-line tool. `nudge check` validates rule files; `nudge replay` backtests an
 // event log through them. Exit codes: 0 ok, 1 bad input or rules, 2 usage.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <exception>
@@ -179,13 +180,13 @@ nudge::replay_result replay_with_snapshots(std::shared_ptr<const nudge::program>
     };
   }
   std::set<std::string, std::less<>> known;
+  std::vector<nudge::contact> contacts;
   if (!args.contacts.empty()) {
-    auto contacts = nudge::read_contacts(args.contacts, {.on_reject = on_reject});
+    contacts = nudge::read_contacts(args.contacts, {.on_reject = on_reject});
     result.contacts_read = contacts.size();
     for (const auto& c : contacts) {
       known.insert(c.id);
     }
-    engine.upsert_contacts(contacts);
   }
   nudge::event_read_options read_options;
   read_options.program = program.get();
@@ -198,12 +199,30 @@ nudge::replay_result replay_with_snapshots(std::shared_ptr<const nudge::program>
   read_options.on_reject = on_reject;
   nudge::event_reader reader{args.events, std::move(read_options)};
   auto append = [&result](std::vector<nudge::due_action>&& actions) {
+    const auto by_time_and_contact = [](const nudge::due_action& x, const nudge::due_action& y) {
+      return x.due_at != y.due_at ? x.due_at < y.due_at : x.contact < y.contact;
+    };
+    const auto middle = static_cast<std::ptrdiff_t>(result.actions.size());
+    const bool in_order = result.actions.empty() || actions.empty() ||
+                          !by_time_and_contact(actions.front(), result.actions.back());
     result.actions.insert(result.actions.end(), std::make_move_iterator(actions.begin()),
                           std::make_move_iterator(actions.end()));
+    if (!in_order) {
+      // The upsert's actions and those of the first events share an instant: keep the order by
+      // (time, contact), each contact's in emission order.
+      std::inplace_merge(result.actions.begin(), result.actions.begin() + middle,
+                         result.actions.end(), by_time_and_contact);
+    }
   };
   std::vector<nudge::event> pending, batch;
   const std::size_t step = options.batch_events > 0 ? options.batch_events : (1U << 16);
+  bool upserted = contacts.empty();
   while (reader.read(batch, step)) {
+    if (!upserted) {
+      // At the log's first event, as nudge::replay does (docs: README, "replay").
+      append(engine.upsert_contacts(contacts, batch.front().at));
+      upserted = true;
+    }
     pending.insert(pending.end(), std::make_move_iterator(batch.begin()),
                    std::make_move_iterator(batch.end()));
     if (options.batch_events > 0) {
@@ -220,6 +239,9 @@ nudge::replay_result replay_with_snapshots(std::shared_ptr<const nudge::program>
     }
   }
   result.events_read = reader.events_read();
+  if (!upserted) {
+    engine.upsert_contacts(contacts);  // no events: no instant to evaluate them at
+  }
   if (options.until) {
     result.until = *options.until;
   } else if (auto last = reader.last_time()) {

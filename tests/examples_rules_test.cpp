@@ -103,15 +103,23 @@ std::vector<nudge::contact> read_contacts(const std::filesystem::path& p) {
 std::vector<std::string> run_scenario(const std::string& name) {
   const auto program = nudge::load_rules_file((examples_dir / (name + ".rules.json")).string());
   nudge::engine engine{program};
-  const auto contacts_path = examples_dir / (name + ".contacts.csv");
-  if (std::filesystem::exists(contacts_path)) {
-    engine.upsert_contacts(read_contacts(contacts_path));
-  }
   const auto events = read_events(examples_dir / (name + ".events.csv"));
   REQUIRE(!events.empty());
+  // The contacts at the log's first event, as nudge replay loads them.
+  std::vector<nudge::due_action> actions;
+  const auto contacts_path = examples_dir / (name + ".contacts.csv");
+  if (std::filesystem::exists(contacts_path)) {
+    actions = engine.upsert_contacts(read_contacts(contacts_path), events.front().at);
+  }
   const auto until = events.back().at + program->longest_delay();
+  for (auto& a : engine.process(events, until)) {
+    actions.push_back(std::move(a));
+  }
+  std::stable_sort(actions.begin(), actions.end(), [](const auto& x, const auto& y) {
+    return x.due_at != y.due_at ? x.due_at < y.due_at : x.contact < y.contact;
+  });
   std::vector<std::string> lines;
-  for (const auto& a : engine.process(events, until)) {
+  for (const auto& a : actions) {
     // A workflow step's action names "workflow/step" in the rule column.
     lines.push_back(fmt::format("{},{},{}{}{},{},{}", nudge::to_epoch(a.due_at), a.contact, a.rule,
                                 a.from_workflow() ? "/" : "", a.step, a.verb(), a.arg));

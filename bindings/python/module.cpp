@@ -7,6 +7,7 @@
 #include <pybind11/stl.h>
 
 // After pybind11, which includes Python.h first as CPython requires.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -747,9 +748,15 @@ class py_engine {
     return py::cast(std::move(*c));
   }
 
-  void upsert_contact(const std::string& id, const py::object& fields, const py::kwargs& kw) {
+  // `at` (a keyword argument, not a profile field): the instant the profile changes at, which
+  // evaluates the contact there (engine::upsert_contact(c, at)); the actions are returned.
+  py::object upsert_contact(const std::string& id, const py::object& fields, const py::kwargs& kw) {
     if (id.empty()) {
       throw py::value_error("upsert_contact: the contact id is empty");
+    }
+    std::optional<nudge::time_point> at;
+    if (kw.contains("at") && !kw["at"].is_none()) {
+      at = to_time(kw["at"], "at");
     }
     py::dict all;
     if (!fields.is_none()) {
@@ -761,12 +768,20 @@ class py_engine {
       all = all.attr("copy")();
     }
     for (auto [k, v] : kw) {
+      if (PyUnicode_Check(k.ptr()) && k.cast<std::string_view>() == "at") {
+        continue;
+      }
       all[k] = v;
     }
     auto existing = run([&](nudge::engine& e) { return e.find_contact(id); });
     nudge::contact c = existing ? std::move(*existing) : nudge::contact{.id = id};
     apply_fields(c, all);
-    run([&](nudge::engine& e) { e.upsert_contact(std::move(c)); });
+    if (!at) {
+      run([&](nudge::engine& e) { e.upsert_contact(std::move(c)); });
+      return py::none();
+    }
+    auto actions = run([&](nudge::engine& e) { return e.upsert_contact(std::move(c), *at); });
+    return to_list(std::move(actions), program_);
   }
 
 #ifdef NUDGE_PY_HAVE_REPLAY
@@ -808,13 +823,14 @@ class py_engine {
         };
       }
       std::unordered_set<std::string, nudge::detail::string_hash, std::equal_to<>> known;
+      std::vector<nudge::contact> profiles;
       if (!contacts.empty()) {
         auto read = nudge::read_contacts(contacts, {.on_reject = on_reject});
         result.contacts_read = read.size();
         for (const auto& c : read) {
           known.insert(c.id);
         }
-        eng.upsert_contacts(read);
+        profiles = std::move(read);
       }
       nudge::event_read_options options;
       options.program = program_.get();
@@ -830,13 +846,31 @@ class py_engine {
       auto append = [&](std::vector<nudge::due_action>&& more) {
         if (result.actions.empty()) {
           result.actions = std::move(more);
-        } else {
-          result.actions.insert(result.actions.end(), std::make_move_iterator(more.begin()),
-                                std::make_move_iterator(more.end()));
+          return;
+        }
+        const auto by_time_and_contact = [](const nudge::due_action& x,
+                                            const nudge::due_action& y) {
+          return x.due_at != y.due_at ? x.due_at < y.due_at : x.contact < y.contact;
+        };
+        const auto middle = static_cast<std::ptrdiff_t>(result.actions.size());
+        const bool in_order =
+            more.empty() || !by_time_and_contact(more.front(), result.actions.back());
+        result.actions.insert(result.actions.end(), std::make_move_iterator(more.begin()),
+                              std::make_move_iterator(more.end()));
+        if (!in_order) {
+          // The upsert's actions and the first events' share an instant (as nudge::replay).
+          std::inplace_merge(result.actions.begin(), result.actions.begin() + middle,
+                             result.actions.end(), by_time_and_contact);
         }
       };
       const std::size_t step = batch_events > 0 ? batch_events : std::size_t{1} << 16;
+      bool upserted = profiles.empty();
       while (reader.read(batch, step)) {
+        if (!upserted) {
+          // At the log's first event, as nudge::replay does.
+          append(eng.upsert_contacts(profiles, batch.front().at));
+          upserted = true;
+        }
         if (pending.empty()) {
           std::swap(pending, batch);
         } else {
@@ -859,6 +893,9 @@ class py_engine {
         }
       }
       result.events_read = reader.events_read();
+      if (!upserted) {
+        eng.upsert_contacts(profiles);  // no events: no instant to evaluate them at
+      }
       if (end) {
         result.until = *end;
       } else if (auto last = reader.last_time()) {
@@ -872,7 +909,11 @@ class py_engine {
   }
 #endif
 
-  void upsert_contacts(const py::iterable& items) {
+  py::object upsert_contacts(const py::iterable& items, const py::object& at_arg) {
+    std::optional<nudge::time_point> at;
+    if (!at_arg.is_none()) {
+      at = to_time(at_arg, "at");
+    }
     std::vector<nudge::contact> contacts;
     std::unordered_map<std::string, std::size_t> position;
     std::size_t index = 0;
@@ -899,7 +940,12 @@ class py_engine {
       apply_fields(contacts[it->second], fields);
       ++index;
     }
-    run([&](nudge::engine& e) { e.upsert_contacts(contacts); });
+    if (!at) {
+      run([&](nudge::engine& e) { e.upsert_contacts(contacts); });
+      return py::none();
+    }
+    auto actions = run([&](nudge::engine& e) { return e.upsert_contacts(contacts, *at); });
+    return to_list(std::move(actions), program_);
   }
 
   // The delivery policy's counts, under the same keys as a rule's statistics.
@@ -1392,20 +1438,28 @@ PYBIND11_MODULE(_core, m) {
            "The contact's profile as a Contact snapshot, or None.")
       .def("upsert_contact", &py_engine::upsert_contact, "id"_a, "fields"_a = py::none(),
            "Creates the contact or updates the profile fields given (as a dict and/or keyword "
-           "arguments); fields not given keep their values.")
+           "arguments); fields not given keep their values. Without `at` (keyword) the profile "
+           "is only stored and evaluated at the contact's next event; with at=TIME the contact "
+           "is evaluated there as one atomic batch (timers due before it, then segments, score "
+           "thresholds, yearly entries such as birthdays on the new profile, then timers due at "
+           "it) and the DueActions are returned. `at` before the contact's clock raises "
+           "InputError and changes nothing.")
 #ifdef NUDGE_PY_HAVE_REPLAY
       .def("replay", &py_engine::replay, "events_path"_a, "contacts"_a = py::none(),
            "until"_a = py::none(), py::kw_only(), "on_error"_a = "stop", "rejects"_a = py::none(),
            "batch_events"_a = 0,
            "Replays an event file (CSV or JSON Lines) through this engine entirely in C++, "
-           "with the GIL released: contacts from `contacts` (a file) are upserted first, then "
-           "the events are applied and timers fire up to `until` (default: the last event's "
+           "with the GIL released: contacts from `contacts` (a file) are upserted at the first "
+           "event's time (an error if before a contact's clock), then the events are applied and "
+           "timers fire up to `until` (default: the last event's "
            "time plus the program's longest delay). on_error='skip' refuses bad lines (written "
            "to `rejects` if given) instead of raising ReadError. Returns a ReplayResult.")
 #endif
-      .def("upsert_contacts", &py_engine::upsert_contacts, "contacts"_a,
+      .def("upsert_contacts", &py_engine::upsert_contacts, "contacts"_a, "at"_a = py::none(),
            "Creates or updates many contacts in one store call (all or none): an iterable of "
-           "dicts, each with \"id\" and the fields to set, as in upsert_contact.")
+           "dicts, each with \"id\" and the fields to set, as in upsert_contact. With `at`, "
+           "evaluates them there in one atomic batch, as upsert_contact(..., at=...), and "
+           "returns the DueActions.")
       .def(
           "segment_members",
           [](py_engine& e, const std::string& name) {

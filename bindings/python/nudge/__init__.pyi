@@ -3,7 +3,18 @@ from __future__ import annotations
 
 import datetime
 import os
-from typing import Any, Callable, Iterable, Mapping, Optional, Protocol, Sequence, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    Iterable,
+    Mapping,
+    Optional,
+    Protocol,
+    Sequence,
+    Tuple,
+    Union,
+    overload,
+)
 
 __all__ = [
     "CallbackError",
@@ -337,17 +348,43 @@ class Engine:
         rejects: Optional[PathLike] = None,
         batch_events: int = 0,
     ) -> ReplayResult:
-        """Replays an event file (CSV or JSON Lines) through this engine entirely in C++."""
+        """Replays an event file (CSV or JSON Lines) through this engine entirely in C++; the
+        contacts file is upserted at the first event's time (an InputError if that is before a
+        contact's clock), so birthdays of contacts without events are scheduled."""
     def contact(self, id: str) -> Optional[Contact]:
         """The contact's profile, or None."""
+    @overload
     def upsert_contact(
-        self, id: str, fields: Optional[Mapping[str, Any]] = None, **kwargs: Any
-    ) -> None:
+        self, id: str, fields: Optional[Mapping[str, Any]] = None, *, at: None = None,
+        **kwargs: Any
+    ) -> None: ...
+    @overload
+    def upsert_contact(
+        self, id: str, fields: Optional[Mapping[str, Any]] = None, *, at: Time, **kwargs: Any
+    ) -> list[DueAction]: ...
+    def upsert_contact(
+        self, id: str, fields: Optional[Mapping[str, Any]] = None, *, at: Optional[Time] = None,
+        **kwargs: Any
+    ) -> Optional[list[DueAction]]:
         """Creates the contact or updates the given fields (details, tags, score, owner, status,
-        stage, groups, consent, time_zone); others keep their values."""
-    def upsert_contacts(self, contacts: Iterable[Mapping[str, Any]]) -> None:
+        stage, groups, consent, time_zone); others keep their values. Without `at` the profile
+        is only stored (evaluated at the contact's next event; returns None). With `at` the
+        contact is evaluated at that instant as one atomic batch: timers due before it fire,
+        then segments, score thresholds and yearly entries (birthdays) follow the new profile,
+        then timers due at it; returns the DueActions. `at` before the contact's clock raises
+        InputError and changes nothing."""
+    @overload
+    def upsert_contacts(self, contacts: Iterable[Mapping[str, Any]], at: None = None) -> None: ...
+    @overload
+    def upsert_contacts(
+        self, contacts: Iterable[Mapping[str, Any]], at: Time
+    ) -> list[DueAction]: ...
+    def upsert_contacts(
+        self, contacts: Iterable[Mapping[str, Any]], at: Optional[Time] = None
+    ) -> Optional[list[DueAction]]:
         """Creates or updates many contacts in one store call (all or none): dicts with "id"
-        and the fields to set, as in upsert_contact."""
+        and the fields to set, as in upsert_contact. With `at`, evaluates them there in one
+        atomic batch (as upsert_contact(..., at=...)) and returns the DueActions."""
     def segment_members(self, name: str) -> list[str]:
         """Ids of the contacts in segment `name`, sorted, as of each contact's last evaluation.
         Asks the store: the in-memory one keeps an index; a Python store answers with its own

@@ -1,6 +1,7 @@
 // Profile changes at an explicit instant (engine::upsert_contact(c, at)): segments over profile
 // fields flip there, yearly date entries are scheduled for contacts without events, and the
 // upsert is one atomic batch.
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <span>
@@ -11,8 +12,10 @@
 
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <nudge/nudge.hpp>
+#include <nudge/sqlite_store.hpp>
 
 namespace {
 
@@ -218,4 +221,40 @@ TEST_CASE("upsert at an instant: empty ids and merged ids are refused", "[upsert
   CHECK(e.process(std::vector{ev("anon", "identify", t0, "ann")}, t0).empty());
   CHECK_THROWS_WITH(e.upsert_contact(nudge::contact{.id = "anon"}, t0 + seconds(1)),
                     Catch::Contains("merged into \"ann\""));
+}
+
+TEST_CASE("upsert at an instant on the SQLite store: one transaction with the outbox and meta",
+          "[upsert][sqlite]") {
+  const auto dir =
+      std::filesystem::temp_directory_path() / fmt::format("nudge_upsert_test_{}", ::getpid());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const auto path = (dir / "state.db").string();
+  auto p = vip_and_birthday();
+  {
+    nudge::sqlite_store db{path, *p};
+    recording_sink sink;
+    nudge::durable_engine engine{p, db, &sink};
+    nudge::contact cleo = with_tag("cleo", "VIP");
+    cleo.details["birthday"] = std::string{"1990-01-05"};
+    const std::vector<std::pair<std::string, std::string>> meta{{"host.loaded", "yes"}};
+    CHECK(engine.upsert_contacts(std::vector{cleo}, t0, meta) == 1);
+    CHECK(lines(sink.delivered) == strings{at(t0) + " cleo welcome_vip send_email(vip_welcome)"});
+    CHECK(db.outbox_size() == 0);
+    CHECK(db.get_meta("host.loaded") == "yes");
+    // Refused: nothing of it is written, the meta entry included.
+    const std::vector<std::pair<std::string, std::string>> other{{"host.loaded", "twice"}};
+    CHECK_THROWS_AS(engine.upsert_contacts(std::vector{cleo}, t0 - seconds(1), other),
+                    nudge::input_error);
+    CHECK(db.get_meta("host.loaded") == "yes");
+    CHECK(engine.advance(t0 + days(30)) == 1);
+    CHECK(lines(sink.delivered).back() ==
+          at(t0 + days(4) + hours(9)) + " cleo birthday/wish send_email(happy_birthday)");
+  }
+  {
+    nudge::sqlite_store db{path, *p, {.read_only = true}};
+    CHECK(db.load("cleo")->clock == t0 + days(4) + hours(9));
+    CHECK(db.load("cleo")->segments.contains("vip"));
+  }
+  std::filesystem::remove_all(dir);
 }

@@ -106,6 +106,7 @@ replay_result replay(std::shared_ptr<const program> program, const std::string& 
       // evaluated from there, also for contacts that have no events.
       append(result.actions, eng.upsert_contacts(contacts, batch.front().at));
       upserted = true;
+      std::vector<contact>{}.swap(contacts);  // the engine has them now
     }
     if (pending.empty()) {
       std::swap(pending, batch);

@@ -870,6 +870,7 @@ class py_engine {
           // At the log's first event, as nudge::replay does.
           append(eng.upsert_contacts(profiles, batch.front().at));
           upserted = true;
+          std::vector<nudge::contact>{}.swap(profiles);  // the engine has them now
         }
         if (pending.empty()) {
           std::swap(pending, batch);

@@ -355,6 +355,7 @@ int run_live(const run_args& args) {
       engine.upsert_contacts(contacts, events.front().at,
                              {{{std::string{meta_contacts}, args.contacts}}});
       contacts_pending = false;
+      std::vector<nudge::contact>{}.swap(contacts);  // the database has them now
     }
     if (!stop || take > 0 || until) {
       const std::size_t new_pos = cut > 0 ? line_end[cut - 1] : pos;

@@ -222,6 +222,7 @@ nudge::replay_result replay_with_snapshots(std::shared_ptr<const nudge::program>
       // At the log's first event, as nudge::replay does (docs: README, "replay").
       append(engine.upsert_contacts(contacts, batch.front().at));
       upserted = true;
+      std::vector<nudge::contact>{}.swap(contacts);  // the engine has them now
     }
     pending.insert(pending.end(), std::make_move_iterator(batch.begin()),
                    std::make_move_iterator(batch.end()));

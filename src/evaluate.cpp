@@ -170,7 +170,8 @@ class evaluator {
   /// The host replaced the profile at `at` (engine::upsert_contacts with an instant). It is
   /// applied as an event stamped `at` would be: timers due before `at` fire first, on the old
   /// profile; then everything that reads the profile is re-evaluated on the new one (score
-  /// thresholds, segments, yearly date entries, workflow goals given as conditions) and the
+  /// thresholds and decay, segments, yearly date entries, workflow goals given as conditions)
+  /// and the
   /// events this raises run their rules and workflows at `at`. Timers due at `at` fire after,
   /// in finish().
   void replace_profile(contact c, time_point at) {
@@ -179,6 +180,9 @@ class evaluator {
     s_.contact = std::move(c);
     if (!p_.rules().scoring.thresholds.empty()) {
       check_thresholds(at, 0, nullptr);
+    }
+    if (p_.rules().scoring.decay) {
+      sync_decay_timer(at);
     }
     if (!c_.segments.empty()) {
       refresh_segments(at, 0, nullptr);

@@ -258,3 +258,21 @@ TEST_CASE("upsert at an instant on the SQLite store: one transaction with the ou
   }
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("upsert at an instant: a score set by the host crosses thresholds and decays from there",
+          "[upsert][scoring]") {
+  nudge::rule_set rs;
+  rs.scoring.decay = nudge::score_decay{days(1), 0.5, 0};
+  rs.scoring.thresholds = {{"hot", 10}};
+  rs.rules = {nudge::rule_builder("hot_lead")
+                  .when(nudge::on("score_crossed", "hot"))
+                  .then(nudge::send_email("hot"))};
+  auto p = nudge::program::compile(std::move(rs));
+  nudge::engine e{p};
+  nudge::contact ann{.id = "ann"};
+  ann.score = 12;
+  CHECK(lines(e.upsert_contact(ann, t0 + hours(1))) ==
+        strings{at(t0 + hours(1)) + " ann hot_lead send_email(hot)"});
+  CHECK(e.advance(t0 + days(1)).empty());  // decay at the next whole day: 12 -> 6
+  CHECK(e.find_contact("ann")->score == 6);
+}

@@ -93,9 +93,9 @@ class engine {
   /// counters change all together or not at all). For each contact, as if an event stamped
   /// `at` changed its profile:
   ///  1. its timers due before `at` fire, on the old profile (as advance would);
-  ///  2. the profile is replaced; score thresholds, segments (segment_entered / _exited, which
-  ///     rules and workflows act on at `at`), workflow goals given as conditions and yearly date
-  ///     entries (timers (re)scheduled from the new details) are evaluated on it;
+  ///  2. the profile is replaced; score thresholds and decay, segments (segment_entered /
+  ///     _exited, which rules and workflows act on at `at`), workflow goals given as conditions
+  ///     and yearly date entries (timers (re)scheduled from the new details) are evaluated on it;
   ///  3. its timers due at `at` fire.
   /// Returns the due actions sorted by (due_at, contact), as process() does. Only the given
   /// contacts are evaluated; other contacts' timers wait for the next process() / advance().

@@ -171,9 +171,8 @@ class evaluator {
   /// applied as an event stamped `at` would be: timers due before `at` fire first, on the old
   /// profile; then everything that reads the profile is re-evaluated on the new one (score
   /// thresholds and decay, segments, yearly date entries, workflow goals given as conditions)
-  /// and the
-  /// events this raises run their rules and workflows at `at`. Timers due at `at` fire after,
-  /// in finish().
+  /// and the events this raises run their rules and workflows at `at`. Timers due at `at` fire
+  /// after, in finish().
   void replace_profile(contact c, time_point at) {
     fire_timers_before(at);
     s_.clock = std::max(s_.clock, at);

@@ -100,7 +100,7 @@ replay_result replay(std::shared_ptr<const program> program, const std::string& 
   const std::size_t step = options.batch_events > 0 ? options.batch_events : read_chunk;
   bool upserted = contacts.empty();
   while (reader.read(batch, step)) {
-    if (!upserted) {
+    if (!upserted && !batch.empty()) {
       // The contacts are upserted at the log's first event (the reader refuses events out of
       // time order, so it is the earliest): their segments and yearly dates (birthdays) are
       // evaluated from there, also for contacts that have no events.

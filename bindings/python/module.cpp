@@ -866,7 +866,7 @@ class py_engine {
       const std::size_t step = batch_events > 0 ? batch_events : std::size_t{1} << 16;
       bool upserted = profiles.empty();
       while (reader.read(batch, step)) {
-        if (!upserted) {
+        if (!upserted && !batch.empty()) {
           // At the log's first event, as nudge::replay does.
           append(eng.upsert_contacts(profiles, batch.front().at));
           upserted = true;

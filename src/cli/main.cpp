@@ -218,7 +218,7 @@ nudge::replay_result replay_with_snapshots(std::shared_ptr<const nudge::program>
   const std::size_t step = options.batch_events > 0 ? options.batch_events : (1U << 16);
   bool upserted = contacts.empty();
   while (reader.read(batch, step)) {
-    if (!upserted) {
+    if (!upserted && !batch.empty()) {
       // At the log's first event, as nudge::replay does (docs: README, "replay").
       append(engine.upsert_contacts(contacts, batch.front().at));
       upserted = true;

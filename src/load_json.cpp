@@ -591,6 +591,35 @@ class walker {
   }
 
   // The policy fields present in `o`, over `p`.
+  // ["mon", ..., "sun"] (send windows, time-of-day waits) -> bit 0 Monday ... bit 6 Sunday;
+  // nullopt when nothing valid was named (each problem is reported).
+  std::optional<std::uint8_t> weekdays_at(const json::value& v, const path& at) {
+    static constexpr std::array<std::string_view, 7> names{"mon", "tue", "wed", "thu",
+                                                           "fri", "sat", "sun"};
+    const json::array* a = array_at(v, at);
+    if (a == nullptr) {
+      return std::nullopt;
+    }
+    if (a->empty()) {
+      fail(at, "bad_weekdays", "at least one weekday must be allowed");
+    }
+    std::uint8_t mask = 0;
+    for (std::size_t k = 0; k < a->size(); ++k) {
+      auto s = string((*a)[k], child(at, k));
+      if (!s) {
+        continue;
+      }
+      auto it = std::find(names.begin(), names.end(), *s);
+      if (it == names.end()) {
+        fail(child(at, k), "bad_weekday",
+             fmt::format("unknown weekday {} (expected {})", quoted(*s), list_words(names)));
+        continue;
+      }
+      mask = static_cast<std::uint8_t>(mask | (1U << (it - names.begin())));
+    }
+    return mask == 0 ? std::nullopt : std::optional{mask};
+  }
+
   void policy_fields_at(const json::object& o, const path& at, delivery_policy& p) {
     if (const auto* v = o.if_contains("consent")) {
       p.require_consent = boolean(*v, child(at, "consent")).value_or(p.require_consent);
@@ -651,30 +680,7 @@ class walker {
       p.send_hours = hours_at(*v, child(at, "send_hours"));
     }
     if (const auto* v = o.if_contains("weekdays")) {
-      static constexpr std::array<std::string_view, 7> days{"mon", "tue", "wed", "thu",
-                                                            "fri", "sat", "sun"};
-      const path wat = child(at, "weekdays");
-      if (const json::array* a = array_at(*v, wat)) {
-        std::uint8_t bits = 0;
-        for (std::size_t k = 0; k < a->size(); ++k) {
-          auto d = string((*a)[k], child(wat, k));
-          if (!d) {
-            continue;
-          }
-          auto it = std::find(days.begin(), days.end(), *d);
-          if (it == days.end()) {
-            fail(child(wat, k), "bad_weekday",
-                 fmt::format("unknown weekday {} (expected mon, tue, wed, thu, fri, sat or sun)",
-                             quoted(*d)));
-            continue;
-          }
-          bits = static_cast<std::uint8_t>(bits | (1U << (it - days.begin())));
-        }
-        if (a->empty()) {
-          fail(wat, "bad_weekdays", "at least one weekday must be allowed");
-        }
-        p.weekdays = bits == 0 ? all_weekdays : bits;
-      }
+      p.weekdays = weekdays_at(*v, child(at, "weekdays")).value_or(p.weekdays);
     }
     if (const auto* v = o.if_contains("on_cap")) {
       p.on_cap = refusal_at(*v, child(at, "on_cap")).value_or(p.on_cap);
@@ -2406,29 +2412,7 @@ class walker {
       check_fields(*o, at, {"until_time", "weekdays"});
       st.time_of_day = clock_time(*time, child(at, "until_time")).value_or(0);
       if (const auto* w = o->if_contains("weekdays")) {
-        const path wat = child(at, "weekdays");
-        static constexpr std::array<std::string_view, 7> names{"mon", "tue", "wed", "thu",
-                                                               "fri", "sat", "sun"};
-        if (const json::array* a = array_at(*w, wat)) {
-          std::uint8_t mask = 0;
-          for (std::size_t k = 0; k < a->size(); ++k) {
-            auto s = string((*a)[k], child(wat, k));
-            if (!s) {
-              continue;
-            }
-            auto it = std::find(names.begin(), names.end(), *s);
-            if (it == names.end()) {
-              fail(child(wat, k), "bad_value",
-                   fmt::format("unknown weekday {} (expected {})", quoted(*s), list_words(names)));
-              continue;
-            }
-            mask = static_cast<std::uint8_t>(mask | (1U << (it - names.begin())));
-          }
-          if (a->empty()) {
-            fail(wat, "empty_list", "allow at least one weekday");
-          }
-          st.weekdays = mask == 0 ? st.weekdays : mask;
-        }
+        st.weekdays = weekdays_at(*w, child(at, "weekdays")).value_or(st.weekdays);
       }
     } else {
       st.wait = wait_kind::date;

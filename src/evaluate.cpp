@@ -158,6 +158,10 @@ class evaluator {
     for (std::size_t i = 0; i < defs.size(); ++i) {
       members_[i] = s_.segments.contains(defs[i].name) ? 1 : 0;
     }
+    // Nothing is known yet about what changed since the state was saved: the first refresh
+    // evaluates every segment.
+    seg_stable_until_.assign(defs.size(), min_time);
+    seg_edge_.assign(defs.size(), max_time);
   }
 
   /// `type` is the event type's index in the program (resolved while validating).
@@ -260,6 +264,42 @@ class evaluator {
   // both, so it and the in_segment leaf need no search by name per applied event. (Those searches
   // were ~15 % of a W1 replay with 20 segments; see bench/README.md.)
   std::vector<std::uint8_t> members_;
+  // Per segment, while this evaluator runs: until when its last evaluation still holds (min_time:
+  // something it reads changed, evaluate it again), and the flip instant that evaluation computed
+  // (its part of the flip timer). Both are functions of what the segment reads: the profile
+  // fields, the memberships and the events inside its windows, which stay the same until a
+  // window's oldest event leaves it (the stable-until instant) or an input is touched. So a
+  // segment that nothing touched gives, before that instant, the same membership and the same
+  // flip instant as evaluating it again would; refresh_segments evaluates only the others.
+  // (Evaluating all 20 segments of bench/make_workflow_rules.py after every applied event was
+  // ~35 % of a W1 replay; see bench/README.md.)
+  std::vector<time_point> seg_stable_until_;
+  std::vector<time_point> seg_edge_;
+  time_point seg_refreshed_at_ = min_time;  // the last refresh's instant
+  // Since the last refresh: was any segment touched; and the earliest stable-until instant. When
+  // neither says so, no segment needs evaluating and the flip timer is already right.
+  bool seg_touched_ = true;
+  time_point seg_stable_min_ = min_time;
+
+  // Marks segments as to be evaluated again: something they read has changed.
+  void touch_segments(const std::vector<std::uint32_t>& segments) {
+    for (std::uint32_t i : segments) {
+      seg_stable_until_[i] = min_time;
+      seg_touched_ = true;
+    }
+  }
+  void touch_named(const detail::string_map<std::vector<std::uint32_t>>& by_name,
+                   std::string_view name) {
+    if (by_name.empty()) {
+      return;
+    }
+    if (auto it = by_name.find(name); it != by_name.end()) {
+      touch_segments(it->second);
+    }
+  }
+  void touch_field(field f) {
+    touch_segments(c_.segment_reads.by_field[static_cast<std::size_t>(f)]);
+  }
 
   // ---- timeline -----------------------------------------------------------------------------
   // Inline test, out-of-line record: with the timeline off (the default) a would-be entry costs
@@ -723,12 +763,15 @@ class evaluator {
     if (type == c_.tag_added_type) {
       if (!s_.contact.has_tag(key)) {
         s_.contact.tags.emplace(std::string{key}, at);
+        touch_named(c_.segment_reads.by_tag, key);
       }
     } else if (type == c_.stage_entered_type) {
       s_.contact.stage = std::string{key};
+      touch_field(field::stage);
     } else if (type == c_.tag_removed_type) {
       if (auto it = s_.contact.tags.find(key); it != s_.contact.tags.end()) {
         s_.contact.tags.erase(it);
+        touch_named(c_.segment_reads.by_tag, key);
       }
     }
     detail::match_lists merged;
@@ -738,6 +781,7 @@ class evaluator {
     }
     for (std::uint32_t slot : lists->slots) {
       record(s_.history[slot], c_.slots[slot].recent_needed, at);
+      touch_segments(c_.segment_reads.by_slot[slot]);
     }
     for (std::uint32_t m : lists->measures) {
       record_measure(m, at, props);
@@ -800,6 +844,7 @@ class evaluator {
     }
     recent.erase(recent.begin(), recent.begin() + static_cast<std::ptrdiff_t>(drop));
     recent.push_back({at, amount});
+    touch_segments(c_.segment_reads.by_measure[m]);
   }
 
   // ---- scoring --------------------------------------------------------------------------------
@@ -809,6 +854,7 @@ class evaluator {
       return;
     }
     s_.contact.score += points;
+    touch_field(field::score);
     raise(event_types::score_changed, std::string{why}, at, depth, chain, none);
   }
 
@@ -914,29 +960,105 @@ class evaluator {
   }
 
   // ---- segments -------------------------------------------------------------------------------
-  // Re-evaluates every segment at `at` in definition order, raises an event per membership
-  // change, and keeps the flip timer at the next instant a windowed leaf changes its value.
+  // Brings every segment up to date at `at` in definition order, raises an event per membership
+  // change, and keeps the flip timer at the next instant a windowed leaf changes its value (the
+  // earliest over all segments, evaluated now or not). Evaluates a segment again only when
+  // something it reads was touched or one of its windows lost an event since it was last
+  // evaluated (see seg_stable_until_); a membership change touches the segments naming it, which
+  // come later in definition order and so are brought up to date in the same pass.
   void refresh_segments(time_point at, std::size_t depth, const std::vector<std::uint32_t>* chain) {
     const auto& defs = p_.rules().segments;
+    // Windows only move forward; an instant before the last refresh (not expected: timers and
+    // raised events are never due before the clock) evaluates everything, as before.
+    const bool everything = at < seg_refreshed_at_;
+    seg_refreshed_at_ = at;
+    if (!everything && !seg_touched_ && at < seg_stable_min_) {
+      // Every segment would keep its membership and its flip instant. The flip timer is the one
+      // the last refresh set: it has not fired, since it is due at some segment's flip instant,
+      // which is no earlier than that segment's stable-until instant.
+      return;
+    }
     time_point next = max_time;
     for (std::size_t i = 0; i < defs.size(); ++i) {
+      if (!everything && at < seg_stable_until_[i]) {
+        next = std::min(next, seg_edge_[i]);
+        continue;
+      }
       const detail::segment_def& d = c_.segments[i];
       const bool is_member = d.root == none || eval(d.root, at, at);
       const bool was_member = members_[i] != 0;
       if (is_member && !was_member) {
         s_.segments.emplace(defs[i].name, at);
         members_[i] = 1;
+        touch_segments(c_.segment_reads.by_segment[i]);
         raise(event_types::segment_entered, defs[i].name, at, depth, chain, none);
       } else if (!is_member && was_member) {
         s_.segments.erase(defs[i].name);
         members_[i] = 0;
+        touch_segments(c_.segment_reads.by_segment[i]);
         raise(event_types::segment_exited, defs[i].name, at, depth, chain, none);
       }
+      time_point edge_at = max_time;
+      time_point stable = d.every_event ? at : max_time;
       for (std::uint32_t n = d.first; n < d.last; ++n) {
-        next = std::min(next, edge(c_.nodes[n], at));
+        edge_at = std::min(edge_at, edge(c_.nodes[n], at));
+        stable = std::min(stable, stable_until(c_.nodes[n], at));
+      }
+      seg_edge_[i] = edge_at;
+      seg_stable_until_[i] = stable;
+      next = std::min(next, edge_at);
+    }
+    seg_touched_ = false;
+    seg_stable_min_ = *std::min_element(seg_stable_until_.begin(), seg_stable_until_.end());
+    set_own_timer(timer::segment_flip, next);
+  }
+
+  // The first instant after `t` at which the events inside the leaf's window change with no new
+  // event (its oldest one leaves), or max_time if never; `t` for a leaf whose value this cannot
+  // bound (re-evaluate it at every refresh). Until then the leaf's value and edge() are those
+  // computed at `t`: both depend only on the events inside the window and what the leaf reads.
+  // Mirrors eval()'s windows (an aggregate or occurred leaf reads its window_length whatever
+  // its window kind).
+  time_point stable_until(const detail::node& nd, time_point t) const {
+    using k = condition::kind;
+    const condition& leaf = *nd.source;
+    switch (nd.kind) {
+      case k::always:
+      case k::all:
+      case k::any:
+      case k::negate:
+      case k::compare:
+      case k::has_tag:
+      case k::in_group:
+      case k::in_segment:
+        return max_time;  // no window; their inputs are touched when they change
+      case k::happened: {
+        if (leaf.window == window_kind::lifetime) {
+          return max_time;
+        }
+        if (leaf.window != window_kind::within) {
+          return t;  // since_trigger: rejected in segments
+        }
+        const auto& recent = s_.history[nd.slot].recent;
+        auto first = std::upper_bound(recent.begin(), recent.end(), t - leaf.window_length);
+        return first == recent.end() ? max_time : *first + leaf.window_length;
+      }
+      case k::aggregate: {
+        const auto& recent = s_.measures[nd.slot].recent;
+        auto first = std::upper_bound(recent.begin(), recent.end(), t - leaf.window_length,
+                                      [](time_point x, const timed_value& v) { return x < v.at; });
+        return first == recent.end() ? max_time : first->at + leaf.window_length;
+      }
+      case k::occurred: {
+        const history_slot& h = s_.history[nd.slot];
+        if (h.count == 0) {
+          return max_time;
+        }
+        const time_point o = leaf.which == occurrence::first ? h.first : h.last;
+        return o > t - leaf.window_length ? o + leaf.window_length : max_time;
       }
     }
-    set_own_timer(timer::segment_flip, next);
+    return t;
   }
 
   // The first instant after `t` at which the leaf's value changes with no new event: when the
@@ -1219,12 +1341,14 @@ class evaluator {
       case action_kind::add_tag:
         if (!c.has_tag(a.arg)) {
           c.tags.emplace(a.arg, now);
+          touch_named(c_.segment_reads.by_tag, a.arg);
           raised_type = event_types::tag_added;
           raised_key = a.arg;
         }
         break;
       case action_kind::remove_tag:
         if (c.tags.erase(a.arg) > 0) {
+          touch_named(c_.segment_reads.by_tag, a.arg);
           raised_type = event_types::tag_removed;
           raised_key = a.arg;
         }
@@ -1233,6 +1357,7 @@ class evaluator {
         auto it = c.details.find(a.arg);
         if (it == c.details.end() || !(it->second == a.val)) {
           c.details.insert_or_assign(a.arg, a.val);
+          touch_named(c_.segment_reads.by_detail, a.arg);
           raised_type = event_types::detail_set;
           raised_key = a.arg;
         }
@@ -1241,6 +1366,7 @@ class evaluator {
       case action_kind::set_status:
         if (c.status != a.arg) {
           c.status = a.arg;
+          touch_field(field::status);
           raised_type = event_types::status_changed;
           raised_key = a.arg;
         }
@@ -1248,6 +1374,7 @@ class evaluator {
       case action_kind::set_stage:
         if (c.stage != a.arg) {
           c.stage = a.arg;
+          touch_field(field::stage);
           raised_type = event_types::stage_entered;
           raised_key = a.arg;
         }
@@ -1257,6 +1384,7 @@ class evaluator {
         as_number(a.val, points);
         if (points != 0) {
           c.score += points;
+          touch_field(field::score);
           raised_type = event_types::score_changed;
         }
         break;
@@ -1279,6 +1407,7 @@ class evaluator {
         arg = members[pick];
         if (c.owner != arg) {
           c.owner = std::string{arg};
+          touch_field(field::owner);
           raised_type = event_types::owner_assigned;
           raised_key = c.owner;
         }
@@ -1286,12 +1415,14 @@ class evaluator {
       }
       case action_kind::add_to_group:
         if (c.groups.insert(a.arg).second) {
+          touch_named(c_.segment_reads.by_group, a.arg);
           raised_type = event_types::group_added;
           raised_key = a.arg;
         }
         break;
       case action_kind::remove_from_group:
         if (c.groups.erase(a.arg) > 0) {
+          touch_named(c_.segment_reads.by_group, a.arg);
           raised_type = event_types::group_removed;
           raised_key = a.arg;
         }

@@ -896,6 +896,67 @@ struct compiler {
       index(rs.scoring.rules[r].on, r, list_kind::scores);
     }
     finish_index();
+    index_segment_reads();
+  }
+
+  // What each segment reads, so that the evaluator re-evaluates a segment only when one of its
+  // inputs changed (see detail::segment_inputs). Walks each segment's node range: every node of
+  // its tree, leaves included, lies there. A leaf kind not handled here marks its segment
+  // every_event: an unknown input must not be mistaken for none.
+  void index_segment_reads() {
+    auto& in = out.segment_reads;
+    in.by_slot.assign(out.slots.size(), {});
+    in.by_measure.assign(out.measures.size(), {});
+    in.by_segment.assign(out.segments.size(), {});
+    auto add = [](std::vector<std::uint32_t>& list, std::uint32_t s) {
+      if (list.empty() || list.back() != s) {  // segments are walked in ascending order
+        list.push_back(s);
+      }
+    };
+    using k = condition::kind;
+    for (std::uint32_t s = 0; s < out.segments.size(); ++s) {
+      detail::segment_def& d = out.segments[s];
+      for (std::uint32_t n = d.first; n < d.last; ++n) {
+        const detail::node& nd = out.nodes[n];
+        switch (nd.kind) {
+          case k::always:
+          case k::all:
+          case k::any:
+          case k::negate:
+            break;
+          case k::happened:
+          case k::occurred:
+            add(in.by_slot[nd.slot], s);
+            break;
+          case k::aggregate:
+            add(in.by_measure[nd.slot], s);
+            break;
+          case k::in_segment:
+            if (nd.slot < in.by_segment.size()) {
+              add(in.by_segment[nd.slot], s);
+            } else {
+              d.every_event = true;  // unreachable: validated
+            }
+            break;
+          case k::has_tag:
+            add(in.by_tag[nd.source->name], s);
+            break;
+          case k::in_group:
+            add(in.by_group[nd.source->name], s);
+            break;
+          case k::compare:
+            if (nd.source->target == field::detail) {
+              add(in.by_detail[nd.source->name], s);
+            } else {
+              add(in.by_field[static_cast<std::size_t>(nd.source->target)], s);
+            }
+            break;
+          default:
+            d.every_event = true;
+            break;
+        }
+      }
+    }
   }
 
   std::uint32_t type_id(const std::string& name) {

@@ -75,6 +75,20 @@ struct measure_def {
 struct segment_def {
   std::uint32_t root = none;
   std::uint32_t first = 0, last = 0;
+  /// Some leaf's inputs are not known to segment_inputs: re-evaluate at every applied event.
+  bool every_event = false;
+};
+
+/// Which segments read what: the evaluator re-evaluates a segment only when something it reads
+/// changed since it last evaluated it (or a window it reads lost an event with time). Each list
+/// holds segment indices, ascending, without repeats.
+struct segment_inputs {
+  std::vector<std::vector<std::uint32_t>> by_slot;     ///< happened / occurred leaves
+  std::vector<std::vector<std::uint32_t>> by_measure;  ///< sum / average leaves
+  std::vector<std::vector<std::uint32_t>> by_segment;  ///< in_segment leaves naming segment i
+  string_map<std::vector<std::uint32_t>> by_tag, by_group, by_detail;
+  /// compare leaves on status, stage, owner, score, time_zone (indexed by nudge::field).
+  std::array<std::vector<std::uint32_t>, 6> by_field;
 };
 
 /// A flattened condition node. Children of all/any/negate are children[first, first + count).
@@ -154,6 +168,7 @@ struct compiled_program {
   std::vector<slot_def> slots;
   std::vector<measure_def> measures;
   std::vector<segment_def> segments;
+  segment_inputs segment_reads;
   std::uint32_t max_kept = 1000;  ///< program_limits::max_kept_count
   std::vector<node> nodes;
   std::vector<std::uint32_t> children;

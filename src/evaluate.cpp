@@ -181,6 +181,7 @@ class evaluator {
     fire_timers_before(at);
     s_.clock = std::max(s_.clock, at);
     s_.contact = std::move(c);
+    touch_all_segments();  // any field may have changed
     if (!p_.rules().scoring.thresholds.empty()) {
       check_thresholds(at, 0, nullptr);
     }
@@ -287,6 +288,10 @@ class evaluator {
       seg_stable_until_[i] = min_time;
       seg_touched_ = true;
     }
+  }
+  void touch_all_segments() {
+    std::fill(seg_stable_until_.begin(), seg_stable_until_.end(), min_time);
+    seg_touched_ = true;
   }
   void touch_named(const detail::string_map<std::vector<std::uint32_t>>& by_name,
                    std::string_view name) {

@@ -302,3 +302,22 @@ TEST_CASE("segment inputs: one batch (re-evaluating what changed) equals one eve
     CHECK(whole.segment_members(name) == split.segment_members(name));
   }
 }
+
+TEST_CASE("segment inputs: an upsert at an instant after a flip timer re-evaluates every segment",
+          "[segment][inputs][upsert]") {
+  // The flip timer at t0 + 1h fires in the upsert's own evaluation, which evaluates "gold" on
+  // the old profile first; the new profile must then be read again.
+  auto p = compile({{"visited", nudge::happened(nudge::on("page_view")).within(hours(1))},
+                    {"gold", nudge::has_tag("gold")},
+                    {"pl", nudge::contact_detail("language").eq("pl")}});
+  nudge::engine e{p};
+  CHECK(lines(e.process(std::vector{ev("ann", "page_view", t0)}, t0)) ==
+        strings{in(t0, "ann", "visited")});
+  nudge::contact c{.id = "ann"};
+  c.tags.emplace("gold", t0);
+  c.details["language"] = std::string{"pl"};
+  CHECK(lines(e.upsert_contact(c, t0 + hours(2))) == strings{out(t0 + hours(1), "ann", "visited"),
+                                                             in(t0 + hours(2), "ann", "gold"),
+                                                             in(t0 + hours(2), "ann", "pl")});
+  CHECK(e.segment_members("gold") == strings{"ann"});
+}

@@ -6,6 +6,7 @@
 #include <memory>
 #include <span>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -371,4 +372,64 @@ TEST_CASE("workflow local time: birthdays at 09:00 on the contact's clock, 29 Fe
                           "2024-02-29T14:00:00Z york birthday/wish happy_birthday",
                           "2024-06-15T07:00:00Z june birthday/wish happy_birthday",
                       });
+}
+
+namespace {
+
+// Fails on demand: the batch it was given must leave no trace.
+class failing_sink final : public nudge::sink {
+ public:
+  void deliver(std::span<const nudge::due_action> actions) override {
+    if (fail) {
+      throw std::runtime_error("sink down");
+    }
+    for (const auto& l : lines({actions.begin(), actions.end()})) {
+      delivered.push_back(l);
+    }
+  }
+  bool fail = false;
+  strings delivered;
+};
+
+}  // namespace
+
+TEST_CASE(
+    "workflow delivery: a failed batch leaves runs, deferrals, segments and stats as they were",
+    "[workflow][delivery][atomic]") {
+  nudge::delivery_policy policy;
+  policy.quiet_hours = hm(21, 8);
+  nudge::rule_set rs;
+  rs.workflows = {cart_flow()};
+  rs.segments = {{"carting", nudge::happened(nudge::on("cart")).within(days(7))}};
+  rs.event_types = {"cart"};
+  nudge::delivery_settings d;
+  d.defaults = policy;
+  rs.delivery = d;
+  const auto p = nudge::program::compile(std::move(rs));
+  nudge::memory_store store;
+  failing_sink sink;
+  nudge::engine engine{p, &store, &sink};
+  engine.upsert_contacts(std::vector{person("ann"), person("bob")});
+  const auto t = at("2024-01-10T22:00:00Z");  // quiet (UTC): ann's reminder waits for 08:00
+  engine.process(std::vector{ev("cart", t)}, t + hours(1));
+  const auto ann = *store.load("ann");
+  REQUIRE(ann.runs.size() == 1);
+  REQUIRE(ann.runs[0].phase == 2);
+  const auto stats = engine.workflow_stats();
+  // The next batch would send ann's reminder at 07:00, enter bob and put him in the segment,
+  // but the sink throws: nothing of it may remain.
+  sink.fail = true;
+  CHECK_THROWS_WITH(engine.process(std::vector{ev("cart", t + hours(10), "bob")}, t + hours(10)),
+                    Catch::Contains("sink down"));
+  CHECK(*store.load("ann") == ann);
+  CHECK(store.load("bob")->runs.empty());
+  CHECK(engine.segment_members("carting") == strings{"ann"});
+  CHECK(engine.workflow_stats() == stats);
+  CHECK(sink.delivered.empty());
+  // The retry delivers it all once.
+  sink.fail = false;
+  engine.process(std::vector{ev("cart", t + hours(10), "bob")}, t + hours(10));
+  CHECK(sink.delivered == strings{"2024-01-11T08:00:00Z ann cart/r1 cart_1",
+                                  "2024-01-11T08:00:00Z bob cart/r1 cart_1"});
+  CHECK(engine.segment_members("carting") == strings{"ann", "bob"});
 }

@@ -224,6 +224,131 @@ nudge::rule_set rules(FuzzedDataProvider& in) {
   return rs;
 }
 
+// Messages and internal actions for workflow steps (steps take no delay).
+nudge::action message(FuzzedDataProvider& in) {
+  nudge::action a;
+  switch (in.ConsumeIntegralInRange(0, 3)) {
+    case 0:
+    case 1:
+      a = nudge::send_email(name(in));
+      break;
+    case 2:
+      a = nudge::send_sms(name(in));
+      break;
+    default:
+      a = nudge::webhook("https://example.com/" + name(in));
+      break;
+  }
+  if (in.ConsumeIntegralInRange(0, 4) == 0) {
+    a = std::move(a) | nudge::transactional{};
+  }
+  return a;
+}
+nudge::action internal_action(FuzzedDataProvider& in) {
+  switch (in.ConsumeIntegralInRange(0, 5)) {
+    case 0:
+      return nudge::add_tag(name(in));
+    case 1:
+      return nudge::remove_tag(name(in));
+    case 2:
+      return nudge::set_stage(name(in));
+    case 3:
+      return nudge::add_score(static_cast<double>(in.ConsumeIntegralInRange(-1, 2)));
+    case 4:
+      return nudge::add_to_group(name(in));
+    default:
+      return nudge::set_status(name(in));
+  }
+}
+
+nudge::delivery_policy policy(FuzzedDataProvider& in) {
+  nudge::delivery_policy p;
+  p.require_consent = in.ConsumeBool();
+  const int caps = in.ConsumeIntegralInRange(0, 2);
+  for (int k = 0; k < caps; ++k) {
+    p.caps.push_back({in.ConsumeBool() ? nudge::channel::email : nudge::channel::sms,
+                      in.ConsumeIntegralInRange<std::int64_t>(1, 2), pick(in, windows)});
+  }
+  if (in.ConsumeBool()) {
+    const int from = in.ConsumeIntegralInRange(0, 23);
+    const int to = (from + in.ConsumeIntegralInRange(1, 23)) % 24;
+    (in.ConsumeBool() ? p.quiet_hours : p.send_hours) = nudge::local_hours{from * 3600, to * 3600};
+  }
+  p.on_cap = in.ConsumeBool() ? nudge::on_refusal::defer : nudge::on_refusal::skip;
+  p.on_quiet_hours = in.ConsumeBool() ? nudge::on_refusal::defer : nudge::on_refusal::skip;
+  p.priority = in.ConsumeIntegralInRange(0, 2);
+  return p;
+}
+
+// Workflows (linear step lists: every step reachable, no cycle) and a delivery policy over the
+// rules' and workflows' messages, with consent on some profiles. Read after the events, so that
+// inputs from before workflows were fuzzed keep their meaning (no bytes left: none added).
+void workflows_and_policy(FuzzedDataProvider& in, nudge::rule_set& rs,
+                          std::vector<nudge::contact>& profiles) {
+  const int n = in.ConsumeIntegralInRange(0, 2);
+  for (int w = 0; w < n; ++w) {
+    nudge::workflow_builder b{fmt::format("w{}", w)};
+    b.enter_on(match(in),
+               in.ConsumeIntegralInRange(0, 3) == 0 ? condition(in, 1) : nudge::always());
+    if (in.ConsumeBool()) {
+      b.exit_on(match(in));
+    }
+    switch (in.ConsumeIntegralInRange(0, 2)) {
+      case 0:
+        b.reenter(nudge::workflow_reentry::never);
+        break;
+      case 1:
+        b.reenter(nudge::workflow_reentry::cool_down, pick(in, windows));
+        break;
+      default:
+        break;
+    }
+    b.max_active_runs(in.ConsumeIntegralInRange<std::uint32_t>(1, 2));
+    const int steps = in.ConsumeIntegralInRange(1, 5);
+    for (int k = 0; k < steps; ++k) {
+      const std::string id = fmt::format("s{}", k);
+      const std::string next = k + 1 < steps ? fmt::format("s{}", k + 1) : std::string{};
+      switch (in.ConsumeIntegralInRange(0, 6)) {
+        case 0:
+        case 1:
+          b.send(id, message(in));
+          break;
+        case 2:
+          b.act(id, internal_action(in));
+          break;
+        case 3:
+          b.wait(id, pick(in, windows));
+          break;
+        case 4:
+          b.wait_after_message(id, nudge::message_moment::delivered, pick(in, delays));
+          break;
+        case 5:
+          b.wait_for(id, match(in), pick(in, windows), next, next);
+          break;
+        default:
+          b.branch(id, condition(in, 1), next, next);
+          break;
+      }
+    }
+    if (in.ConsumeIntegralInRange(0, 3) == 0) {
+      b.deliver(policy(in));
+    }
+    rs.workflows.push_back(b.build());
+  }
+  if (in.ConsumeBool()) {
+    nudge::delivery_settings d;
+    d.defaults = policy(in);
+    d.use_system_zones = false;  // UTC: the zone code has tests of its own
+    rs.delivery = std::move(d);
+  }
+  for (auto& p : profiles) {
+    if (in.ConsumeBool()) {
+      p.consent["email"] = true;
+      p.consent["sms"] = in.ConsumeBool();
+    }
+  }
+}
+
 // True if some rule can trigger itself again through a chain of internal actions that passes a
 // delay (the rule's or an action's). Such a program never settles: its timers re-arm each other
 // forever, and one with fan-out doubles its pending timers at every round (docs/fuzzing.md,
@@ -453,6 +578,27 @@ void print_input(const nudge::program& p, const input& data) {
   for (const auto& r : p.rules().rules) {
     std::fprintf(stderr, "  %s\n", describe(r).c_str());
   }
+  for (const auto& w : p.rules().workflows) {
+    std::string steps;
+    for (const auto& st : w.steps) {
+      steps += fmt::format(" {}:{}", st.id, static_cast<int>(st.kind));
+      if (st.kind == nudge::step_kind::send || st.kind == nudge::step_kind::act) {
+        steps += fmt::format("({} {})", nudge::action_name(st.act.kind), st.act.arg);
+      } else if (st.kind == nudge::step_kind::wait || st.kind == nudge::step_kind::wait_for) {
+        steps += fmt::format("({}s, {}s)", st.length.count(), st.timeout.count());
+      }
+    }
+    std::fprintf(stderr, "  workflow %s on %s, max runs %u, reentry %d%s:%s\n", w.id.c_str(),
+                 describe(w.entry.on).c_str(), w.max_active_runs, static_cast<int>(w.reentry),
+                 w.delivery ? ", own policy" : "", steps.c_str());
+  }
+  if (p.rules().delivery) {
+    const auto& d = p.rules().delivery->defaults;
+    std::fprintf(
+        stderr, "  policy: consent %d, %zu caps, quiet %d, send %d, defer cap %d hours %d\n",
+        d.require_consent, d.caps.size(), d.quiet_hours.has_value(), d.send_hours.has_value(),
+        d.on_cap == nudge::on_refusal::defer, d.on_quiet_hours == nudge::on_refusal::defer);
+  }
   std::fprintf(stderr, "profiles:\n");
   for (const auto& c : data.profiles) {
     std::string tags;
@@ -483,11 +629,12 @@ struct outcome {
   std::vector<nudge::due_action> actions;
   std::map<std::string, nudge::contact_state> states;
   std::vector<nudge::rule_stats> stats;
+  std::vector<nudge::workflow_stats> workflow_stats;
 };
 
 std::string describe(const nudge::due_action& a) {
-  return fmt::format("{} {} {} {}({}) #{:016x}", nudge::format_time(a.due_at), a.contact, a.rule,
-                     a.verb(), a.arg, a.idempotency_key);
+  return fmt::format("{} {} {}/{} {}({}) #{:016x}", nudge::format_time(a.due_at), a.contact, a.rule,
+                     a.step, a.verb(), a.arg, a.idempotency_key);
 }
 
 [[noreturn]] void mismatch(const char* what, const char* part, const outcome& x, const outcome& y) {
@@ -520,6 +667,9 @@ void compare(const char* what, const outcome& x, const outcome& y, bool with_sta
   }
   if (with_stats && x.stats != y.stats) {
     mismatch(what, "rule statistics", x, y);
+  }
+  if (with_stats && x.workflow_stats != y.workflow_stats) {
+    mismatch(what, "workflow statistics", x, y);
   }
 }
 
@@ -562,13 +712,15 @@ struct engine_run {
     auto fresh_store = std::make_unique<nudge::memory_store>();
     auto fresh = std::make_unique<nudge::engine>(program, fresh_store.get());
     fresh_store->save(loaded.states);
-    fresh->restore(std::move(loaded.stats), std::move(loaded.counters));
+    fresh->restore(std::move(loaded.stats), std::move(loaded.counters),
+                   std::move(loaded.workflows));
     engine = std::move(fresh);
     store = std::move(fresh_store);
   }
   void finish(outcome& out) {
     store->for_each([&](const nudge::contact_state& s) { out.states.emplace(s.contact.id, s); });
     out.stats = engine->stats();
+    out.workflow_stats = engine->workflow_stats();
   }
   std::shared_ptr<const nudge::program> program;
   std::unique_ptr<nudge::memory_store> store;
@@ -672,6 +824,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
   FuzzedDataProvider in{bytes, size};
   std::shared_ptr<const nudge::program> program;
   nudge::rule_set generated = rules(in);
+  input data = events(in);
+  workflows_and_policy(in, generated, data.profiles);
   if (has_delayed_loop(generated)) {
     return -1;  // not added to the corpus
   }
@@ -682,7 +836,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
     std::fprintf(stderr, "generated program refused: %s\n", e.what());
     __builtin_trap();
   }
-  const input data = events(in);
   current_program = program.get();
   current_input = &data;
   static const bool print = std::getenv("NUDGE_FUZZ_PRINT") != nullptr;

@@ -4,7 +4,6 @@
 #include <ostream>
 #include <utility>
 
-#include <boost/unordered/unordered_flat_set.hpp>
 #include <fmt/format.h>
 
 #include <nudge/detail/compiled.hpp>
@@ -13,10 +12,6 @@
 
 namespace nudge {
 namespace {
-
-// Open addressing: the per-event "unknown contact" check was 7.6 % of a W1 replay on a
-// node-based set (a cache miss per event).
-using id_set = boost::unordered_flat_set<std::string, detail::string_hash, std::equal_to<>>;
 
 // Events read per step, when the caller did not ask for engine batches: bounds the reader's
 // scratch and sets how often progress is reported.
@@ -44,9 +39,15 @@ void append(std::vector<due_action>& to, std::vector<due_action>&& from) {
 
 replay_result replay(std::shared_ptr<const program> program, const std::string& contacts_path,
                      const std::string& events_path, const replay_options& options) {
+  engine eng{std::move(program)};
+  return replay(eng, contacts_path, events_path, options);
+}
+
+replay_result replay(engine& eng, const std::string& contacts_path, const std::string& events_path,
+                     const replay_options& options) {
+  const auto program = eng.shared_program();
   replay_result result;
   result.program = program;
-  engine eng{program};
 
   std::ofstream rejects;
   reject_handler on_reject;
@@ -66,24 +67,17 @@ replay_result replay(std::shared_ptr<const program> program, const std::string& 
     };
   }
 
-  id_set known;
   std::vector<contact> contacts;
   if (!contacts_path.empty()) {
     contacts = read_contacts(contacts_path, {.on_reject = on_reject});
     result.contacts_read = contacts.size();
-    known.reserve(contacts.size());
-    for (const auto& c : contacts) {
-      known.insert(c.id);
-    }
   }
 
+  // No is_known_contact check: a contact missing from the contacts file is an anonymous
+  // visitor (seed 004), created by its first event as in live use, and its history counts
+  // once an identify event merges it.
   event_read_options read_options;
   read_options.program = program.get();
-  if (!contacts_path.empty()) {
-    read_options.is_known_contact = [&known](std::string_view id) {
-      return known.find(id) != known.end();
-    };
-  }
   read_options.not_after = options.until;
   read_options.on_reject = on_reject;
   event_reader reader{events_path, std::move(read_options)};
@@ -135,15 +129,26 @@ replay_result replay(std::shared_ptr<const program> program, const std::string& 
     eng.upsert_contacts(contacts);  // no events: no instant to evaluate them at
   }
 
+  const auto last = reader.last_time();
   if (options.until) {
     result.until = *options.until;
-  } else if (auto last = reader.last_time()) {
+  } else if (last) {
     result.until = *last + program->longest_delay();
   } else {
     result.until = from_epoch(0);  // no events: nothing is pending either
   }
   progress(true);
   append(result.actions, eng.process(pending, result.until));
+  result.pending = find_pending_work(eng.store());
+  if (!options.until && last) {
+    // The longest delay does not see messages deferred by quiet hours, send windows or caps
+    // (each deferral can start another): go on to the latest pending timer until none is left.
+    for (std::size_t n = 0; n < options.max_extensions && result.pending.timers > 0; ++n) {
+      result.until = result.pending.last;
+      append(result.actions, eng.advance(result.until));
+      result.pending = find_pending_work(eng.store());
+    }
+  }
   result.stats = eng.stats();
   result.workflow_stats = eng.workflow_stats();
   if (options.on_finished) {

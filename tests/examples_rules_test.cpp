@@ -12,6 +12,7 @@
 
 #include <nudge/load_rules.hpp>
 #include <nudge/nudge.hpp>
+#include <nudge/replay.hpp>
 
 namespace {
 
@@ -111,9 +112,17 @@ std::vector<std::string> run_scenario(const std::string& name) {
   if (std::filesystem::exists(contacts_path)) {
     actions = engine.upsert_contacts(read_contacts(contacts_path), events.front().at);
   }
-  const auto until = events.back().at + program->longest_delay();
+  // The end nudge replay takes by default: the longest delay, then on to the latest pending
+  // timer (deferred messages, segment edges, ...) until none is left.
+  auto until = events.back().at + program->longest_delay();
   for (auto& a : engine.process(events, until)) {
     actions.push_back(std::move(a));
+  }
+  for (auto left = nudge::find_pending_work(engine.store()); left.timers > 0;
+       left = nudge::find_pending_work(engine.store())) {
+    for (auto& a : engine.advance(left.last)) {
+      actions.push_back(std::move(a));
+    }
   }
   std::stable_sort(actions.begin(), actions.end(), [](const auto& x, const auto& y) {
     return x.due_at != y.due_at ? x.due_at < y.due_at : x.contact < y.contact;

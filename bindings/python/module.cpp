@@ -28,7 +28,6 @@
 #endif
 #ifdef NUDGE_PY_HAVE_REPLAY
 #  include <fstream>
-#  include <unordered_set>
 
 #  include <nudge/read_events.hpp>
 #  include <nudge/replay.hpp>
@@ -666,6 +665,7 @@ struct py_replay_result {
   std::size_t events_read = 0;
   std::size_t rejected = 0;
   nudge::time_point until{};
+  nudge::pending_work pending;
 };
 
 std::string fspath(const py::handle& path) {
@@ -785,8 +785,7 @@ class py_engine {
   }
 
 #ifdef NUDGE_PY_HAVE_REPLAY
-  // The logic of nudge::replay, on this engine (its store, sink and statistics) instead of a
-  // fresh one.
+  // nudge::replay on this engine (its store, sink and statistics) instead of a fresh one.
   py_replay_result replay(const py::object& events_path, const py::object& contacts_path,
                           const py::object& until, const std::string& on_error,
                           const py::object& rejects_path, std::size_t batch_events) {
@@ -804,107 +803,23 @@ class py_engine {
     if (!until.is_none()) {
       end = to_time(until, "until");
     }
-    const bool skip = on_error == "skip";
+    nudge::replay_options options;
+    options.until = end;
+    options.on_error = on_error == "skip" ? nudge::error_policy::skip : nudge::error_policy::stop;
+    options.rejects_path = rejects;
+    options.batch_events = batch_events;
     return run([&](nudge::engine& eng) {
+      // nudge::replay's loop on this engine: unknown contacts are created (anonymous visitors)
+      // and the default end covers every pending timer, as in the CLI.
+      auto r = nudge::replay(eng, contacts, events, options);
       py_replay_result result;
       result.program = program_;
-      std::ofstream rejects_file;
-      nudge::reject_handler on_reject;
-      if (skip) {
-        if (!rejects.empty()) {
-          rejects_file.exceptions(std::ios::failbit | std::ios::badbit);
-          rejects_file.open(rejects, std::ios::binary | std::ios::trunc);
-        }
-        on_reject = [&](const nudge::input_problem& p) {
-          ++result.rejected;
-          if (rejects_file.is_open()) {
-            rejects_file << p.to_string() << '\t' << p.text << '\n';
-          }
-        };
-      }
-      std::unordered_set<std::string, nudge::detail::string_hash, std::equal_to<>> known;
-      std::vector<nudge::contact> profiles;
-      if (!contacts.empty()) {
-        auto read = nudge::read_contacts(contacts, {.on_reject = on_reject});
-        result.contacts_read = read.size();
-        for (const auto& c : read) {
-          known.insert(c.id);
-        }
-        profiles = std::move(read);
-      }
-      nudge::event_read_options options;
-      options.program = program_.get();
-      if (!contacts.empty()) {
-        options.is_known_contact = [&known](std::string_view id) {
-          return known.find(id) != known.end();
-        };
-      }
-      options.not_after = end;
-      options.on_reject = on_reject;
-      nudge::event_reader reader{events, std::move(options)};
-      std::vector<nudge::event> pending, batch;
-      auto append = [&](std::vector<nudge::due_action>&& more) {
-        if (result.actions.empty()) {
-          result.actions = std::move(more);
-          return;
-        }
-        const auto by_time_and_contact = [](const nudge::due_action& x,
-                                            const nudge::due_action& y) {
-          return x.due_at != y.due_at ? x.due_at < y.due_at : x.contact < y.contact;
-        };
-        const auto middle = static_cast<std::ptrdiff_t>(result.actions.size());
-        const bool in_order =
-            more.empty() || !by_time_and_contact(more.front(), result.actions.back());
-        result.actions.insert(result.actions.end(), std::make_move_iterator(more.begin()),
-                              std::make_move_iterator(more.end()));
-        if (!in_order) {
-          // The upsert's actions and the first events' share an instant (as nudge::replay).
-          std::inplace_merge(result.actions.begin(), result.actions.begin() + middle,
-                             result.actions.end(), by_time_and_contact);
-        }
-      };
-      const std::size_t step = batch_events > 0 ? batch_events : std::size_t{1} << 16;
-      bool upserted = profiles.empty();
-      while (reader.read(batch, step)) {
-        if (!upserted && !batch.empty()) {
-          // At the log's first event, as nudge::replay does.
-          append(eng.upsert_contacts(profiles, batch.front().at));
-          upserted = true;
-          std::vector<nudge::contact>{}.swap(profiles);  // the engine has them now
-        }
-        if (pending.empty()) {
-          std::swap(pending, batch);
-        } else {
-          pending.insert(pending.end(), std::make_move_iterator(batch.begin()),
-                         std::make_move_iterator(batch.end()));
-        }
-        if (batch_events > 0) {
-          // Events before the latest timestamp go now, with the clock just before it: timers
-          // due at that instant wait until its events are applied.
-          const auto latest = pending.back().at;
-          std::size_t cut = pending.size();
-          while (cut > 0 && pending[cut - 1].at == latest) {
-            --cut;
-          }
-          if (cut > 0) {
-            append(eng.process(std::span<const nudge::event>{pending.data(), cut},
-                               latest - nudge::seconds(1)));
-            pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(cut));
-          }
-        }
-      }
-      result.events_read = reader.events_read();
-      if (!upserted) {
-        eng.upsert_contacts(profiles);  // no events: no instant to evaluate them at
-      }
-      if (end) {
-        result.until = *end;
-      } else if (auto last = reader.last_time()) {
-        result.until = *last + program_->longest_delay();
-      } else {
-        result.until = nudge::from_epoch(0);
-      }
-      append(eng.process(pending, result.until));
+      result.actions = std::move(r.actions);
+      result.contacts_read = r.contacts_read;
+      result.events_read = r.events_read;
+      result.rejected = r.rejected;
+      result.until = r.until;
+      result.pending = r.pending;
       return result;
     });
   }
@@ -1378,6 +1293,21 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly(
           "until", [](const py_replay_result& r) { return to_datetime(r.until); },
           "The instant timers ran to (aware UTC datetime).")
+      .def_property_readonly(
+          "pending", [](const py_replay_result& r) { return r.pending.timers; },
+          "Timers still pending after `until` that run out by themselves (delayed checks and "
+          "actions, deferred messages, workflow waits, segment window edges); 0 after the "
+          "default end unless its extensions ran out.")
+      .def_property_readonly(
+          "last_pending",
+          [](const py_replay_result& r) -> py::object {
+            return r.pending.timers == 0 ? py::object(py::none()) : to_datetime(r.pending.last);
+          },
+          "When the latest pending timer is due (aware UTC datetime), or None.")
+      .def_property_readonly(
+          "recurring_pending", [](const py_replay_result& r) { return r.pending.recurring; },
+          "Recurring timers left (yearly date entries, score decay): never run out, not counted "
+          "in `pending`.")
       .def(
           "write_csv",
           [](const py_replay_result& r, const py::object& path, const std::string& format) {
@@ -1451,9 +1381,11 @@ PYBIND11_MODULE(_core, m) {
            "batch_events"_a = 0,
            "Replays an event file (CSV or JSON Lines) through this engine entirely in C++, "
            "with the GIL released: contacts from `contacts` (a file) are upserted at the first "
-           "event's time (an error if before a contact's clock), then the events are applied and "
-           "timers fire up to `until` (default: the last event's "
-           "time plus the program's longest delay). on_error='skip' refuses bad lines (written "
+           "event's time (an error if before a contact's clock), then the events are applied (an "
+           "event for a contact in neither creates it: an anonymous visitor) and timers fire up "
+           "to `until` (default: the last event's time plus the program's longest delay, then "
+           "on to the latest pending timer until none is left, as `nudge replay`; see "
+           "ReplayResult.pending). on_error='skip' refuses bad lines (written "
            "to `rejects` if given) instead of raising ReadError. Returns a ReplayResult.")
 #endif
       .def("upsert_contacts", &py_engine::upsert_contacts, "contacts"_a, "at"_a = py::none(),

@@ -41,10 +41,32 @@ struct replay_progress {
   bool evaluating = false;      ///< true once all events are read and the engine runs
 };
 
+/// Timers still pending in a store, as a replay reports them at its end.
+struct pending_work {
+  /// Timers that run out by themselves: a rule's delayed check or action, a message the
+  /// delivery policy deferred (quiet hours, send windows, caps), a workflow wait, a segment's
+  /// window edge.
+  std::size_t timers = 0;
+  time_point last{};  ///< when the latest of them is due (valid when timers > 0)
+  /// Timers that recur for ever and so never run out: yearly date entries and score decay.
+  std::size_t recurring = 0;
+};
+
+/// The pending timers of every contact in `s` (store::due, then store::load of each).
+/// @throws whatever the store throws.
+pending_work find_pending_work(store& s);
+
 struct replay_options {
-  /// Fire timers up to this instant. Default: the last event's time plus the program's
-  /// longest delay, so every timer the log can start comes due. Events after it are refused.
+  /// Fire timers up to this instant; events after it are refused. Default: the last event's
+  /// time plus the program's longest delay (program::longest_delay), then, while timers that
+  /// run out by themselves (pending_work::timers: delayed checks and actions, deferred messages,
+  /// workflow waits, segment window edges) are still pending, on to the latest of them, again,
+  /// at most max_extensions times. Recurring timers (yearly dates, score decay) do not extend
+  /// it. A log without events runs to the Unix epoch (nothing is pending).
   std::optional<time_point> until;
+  /// Bound on the default end's extensions (a rule chain that keeps rescheduling itself would
+  /// otherwise never end); replay_result::pending says what is left.
+  std::size_t max_extensions = 1000;
   error_policy on_error = error_policy::stop;
   /// With skip: write each refused line here as "file:line: reason" followed by a tab and the
   /// line itself. Empty: no file (on_reject still hears of every line).
@@ -75,11 +97,15 @@ struct replay_result {
   std::size_t events_read = 0;  ///< accepted events
   std::size_t rejected = 0;     ///< refused lines (contacts and events), with skip
   time_point until{};           ///< the end the timers ran to
+  /// Timers still pending after `until` (with the default end: 0 unless max_extensions ran
+  /// out).
+  pending_work pending;
 };
 
 /// Replays `events_path` (CSV or JSON Lines) through `program`, with the contacts of
-/// `contacts_path` (empty: none; events then create their contacts), on a fresh engine with its
-/// in-memory store.
+/// `contacts_path` (empty: none), on a fresh engine with its in-memory store. An event for a
+/// contact that is not in the contacts file (an anonymous visitor, identified later or not)
+/// creates that contact, as in live use.
 ///
 /// The contacts are upserted at the log's first accepted event's time
 /// (engine::upsert_contacts with that instant), before any event: segments over their profiles
@@ -98,6 +124,15 @@ struct replay_result {
 ///   written.
 replay_result replay(std::shared_ptr<const program> program, const std::string& contacts_path,
                      const std::string& events_path, const replay_options& options = {});
+
+/// The same on the host's engine (its store, sink and statistics) instead of a fresh one, e.g.
+/// one a snapshot was loaded into. Contacts of `contacts_path` are upserted at the first
+/// event's time (an input_error if that is before a stored contact's clock); events for
+/// contacts neither stored nor in the file create them (engine_options::
+/// create_unknown_contacts), as anonymous visitors. `stats` and `workflow_stats` are the
+/// engine's totals.
+replay_result replay(engine& eng, const std::string& contacts_path, const std::string& events_path,
+                     const replay_options& options = {});
 
 /// Writes the header `ts,contact,rule,action,arg` and one line per action
 /// (`1704103200,c42,winback,send_email,winback`), each ending in '\n', unquoted.

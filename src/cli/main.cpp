@@ -140,6 +140,22 @@ void print_workflow_stats(const std::vector<nudge::workflow_stats>& stats) {
   }
 }
 
+// Every replay says what it left pending: with --until, the timers due after it; with the
+// default end, those left when its extensions ran out (normally none).
+void print_pending(const nudge::replay_result& r, bool until_given) {
+  const auto& p = r.pending;
+  std::string line = fmt::format("{} timer{} pending", p.timers, p.timers == 1 ? "" : "s");
+  if (p.timers > 0) {
+    line += fmt::format(" past {} ({}), the last due at {}",
+                        until_given ? "--until" : "the default end", nudge::format_time(r.until),
+                        nudge::format_time(p.last));
+  }
+  if (p.recurring > 0) {
+    line += fmt::format("; {} recurring (yearly dates, score decay) not counted", p.recurring);
+  }
+  fmt::print(stderr, "{}\n", line);
+}
+
 struct replay_args {
   std::string rules, contacts, events, until, out, rejects;
   std::string time_format = "iso";
@@ -149,109 +165,18 @@ struct replay_args {
   std::string save_snapshot, load_snapshot;
 };
 
-// `nudge replay` with --load-snapshot / --save-snapshot: the loop of nudge::replay on an engine
-// whose store the snapshot files fill and read (docs/snapshot.md). With --load-snapshot the
-// contacts come from the snapshot; events may create new ones.
+// `nudge replay` with --load-snapshot / --save-snapshot: nudge::replay on an engine whose store
+// the snapshot files fill and read (docs/snapshot.md). With --load-snapshot the contacts come
+// from the snapshot; events may create new ones.
 nudge::replay_result replay_with_snapshots(std::shared_ptr<const nudge::program> program,
                                            const replay_args& args,
                                            const nudge::replay_options& options) {
-  nudge::replay_result result;
-  result.program = program;
   nudge::memory_store store;
-  nudge::engine engine{program, &store};
+  nudge::engine engine{std::move(program), &store};
   if (!args.load_snapshot.empty()) {
     nudge::load_snapshot(args.load_snapshot, engine);
   }
-  nudge::reject_handler on_reject;
-  std::ofstream rejects;
-  if (options.on_error == nudge::error_policy::skip) {
-    if (!options.rejects_path.empty()) {
-      rejects.exceptions(std::ios::failbit | std::ios::badbit);
-      rejects.open(options.rejects_path, std::ios::binary | std::ios::trunc);
-    }
-    on_reject = [&](const nudge::input_problem& p) {
-      ++result.rejected;
-      if (rejects.is_open()) {
-        rejects << p.to_string() << '\t' << p.text << '\n';
-      }
-      if (options.on_reject) {
-        options.on_reject(p);
-      }
-    };
-  }
-  std::set<std::string, std::less<>> known;
-  std::vector<nudge::contact> contacts;
-  if (!args.contacts.empty()) {
-    contacts = nudge::read_contacts(args.contacts, {.on_reject = on_reject});
-    result.contacts_read = contacts.size();
-    for (const auto& c : contacts) {
-      known.insert(c.id);
-    }
-  }
-  nudge::event_read_options read_options;
-  read_options.program = program.get();
-  if (!args.contacts.empty()) {
-    read_options.is_known_contact = [&known](std::string_view id) {
-      return known.find(id) != known.end();
-    };
-  }
-  read_options.not_after = options.until;
-  read_options.on_reject = on_reject;
-  nudge::event_reader reader{args.events, std::move(read_options)};
-  auto append = [&result](std::vector<nudge::due_action>&& actions) {
-    const auto by_time_and_contact = [](const nudge::due_action& x, const nudge::due_action& y) {
-      return x.due_at != y.due_at ? x.due_at < y.due_at : x.contact < y.contact;
-    };
-    const auto middle = static_cast<std::ptrdiff_t>(result.actions.size());
-    const bool in_order = result.actions.empty() || actions.empty() ||
-                          !by_time_and_contact(actions.front(), result.actions.back());
-    result.actions.insert(result.actions.end(), std::make_move_iterator(actions.begin()),
-                          std::make_move_iterator(actions.end()));
-    if (!in_order) {
-      // The upsert's actions and those of the first events share an instant: keep the order by
-      // (time, contact), each contact's in emission order.
-      std::inplace_merge(result.actions.begin(), result.actions.begin() + middle,
-                         result.actions.end(), by_time_and_contact);
-    }
-  };
-  std::vector<nudge::event> pending, batch;
-  const std::size_t step = options.batch_events > 0 ? options.batch_events : (1U << 16);
-  bool upserted = contacts.empty();
-  while (reader.read(batch, step)) {
-    if (!upserted && !batch.empty()) {
-      // At the log's first event, as nudge::replay does (docs: README, "replay").
-      append(engine.upsert_contacts(contacts, batch.front().at));
-      upserted = true;
-      std::vector<nudge::contact>{}.swap(contacts);  // the engine has them now
-    }
-    pending.insert(pending.end(), std::make_move_iterator(batch.begin()),
-                   std::make_move_iterator(batch.end()));
-    if (options.batch_events > 0) {
-      const auto latest = pending.back().at;
-      std::size_t cut = pending.size();
-      while (cut > 0 && pending[cut - 1].at == latest) {
-        --cut;
-      }
-      if (cut > 0) {
-        append(engine.process(std::span<const nudge::event>{pending.data(), cut},
-                              latest - nudge::seconds(1)));
-        pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(cut));
-      }
-    }
-  }
-  result.events_read = reader.events_read();
-  if (!upserted) {
-    engine.upsert_contacts(contacts);  // no events: no instant to evaluate them at
-  }
-  if (options.until) {
-    result.until = *options.until;
-  } else if (auto last = reader.last_time()) {
-    result.until = *last + program->longest_delay();
-  } else {
-    result.until = nudge::from_epoch(0);
-  }
-  append(engine.process(pending, result.until));
-  result.stats = engine.stats();
+  auto result = nudge::replay(engine, args.contacts, args.events, options);
   if (!args.save_snapshot.empty()) {
     nudge::save_snapshot(args.save_snapshot, engine, store);
   }
@@ -334,6 +259,7 @@ int run_replay(const replay_args& args) {
   }
   fmt::print(stderr, "{} events read, {} rejected, {} actions (until {})\n", result.events_read,
              result.rejected, result.actions.size(), nudge::format_time(result.until));
+  print_pending(result, options.until.has_value());
   return exit_ok;
 }
 
@@ -375,7 +301,8 @@ int run_explain(const explain_args& args) {
   std::optional<nudge::contact_state> state;
   options.on_finished = [&](nudge::engine& engine) { state = engine.store().load(args.contact); };
   try {
-    nudge::replay(program, args.contacts, args.events, options);
+    print_pending(nudge::replay(program, args.contacts, args.events, options),
+                  options.until.has_value());
   } catch (const std::exception& e) {
     fmt::print(stderr, "{}\n", e.what());
     return exit_input;
@@ -410,8 +337,14 @@ int main(int argc, char** argv) {
   replay->add_option("--events", args.events, "Events (.csv or .jsonl), sorted by time")
       ->required();
   replay->add_option("--until", args.until,
-                     "Fire timers up to this time (ISO-8601 or epoch seconds; default: the "
-                     "last event plus the longest delay in the rules)");
+                     "Fire timers up to this time (ISO-8601 or epoch seconds). Default: the "
+                     "last event's time plus the rules' longest delay (a rule's delay plus its "
+                     "longest action delay; a workflow's waits and timeouts summed, a "
+                     "time-of-day wait counted as 7 days), then on to the latest pending timer "
+                     "(delayed checks and actions, messages deferred by quiet hours, send "
+                     "windows or caps, workflow waits, segment window edges) until none is "
+                     "left, at most 1000 times; yearly dates and score decay do not extend it. "
+                     "The timers still pending at the end are reported on standard error");
   replay->add_option("--out", args.out, "Write the actions here (default: standard output)");
   replay->add_option("--time-format", args.time_format, "Times in the output: iso or epoch")
       ->check(CLI::IsMember({"iso", "epoch"}));

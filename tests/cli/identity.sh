@@ -33,6 +33,6 @@ cp "$work/first.csv" "$work/events.csv"
   --events "$work/events.csv" --out "$work/run.csv"
 tail -n +6 "$examples/lifecycle.events.csv" >> "$work/events.csv"
 "$nudge" run --db "$work/state.db" --rules "$examples/lifecycle.rules.json" \
-  --events "$work/events.csv" --out "$work/run.csv" --until 1710115200
+  --events "$work/events.csv" --out "$work/run.csv" --until 1712707200
 cut -d, -f1-5 "$work/run.csv" | diff "$work/expected.csv" -
 echo "identity: replay and run match lifecycle.expected.csv"

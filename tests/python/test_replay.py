@@ -126,3 +126,43 @@ def test_w1_small_python_engine_and_cli_give_identical_actions(w1_small, tmp_pat
     due = engine.process(read_events_csv(w1_small["events"]), now=w1_small["until"])
     lines = ["ts,contact,rule,action,arg"] + [",".join(map(str, row)) for row in rows(due)]
     assert "\n".join(lines) + "\n" == expected
+
+
+def test_replay_creates_visitors_missing_from_the_contacts_file(tmp_path):
+    # Seed 004: anon-1 views shoes twice, then signs in as c42 (in the contacts file); the
+    # merged history has both views, so the identify rule sends at T0 + 1h.
+    rules = {"rules": [{"id": "shoe_lover", "on": {"event": "identify"},
+                        "if": {"happened": {"event": "page_view", "key": "/shoes",
+                                            "within": "7d", "at_least": 2}},
+                        "then": [{"do": "send_email", "arg": "shoes"}]}]}
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_text("contact,status\nc42,customer\n")
+    events = tmp_path / "events.csv"
+    events.write_text(f"ts,contact,type,key,value\n{T0},anon-1,page_view,/shoes,\n"
+                      f"{T0 + 600},anon-1,page_view,/shoes,\n{T0 + 3600},anon-1,identify,c42,\n")
+    engine = nudge.Engine(nudge.Program.from_json(rules))
+    result = engine.replay(events, contacts=contacts)
+    assert rows(result.actions) == [(T0 + 3600, "c42", "shoe_lover", "send_email", "shoes")]
+    assert (result.events_read, result.rejected) == (3, 0)
+
+
+def test_replay_default_end_covers_deferred_messages(tmp_path):
+    # Quiet hours 21:00-08:00 UTC, no delay: a newsletter at 22:00 goes out at 08:00 the next
+    # day, past the last event; with `until` before that it is reported pending.
+    rules = {"event_types": ["newsletter"],
+             "delivery": {"quiet_hours": {"from": "21:00", "to": "08:00"}},
+             "rules": [{"id": "promo", "on": {"event": "newsletter"},
+                        "then": [{"do": "send_email", "arg": "promo"}]}]}
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_text("contact,consent\nc1,email\n")
+    events = tmp_path / "events.csv"
+    events.write_text(f"ts,contact,type,key,value\n{T0 + 22 * 3600},c1,newsletter,,\n")
+    result = nudge.Engine(nudge.Program.from_json(rules)).replay(events, contacts=contacts)
+    assert rows(result.actions) == [(T0 + DAY + 8 * 3600, "c1", "promo", "send_email", "promo")]
+    assert result.until.timestamp() == T0 + DAY + 8 * 3600
+    assert (result.pending, result.last_pending, result.recurring_pending) == (0, None, 0)
+    bounded = nudge.Engine(nudge.Program.from_json(rules)).replay(
+        events, contacts=contacts, until=T0 + 23 * 3600)
+    assert len(bounded) == 0
+    assert bounded.pending == 1
+    assert bounded.last_pending.timestamp() == T0 + DAY + 8 * 3600

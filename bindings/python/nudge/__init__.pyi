@@ -300,6 +300,16 @@ class ReplayResult:
     @property
     def until(self) -> datetime.datetime:
         """The instant timers ran to."""
+    @property
+    def pending(self) -> int:
+        """Timers still pending after `until` that run out by themselves (0 after the default
+        end unless its 1000 extensions ran out)."""
+    @property
+    def last_pending(self) -> Optional[datetime.datetime]:
+        """When the latest pending timer is due, or None."""
+    @property
+    def recurring_pending(self) -> int:
+        """Recurring timers left (yearly dates, score decay), not counted in `pending`."""
     def write_csv(self, path: PathLike, time_format: str = "iso") -> None:
         """Writes ts,contact,rule,action,arg as `nudge replay` does; time_format 'iso' or 'epoch'."""
     def __len__(self) -> int:

@@ -1,0 +1,187 @@
+// Backtests as the seeds write them (issue 14): anonymous visitors that are not in the contacts
+// file, and the default end of a replay covering messages deferred by quiet hours and caps.
+// Every expected action below is computed by hand in the comments.
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <catch2/catch.hpp>
+#include <unistd.h>
+
+#include <nudge/engine.hpp>
+#include <nudge/load_rules.hpp>
+#include <nudge/replay.hpp>
+
+namespace {
+
+struct temp_dir {
+  std::filesystem::path path;
+  temp_dir() {
+    path = std::filesystem::temp_directory_path() /
+           ("nudge_replay_end_test_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(path);
+  }
+  ~temp_dir() { std::filesystem::remove_all(path); }
+  std::string write(const std::string& name, const std::string& text) const {
+    auto p = path / name;
+    std::ofstream{p, std::ios::binary} << text;
+    return p.string();
+  }
+};
+
+std::string csv(const nudge::replay_result& r) {
+  std::ostringstream out;
+  nudge::write_actions_csv(out, r.actions, nudge::time_format::epoch);
+  return out.str();
+}
+
+std::shared_ptr<const nudge::program> rules(const std::string& json) {
+  return nudge::program::compile(nudge::parse_rules(json, {.file_name = "rules.json"}));
+}
+
+// Seed 004's first stage: a visitor browses anonymously, then signs in as a known contact.
+const std::string visitor_rules = R"({
+  "rules": [
+    {"id": "hello_visitor", "on": {"event": "page_view"}, "reentry": "once",
+     "then": [{"do": "show_popup", "arg": "newsletter"}]},
+    {"id": "shoe_lover", "on": {"event": "identify"},
+     "if": {"happened": {"event": "page_view", "key": "/shoes", "within": "7d", "at_least": 2}},
+     "then": [{"do": "send_email", "arg": "shoes"}]}
+  ]
+})";
+
+// t0 = 1704067200 = 2024-01-01T00:00:00Z. anon-1 and anon-2 are not in the contacts file.
+const std::string visitor_events =
+    "ts,contact,type,key,value\n"
+    "1704067200,anon-1,page_view,/shoes,\n"  // popup for anon-1 at t0
+    "1704067800,anon-1,page_view,/shoes,\n"  // once: no second popup
+    "1704068400,anon-2,page_view,/hats,\n"   // popup for anon-2 at t0+20m
+    "1704070800,anon-1,identify,c42,\n";     // merged into c42: 2 shoe views -> e-mail at t0+1h
+
+}  // namespace
+
+TEST_CASE(
+    "replay: visitors missing from the contacts file are created, and their history counts "
+    "once identified",
+    "[replay][identity][seeds]") {
+  temp_dir dir;
+  const auto contacts = dir.write("contacts.csv", "contact,status\nc42,customer\n");
+  const auto events = dir.write("events.csv", visitor_events);
+  const std::size_t batch = GENERATE(0, 1, 2);
+  nudge::memory_store store;
+  nudge::engine engine{rules(visitor_rules), &store};
+  auto result = nudge::replay(engine, contacts, events, {.batch_events = batch});
+  CHECK(csv(result) ==
+        "ts,contact,rule,action,arg\n"
+        "1704067200,anon-1,hello_visitor,show_popup,newsletter\n"
+        "1704068400,anon-2,hello_visitor,show_popup,newsletter\n"
+        "1704070800,c42,shoe_lover,send_email,shoes\n");
+  CHECK(result.events_read == 4);
+  CHECK(result.rejected == 0);
+  // The known contact keeps its profile; the visitor's id is an alias of it.
+  REQUIRE(store.find("c42") != nullptr);
+  CHECK(store.find("c42")->contact.status == "customer");
+  REQUIRE(store.find("anon-1") != nullptr);
+  CHECK(store.find("anon-1")->merged_into == "c42");
+  CHECK(store.find("anon-2") != nullptr);
+
+  // A fresh engine (nudge::replay with a program) and skip give the same: nothing is refused.
+  auto fresh = nudge::replay(rules(visitor_rules), contacts, events,
+                             {.on_error = nudge::error_policy::skip});
+  CHECK(csv(fresh) == csv(result));
+  CHECK(fresh.rejected == 0);
+}
+
+namespace {
+
+// Quiet hours 21:00-08:00 UTC and no delay anywhere: the longest delay is 0, so the old default
+// end (the last event) lost every message deferred past the last event.
+const std::string quiet_rules = R"({
+  "event_types": ["newsletter"],
+  "delivery": {"quiet_hours": {"from": "21:00", "to": "08:00"}, "on_quiet_hours": "defer"},
+  "rules": [{"id": "promo", "on": {"event": "newsletter"},
+             "then": [{"do": "send_email", "arg": "promo"}]}]
+})";
+
+// One e-mail per 24 hours, the others deferred.
+const std::string cap_rules = R"({
+  "event_types": ["newsletter"],
+  "delivery": {"caps": [{"channel": "email", "max": 1, "per": "24h"}], "on_cap": "defer"},
+  "rules": [{"id": "promo", "on": {"event": "newsletter"},
+             "then": [{"do": "send_email", "arg": "promo"}]}]
+})";
+
+const std::string consenting = "contact,consent\nc1,email\nc2,email\n";
+
+}  // namespace
+
+TEST_CASE("replay: the default end covers messages deferred by quiet hours", "[replay][seeds]") {
+  temp_dir dir;
+  const auto contacts = dir.write("contacts.csv", consenting);
+  // 2024-01-01T20:00Z (allowed) and 22:00Z (quiet: deferred to 2024-01-02T08:00Z = 1704182400).
+  const auto events = dir.write("events.csv",
+                                "ts,contact,type,key,value\n"
+                                "1704139200,c2,newsletter,,\n"
+                                "1704146400,c1,newsletter,,\n");
+  auto result = nudge::replay(rules(quiet_rules), contacts, events);
+  CHECK(csv(result) ==
+        "ts,contact,rule,action,arg\n"
+        "1704139200,c2,promo,send_email,promo\n"
+        "1704182400,c1,promo,send_email,promo\n");
+  CHECK(result.until == nudge::from_epoch(1704182400));
+  CHECK(result.pending.timers == 0);
+  CHECK(result.stats[0].deferred_hours == 1);
+
+  // With --until before 08:00 the deferred message is reported as pending, not lost silently.
+  auto bounded =
+      nudge::replay(rules(quiet_rules), contacts, events, {.until = nudge::from_epoch(1704150000)});
+  CHECK(csv(bounded) == "ts,contact,rule,action,arg\n1704139200,c2,promo,send_email,promo\n");
+  CHECK(bounded.pending.timers == 1);
+  CHECK(bounded.pending.last == nudge::from_epoch(1704182400));
+}
+
+TEST_CASE("replay: the default end covers a chain of cap deferrals", "[replay][seeds]") {
+  temp_dir dir;
+  const auto contacts = dir.write("contacts.csv", consenting);
+  // Newsletters at 2024-01-01T10:00Z, 11:00Z and 12:00Z. The first goes out; at 11:00 and 12:00
+  // the cap (1 in (t-24h, t]) holds until 10:00 the next day (1704189600): both are deferred
+  // there, one goes out, the other is deferred again to 2024-01-03T10:00Z (1704276000).
+  const auto events = dir.write("events.csv",
+                                "ts,contact,type,key,value\n"
+                                "1704103200,c1,newsletter,,\n"
+                                "1704106800,c1,newsletter,,\n"
+                                "1704110400,c1,newsletter,,\n");
+  auto result = nudge::replay(rules(cap_rules), contacts, events);
+  CHECK(csv(result) ==
+        "ts,contact,rule,action,arg\n"
+        "1704103200,c1,promo,send_email,promo\n"
+        "1704189600,c1,promo,send_email,promo\n"
+        "1704276000,c1,promo,send_email,promo\n");
+  CHECK(result.until == nudge::from_epoch(1704276000));
+  CHECK(result.pending.timers == 0);
+  CHECK(result.stats[0].deferred_cap == 3);  // 11:00 and 12:00, then one again at 10:00
+
+  // The bound on extensions: after one, the second deferral is still pending and reported.
+  auto once = nudge::replay(rules(cap_rules), contacts, events, {.max_extensions = 1});
+  CHECK(once.actions.size() == 2);
+  CHECK(once.until == nudge::from_epoch(1704189600));
+  CHECK(once.pending.timers == 1);
+  CHECK(once.pending.last == nudge::from_epoch(1704276000));
+}
+
+TEST_CASE("replay: recurring timers do not extend the default end and are counted apart",
+          "[replay][seeds]") {
+  temp_dir dir;
+  const auto program = rules(R"({
+    "scoring": {"rules": [{"id": "views", "on": {"event": "page_view"}, "points": 10}],
+                "decay": {"every": "7d", "factor": 0.5}},
+    "rules": [{"id": "r", "on": {"event": "page_view"}, "then": [{"do": "add_tag", "arg": "x"}]}]
+  })");
+  const auto events =
+      dir.write("events.csv", "ts,contact,type,key,value\n1704067200,c1,page_view,/,\n");
+  auto result = nudge::replay(program, "", events);
+  CHECK(result.until == nudge::from_epoch(1704067200));
+  CHECK(result.pending.timers == 0);
+  CHECK(result.pending.recurring == 1);  // the score's decay, for ever while it is not 0
+}

@@ -18,6 +18,7 @@
 #include <deque>
 #include <limits>
 #include <optional>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -28,6 +29,8 @@
 
 #include <nudge/event.hpp>
 #include <nudge/load_rules.hpp>
+
+#include "check_all.hpp"
 
 namespace nudge {
 namespace {
@@ -2719,6 +2722,7 @@ class line_index {
 struct parsed {
   rule_set rules;
   std::vector<diagnostic> diagnostics;
+  bool walked = false;  // `rules` holds what the walker could read (also with problems)
 };
 
 diagnostic make(const std::string& file, const line_index& lines, std::size_t offset,
@@ -2900,6 +2904,7 @@ parsed parse_impl(std::string_view text, const load_options& options) {
   }
   walker w{options.limits};
   out.rules = w.run(root);
+  out.walked = true;
   locator scan{text, start, nullptr, false};
   scan.run();
   if (!w.problems.empty() || !scan.duplicates.empty()) {
@@ -2914,6 +2919,24 @@ load_result load_impl(std::string_view text, const load_options& options) {
   parsed p = parse_impl(text, options);
   if (!p.diagnostics.empty()) {
     r.diagnostics = std::move(p.diagnostics);
+    if (p.walked) {
+      // Every problem at once: the compiler's too, where the parser's cannot have caused them.
+      try {
+        program::compile(std::move(p.rules), options.limits);
+      } catch (const rule_error& e) {
+        std::vector<problem> more;
+        for (const auto& d : detail::independent_problems(r.diagnostics, e.diagnostics())) {
+          more.push_back({d.json_pointer, false, d.code, d.message});
+        }
+        for (auto& d : locate(text, options.file_name, std::move(more), false)) {
+          r.diagnostics.push_back(std::move(d));
+        }
+        std::stable_sort(r.diagnostics.begin(), r.diagnostics.end(),
+                         [](const auto& x, const auto& y) {
+                           return std::tie(x.line, x.column) < std::tie(y.line, y.column);
+                         });
+      }
+    }
     return r;
   }
   try {

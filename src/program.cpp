@@ -13,6 +13,8 @@
 #include <nudge/event.hpp>
 #include <nudge/program.hpp>
 
+#include "cycle_check.hpp"
+
 namespace nudge {
 namespace {
 
@@ -1186,6 +1188,7 @@ void resolve_delivery(const rule_set& rs, detail::compiled_delivery& d,
 std::shared_ptr<const program> program::compile(rule_set rules, program_limits limits) {
   validator v{limits, {}, nullptr, static_cast<std::size_t>(-1)};
   v.check(rules);
+  detail::find_rule_cycles(rules.rules, v.problems);
   if (!v.problems.empty()) {
     throw rule_error(std::move(v.problems));
   }

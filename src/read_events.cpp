@@ -16,6 +16,8 @@
 #include <nudge/detail/compiled.hpp>
 #include <nudge/read_events.hpp>
 
+#include "contact_checks.hpp"
+
 namespace nudge {
 
 std::string input_problem::to_string() const {
@@ -849,6 +851,9 @@ class contact_parser {
                       (format_ == file_format::csv ? parse_csv(line, c) : parse_jsonl(line, c));
       if (ok && c.id.empty()) {
         reason_ = "empty contact id";
+      } else if (ok && options_.program != nullptr && !c.time_zone.empty() &&
+                 !options_.program->knows_time_zone(c.time_zone)) {
+        reason_ = detail::unknown_zone(c);
       } else if (ok && !name_too_long(c.id, options_.limits, "contact id", reason_)) {
         auto [it, fresh] = first_line_.emplace(c.id, cursor_.line);
         if (fresh) {
@@ -980,6 +985,9 @@ class contact_parser {
           for (std::size_t from = 0; from <= f.size();) {
             const auto end = std::min(f.find(';', from), f.size());
             if (end > from) {
+              if (!detail::known_channel(f.substr(from, end - from), reason_)) {
+                return false;
+              }
               c.consent.insert_or_assign(std::string{f.substr(from, end - from)}, true);
             }
             from = end + 1;
@@ -1068,7 +1076,8 @@ class contact_parser {
                 reason_ = "not valid JSON";
                 return false;
               }
-              if (name_too_long(channel, limits, "a consent channel", reason_)) {
+              if (name_too_long(channel, limits, "a consent channel", reason_) ||
+                  !detail::known_channel(channel, reason_)) {
                 return false;
               }
               if (f.value().get_bool().get(granted)) {

@@ -69,7 +69,7 @@ replay_result replay(engine& eng, const std::string& contacts_path, const std::s
 
   std::vector<contact> contacts;
   if (!contacts_path.empty()) {
-    contacts = read_contacts(contacts_path, {.on_reject = on_reject});
+    contacts = read_contacts(contacts_path, {.program = program.get(), .on_reject = on_reject});
     result.contacts_read = contacts.size();
   }
 

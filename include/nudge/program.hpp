@@ -87,6 +87,14 @@ class program {
   std::size_t timeline_size() const noexcept { return rules_.timeline_size; }
   /// Number of sum / average property windows kept per contact.
   std::size_t measure_slot_count() const noexcept { return compiled_.measures.size(); }
+  /// Whether some delivery policy or workflow reads local time (quiet hours, send hours,
+  /// weekdays, a time-of-day wait, yearly dates): only then is a contact's time_zone resolved.
+  bool reads_time_zones() const noexcept;
+  /// Whether a contact's time_zone `name` resolves: in the rule set's `time_zones`, else in the
+  /// system's zoneinfo (when `use_system_zones`). True for every name when reads_time_zones()
+  /// is false (nothing reads it). Readers of contacts files use it to refuse a misspelled zone
+  /// instead of silently using default_time_zone.
+  bool knows_time_zone(std::string_view name) const;
   /// Index of the segment with this name, or nullopt.
   std::optional<std::size_t> find_segment(std::string_view name) const noexcept;
   /// A fresh state for a contact this program has not seen.

@@ -93,14 +93,20 @@ struct input_limits {
 file_format format_of(std::string_view path);
 
 struct contact_read_options {
+  /// If set, a contact whose time_zone the program cannot resolve (program::knows_time_zone)
+  /// is refused, naming the contact and the zone, instead of silently getting the policy's
+  /// default_time_zone. Not owned.
+  const nudge::program* program = nullptr;
   reject_handler on_reject;           ///< empty: throw at the first bad line
   std::optional<file_format> format;  ///< default: by extension
   input_limits limits;
 };
 
 /// Reads a contacts file. Bad lines (wrong field count, bad value, a line over a limit, an id
-/// seen before: "contacts.csv:9: duplicate contact "c1" (first on line 2)") are refused through
-/// `on_reject`, or throw. With a handler, the first line of an id wins.
+/// seen before: "contacts.csv:9: duplicate contact "c1" (first on line 2)", a consent channel
+/// that is not one of email, sms, web_push, popup, chat — in CSV several are separated by ';',
+/// so "email,sms" is refused) are refused through `on_reject`, or throw. With a handler, the
+/// first line of an id wins.
 /// @throws read_error (file missing or unreadable, bad header, or a bad line without handler).
 std::vector<contact> read_contacts(const std::string& path,
                                    const contact_read_options& options = {});

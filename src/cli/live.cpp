@@ -250,7 +250,7 @@ int run_live(const run_args& args) {
   std::vector<nudge::contact> contacts;
   const bool load_contacts = !args.contacts.empty() && !db.get_meta(meta_contacts);
   if (load_contacts) {
-    contacts = nudge::read_contacts(args.contacts);
+    contacts = nudge::read_contacts(args.contacts, {.program = program.get()});
   }
   bool contacts_pending = load_contacts;
   std::size_t pos = start;

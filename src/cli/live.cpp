@@ -64,8 +64,9 @@ std::optional<std::string> slurp(const std::string& path) {
   return text;
 }
 
-void append_action_line(fmt::memory_buffer& out, const nudge::due_action& a) {
-  fmt::format_to(fmt::appender(out), "{},{},{}{}{},{},{},{}\n", nudge::to_epoch(a.due_at),
+void append_action_line(fmt::memory_buffer& out, const nudge::due_action& a, bool iso) {
+  fmt::format_to(fmt::appender(out), "{},{},{}{}{},{},{},{}\n",
+                 iso ? nudge::format_time(a.due_at) : std::to_string(nudge::to_epoch(a.due_at)),
                  a.contact, a.rule, a.from_workflow() ? "/" : "", a.step, a.verb(), a.arg,
                  a.idempotency_key);
 }
@@ -73,7 +74,7 @@ void append_action_line(fmt::memory_buffer& out, const nudge::due_action& a) {
 // Appends each delivery to a file (or standard output) in one write.
 class append_sink final : public nudge::sink {
  public:
-  explicit append_sink(const std::string& path) : path_(path.empty() ? "-" : path) {
+  append_sink(const std::string& path, bool iso) : path_(path.empty() ? "-" : path), iso_(iso) {
     if (path.empty() || path == "-") {
       fd_ = STDOUT_FILENO;
       return;
@@ -95,7 +96,7 @@ class append_sink final : public nudge::sink {
   void deliver(std::span<const nudge::due_action> actions) override {
     fmt::memory_buffer buf;
     for (const auto& a : actions) {
-      append_action_line(buf, a);
+      append_action_line(buf, a, iso_);
     }
     std::size_t done = 0;
     while (done < buf.size()) {
@@ -114,6 +115,7 @@ class append_sink final : public nudge::sink {
 
  private:
   std::string path_;
+  bool iso_ = false;  // --time-format iso
   int fd_ = -1;
   bool owned_ = false;
 };
@@ -200,7 +202,7 @@ int run_live(const run_args& args) {
     }
   }
   nudge::sqlite_store db{args.db, *running, options};
-  append_sink sink{args.out};
+  append_sink sink{args.out, args.time_format == "iso"};
   nudge::durable_engine engine{running, db, &sink};
   if (running != program) {
     engine.deliver_pending();  // outbox entries name workflow steps of the stored rules

@@ -13,6 +13,7 @@ namespace nudge_cli {
 struct run_args {
   std::string db, rules, contacts, events, until, out;
   std::string sync = "normal";
+  std::string time_format = "epoch";  ///< --time-format: epoch (default) or iso
   std::size_t batch = 1000;
   std::uint32_t max_pages = 0;  ///< sqlite_options::max_pages (0: no cap)
 };

@@ -94,17 +94,20 @@ std::string time_or_dash(const std::optional<nudge::time_point>& t) {
   return t ? nudge::format_time(*t) : "-";
 }
 
+// Per rule; "dropped" and "deferred" are the delivery policy's, as for workflows below (no
+// consent + capped + off hours; each postponement by a cap or the hours counts).
 void print_stats(const std::vector<nudge::rule_stats>& stats) {
   std::size_t width = 4;
   for (const auto& s : stats) {
     width = std::max(width, s.rule.size());
   }
-  fmt::print(stderr, "{:<{}} {:>10} {:>10} {:>10} {:>10} {:>10}  {:<20}  {}\n", "rule", width,
-             "triggered", "passed", "failed", "suppressed", "emitted", "first", "last");
+  const auto row = "{:<{}} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}  {:<20}  {}\n";
+  fmt::print(stderr, fmt::runtime(row), "rule", width, "triggered", "passed", "failed",
+             "suppressed", "emitted", "dropped", "deferred", "first", "last");
   for (const auto& s : stats) {
-    fmt::print(stderr, "{:<{}} {:>10} {:>10} {:>10} {:>10} {:>10}  {:<20}  {}\n", s.rule, width,
-               s.triggered, s.passed, s.failed, s.suppressed, s.emitted, time_or_dash(s.first),
-               time_or_dash(s.last));
+    fmt::print(stderr, fmt::runtime(row), s.rule, width, s.triggered, s.passed, s.failed,
+               s.suppressed, s.emitted, s.no_consent + s.capped + s.off_hours,
+               s.deferred_cap + s.deferred_hours, time_or_dash(s.first), time_or_dash(s.last));
   }
 }
 
@@ -349,7 +352,9 @@ int main(int argc, char** argv) {
   replay->add_option("--time-format", args.time_format, "Times in the output: iso or epoch")
       ->check(CLI::IsMember({"iso", "epoch"}));
   replay->add_flag("--stats", args.stats,
-                   "Print per-rule and per-workflow-step tables on standard error at the end");
+                   "Print per-rule and per-workflow-step tables on standard error at the end "
+                   "(dropped: by the delivery policy for no consent, a cap or the hours; "
+                   "deferred: postponements by a cap or the hours)");
   replay
       ->add_option("--on-error", args.on_error,
                    "A bad input line: stop (default) or skip (record it and go on)")
@@ -374,7 +379,12 @@ int main(int argc, char** argv) {
                   "Process events up to this time and fire timers due by then (default: the "
                   "last event's time)");
   run->add_option("--out", run_args.out,
-                  "Append delivered actions here as CSV (default: standard output)");
+                  "Append delivered actions here as CSV lines without a header, columns ts, "
+                  "contact, rule (workflow/step for a workflow's action), action, arg, "
+                  "idempotency_key (default: standard output)");
+  run->add_option("--time-format", run_args.time_format,
+                  "Times in the output: epoch (default) or iso")
+      ->check(CLI::IsMember({"iso", "epoch"}));
   run->add_option("--batch", run_args.batch, "Events per transaction (default 1000)");
   run->add_option("--sync", run_args.sync, "SQLite synchronous setting: off, normal or full")
       ->check(CLI::IsMember({"off", "normal", "full"}));

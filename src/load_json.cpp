@@ -494,6 +494,16 @@ class walker {
   }
   template <class Range>
   void unknown_field(std::string_view k, const path& at, const Range& allowed) {
+    // The delivery section's zone: "time_zone" is one edit from "time_zones" (a map of POSIX
+    // rules), but a zone name meant for every contact belongs in default_time_zone.
+    constexpr std::string_view default_zone = "default_time_zone";
+    if ((k == "time_zone" || k == "timezone" || k == "zone" || k == "tz") &&
+        std::find(std::begin(allowed), std::end(allowed), default_zone) != std::end(allowed)) {
+      fail(child(at, k), "unknown_field",
+           fmt::format("unknown field {} (did you mean {}?)", quoted(k), quoted(default_zone)),
+           true);
+      return;
+    }
     if (auto s = closest(k, allowed)) {
       fail(child(at, k), "unknown_field",
            fmt::format("unknown field {} (did you mean {}?)", quoted(k), quoted(*s)), true);

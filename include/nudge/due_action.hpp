@@ -10,10 +10,17 @@
 
 namespace nudge {
 
-/// One action to deliver (external) or to report (internal with notify).
+struct owned_action;
+
+/// One action to deliver (external) or to report (internal with notify: those reach the sink
+/// too, in the same batch and order as the external ones).
 ///
-/// The string views and `definition` point into the program that produced the action: they stay
-/// valid while that program lives (engines hold their program by shared_ptr).
+/// Lifetime: `rule`, `step`, `arg` and `definition` point into the program that produced the
+/// action (its rule set), not into the engine or the batch: they stay valid while that program
+/// lives — the engine holds it by shared_ptr (engine::shared_program), so keep that pointer
+/// alongside actions you keep, including after engine::change_program or once the engine is
+/// gone. A sink that queues actions beyond that (another thread, a retry queue, a process that
+/// reloads the rules) should store to_owned() copies, which own every string.
 struct due_action {
   std::string contact;           ///< the contact's id
   time_point due_at;             ///< the event's time, or the timer's due time
@@ -37,6 +44,47 @@ struct due_action {
     return a.contact == b.contact && a.due_at == b.due_at && a.rule == b.rule && a.kind == b.kind &&
            a.arg == b.arg && a.idempotency_key == b.idempotency_key && a.step == b.step;
   }
+  /// A copy that owns its strings and the action's params, valid without the program.
+  owned_action to_owned() const;
 };
+
+/// A due_action that owns everything it holds (due_action::to_owned): for queues and threads
+/// that outlive the program.
+///
+///     std::vector<nudge::owned_action> queue;
+///     nudge::function_sink sink{[&](auto actions) {
+///       for (const auto& a : actions) queue.push_back(a.to_owned());
+///     }};
+struct owned_action {
+  std::string contact;
+  time_point due_at;
+  std::string rule;              ///< the rule's id (the workflow's, for its steps)
+  std::uint32_t rule_index = 0;  ///< as due_action::rule_index
+  std::string step;              ///< the workflow step's id; empty for rules
+  action_kind kind = action_kind::send_email;
+  std::string arg;
+  name_map<std::string> params;  ///< the action's params as written (action::params)
+  std::uint64_t idempotency_key = 0;
+
+  std::string_view verb() const noexcept { return action_name(kind); }
+  bool from_workflow() const noexcept { return !step.empty(); }
+  friend bool operator==(const owned_action&, const owned_action&) = default;
+};
+
+inline owned_action due_action::to_owned() const {
+  owned_action o;
+  o.contact = contact;
+  o.due_at = due_at;
+  o.rule = std::string{rule};
+  o.rule_index = rule_index;
+  o.step = std::string{step};
+  o.kind = kind;
+  o.arg = std::string{arg};
+  if (definition != nullptr) {
+    o.params = definition->params;
+  }
+  o.idempotency_key = idempotency_key;
+  return o;
+}
 
 }  // namespace nudge

@@ -1,24 +1,46 @@
-// nudge/nudge.hpp: the whole public API in one include.
+// nudge/nudge.hpp: the whole public API in one include: every header of include/nudge/
+// (tests/headers_test.cpp checks that none is missing). Each header also compiles on its own
+// (tests/headers), so a host may include only what it uses:
+//   rules in C++:       rule.hpp (builders), condition.hpp, action.hpp, workflow.hpp,
+//                       segment.hpp, scoring.hpp, delivery.hpp -> program.hpp (compile)
+//   rule files (JSON):  load_rules.hpp (load_rules, load_rules_file, try_load_rules,
+//                       parse_rules)
+//   running:            engine.hpp (engine), store.hpp / memory_store.hpp / sqlite_store.hpp
+//                       (stores, durable_engine), sink.hpp, due_action.hpp, stats.hpp,
+//                       evaluate.hpp (one contact, no store), identity.hpp, lifecycle.hpp
+//   files and backtests: read_events.hpp (read_events, event_reader, read_contacts),
+//                       replay.hpp (replay, write_actions_csv), snapshot.hpp (save_snapshot,
+//                       load_snapshot and the codec)
+//   why:                timeline.hpp, explain.hpp
+//   basics:             contact.hpp, contact_state.hpp, event.hpp, value.hpp, time.hpp,
+//                       error.hpp, fwd.hpp
 #pragma once
 
 #include <nudge/action.hpp>
 #include <nudge/condition.hpp>
 #include <nudge/contact.hpp>
 #include <nudge/contact_state.hpp>
+#include <nudge/delivery.hpp>
 #include <nudge/due_action.hpp>
 #include <nudge/engine.hpp>
 #include <nudge/error.hpp>
 #include <nudge/evaluate.hpp>
 #include <nudge/event.hpp>
 #include <nudge/explain.hpp>
+#include <nudge/fwd.hpp>
 #include <nudge/identity.hpp>
 #include <nudge/lifecycle.hpp>
+#include <nudge/load_rules.hpp>
 #include <nudge/memory_store.hpp>
 #include <nudge/program.hpp>
+#include <nudge/read_events.hpp>
+#include <nudge/replay.hpp>
 #include <nudge/rule.hpp>
 #include <nudge/scoring.hpp>
 #include <nudge/segment.hpp>
 #include <nudge/sink.hpp>
+#include <nudge/snapshot.hpp>
+#include <nudge/sqlite_store.hpp>
 #include <nudge/stats.hpp>
 #include <nudge/store.hpp>
 #include <nudge/time.hpp>

@@ -616,6 +616,11 @@ std::vector<due_action> engine::process_linked_impl(std::span<const event> event
       alias.id = std::move(merged_id);
       *slots[a] = p.new_state(std::move(alias));
       slots[a]->merged_into = slots[k]->contact.id;
+      // Both timelines say so: `nudge explain` of the visitor id names where it went.
+      const timeline_entry merge{
+          .at = e.at, .until = e.at, .source = timeline_none, .what = timeline_what::merged};
+      slots[k]->timeline.record(merge, p.timeline_size());
+      slots[a]->timeline.record(merge, p.timeline_size());
       routed[k] += routed[a];
     }
     linked.contact = slots[k]->contact.id;

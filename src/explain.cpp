@@ -39,6 +39,8 @@ std::string_view timeline_what_name(timeline_what w) noexcept {
       return "workflow_exited";
     case timeline_what::workflow_completed:
       return "workflow_completed";
+    case timeline_what::merged:
+      return "merged";
   }
   return "unknown";
 }
@@ -164,6 +166,10 @@ std::string reason_text(const timeline_entry& e) {
 }
 
 std::string entry_text(const program& p, const timeline_entry& e) {
+  if (e.what == timeline_what::merged) {
+    return "identify: two ids merged into one contact here (history, timers and timeline "
+           "united)";
+  }
   const rule* r = find_rule(p, e);
   if (const workflow* w = find_workflow(p, e)) {
     const std::string head = fmt::format("workflow {}", w->id);
@@ -224,6 +230,8 @@ std::string entry_text(const program& p, const timeline_entry& e) {
       return fmt::format("{}: exited{}{}", head, why.empty() ? "" : ": ", why);
     case timeline_what::workflow_completed:
       return fmt::format("{}: completed", head);
+    case timeline_what::merged:
+      break;  // above
   }
   return head;
 }
@@ -233,7 +241,9 @@ std::string entry_text(const program& p, const timeline_entry& e) {
 explained_entry explain_entry(const program& program, const timeline_entry& e) {
   explained_entry out;
   out.at = e.at;
-  out.source = fmt::format("{} {}", source_kind_name(e.source_kind), source_id(program, e));
+  out.source = e.what == timeline_what::merged
+                   ? std::string{"identity"}
+                   : fmt::format("{} {}", source_kind_name(e.source_kind), source_id(program, e));
   out.what = std::string{timeline_what_name(e.what)};
   out.reason = std::string{timeline_reason_name(e.reason)};
   out.text = entry_text(program, e);
@@ -256,6 +266,12 @@ std::string format_explanation(const program& program, const contact_state& stat
     out += fmt::format(" ({} older dropped)", tl.recorded() - tl.size());
   }
   out += '\n';
+  if (!state.merged_into.empty()) {
+    out += fmt::format(
+        "merged into contact {} (identified as it): its history, timers and timeline continue "
+        "there; explain {}\n",
+        state.merged_into, state.merged_into);
+  }
   for (std::size_t i = 0; i < tl.size(); ++i) {
     out += fmt::format("{}  {}\n", format_time(tl[i].at), entry_text(program, tl[i]));
   }
@@ -270,8 +286,9 @@ std::string format_explanation_json(const program& program, const contact_state&
     const timeline_entry& e = tl[i];
     json::object o;
     o["at"] = format_time(e.at);
-    o["source_kind"] = source_kind_name(e.source_kind);
-    o["source"] = source_id(program, e);
+    const bool merge = e.what == timeline_what::merged;
+    o["source_kind"] = merge ? "identity" : source_kind_name(e.source_kind);
+    o["source"] = merge ? json::value{} : json::value(source_id(program, e));
     o["step"] = e.step == timeline_none ? json::value{} : json::value(e.step);
     o["what"] = timeline_what_name(e.what);
     o["reason"] = e.reason == timeline_reason::none ? json::value{}
@@ -286,6 +303,9 @@ std::string format_explanation_json(const program& program, const contact_state&
   root["recorded"] = tl.recorded();
   root["dropped"] = tl.recorded() - tl.size();
   root["entries"] = std::move(entries);
+  if (!state.merged_into.empty()) {
+    root["merged_into"] = state.merged_into;  // an alias record: the contact it went to
+  }
   return json::serialize(root);
 }
 

@@ -534,11 +534,11 @@ contact_state decode_state(reader& r, const program* expected) {
       e.source_kind = static_cast<timeline_source>(
           byte("a timeline source kind", static_cast<unsigned>(timeline_source::segment)));
       e.what = static_cast<timeline_what>(
-          byte("a timeline entry kind", static_cast<unsigned>(timeline_what::workflow_completed)));
+          byte("a timeline entry kind", static_cast<unsigned>(timeline_what::merged)));
       e.reason = static_cast<timeline_reason>(
           byte("a timeline reason", static_cast<unsigned>(timeline_reason::step_removed)));
       if (expected != nullptr && e.source_kind == timeline_source::rule &&
-          e.source >= expected->rule_count()) {
+          e.what != timeline_what::merged && e.source >= expected->rule_count()) {
         r.corrupt(at, fmt::format("timeline rule index {} (the program has {} rules)", e.source,
                                   expected->rule_count()));
       }

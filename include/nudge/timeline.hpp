@@ -30,21 +30,25 @@ enum class timeline_source : std::uint8_t {
 
 /// What happened.
 enum class timeline_what : std::uint8_t {
-  triggered,          ///< an event matched the rule's trigger; `until`: when the check runs
-  condition_passed,   ///< the check's condition held and the run was allowed
-  condition_failed,   ///< the condition did not hold; `detail`: the failing top-level condition
-  refused,            ///< the condition held but the rule's own re-entry policy or cap refused
-  action_emitted,     ///< an external action (or internal with notify) was handed to the host
-  action_applied,     ///< an internal action changed the contact (tag, stage, score, ...)
-  action_skipped,     ///< the action's own condition (`when`) did not hold when it came due
-  action_suppressed,  ///< the delivery policy dropped the message; `reason` says why
-  action_deferred,    ///< the delivery policy postponed the message to `until`; `reason` why
-  segment_entered,    ///< the contact entered the segment
-  segment_exited,     ///< the contact left the segment
-  workflow_entered,   ///< the contact entered the workflow
-  workflow_step,      ///< a workflow step ran (`step`: its index)
-  workflow_exited,    ///< the contact left the workflow (goal, exit condition)
-  workflow_completed  ///< the contact reached the workflow's end
+  triggered,           ///< an event matched the rule's trigger; `until`: when the check runs
+  condition_passed,    ///< the check's condition held and the run was allowed
+  condition_failed,    ///< the condition did not hold; `detail`: the failing top-level condition
+  refused,             ///< the condition held but the rule's own re-entry policy or cap refused
+  action_emitted,      ///< an external action (or internal with notify) was handed to the host
+  action_applied,      ///< an internal action changed the contact (tag, stage, score, ...)
+  action_skipped,      ///< the action's own condition (`when`) did not hold when it came due
+  action_suppressed,   ///< the delivery policy dropped the message; `reason` says why
+  action_deferred,     ///< the delivery policy postponed the message to `until`; `reason` why
+  segment_entered,     ///< the contact entered the segment
+  segment_exited,      ///< the contact left the segment
+  workflow_entered,    ///< the contact entered the workflow
+  workflow_step,       ///< a workflow step ran (`step`: its index)
+  workflow_exited,     ///< the contact left the workflow (goal, exit condition)
+  workflow_completed,  ///< the contact reached the workflow's end
+  /// An identify event merged two ids at `at` (engine.hpp): recorded on the merged contact and
+  /// on the alias record left under the other id (contact_state::merged_into names the contact
+  /// it went to). `source` is timeline_none: no rule, workflow or segment did it.
+  merged
 };
 
 /// Why something was refused, suppressed or deferred.

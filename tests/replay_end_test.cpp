@@ -185,3 +185,28 @@ TEST_CASE("replay: recurring timers do not extend the default end and are counte
   CHECK(result.pending.timers == 0);
   CHECK(result.pending.recurring == 1);  // the score's decay, for ever while it is not 0
 }
+
+TEST_CASE("replay: messages the contacts load causes are decided before the same second's events",
+          "[replay][delivery][docs]") {
+  temp_dir dir;
+  // One e-mail a day. Loading c1 (status vip) enters it into "vips" at t0, whose rule e-mails
+  // it; the newsletter at t0 has priority 10 but is decided after the load's message, so the cap
+  // defers it to t0 + 1d (1704153600), where the default end reaches it.
+  const auto program = rules(R"({
+    "event_types": ["newsletter"],
+    "delivery": {"caps": [{"channel": "email", "max": 1, "per": "24h"}]},
+    "segments": [{"name": "vips", "if": {"field": "status", "eq": "vip"}}],
+    "rules": [
+      {"id": "welcome_vip", "on": {"segment_entered": "vips"},
+       "then": [{"do": "send_email", "arg": "vip"}]},
+      {"id": "promo", "on": {"event": "newsletter"}, "then": [{"do": "send_email", "arg": "promo"}],
+       "delivery": {"priority": 10}}]})");
+  const auto contacts = dir.write("contacts.csv", "contact,status,consent\nc1,vip,email\n");
+  const auto events =
+      dir.write("events.csv", "ts,contact,type,key,value\n1704067200,c1,newsletter,,\n");
+  auto result = nudge::replay(program, contacts, events);
+  CHECK(csv(result) ==
+        "ts,contact,rule,action,arg\n"
+        "1704067200,c1,welcome_vip,send_email,vip\n"
+        "1704153600,c1,promo,send_email,promo\n");
+}

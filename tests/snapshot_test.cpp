@@ -258,17 +258,16 @@ struct w1_data {
   std::vector<nudge::event> events;
 };
 
-// W1-like data: 300 contacts, 6,000 events over 60 days (gen_w1.py, seed 5) and the W1 rules
-// with 10 filler rules, generated into the test's working directory.
+// W1 data: 300 contacts, 6,000 events over 60 days (tests/support/gen_w1.py, seed 5) and the W1
+// rules with 10 filler rules, generated into the test's working directory.
 const w1_data& w1() {
   static const w1_data data = [] {
     w1_data d;
     d.dir = std::filesystem::current_path() / ("snapshot_test_w1_" + std::to_string(::getpid()));
     std::filesystem::create_directories(d.dir);
-    const std::string shared = NUDGE_SHARED_DIR;
     const std::string source = NUDGE_SOURCE_DIR;
-    const std::string gen = "/usr/bin/python3 " + shared +
-                            "/workload/gen_w1.py --contacts 300 --events 6000 --days 60 "
+    const std::string gen = "/usr/bin/python3 " + source +
+                            "/tests/support/gen_w1.py --contacts 300 --events 6000 --days 60 "
                             "--seed 5 --quiet --out " +
                             d.dir.string();
     const std::string rules = "/usr/bin/python3 " + source +

@@ -4,12 +4,12 @@
     /usr/bin/python3 tests/support/gen_w1.py [--contacts 1000] [--events 20000] [--days 90]
         [--seed 1] --out DIR [--quiet]
 
-The project's own generator, written from the W1 spec (the rules are restated in tests/support/w1_reference.py) for the tests and the
-benchmarks: a clone needs nothing beside it. Standard library only, and deterministic: the same
-arguments give byte-identical files (random.Random(seed) is the only source of choices; no clock,
-no hash order, no environment). Exactly --contacts contacts and --events events are written, every
-ts in [START, START + days), START = 2024-01-01T00:00:00Z, sorted by ts (ties keep the order in
-which they were made).
+The project's own generator, written from the W1 spec (its rules are restated in
+tests/support/w1_reference.py) for the tests and the benchmarks: a clone needs nothing beside it.
+Standard library only, and deterministic: the same arguments give byte-identical files
+(random.Random(seed) is the only source of choices; no clock, no hash order, no environment).
+Exactly --contacts contacts and --events events are written, every ts in [START, START + days),
+START = 2024-01-01T00:00:00Z, sorted by ts (ties keep the order in which they were made).
 
 The data are a shop's, shaped so that every edge of the W1 rules occurs in a small set (the spec's
 clock and tie rules are where two engines disagree, so the data aim at them):

@@ -81,7 +81,7 @@ strings timeline_texts(const nudge::program& p, const nudge::contact_state& s) {
 
 }  // namespace
 
-TEST_CASE("delivery: no marketing message without consent; transactional ones are exempt",
+TEST_CASE("delivery: no marketing message without consent, and transactional ones are exempt",
           "[delivery][consent]") {
   const auto p = program_with({});
   const auto t = at("2024-01-10T12:00:00Z");

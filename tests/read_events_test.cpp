@@ -77,7 +77,7 @@ TEST_CASE("read_events: CSV lines become events with typed value", "[read_events
   CHECK(events[2].props.empty());
 }
 
-TEST_CASE("read_events: CSV columns may come in any order; key and value are optional",
+TEST_CASE("read_events: CSV columns may come in any order, and key and value are optional",
           "[read_events][csv]") {
   auto events = parse("type,contact,ts\nsignup,c9,100\n");
   REQUIRE(events.size() == 1);

@@ -152,8 +152,8 @@ TEST_CASE("upsert at an instant: a birthday of a contact with no events is sent 
 }
 
 TEST_CASE(
-    "upsert at an instant: timers due before it fire first, on the old profile; those due "
-    "at it, after the change",
+    "upsert at an instant: timers due before it fire first, on the old profile, and those "
+    "due at it, after the change",
     "[upsert]") {
   nudge::rule_set rs;
   rs.segments = {{"vip", nudge::has_tag("VIP")}};

@@ -10,29 +10,24 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
 #include <datetime.h>
 #include <fmt/format.h>
 
+#include <nudge/load_rules.hpp>
 #include <nudge/nudge.hpp>
-#ifdef NUDGE_PY_HAVE_JSON
-#  include <nudge/load_rules.hpp>
-#endif
-#ifdef NUDGE_PY_HAVE_REPLAY
-#  include <fstream>
-#  include <unordered_set>
-
-#  include <nudge/read_events.hpp>
-#  include <nudge/replay.hpp>
-#endif
+#include <nudge/read_events.hpp>
+#include <nudge/replay.hpp>
 
 namespace py = pybind11;
 using namespace pybind11::literals;
@@ -657,7 +652,6 @@ class py_sink final : public nudge::sink {
   std::shared_ptr<const nudge::program> program_;
 };
 
-#ifdef NUDGE_PY_HAVE_REPLAY
 /// What engine.replay returns: the actions stay in C++ until asked for.
 struct py_replay_result {
   std::vector<nudge::due_action> actions;
@@ -671,7 +665,6 @@ struct py_replay_result {
 std::string fspath(const py::handle& path) {
   return py::module_::import("os").attr("fspath")(path).cast<std::string>();
 }
-#endif
 
 // ---- Engine ----------------------------------------------------------------------------------
 
@@ -784,7 +777,6 @@ class py_engine {
     return to_list(std::move(actions), program_);
   }
 
-#ifdef NUDGE_PY_HAVE_REPLAY
   // The logic of nudge::replay, on this engine (its store, sink and statistics) instead of a
   // fresh one.
   py_replay_result replay(const py::object& events_path, const py::object& contacts_path,
@@ -908,7 +900,6 @@ class py_engine {
       return result;
     });
   }
-#endif
 
   py::object upsert_contacts(const py::iterable& items, const py::object& at_arg) {
     std::optional<nudge::time_point> at;
@@ -1020,15 +1011,9 @@ class py_engine {
     return out;
   }
 
-  const std::shared_ptr<const nudge::program>& program() const noexcept {
-    return program_;
-  }
-  py::object store() const {
-    return store_ ? store_->object() : py::none();
-  }
-  py::object sink() const {
-    return sink_ ? sink_->object() : py::none();
-  }
+  const std::shared_ptr<const nudge::program>& program() const noexcept { return program_; }
+  py::object store() const { return store_ ? store_->object() : py::none(); }
+  py::object sink() const { return sink_ ? sink_->object() : py::none(); }
 
  private:
   std::shared_ptr<const nudge::program> program_;
@@ -1038,7 +1023,6 @@ class py_engine {
   std::mutex mutex_;
 };
 
-#ifdef NUDGE_PY_HAVE_JSON
 std::shared_ptr<const nudge::program> program_from_json(const py::object& source,
                                                         const std::string& file_name) {
   std::string text;
@@ -1055,7 +1039,6 @@ std::shared_ptr<const nudge::program> program_from_json(const py::object& source
   py::gil_scoped_release release;
   return nudge::load_rules(text, nudge::load_options{.file_name = file_name});
 }
-#endif
 
 }  // namespace
 
@@ -1151,7 +1134,6 @@ PYBIND11_MODULE(_core, m) {
   // Program -----------------------------------------------------------------------------------
   py::class_<nudge::program, std::shared_ptr<nudge::program>>(
       m, "Program", "A compiled, validated, immutable rule program; share it between engines.")
-#ifdef NUDGE_PY_HAVE_JSON
       .def_static(
           "from_json",
           [](const py::object& source, const std::string& file_name) {
@@ -1170,7 +1152,6 @@ PYBIND11_MODULE(_core, m) {
           "path"_a,
           "Reads and compiles the rule file at `path` (str or os.PathLike). Raises RuleError, "
           "also for a file that cannot be read.")
-#endif
       .def_property_readonly(
           "rule_ids",
           [](const nudge::program& p) {
@@ -1347,7 +1328,6 @@ PYBIND11_MODULE(_core, m) {
                            py::repr(py::str(s.contact.id)).cast<std::string>(), s.timers.size());
       });
 
-#ifdef NUDGE_PY_HAVE_REPLAY
   read_error_type = PyErr_NewExceptionWithDoc(
       "nudge.ReadError",
       "An event or contact file that cannot be read, or a bad line (with on_error='stop'). "
@@ -1407,7 +1387,6 @@ PYBIND11_MODULE(_core, m) {
             r.actions.size(), r.events_read, r.contacts_read, r.rejected,
             nudge::format_time(r.until));
       });
-#endif
 
   // Engine ------------------------------------------------------------------------------------
   py::class_<py_engine>(m, "Engine",
@@ -1445,7 +1424,6 @@ PYBIND11_MODULE(_core, m) {
            "thresholds, yearly entries such as birthdays on the new profile, then timers due at "
            "it) and the DueActions are returned. `at` before the contact's clock raises "
            "InputError and changes nothing.")
-#ifdef NUDGE_PY_HAVE_REPLAY
       .def("replay", &py_engine::replay, "events_path"_a, "contacts"_a = py::none(),
            "until"_a = py::none(), py::kw_only(), "on_error"_a = "stop", "rejects"_a = py::none(),
            "batch_events"_a = 0,
@@ -1455,7 +1433,6 @@ PYBIND11_MODULE(_core, m) {
            "timers fire up to `until` (default: the last event's "
            "time plus the program's longest delay). on_error='skip' refuses bad lines (written "
            "to `rejects` if given) instead of raising ReadError. Returns a ReplayResult.")
-#endif
       .def("upsert_contacts", &py_engine::upsert_contacts, "contacts"_a, "at"_a = py::none(),
            "Creates or updates many contacts in one store call (all or none): an iterable of "
            "dicts, each with \"id\" and the fields to set, as in upsert_contact. With `at`, "

@@ -12,15 +12,13 @@
 
 #include <nudge/nudge.hpp>
 
+#include "support.hpp"
+
 namespace {
 
-const nudge::time_point t0 = nudge::from_epoch(1'704'067'200);  // 2024-01-01T00:00:00Z
-
-nudge::event ev(std::string type, nudge::time_point at, std::string key = {},
-                std::string contact = "ann") {
-  return nudge::event{
-      .contact = std::move(contact), .type = std::move(type), .at = at, .key = std::move(key)};
-}
+using test_support::at;
+using test_support::ev;
+using test_support::t0;
 
 std::shared_ptr<const nudge::program> compile(std::vector<nudge::rule> rules,
                                               nudge::program_limits limits = {}) {
@@ -42,10 +40,6 @@ std::vector<std::string> lines(const std::vector<nudge::due_action>& actions) {
         fmt::format("{} {} {}({})", nudge::format_time(a.due_at), a.rule, a.verb(), a.arg));
   }
   return out;
-}
-
-std::string at(nudge::time_point t) {
-  return nudge::format_time(t);
 }
 
 using strings = std::vector<std::string>;

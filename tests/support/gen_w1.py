@@ -83,10 +83,9 @@ class Shop:
     def order_id(self):
         return f"o{self.rng.randrange(10**8):08d}"
 
-    def start(self, margin=0):
-        """A start on a whole minute, leaving `margin` seconds before the end when possible."""
-        span = max(60, self.end - START - margin)
-        return START + self.rng.randrange(span // 60) * 60
+    def start(self):
+        """An episode's start: a whole minute in the window, so that contacts share seconds."""
+        return START + self.rng.randrange(max(1, (self.end - START) // 60)) * 60
 
     # ---- episodes ---------------------------------------------------------------------------
 

@@ -95,10 +95,12 @@ std::optional<std::string> refuse_continuing(const std::string& path, const file
   }
   const bool same_file = stored->file == here.file;
   if (stored->hash != here.hash) {
-    return fmt::format(
-        "{}: {} (device:inode {}, was {}); its first {} bytes are not those already consumed; {}",
-        path, same_file ? "the file was rewritten" : "the file was replaced", here.file,
-        stored->file, offset, advice);
+    const std::string which = same_file
+                                  ? std::string{"the file was rewritten"}
+                                  : fmt::format("the file was replaced (device:inode {}, was {})",
+                                                here.file, stored->file);
+    return fmt::format("{}: {}; its first {} bytes are not those already consumed; {}", path, which,
+                       offset, advice);
   }
   if (!same_file) {
     note = fmt::format(

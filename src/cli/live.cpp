@@ -177,24 +177,32 @@ class append_sink final : public nudge::sink {
 // The library's delivery_error advises its API (deliver_pending); a CLI user runs nudge run
 // again. Rethrows `e` with that advice, its cause nested.
 [[noreturn]] void rethrow_for_cli(const nudge::delivery_error& e, const run_args& args,
-                                  const append_sink& sink) {
+                                  const append_sink& sink, nudge::sqlite_store& db) {
+  std::size_t waiting = sink.last_batch;
+  try {
+    waiting = std::max(waiting, db.outbox_size());
+  } catch (const std::exception&) {
+    // The database may be what failed: the batch's count is still right.
+  }
   const std::string message =
       sink.failed
           ? fmt::format(
                 "{}: {} actions are committed but could not be written to {}; they stay in the "
                 "outbox, and the next nudge run writes them (with the same idempotency keys) "
                 "once {} can be written",
-                args.db, sink.last_batch, sink.path(), sink.path())
+                args.db, waiting, sink.path(), sink.path())
           : fmt::format(
                 "{}: {} actions were written to {} but could not be marked delivered; the next "
                 "nudge run writes them again, with the same idempotency keys",
                 args.db, sink.last_batch, sink.path());
-  try {
-    e.rethrow_nested();
-  } catch (...) {
-    std::throw_with_nested(std::runtime_error(message));
+  if (e.nested_ptr()) {
+    try {
+      e.rethrow_nested();
+    } catch (...) {
+      std::throw_with_nested(std::runtime_error(message));
+    }
   }
-  throw std::runtime_error(message);  // not reached: rethrow_nested throws or terminates
+  throw std::runtime_error(message);
 }
 
 // The events loop of `nudge run`: chunks of --batch lines from the consumed position, each one
@@ -615,7 +623,7 @@ int run_live(const run_args& args) {
                               sink, rejects_file ? &*rejects_file : nullptr, until, skip);
     return rc;
   } catch (const nudge::delivery_error& e) {
-    rethrow_for_cli(e, args, sink);
+    rethrow_for_cli(e, args, sink, db);
   }
 }
 

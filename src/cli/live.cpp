@@ -486,7 +486,7 @@ int run_events(const run_args& args, const std::shared_ptr<const nudge::program>
           if (e.event_index() >= cut) {
             throw;
           }
-          refuse_event(e.event_index(), e.reason());
+          refuse_event(e.event_index(), fmt::format("contact \"{}\": {}", e.contact(), e.reason()));
         } catch (const nudge::rule_cycle_error& e) {
           const auto i = find_looping_event(program, db, {events.data(), cut}, now, e.contact());
           if (!i) {

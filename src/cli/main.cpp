@@ -449,7 +449,9 @@ int main(int argc, char** argv) {
   run->add_option("--out", run_args.out,
                   "Append delivered actions here as CSV (default: standard output)");
   run->add_option("--batch", run_args.batch, "Events per transaction (default 1000)");
-  run->add_option("--sync", run_args.sync, "SQLite synchronous setting: off, normal or full")
+  run->add_option("--sync", run_args.sync,
+                  "Durability: off, normal (default) or full; SQLite's synchronous setting, and "
+                  "whether --out and --rejects are fsynced (docs/live.md: what each survives)")
       ->check(CLI::IsMember({"off", "normal", "full"}));
   add_error_options(*run, run_args.on_error, run_args.rejects);
   run->add_flag("--from-start", run_args.from_start,

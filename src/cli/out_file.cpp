@@ -67,6 +67,9 @@ line_file::line_file(const std::string& path, bool durable)
     : path_(path.empty() ? "-" : path), sync_(durable) {
   if (path_ == "-") {
     fd_ = STDOUT_FILENO;
+    // Redirected to a file: fsynced like --out (not cut: the shell opened it, maybe mid-line).
+    struct stat st {};
+    syncable_ = ::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode);
     return;
   }
   // Created here (rather than found): its directory entry needs an fsync to survive power loss.
@@ -90,6 +93,7 @@ line_file::line_file(const std::string& path, bool durable)
     fail(err, fmt::format("{}: cannot stat", path_));
   }
   regular_ = S_ISREG(st.st_mode);
+  syncable_ = regular_;
   try {
     if (regular_ && st.st_size > 0) {
       const off_t keep = whole_lines_size(fd_, st.st_size, path_);
@@ -147,7 +151,7 @@ void line_file::append(std::string_view lines) {
 }
 
 void line_file::sync() {
-  if (!sync_ || !regular_) {
+  if (!sync_ || !syncable_) {
     return;
   }
   if (::fsync(fd_) != 0) {

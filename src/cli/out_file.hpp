@@ -11,10 +11,10 @@ namespace nudge_cli {
 /// (the records it held are written again by the run, see docs/live.md).
 class line_file {
  public:
-  /// Opens `path` for appending, creating it; "-" or empty: standard output (never cut or
-  /// synced). A regular file whose last byte is not '\n' is cut back after its last '\n', and
-  /// stderr says so. With `durable`, sync() fsyncs, and a newly created file's directory is fsynced
-  /// too.
+  /// Opens `path` for appending, creating it; "-" or empty: standard output (never cut; fsynced
+  /// when it is a regular file). A regular file whose last byte is not '\n' is cut back after its
+  /// last '\n', and stderr says so. With `durable`, sync() fsyncs, and a newly created file's
+  /// directory is fsynced too.
   /// @throws std::system_error naming the path and the operation.
   line_file(const std::string& path, bool durable);
   ~line_file();
@@ -34,8 +34,9 @@ class line_file {
  private:
   std::string path_;
   int fd_ = -1;
-  bool owned_ = false;    ///< a file we opened (not standard output)
-  bool regular_ = false;  ///< a regular file: can be cut and fsynced
+  bool owned_ = false;     ///< a file we opened (not standard output)
+  bool regular_ = false;   ///< a regular file we opened: can be cut
+  bool syncable_ = false;  ///< a regular file, also as standard output: can be fsynced
   bool sync_ = false;
 };
 

@@ -4,7 +4,8 @@
 - a late event (before the time the database reached), for a new contact or for one with later
   events, is refused at file:line with --on-error stop (exit 1, nothing of its batch committed,
   a run after the line is removed works), and set aside in --rejects with --on-error skip;
-- a rule cycle hit at run time names the event's line (stop) or rejects that event (skip);
+- a rule cycle hit at run time names the event's line (stop) or rejects that event (skip), as
+  does any other event the engine refuses;
 - a replaced or rewritten events file is refused, naming --from-start, which reads it from its
   first line; a copy with the same consumed bytes continues;
 - a torn last line in --out (a kill in the middle of a write) is cut at the next run: the output
@@ -119,6 +120,18 @@ def main():
     assert [l.split(",")[1] for l in read("cycle.out").splitlines()] == ["c1", "c2", "c3"]
     r = run(db, events, out, rules_file=cyclic)  # nothing left: the run does not stall
     assert r.returncode == 0 and r.stderr.startswith("0 events processed"), r.stderr
+
+    # --- Another event the engine refuses (an identify event naming its own contact): the same.
+    events = write("identify.csv", HEADER + "1704067200,c1,signup,,\n"
+                   "1704067300,c2,identify,c2,\n1704067400,c3,signup,,\n")
+    db, out = path("identify.db"), path("identify.out")
+    reason = ("contact \"c2\": an identify event's key names its own contact; the key is the id of "
+              "the known contact the event's contact is")
+    r = run(db, events, out)
+    assert r.returncode == 1 and r.stderr == f"{events}:3: {reason}\n", r.stderr
+    r = run(db, events, out, "--on-error", "skip")
+    assert r.returncode == 0 and r.stderr.startswith(f"rejected: {events}:3: {reason}\n"), r.stderr
+    assert [l.split(",")[1] for l in read("identify.out").splitlines()] == ["c1", "c3"]
 
     # --- A rotated file: longer, other bytes: refused naming --from-start; with it, read from
     # its first line (its events are after the time the database reached).

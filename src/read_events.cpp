@@ -662,6 +662,12 @@ struct event_reader::impl {
                       to_epoch(e.at), to_epoch(*last));
       return false;
     }
+    if (options.not_before && e.at < *options.not_before) {
+      reason = fmt::format(
+          "ts {} is before {}, the time already processed (events must be sorted by ts)",
+          to_epoch(e.at), to_epoch(*options.not_before));
+      return false;
+    }
     if (options.not_after && e.at > *options.not_after) {
       reason = fmt::format("ts {} is after the end of the replay ({})", to_epoch(e.at),
                            to_epoch(*options.not_after));

@@ -11,7 +11,9 @@
 #include <sstream>
 #include <utility>
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <nudge/snapshot.hpp>
 
@@ -1000,23 +1002,70 @@ void write_snapshot(std::ostream& out, const snapshot& s) {
   }
 }
 
+namespace {
+
+// A failed step of writing the snapshot file: the path, the step and the system's reason.
+[[noreturn]] void write_failed(const std::string& path, const std::string& step, int err) {
+  throw snapshot_error(
+      fmt::format("{}: cannot write the snapshot ({}): {}", path, step, std::strerror(err)));
+}
+
+void write_all(int fd, std::string_view bytes, const std::string& path, const std::string& tmp) {
+  while (!bytes.empty()) {
+    const auto n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      write_failed(path, "write " + tmp, errno);
+    }
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+}  // namespace
+
+// Written to PATH.tmp, fsynced, renamed over PATH, and the directory fsynced: after a crash or a
+// power loss PATH is the old snapshot or the new one, whole.
 void write_snapshot(const std::string& path, const snapshot& s) {
   const std::string bytes = encode_snapshot(s);
   const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out{tmp, std::ios::binary | std::ios::trunc};
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    if (!out) {
-      std::remove(tmp.c_str());
-      throw snapshot_error(fmt::format("{}: cannot write the snapshot", path));
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    write_failed(path, "open " + tmp, errno);
+  }
+  try {
+    write_all(fd, bytes, path, tmp);
+    if (::fsync(fd) != 0) {
+      write_failed(path, "fsync " + tmp, errno);
     }
+  } catch (...) {
+    ::close(fd);
+    std::remove(tmp.c_str());
+    throw;
+  }
+  if (::close(fd) != 0) {
+    const int err = errno;
+    std::remove(tmp.c_str());
+    write_failed(path, "close " + tmp, err);
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const int err = errno;
     std::remove(tmp.c_str());
-    throw snapshot_error(
-        fmt::format("{}: cannot write the snapshot: {}", path, std::strerror(err)));
+    write_failed(path, "rename " + tmp, err);
+  }
+  const auto slash = path.find_last_of('/');
+  const std::string dir =
+      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) {
+    write_failed(path, "open the directory " + dir, errno);
+  }
+  const int rc = ::fsync(dir_fd);
+  const int err = errno;
+  ::close(dir_fd);
+  if (rc != 0) {
+    write_failed(path, "fsync the directory " + dir, err);
   }
 }
 

@@ -125,6 +125,15 @@ TEST_CASE("read_events: each bad line is refused with file:line and the reason",
   CHECK(error_of(header + "100,c1,page_view,/,\n200,c1,page_view,/,\n", file_format::csv,
                  {.not_after = nudge::from_epoch(150)}) ==
         "events.csv:3: ts 200 is after the end of the replay (150)");
+  // not_before: a live run continuing a file refuses an event before the time it reached (and
+  // takes one at that time).
+  CHECK(error_of(header + "150,c1,page_view,/,\n149,c2,page_view,/,\n", file_format::csv,
+                 {.not_before = nudge::from_epoch(150)}) ==
+        "events.csv:3: ts 149 is before the previous event's ts 150 (events must be sorted by ts)");
+  CHECK(error_of(header + "149,c2,page_view,/,\n", file_format::csv,
+                 {.not_before = nudge::from_epoch(150)}) ==
+        "events.csv:2: ts 149 is before 150, the time already processed (events must be sorted "
+        "by ts)");
 }
 
 TEST_CASE("read_events: with a reject handler bad lines are skipped and reported",

@@ -334,3 +334,26 @@ TEST_CASE(
   const auto& after_store = dynamic_cast<const nudge::memory_store&>(after.store());
   CHECK(nudge::take_snapshot(after, after_store) == nudge::take_snapshot(whole, whole_store));
 }
+
+TEST_CASE("snapshot: a file that cannot be written names the path, the step and the reason") {
+  const auto dir =
+      std::filesystem::current_path() / ("snapshot_test_missing_" + std::to_string(::getpid()));
+  const auto path = (dir / "s.snap").string();
+  nudge::snapshot s;
+  s.fingerprint = 0x0123456789abcdefULL;
+  s.states = {rich_state()};
+  try {
+    nudge::write_snapshot(path, s);
+    FAIL("no error");
+  } catch (const nudge::snapshot_error& e) {
+    CHECK(std::string{e.what()} ==
+          path + ": cannot write the snapshot (open " + path + ".tmp): No such file or directory");
+  }
+  // Written through PATH.tmp (fsynced, renamed, the directory fsynced): nothing else is left.
+  std::filesystem::create_directories(dir);
+  nudge::write_snapshot(path, s);
+  CHECK(std::filesystem::exists(path));
+  CHECK(!std::filesystem::exists(path + ".tmp"));
+  CHECK(nudge::read_snapshot(path, nullptr) == s);
+  std::filesystem::remove_all(dir);
+}

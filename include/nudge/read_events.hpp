@@ -118,6 +118,9 @@ struct event_read_options {
   std::function<bool(std::string_view contact)> is_known_contact;
   /// If set, events after this instant are refused.
   std::optional<time_point> not_after;
+  /// If set, events before this instant are refused as out of order, as if an event of that time
+  /// came before the text (a live run continuing a file: the time its database reached).
+  std::optional<time_point> not_before;
   reject_handler on_reject;           ///< empty: throw at the first bad line
   std::optional<file_format> format;  ///< default: by extension
   input_limits limits;

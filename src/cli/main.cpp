@@ -24,6 +24,7 @@
 #include <nudge/replay.hpp>
 #include <nudge/snapshot.hpp>
 
+#include "errors.hpp"
 #include "live.hpp"
 
 namespace {
@@ -270,8 +271,7 @@ int run_replay(const replay_args& args) {
                "contacts\n");
     return exit_usage;
   }
-  if (!args.rejects.empty() && args.on_error != "skip") {
-    fmt::print(stderr, "--rejects needs --on-error skip\n");
+  if (!nudge_cli::check_error_options(args.on_error, args.rejects)) {
     return exit_usage;
   }
   options.on_error =
@@ -392,6 +392,16 @@ int run_explain(const explain_args& args) {
   return exit_ok;
 }
 
+// --on-error and --rejects, the same for nudge replay and nudge run.
+void add_error_options(CLI::App& command, std::string& on_error, std::string& rejects) {
+  command
+      .add_option("--on-error", on_error,
+                  "A bad input line: stop (default) or skip (record it and go on)")
+      ->check(CLI::IsMember({"stop", "skip"}));
+  command.add_option("--rejects", rejects,
+                     "With --on-error skip: write refused lines here (nudge run appends)");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -417,11 +427,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"iso", "epoch"}));
   replay->add_flag("--stats", args.stats,
                    "Print per-rule and per-workflow-step tables on standard error at the end");
-  replay
-      ->add_option("--on-error", args.on_error,
-                   "A bad input line: stop (default) or skip (record it and go on)")
-      ->check(CLI::IsMember({"stop", "skip"}));
-  replay->add_option("--rejects", args.rejects, "With --on-error skip: write refused lines here");
+  add_error_options(*replay, args.on_error, args.rejects);
   replay->add_option("--batch", args.batch,
                      "Events per engine batch (0: one batch; the output is the same)");
   replay->add_option("--save-snapshot", args.save_snapshot,
@@ -443,8 +449,14 @@ int main(int argc, char** argv) {
   run->add_option("--out", run_args.out,
                   "Append delivered actions here as CSV (default: standard output)");
   run->add_option("--batch", run_args.batch, "Events per transaction (default 1000)");
-  run->add_option("--sync", run_args.sync, "SQLite synchronous setting: off, normal or full")
+  run->add_option("--sync", run_args.sync,
+                  "Durability: off, normal (default) or full; SQLite's synchronous setting, and "
+                  "whether --out and --rejects are fsynced (docs/live.md: what each survives)")
       ->check(CLI::IsMember({"off", "normal", "full"}));
+  add_error_options(*run, run_args.on_error, run_args.rejects);
+  run->add_flag("--from-start", run_args.from_start,
+                "If the events file is not the one consumed so far (replaced, rotated or "
+                "rewritten), read it from its first line instead of refusing it");
   run->add_option("--max-pages", run_args.max_pages,
                   "Cap the database at this many pages (a quota; past it a batch fails as on a "
                   "full disk and commits nothing; default: no cap)");
@@ -494,7 +506,7 @@ int main(int argc, char** argv) {
     }
     return run_replay(args);
   } catch (const std::exception& e) {
-    fmt::print(stderr, "{}\n", e.what());
+    fmt::print(stderr, "{}\n", nudge_cli::describe_error(e));
     return exit_input;
   }
 }

@@ -118,10 +118,9 @@ namespace {
 
 nudge::time_point checked(std::int64_t seconds, const where& what) {
   const auto t = nudge::from_epoch(seconds);
-  if (t < nudge::min_time || t > nudge::max_time) {
-    throw py::value_error(
-        fmt::format("{}: {} is outside the instants nudge accepts (1900-01-01 to 9999-12-31 UTC)",
-                    what, seconds));
+  if (!nudge::in_input_range(t)) {
+    throw py::value_error(fmt::format("{}: {} is outside the supported range ({})", what, seconds,
+                                      nudge::input_range_text));
   }
   return t;
 }
@@ -134,9 +133,8 @@ nudge::time_point to_time(py::handle obj, const where& what) {
     int overflow = 0;
     const long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
     if (overflow != 0) {
-      throw py::value_error(
-          fmt::format("{}: {} is outside the instants nudge accepts (1900-01-01 to 9999-12-31 UTC)",
-                      what, py::str(obj).cast<std::string>()));
+      throw py::value_error(fmt::format("{}: {} is outside the supported range ({})", what,
+                                        py::str(obj).cast<std::string>(), nudge::input_range_text));
     }
     return checked(v, what);
   }
@@ -165,8 +163,13 @@ nudge::time_point to_time(py::handle obj, const where& what) {
   }
   if (PyUnicode_Check(o)) {
     const auto text = obj.cast<std::string_view>();
-    if (auto t = nudge::parse_time(text)) {
+    nudge::time_error why = nudge::time_error::none;
+    if (auto t = nudge::parse_time(text, &why)) {
       return *t;
+    }
+    if (why == nudge::time_error::out_of_range) {
+      throw py::value_error(fmt::format("{}: \"{}\" is outside the supported range ({})", what,
+                                        text, nudge::input_range_text));
     }
     throw py::value_error(fmt::format(
         "{}: \"{}\" is not an ISO-8601 time with an offset (e.g. 2024-01-01T10:00:00Z) nor "

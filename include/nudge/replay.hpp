@@ -100,7 +100,8 @@ replay_result replay(std::shared_ptr<const program> program, const std::string& 
                      const std::string& events_path, const replay_options& options = {});
 
 /// Writes the header `ts,contact,rule,action,arg` and one line per action
-/// (`1704103200,c42,winback,send_email,winback`), each ending in '\n', unquoted.
+/// (`1704103200,c42,winback,send_email,winback`), each ending in '\n'. A field holding a comma,
+/// a double quote or a line break is quoted as RFC 4180 says (`"Smith, John"`; nudge/csv.hpp).
 void write_actions_csv(std::ostream& out, std::span<const due_action> actions,
                        time_format format = time_format::iso);
 

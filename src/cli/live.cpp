@@ -24,6 +24,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <nudge/csv.hpp>
 #include <nudge/error.hpp>
 #include <nudge/load_rules.hpp>
 #include <nudge/read_events.hpp>
@@ -64,10 +65,18 @@ std::optional<std::string> slurp(const std::string& path) {
   return text;
 }
 
+// One CSV line; fields quoted as RFC 4180 says where needed (nudge/csv.hpp).
 void append_action_line(fmt::memory_buffer& out, const nudge::due_action& a) {
-  fmt::format_to(fmt::appender(out), "{},{},{}{}{},{},{},{}\n", nudge::to_epoch(a.due_at),
-                 a.contact, a.rule, a.from_workflow() ? "/" : "", a.step, a.verb(), a.arg,
-                 a.idempotency_key);
+  auto it = fmt::format_to(fmt::appender(out), "{},", nudge::to_epoch(a.due_at));
+  it = nudge::write_csv_field(it, a.contact);
+  *it++ = ',';
+  it = nudge::write_csv_field(
+      it, a.from_workflow() ? fmt::format("{}/{}", a.rule, a.step) : std::string{a.rule});
+  *it++ = ',';
+  it = nudge::write_csv_field(it, a.verb());
+  *it++ = ',';
+  it = nudge::write_csv_field(it, a.arg);
+  fmt::format_to(it, ",{}\n", a.idempotency_key);
 }
 
 // Appends each delivery to a file (or standard output) in one write.
@@ -136,10 +145,16 @@ bool parse_until(const std::string& text, std::optional<nudge::time_point>& unti
   if (text.empty()) {
     return true;
   }
-  auto t = nudge::parse_time(text);
+  nudge::time_error why = nudge::time_error::none;
+  auto t = nudge::parse_time(text, &why);
   if (!t) {
-    fmt::print(stderr, "--until: \"{}\" is not an ISO-8601 time with offset or epoch seconds\n",
-               text);
+    if (why == nudge::time_error::out_of_range) {
+      fmt::print(stderr, "--until: \"{}\" is outside the supported range ({})\n", text,
+                 nudge::input_range_text);
+    } else {
+      fmt::print(stderr, "--until: \"{}\" is not an ISO-8601 time with offset or epoch seconds\n",
+                 text);
+    }
     return false;
   }
   until = *t;
@@ -305,7 +320,11 @@ int run_live(const run_args& args) {
     const bool at_end = line_end.size() < args.batch;
     events.clear();
     if (!line_end.empty()) {
-      nudge::event_reader reader{std::move(chunk), format, args.events, {.program = program.get()}};
+      // One record per line: the position kept in the database counts lines.
+      nudge::event_reader reader{std::move(chunk),
+                                 format,
+                                 args.events,
+                                 {.program = program.get(), .one_line_records = true}};
       try {
         reader.read(events, line_end.size());
       } catch (const nudge::read_error& e) {
@@ -393,9 +412,16 @@ int run_outbox(const std::string& path) {
   nudge::sqlite_store db{path, *program, {.read_only = true}};
   std::string out = "ts,contact,rule,action,arg,idempotency_key\n";
   for (const auto& e : db.outbox()) {
-    out += fmt::format("{},{},{},{},{},{}\n", nudge::to_epoch(e.due_at), e.contact,
-                       program->rules().rules[e.rule_index].id, nudge::action_name(e.kind), e.arg,
-                       e.idempotency_key);
+    auto it = std::back_inserter(out);
+    it = fmt::format_to(it, "{},", nudge::to_epoch(e.due_at));
+    it = nudge::write_csv_field(it, e.contact);
+    *it++ = ',';
+    it = nudge::write_csv_field(it, program->rules().rules[e.rule_index].id);
+    *it++ = ',';
+    it = nudge::write_csv_field(it, nudge::action_name(e.kind));
+    *it++ = ',';
+    it = nudge::write_csv_field(it, e.arg);
+    fmt::format_to(it, ",{}\n", e.idempotency_key);
   }
   fmt::print("{}", out);
   return exit_ok;

@@ -246,7 +246,7 @@ nudge::replay_result replay_with_snapshots(std::shared_ptr<const nudge::program>
   if (options.until) {
     result.until = *options.until;
   } else if (auto last = reader.last_time()) {
-    result.until = *last + program->longest_delay();
+    result.until = std::min(*last + program->longest_delay(), nudge::max_input_time);
   } else {
     result.until = nudge::from_epoch(0);
   }

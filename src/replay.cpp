@@ -87,6 +87,7 @@ replay_result replay(std::shared_ptr<const program> program, const std::string& 
   }
   read_options.not_after = options.until;
   read_options.on_reject = on_reject;
+  read_options.strict_columns = options.strict_columns;
   event_reader reader{events_path, std::move(read_options)};
 
   auto progress = [&](bool evaluating) {

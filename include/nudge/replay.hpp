@@ -56,6 +56,9 @@ struct replay_options {
   /// first event, so any batch size gives the same actions, unless a rule assigns owners round
   /// robin (its counter follows the order in which contacts are processed).
   std::size_t batch_events = 0;
+  /// CSV events: refuse columns other than ts, contact, type, key, value instead of reading them
+  /// as props (event_read_options::strict_columns).
+  bool strict_columns = false;
   /// Called after each chunk of events read or processed.
   std::function<void(const replay_progress&)> on_progress;
   /// Called once with the engine after the last batch (e.g. to read a contact's state and

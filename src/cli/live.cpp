@@ -179,6 +179,16 @@ int run_live(const run_args& args) {
   if (!program) {
     return exit_input;
   }
+  // The run resumes at a byte offset of the file: standard input cannot be read again, and a
+  // compressed file's offsets are not its text's.
+  if (args.events == "-" || args.events.ends_with(".gz") || args.events.ends_with(".GZ")) {
+    fmt::print(stderr,
+               "--events {}: nudge run resumes the events file at a byte offset, so it reads a "
+               "plain .csv or .jsonl file, not standard input or a .gz file (nudge replay reads "
+               "both)\n",
+               args.events);
+    return exit_usage;
+  }
   const auto format = nudge::format_of(args.events);
   const auto events_text = slurp(args.events);
   if (!events_text) {

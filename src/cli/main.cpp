@@ -146,6 +146,7 @@ struct replay_args {
   std::string on_error = "stop";
   std::size_t batch = 0;
   bool stats = false;
+  bool strict = false;
   std::string save_snapshot, load_snapshot;
 };
 
@@ -197,6 +198,7 @@ nudge::replay_result replay_with_snapshots(std::shared_ptr<const nudge::program>
   }
   read_options.not_after = options.until;
   read_options.on_reject = on_reject;
+  read_options.strict_columns = args.strict;
   nudge::event_reader reader{args.events, std::move(read_options)};
   auto append = [&result](std::vector<nudge::due_action>&& actions) {
     const auto by_time_and_contact = [](const nudge::due_action& x, const nudge::due_action& y) {
@@ -278,6 +280,7 @@ int run_replay(const replay_args& args) {
       args.on_error == "skip" ? nudge::error_policy::skip : nudge::error_policy::stop;
   options.rejects_path = args.rejects;
   options.batch_events = args.batch;
+  options.strict_columns = args.strict;
   if (options.on_error == nudge::error_policy::skip && args.rejects.empty()) {
     // Nothing is dropped silently: without a rejects file each refused line goes to stderr.
     options.on_reject = [](const nudge::input_problem& p) {
@@ -407,8 +410,13 @@ int main(int argc, char** argv) {
       "replay", "Replay an event log through the rules and print the due actions as CSV");
   replay->add_option("--rules", args.rules, "Rule file (JSON)")->required();
   replay->add_option("--contacts", args.contacts, "Contacts (.csv or .jsonl)");
-  replay->add_option("--events", args.events, "Events (.csv or .jsonl), sorted by time")
+  replay
+      ->add_option("--events", args.events,
+                   "Events (.csv or .jsonl, optionally .gz; - for standard input), sorted by time")
       ->required();
+  replay->add_flag("--strict", args.strict,
+                   "Refuse CSV event columns other than ts, contact, type, key, value (by default "
+                   "they become props)");
   replay->add_option("--until", args.until,
                      "Fire timers up to this time (ISO-8601 or epoch seconds; default: the "
                      "last event plus the longest delay in the rules)");

@@ -25,6 +25,7 @@
 #include <nudge/snapshot.hpp>
 
 #include "live.hpp"
+#include "sort.hpp"
 
 namespace {
 
@@ -476,6 +477,8 @@ int main(int argc, char** argv) {
   std::string outbox_db;
   auto* outbox = app.add_subcommand("outbox", "List the undelivered actions of a database as CSV");
   outbox->add_option("--db", outbox_db, "State database written by nudge run")->required();
+  nudge_cli::sort_args sort_args;
+  nudge_cli::add_sort_command(app, sort_args);
 
   try {
     app.parse(argc, argv);
@@ -493,6 +496,9 @@ int main(int argc, char** argv) {
     }
     if (run->parsed()) {
       return nudge_cli::run_live(run_args);
+    }
+    if (sort_args.command->parsed()) {
+      return nudge_cli::run_sort(sort_args);
     }
     if (outbox->parsed()) {
       return nudge_cli::run_outbox(outbox_db);

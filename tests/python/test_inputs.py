@@ -230,3 +230,73 @@ def test_bytes_that_are_not_utf8_are_refused_alike(tmp_path, cli):
     p = cli("replay", "--rules", rules, "--events", jsonl)
     assert p.returncode == 1
     assert p.stderr.startswith(f"{jsonl}:1: not valid JSON")
+
+
+def shuffled_log(seed, count):
+    """`count` CSV records with few distinct times (many ties), quoted commas, quotes and line
+    breaks, in random order."""
+    import random
+    rnd = random.Random(seed)
+    records = []
+    for i in range(count):
+        ts = T0 + rnd.randrange(300)
+        key = rnd.choice(["plain", '"a, b"', '"say ""hi"""', '"two\nlines"', ""])
+        records.append((ts, f"{ts},c{i},signup,{key}"))
+    rnd.shuffle(records)
+    return records
+
+
+@pytest.mark.parametrize("memory", ["2K", "64K", "256M"])
+def test_sort_puts_a_shuffled_log_in_order_byte_for_byte(tmp_path, cli, memory):
+    records = shuffled_log(7, 5000)
+    unsorted = tmp_path / "events.csv"
+    unsorted.write_bytes(("ts,contact,type,key\n" + "".join(r + "\n" for _, r in records))
+                         .encode())
+    # Stable: equal times keep the file's order.
+    expected = "ts,contact,type,key\n" + "".join(
+        r + "\n" for _, r in sorted(records, key=lambda x: x[0]))
+    out = tmp_path / "sorted.csv"
+    p = cli("sort", unsorted, "-o", out, "--memory", memory, "--temp-dir", tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert out.read_bytes() == expected.encode()
+    assert p.stderr.startswith("5000 records sorted into ")
+    if memory == "2K":  # > 64 runs: a merge pass before the last
+        assert int(p.stderr.split("(")[1].split()[0]) > 64
+    assert sorted(tmp_path.iterdir()) == sorted([unsorted, out])  # no run file is left
+    rules = write_rules(tmp_path, HELLO)
+    p = cli("replay", "--rules", rules, "--events", out)
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.startswith("5000 events read, 0 rejected, 10000 actions")
+
+
+def test_sort_jsonl_gz_and_standard_input(tmp_path, cli):
+    records = [(ts, json.dumps({"ts": ts if i % 2 else f"{ts}", "contact": f"c{i}",
+                                "type": "signup"}))
+               for i, (ts, _) in enumerate(shuffled_log(3, 2000))]
+    text = "".join(r + "\n" for _, r in records)
+    expected = "".join(r + "\n" for _, r in sorted(records, key=lambda x: x[0]))
+    gz_in = tmp_path / "events.jsonl.gz"
+    gz_in.write_bytes(gzip.compress(text.encode()))
+    gz_out = tmp_path / "sorted.jsonl.gz"
+    p = cli("sort", gz_in, "-o", gz_out, "--memory", "8K", "--temp-dir", tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert gzip.decompress(gz_out.read_bytes()).decode() == expected
+    out = tmp_path / "sorted.jsonl"
+    p = cli("sort", "-", "-o", out, "--format", "jsonl", input=text)
+    assert p.returncode == 0, p.stderr
+    assert out.read_text() == expected
+
+
+def test_sort_names_the_line_it_cannot_place(tmp_path, cli):
+    bad = tmp_path / "events.csv"
+    bad.write_text(f"ts,contact,type\n{T0},c1,signup\n9999-12-30T00:00:00Z,c2,signup\n")
+    out = tmp_path / "sorted.csv"
+    p = cli("sort", bad, "-o", out)
+    assert p.returncode == 1
+    assert p.stderr.strip() == f"{bad}:3: ts 9999-12-30T00:00:00Z {RANGE}"
+    assert not out.exists() and not (tmp_path / "sorted.csv.partial").exists()
+    bad.write_text("contact,type\nc1,signup\n")
+    p = cli("sort", bad, "-o", out)
+    assert (p.returncode, p.stderr.strip()) == (1, f'{bad}:1: bad header: missing column "ts"')
+    p = cli("sort", bad, "-o", out, "--memory", "lots")
+    assert p.returncode == 2

@@ -125,8 +125,10 @@ nudge::time_point checked(std::int64_t seconds, const where& what) {
   return t;
 }
 
-// A timezone-aware datetime, epoch seconds (int or float, floored to the second), or an ISO-8601
-// string with an offset. A naive datetime is refused: nudge never guesses a zone.
+// A timezone-aware datetime (its microseconds dropped), epoch seconds (int or float, floored to
+// the second), or a string nudge::parse_time reads (a fraction dropped): towards the earlier
+// second in every form, as the C++ readers do. A naive datetime is refused: nudge never guesses
+// a zone. The result lies in the input range (nudge/time.hpp).
 nudge::time_point to_time(py::handle obj, const where& what) {
   PyObject* o = obj.ptr();
   if (PyLong_Check(o) && !PyBool_Check(o)) {
@@ -1398,8 +1400,9 @@ PYBIND11_MODULE(_core, m) {
                 format == "iso" ? nudge::time_format::iso : nudge::time_format::epoch);
           },
           "path"_a, "time_format"_a = "iso",
-          "Writes the actions as CSV (ts,contact,rule,action,arg), as `nudge replay` does; "
-          "time_format 'iso' or 'epoch'.")
+          "Writes the actions as CSV (ts,contact,rule,action,arg), as `nudge replay` does (RFC "
+          "4180: a field with a comma, quote or line break is quoted); time_format 'iso' or "
+          "'epoch'.")
       .def(
           "__len__", [](const py_replay_result& r) { return r.actions.size(); },
           "The number of actions.")

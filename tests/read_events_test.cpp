@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <unistd.h>
 
+#include <nudge/csv.hpp>
 #include <nudge/read_events.hpp>
 #include <nudge/rule.hpp>
 
@@ -564,4 +565,24 @@ TEST_CASE("read_events: .gz files are read through zlib", "[read_events][gz]") {
   std::remove(plain.c_str());
   std::remove(gz.c_str());
   std::remove(bad.c_str());
+}
+
+TEST_CASE("csv: what write_csv_field writes, the readers read back unchanged",
+          "[read_events][csv]") {
+  for (const std::string field :
+       {"plain", "", "a,b", "say \"hi\"", "\"", ",", "two\nlines", "cr\r\nlf", "end\r", "\"\"",
+        " spaced ", "Kraków, \"Rynek\"\n1"}) {
+    INFO("field: \"" << field << "\"");
+    CHECK(nudge::csv_needs_quotes(field) == (field.find_first_of(",\"\r\n") != std::string::npos));
+    std::string line = "ts,contact,type,key\n5,";
+    nudge::write_csv_field(std::back_inserter(line), "c1, \"x\"");
+    line += ",signup,";
+    nudge::write_csv_field(std::back_inserter(line), field);
+    line += "\r\n6,c2,signup,next\n";
+    const auto events = parse(line);
+    REQUIRE(events.size() == 2);
+    CHECK(events[0].contact == "c1, \"x\"");
+    CHECK(events[0].key == field);
+    CHECK(events[1].key == "next");
+  }
 }

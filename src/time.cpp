@@ -193,8 +193,8 @@ std::optional<time_point> parse_time(std::string_view text, time_error* why) noe
   if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 59) {
     return refuse(why, time_error::syntax);
   }
-  if (year > 9999) {
-    return refuse(why, time_error::out_of_range);
+  if (ny > 4) {  // "02024-..." is no year; "10000-..." is one past the range
+    return refuse(why, year > 9999 ? time_error::out_of_range : time_error::syntax);
   }
   namespace chr = std::chrono;
   const chr::year_month_day ymd{chr::year{static_cast<int>(year)},

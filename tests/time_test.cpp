@@ -143,8 +143,9 @@ TEST_CASE("time: parse_time tells a time out of range from a bad text", "[time][
     CHECK_FALSE(nudge::parse_time(out, &why).has_value());
     CHECK(why == nudge::time_error::out_of_range);
   }
-  for (const char* bad : {"2024-01-01T10:00:00", "2024-01-01T10:00:00.Z", "999-01-01T00:00:00Z",
-                          "1.", ".5", "1.5.5", "--1"}) {
+  for (const char* bad :
+       {"2024-01-01T10:00:00", "2024-01-01T10:00:00.Z", "999-01-01T00:00:00Z",
+        "02024-01-01T00:00:00Z", "10000-13-01T00:00:00Z", "1.", ".5", "1.5.5", "--1"}) {
     INFO("input: \"" << bad << "\"");
     nudge::time_error why = nudge::time_error::none;
     CHECK_FALSE(nudge::parse_time(bad, &why).has_value());

@@ -839,7 +839,13 @@ struct event_reader::impl {
   }
 
   bool parse_csv(std::string_view line, event& e) {
-    if (!valid_utf8(line, reason) || !split_csv(line, fields, storage, reason)) {
+    if (!valid_utf8(line, reason)) {
+      return false;
+    }
+    if (!split_csv(line, fields, storage, reason)) {
+      if (options.one_line_records && reason == "unterminated quoted field") {
+        reason += " (here each record must fit on one line)";
+      }
       return false;
     }
     if (fields.size() != columns) {

@@ -514,7 +514,8 @@ TEST_CASE("read_events: RFC 4180 quoting, with line breaks inside quotes", "[rea
   CHECK(problems[0].to_string() == "events.csv:5: unterminated quoted field");
   // nudge run reads one record per line: a quoted line break is refused there.
   CHECK(error_of("ts,contact,type,key\n5,c1,note,\"a\nb\"\n", file_format::csv,
-                 {.one_line_records = true}) == "events.csv:2: unterminated quoted field");
+                 {.one_line_records = true}) ==
+        "events.csv:2: unterminated quoted field (here each record must fit on one line)");
 }
 
 TEST_CASE("read_events: extra CSV columns are props", "[read_events][csv]") {

@@ -133,9 +133,9 @@ struct event_read_options {
   /// CSV: refuse a column other than ts, contact, type, key and value (a bad header) instead of
   /// reading it as a prop (`nudge replay --strict`).
   bool strict_columns = false;
-  /// CSV: one record per line, a quoted line break refused ("unterminated quoted field") instead
-  /// of continuing the record on the next line. `nudge run` sets it: it tracks its position in
-  /// the file by lines.
+  /// CSV: one record per line, a quoted line break refused ("unterminated quoted field (here
+  /// each record must fit on one line)") instead of continuing the record on the next line. `nudge
+  /// run` sets it: it tracks its position in the file by lines.
   bool one_line_records = false;
 };
 

@@ -89,7 +89,8 @@ def test_a_line_break_inside_quotes_is_one_field(tmp_path, cli):
     # nudge run reads one record per line (it resumes by lines): refused, naming the line.
     p = cli("run", "--db", tmp_path / "db", "--rules", rules, "--events", events)
     assert p.returncode == 1
-    assert f"{events}:2: unterminated quoted field" in p.stderr
+    assert f"{events}:2: unterminated quoted field (here each record must fit on one line)" \
+        in p.stderr
 
 
 def test_year_9999_is_refused_at_input_by_replay(tmp_path, cli):

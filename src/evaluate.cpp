@@ -678,12 +678,26 @@ class evaluator {
     if (s_.timers.size() >= p_.limits().max_pending_timers) {
       throw_too_many_timers();
     }
+    if (t.due_at > max_time) [[unlikely]] {
+      throw_timer_out_of_range(t);
+    }
     t.sequence = s_.timers_scheduled++;
     auto pos =
         std::upper_bound(s_.timers.begin(), s_.timers.end(), t, [](const timer& a, const timer& b) {
           return a.due_at < b.due_at || (a.due_at == b.due_at && a.sequence < b.sequence);
         });
     s_.timers.insert(pos, t);
+  }
+
+  // Inputs end at max_input_time, 200 years before max_time, and one timer reaches at most
+  // max_delay past its batch's `now`: only a host that raised program_limits::max_delay gets
+  // here. The batch fails (nothing is stored) rather than store a time nothing can read back.
+  [[noreturn, gnu::cold, gnu::noinline]] void throw_timer_out_of_range(const timer& t) const {
+    throw input_error(
+        s_.contact.id, 0,
+        fmt::format("a timer would be due at epoch {}, after {} (the latest time nudge can "
+                    "store); program_limits::max_delay must stay at most 100 years",
+                    to_epoch(t.due_at), format_time(max_time)));
   }
 
   // Names the rules holding the pending timers, most timers first (ties by rule order).
@@ -2279,9 +2293,10 @@ void evaluate_impl(const program& p, contact_state& state, std::span<const Event
     if (e.contact != id) {
       throw input_error(e.contact, i, fmt::format("belongs to contact \"{}\"", id));
     }
-    if (e.at < min_time || e.at > max_time) {
+    if (!in_input_range(e.at)) {
       throw input_error(id, i,
-                        fmt::format("time {} is outside the supported range", to_epoch(e.at)));
+                        fmt::format("time {} is outside the supported range ({})", to_epoch(e.at),
+                                    input_range_text));
     }
     if (e.at < previous) {
       throw input_error(
@@ -2364,8 +2379,10 @@ void replace_profile_into(const program& program, contact_state& state, contact 
                                   "upsert that contact",
                                   state.merged_into));
   }
-  if (at < min_time || at > max_time) {
-    throw input_error(id, 0, fmt::format("time {} is outside the supported range", to_epoch(at)));
+  if (!in_input_range(at)) {
+    throw input_error(
+        id, 0,
+        fmt::format("time {} is outside the supported range ({})", to_epoch(at), input_range_text));
   }
   if (at < state.clock) {
     throw input_error(

@@ -415,23 +415,27 @@ class walker {
   }
   std::optional<time_point> instant(const json::value& v, const path& at) {
     std::optional<time_point> t;
+    time_error why = time_error::none;
     if (const auto* s = v.if_string()) {
-      t = parse_time(std::string_view{*s});
+      t = parse_time(std::string_view{*s}, &why);
     } else if (const auto* i = v.if_int64()) {
       t = from_epoch(*i);
-    } else if (!v.is_uint64()) {
+    } else if (v.is_uint64()) {
+      why = time_error::out_of_range;
+    } else {
       wrong_type(v, at, "a time (ISO-8601 with an offset, or epoch seconds)");
       return std::nullopt;
     }
-    if (!t) {
+    if (!t && why != time_error::out_of_range) {
       fail(at, "bad_time",
            fmt::format("{} is not a time (expected e.g. \"2024-01-01T10:00:00Z\" or epoch "
                        "seconds)",
                        describe(v)));
       return std::nullopt;
     }
-    if (*t < min_time || *t > max_time) {
-      fail(at, "bad_time", fmt::format("{} is outside the years 1900 to 9999", describe(v)));
+    if (!t || !in_input_range(*t)) {
+      fail(at, "bad_time",
+           fmt::format("{} is outside the supported range ({})", describe(v), input_range_text));
       return std::nullopt;
     }
     return t;

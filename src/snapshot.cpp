@@ -165,7 +165,8 @@ class reader {
     const std::size_t at = pos_;
     const time_point t = from_epoch(i64(what));
     if (t < min_time || t > max_time) {
-      corrupt(at, fmt::format("{} {} is outside the supported range", what, to_epoch(t)));
+      corrupt(at, fmt::format("{} {} is outside the supported range ({} to {})", what, to_epoch(t),
+                              format_time(min_time), format_time(max_time)));
     }
     return t;
   }

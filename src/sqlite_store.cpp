@@ -518,6 +518,13 @@ struct sqlite_store::impl {
             fmt::format("{}: outbox entry {} is corrupt (rule {}, action {}, kind {})", path,
                         e.sequence, rule, action, kind));
       }
+      // The range the snapshot codec checks for the states' times (nudge/time.hpp).
+      if (const auto t = from_epoch(static_cast<std::int64_t>(due)); t < min_time || t > max_time) {
+        throw sqlite_error(
+            fmt::format("{}: outbox entry {} is corrupt (due time {} is outside the supported "
+                        "range)",
+                        path, e.sequence, static_cast<std::int64_t>(due)));
+      }
       if (e.sequence <= after) {
         continue;
       }

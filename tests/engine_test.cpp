@@ -456,7 +456,16 @@ TEST_CASE("engine: a bad event in the middle of a batch applies nothing", "[engi
         engine.process(std::vector{ev("ann", "signup", t0),
                                    ev("bob", "signup", nudge::min_time - nudge::seconds(1))},
                        t0),
-        "event 1 (contact \"bob\"): time -2208988801 is outside the supported range");
+        "event 1 (contact \"bob\"): time -2208988801 is outside the supported range "
+        "(1900-01-01T00:00:00Z to 9799-12-31T23:59:59Z)");
+    check_nothing_applied();
+    // Past the input range (issue 13: a year-9999 event set a timer no store could read back).
+    CHECK_THROWS_WITH(
+        engine.process(std::vector{ev("ann", "signup", t0),
+                                   ev("bob", "signup", nudge::max_input_time + nudge::seconds(1))},
+                       nudge::max_input_time),
+        "event 1 (contact \"bob\"): time 247090953600 is outside the supported range "
+        "(1900-01-01T00:00:00Z to 9799-12-31T23:59:59Z)");
     check_nothing_applied();
   }
   SECTION("a rule cycle") {

@@ -192,7 +192,8 @@ TEST_CASE("evaluate: bad events are refused with the event's index and nothing a
   CHECK(fails({ev("page_view", one_day, "", "bob")}, one_day) ==
         "event 0 (contact \"bob\"): belongs to contact \"ann\"");
   CHECK(fails({ev("page_view", nudge::from_epoch(-2'208'988'801))}, one_day) ==
-        "event 0 (contact \"ann\"): time -2208988801 is outside the supported range");
+        "event 0 (contact \"ann\"): time -2208988801 is outside the supported range "
+        "(1900-01-01T00:00:00Z to 9799-12-31T23:59:59Z)");
   // An event at the contact's clock is not older than it: accepted.
   CHECK(fails({ev("page_view", one_day)}, one_day) == "no error");
 

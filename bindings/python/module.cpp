@@ -113,25 +113,25 @@ namespace {
 
 nudge::time_point checked(std::int64_t seconds, const where& what) {
   const auto t = nudge::from_epoch(seconds);
-  if (t < nudge::min_time || t > nudge::max_time) {
-    throw py::value_error(
-        fmt::format("{}: {} is outside the instants nudge accepts (1900-01-01 to 9999-12-31 UTC)",
-                    what, seconds));
+  if (!nudge::in_input_range(t)) {
+    throw py::value_error(fmt::format("{}: {} is outside the supported range ({})", what, seconds,
+                                      nudge::input_range_text));
   }
   return t;
 }
 
-// A timezone-aware datetime, epoch seconds (int or float, floored to the second), or an ISO-8601
-// string with an offset. A naive datetime is refused: nudge never guesses a zone.
+// A timezone-aware datetime (its microseconds dropped), epoch seconds (int or float, floored to
+// the second), or a string nudge::parse_time reads (a fraction dropped): towards the earlier
+// second in every form, as the C++ readers do. A naive datetime is refused: nudge never guesses
+// a zone. The result lies in the input range (nudge/time.hpp).
 nudge::time_point to_time(py::handle obj, const where& what) {
   PyObject* o = obj.ptr();
   if (PyLong_Check(o) && !PyBool_Check(o)) {
     int overflow = 0;
     const long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
     if (overflow != 0) {
-      throw py::value_error(
-          fmt::format("{}: {} is outside the instants nudge accepts (1900-01-01 to 9999-12-31 UTC)",
-                      what, py::str(obj).cast<std::string>()));
+      throw py::value_error(fmt::format("{}: {} is outside the supported range ({})", what,
+                                        py::str(obj).cast<std::string>(), nudge::input_range_text));
     }
     return checked(v, what);
   }
@@ -160,8 +160,13 @@ nudge::time_point to_time(py::handle obj, const where& what) {
   }
   if (PyUnicode_Check(o)) {
     const auto text = obj.cast<std::string_view>();
-    if (auto t = nudge::parse_time(text)) {
+    nudge::time_error why = nudge::time_error::none;
+    if (auto t = nudge::parse_time(text, &why)) {
       return *t;
+    }
+    if (why == nudge::time_error::out_of_range) {
+      throw py::value_error(fmt::format("{}: \"{}\" is outside the supported range ({})", what,
+                                        text, nudge::input_range_text));
     }
     throw py::value_error(fmt::format(
         "{}: \"{}\" is not an ISO-8601 time with an offset (e.g. 2024-01-01T10:00:00Z) nor "
@@ -1375,8 +1380,9 @@ PYBIND11_MODULE(_core, m) {
                 format == "iso" ? nudge::time_format::iso : nudge::time_format::epoch);
           },
           "path"_a, "time_format"_a = "iso",
-          "Writes the actions as CSV (ts,contact,rule,action,arg), as `nudge replay` does; "
-          "time_format 'iso' or 'epoch'.")
+          "Writes the actions as CSV (ts,contact,rule,action,arg), as `nudge replay` does (RFC "
+          "4180: a field with a comma, quote or line break is quoted); time_format 'iso' or "
+          "'epoch'.")
       .def(
           "__len__", [](const py_replay_result& r) { return r.actions.size(); },
           "The number of actions.")

@@ -22,6 +22,7 @@
 
 #include <fmt/format.h>
 
+#include <nudge/csv.hpp>
 #include <nudge/error.hpp>
 #include <nudge/load_rules.hpp>
 #include <nudge/memory_store.hpp>
@@ -49,10 +50,18 @@ constexpr std::string_view meta_hash = "run.events_hash";
 // The latest `now` a run advanced the database to: a changed rule file takes effect there.
 constexpr std::string_view meta_now = "run.now";
 
+// One CSV line; fields quoted as RFC 4180 says where needed (nudge/csv.hpp).
 void append_action_line(fmt::memory_buffer& out, const nudge::due_action& a) {
-  fmt::format_to(fmt::appender(out), "{},{},{}{}{},{},{},{}\n", nudge::to_epoch(a.due_at),
-                 a.contact, a.rule, a.from_workflow() ? "/" : "", a.step, a.verb(), a.arg,
-                 a.idempotency_key);
+  auto it = fmt::format_to(fmt::appender(out), "{},", nudge::to_epoch(a.due_at));
+  it = nudge::write_csv_field(it, a.contact);
+  *it++ = ',';
+  it = nudge::write_csv_field(
+      it, a.from_workflow() ? fmt::format("{}/{}", a.rule, a.step) : std::string{a.rule});
+  *it++ = ',';
+  it = nudge::write_csv_field(it, a.verb());
+  *it++ = ',';
+  it = nudge::write_csv_field(it, a.arg);
+  fmt::format_to(it, ",{}\n", a.idempotency_key);
 }
 
 std::shared_ptr<const nudge::program> load_rules_text(const std::string& text,
@@ -73,10 +82,16 @@ bool parse_until(const std::string& text, std::optional<nudge::time_point>& unti
   if (text.empty()) {
     return true;
   }
-  auto t = nudge::parse_time(text);
+  nudge::time_error why = nudge::time_error::none;
+  auto t = nudge::parse_time(text, &why);
   if (!t) {
-    fmt::print(stderr, "--until: \"{}\" is not an ISO-8601 time with offset or epoch seconds\n",
-               text);
+    if (why == nudge::time_error::out_of_range) {
+      fmt::print(stderr, "--until: \"{}\" is outside the supported range ({})\n", text,
+                 nudge::input_range_text);
+    } else {
+      fmt::print(stderr, "--until: \"{}\" is not an ISO-8601 time with offset or epoch seconds\n",
+                 text);
+    }
     return false;
   }
   until = *t;
@@ -330,6 +345,8 @@ int run_events(const run_args& args, const std::shared_ptr<const nudge::program>
       nudge::event_read_options read_options;
       read_options.program = program.get();
       read_options.not_before = floor;
+      // One record per line: the position kept in the database counts lines.
+      read_options.one_line_records = true;
       if (skip) {
         read_options.on_reject = [&](const nudge::input_problem& problem) {
           const std::size_t k = problem.line - first_line;
@@ -554,6 +571,16 @@ int run_live(const run_args& args) {
   if (!program) {
     return exit_input;
   }
+  // The run resumes at a byte offset of the file: standard input cannot be read again, and a
+  // compressed file's offsets are not its text's.
+  if (args.events == "-" || args.events.ends_with(".gz") || args.events.ends_with(".GZ")) {
+    fmt::print(stderr,
+               "--events {}: nudge run resumes the events file at a byte offset, so it reads a "
+               "plain .csv or .jsonl file, not standard input or a .gz file (nudge replay reads "
+               "both)\n",
+               args.events);
+    return exit_usage;
+  }
   const auto format = nudge::format_of(args.events);
   const file_text events_file = read_file_text(args.events);
   const std::string_view text = events_file.text;
@@ -640,9 +667,16 @@ int run_outbox(const std::string& path) {
   nudge::sqlite_store db{path, *program, {.read_only = true}};
   std::string out = "ts,contact,rule,action,arg,idempotency_key\n";
   for (const auto& e : db.outbox()) {
-    out += fmt::format("{},{},{},{},{},{}\n", nudge::to_epoch(e.due_at), e.contact,
-                       program->rules().rules[e.rule_index].id, nudge::action_name(e.kind), e.arg,
-                       e.idempotency_key);
+    auto it = std::back_inserter(out);
+    it = fmt::format_to(it, "{},", nudge::to_epoch(e.due_at));
+    it = nudge::write_csv_field(it, e.contact);
+    *it++ = ',';
+    it = nudge::write_csv_field(it, program->rules().rules[e.rule_index].id);
+    *it++ = ',';
+    it = nudge::write_csv_field(it, nudge::action_name(e.kind));
+    *it++ = ',';
+    it = nudge::write_csv_field(it, e.arg);
+    fmt::format_to(it, ",{}\n", e.idempotency_key);
   }
   fmt::print("{}", out);
   return exit_ok;

@@ -26,6 +26,7 @@
 
 #include "errors.hpp"
 #include "live.hpp"
+#include "sort.hpp"
 
 namespace {
 
@@ -147,6 +148,7 @@ struct replay_args {
   std::string on_error = "stop";
   std::size_t batch = 0;
   bool stats = false;
+  bool strict = false;
   std::string save_snapshot, load_snapshot;
 };
 
@@ -198,6 +200,7 @@ nudge::replay_result replay_with_snapshots(std::shared_ptr<const nudge::program>
   }
   read_options.not_after = options.until;
   read_options.on_reject = on_reject;
+  read_options.strict_columns = args.strict;
   nudge::event_reader reader{args.events, std::move(read_options)};
   auto append = [&result](std::vector<nudge::due_action>&& actions) {
     const auto by_time_and_contact = [](const nudge::due_action& x, const nudge::due_action& y) {
@@ -247,7 +250,7 @@ nudge::replay_result replay_with_snapshots(std::shared_ptr<const nudge::program>
   if (options.until) {
     result.until = *options.until;
   } else if (auto last = reader.last_time()) {
-    result.until = *last + program->longest_delay();
+    result.until = std::min(*last + program->longest_delay(), nudge::max_input_time);
   } else {
     result.until = nudge::from_epoch(0);
   }
@@ -278,6 +281,7 @@ int run_replay(const replay_args& args) {
       args.on_error == "skip" ? nudge::error_policy::skip : nudge::error_policy::stop;
   options.rejects_path = args.rejects;
   options.batch_events = args.batch;
+  options.strict_columns = args.strict;
   if (options.on_error == nudge::error_policy::skip && args.rejects.empty()) {
     // Nothing is dropped silently: without a rejects file each refused line goes to stderr.
     options.on_reject = [](const nudge::input_problem& p) {
@@ -417,8 +421,13 @@ int main(int argc, char** argv) {
       "replay", "Replay an event log through the rules and print the due actions as CSV");
   replay->add_option("--rules", args.rules, "Rule file (JSON)")->required();
   replay->add_option("--contacts", args.contacts, "Contacts (.csv or .jsonl)");
-  replay->add_option("--events", args.events, "Events (.csv or .jsonl), sorted by time")
+  replay
+      ->add_option("--events", args.events,
+                   "Events (.csv or .jsonl, optionally .gz; - for standard input), sorted by time")
       ->required();
+  replay->add_flag("--strict", args.strict,
+                   "Refuse CSV event columns other than ts, contact, type, key, value (by default "
+                   "they become props)");
   replay->add_option("--until", args.until,
                      "Fire timers up to this time (ISO-8601 or epoch seconds; default: the "
                      "last event plus the longest delay in the rules)");
@@ -480,6 +489,8 @@ int main(int argc, char** argv) {
   std::string outbox_db;
   auto* outbox = app.add_subcommand("outbox", "List the undelivered actions of a database as CSV");
   outbox->add_option("--db", outbox_db, "State database written by nudge run")->required();
+  nudge_cli::sort_args sort_args;
+  nudge_cli::add_sort_command(app, sort_args);
 
   try {
     app.parse(argc, argv);
@@ -497,6 +508,9 @@ int main(int argc, char** argv) {
     }
     if (run->parsed()) {
       return nudge_cli::run_live(run_args);
+    }
+    if (sort_args.command->parsed()) {
+      return nudge_cli::run_sort(sort_args);
     }
     if (outbox->parsed()) {
       return nudge_cli::run_outbox(outbox_db);

@@ -646,9 +646,12 @@ int run_live(const run_args& args) {
   nudge::durable_engine engine{running, db, &sink};
   engine.defer_trim(true);  // flush_out fsyncs --out once per group of batches, then trims
   try {
+    // What a killed run left in the outbox, at once and trimmed, before any event: every
+    // restart then writes at most one group again, however often runs are killed. (Also, outbox
+    // entries name workflow steps of the stored rules, which change_program replaces.)
+    engine.deliver_pending();
+    flush_out(engine, sink);
     if (running != program) {
-      engine.deliver_pending();  // outbox entries name workflow steps of the stored rules
-      flush_out(engine, sink);
       nudge::time_point at = nudge::min_time;
       if (auto saved = db.get_meta(meta_now)) {
         at = nudge::from_epoch(std::stoll(*saved));

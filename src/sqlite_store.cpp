@@ -1322,8 +1322,8 @@ void durable_engine::deliver(std::span<const due_action> actions, std::int64_t l
         "call deliver_pending to retry)",
         store_.outbox_size(), store_.path())));
   }
-  handed_through_ = std::max(handed_through_, last_sequence);
   if (defer_trim_) {
+    handed_through_ = std::max(handed_through_, last_sequence);
     return;
   }
   try {

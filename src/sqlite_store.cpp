@@ -1293,7 +1293,9 @@ std::size_t durable_engine::commit_batch(
     }
     actions = evaluate();
     const sqlite_store::impl& d = *store_.impl_;
-    const bool outbox_was_empty = d.undelivered_begin == d.undelivered.size();
+    // Entries the sink already has (defer_trim) count as delivered here.
+    const bool outbox_was_empty = d.undelivered_begin == d.undelivered.size() ||
+                                  d.undelivered.back().first <= handed_through_;
     const auto first = d.pending_next_seq;
     store_.add_to_outbox(actions);
     last_sequence = d.pending_next_seq - 1;
@@ -1327,6 +1329,10 @@ void durable_engine::deliver(std::span<const due_action> actions, std::int64_t l
         "call deliver_pending to retry)",
         store_.outbox_size(), store_.path())));
   }
+  if (defer_trim_) {
+    handed_through_ = std::max(handed_through_, last_sequence);
+    return;
+  }
   try {
     store_.remove_from_outbox(last_sequence);
   } catch (...) {
@@ -1355,7 +1361,14 @@ std::size_t durable_engine::deliver_pending(std::size_t batch) {
   const nudge::program& p = engine_.program();
   std::size_t delivered = 0;
   for (;;) {
-    auto entries = store_.outbox(batch);
+    // Entries the sink already has (defer_trim) come first: read past them.
+    const std::size_t handed = untrimmed();
+    auto entries = store_.outbox(handed + batch);
+    const bool last_page = entries.size() < handed + batch;
+    entries.erase(entries.begin(),
+                  std::partition_point(entries.begin(), entries.end(), [&](const outbox_entry& e) {
+                    return e.sequence <= handed_through_;
+                  }));
     if (entries.empty()) {
       return delivered;
     }
@@ -1384,10 +1397,36 @@ std::size_t durable_engine::deliver_pending(std::size_t batch) {
     }
     deliver(actions, entries.back().sequence);
     delivered += entries.size();
-    if (entries.size() < batch) {
+    if (last_page) {
       return delivered;
     }
   }
+}
+
+void durable_engine::trim() {
+  const std::size_t n = untrimmed();
+  if (n == 0) {
+    return;
+  }
+  try {
+    store_.remove_from_outbox(handed_through_);
+  } catch (...) {
+    std::throw_with_nested(delivery_error(fmt::format(
+        "{} actions were delivered but stay in the outbox of {}: they will be delivered again "
+        "with the same idempotency keys (call trim to retry)",
+        n, store_.path())));
+  }
+}
+
+std::size_t durable_engine::untrimmed() const {
+  const sqlite_store::impl& d = *store_.impl_;
+  const auto begin = d.undelivered.begin() + static_cast<std::ptrdiff_t>(d.undelivered_begin);
+  const auto end =
+      std::upper_bound(begin, d.undelivered.end(), handed_through_,
+                       [](std::int64_t last, const std::pair<std::int64_t, std::uint64_t>& e) {
+                         return last < e.first;
+                       });
+  return static_cast<std::size_t>(end - begin);
 }
 
 }  // namespace nudge

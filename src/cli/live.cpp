@@ -4,10 +4,11 @@
 // offset and line count, the file's identity), committed in the same transaction as each batch's
 // states and outbox; run again after appending to the file, or after a crash, and it continues
 // from there. Delivered actions are appended to --out as
-// `ts,contact,rule,action,arg,idempotency_key` lines, each batch in one append, fsynced before
-// the outbox is trimmed; a crash between that append and the trim delivers those actions again
-// with the same keys. Events follow nudge replay's rules (--on-error, --rejects), and an event
-// before the time the database reached is refused as late.
+// `ts,contact,rule,action,arg,idempotency_key` lines, each batch in one append; the outbox is
+// trimmed in groups of batches, each after one fsync of --out (flush_out); a crash between an
+// append and the trim delivers those actions again with the same keys. Events follow nudge replay's
+// rules (--on-error, --rejects), and an event before the time the database reached is refused as
+// late.
 #include "live.hpp"
 
 #include <algorithm>
@@ -160,9 +161,9 @@ std::optional<std::size_t> find_looping_event(std::shared_ptr<const nudge::progr
   return std::nullopt;
 }
 
-// Delivered actions as `ts,contact,rule,action,arg,idempotency_key` lines: one append per batch,
-// fsynced (with --sync normal or full) before the durable engine trims the outbox, so a trimmed
-// action is always in the file.
+// Delivered actions as `ts,contact,rule,action,arg,idempotency_key` lines: one append per batch.
+// The engine defers trimming (durable_engine::defer_trim): flush_out fsyncs the file (with
+// --sync normal or full) and then trims, so a trimmed action is always in the file.
 class append_sink final : public nudge::sink {
  public:
   append_sink(const std::string& path, bool sync) : file_(path, sync) {}
@@ -175,19 +176,61 @@ class append_sink final : public nudge::sink {
     last_batch = actions.size();
     failed = true;
     file_.append({buf.data(), buf.size()});
-    file_.sync();
     failed = false;
     delivered += actions.size();
+  }
+  // fsyncs what was appended; `count` actions wait for it (for the error message). On failure
+  // throws delivery_error (its cause nested), as a failed deliver does.
+  void sync(std::size_t count) {
+    last_batch = count;
+    failed = true;
+    try {
+      file_.sync();
+    } catch (...) {
+      std::throw_with_nested(nudge::delivery_error(fmt::format("{}: fsync failed", path())));
+    }
+    failed = false;
   }
   const std::string& path() const noexcept { return file_.path(); }
 
   std::size_t delivered = 0;
-  std::size_t last_batch = 0;  ///< actions in the last deliver call
-  bool failed = false;         ///< the last deliver call threw
+  std::size_t last_batch = 0;  ///< actions in the last deliver, or waiting for the last sync
+  bool failed = false;         ///< the last deliver or sync threw
 
  private:
   line_file file_;
 };
+
+// Batches whose actions may wait in the outbox, already appended to --out, before one fsync of
+// --out and one trim: a power loss redelivers at most this many batches' actions (same keys).
+constexpr std::size_t trim_every_batches = 100;
+// Nor more actions than this (bounds the duplicates a crash can leave in --out).
+constexpr std::size_t trim_every_actions = 10'000;
+
+// Makes --out durable, then trims from the outbox what it holds: in that order, so a trimmed
+// action is in --out also after a power loss.
+void flush_out(nudge::durable_engine& engine, append_sink& sink) {
+  const std::size_t n = engine.untrimmed();
+  if (n == 0) {
+    return;
+  }
+  sink.sync(n);
+  engine.trim();
+}
+
+// On an error path: whatever --out already holds leaves the outbox if it can (fewer duplicates
+// on the next run); if not, it stays there and is delivered again with the same keys.
+void flush_out_quietly(nudge::durable_engine& engine, append_sink& sink) noexcept {
+  const std::size_t last_batch = sink.last_batch;
+  const bool failed = sink.failed;
+  try {
+    flush_out(engine, sink);
+  } catch (const std::exception&) {
+    // The original error is reported; these actions are redelivered under the same keys.
+  }
+  sink.last_batch = last_batch;  // the original error's message counts the original batch
+  sink.failed = failed;
+}
 
 // The library's delivery_error advises its API (deliver_pending); a CLI user runs nudge run
 // again. Rethrows `e` with that advice, its cause nested.
@@ -225,8 +268,8 @@ class append_sink final : public nudge::sink {
 int run_events(const run_args& args, const std::shared_ptr<const nudge::program>& program,
                const std::string& rules_text, std::string_view text, nudge::file_format format,
                const file_text& events_file, nudge::sqlite_store& db, nudge::durable_engine& engine,
-               const append_sink& sink, line_file* rejects_file,
-               std::optional<nudge::time_point> until, bool skip) {
+               append_sink& sink, line_file* rejects_file, std::optional<nudge::time_point> until,
+               bool skip) {
   // CSV: the header line is handed to the reader again with every chunk.
   std::string header;
   std::size_t start = 0;
@@ -298,6 +341,7 @@ int run_events(const run_args& args, const std::shared_ptr<const nudge::program>
   std::vector<std::size_t> event_line;  // index into `cl` of each event
   std::vector<pending_reject> refused;
   std::vector<bool> refused_written;
+  std::size_t batches_untrimmed = 0;
   for (;;) {
     // The next chunk: up to `batch` non-empty complete lines (a partial last line waits).
     cl.begin.clear();
@@ -514,6 +558,11 @@ int run_events(const run_args& args, const std::shared_ptr<const nudge::program>
       }
       processed += cut;
       floor = now;
+      if (engine.untrimmed() > 0 &&
+          (++batches_untrimmed >= trim_every_batches || engine.untrimmed() >= trim_every_actions)) {
+        flush_out(engine, sink);
+        batches_untrimmed = 0;
+      }
     } else if (new_pos != pos) {
       // Every line of the chunk refused: commit the position past them.
       record_rejects(new_pos);
@@ -544,6 +593,7 @@ int run_events(const run_args& args, const std::shared_ptr<const nudge::program>
     }
   }
   engine.deliver_pending();
+  flush_out(engine, sink);
   fmt::print(stderr,
              "{} events processed, {} rejected ({} lines of {} so far), {} actions delivered, {} "
              "in the outbox\n",
@@ -621,9 +671,14 @@ int run_live(const run_args& args) {
     rejects_file.emplace(args.rejects, sync_files);
   }
   nudge::durable_engine engine{running, db, &sink};
+  engine.defer_trim(true);  // flush_out fsyncs --out once per group of batches, then trims
   try {
+    // What a killed run left in the outbox, at once and trimmed, before any event: every
+    // restart then writes at most one group again, however often runs are killed. (Also, outbox
+    // entries name workflow steps of the stored rules, which change_program replaces.)
+    engine.deliver_pending();
+    flush_out(engine, sink);
     if (running != program) {
-      engine.deliver_pending();  // outbox entries name workflow steps of the stored rules
       nudge::time_point at = nudge::min_time;
       if (auto saved = db.get_meta(meta_now)) {
         at = nudge::from_epoch(std::stoll(*saved));
@@ -650,7 +705,13 @@ int run_live(const run_args& args) {
                               sink, rejects_file ? &*rejects_file : nullptr, until, skip);
     return rc;
   } catch (const nudge::delivery_error& e) {
+    if (sink.failed) {
+      flush_out_quietly(engine, sink);  // the batches before the one --out refused
+    }
     rethrow_for_cli(e, args, sink, db);
+  } catch (...) {
+    flush_out_quietly(engine, sink);
+    throw;
   }
 }
 

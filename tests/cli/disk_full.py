@@ -67,10 +67,13 @@ def main():
     done, outbox = progress()
     assert 0 < done < 6000, f"{done} lines committed before the disk filled"
     assert outbox == 0, "the committed batches were delivered"
-    # Still full: a rerun fails the same way and commits nothing more.
+    # Still full: a rerun fails the same way, with an empty outbox again. It may commit a few
+    # batches more: the outbox is trimmed in groups of batches (docs/live.md), and the failed
+    # run's last trim freed the pages its untrimmed actions held.
     r = run(db, out, "--max-pages", str(cap))
     assert r.returncode == 1 and "database or disk is full" in r.stderr, r.stderr
-    assert progress() == (done, 0)
+    again, outbox = progress()
+    assert done <= again < 6000 and outbox == 0, (done, again, outbox)
 
     # Room again: the rerun continues from the last committed batch.
     r = run(db, out)

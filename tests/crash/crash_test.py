@@ -10,6 +10,10 @@ pass --kills 50), restarting each time and finally letting it finish; a run that
 its kill ends an episode, and the next starts on a fresh database. The set of delivered actions, deduplicated by
 idempotency key, must equal the reference's: nothing lost, nothing delivered under two keys.
 
+After each kill, the actions both in --out and still in the outbox (written, not yet trimmed: the
+outbox is trimmed once per group of batches) must be the same lines under the same keys: the
+restart writes them again, identical.
+
 Also checks that appending events to the file and running again continues where the first run
 stopped (the same actions as one run over the whole file).
 """
@@ -101,6 +105,7 @@ def main():
     rng = random.Random(a.seed)
     kills = 0
     episode = 0
+    written_untrimmed = 0  # actions in --out and in the outbox at a kill, over all kills
     while kills < a.kills:
         db, out = fresh(f"crash{episode}")
         episode_kills = 0
@@ -112,6 +117,20 @@ def main():
             p.send_signal(signal.SIGKILL)
             p.wait()
             kills += 1
+            # Whole lines only (the restart cuts a torn tail).
+            written = {}
+            if os.path.exists(out):
+                with open(out) as f:
+                    written = {line.rstrip("\n").rsplit(",", 1)[1]: line.rstrip("\n")
+                               for line in f if line.endswith("\n")}
+            if os.path.exists(db):
+                waiting = subprocess.run([a.nudge, "outbox", "--db", db], capture_output=True,
+                                         text=True)
+                for line in waiting.stdout.splitlines()[1:] if waiting.returncode == 0 else []:
+                    key = line.rsplit(",", 1)[1]
+                    if key in written:
+                        assert written[key] == line, f"key {key}: {written[key]!r} != {line!r}"
+                        written_untrimmed += 1
             episode_kills += 1
         subprocess.run(command(db, out), check=True, stderr=subprocess.DEVNULL)
         crashed = delivered(out)
@@ -129,7 +148,8 @@ def main():
             print(f"differs: {len(lost)} lost, {len(extra)} not in the reference")
             return 1
         episode += 1
-    print(f"{kills} SIGKILLs in {episode} episodes: identical to the uninterrupted run")
+    print(f"{kills} SIGKILLs in {episode} episodes: identical to the uninterrupted run; "
+          f"{written_untrimmed} actions were written but not yet trimmed at a kill")
     return 0
 
 

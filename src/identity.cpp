@@ -284,6 +284,8 @@ contact_state merge_states(const program& p, contact_state known, contact_state 
       into.entries += from.entries;
     }
     into.last_date = std::max(into.last_date, from.last_date);
+    into.completed += from.completed;
+    into.exited += from.exited;
   }
 
   // Both ids' recent messages count against the merged contact's caps: a visitor e-mailed

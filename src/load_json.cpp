@@ -222,10 +222,25 @@ constexpr std::array<std::string_view, 17> verbs{
 constexpr std::array<std::string_view, 10> operators{"eq", "ne", "lt",       "le",     "gt",
                                                      "ge", "in", "contains", "prefix", "exists"};
 
-constexpr std::array<std::string_view, 16> condition_forms{
-    "all",   "any",     "not",        "detail",   "field",        "status",
-    "stage", "has_tag", "in_group",   "happened", "not_happened", "in_segment",
-    "sum",   "average", "first_seen", "last_seen"};
+constexpr std::array<std::string_view, 19> condition_forms{"all",
+                                                           "any",
+                                                           "not",
+                                                           "detail",
+                                                           "field",
+                                                           "status",
+                                                           "stage",
+                                                           "has_tag",
+                                                           "in_group",
+                                                           "happened",
+                                                           "not_happened",
+                                                           "in_segment",
+                                                           "sum",
+                                                           "average",
+                                                           "first_seen",
+                                                           "last_seen",
+                                                           "in_workflow",
+                                                           "completed_workflow",
+                                                           "exited_workflow"};
 
 // ---- The walker: DOM -> rule_set, collecting problems -----------------------------------------
 
@@ -386,11 +401,43 @@ class walker {
       return std::nullopt;
     }
     auto d = parse_duration(std::string_view{*s});
-    if (!d) {
+    if (!d && parse_months(std::string_view{*s})) {
       fail(at, "bad_duration",
-           fmt::format("{} is not a duration (expected e.g. \"60d\")", describe(v)));
+           fmt::format("{} counts calendar months, which only rule delays, \"within\" / "
+                       "\"older_than\" windows and fixed workflow waits take (use a fixed "
+                       "length here, e.g. \"30d\")",
+                       describe(v)));
+    } else if (!d) {
+      fail(at, "bad_duration",
+           fmt::format("{} is not a duration (expected a whole number and a unit: {}; e.g. "
+                       "\"60d\")",
+                       describe(v), duration_units));
     }
     return d;
+  }
+  // A delay or window that may be calendar months ("2mo", "1y"): months, or nullopt for a
+  // fixed length (then `fixed` holds it, checked by delay() / window()). Sets `ok` false on a
+  // problem (reported).
+  std::optional<months> calendar(const json::value& v, const path& at, bool is_window,
+                                 duration& fixed, bool& ok) {
+    if (const auto* s = v.if_string()) {
+      if (auto m = parse_months(std::string_view{*s})) {
+        if ((is_window && m->count == 0) || longest(*m) > limits_.max_delay) {
+          fail(at, is_window ? "bad_window" : "bad_delay",
+               fmt::format("calendar months must be {} to {} (a month counts as 31 days against "
+                           "the limit of {})",
+                           is_window ? 1 : 0, limits_.max_delay / days(31),
+                           format_duration(limits_.max_delay)));
+          ok = false;
+          return std::nullopt;
+        }
+        return m;
+      }
+    }
+    auto d = is_window ? window(v, at) : delay(v, at);
+    ok = d.has_value();
+    fixed = d.value_or(duration{0});
+    return std::nullopt;
   }
   // A delay: 0s up to the limit.
   std::optional<duration> delay(const json::value& v, const path& at) {
@@ -792,8 +839,9 @@ class walker {
       fail(at, "missing_field", "missing required field \"on\"");
     }
     if (const auto* d = o->if_contains("delay")) {
-      if (auto dd = delay(*d, child(at, "delay"))) {
-        r.delay = *dd;
+      bool ok = true;
+      if (auto m = calendar(*d, child(at, "delay"), false, r.delay, ok)) {
+        r.delay_months = m->count;
       }
     }
     if (const auto* c = o->if_contains("if")) {
@@ -1013,6 +1061,22 @@ class walker {
     if (o->contains("detail") || o->contains("field")) {
       return comparison(*o, at);
     }
+    if (o->contains("in_workflow")) {
+      // {"in_workflow": ID} or {"in_workflow": ID, "step": STEP}: a form with two keys, like a
+      // comparison. Whether they exist is checked by program::compile (located there too).
+      if (!check_fields(*o, at, {"in_workflow", "step"})) {
+        return std::nullopt;
+      }
+      auto w = name(o->at("in_workflow"), child(at, "in_workflow"), "a workflow id");
+      std::optional<std::string> step{std::string{}};
+      if (const auto* st = o->if_contains("step")) {
+        step = name(*st, child(at, "step"), "a step id");
+      }
+      if (!w || !step) {
+        return std::nullopt;
+      }
+      return in_workflow(std::move(*w), std::move(*step));
+    }
     if (o->empty()) {
       fail(at, "missing_field",
            fmt::format("empty condition (expected one of {})", list_words(condition_forms)));
@@ -1094,6 +1158,14 @@ class walker {
       }
       return form == "has_tag" ? has_tag(std::move(*s)) : in_group(std::move(*s));
     }
+    if (form == "completed_workflow" || form == "exited_workflow") {
+      auto s = name(arg, aat, "a workflow id");
+      if (!s) {
+        return std::nullopt;
+      }
+      return form == "completed_workflow" ? completed_workflow(std::move(*s))
+                                          : exited_workflow(std::move(*s));
+    }
     if (form == "in_segment") {
       auto s = name(arg, aat, "a segment");
       if (!s) {
@@ -1152,9 +1224,14 @@ class walker {
       ok = false;
     }
     if (const auto* w = o->if_contains("within")) {
-      auto d = window(*w, child(at, "within"));
-      ok = ok && d.has_value();
-      b.within(d.value_or(duration{0}));
+      duration d{0};
+      bool fine = true;
+      if (auto cm = calendar(*w, child(at, "within"), true, d, fine)) {
+        b.within(*cm);
+      } else {
+        b.within(d);
+      }
+      ok = ok && fine;
     } else {
       fail(at, "missing_field", "missing required field \"within\"");
       ok = false;
@@ -1219,11 +1296,17 @@ class walker {
       return std::nullopt;
     }
     const bool is_older = older != nullptr;
-    auto d = window(is_older ? *older : *within, child(at, is_older ? "older_than" : "within"));
-    if (!ok || !d) {
+    duration d{0};
+    bool fine = true;
+    auto cm = calendar(is_older ? *older : *within, child(at, is_older ? "older_than" : "within"),
+                       true, d, fine);
+    if (!ok || !fine) {
       return std::nullopt;
     }
-    return is_older ? b.older_than(*d) : b.within(*d);
+    if (cm) {
+      return is_older ? b.older_than(*cm) : b.within(*cm);
+    }
+    return is_older ? b.older_than(d) : b.within(d);
   }
 
   std::optional<double> number(const json::value& v, const path& at) {
@@ -1494,10 +1577,12 @@ class walker {
            "give \"within\" or \"since_trigger\", not both", true);
       ok = false;
     } else if (within != nullptr) {
-      auto d = window(*within, child(at, "within"));
-      ok = ok && d.has_value();
+      bool fine = true;
+      if (auto cm = calendar(*within, child(at, "within"), true, c.window_length, fine)) {
+        c.window_months = cm->count;
+      }
+      ok = ok && fine;
       c.window = window_kind::within;
-      c.window_length = d.value_or(duration{0});
     } else if (since != nullptr) {
       auto b = boolean(*since, child(at, "since_trigger"));
       if (b && !*b) {
@@ -2365,8 +2450,9 @@ class walker {
   void wait_at(const json::value& v, const path& at, workflow_step& st) {
     if (v.is_string()) {
       st.wait = wait_kind::fixed;
-      if (auto d = window(v, at)) {
-        st.length = *d;
+      bool ok = true;
+      if (auto m = calendar(v, at, true, st.length, ok)) {
+        st.length_months = m->count;
       }
       return;
     }

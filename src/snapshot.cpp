@@ -357,6 +357,8 @@ void encode_state(writer& w, const contact_state& s) {
     w.i64(m.entries);
     w.time(m.last_entry);
     w.time(m.last_date);
+    w.i64(m.completed);
+    w.i64(m.exited);
   }
   w.u64(s.runs_started);
 }
@@ -631,6 +633,8 @@ contact_state decode_state(reader& r, const program* expected) {
     m.entries = r.i64("an entry count");
     m.last_entry = r.time("a last entry time");
     m.last_date = r.time("a last date entry time");
+    m.completed = r.i64("a completed run count");
+    m.exited = r.i64("an exited run count");
     insert_ordered(r, s.workflow_history, at, {wf, m}, "workflow memory");
   }
   s.runs_started = r.u64("the runs-started counter");
@@ -661,6 +665,11 @@ void canon(writer& w, const condition& c) {
   canon(w, c.events);
   w.u8(static_cast<std::uint8_t>(c.window));
   w.dur(c.window_length);
+  // Calendar months only when used, so rule sets without them keep their fingerprints.
+  if (c.window_months != 0) {
+    w.str("months");
+    w.i32(c.window_months);
+  }
   w.u8(static_cast<std::uint8_t>(c.count));
   w.i64(c.count_bound);
   // Only the kinds that read them: older rule sets keep their fingerprints.
@@ -670,6 +679,8 @@ void canon(writer& w, const condition& c) {
   } else if (c.node == condition::kind::occurred) {
     w.u8(static_cast<std::uint8_t>(c.which));
     w.u8(c.is_older ? 1 : 0);
+  } else if (c.node == condition::kind::in_workflow) {
+    w.str(c.step);
   }
 }
 
@@ -720,6 +731,10 @@ void canon(writer& w, const rule& r) {
   w.str(r.id);
   canon(w, r.trigger);
   w.dur(r.delay);
+  if (r.delay_months != 0) {
+    w.str("months");
+    w.i32(r.delay_months);
+  }
   canon(w, r.when);
   w.count(r.actions.size());
   for (const auto& a : r.actions) {
@@ -748,6 +763,10 @@ void canon_steps(writer& w, const std::vector<workflow_step>& steps) {
     canon(w, st.act);
     w.u8(static_cast<std::uint8_t>(st.wait));
     w.dur(st.length);
+    if (st.length_months != 0) {
+      w.str("months");
+      w.i32(st.length_months);
+    }
     w.u8(static_cast<std::uint8_t>(st.moment));
     w.i32(st.time_of_day);
     w.u8(st.weekdays);

@@ -140,11 +140,13 @@ TEST_CASE("examples: every rule-file scenario produces its expected actions", "[
   }
   std::sort(names.begin(), names.end());
   CHECK(names == std::vector<std::string>{
-                     "cart_by_event", "cart_by_url", "coupon", "delivery_policy", "education",
-                     "lead_assignment", "lifecycle", "reactivation_purchase", "reactivation_url",
-                     "restaurant_loyalty", "wf_abandoned_cart", "wf_best_customer", "wf_birthday",
-                     "wf_first_purchase_feedback", "wf_geolocation", "wf_reactivation",
-                     "wf_replenishment", "wf_upsell", "wf_welcome_series"});
+                     "cart_by_event",    "cart_by_url",        "coupon",
+                     "delivery_policy",  "education",          "lead_assignment",
+                     "lifecycle",        "months_recheck",     "reactivation_purchase",
+                     "reactivation_url", "restaurant_loyalty", "wf_abandoned_cart",
+                     "wf_best_customer", "wf_birthday",        "wf_first_purchase_feedback",
+                     "wf_geolocation",   "wf_reactivation",    "wf_replenishment",
+                     "wf_upsell",        "wf_welcome_series"});
   for (const auto& name : names) {
     INFO("scenario " << name);
     const auto expected =

@@ -82,7 +82,10 @@ TEST_CASE("load_rules: diagnostics carry pointer, code and position", "[load_rul
     CHECK(e.column() == 21);
     CHECK(e.json_pointer() == "/rules/0/if/not_happened/within");
     CHECK(e.code() == "bad_duration");
-    CHECK(e.diagnostics()[0].message == "\"60x\" is not a duration (expected e.g. \"60d\")");
+    CHECK(
+        e.diagnostics()[0].message ==
+        "\"60x\" is not a duration (expected a whole number and a unit: s (seconds), m (minutes), "
+        "h (hours), d (days), w (weeks), mo (calendar months), y (calendar years); e.g. \"60d\")");
   }
 }
 
@@ -99,7 +102,9 @@ TEST_CASE("load_rules: several errors come in document order with stable codes",
                                           "unknown_action"});
   // Without a file name the message starts at line:column.
   CHECK(r.diagnostics[0].to_string() ==
-        "9:16: /rules/0/delay: \"1hour\" is not a duration (expected e.g. \"60d\")");
+        "9:16: /rules/0/delay: \"1hour\" is not a duration (expected a whole number and a unit: s "
+        "(seconds), m (minutes), h (hours), d (days), w (weeks), mo (calendar months), y (calendar "
+        "years); e.g. \"60d\")");
 }
 
 TEST_CASE("load_rules: parse_rules reports the loader's own problems too", "[load_rules]") {
@@ -114,7 +119,9 @@ TEST_CASE("load_rules: columns count characters, not bytes", "[load_rules]") {
       "{\"rules\": [{\"id\": \"żółw\", \"on\": {\"event\": \"signup\"}, \"delay\": \"x\", "
       "\"then\": [{\"do\": \"send_email\", \"arg\": \"a\"}]}]}";
   CHECK(what_of(text, "f.json") ==
-        "f.json:1:63: /rules/0/delay: \"x\" is not a duration (expected e.g. \"60d\")");
+        "f.json:1:63: /rules/0/delay: \"x\" is not a duration (expected a whole number and a unit: "
+        "s (seconds), m (minutes), h (hours), d (days), w (weeks), mo (calendar months), y "
+        "(calendar years); e.g. \"60d\")");
 }
 
 TEST_CASE("load_rules: a byte order mark is skipped and still counted", "[load_rules]") {

@@ -184,7 +184,7 @@ TEST_CASE("snapshot: another format version is rejected naming both versions") {
   nudge::snapshot s;
   auto bytes = encode(s);
   bytes[8] = 9;
-  CHECK(error_of(bytes) == "s.snap: snapshot format version 9, this build reads version 7");
+  CHECK(error_of(bytes) == "s.snap: snapshot format version 9, this build reads version 8");
 }
 
 TEST_CASE("snapshot: another program is rejected naming both fingerprints") {

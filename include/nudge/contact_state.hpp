@@ -113,6 +113,8 @@ struct workflow_memory {
   std::int64_t entries = 0;
   time_point last_entry{};          ///< valid when entries > 0
   time_point last_date = min_time;  ///< the latest yearly date entry fired
+  /// Runs that walked to the end / that a goal ended (completed_workflow, exited_workflow).
+  std::int64_t completed = 0, exited = 0;
   friend bool operator==(const workflow_memory&, const workflow_memory&) = default;
 };
 

@@ -182,7 +182,14 @@ class evaluator {
   void replace_profile(contact c, time_point at) {
     fire_timers_before(at);
     s_.clock = std::max(s_.clock, at);
+    const auto before = s_.contact.location;
     s_.contact = std::move(c);
+    if (s_.contact.location != before) {
+      // Moved through move_to, so that areas see where it came from.
+      const auto after = s_.contact.location;
+      s_.contact.location = before;
+      move_to(after, at, 0, nullptr);
+    }
     touch_all_segments();  // any field may have changed
     if (!p_.rules().scoring.thresholds.empty()) {
       check_thresholds(at, 0, nullptr);
@@ -778,6 +785,12 @@ class evaluator {
              const std::vector<std::uint32_t>* chain, const name_map<value>* props) {
     s_.clock = std::max(s_.clock, at);
     const std::uint64_t ordinal = s_.events_applied++;
+    if (props != nullptr && !props->empty()) {
+      std::string unused;  // validated before the batch (check_finite)
+      if (auto here = detail::location_of(*props, &unused)) {
+        move_to(here, at, depth, chain);
+      }
+    }
     if (type == c_.tag_added_type) {
       if (!s_.contact.has_tag(key)) {
         s_.contact.tags.emplace(std::string{key}, at);
@@ -823,6 +836,30 @@ class evaluator {
     if (!c_.workflows.empty()) {
       const cascade_ctx ctx{depth, chain};
       on_workflow_event(type, key, at, ordinal, ctx, props);
+    }
+  }
+
+  // The contact's location changes to `to`: remember where it was (moved), have the segments
+  // reading it re-evaluated, and raise area_entered / area_exited for the areas it crossed into
+  // or out of (after the event moving it, like segment events).
+  void move_to(std::optional<geo_point> to, time_point at, std::size_t depth,
+               const std::vector<std::uint32_t>* chain) {
+    const auto from = s_.contact.location;
+    if (from == to) {
+      return;
+    }
+    if (from) {
+      s_.previous_location = from;
+    }
+    s_.contact.location = to;
+    touch_segments(c_.segment_reads.by_location);
+    for (const area& a : p_.rules().areas) {
+      const bool was = from && distance_km(*from, a.center) <= a.radius_km;
+      const bool is = to && distance_km(*to, a.center) <= a.radius_km;
+      if (is != was) {
+        raise(is ? event_types::area_entered : event_types::area_exited, a.name, at, depth, chain,
+              none);
+      }
     }
   }
 
@@ -1052,6 +1089,8 @@ class evaluator {
       case k::in_workflow:
       case k::completed_workflow:
       case k::exited_workflow:
+      case k::near:
+      case k::moved:
         return max_time;  // no window; their inputs are touched when they change
       case k::happened: {
         if (leaf.window == window_kind::lifetime) {
@@ -2183,6 +2222,9 @@ class evaluator {
       case k::completed_workflow:
       case k::exited_workflow:
         return detail::workflow_state_holds(nd, s_, c_);
+      case k::near:
+      case k::moved:
+        return detail::location_holds(*nd.source, s_);
       case k::aggregate: {
         const condition& leaf = *nd.source;
         double sum = 0;
@@ -2260,6 +2302,10 @@ class evaluator {
     if (const double* d = std::get_if<double>(&v); d != nullptr && !std::isfinite(*d)) {
       throw input_error(contact, index, fmt::format("props/{} is not a finite number", name));
     }
+  }
+  std::string problem;
+  if (!detail::location_of(props, &problem) && !problem.empty()) {
+    throw input_error(contact, index, problem);
   }
 }
 // Sizes a state's per-program slots (a fresh state has none yet); refuses one kept for another

@@ -50,6 +50,9 @@ void merge_profile(contact& k, const contact& a) {
     k.groups.insert(g);
   }
   k.score += a.score;
+  if (!k.location) {
+    k.location = a.location;
+  }
   for (auto [mine, theirs] : {std::pair{&k.owner, &a.owner}, std::pair{&k.stage, &a.stage},
                               std::pair{&k.time_zone, &a.time_zone}}) {
     if (mine->empty()) {

@@ -200,19 +200,20 @@ std::string describe(const json::value& v) {
   return s;
 }
 
-constexpr std::array<std::string_view, 19> builtin_types{
+constexpr std::array<std::string_view, 21> builtin_types{
     event_types::page_view,       event_types::cart,           event_types::purchase,
     event_types::email_open,      event_types::email_click,    event_types::signup,
     event_types::tag_added,       event_types::tag_removed,    event_types::stage_entered,
     event_types::status_changed,  event_types::owner_assigned, event_types::group_added,
     event_types::group_removed,   event_types::detail_set,     event_types::score_changed,
     event_types::segment_entered, event_types::segment_exited, event_types::score_crossed,
-    event_types::identify};
+    event_types::identify,        event_types::area_entered,   event_types::area_exited};
 
 // Event forms whose value is the key: {"tag_added": "vip"} is {"event": "tag_added", "key":
 // "vip"}.
-constexpr std::array<std::string_view, 5> key_shorthands{
-    "tag_added", "stage_entered", "segment_entered", "segment_exited", "score_crossed"};
+constexpr std::array<std::string_view, 7> key_shorthands{
+    "tag_added",     "stage_entered", "segment_entered", "segment_exited",
+    "score_crossed", "area_entered",  "area_exited"};
 
 constexpr std::array<std::string_view, 17> verbs{
     "send_email", "send_sms",  "web_push",     "notify_owner", "generate_coupon",  "webhook",
@@ -222,7 +223,7 @@ constexpr std::array<std::string_view, 17> verbs{
 constexpr std::array<std::string_view, 10> operators{"eq", "ne", "lt",       "le",     "gt",
                                                      "ge", "in", "contains", "prefix", "exists"};
 
-constexpr std::array<std::string_view, 19> condition_forms{"all",
+constexpr std::array<std::string_view, 21> condition_forms{"all",
                                                            "any",
                                                            "not",
                                                            "detail",
@@ -240,7 +241,9 @@ constexpr std::array<std::string_view, 19> condition_forms{"all",
                                                            "last_seen",
                                                            "in_workflow",
                                                            "completed_workflow",
-                                                           "exited_workflow"};
+                                                           "exited_workflow",
+                                                           "near",
+                                                           "moved"};
 
 // ---- The walker: DOM -> rule_set, collecting problems -----------------------------------------
 
@@ -258,7 +261,7 @@ class walker {
     }
     check_fields(*top, root_at,
                  {"version", "description", "event_types", "owner_groups", "rules", "workflows",
-                  "segments", "timeline", "scoring", "delivery"});
+                  "segments", "timeline", "scoring", "delivery", "areas"});
     // Declarations first: rules refer to them wherever they appear in the file.
     if (const auto* v = top->if_contains("version")) {
       if (auto n = integer(*v, child(root_at, "version"))) {
@@ -283,6 +286,9 @@ class walker {
     }
     if (const auto* v = top->if_contains("segments")) {
       segments(*v, out);
+    }
+    if (const auto* v = top->if_contains("areas")) {
+      areas_at(*v, out);
     }
     if (const auto* v = top->if_contains("scoring")) {
       scoring_at(*v, out.scoring);
@@ -976,10 +982,11 @@ class walker {
                true);
         }
       }
-      const char* what = shorthand == "tag_added"       ? "a tag"
-                         : shorthand == "stage_entered" ? "a stage"
-                         : shorthand == "score_crossed" ? "a threshold"
-                                                        : "a segment";
+      const char* what = shorthand == "tag_added"        ? "a tag"
+                         : shorthand == "stage_entered"  ? "a stage"
+                         : shorthand == "score_crossed"  ? "a threshold"
+                         : shorthand.starts_with("area") ? "an area"
+                                                         : "a segment";
       auto k = name(*short_value, child(at, shorthand), what);
       if (!k) {
         return std::nullopt;
@@ -1043,7 +1050,7 @@ class walker {
     }
     check_fields(*o, at,
                  {"event", "key", "key_prefix", "tag_added", "stage_entered", "segment_entered",
-                  "segment_exited", "score_crossed"});
+                  "segment_exited", "score_crossed", "area_entered", "area_exited"});
     return match_at(*o, at);
   }
 
@@ -1158,6 +1165,24 @@ class walker {
       }
       return form == "has_tag" ? has_tag(std::move(*s)) : in_group(std::move(*s));
     }
+    if (form == "near" || form == "moved") {
+      const json::object* c = object_at(arg, aat);
+      if (c == nullptr) {
+        return std::nullopt;
+      }
+      const bool is_near = form == "near";
+      if (!check_fields(*c, aat,
+                        is_near ? std::initializer_list<std::string_view>{"lat", "lon", "km"}
+                                : std::initializer_list<std::string_view>{"km"})) {
+        return std::nullopt;
+      }
+      geo_point p;
+      double km = 0;
+      if (!circle_at(*c, aat, is_near ? &p : nullptr, km)) {
+        return std::nullopt;
+      }
+      return is_near ? near(p, km) : moved_more_than(km);
+    }
     if (form == "completed_workflow" || form == "exited_workflow") {
       auto s = name(arg, aat, "a workflow id");
       if (!s) {
@@ -1208,10 +1233,11 @@ class walker {
       return std::nullopt;
     }
     static constexpr std::array<std::string_view, 6> ops{"eq", "ne", "lt", "le", "gt", "ge"};
-    bool ok = check_fields(*o, at,
-                           {"event", "key", "key_prefix", "tag_added", "stage_entered",
-                            "segment_entered", "segment_exited", "score_crossed", "property",
-                            "within", "eq", "ne", "lt", "le", "gt", "ge"});
+    bool ok =
+        check_fields(*o, at,
+                     {"event", "key", "key_prefix", "tag_added", "stage_entered", "segment_entered",
+                      "segment_exited", "score_crossed", "area_entered", "area_exited", "property",
+                      "within", "eq", "ne", "lt", "le", "gt", "ge"});
     auto m = match_at(*o, at);
     ok = ok && m.has_value();
     aggregate_builder b = aggregate_of(fn, m.value_or(event_match{}), {});
@@ -1275,10 +1301,10 @@ class walker {
     if (o == nullptr) {
       return std::nullopt;
     }
-    bool ok =
-        check_fields(*o, at,
-                     {"event", "key", "key_prefix", "tag_added", "stage_entered", "segment_entered",
-                      "segment_exited", "score_crossed", "within", "older_than"});
+    bool ok = check_fields(
+        *o, at,
+        {"event", "key", "key_prefix", "tag_added", "stage_entered", "segment_entered",
+         "segment_exited", "score_crossed", "area_entered", "area_exited", "within", "older_than"});
     auto m = match_at(*o, at);
     ok = ok && m.has_value();
     occurred_builder b = which == occurrence::first ? first_seen(m.value_or(event_match{}))
@@ -1323,6 +1349,59 @@ class walker {
   }
 
   // ---- segments and scoring ----
+  // The members of a circle: "lat", "lon" (when `p` is given) and "km", each a required number.
+  // Ranges are program::compile's to check (located the same way). False on a problem.
+  bool circle_at(const json::object& o, const path& at, geo_point* p, double& km) {
+    bool ok = true;
+    auto read = [&](std::string_view key, double& into) {
+      const auto* v = o.if_contains(key);
+      if (v == nullptr) {
+        fail(at, "missing_field", fmt::format("missing required field {}", quoted(key)));
+        ok = false;
+      } else if (auto d = number(*v, child(at, key))) {
+        into = *d;
+      } else {
+        ok = false;
+      }
+    };
+    if (p != nullptr) {
+      read("lat", p->lat);
+      read("lon", p->lon);
+    }
+    read("km", km);
+    return ok;
+  }
+
+  // "areas": [{"name", "lat", "lon", "km", "description"}]
+  void areas_at(const json::value& v, rule_set& out) {
+    const path aat = child(root_at, "areas");
+    const json::array* a = array_at(v, aat);
+    if (a == nullptr) {
+      return;
+    }
+    for (std::size_t i = 0; i < a->size(); ++i) {
+      const path at = child(aat, i);
+      const json::object* o = object_at((*a)[i], at);
+      if (o == nullptr) {
+        continue;
+      }
+      check_fields(*o, at, {"name", "description", "lat", "lon", "km"});
+      area ar;
+      if (const auto* n = o->if_contains("name")) {
+        if (auto nm = name(*n, child(at, "name"), "an area name")) {
+          ar.name = std::move(*nm);
+        }
+      } else {
+        fail(at, "missing_field", "missing required field \"name\"");
+      }
+      if (const auto* d = o->if_contains("description")) {
+        string(*d, child(at, "description"));
+      }
+      circle_at(*o, at, &ar.center, ar.radius_km);
+      out.areas.push_back(std::move(ar));
+    }
+  }
+
   void segments(const json::value& v, rule_set& out) {
     const path sat = child(root_at, "segments");
     const json::array* a = array_at(v, sat);
@@ -1557,15 +1636,16 @@ class walker {
     }
     bool ok = true;
     if (is_not) {
+      ok = check_fields(*o, at,
+                        {"event", "key", "key_prefix", "tag_added", "stage_entered",
+                         "segment_entered", "segment_exited", "score_crossed", "area_entered",
+                         "area_exited", "within", "since_trigger"});
+    } else {
       ok = check_fields(
           *o, at,
           {"event", "key", "key_prefix", "tag_added", "stage_entered", "segment_entered",
-           "segment_exited", "score_crossed", "within", "since_trigger"});
-    } else {
-      ok = check_fields(*o, at,
-                        {"event", "key", "key_prefix", "tag_added", "stage_entered",
-                         "segment_entered", "segment_exited", "score_crossed", "within",
-                         "since_trigger", "at_least", "at_most", "exactly"});
+           "segment_exited", "score_crossed", "area_entered", "area_exited", "within",
+           "since_trigger", "at_least", "at_most", "exactly"});
     }
     auto m = match_at(*o, at);
     ok = ok && m.has_value();

@@ -1,6 +1,7 @@
 // Compiling a rule_set: validation with JSON-pointer diagnostics, then indexing rules by
 // (event type, key) and deriving the history aggregates that conditions read.
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -44,6 +45,31 @@ struct validator {
            fmt::format("calendar months must be 1 to {} (a month counts as 31 days against the "
                        "limit of {})",
                        limits.max_delay / days(31), format_duration(limits.max_delay)));
+    }
+  }
+
+  void check_point(geo_point p, const std::string& at) {
+    if (auto why = geo_problem(p.lat, p.lon)) {
+      fail(at + (why->starts_with("latitude") ? "/lat" : "/lon"), "bad_location", *why);
+    }
+  }
+
+  void check_areas(const rule_set& rs) {
+    std::map<std::string_view, std::size_t> first;
+    for (std::size_t i = 0; i < rs.areas.size(); ++i) {
+      const area& a = rs.areas[i];
+      const std::string at = fmt::format("/areas/{}", i);
+      if (a.name.empty()) {
+        fail(at + "/name", "missing_name", "an area needs a name");
+      } else if (auto [it, fresh] = first.emplace(a.name, i); !fresh) {
+        fail(at + "/name", "duplicate_name",
+             fmt::format("duplicate area name \"{}\" (first used by /areas/{})", a.name,
+                         it->second));
+      }
+      check_point(a.center, at);
+      if (!(a.radius_km > 0) || !std::isfinite(a.radius_km)) {
+        fail(at + "/km", "bad_distance", "a distance must be a finite number above 0");
+      }
     }
   }
 
@@ -184,6 +210,17 @@ struct validator {
       case k::exited_workflow:
         check_workflow_condition(c, at);
         break;
+      case k::near:
+        check_point(c.point, at + "/near");
+        if (!(c.radius_km > 0) || !std::isfinite(c.radius_km)) {
+          fail(at + "/near/km", "bad_distance", "a distance must be a finite number above 0");
+        }
+        break;
+      case k::moved:
+        if (!(c.radius_km >= 0) || !std::isfinite(c.radius_km)) {
+          fail(at + "/moved/km", "bad_distance", "a distance must be a finite number, 0 or more");
+        }
+        break;
       case k::in_segment: {
         if (c.name.empty()) {
           fail(at + "/in_segment", "missing_name", "a segment name is required");
@@ -248,6 +285,12 @@ struct validator {
       if (!known) {
         fail(at + "/" + m.type, "unknown_segment",
              fmt::format("no segment \"{}\" is defined", m.key));
+      }
+    } else if (m.type == event_types::area_entered || m.type == event_types::area_exited) {
+      const bool known = std::any_of(set->areas.begin(), set->areas.end(),
+                                     [&](const area& a) { return a.name == m.key; });
+      if (!known) {
+        fail(at + "/" + m.type, "unknown_area", fmt::format("no area \"{}\" is defined", m.key));
       }
     } else if (m.type == event_types::score_crossed) {
       const auto& ts = set->scoring.thresholds;
@@ -366,6 +409,7 @@ struct validator {
       check_condition(sg.when, at + "/if", 1);
     }
     current_segment = static_cast<std::size_t>(-1);
+    check_areas(rs);
     check_scoring(rs.scoring);
     if (rs.delivery) {
       check_policy(rs.delivery->defaults, "/delivery");
@@ -918,11 +962,12 @@ struct compiler {
       type(t);
     }
     namespace et = event_types;
-    for (auto t :
-         {et::page_view, et::cart, et::purchase, et::email_open, et::email_click, et::signup,
-          et::tag_added, et::tag_removed, et::stage_entered, et::status_changed, et::owner_assigned,
-          et::group_added, et::group_removed, et::detail_set, et::score_changed,
-          et::segment_entered, et::segment_exited, et::score_crossed, et::identify}) {
+    for (auto t : {et::page_view,      et::cart,           et::purchase,       et::email_open,
+                   et::email_click,    et::signup,         et::tag_added,      et::tag_removed,
+                   et::stage_entered,  et::status_changed, et::owner_assigned, et::group_added,
+                   et::group_removed,  et::detail_set,     et::score_changed,  et::segment_entered,
+                   et::segment_exited, et::score_crossed,  et::identify,       et::area_entered,
+                   et::area_exited}) {
       type(std::string{t});
     }
     out.tag_added_type = out.types.find(et::tag_added)->second;
@@ -1022,6 +1067,10 @@ struct compiler {
             break;
           case k::has_tag:
             add(in.by_tag[nd.source->name], s);
+            break;
+          case k::near:
+          case k::moved:
+            add(in.by_location, s);
             break;
           case k::in_workflow:
           case k::completed_workflow:

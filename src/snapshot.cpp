@@ -224,6 +224,14 @@ class reader {
 
 // ---- Contact states -----------------------------------------------------------------------------
 
+void write_location(writer& w, const std::optional<geo_point>& p) {
+  w.u8(p ? 1 : 0);
+  if (p) {
+    w.f64(p->lat);
+    w.f64(p->lon);
+  }
+}
+
 void encode_contact(writer& w, const contact& c) {
   w.str(c.id);
   w.count(c.details.size());
@@ -250,6 +258,7 @@ void encode_contact(writer& w, const contact& c) {
   for (const auto& g : c.groups) {
     w.str(g);
   }
+  write_location(w, c.location);
 }
 
 void encode_state(writer& w, const contact_state& s) {
@@ -361,6 +370,7 @@ void encode_state(writer& w, const contact_state& s) {
     w.i64(m.exited);
   }
   w.u64(s.runs_started);
+  write_location(w, s.previous_location);
 }
 
 // Map keys must come strictly ascending: a flat_map built from them is then exactly the one saved.
@@ -371,6 +381,20 @@ void insert_ordered(reader& r, Map& m, std::size_t at, typename Map::value_type 
     r.corrupt(at, fmt::format("{} keys are not in ascending order", what));
   }
   m.insert(m.end(), std::move(entry));
+}
+
+std::optional<geo_point> read_location(reader& r, const char* what) {
+  const auto at = r.pos();
+  if (!r.boolean(what)) {
+    return std::nullopt;
+  }
+  geo_point p;
+  p.lat = r.f64("a latitude");
+  p.lon = r.f64("a longitude");
+  if (auto why = geo_problem(p.lat, p.lon)) {
+    r.corrupt(at, *why);
+  }
+  return p;
 }
 
 contact decode_contact(reader& r) {
@@ -404,6 +428,7 @@ contact decode_contact(reader& r) {
     }
     c.groups.insert(c.groups.end(), std::move(g));
   }
+  c.location = read_location(r, "the location");
   return c;
 }
 
@@ -638,6 +663,7 @@ contact_state decode_state(reader& r, const program* expected) {
     insert_ordered(r, s.workflow_history, at, {wf, m}, "workflow memory");
   }
   s.runs_started = r.u64("the runs-started counter");
+  s.previous_location = read_location(r, "the previous location");
   return s;
 }
 
@@ -681,6 +707,10 @@ void canon(writer& w, const condition& c) {
     w.u8(c.is_older ? 1 : 0);
   } else if (c.node == condition::kind::in_workflow) {
     w.str(c.step);
+  } else if (c.node == condition::kind::near || c.node == condition::kind::moved) {
+    w.f64(c.point.lat);
+    w.f64(c.point.lon);
+    w.f64(c.radius_km);
   }
 }
 
@@ -888,6 +918,16 @@ std::uint64_t program_fingerprint(const program& p) {
     w.count(rs.workflows.size());
     for (const auto& wf : rs.workflows) {
       canon(w, wf);
+    }
+  }
+  if (!rs.areas.empty()) {
+    w.str("areas");
+    w.count(rs.areas.size());
+    for (const auto& a : rs.areas) {
+      w.str(a.name);
+      w.f64(a.center.lat);
+      w.f64(a.center.lon);
+      w.f64(a.radius_km);
     }
   }
   if (rs.delivery) {

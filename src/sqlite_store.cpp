@@ -719,7 +719,8 @@ sqlite_store::sqlite_store(const std::string& path, const nudge::program& progra
       throw sqlite_error(fmt::format(
           "{}: database schema version {}, this build reads version {} (versions 1 and 2 kept "
           "one row per contact, 3 stored state records uncoded, 4 states without the delivery "
-          "policy, 5 states without completed / exited workflow counts; there is no conversion: "
+          "policy, 5 states without workflow completion counts and locations; there is no "
+          "conversion: "
           "replay the events into a new database)",
           path, *version, schema_version));
     }

@@ -298,7 +298,10 @@ TEST_CASE("docs: every example in rules.md loads", "[load_rules][docs]") {
   const std::string head =
       R"({"event_types": ["PURCHASE", "CART", "app_session"], "owner_groups": {"sales": ["anna", "bartek"]},)"
       R"("segments": [{"name": "active", "if": {"has_tag": "x"}}],)"
-      R"("scoring": {"thresholds": [{"name": "hot", "at": 100}]},)";
+      R"("scoring": {"thresholds": [{"name": "hot", "at": 100}]},)"
+      R"("workflows": [{"id": "cart", "entry": {"on": {"event": "cart"}},)"
+      R"( "steps": [{"id": "r2_wait", "wait": "1d"}]}],)"
+      R"("areas": [{"name": "old_town", "lat": 52.2497, "lon": 21.0122, "km": 1}],)";
   auto as_rule = [&](const std::string& r) { return head + R"("rules": [)" + r + "]}"; };
   auto with = [&](const std::string& on, const std::string& cond, const std::string& act) {
     return as_rule(R"({"id": "doc", "on": )" + on + (cond.empty() ? "" : R"(, "if": )" + cond) +

@@ -98,7 +98,7 @@ TEST_CASE("read_events: each bad line is refused with file:line and the reason",
   const std::string ok = "100,c1,page_view,/,\n";
   CHECK(error_of("ts,contact,kind\n") ==
         "events.csv:1: bad header: unknown column \"kind\" (expected ts, contact, type, key, "
-        "value)");
+        "value, lat, lon)");
   CHECK(error_of("ts,contact,key\n") == "events.csv:1: bad header: missing column \"type\"");
   CHECK(error_of("ts,ts,contact,type\n") ==
         "events.csv:1: bad header: column \"ts\" appears twice");

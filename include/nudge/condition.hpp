@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include <nudge/geo.hpp>
 #include <nudge/time.hpp>
 #include <nudge/value.hpp>
 
@@ -88,6 +89,8 @@ struct condition {
     in_workflow,
     completed_workflow,  ///< a run of workflow `name` walked to its end, ever
     exited_workflow,     ///< a goal (exit event or exit condition) ended a run of `name`, ever
+    near,                ///< the contact's location is at most `radius_km` from `point` (geo.hpp)
+    moved,  ///< the contact's location is more than `radius_km` from its previous location
   };
 
   kind node = kind::always;
@@ -119,6 +122,9 @@ struct condition {
   bool is_older = false;
   /// in_workflow: the step id the run must be at; empty: any step.
   std::string step;
+  // near (point and radius_km), moved (radius_km)
+  geo_point point;
+  double radius_km = 0;
 
   friend bool operator==(const condition&, const condition&) = default;
 };
@@ -355,6 +361,24 @@ inline occurred_builder last_seen(event_match m) {
   b.node.which = occurrence::last;
   b.node.events = std::move(m);
   return b;
+}
+
+/// "the contact is within `km` of `center`" (great-circle distance, geo.hpp); false without a
+/// location: near({52.2297, 21.0122}, 20).
+inline condition near(geo_point center, double km) {
+  condition n;
+  n.node = condition::kind::near;
+  n.point = center;
+  n.radius_km = km;
+  return n;
+}
+/// "the contact's location moved more than `km` from its previous one" (the location before it
+/// last changed; false while there is no previous location): moved_more_than(100).
+inline condition moved_more_than(double km) {
+  condition n;
+  n.node = condition::kind::moved;
+  n.radius_km = km;
+  return n;
 }
 
 /// "the contact is in workflow `workflow`" (an active run, any step), or "... at step `step`"

@@ -19,6 +19,7 @@
 #include <nudge/condition.hpp>
 #include <nudge/contact.hpp>
 #include <nudge/delivery.hpp>
+#include <nudge/geo.hpp>
 #include <nudge/scoring.hpp>
 #include <nudge/segment.hpp>
 #include <nudge/time.hpp>
@@ -82,6 +83,9 @@ struct rule_set {
   /// The delivery policy (consent, caps, hours) and time zones. Without it, messages of rules
   /// without their own `rule::delivery` go out ungoverned, as before the policy existed.
   std::optional<delivery_settings> delivery;
+  /// Named circles: a contact's location moving into / out of one raises `area_entered` /
+  /// `area_exited` with the area's name as key (geo.hpp, docs/rules.md "Location").
+  std::vector<area> areas;
 
   friend bool operator==(const rule_set&, const rule_set&) = default;
 };

@@ -60,3 +60,24 @@ def test_in_workflow_and_completed_workflow():
             "workflows": [{"id": "welcome", "entry": {"on": {"event": "signup"}},
                            "steps": [{"id": "pause", "wait": "1d"}]}]})
 
+
+def test_locations_from_the_profile_and_from_event_props():
+    program = nudge.Program.from_json({
+        "areas": [{"name": "old_town", "lat": 52.2497, "lon": 21.0122, "km": 1}],
+        "rules": [{"id": "enter", "on": {"area_entered": "old_town"},
+                   "then": [{"do": "web_push", "arg": "coffee"}]}]})
+    engine = nudge.Engine(program)
+    engine.upsert_contact("a", {"location": (52.2297, 21.0122)})
+    assert engine.contact("a").location == (52.2297, 21.0122)
+    assert engine.contact("a").to_dict()["location"] == (52.2297, 21.0122)
+    got = engine.process([("a", "page_view", T0, "/map", {"lat": 52.2497, "lon": 21.0122})],
+                         now=T0 + HOUR)
+    assert rows(got) == [(T0, "a", "enter", "web_push", "coffee")]
+    assert engine.contact("a").location == (52.2497, 21.0122)
+    with pytest.raises(ValueError, match="latitude 91 is outside -90 to 90"):
+        engine.upsert_contact("b", {"location": (91, 0)})
+    with pytest.raises(nudge.InputError, match="props/lon: longitude 200 is outside -180 to 180"):
+        engine.process([("a", "page_view", T0 + HOUR, "", {"lat": 0, "lon": 200})],
+                       now=T0 + 2 * HOUR)
+    engine.upsert_contact("a", {"location": None})
+    assert engine.contact("a").location is None

@@ -19,9 +19,4 @@ std::int64_t first_at_local(const zone_rules* z, std::int64_t local);
 /// instant by first_at_local. Saturates at max_time past the year 9999.
 time_point add_months(time_point t, std::int32_t n, const zone_rules* z);
 
-/// `t` plus a length: `fixed` seconds when `n` is 0, else `n` calendar months on clock `z`.
-inline time_point add_length(time_point t, duration fixed, std::int32_t n, const zone_rules* z) {
-  return n == 0 ? t + fixed : add_months(t, n, z);
-}
-
 }  // namespace nudge::detail

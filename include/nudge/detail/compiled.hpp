@@ -88,6 +88,7 @@ struct segment_inputs {
   std::vector<std::vector<std::uint32_t>> by_segment;  ///< in_segment leaves naming segment i
   /// in_workflow / completed_workflow / exited_workflow leaves naming workflow i.
   std::vector<std::vector<std::uint32_t>> by_workflow;
+  std::vector<std::uint32_t> by_location;  ///< near / moved leaves
   string_map<std::vector<std::uint32_t>> by_tag, by_group, by_detail;
   /// compare leaves on status, stage, owner, score, time_zone (indexed by nudge::field).
   std::array<std::vector<std::uint32_t>, 6> by_field;

@@ -619,6 +619,9 @@ struct validator {
     for (std::size_t j = 0; j < w.steps.size(); ++j) {
       const auto& st = w.steps[j];
       const std::string sat = fmt::format("{}/steps/{}", at, j);
+      if (st.length_months != 0 && st.kind != step_kind::wait) {
+        fail(sat, "bad_delay", "only a fixed wait takes calendar months");
+      }
       switch (st.kind) {
         case step_kind::send:
         case step_kind::act: {

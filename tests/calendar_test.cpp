@@ -10,6 +10,7 @@
 #include <nudge/detail/calendar.hpp>
 #include <nudge/load_rules.hpp>
 #include <nudge/nudge.hpp>
+#include <nudge/snapshot.hpp>
 
 namespace {
 
@@ -215,4 +216,55 @@ TEST_CASE(
   CHECK(problems(R"({"rules": [{"id": "r", "on": {"event": "signup"}, "reentry": {"once_per": "1y"},
  "then": [{"do": "send_email", "arg": "x"}]}]})")
             .size() == 1);
+}
+
+TEST_CASE("calendar: a sum over a month window, and months in the fingerprint", "[calendar]") {
+  const auto p = nudge::load_rules(R"({"rules": [
+    {"id": "big_month", "on": {"event": "purchase"},
+     "if": {"sum": {"event": "purchase", "property": "value", "within": "1mo", "ge": 100}},
+     "then": [{"do": "send_email", "arg": "big_month"}]}
+  ]})");
+  auto buy = [](const char* iso, double value) {
+    auto e = ev("ann", "purchase", iso);
+    e.props["value"] = value;
+    return e;
+  };
+  nudge::engine e{p};
+  // 60 on 31 January 10:00 stays in the window until 29 February 10:00: at 09:59:59 the sum is
+  // 60 + 40 = 100; at 10:00 the 31 January purchase has left it (40 + 50 = 90).
+  CHECK(lines(e.process(std::vector<nudge::event>{buy("2024-01-31T10:00:00Z", 60),
+                                                  buy("2024-02-29T09:59:59Z", 40),
+                                                  buy("2024-02-29T10:00:00Z", 50)},
+                        at("2024-03-01T00:00:00Z"))) ==
+        strings{"2024-02-29T09:59:59Z ann big_month send_email(big_month)"});
+  // "1mo" and "31d" are different rule sets.
+  const auto fixed = nudge::load_rules(R"({"rules": [
+    {"id": "big_month", "on": {"event": "purchase"},
+     "if": {"sum": {"event": "purchase", "property": "value", "within": "31d", "ge": 100}},
+     "then": [{"do": "send_email", "arg": "big_month"}]}
+  ]})");
+  CHECK(nudge::program_fingerprint(*p) != nudge::program_fingerprint(*fixed));
+}
+
+TEST_CASE("calendar: months on a step that is not a fixed wait are refused", "[calendar]") {
+  nudge::rule_set rs;
+  auto w = nudge::workflow_builder("w")
+               .enter_on(nudge::on("signup"))
+               .wait_until_time("t", 9 * 3600)
+               .send("s", nudge::send_email("x"))
+               .build();
+  w.steps[0].length_months = 1;
+  w.steps[1].length_months = 1;
+  rs.workflows.push_back(w);
+  try {
+    nudge::program::compile(std::move(rs));
+    FAIL("compiled");
+  } catch (const nudge::rule_error& e) {
+    strings got;
+    for (const auto& d : e.diagnostics()) {
+      got.push_back(d.to_string());
+    }
+    CHECK(got == strings{"/workflows/0/steps/0/wait: only a fixed wait takes calendar months",
+                         "/workflows/0/steps/1: only a fixed wait takes calendar months"});
+  }
 }

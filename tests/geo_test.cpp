@@ -177,3 +177,27 @@ TEST_CASE("geo: contacts files carry lat / lon; bad ones are refused with the li
       nudge::parse_contacts("contact,lat,lon\nc1,52,\n", nudge::file_format::csv, "c.csv"),
       Catch::Contains("c.csv:2: lat without lon (a location needs both)"));
 }
+
+TEST_CASE("geo: an identified visitor's location goes to the known contact if it has none",
+          "[geo][identity]") {
+  const auto p = nudge::load_rules(geo_rules);
+  nudge::engine e{p};
+  nudge::event identify{.contact = "anon-1",
+                        .type = "identify",
+                        .at = *nudge::parse_time("2024-01-01T11:00:00Z"),
+                        .key = "c1"};
+  e.process(std::vector<nudge::event>{ping("anon-1", "2024-01-01T10:00:00Z", krakow),
+                                      ping("c2", "2024-01-01T10:00:00Z", gdansk), identify},
+            *nudge::parse_time("2024-01-01T12:00:00Z"));
+  const auto c1 = e.store().load("c1");
+  REQUIRE(c1);
+  CHECK(c1->contact.location == krakow);
+  // A known contact keeps its own location.
+  nudge::event identify2{.contact = "anon-1b",
+                         .type = "identify",
+                         .at = *nudge::parse_time("2024-01-01T13:00:00Z"),
+                         .key = "c2"};
+  e.process(std::vector<nudge::event>{ping("anon-1b", "2024-01-01T12:30:00Z", krakow), identify2},
+            *nudge::parse_time("2024-01-01T14:00:00Z"));
+  CHECK(e.store().load("c2")->contact.location == gdansk);
+}

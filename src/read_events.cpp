@@ -16,6 +16,7 @@
 #include <zlib.h>
 
 #include <nudge/detail/compiled.hpp>
+#include <nudge/geo.hpp>
 #include <nudge/read_events.hpp>
 
 namespace nudge {
@@ -698,6 +699,7 @@ struct event_reader::impl {
 
   // CSV column positions (-1: absent) and field count; other columns are props.
   int col_ts = -1, col_contact = -1, col_type = -1, col_key = -1, col_value = -1;
+  int col_lat = -1, col_lon = -1;  // the location props (docs/rules.md, "Location")
   std::size_t columns = 0;
   std::vector<std::pair<std::size_t, std::string>> prop_columns;
   std::vector<std::string_view> fields;
@@ -753,13 +755,16 @@ struct event_reader::impl {
                   : name == "type"    ? &col_type
                   : name == "key"     ? &col_key
                   : name == "value"   ? &col_value
+                  : name == "lat"     ? &col_lat
+                  : name == "lon"     ? &col_lon
                                       : nullptr;
       if (slot == nullptr) {
         if (options.strict_columns) {
-          bad_header(fmt::format("unknown column {} (expected ts, contact, type, key, value; "
-                                 "without strict_columns (--strict) it would be a prop)",
-                                 quote(name)),
-                     line);
+          bad_header(
+              fmt::format("unknown column {} (expected ts, contact, type, key, value, lat, lon; "
+                          "without strict_columns (--strict) it would be a prop)",
+                          quote(name)),
+              line);
         }
         prop_columns.emplace_back(i, std::string{name});
         continue;
@@ -874,6 +879,16 @@ struct event_reader::impl {
           return false;
         }
         e.props.insert_or_assign("value", d);
+      }
+    }
+    for (const auto& [col, name] : {std::pair{col_lat, "lat"}, std::pair{col_lon, "lon"}}) {
+      const std::string_view v = col >= 0 ? fields[static_cast<std::size_t>(col)] : "";
+      if (!v.empty()) {
+        double d;
+        if (!parse_decimal(v, d, name, reason)) {
+          return false;
+        }
+        e.props.insert_or_assign(name, d);
       }
     }
     for (const auto& [col, name] : prop_columns) {
@@ -1089,7 +1104,36 @@ class contact_parser {
   }
 
  private:
-  enum class column : std::uint8_t { id, status, owner, stage, time_zone, score, consent, detail };
+  enum class column : std::uint8_t {
+    id,
+    status,
+    owner,
+    stage,
+    time_zone,
+    score,
+    consent,
+    detail,
+    lat,
+    lon
+  };
+
+  // The location from "lat" and "lon" (docs/rules.md, "Location"): both or neither, in range.
+  bool set_location(std::optional<double> lat, std::optional<double> lon, contact& c) {
+    if (!lat && !lon) {
+      return true;
+    }
+    if (!lat || !lon) {
+      reason_ = fmt::format("{} without {} (a location needs both)", lat ? "lat" : "lon",
+                            lat ? "lon" : "lat");
+      return false;
+    }
+    if (auto why = geo_problem(*lat, *lon)) {
+      reason_ = *why;
+      return false;
+    }
+    c.location = geo_point{*lat, *lon};
+    return true;
+  }
 
   const text_buffer& buf_;
   file_format format_;
@@ -1151,6 +1195,10 @@ class contact_parser {
         c = column::score;
       } else if (name == "consent") {
         c = column::consent;
+      } else if (name == "lat") {
+        c = column::lat;
+      } else if (name == "lon") {
+        c = column::lon;
       }
       columns_.emplace_back(c, std::string{name});
     }
@@ -1168,6 +1216,7 @@ class contact_parser {
       return false;
     }
     const input_limits& limits = options_.limits;
+    std::optional<double> lat, lon;
     for (std::size_t i = 0; i < fields_.size(); ++i) {
       const std::string_view f = fields_[i];
       if (columns_[i].first != column::id && columns_[i].first != column::score &&
@@ -1211,14 +1260,25 @@ class contact_parser {
             c.details.insert_or_assign(columns_[i].second, std::string{f});
           }
           break;
+        case column::lat:
+        case column::lon:
+          if (!f.empty()) {
+            double d = 0;
+            if (!parse_decimal(f, d, columns_[i].second, reason_)) {
+              return false;
+            }
+            (columns_[i].first == column::lat ? lat : lon) = d;
+          }
+          break;
       }
     }
-    return true;
+    return set_location(lat, lon, c);
   }
 
   bool parse_jsonl(std::string_view line, contact& c) {
     const input_limits& limits = options_.limits;
     bool has_id = false;
+    std::optional<double> lat, lon;
     bool ok = for_each_member(
         parser_, buf_, cursor_.offset_of(line), line, options_.limits, reason_,
         [&](std::string_view k, od::value v) {
@@ -1241,6 +1301,15 @@ class contact_parser {
           }
           if (k == "time_zone") {
             return json_text(v, c.time_zone, reason_, k, limits);
+          }
+          if (k == "lat" || k == "lon") {
+            double d = 0;
+            if (v.get_double().get(d) || !std::isfinite(d)) {
+              reason_ = fmt::format("{} must be a finite number", k);
+              return false;
+            }
+            (k == "lat" ? lat : lon) = d;
+            return true;
           }
           if (k == "score") {
             if (v.get_double().get(c.score) || !std::isfinite(c.score)) {
@@ -1321,7 +1390,7 @@ class contact_parser {
           }
           reason_ = fmt::format(
               "unknown field {} (expected id, status, details, tags, owner, stage, score, consent, "
-              "time_zone, groups)",
+              "time_zone, groups, lat, lon)",
               quote(k));
           return false;
         });
@@ -1329,7 +1398,7 @@ class contact_parser {
       reason_ = "missing field \"id\"";
       return false;
     }
-    return ok;
+    return ok && set_location(lat, lon, c);
   }
 };
 

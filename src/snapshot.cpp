@@ -227,6 +227,14 @@ class reader {
 
 // ---- Contact states -----------------------------------------------------------------------------
 
+void write_location(writer& w, const std::optional<geo_point>& p) {
+  w.u8(p ? 1 : 0);
+  if (p) {
+    w.f64(p->lat);
+    w.f64(p->lon);
+  }
+}
+
 void encode_contact(writer& w, const contact& c) {
   w.str(c.id);
   w.count(c.details.size());
@@ -253,6 +261,7 @@ void encode_contact(writer& w, const contact& c) {
   for (const auto& g : c.groups) {
     w.str(g);
   }
+  write_location(w, c.location);
 }
 
 void encode_state(writer& w, const contact_state& s) {
@@ -360,8 +369,11 @@ void encode_state(writer& w, const contact_state& s) {
     w.i64(m.entries);
     w.time(m.last_entry);
     w.time(m.last_date);
+    w.i64(m.completed);
+    w.i64(m.exited);
   }
   w.u64(s.runs_started);
+  write_location(w, s.previous_location);
 }
 
 // Map keys must come strictly ascending: a flat_map built from them is then exactly the one saved.
@@ -372,6 +384,20 @@ void insert_ordered(reader& r, Map& m, std::size_t at, typename Map::value_type 
     r.corrupt(at, fmt::format("{} keys are not in ascending order", what));
   }
   m.insert(m.end(), std::move(entry));
+}
+
+std::optional<geo_point> read_location(reader& r, const char* what) {
+  const auto at = r.pos();
+  if (!r.boolean(what)) {
+    return std::nullopt;
+  }
+  geo_point p;
+  p.lat = r.f64("a latitude");
+  p.lon = r.f64("a longitude");
+  if (auto why = geo_problem(p.lat, p.lon)) {
+    r.corrupt(at, *why);
+  }
+  return p;
 }
 
 contact decode_contact(reader& r) {
@@ -405,6 +431,7 @@ contact decode_contact(reader& r) {
     }
     c.groups.insert(c.groups.end(), std::move(g));
   }
+  c.location = read_location(r, "the location");
   return c;
 }
 
@@ -634,9 +661,12 @@ contact_state decode_state(reader& r, const program* expected) {
     m.entries = r.i64("an entry count");
     m.last_entry = r.time("a last entry time");
     m.last_date = r.time("a last date entry time");
+    m.completed = r.i64("a completed run count");
+    m.exited = r.i64("an exited run count");
     insert_ordered(r, s.workflow_history, at, {wf, m}, "workflow memory");
   }
   s.runs_started = r.u64("the runs-started counter");
+  s.previous_location = read_location(r, "the previous location");
   return s;
 }
 
@@ -664,6 +694,11 @@ void canon(writer& w, const condition& c) {
   canon(w, c.events);
   w.u8(static_cast<std::uint8_t>(c.window));
   w.dur(c.window_length);
+  // Calendar months only when used, so rule sets without them keep their fingerprints.
+  if (c.window_months != 0) {
+    w.str("months");
+    w.i32(c.window_months);
+  }
   w.u8(static_cast<std::uint8_t>(c.count));
   w.i64(c.count_bound);
   // Only the kinds that read them: older rule sets keep their fingerprints.
@@ -673,6 +708,12 @@ void canon(writer& w, const condition& c) {
   } else if (c.node == condition::kind::occurred) {
     w.u8(static_cast<std::uint8_t>(c.which));
     w.u8(c.is_older ? 1 : 0);
+  } else if (c.node == condition::kind::in_workflow) {
+    w.str(c.step);
+  } else if (c.node == condition::kind::near || c.node == condition::kind::moved) {
+    w.f64(c.point.lat);
+    w.f64(c.point.lon);
+    w.f64(c.radius_km);
   }
 }
 
@@ -723,6 +764,10 @@ void canon(writer& w, const rule& r) {
   w.str(r.id);
   canon(w, r.trigger);
   w.dur(r.delay);
+  if (r.delay_months != 0) {
+    w.str("months");
+    w.i32(r.delay_months);
+  }
   canon(w, r.when);
   w.count(r.actions.size());
   for (const auto& a : r.actions) {
@@ -751,6 +796,10 @@ void canon_steps(writer& w, const std::vector<workflow_step>& steps) {
     canon(w, st.act);
     w.u8(static_cast<std::uint8_t>(st.wait));
     w.dur(st.length);
+    if (st.length_months != 0) {
+      w.str("months");
+      w.i32(st.length_months);
+    }
     w.u8(static_cast<std::uint8_t>(st.moment));
     w.i32(st.time_of_day);
     w.u8(st.weekdays);
@@ -872,6 +921,16 @@ std::uint64_t program_fingerprint(const program& p) {
     w.count(rs.workflows.size());
     for (const auto& wf : rs.workflows) {
       canon(w, wf);
+    }
+  }
+  if (!rs.areas.empty()) {
+    w.str("areas");
+    w.count(rs.areas.size());
+    for (const auto& a : rs.areas) {
+      w.str(a.name);
+      w.f64(a.center.lat);
+      w.f64(a.center.lon);
+      w.f64(a.radius_km);
     }
   }
   if (rs.delivery) {

@@ -30,7 +30,7 @@ constexpr std::uint32_t workflow_flag = 0x80000000U;
 // 2 added a timeline to contact states (one row per contact); 3 keeps states in a journal;
 // 4 codes zero runs in state records; 5: states carry the delivery policy's channel send logs
 // and deferred timers.
-constexpr std::string_view schema_version = "5";
+constexpr std::string_view schema_version = "6";
 constexpr std::string_view meta_delivered = "nudge.outbox_delivered";
 // Checkpoint rows hold about this many bytes of states each: large enough that a row costs
 // little, small enough that loading never holds more than one such blob twice.
@@ -726,7 +726,9 @@ sqlite_store::sqlite_store(const std::string& path, const nudge::program& progra
       throw sqlite_error(fmt::format(
           "{}: database schema version {}, this build reads version {} (versions 1 and 2 kept "
           "one row per contact, 3 stored state records uncoded, 4 states without the delivery "
-          "policy; there is no conversion: replay the events into a new database)",
+          "policy, 5 states without workflow completion counts and locations; there is no "
+          "conversion: "
+          "replay the events into a new database)",
           path, *version, schema_version));
     }
     if (auto theirs = d.meta("nudge.program_fingerprint"); theirs != fingerprint) {

@@ -69,6 +69,26 @@ std::optional<duration> parse_duration(std::string_view text) noexcept {
   return duration{n * unit};
 }
 
+std::optional<months> parse_months(std::string_view text) noexcept {
+  std::int64_t per = 0;
+  std::string_view number;
+  if (text.size() > 2 && text.ends_with("mo")) {
+    per = 1;
+    number = text.substr(0, text.size() - 2);
+  } else if (text.size() > 1 && text.back() == 'y') {
+    per = 12;
+    number = text.substr(0, text.size() - 1);
+  } else {
+    return std::nullopt;
+  }
+  std::int64_t n = 0;
+  // The bound keeps n * 12 and the 31-day estimate far inside 64 bits; limits refuse far less.
+  if (!parse_uint(number, n) || n > 1'000'000 / per) {
+    return std::nullopt;
+  }
+  return months{static_cast<std::int32_t>(n * per)};
+}
+
 std::string format_duration(duration d) {
   const std::int64_t s = d.count();
   if (s != 0) {

@@ -99,7 +99,7 @@ TEST_CASE("read_events: each bad line is refused with file:line and the reason",
   const std::string ok = "100,c1,page_view,/,\n";
   CHECK(error_of("ts,contact,type,kind\n", file_format::csv, {.strict_columns = true}) ==
         "events.csv:1: bad header: unknown column \"kind\" (expected ts, contact, type, key, "
-        "value; without strict_columns (--strict) it would be a prop)");
+        "value, lat, lon; without strict_columns (--strict) it would be a prop)");
   CHECK(error_of("ts,contact,type,\n") == "events.csv:1: bad header: a column has no name");
   CHECK(error_of("ts,contact,key\n") == "events.csv:1: bad header: missing column \"type\"");
   CHECK(error_of("ts,ts,contact,type\n") ==

@@ -170,7 +170,7 @@ TEST_CASE("snapshot: a snapshot round-trips with states, statistics and counters
                   .steps = {{.step = "s1", .reached = 3, .sent = 3, .opened = 2, .waiting = 0},
                             {.step = "w1", .reached = 2, .waiting = 1}}}};
   const auto bytes = encode(s);
-  CHECK(bytes.substr(0, 12) == std::string("NUDGSNAP\x07\x00\x00\x00", 12));
+  CHECK(bytes.substr(0, 12) == std::string("NUDGSNAP\x08\x00\x00\x00", 12));
   CHECK(nudge::parse_snapshot(bytes) == s);
 }
 
@@ -184,7 +184,7 @@ TEST_CASE("snapshot: another format version is rejected naming both versions") {
   nudge::snapshot s;
   auto bytes = encode(s);
   bytes[8] = 9;
-  CHECK(error_of(bytes) == "s.snap: snapshot format version 9, this build reads version 7");
+  CHECK(error_of(bytes) == "s.snap: snapshot format version 9, this build reads version 8");
 }
 
 TEST_CASE("snapshot: another program is rejected naming both fingerprints") {

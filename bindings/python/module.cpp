@@ -430,11 +430,15 @@ py::frozenset groups_of(const nudge::contact& c) {
   return py::frozenset(s);
 }
 
+py::object location_of(const nudge::contact& c) {
+  return c.location ? py::object(py::make_tuple(c.location->lat, c.location->lon)) : py::none();
+}
+
 py::dict contact_dict(const nudge::contact& c) {
   return py::dict("id"_a = c.id, "details"_a = details_of(c), "tags"_a = tags_of(c),
                   "score"_a = c.score, "owner"_a = c.owner, "status"_a = c.status,
                   "stage"_a = c.stage, "groups"_a = groups_of(c), "consent"_a = consent_of(c),
-                  "time_zone"_a = c.time_zone);
+                  "time_zone"_a = c.time_zone, "location"_a = location_of(c));
 }
 
 // Applies the given profile fields to `c`; fields not given keep their values.
@@ -481,6 +485,28 @@ void apply_fields(nudge::contact& c, const py::dict& fields) {
       c.stage = to_text(v, what);
     } else if (name == "time_zone") {
       c.time_zone = to_text(v, what);
+    } else if (name == "location") {
+      // (lat, lon) in degrees, or None to clear it (docs/rules.md, "Location").
+      if (v.is_none()) {
+        c.location.reset();
+      } else {
+        const auto pair = py::cast<py::sequence>(v);
+        auto number = [&](py::handle x) {
+          if (PyBool_Check(x.ptr()) || !(PyLong_Check(x.ptr()) || PyFloat_Check(x.ptr()))) {
+            throw py::type_error(fmt::format(
+                "contact field location: expected (lat, lon) numbers, got {}", type_name(x)));
+          }
+          return x.cast<double>();
+        };
+        if (PyUnicode_Check(v.ptr()) || pair.size() != 2) {
+          throw py::type_error("contact field location: expected (lat, lon) or None");
+        }
+        const double lat = number(pair[0]), lon = number(pair[1]);
+        if (auto why = nudge::geo_problem(lat, lon)) {
+          throw py::value_error("contact field location: " + *why);
+        }
+        c.location = nudge::geo_point{lat, lon};
+      }
     } else if (name == "consent") {
       c.consent.clear();
       for (auto [ck, cv] : py::cast<py::dict>(v)) {
@@ -509,7 +535,7 @@ void apply_fields(nudge::contact& c, const py::dict& fields) {
     } else {
       throw py::value_error(fmt::format(
           "unknown contact field \"{}\" (expected details, tags, score, owner, status, stage, "
-          "groups, consent, time_zone)",
+          "groups, consent, time_zone, location)",
           name));
     }
   }
@@ -1267,6 +1293,8 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("groups", &groups_of, "Group memberships (a frozenset).")
       .def_property_readonly("consent", &consent_of, "Consent per channel: dict channel -> bool.")
       .def_readonly("time_zone", &nudge::contact::time_zone, "IANA zone name, or ''.")
+      .def_property_readonly("location", &location_of,
+                             "(lat, lon) in WGS84 degrees, or None when unknown.")
       .def("to_dict", &contact_dict, "The profile as a plain dict.")
       .def("__eq__", [](const nudge::contact& a, const nudge::contact& b) { return a == b; })
       .def("__repr__", [](const nudge::contact& c) {

@@ -35,7 +35,7 @@
 namespace nudge {
 
 /// The snapshot format this library writes and the only one it reads.
-inline constexpr std::uint32_t snapshot_format_version = 7;
+inline constexpr std::uint32_t snapshot_format_version = 8;
 
 /// A snapshot that cannot be loaded: unreadable, truncated, corrupt, or for another format
 /// version or program. what() says which, e.g.

@@ -70,9 +70,41 @@ constexpr bool in_input_range(time_point t) noexcept {
   return t >= min_time && t <= max_input_time;
 }
 
-/// Parses "90s", "15m", "2h", "60d" or "2w" (a non-negative integer and one unit letter).
-/// Returns nullopt for anything else, including overflow.
+/// A length in whole calendar months ("2mo"; a year is 12 months), counted on the contact's
+/// local calendar rather than in seconds: a month after 10:00 on 15 March is 10:00 on 15 April
+/// whatever the month's length or a daylight-saving change in between. A day that the target
+/// month lacks is clamped to its last day (31 January + 1 month = 29 February in a leap year,
+/// else 28 February). Rule delays (rule::delay_months), `within` / `older_than` windows
+/// (condition::window_months) and fixed workflow waits (workflow_step::length_months) take
+/// months; docs/rules.md says how, and where a month counts as 31 days (replay's default end).
+struct months {
+  std::int32_t count = 0;
+  friend bool operator==(const months&, const months&) = default;
+};
+/// `n` calendar years: 12 x n calendar months (29 February + 1 year = 28 February).
+constexpr months years(std::int32_t n) noexcept {
+  return months{n * 12};
+}
+/// The longest `n` calendar months can last (31 days each): what replay's default end and
+/// the kept history assume.
+constexpr duration longest(months m) noexcept {
+  return duration{std::int64_t{m.count} * 31 * 86400};
+}
+
+/// Parses "90s", "15m", "2h", "60d" or "2w" (a non-negative integer and one unit letter; "m"
+/// is minutes, kept for existing rule files). Returns nullopt for anything else, including
+/// overflow and the calendar units of parse_months.
 std::optional<duration> parse_duration(std::string_view text) noexcept;
+
+/// Parses calendar months "2mo" or years "1y" (12 months): a non-negative integer and the
+/// unit. Returns nullopt for anything else, including more than 1,000,000 months.
+std::optional<months> parse_months(std::string_view text) noexcept;
+
+/// The units parse_duration and parse_months accept, for error messages: "s (seconds), m
+/// (minutes), ...".
+inline constexpr std::string_view duration_units =
+    "s (seconds), m (minutes), h (hours), d (days), w (weeks), mo (calendar months), y "
+    "(calendar years)";
 
 /// Formats a duration in the largest unit that divides it exactly: 5184000 s -> "60d".
 std::string format_duration(duration d);

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include <nudge/csv.hpp>
 #include <nudge/detail/compiled.hpp>
 #include <nudge/engine.hpp>
 #include <nudge/replay.hpp>
@@ -80,6 +81,7 @@ replay_result replay(engine& eng, const std::string& contacts_path, const std::s
   read_options.program = program.get();
   read_options.not_after = options.until;
   read_options.on_reject = on_reject;
+  read_options.strict_columns = options.strict_columns;
   event_reader reader{events_path, std::move(read_options)};
 
   auto progress = [&](bool evaluating) {
@@ -133,7 +135,8 @@ replay_result replay(engine& eng, const std::string& contacts_path, const std::s
   if (options.until) {
     result.until = *options.until;
   } else if (last) {
-    result.until = *last + program->longest_delay();
+    // Never past the input range: timers set from there could not be stored (nudge/time.hpp).
+    result.until = std::min(*last + program->longest_delay(), max_input_time);
   } else {
     result.until = from_epoch(0);  // no events: nothing is pending either
   }
@@ -143,8 +146,13 @@ replay_result replay(engine& eng, const std::string& contacts_path, const std::s
   if (!options.until && last) {
     // The longest delay does not see messages deferred by quiet hours, send windows or caps
     // (each deferral can start another): go on to the latest pending timer until none is left.
+    // Timers past the input range (nudge/time.hpp) stay pending: no clock may go there.
     for (std::size_t n = 0; n < options.max_extensions && result.pending.timers > 0; ++n) {
-      result.until = result.pending.last;
+      const time_point next = std::min(result.pending.last, max_input_time);
+      if (next <= result.until) {
+        break;  // only timers past the input range are left
+      }
+      result.until = next;
       append(result.actions, eng.advance(result.until));
       result.pending = find_pending_work(eng.store());
     }
@@ -167,9 +175,20 @@ void write_actions_csv(std::ostream& out, std::span<const due_action> actions, t
     } else {
       fmt::format_to(it, "{},", format_time(a.due_at));
     }
-    // A workflow step's action names "workflow/step" in the rule column.
-    fmt::format_to(it, "{},{}{}{},{},{}\n", a.contact, a.rule, a.from_workflow() ? "/" : "", a.step,
-                   a.verb(), a.arg);
+    // RFC 4180: a field holding a comma, quote or line break is quoted (nudge/csv.hpp). A
+    // workflow step's action names "workflow/step" in the rule column.
+    it = write_csv_field(it, a.contact);
+    *it++ = ',';
+    if (a.from_workflow()) {
+      it = write_csv_field(it, fmt::format("{}/{}", a.rule, a.step));
+    } else {
+      it = write_csv_field(it, a.rule);
+    }
+    *it++ = ',';
+    it = write_csv_field(it, a.verb());
+    *it++ = ',';
+    it = write_csv_field(it, a.arg);
+    *it++ = '\n';
     if (buf.size() > (1 << 20)) {
       out.write(buf.data(), static_cast<std::streamsize>(buf.size()));
       buf.clear();

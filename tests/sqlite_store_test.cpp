@@ -666,9 +666,11 @@ TEST_CASE(
   }
   const std::string before = read_file(tmp.path);
   const std::string message = fmt::format(
-      "{}: database schema version 2, this build reads version 5 (versions 1 and 2 kept one "
-      "row per contact, 3 stored state records uncoded, 4 states without the delivery policy; "
-      "there is no conversion: replay the events into a new database)",
+      "{}: database schema version 2, this build reads version 6 (versions 1 and 2 kept one "
+      "row per contact, 3 stored state records uncoded, 4 states without the delivery policy, "
+      "5 states without workflow completion counts and locations; there is no conversion: replay "
+      "the "
+      "events into a new database)",
       tmp.path);
   CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program}), message);
   CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program, {.read_only = true}}), message);

@@ -2,15 +2,16 @@
 // (tests/headers_test.cpp checks that none is missing). Each header also compiles on its own
 // (tests/headers), so a host may include only what it uses:
 //   rules in C++:       rule.hpp (builders), condition.hpp, action.hpp, workflow.hpp,
-//                       segment.hpp, scoring.hpp, delivery.hpp -> program.hpp (compile)
+//                       segment.hpp, scoring.hpp, delivery.hpp, geo.hpp (locations, areas)
+//                       -> program.hpp (compile)
 //   rule files (JSON):  load_rules.hpp (load_rules, load_rules_file, try_load_rules,
 //                       parse_rules)
 //   running:            engine.hpp (engine), store.hpp / memory_store.hpp / sqlite_store.hpp
 //                       (stores, durable_engine), sink.hpp, due_action.hpp, stats.hpp,
 //                       evaluate.hpp (one contact, no store), identity.hpp, lifecycle.hpp
 //   files and backtests: read_events.hpp (read_events, event_reader, read_contacts),
-//                       replay.hpp (replay, write_actions_csv), snapshot.hpp (save_snapshot,
-//                       load_snapshot and the codec)
+//                       replay.hpp (replay, write_actions_csv), csv.hpp (RFC 4180 fields),
+//                       snapshot.hpp (save_snapshot, load_snapshot and the codec)
 //   why:                timeline.hpp, explain.hpp
 //   basics:             contact.hpp, contact_state.hpp, event.hpp, value.hpp, time.hpp,
 //                       error.hpp, fwd.hpp
@@ -20,6 +21,7 @@
 #include <nudge/condition.hpp>
 #include <nudge/contact.hpp>
 #include <nudge/contact_state.hpp>
+#include <nudge/csv.hpp>
 #include <nudge/delivery.hpp>
 #include <nudge/due_action.hpp>
 #include <nudge/engine.hpp>
@@ -27,6 +29,7 @@
 #include <nudge/evaluate.hpp>
 #include <nudge/event.hpp>
 #include <nudge/explain.hpp>
+#include <nudge/geo.hpp>
 #include <nudge/fwd.hpp>
 #include <nudge/identity.hpp>
 #include <nudge/lifecycle.hpp>

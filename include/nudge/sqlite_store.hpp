@@ -244,6 +244,21 @@ class durable_engine {
   ///   accepted (those actions are delivered again later, with their idempotency keys).
   std::size_t deliver_pending(std::size_t batch = 10'000);
 
+  /// With `on`, delivery hands actions to the sink but leaves them in the outbox until trim():
+  /// for a sink that makes its output durable in groups (nudge run fsyncs --out once per group of
+  /// batches rather than per batch). This engine remembers what the sink accepted and never hands
+  /// it again; a crash before trim() delivers it again, with the same idempotency keys, from the
+  /// next engine on the database. Trim before change_program (outbox entries name workflow
+  /// steps by position). Off by default: each delivery trims at once.
+  void defer_trim(bool on) noexcept { defer_trim_ = on; }
+  /// Marks delivered (deletes from the outbox, in one transaction) every action the sink accepted
+  /// so far. Make the sink's output durable first: a trimmed action is never delivered again.
+  /// @throws delivery_error (nested: the store's error) if the outbox cannot be written; the
+  ///   actions stay in it and untrimmed() still counts them.
+  void trim();
+  /// Actions the sink accepted that are still in the outbox (waiting for trim()).
+  std::size_t untrimmed() const;
+
   nudge::engine& engine() noexcept { return engine_; }
   sqlite_store& store() noexcept { return store_; }
 
@@ -251,13 +266,16 @@ class durable_engine {
   // One durable batch around `evaluate` (an engine call returning the due actions).
   std::size_t commit_batch(const std::function<std::vector<due_action>()>& evaluate,
                            std::span<const std::pair<std::string, std::string>> meta);
-  // Hands `actions` to the sink, then marks the outbox delivered through `last_sequence`.
+  // Hands `actions` to the sink, then marks the outbox delivered through `last_sequence` (or,
+  // with defer_trim, remembers that the sink has them).
   void deliver(std::span<const due_action> actions, std::int64_t last_sequence);
 
   sqlite_store& store_;
   nudge::sink* sink_;
   nudge::engine engine_;
   std::uint64_t generation_ = 0;  ///< the store's state generation the statistics are from
+  bool defer_trim_ = false;
+  std::int64_t handed_through_ = 0;  ///< the sink accepted the outbox up to this sequence
 };
 
 }  // namespace nudge

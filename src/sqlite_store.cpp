@@ -7,6 +7,8 @@
 // the journal outgrows the checkpoint, a commit rewrites `checkpoint` from memory and empties
 // `journal` in the same transaction. Opening reads the checkpoint, then the journal in order.
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <exception>
 #include <functional>
@@ -14,8 +16,11 @@
 #include <sstream>
 
 #include <boost/unordered/unordered_flat_map.hpp>
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <nudge/error.hpp>
 #include <nudge/snapshot.hpp>
@@ -56,6 +61,75 @@ class statement {
 
  private:
   sqlite3_stmt* stmt_ = nullptr;
+};
+
+// One writer per database: an exclusive flock(2) on "<db>.lock", held from before the database
+// is opened (or created) until the store is destroyed. The kernel drops it when the process
+// dies, however it dies, so there is never a stale lock to clean up; the file holds the
+// holder's pid, host and start time only to name it in the refusal. (A lock file of its own
+// rather than the database: closing any descriptor of the database would drop SQLite's own
+// POSIX locks on it.)
+class writer_lock {
+ public:
+  writer_lock() = default;
+  explicit writer_lock(const std::string& db_path) {
+    const std::string lock_path = db_path + ".lock";
+    fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) {
+      throw sqlite_error(fmt::format("{}: cannot open the writer lock {}: {}", db_path, lock_path,
+                                     std::strerror(errno)));
+    }
+    int rc;
+    while ((rc = ::flock(fd_, LOCK_EX | LOCK_NB)) != 0 && errno == EINTR) {
+    }
+    if (rc != 0) {
+      const int error = errno;
+      std::string holder;
+      if (error == EWOULDBLOCK) {
+        char buf[512];
+        const auto n = ::pread(fd_, buf, sizeof buf, 0);
+        holder.assign(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+        while (!holder.empty() && (holder.back() == '\n' || holder.back() == '\0')) {
+          holder.pop_back();
+        }
+      }
+      ::close(fd_);
+      fd_ = -1;
+      if (error == EWOULDBLOCK) {
+        throw sqlite_error(fmt::format(
+            "{}: refused: another writer has this database open ({}; lock file {}); one "
+            "writer at a time: wait until it ends, or stop it (readers such as nudge outbox "
+            "still work)",
+            db_path, holder.empty() ? "it has not named itself yet" : holder, lock_path));
+      }
+      throw sqlite_error(
+          fmt::format("{}: cannot lock {}: {}", db_path, lock_path, std::strerror(error)));
+    }
+    char host[256] = {};
+    if (::gethostname(host, sizeof host - 1) != 0) {
+      std::strcpy(host, "?");
+    }
+    const auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+    const std::string me = fmt::format("pid {} on host {} since {}\n", ::getpid(), host,
+                                       format_time(from_epoch(static_cast<std::int64_t>(now))));
+    // Best effort: the lock itself is the flock, the text only names its holder.
+    if (::ftruncate(fd_, 0) == 0 && ::pwrite(fd_, me.data(), me.size(), 0) < 0) {
+      errno = 0;
+    }
+  }
+  writer_lock(writer_lock&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  writer_lock& operator=(writer_lock&& o) noexcept {
+    std::swap(fd_, o.fd_);
+    return *this;
+  }
+  ~writer_lock() {
+    if (fd_ >= 0) {
+      ::close(fd_);
+    }
+  }
+
+ private:
+  int fd_ = -1;
 };
 
 // Resets the statement when a use ends, however it ends.
@@ -368,6 +442,7 @@ class state_table {
 }  // namespace
 
 struct sqlite_store::impl {
+  writer_lock lock;  ///< held by a writer (closed after the connection: declared first)
   sqlite3* db = nullptr;
   std::string path;
   const nudge::program* program = nullptr;
@@ -428,6 +503,29 @@ struct sqlite_store::impl {
     }
   }
   statement prepare(std::string_view sql) const { return statement{db, sql, path}; }
+
+  // Several reads as one: inside the open transaction, or else inside a read transaction of
+  // their own, so that they all see the same commit, never part of one batch and part of the
+  // next (a reader beside a writing process). Declare it before the statements' `use`s.
+  class read_scope {
+   public:
+    explicit read_scope(const impl& d) : d_(d), own_(sqlite3_get_autocommit(d.db) != 0) {
+      if (own_) {
+        d.exec("BEGIN", "begin a read transaction");
+      }
+    }
+    ~read_scope() {
+      if (own_) {
+        sqlite3_exec(d_.db, "ROLLBACK", nullptr, nullptr, nullptr);  // it wrote nothing
+      }
+    }
+    read_scope(const read_scope&) = delete;
+    read_scope& operator=(const read_scope&) = delete;
+
+   private:
+    const impl& d_;
+    bool own_;
+  };
 
   std::optional<std::string> meta(std::string_view key) const {
     use s{get_meta};
@@ -578,6 +676,7 @@ struct sqlite_store::impl {
 
   // (Re)reads the committed state: checkpoint, then journal, then the outbox's position.
   void load_all() {
+    const read_scope snapshot{*this};
     states.clear();
     loaded = false;
     checkpoint_bytes = 0;
@@ -666,6 +765,9 @@ sqlite_store::sqlite_store(const std::string& path, const nudge::program& progra
   d.program = &program;
   d.options = options;
   d.fingerprint = program_fingerprint(program);
+  if (!options.read_only) {
+    d.lock = writer_lock{path};  // before anything is written, the file's creation included
+  }
   const int flags =
       options.read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   if (sqlite3_open_v2(path.c_str(), &d.db, flags | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
@@ -1067,6 +1169,7 @@ std::vector<outbox_entry> sqlite_store::outbox(std::size_t limit) {
   if (limit == 0) {
     return out;
   }
+  const impl::read_scope snapshot{*impl_};
   impl_->scan_outbox([&](outbox_entry&& e) {
     out.push_back(std::move(e));
     return out.size() < limit;
@@ -1076,6 +1179,7 @@ std::vector<outbox_entry> sqlite_store::outbox(std::size_t limit) {
 
 std::size_t sqlite_store::outbox_size() {
   impl& d = *impl_;
+  const impl::read_scope snapshot{d};
   const auto delivered = d.delivered_through();
   use s{d.read_outbox};
   sqlite3_bind_int64(*s, 1, delivered);

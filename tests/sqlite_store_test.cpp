@@ -676,26 +676,56 @@ TEST_CASE(
   CHECK(row_count(tmp.path, "contacts") == 1);
 }
 
-TEST_CASE("sqlite_store: a store reads the state again when another connection committed since") {
+TEST_CASE(
+    "sqlite_store: a second writer is refused at once naming the holder; readers still read; "
+    "after the first closes the second continues") {
   temp_db tmp{"two_writers"};
   const auto program = shop_program();
   const auto batches = shop_batches();
   nudge::memory_store memory;
   nudge::engine reference{program, &memory};
-  nudge::sqlite_store first{tmp.path, *program};
-  nudge::sqlite_store second{tmp.path, *program};
-  nudge::durable_engine a{program, first, nullptr};
-  nudge::durable_engine b{program, second, nullptr};
-  // Alternate batches between two engines on one file: each begin() sees the other's commits.
-  for (std::size_t i = 0; i < 4; ++i) {
-    (i % 2 == 0 ? a : b).process(batches[i], batch_end(i));
-    reference.process(batches[i], batch_end(i));
+  std::string lock_text;
+  {
+    nudge::sqlite_store first{tmp.path, *program};
+    nudge::durable_engine a{program, first, nullptr};
+    a.process(batches[0], batch_end(0));
+    reference.process(batches[0], batch_end(0));
+    lock_text = read_file(tmp.path + ".lock");
+    char host[256] = {};
+    REQUIRE(::gethostname(host, sizeof host - 1) == 0);
+    CHECK_THAT(lock_text,
+               Catch::StartsWith(fmt::format("pid {} on host {} since ", ::getpid(), host)));
+    lock_text.pop_back();  // its newline
+    const std::string refusal = fmt::format(
+        "{}: refused: another writer has this database open ({}; lock file {}.lock); one "
+        "writer at a time: wait until it ends, or stop it (readers such as nudge outbox still "
+        "work)",
+        tmp.path, lock_text, tmp.path);
+    CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program}), refusal);
+    // Refused before anything was opened: the first writer goes on undisturbed.
+    CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program, compaction(0)}), refusal);
+    a.process(batches[1], batch_end(1));
+    reference.process(batches[1], batch_end(1));
+    // Readers are not writers: they open beside it and see its commits.
+    nudge::sqlite_store reader{tmp.path, *program, {.read_only = true}};
+    CHECK(reader.size() == memory.size());
+    a.process(batches[2], batch_end(2));
+    reference.process(batches[2], batch_end(2));
+    memory.for_each([&](const nudge::contact_state& s) { CHECK(reader.load(s.contact.id) == s); });
+    CHECK(reader.outbox_size() == first.outbox_size());
   }
-  memory.for_each([&](const nudge::contact_state& s) { CHECK(first.load(s.contact.id) == s); });
+  // The first writer closed (or died: the kernel drops the lock with the process): the
+  // second opens and continues from its commits.
+  nudge::sqlite_store second{tmp.path, *program};
+  nudge::durable_engine b{program, second, nullptr};
+  b.process(batches[3], batch_end(3));
+  reference.process(batches[3], batch_end(3));
+  memory.for_each([&](const nudge::contact_state& s) { CHECK(second.load(s.contact.id) == s); });
   CHECK(second.size() == memory.size());
-  // Both engines' actions are in the one outbox, in commit order, each once.
-  const auto pending = first.outbox();
-  CHECK(pending.size() == first.outbox_size());
+  CHECK(b.engine().stats() == reference.stats());
+  // Every batch's actions are in the one outbox, in commit order, each once.
+  const auto pending = second.outbox();
+  CHECK(pending.size() == second.outbox_size());
   for (std::size_t i = 0; i < pending.size(); ++i) {
     CHECK(pending[i].sequence == static_cast<std::int64_t>(i + 1));
   }

@@ -9,18 +9,22 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <exception>
+#include <filesystem>
 #include <functional>
 #include <set>
 #include <sstream>
 
 #include <boost/unordered/unordered_flat_map.hpp>
 #include <fcntl.h>
+#define XXH_INLINE_ALL  // header-only: no library to link, for the host either
 #include <fmt/format.h>
 #include <sqlite3.h>
 #include <sys/file.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <nudge/error.hpp>
 #include <nudge/snapshot.hpp>
@@ -34,9 +38,13 @@ constexpr std::uint32_t workflow_flag = 0x80000000U;
 
 // 2 added a timeline to contact states (one row per contact); 3 keeps states in a journal;
 // 4 codes zero runs in state records; 5: states carry the delivery policy's channel send logs
-// and deferred timers.
-constexpr std::string_view schema_version = "5";
+// and deferred timers; 6: every row carries a checksum, the file an application id, and
+// `nudge.rows` counts the rows.
+constexpr std::string_view schema_version = "6";
 constexpr std::string_view meta_delivered = "nudge.outbox_delivered";
+constexpr std::string_view meta_rows = "nudge.rows";
+// PRAGMA application_id of every nudge database ("nudg"): a file without it is not one.
+constexpr std::int64_t application_id = 0x6E756467;
 // Checkpoint rows hold about this many bytes of states each: large enough that a row costs
 // little, small enough that loading never holds more than one such blob twice.
 constexpr std::size_t checkpoint_part_bytes = 1U << 20;
@@ -132,6 +140,21 @@ class writer_lock {
   int fd_ = -1;
 };
 
+// A connection closed when it goes out of scope (unless released).
+class connection {
+ public:
+  connection() = default;
+  ~connection() { sqlite3_close_v2(db_); }
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
+  sqlite3* get() const noexcept { return db_; }
+  sqlite3*& ref() noexcept { return db_; }
+  sqlite3* release() noexcept { return std::exchange(db_, nullptr); }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
 // Resets the statement when a use ends, however it ends.
 class use {
  public:
@@ -161,6 +184,80 @@ std::string_view column_blob(sqlite3_stmt* s, int i) {
   return p == nullptr ? std::string_view{}
                       : std::string_view{p, static_cast<std::size_t>(sqlite3_column_bytes(s, i))};
 }
+
+// ---- Checksums ------------------------------------------------------------------------------
+
+// Every row carries XXH3-64 of its kind, its key columns and its blob, so that damage anywhere
+// in it (a changed contact id in a state record, a changed sequence number, a row moved to
+// another key or table) is refused on read instead of used. The kind is the seed.
+enum class row_kind : std::uint64_t { meta = 1, checkpoint = 2, journal = 3, outbox = 4 };
+
+std::string_view row_kind_name(row_kind k) {
+  switch (k) {
+    case row_kind::meta:
+      return "meta";
+    case row_kind::checkpoint:
+      return "checkpoint part";
+    case row_kind::journal:
+      return "journal row";
+    case row_kind::outbox:
+      return "outbox row";
+  }
+  return "row";
+}
+
+std::int64_t row_sum(row_kind kind, std::string_view key, std::string_view blob) {
+  XXH3_state_t st;
+  XXH3_INITSTATE(&st);  // reset_withSeed reads the seed it had
+  XXH3_64bits_reset_withSeed(&st, static_cast<XXH64_hash_t>(kind));
+  const auto n = static_cast<std::uint32_t>(key.size());
+  const unsigned char len[4] = {static_cast<unsigned char>(n), static_cast<unsigned char>(n >> 8),
+                                static_cast<unsigned char>(n >> 16),
+                                static_cast<unsigned char>(n >> 24)};
+  XXH3_64bits_update(&st, len, 4);
+  XXH3_64bits_update(&st, key.data(), key.size());
+  XXH3_64bits_update(&st, blob.data(), blob.size());
+  return static_cast<std::int64_t>(XXH3_64bits_digest(&st));
+}
+
+// The key columns of a row with integer keys, as hashed.
+std::string int_key(std::int64_t a, std::int64_t b = 0) {
+  std::string k(16, '\0');
+  for (int i = 0; i < 8; ++i) {
+    k[static_cast<std::size_t>(i)] = static_cast<char>(static_cast<std::uint64_t>(a) >> (8 * i));
+    k[static_cast<std::size_t>(8 + i)] =
+        static_cast<char>(static_cast<std::uint64_t>(b) >> (8 * i));
+  }
+  return k;
+}
+
+// What the rows of a database should be, kept in meta `nudge.rows` and rewritten by every
+// commit that changes them: a row that vanished (damage to SQLite's own pages can drop rows
+// without SQLite noticing) is then refused too, not read as an older state.
+struct row_counts {
+  std::int64_t checkpoint = 0;   ///< parts 0 .. checkpoint-1
+  std::int64_t journal = 0;      ///< rows 1 .. journal
+  std::int64_t outbox_next = 1;  ///< the sequence of the next outbox entry
+  std::int64_t meta = 3;         ///< meta rows, this one included
+  std::string text() const {
+    return fmt::format("checkpoint={} journal={} outbox_next={} meta={}", checkpoint, journal,
+                       outbox_next, meta);
+  }
+  static std::optional<row_counts> parse(std::string_view text) {
+    row_counts c;
+    long long a = 0, b = 0, n = 0, m = 0;
+    char tail = 0;
+    if (std::sscanf(std::string{text}.c_str(),
+                    "checkpoint=%lld journal=%lld outbox_next=%lld "
+                    "meta=%lld%c",
+                    &a, &b, &n, &m, &tail) != 4 ||
+        a < 0 || b < 0 || n < 1 || m < 3) {
+      return std::nullopt;
+    }
+    c.checkpoint = a, c.journal = b, c.outbox_next = n, c.meta = m;
+    return c;
+  }
+};
 
 // ---- Row payloads: little-endian, as the snapshot format -----------------------------------
 
@@ -448,9 +545,10 @@ struct sqlite_store::impl {
   const nudge::program* program = nullptr;
   sqlite_options options;
   std::uint64_t fingerprint = 0;
-  statement begin, commit, rollback, get_meta, put_meta, data_version, read_checkpoint,
-      read_journal, add_journal, clear_journal, clear_checkpoint, add_checkpoint, read_outbox,
-      add_outbox, trim_outbox, outbox_end, sync_normal, sync_configured;
+  statement begin, commit, rollback, get_meta, put_meta, read_all_meta, count_meta, data_version,
+      read_checkpoint, read_journal, add_journal, clear_journal, clear_checkpoint, add_checkpoint,
+      read_outbox, add_outbox, trim_outbox, sync_normal, sync_configured;
+  row_counts rows;  ///< as of the last commit (or load)
 
   // Committed state, as of the last commit (or load).
   state_table states;
@@ -473,6 +571,10 @@ struct sqlite_store::impl {
 
   // The open transaction's changes, applied to the members above on commit.
   std::size_t pending_journal_bytes = 0;
+  std::int64_t pending_journal_rows = 0;
+  std::optional<std::int64_t> pending_checkpoint_parts;  ///< a new checkpoint of this many parts
+  bool pending_meta = false;                             ///< meta rows written
+  std::optional<row_counts> pending_rows;                ///< `nudge.rows` as written by commit
   std::int64_t pending_next_seq = 1;
   std::vector<std::pair<std::int64_t, std::uint64_t>> pending_outbox;
   boost::unordered_flat_map<std::uint64_t, char> pending_keys;
@@ -482,15 +584,29 @@ struct sqlite_store::impl {
 
   ~impl() {
     // Statements must be finalized before the connection closes.
-    begin = {}, commit = {}, rollback = {}, get_meta = {}, put_meta = {}, data_version = {},
-    read_checkpoint = {}, read_journal = {}, add_journal = {}, clear_journal = {},
-    clear_checkpoint = {}, add_checkpoint = {}, read_outbox = {}, add_outbox = {}, trim_outbox = {},
-    outbox_end = {}, sync_normal = {}, sync_configured = {};
+    begin = {}, commit = {}, rollback = {}, get_meta = {}, put_meta = {}, read_all_meta = {},
+    count_meta = {}, data_version = {}, read_checkpoint = {}, read_journal = {}, add_journal = {},
+    clear_journal = {}, clear_checkpoint = {}, add_checkpoint = {}, read_outbox = {},
+    add_outbox = {}, trim_outbox = {}, sync_normal = {}, sync_configured = {};
     sqlite3_close_v2(db);
   }
 
   [[noreturn]] void fail(std::string_view doing) const {
     throw sqlite_error(fmt::format("{}: cannot {}: {}", path, doing, sqlite3_errmsg(db)));
+  }
+  // Damage found by a checksum or by the row counts: refused, never used.
+  [[noreturn]] void damaged(std::string_view what) const {
+    throw sqlite_error(fmt::format(
+        "{}: {}: the database is damaged and was not used (nudge db check {} lists every "
+        "damaged record; restore the file from a backup, or replay the events into a new "
+        "database)",
+        path, what, path));
+  }
+  void verify(row_kind kind, std::string_view row, std::string_view key, std::string_view blob,
+              std::int64_t sum) const {
+    if (row_sum(kind, key, blob) != sum) {
+      damaged(fmt::format("{} {} fails its checksum", row_kind_name(kind), row));
+    }
   }
   void exec(const char* sql, std::string_view doing) const {
     if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK) {
@@ -537,7 +653,118 @@ struct sqlite_store::impl {
     if (rc != SQLITE_ROW) {
       fail(fmt::format("read meta \"{}\"", key));
     }
-    return std::string{column_blob(*s, 0)};
+    const auto text = column_blob(*s, 0);
+    verify(row_kind::meta, fmt::format("\"{}\"", key), key, text, sqlite3_column_int64(*s, 1));
+    return std::string{text};
+  }
+  void write_meta(std::string_view key, std::string_view text) {
+    use s{put_meta};
+    bind_text(*s, 1, key);
+    bind_blob(*s, 2, text);
+    sqlite3_bind_int64(*s, 3, row_sum(row_kind::meta, key, text));
+    step_done(*s, fmt::format("write meta \"{}\"", key));
+  }
+
+  // One integer from `sql`, a query of one row.
+  std::int64_t query_int(const char* sql, std::string_view doing) const {
+    statement s{db, sql, path};
+    if (sqlite3_step(s.get()) != SQLITE_ROW) {
+      fail(doing);
+    }
+    return sqlite3_column_int64(s.get(), 0);
+  }
+
+  // Refuses, before anything is written, a file that is not a nudge database of this schema
+  // version: another application's database, an empty file, an older or newer schema. Then
+  // prepares get_meta.
+  void check_identity() {
+    // The first read of the file: a file that is not SQLite's fails here.
+    const auto id = query_int("PRAGMA application_id", "open (read the header)");
+    if (id != application_id) {
+      const auto tables = query_int("SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+                                    "open (read the "
+                                    "schema)");
+      if (id == 0 && tables == 0) {
+        std::error_code ec;
+        const auto size = std::filesystem::file_size(path, ec);
+        throw sqlite_error(fmt::format(
+            "{}: not a nudge database: {}. nudge writes a new database beside its place and then "
+            "renames it there, so such a file is none of its own (an older nudge killed while "
+            "creating one left it): remove the file to start a new database",
+            path, !ec && size == 0 ? "the file is empty (0 bytes)" : "it has no tables"));
+      }
+      std::optional<std::string> version;
+      if (id == 0 && query_int("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
+                               "name = 'meta'",
+                               "open (read the schema)") == 1) {
+        // Versions 1 to 5 had no application id; their meta table had no checksums.
+        statement v{db, "SELECT value FROM meta WHERE key = 'nudge.schema_version'", path};
+        if (sqlite3_step(v.get()) == SQLITE_ROW) {
+          version = std::string{column_blob(v.get(), 0)};
+        }
+      }
+      if (!version) {
+        throw sqlite_error(fmt::format(
+            "{}: not a nudge database (its application id is {:#x}, nudge's {:#x}): refused, "
+            "left as it was",
+            path, id, application_id));
+      }
+      refuse_version(*version);
+    }
+    get_meta = prepare("SELECT value, sum FROM meta WHERE key = ?1");
+    const auto version = meta("nudge.schema_version");
+    if (!version) {
+      damaged("meta \"nudge.schema_version\" is missing");
+    }
+    if (*version != schema_version) {
+      refuse_version(*version);
+    }
+  }
+  [[noreturn]] void refuse_version(std::string_view version) const {
+    // Checked before anything is written: an old database is left exactly as it was.
+    throw sqlite_error(fmt::format(
+        "{}: database schema version {}, this build reads version {} (versions 1 and 2 kept "
+        "one row per contact, 3 stored state records uncoded, 4 states without the delivery "
+        "policy, 5 rows without checksums; there is no conversion: replay the events into a "
+        "new database)",
+        path, version, schema_version));
+  }
+
+  // `nudge.rows`, and every meta row checked against its checksum and counted.
+  row_counts read_row_counts() const {
+    const auto text = meta(meta_rows);
+    if (!text) {
+      damaged(fmt::format("meta \"{}\" (the row counts) is missing", meta_rows));
+    }
+    const auto counts = row_counts::parse(*text);
+    if (!counts) {
+      damaged(fmt::format("meta \"{}\" is unreadable: \"{}\"", meta_rows, *text));
+    }
+    std::int64_t n = 0;
+    use s{read_all_meta};
+    int rc;
+    while ((rc = sqlite3_step(*s)) == SQLITE_ROW) {
+      const auto key = column_blob(*s, 0);
+      verify(row_kind::meta, fmt::format("\"{}\"", key), key, column_blob(*s, 1),
+             sqlite3_column_int64(*s, 2));
+      ++n;
+    }
+    if (rc != SQLITE_DONE) {
+      fail("read the meta table");
+    }
+    if (n != counts->meta) {
+      damaged(fmt::format("the meta table has {} rows, {} were written", n, counts->meta));
+    }
+    return *counts;
+  }
+
+  // The sequence the outbox rows must end at, outside a transaction (inside one, `nudge.rows`
+  // is rewritten only at commit).
+  std::optional<std::int64_t> expected_outbox_next() const {
+    if (sqlite3_get_autocommit(db) == 0) {
+      return std::nullopt;
+    }
+    return read_row_counts().outbox_next;
   }
 
   std::int64_t current_data_version() const {
@@ -586,8 +813,8 @@ struct sqlite_store::impl {
     states.commit();  // drops the replaced versions
   }
 
-  // Decodes one outbox row; calls visit(entry) for each entry with a sequence > `after`, until
-  // visit returns false.
+  // Decodes one outbox row (its checksum checked); calls visit(entry) for each entry with a
+  // sequence > `after`, until visit returns false.
   template <class Visit>
   bool decode_outbox(std::int64_t first, std::int64_t count, std::string_view bytes,
                      std::int64_t after, Visit&& visit) const {
@@ -638,38 +865,77 @@ struct sqlite_store::impl {
     return true;
   }
 
-  // Visits undelivered entries in sequence order (see decode_outbox).
+  // Visits undelivered entries in sequence order (see decode_outbox); returns the sequence of
+  // the next entry (if visit never stopped the scan). Every row's checksum is checked, and that
+  // the rows follow each other from the first undelivered entry; `expected_next`, if given, is
+  // the sequence the rows must end at (`nudge.rows`).
   template <class Visit>
-  void scan_outbox(Visit&& visit) const {
+  std::int64_t scan_outbox(Visit&& visit, std::optional<std::int64_t> expected_next) const {
     const auto delivered = delivered_through();
     use s{read_outbox};
-    sqlite3_bind_int64(*s, 1, delivered);
+    std::int64_t next = delivered + 1;
+    bool first_row = true;
     int rc;
     while ((rc = sqlite3_step(*s)) == SQLITE_ROW) {
-      if (!decode_outbox(sqlite3_column_int64(*s, 0), sqlite3_column_int64(*s, 1),
-                         column_blob(*s, 2), delivered, visit)) {
-        return;
+      const std::int64_t first = sqlite3_column_int64(*s, 0);
+      const std::int64_t count = sqlite3_column_int64(*s, 1);
+      const auto bytes = column_blob(*s, 2);
+      verify(row_kind::outbox, std::to_string(first), int_key(first, count), bytes,
+             sqlite3_column_int64(*s, 3));
+      if (first_row ? first > next : first != next) {
+        damaged(fmt::format("outbox entries {} to {} are missing", next, first - 1));
+      }
+      first_row = false;
+      next = std::max(next, first + count);
+      if (first + count <= delivered + 1) {
+        continue;  // wholly delivered (kept only by a database written before trimming)
+      }
+      if (!decode_outbox(first, count, bytes, delivered, visit)) {
+        return -1;
       }
     }
     if (rc != SQLITE_DONE) {
       fail("read the outbox");
     }
+    if (expected_next && next != *expected_next) {
+      damaged(next < *expected_next
+                  ? fmt::format("outbox entries {} to {} are missing", next, *expected_next - 1)
+                  : fmt::format("the outbox goes to entry {}, {} were written", next - 1,
+                                *expected_next - 1));
+    }
+    return next;
   }
 
-  // Loads the states of every row `query` returns (key, states blob), in order; returns the
-  // bytes read. Errors name the row as "<row_name> <key>".
-  std::size_t read_state_rows(const statement& query, std::string_view row_name,
-                              std::string_view doing) {
+  // Loads the states of every row `query` returns (key, states blob, checksum), in order, after
+  // checking its checksum and that the keys run first_key, first_key + 1, ... for `rows` rows;
+  // returns the bytes read. Errors name the row as "<kind> <key>".
+  std::size_t read_state_rows(const statement& query, row_kind kind, std::int64_t first_key,
+                              std::int64_t rows_written, std::string_view doing) {
     std::size_t total = 0;
+    std::int64_t next = first_key;
     use s{query};
     int rc;
     while ((rc = sqlite3_step(*s)) == SQLITE_ROW) {
+      const std::int64_t key = sqlite3_column_int64(*s, 0);
       const auto bytes = column_blob(*s, 1);
+      const auto row = fmt::format("{} {}", row_kind_name(kind), key);
+      verify(kind, std::to_string(key), int_key(key), bytes, sqlite3_column_int64(*s, 2));
+      if (key != next) {
+        damaged(fmt::format("{} {} is missing", row_kind_name(kind), next));
+      }
+      ++next;
       total += bytes.size();
-      load_states(bytes, fmt::format("{} {}", row_name, sqlite3_column_int64(*s, 0)));
+      load_states(bytes, row);
     }
     if (rc != SQLITE_DONE) {
       fail(doing);
+    }
+    if (next - first_key < rows_written) {
+      damaged(fmt::format("{} {} is missing", row_kind_name(kind), next));
+    }
+    if (next - first_key > rows_written) {
+      damaged(fmt::format("{} {} is beyond the {} written", row_kind_name(kind), next - 1,
+                          rows_written));
     }
     return total;
   }
@@ -681,27 +947,21 @@ struct sqlite_store::impl {
     loaded = false;
     checkpoint_bytes = 0;
     journal_bytes = 0;
-    checkpoint_bytes = read_state_rows(read_checkpoint, "checkpoint part", "read the checkpoint");
-    journal_bytes = read_state_rows(read_journal, "journal row", "read the journal");
-    const auto delivered = delivered_through();
-    next_seq = delivered + 1;
-    {
-      use s{outbox_end};
-      const int rc = sqlite3_step(*s);
-      if (rc == SQLITE_ROW) {
-        next_seq = std::max<std::int64_t>(next_seq, sqlite3_column_int64(*s, 0));
-      } else if (rc != SQLITE_DONE) {
-        fail("read the outbox");
-      }
-    }
+    rows = read_row_counts();
+    checkpoint_bytes = read_state_rows(read_checkpoint, row_kind::checkpoint, 0, rows.checkpoint,
+                                       "read the checkpoint");
+    journal_bytes =
+        read_state_rows(read_journal, row_kind::journal, 1, rows.journal, "read the journal");
     undelivered.clear();
     undelivered_begin = 0;
     undelivered_keys.clear();
-    scan_outbox([&](outbox_entry&& e) {
-      undelivered.emplace_back(e.sequence, e.idempotency_key);
-      undelivered_keys.emplace(e.idempotency_key, 0);
-      return true;
-    });
+    next_seq = scan_outbox(
+        [&](outbox_entry&& e) {
+          undelivered.emplace_back(e.sequence, e.idempotency_key);
+          undelivered_keys.emplace(e.idempotency_key, 0);
+          return true;
+        },
+        rows.outbox_next);
     version_seen = current_data_version();
     loaded = true;
     ++generation;
@@ -711,12 +971,44 @@ struct sqlite_store::impl {
     pending_program = nullptr;
     // (clear() on an empty open-addressing map still sweeps its slots)
     pending_journal_bytes = 0;
+    pending_journal_rows = 0;
+    pending_checkpoint_parts.reset();
+    pending_meta = false;
+    pending_rows.reset();
     pending_next_seq = next_seq;
     pending_outbox.clear();
     if (!pending_keys.empty()) {
       pending_keys.clear();
     }
     pending_delivered.reset();
+  }
+
+  // Rewrites `nudge.rows` in the open transaction if its changes change the counts.
+  void write_row_counts() {
+    if (pending_journal_rows == 0 && !pending_checkpoint_parts && pending_next_seq == next_seq &&
+        !pending_meta) {
+      return;
+    }
+    row_counts c = rows;
+    if (pending_checkpoint_parts) {
+      c.checkpoint = *pending_checkpoint_parts;
+      c.journal = 0;
+    } else {
+      c.journal += pending_journal_rows;
+    }
+    c.outbox_next = pending_next_seq;
+    if (pending_meta) {
+      use s{count_meta};
+      if (sqlite3_step(*s) != SQLITE_ROW) {
+        fail("count the meta rows");
+      }
+      c.meta = sqlite3_column_int64(*s, 0);
+    }
+    if (c.checkpoint != rows.checkpoint || c.journal != rows.journal ||
+        c.outbox_next != rows.outbox_next || c.meta != rows.meta) {
+      write_meta(meta_rows, c.text());
+      pending_rows = c;
+    }
   }
 
   // Writes a new checkpoint of the states (the open transaction's included) and empties the
@@ -735,8 +1027,10 @@ struct sqlite_store::impl {
     scratch.clear();
     const auto flush = [&] {
       use s{add_checkpoint};
-      sqlite3_bind_int64(*s, 1, part++);
+      sqlite3_bind_int64(*s, 1, part);
       bind_blob(*s, 2, scratch);
+      sqlite3_bind_int64(*s, 3, row_sum(row_kind::checkpoint, int_key(part), scratch));
+      ++part;
       step_done(*s, "compact the journal (write the checkpoint)");
       total += scratch.size();
       scratch.clear();
@@ -753,9 +1047,99 @@ struct sqlite_store::impl {
     if (!scratch.empty()) {
       flush();
     }
+    pending_checkpoint_parts = part;
     return total;
   }
 };
+
+namespace {
+
+constexpr std::string_view create_tables =
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value BLOB NOT NULL, sum INTEGER NOT NULL)"
+    " WITHOUT ROWID;"
+    "CREATE TABLE checkpoint(part INTEGER PRIMARY KEY, states BLOB NOT NULL,"
+    " sum INTEGER NOT NULL);"
+    "CREATE TABLE journal(batch INTEGER PRIMARY KEY, states BLOB NOT NULL, sum INTEGER NOT NULL);"
+    "CREATE TABLE outbox(first_seq INTEGER PRIMARY KEY, count INTEGER NOT NULL,"
+    " actions BLOB NOT NULL, sum INTEGER NOT NULL);";
+
+// fsync(2) of a file or directory; false with errno set on failure.
+bool sync_path(const std::string& path, int flags) {
+  const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
+  if (fd < 0) {
+    return false;
+  }
+  const bool ok = ::fsync(fd) == 0;
+  const int error = errno;
+  ::close(fd);
+  errno = error;
+  return ok;
+}
+
+// Creates the database whole: written to "<path>.creating", synced, then renamed into place,
+// so that no kill or power loss can leave a partial database at `path` for a later open to
+// mistake for a new one. The caller holds the writer lock.
+void create_database(const std::string& path, const std::string& fingerprint) {
+  const std::string tmp = path + ".creating";
+  for (const char* suffix : {"", "-journal", "-wal", "-shm"}) {
+    ::unlink((tmp + suffix).c_str());  // what a killed creation left
+  }
+  connection db;
+  const auto fail = [&](std::string_view doing) {
+    throw sqlite_error(fmt::format("{}: cannot create ({} {}): {}", path, doing, tmp,
+                                   db.get() ? sqlite3_errmsg(db.get()) : "out of memory"));
+  };
+  if (sqlite3_open_v2(tmp.c_str(), &db.ref(), SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                      nullptr) != SQLITE_OK) {
+    fail("open");
+  }
+  sqlite3_extended_result_codes(db.get(), 1);
+  // 16 KiB pages: a batch appends a blob of some 100 KiB, in a quarter of the WAL frames (and
+  // system calls) 4 KiB pages take. Only a new database takes the setting.
+  const std::string setup = fmt::format(
+      "PRAGMA page_size=16384; PRAGMA application_id={}; PRAGMA synchronous=FULL;", application_id);
+  if (sqlite3_exec(db.get(), setup.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK ||
+      sqlite3_exec(db.get(), "BEGIN", nullptr, nullptr, nullptr) != SQLITE_OK ||
+      sqlite3_exec(db.get(), std::string{create_tables}.c_str(), nullptr, nullptr, nullptr) !=
+          SQLITE_OK) {
+    fail("write");
+  }
+  sqlite3_stmt* insert = nullptr;
+  if (sqlite3_prepare_v2(db.get(), "INSERT INTO meta(key, value, sum) VALUES(?1, ?2, ?3)", -1,
+                         &insert, nullptr) != SQLITE_OK) {
+    fail("write");
+  }
+  const std::pair<std::string_view, std::string> rows[] = {
+      {"nudge.schema_version", std::string{schema_version}},
+      {"nudge.program_fingerprint", fingerprint},
+      {meta_rows, row_counts{}.text()}};
+  bool ok = true;
+  for (const auto& [key, value] : rows) {
+    bind_text(insert, 1, key);
+    bind_blob(insert, 2, value);
+    sqlite3_bind_int64(insert, 3, row_sum(row_kind::meta, key, value));
+    ok = ok && sqlite3_step(insert) == SQLITE_DONE;
+    sqlite3_reset(insert);
+  }
+  sqlite3_finalize(insert);
+  if (!ok || sqlite3_exec(db.get(), "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    fail("write");
+  }
+  if (sqlite3_close(db.release()) != SQLITE_OK) {
+    throw sqlite_error(fmt::format("{}: cannot create (close {})", path, tmp));
+  }
+  auto dir = std::filesystem::path{path}.parent_path().string();
+  if (dir.empty()) {
+    dir = ".";
+  }
+  if (!sync_path(tmp, O_RDONLY) || ::rename(tmp.c_str(), path.c_str()) != 0 ||
+      !sync_path(dir, O_RDONLY | O_DIRECTORY)) {
+    throw sqlite_error(
+        fmt::format("{}: cannot create (sync and rename {}): {}", path, tmp, std::strerror(errno)));
+  }
+}
+
+}  // namespace
 
 sqlite_store::sqlite_store(const std::string& path, const nudge::program& program,
                            sqlite_options options)
@@ -765,11 +1149,15 @@ sqlite_store::sqlite_store(const std::string& path, const nudge::program& progra
   d.program = &program;
   d.options = options;
   d.fingerprint = program_fingerprint(program);
+  const auto fingerprint = fmt::format("{:016x}", d.fingerprint);
   if (!options.read_only) {
     d.lock = writer_lock{path};  // before anything is written, the file's creation included
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec) && !ec) {
+      create_database(path, fingerprint);
+    }
   }
-  const int flags =
-      options.read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  const int flags = options.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
   if (sqlite3_open_v2(path.c_str(), &d.db, flags | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
     if (d.db == nullptr) {
       throw sqlite_error(fmt::format("{}: cannot open: out of memory", path));
@@ -778,14 +1166,20 @@ sqlite_store::sqlite_store(const std::string& path, const nudge::program& progra
   }
   sqlite3_extended_result_codes(d.db, 1);
   sqlite3_busy_timeout(d.db, 5000);
+  // SQLite then checks each B-tree cell's size as it reads it: damage to its own pages is
+  // more often refused as "malformed" instead of read.
+  d.exec("PRAGMA cell_size_check=ON", "open (set cell_size_check)");
+  d.check_identity();
+  if (auto theirs = d.meta("nudge.program_fingerprint"); theirs != fingerprint) {
+    throw sqlite_error(fmt::format(
+        "{}: database written for program fingerprint {}, the loaded rules have fingerprint {} "
+        "(a database only opens with the rule program that wrote it)",
+        path, theirs.value_or("(none)"), fingerprint));
+  }
   const char* sync = options.synchronous == sqlite_sync::off      ? "PRAGMA synchronous=OFF"
                      : options.synchronous == sqlite_sync::normal ? "PRAGMA synchronous=NORMAL"
                                                                   : "PRAGMA synchronous=FULL";
-  // Reading the schema is the first access to the file: a corrupt file fails here.
   if (!options.read_only) {
-    // A batch appends a blob of some 100 KiB: 16 KiB pages write it in a quarter of the WAL
-    // frames (and system calls) 4 KiB pages take. Only a new database takes the setting.
-    d.exec("PRAGMA page_size=16384", "open (set the page size)");
     d.exec("PRAGMA journal_mode=WAL", "open (set WAL mode)");
     d.exec(sync, "open (set synchronous)");
     if (options.max_pages != 0) {
@@ -800,76 +1194,24 @@ sqlite_store::sqlite_store(const std::string& path, const nudge::program& progra
     d.exec("PRAGMA wal_autocheckpoint=4096; PRAGMA secure_delete=FAST; PRAGMA cache_size=-32768",
            "open (set the checkpoint interval)");
   }
-  bool has_meta = false;
-  {
-    statement s = d.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'");
-    const int rc = sqlite3_step(s.get());
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-      d.fail("open (read the schema)");
-    }
-    has_meta = rc == SQLITE_ROW;
-  }
-  const auto fingerprint = fmt::format("{:016x}", d.fingerprint);
-  if (has_meta) {
-    d.get_meta = d.prepare("SELECT value FROM meta WHERE key = ?1");
-    const auto version = d.meta("nudge.schema_version");
-    if (!version) {
-      throw sqlite_error(fmt::format("{}: not a nudge database (no schema version)", path));
-    }
-    if (*version != schema_version) {
-      // Checked before anything is written: an old database is left exactly as it was.
-      throw sqlite_error(fmt::format(
-          "{}: database schema version {}, this build reads version {} (versions 1 and 2 kept "
-          "one row per contact, 3 stored state records uncoded, 4 states without the delivery "
-          "policy; there is no conversion: replay the events into a new database)",
-          path, *version, schema_version));
-    }
-    if (auto theirs = d.meta("nudge.program_fingerprint"); theirs != fingerprint) {
-      throw sqlite_error(fmt::format(
-          "{}: database written for program fingerprint {}, the loaded rules have fingerprint {} "
-          "(a database only opens with the rule program that wrote it)",
-          path, theirs.value_or("(none)"), fingerprint));
-    }
-  } else {
-    if (options.read_only) {
-      throw sqlite_error(fmt::format("{}: not a nudge database (no schema version)", path));
-    }
-    d.exec(
-        "BEGIN IMMEDIATE;"
-        "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);"
-        "CREATE TABLE IF NOT EXISTS checkpoint(part INTEGER PRIMARY KEY, states BLOB NOT NULL);"
-        "CREATE TABLE IF NOT EXISTS journal(batch INTEGER PRIMARY KEY, states BLOB NOT NULL);"
-        "CREATE TABLE IF NOT EXISTS outbox(first_seq INTEGER PRIMARY KEY, count INTEGER NOT NULL,"
-        " actions BLOB NOT NULL);",
-        "open (create the tables)");
-    d.get_meta = d.prepare("SELECT value FROM meta WHERE key = ?1");
-    const auto insert = fmt::format(
-        "INSERT INTO meta(key, value) VALUES('nudge.schema_version', '{}'), "
-        "('nudge.program_fingerprint', '{}');COMMIT;",
-        schema_version, fingerprint);
-    if (sqlite3_exec(d.db, insert.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
-      const std::string reason = sqlite3_errmsg(d.db);
-      sqlite3_exec(d.db, "ROLLBACK", nullptr, nullptr, nullptr);
-      throw sqlite_error(fmt::format("{}: cannot open (create the tables): {}", path, reason));
-    }
-  }
   d.begin = d.prepare("BEGIN IMMEDIATE");
   d.commit = d.prepare("COMMIT");
   d.rollback = d.prepare("ROLLBACK");
   d.data_version = d.prepare("PRAGMA data_version");
-  d.read_checkpoint = d.prepare("SELECT part, states FROM checkpoint ORDER BY part");
-  d.read_journal = d.prepare("SELECT batch, states FROM journal ORDER BY batch");
-  d.read_outbox = d.prepare(
-      "SELECT first_seq, count, actions FROM outbox WHERE first_seq + count > ?1 + 1 ORDER BY "
-      "first_seq");
-  d.outbox_end = d.prepare("SELECT first_seq + count FROM outbox ORDER BY first_seq DESC LIMIT 1");
+  d.read_all_meta = d.prepare("SELECT key, value, sum FROM meta");
+  d.count_meta = d.prepare("SELECT count(*) FROM meta");
+  d.read_checkpoint = d.prepare("SELECT part, states, sum FROM checkpoint ORDER BY part");
+  d.read_journal = d.prepare("SELECT batch, states, sum FROM journal ORDER BY batch");
+  // Every row, delivered or not, so that each is checked (the outbox holds little).
+  d.read_outbox = d.prepare("SELECT first_seq, count, actions, sum FROM outbox ORDER BY first_seq");
   if (!options.read_only) {
-    d.put_meta = d.prepare("INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)");
-    d.add_journal = d.prepare("INSERT INTO journal(states) VALUES(?1)");
+    d.put_meta = d.prepare("INSERT OR REPLACE INTO meta(key, value, sum) VALUES(?1, ?2, ?3)");
+    d.add_journal = d.prepare("INSERT INTO journal(batch, states, sum) VALUES(?1, ?2, ?3)");
     d.clear_journal = d.prepare("DELETE FROM journal");
     d.clear_checkpoint = d.prepare("DELETE FROM checkpoint");
-    d.add_checkpoint = d.prepare("INSERT INTO checkpoint(part, states) VALUES(?1, ?2)");
-    d.add_outbox = d.prepare("INSERT INTO outbox(first_seq, count, actions) VALUES(?1, ?2, ?3)");
+    d.add_checkpoint = d.prepare("INSERT INTO checkpoint(part, states, sum) VALUES(?1, ?2, ?3)");
+    d.add_outbox =
+        d.prepare("INSERT INTO outbox(first_seq, count, actions, sum) VALUES(?1, ?2, ?3, ?4)");
     d.trim_outbox = d.prepare("DELETE FROM outbox WHERE first_seq + count <= ?1 + 1");
     d.sync_normal = d.prepare("PRAGMA synchronous=NORMAL");
     d.sync_configured = d.prepare(sync);
@@ -925,6 +1267,7 @@ void sqlite_store::commit() {
          journal > std::max(d.options.compact_after_bytes, 4 * d.checkpoint_bytes))) {
       new_checkpoint = d.write_checkpoint();
     }
+    d.write_row_counts();
     use s{d.commit};
     if (sqlite3_step(*s) != SQLITE_DONE) {
       d.fail("commit");
@@ -941,6 +1284,9 @@ void sqlite_store::commit() {
     d.journal_bytes = 0;
   } else {
     d.journal_bytes += d.pending_journal_bytes;
+  }
+  if (d.pending_rows) {
+    d.rows = *d.pending_rows;
   }
   d.states.commit();
   if (d.pending_program != nullptr) {
@@ -1041,11 +1387,15 @@ void sqlite_store::save(std::span<contact_state> states) {
       put_state(d.scratch, st, d.record_scratch);
     }
     {
+      const std::int64_t batch = d.rows.journal + d.pending_journal_rows + 1;
       use s{d.add_journal};
-      bind_blob(*s, 1, d.scratch);
+      sqlite3_bind_int64(*s, 1, batch);
+      bind_blob(*s, 2, d.scratch);
+      sqlite3_bind_int64(*s, 3, row_sum(row_kind::journal, int_key(batch), d.scratch));
       d.step_done(*s, fmt::format("save {} contact states", lent.size() + states.size()));
     }
     d.pending_journal_bytes += d.scratch.size();
+    ++d.pending_journal_rows;
     d.states.finish_lent();
     for (auto& st : states) {
       d.states.put(std::move(st));
@@ -1145,6 +1495,7 @@ void sqlite_store::add_to_outbox(std::span<const due_action> actions) {
       sqlite3_bind_int64(*s, 1, first);
       sqlite3_bind_int64(*s, 2, count);
       bind_blob(*s, 3, d.scratch);
+      sqlite3_bind_int64(*s, 4, row_sum(row_kind::outbox, int_key(first, count), d.scratch));
       d.step_done(*s, "write the outbox");
       d.pending_next_seq = first + count;
       d.pending_outbox.insert(d.pending_outbox.end(), added.begin(), added.end());
@@ -1170,29 +1521,24 @@ std::vector<outbox_entry> sqlite_store::outbox(std::size_t limit) {
     return out;
   }
   const impl::read_scope snapshot{*impl_};
-  impl_->scan_outbox([&](outbox_entry&& e) {
-    out.push_back(std::move(e));
-    return out.size() < limit;
-  });
+  impl_->scan_outbox(
+      [&](outbox_entry&& e) {
+        out.push_back(std::move(e));
+        return out.size() < limit;
+      },
+      impl_->expected_outbox_next());
   return out;
 }
 
 std::size_t sqlite_store::outbox_size() {
-  impl& d = *impl_;
-  const impl::read_scope snapshot{d};
-  const auto delivered = d.delivered_through();
-  use s{d.read_outbox};
-  sqlite3_bind_int64(*s, 1, delivered);
+  const impl::read_scope snapshot{*impl_};
   std::size_t n = 0;
-  int rc;
-  while ((rc = sqlite3_step(*s)) == SQLITE_ROW) {
-    const auto first = sqlite3_column_int64(*s, 0);
-    const auto count = sqlite3_column_int64(*s, 1);
-    n += static_cast<std::size_t>(first + count - std::max<std::int64_t>(first, delivered + 1));
-  }
-  if (rc != SQLITE_DONE) {
-    d.fail("count the outbox");
-  }
+  impl_->scan_outbox(
+      [&](outbox_entry&&) {
+        ++n;
+        return true;
+      },
+      impl_->expected_outbox_next());
   return n;
 }
 
@@ -1264,10 +1610,25 @@ void sqlite_store::put_meta(std::string_view key, std::string_view text) {
   if (impl_->put_meta.get() == nullptr) {
     throw sqlite_error(fmt::format("{}: cannot write: the database is open read-only", path_));
   }
-  use s{impl_->put_meta};
-  bind_text(*s, 1, key);
-  bind_blob(*s, 2, text);
-  impl_->step_done(*s, fmt::format("write meta \"{}\"", key));
+  if (key == meta_rows) {
+    throw std::logic_error("sqlite_store::put_meta: nudge.rows is the store's own");
+  }
+  const bool own = !in_transaction_;
+  if (own) {
+    begin();
+  }
+  try {
+    impl_->write_meta(key, text);
+    impl_->pending_meta = true;
+    if (own) {
+      commit();
+    }
+  } catch (...) {
+    if (own) {
+      rollback();
+    }
+    throw;
+  }
 }
 
 std::optional<std::string> sqlite_store::read_meta(const std::string& path, std::string_view key,
@@ -1281,7 +1642,8 @@ std::optional<std::string> sqlite_store::read_meta(const std::string& path, std:
     }
     d.fail("open");
   }
-  d.get_meta = d.prepare("SELECT value FROM meta WHERE key = ?1");
+  sqlite3_extended_result_codes(d.db, 1);
+  d.check_identity();
   return d.meta(key);
 }
 

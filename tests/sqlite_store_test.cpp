@@ -1,6 +1,8 @@
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -11,6 +13,8 @@
 #include <fmt/format.h>
 #include <sqlite3.h>
 #include <unistd.h>
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 #include <nudge/engine.hpp>
 #include <nudge/error.hpp>
@@ -178,6 +182,62 @@ std::string db_state(const std::string& path, const nudge::program& program) {
   }
   out += fmt::format("|outbox {}", db.outbox_size());
   return out;
+}
+
+// Runs `sql` on the database at `path` over a connection of its own (a test damaging it).
+void exec_sql(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
+  INFO(sqlite3_errmsg(db));
+  sqlite3_close(db);
+  REQUIRE(rc == SQLITE_OK);
+}
+
+// The checksum docs/live.md defines for a row: XXH3-64 seeded with the row kind (meta 1,
+// checkpoint 2, journal 3, outbox 4) of the key's length (u32 LE), the key and the blob. Integer
+// keys are two int64 LE (the second 0 but for the outbox's count).
+std::int64_t row_sum(std::uint64_t kind, const std::string& key, const std::string& blob) {
+  std::string bytes(4, '\0');
+  for (int i = 0; i < 4; ++i) {
+    bytes[static_cast<std::size_t>(i)] = static_cast<char>(key.size() >> (8 * i));
+  }
+  bytes += key;
+  bytes += blob;
+  return static_cast<std::int64_t>(XXH3_64bits_withSeed(bytes.data(), bytes.size(), kind));
+}
+std::string int_key(std::int64_t a, std::int64_t b = 0) {
+  std::string k;
+  for (auto v : {a, b}) {
+    for (int i = 0; i < 8; ++i) {
+      k += static_cast<char>(static_cast<std::uint64_t>(v) >> (8 * i));
+    }
+  }
+  return k;
+}
+
+// One blob of the database at `path` (the first row `select` returns), changed by `change`
+// and written back; the row's checksum is recomputed if `reseal` gives it (kind, key).
+void change_blob(const std::string& path, const std::string& select, const std::string& update,
+                 const std::function<void(std::string&)>& change,
+                 std::optional<std::pair<std::uint64_t, std::string>> reseal = std::nullopt) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, select.c_str(), -1, &s, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(s) == SQLITE_ROW);
+  std::string blob{static_cast<const char*>(sqlite3_column_blob(s, 0)),
+                   static_cast<std::size_t>(sqlite3_column_bytes(s, 0))};
+  sqlite3_finalize(s);
+  change(blob);
+  REQUIRE(sqlite3_prepare_v2(db, update.c_str(), -1, &s, nullptr) == SQLITE_OK);
+  sqlite3_bind_blob(s, 1, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
+  if (reseal) {
+    sqlite3_bind_int64(s, 2, row_sum(reseal->first, reseal->second, blob));
+  }
+  REQUIRE(sqlite3_step(s) == SQLITE_DONE);
+  sqlite3_finalize(s);
+  sqlite3_close(db);
 }
 
 // Rows in one table of the database at `path`, read over a connection of its own.
@@ -434,22 +494,17 @@ TEST_CASE("sqlite_store: a state record with a broken zero run is refused naming
     nudge::durable_engine engine{program, db, nullptr};
     engine.process(batches[0], batch_end(0));
   }
-  std::int64_t bytes = 0;
-  {
-    // Append a record of two bytes, 00 00: a zero run of length 0 cannot be coded.
-    sqlite3* db = nullptr;
-    REQUIRE(sqlite3_open(tmp.path.c_str(), &db) == SQLITE_OK);
-    sqlite3_stmt* s = nullptr;
-    REQUIRE(sqlite3_prepare_v2(db, "SELECT length(states) FROM journal WHERE batch = 1", -1, &s,
-                               nullptr) == SQLITE_OK);
-    REQUIRE(sqlite3_step(s) == SQLITE_ROW);
-    bytes = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    REQUIRE(sqlite3_exec(db,
-                         "UPDATE journal SET states = states || x'020000000000' WHERE batch = 1",
-                         nullptr, nullptr, nullptr) == SQLITE_OK);
-    sqlite3_close(db);
-  }
+  std::size_t bytes = 0;
+  // Append a record of two bytes, 00 00: a zero run of length 0 cannot be coded. The row's
+  // checksum is recomputed, so that the decoder's own check is what refuses it.
+  change_blob(
+      tmp.path, "SELECT states FROM journal WHERE batch = 1",
+      "UPDATE journal SET states = ?1, sum = ?2 WHERE batch = 1",
+      [&](std::string& blob) {
+        bytes = blob.size();
+        blob.append("\x02\x00\x00\x00\x00\x00", 6);
+      },
+      std::pair{std::uint64_t{3}, int_key(1)});
   CHECK_THROWS_WITH(
       (nudge::sqlite_store{tmp.path, *program}),
       fmt::format("{}: journal row 1 is corrupt: broken zero run in the state record at byte {}",
@@ -484,7 +539,7 @@ TEST_CASE("sqlite_store: a corrupt database file is refused and left as it was")
   std::ofstream{tmp.path, std::ios::binary} << garbage;
   CHECK_THROWS_WITH(
       (nudge::sqlite_store{tmp.path, *program}),
-      fmt::format("{}: cannot open (set WAL mode): file is not a database", tmp.path));
+      fmt::format("{}: cannot open (read the header): file is not a database", tmp.path));
   CHECK(read_file(tmp.path) == garbage);
 }
 
@@ -666,9 +721,10 @@ TEST_CASE(
   }
   const std::string before = read_file(tmp.path);
   const std::string message = fmt::format(
-      "{}: database schema version 2, this build reads version 5 (versions 1 and 2 kept one "
-      "row per contact, 3 stored state records uncoded, 4 states without the delivery policy; "
-      "there is no conversion: replay the events into a new database)",
+      "{}: database schema version 2, this build reads version 6 (versions 1 and 2 kept one "
+      "row per contact, 3 stored state records uncoded, 4 states without the delivery policy, "
+      "5 rows without checksums; there is no conversion: replay the events into a new "
+      "database)",
       tmp.path);
   CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program}), message);
   CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program, {.read_only = true}}), message);
@@ -766,4 +822,200 @@ TEST_CASE(
   engine.process(batches[1], batch_end(1));
   CHECK(db.outbox_size() == 0);
   CHECK(sink.keys.size() == sink.delivered.size());
+}
+
+namespace {
+
+// A database with every record kind: a checkpoint part, journal rows, undelivered outbox rows
+// (no sink) and meta rows, host entries included.
+void build_every_kind(const std::string& path, const std::shared_ptr<const nudge::program>& p) {
+  const auto batches = shop_batches();
+  {
+    nudge::sqlite_store db{path, *p, compaction(0)};
+    nudge::durable_engine engine{p, db, nullptr};
+    engine.process(batches[0], batch_end(0));
+    engine.process(batches[1], batch_end(1), {{{"host.position", "42"}}});
+  }
+  nudge::sqlite_store db{path, *p};  // no compaction: the next batches stay journal rows
+  nudge::durable_engine engine{p, db, nullptr};
+  engine.process(batches[2], batch_end(2));
+  engine.process(batches[3], batch_end(3));
+}
+
+std::int64_t query_int(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(s) == SQLITE_ROW);
+  const std::int64_t n = sqlite3_column_int64(s, 0);
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  return n;
+}
+
+std::string damaged(const std::string& path, const std::string& what) {
+  return fmt::format(
+      "{}: {}: the database is damaged and was not used (nudge db check {} lists every damaged "
+      "record; restore the file from a backup, or replay the events into a new database)",
+      path, what, path);
+}
+
+}  // namespace
+
+TEST_CASE(
+    "sqlite_store: damage to any stored record (a flipped bit, a changed contact id or key, a "
+    "lost row) is refused naming the record, and leaves the file as it was") {
+  const auto program = shop_program();
+  temp_db clean{"damage_clean"};
+  build_every_kind(clean.path, program);
+  const auto journal_rows = query_int(clean.path, "SELECT count(*) FROM journal");
+  const auto outbox_rows = query_int(clean.path, "SELECT count(*) FROM outbox");
+  REQUIRE(query_int(clean.path, "SELECT count(*) FROM checkpoint") == 1);
+  REQUIRE(journal_rows == 3);
+  REQUIRE(outbox_rows == 4);
+  const auto last_outbox = query_int(clean.path, "SELECT max(first_seq) FROM outbox");
+  const auto outbox_end = query_int(clean.path, "SELECT max(first_seq + count) FROM outbox");
+  const auto flip = [](std::size_t byte) {
+    return [byte](std::string& blob) {
+      REQUIRE(blob.size() > byte);
+      blob[byte] = static_cast<char>(blob[byte] ^ 0x10);
+    };
+  };
+  struct damage {
+    std::string name;
+    std::function<void(const std::string&)> apply;
+    std::string message;
+  };
+  const std::vector<damage> cases{
+      {"a bit in the checkpoint",
+       [&](const std::string& p) {
+         change_blob(p, "SELECT states FROM checkpoint WHERE part = 0",
+                     "UPDATE checkpoint SET states = ?1 WHERE part = 0", flip(40));
+       },
+       "checkpoint part 0 fails its checksum"},
+      {"a bit in a journal row",
+       [&](const std::string& p) {
+         change_blob(p, "SELECT states FROM journal WHERE batch = 2",
+                     "UPDATE journal SET states = ?1 WHERE batch = 2", flip(25));
+       },
+       "journal row 2 fails its checksum"},
+      {"a contact id in a journal record",
+       [&](const std::string& p) {
+         change_blob(p, "SELECT states FROM journal WHERE batch = 1",
+                     "UPDATE journal SET states = ?1 WHERE batch = 1", [](std::string& blob) {
+                       const auto at = blob.find("c4");
+                       REQUIRE(at != std::string::npos);
+                       blob[at + 1] = '1';
+                     });
+       },
+       "journal row 1 fails its checksum"},
+      {"a journal row's number",
+       [&](const std::string& p) { exec_sql(p, "UPDATE journal SET batch = 7 WHERE batch = 3"); },
+       "journal row 7 fails its checksum"},
+      {"a lost journal row",
+       [&](const std::string& p) { exec_sql(p, "DELETE FROM journal WHERE batch = 2"); },
+       "journal row 2 is missing"},
+      {"a bit in an outbox row",
+       [&](const std::string& p) {
+         change_blob(p, "SELECT actions FROM outbox WHERE first_seq = 1",
+                     "UPDATE outbox SET actions = ?1 WHERE first_seq = 1", flip(17));
+       },
+       "outbox row 1 fails its checksum"},
+      {"an outbox row's count",
+       [&](const std::string& p) {
+         exec_sql(p, "UPDATE outbox SET count = count - 1 WHERE first_seq = 1");
+       },
+       "outbox row 1 fails its checksum"},
+      {"the last outbox row lost",
+       [&](const std::string& p) {
+         exec_sql(p, fmt::format("DELETE FROM outbox WHERE first_seq = {}", last_outbox));
+       },
+       fmt::format("outbox entries {} to {} are missing", last_outbox, outbox_end - 1)},
+      {"a bit in meta nudge.engine",
+       [&](const std::string& p) {
+         change_blob(p, "SELECT value FROM meta WHERE key = 'nudge.engine'",
+                     "UPDATE meta SET value = ?1 WHERE key = 'nudge.engine'", flip(30));
+       },
+       "meta \"nudge.engine\" fails its checksum"},
+      {"a host entry's key",
+       [&](const std::string& p) {
+         exec_sql(p, "UPDATE meta SET key = 'host.positioN' WHERE key = 'host.position'");
+       },
+       "meta \"host.positioN\" fails its checksum"},
+      {"a lost host entry",
+       [&](const std::string& p) { exec_sql(p, "DELETE FROM meta WHERE key = 'host.position'"); },
+       "the meta table has 4 rows, 5 were written"},
+      {"a checksum",
+       [&](const std::string& p) {
+         exec_sql(p, "UPDATE journal SET sum = sum + 1 WHERE batch = 1");
+       },
+       "journal row 1 fails its checksum"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.name);
+    temp_db tmp{"damage"};
+    std::filesystem::copy_file(clean.path, tmp.path);
+    c.apply(tmp.path);
+    const std::string before = read_file(tmp.path);
+    const std::string message = damaged(tmp.path, c.message);
+    CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program}), message);
+    // A reader refuses it too, when it reads the damaged record.
+    nudge::sqlite_store reader{tmp.path, *program, {.read_only = true}};
+    CHECK_THROWS_WITH(reader.size(), message);
+    CHECK(read_file(tmp.path) == before);
+  }
+  // The undamaged copy opens, and its outbox is read whole.
+  nudge::sqlite_store db{clean.path, *program, {.read_only = true}};
+  CHECK(db.outbox_size() == 33);
+  CHECK(db.get_meta("host.position") == "42");
+}
+
+TEST_CASE(
+    "sqlite_store: an empty file, a file without tables and another application's database "
+    "are refused; a new database is created whole") {
+  const auto program = shop_program();
+  temp_db tmp{"identity"};
+  const auto refused = [&](const std::string& why) {
+    return fmt::format(
+        "{}: not a nudge database: {}. nudge writes a new database beside its place and then "
+        "renames it there, so such a file is none of its own (an older nudge killed while "
+        "creating one left it): remove the file to start a new database",
+        tmp.path, why);
+  };
+  { std::ofstream{tmp.path}; }  // 0 bytes, as a kill during creation by an older nudge left
+  CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program}),
+                    refused("the file is empty (0 bytes)"));
+  CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program, {.read_only = true}}),
+                    refused("the file is empty (0 bytes)"));
+  CHECK_THROWS_WITH(nudge::sqlite_store::read_meta(tmp.path, "run.rules"),
+                    refused("the file is empty (0 bytes)"));
+  CHECK(std::filesystem::file_size(tmp.path) == 0);
+  exec_sql(tmp.path, "PRAGMA page_size=4096; VACUUM");  // a valid SQLite file without tables
+  REQUIRE(std::filesystem::file_size(tmp.path) > 0);
+  CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program}), refused("it has no tables"));
+  exec_sql(tmp.path, "CREATE TABLE meta(key TEXT, value BLOB); PRAGMA application_id=7");
+  CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program}),
+                    fmt::format("{}: not a nudge database (its application id is 0x7, nudge's "
+                                "0x6e756467): refused, left as it was",
+                                tmp.path));
+  CHECK_THROWS_WITH(nudge::sqlite_store::read_meta(tmp.path, "run.rules"),
+                    Catch::EndsWith("refused, left as it was"));
+  // A new database appears whole, by rename: nothing is left beside it but the writer lock.
+  std::filesystem::remove(tmp.path);
+  {
+    nudge::sqlite_store db{tmp.path, *program};
+    CHECK(db.size() == 0);
+  }
+  CHECK(query_int(tmp.path, "PRAGMA application_id") == 0x6E756467);
+  CHECK(!std::filesystem::exists(tmp.path + ".creating"));
+  CHECK(nudge::sqlite_store::read_meta(tmp.path, "nudge.schema_version") == "6");
+  CHECK(nudge::sqlite_store::read_meta(tmp.path, "nudge.rows") ==
+        "checkpoint=0 journal=0 outbox_next=1 meta=3");
+  // What a kill during creation leaves ("<db>.creating") is removed by the next creation.
+  std::filesystem::remove(tmp.path);
+  { std::ofstream{tmp.path + ".creating"} << "partial"; }
+  { nudge::sqlite_store db{tmp.path, *program}; }
+  CHECK(!std::filesystem::exists(tmp.path + ".creating"));
+  CHECK(nudge::sqlite_store::read_meta(tmp.path, "nudge.schema_version") == "6");
 }

@@ -362,9 +362,11 @@ TEST_CASE(
       FAIL("no delivery_error");
     } catch (const nudge::delivery_error& e) {
       CHECK(std::string{e.what()} ==
-            fmt::format("sink.deliver failed: 8 actions stay in the outbox of {} (the batch is "
-                        "committed; call deliver_pending to retry)",
-                        tmp.path));
+            fmt::format(
+                "sink.deliver failed: 8 actions stay in the outbox of {} (the batch is "
+                "committed; the next nudge run, or durable_engine::deliver_pending, delivers them "
+                "first)",
+                tmp.path));
     }
     CHECK(sink.delivered.empty());
     const auto pending = db.outbox();
@@ -963,9 +965,24 @@ TEST_CASE(
     // A reader refuses it too, when it reads the damaged record.
     nudge::sqlite_store reader{tmp.path, *program, {.read_only = true}};
     CHECK_THROWS_WITH(reader.size(), message);
+    // sqlite_store::check (nudge db check) names it among its problems.
+    const auto report = nudge::sqlite_store::check(tmp.path);
+    std::string problems;
+    for (const auto& p : report.problems) {
+      problems += p + "|";
+    }
+    CHECK_THAT(problems, Catch::Contains(c.message + "|"));
     CHECK(read_file(tmp.path) == before);
   }
-  // The undamaged copy opens, and its outbox is read whole.
+  // The undamaged copy checks sound, opens, and its outbox is read whole.
+  const auto report = nudge::sqlite_store::check(clean.path);
+  CHECK(report.problems.empty());
+  CHECK(report.schema_version == 6);
+  CHECK(report.meta == 5);
+  CHECK(report.checkpoint == 1);
+  CHECK(report.journal == 3);
+  CHECK(report.outbox == 4);
+  CHECK(report.undelivered == 33);
   nudge::sqlite_store db{clean.path, *program, {.read_only = true}};
   CHECK(db.outbox_size() == 33);
   CHECK(db.get_meta("host.position") == "42");

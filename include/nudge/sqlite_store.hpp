@@ -83,6 +83,17 @@ struct outbox_entry {
   friend bool operator==(const outbox_entry&, const outbox_entry&) = default;
 };
 
+/// What sqlite_store::check found in a database.
+struct sqlite_check_report {
+  std::int64_t schema_version = 0;
+  /// Rows read and checked, per kind.
+  std::size_t meta = 0, checkpoint = 0, journal = 0, outbox = 0;
+  std::size_t undelivered = 0;  ///< outbox entries not yet delivered
+  /// Every problem found, each naming the record (e.g. "journal row 3 fails its checksum",
+  /// "outbox entries 9 to 12 are missing", "SQLite integrity_check: ..."); empty if sound.
+  std::vector<std::string> problems;
+};
+
 /// A nudge::store over one SQLite database file.
 ///
 /// Layout (schema version 6). The contact states live in memory, as in memory_store: load()
@@ -185,6 +196,14 @@ class sqlite_store : public store {
   /// @throws sqlite_error if the database cannot be opened or read.
   static std::optional<std::string> read_meta(const std::string& path, std::string_view key,
                                               bool recover = false);
+
+  /// Checks the database at `path` without a program and without writing: SQLite's
+  /// integrity_check, every row against its checksum, and the rows against `nudge.rows`;
+  /// reports every problem rather than stopping at the first. (State and outbox records are
+  /// checked against the rules only by opening a store with them.)
+  /// @throws sqlite_error if the file cannot be opened or is not a nudge database of this
+  ///   schema version (the message says which).
+  static sqlite_check_report check(const std::string& path);
 
   /// Engine statistics and counters as of the last commit (empty before the first).
   std::optional<std::pair<std::vector<rule_stats>, round_robin_counters>> engine_state();

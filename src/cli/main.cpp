@@ -24,6 +24,7 @@
 #include <nudge/replay.hpp>
 #include <nudge/snapshot.hpp>
 
+#include "db_check.hpp"
 #include "live.hpp"
 
 namespace {
@@ -469,6 +470,13 @@ int main(int argc, char** argv) {
   auto* outbox = app.add_subcommand("outbox", "List the undelivered actions of a database as CSV");
   outbox->add_option("--db", outbox_db, "State database written by nudge run")->required();
 
+  std::string db_check_path;
+  auto* db = app.add_subcommand("db", "Live databases (docs/live.md)");
+  db->require_subcommand(1);
+  auto* db_check = db->add_subcommand(
+      "check", "Verify every record of a database written by nudge run; exit 1 on damage");
+  db_check->add_option("FILE", db_check_path, "State database")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -485,6 +493,9 @@ int main(int argc, char** argv) {
     }
     if (run->parsed()) {
       return nudge_cli::run_live(run_args);
+    }
+    if (db_check->parsed()) {
+      return nudge_cli::run_db_check(db_check_path);
     }
     if (outbox->parsed()) {
       return nudge_cli::run_outbox(outbox_db);

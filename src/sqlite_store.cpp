@@ -44,6 +44,9 @@ constexpr std::uint32_t workflow_flag = 0x80000000U;
 constexpr std::string_view schema_version = "6";
 constexpr std::string_view meta_delivered = "nudge.outbox_delivered";
 constexpr std::string_view meta_rows = "nudge.rows";
+// The write-ahead log is checkpointed past this size and the database's, and truncated back to
+// it (see the writer's open).
+constexpr std::uint64_t wal_floor_bytes = std::uint64_t{4} << 20;
 // PRAGMA application_id of every nudge database ("nudg"): a file without it is not one.
 constexpr std::int64_t application_id = 0x6E756467;
 // Checkpoint rows hold about this many bytes of states each: large enough that a row costs
@@ -593,7 +596,20 @@ struct sqlite_store::impl {
   }
 
   [[noreturn]] void fail(std::string_view doing) const {
-    throw sqlite_error(fmt::format("{}: cannot {}: {}", path, doing, sqlite3_errmsg(db)));
+    throw sqlite_error(
+        fmt::format("{}: cannot {}: {}{}", path, doing, sqlite3_errmsg(db), system_reason()));
+  }
+  // The operating system's reason behind an I/O failure, e.g. " (Permission denied)", after
+  // SQLite's own ("disk I/O error" says nothing of it); empty for other failures. (SQLite
+  // reports a full disk as SQLITE_FULL, "database or disk is full", without an errno.)
+  std::string system_reason() const {
+    const int code = sqlite3_errcode(db) & 0xff;
+    const int error = sqlite3_system_errno(db);
+    if (error == 0 || (code != SQLITE_IOERR && code != SQLITE_CANTOPEN && code != SQLITE_FULL &&
+                       code != SQLITE_READONLY && code != SQLITE_PERM)) {
+      return {};
+    }
+    return fmt::format(" ({})", std::strerror(error));
   }
   // Damage found by a checksum or by the row counts: refused, never used.
   [[noreturn]] void damaged(std::string_view what) const {
@@ -664,6 +680,23 @@ struct sqlite_store::impl {
     bind_blob(*s, 2, text);
     sqlite3_bind_int64(*s, 3, row_sum(row_kind::meta, key, text));
     step_done(*s, fmt::format("write meta \"{}\"", key));
+  }
+
+  // SQLite's WAL hook, after each commit: checkpoints (without waiting for readers) once the
+  // log holds more than both wal_floor_bytes and the database file.
+  static int on_wal_commit(void* self, sqlite3* db, const char* name, int frames) {
+    const auto& d = *static_cast<const impl*>(self);
+    const auto bytes = static_cast<std::uint64_t>(frames) * (16384 + 24);
+    if (bytes < wal_floor_bytes) {
+      return SQLITE_OK;
+    }
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(d.path, ec);
+    if (ec || bytes >= size) {
+      // A failed checkpoint is retried at the next commit; the log stays valid meanwhile.
+      sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    }
+    return SQLITE_OK;
   }
 
   // One integer from `sql`, a query of one row.
@@ -1187,13 +1220,18 @@ sqlite_store::sqlite_store(const std::string& path, const nudge::program& progra
       d.exec(fmt::format("PRAGMA max_page_count={}", options.max_pages).c_str(),
              "open (set max_page_count)");
     }
-    // Writes are appends of a few pages per batch; a checkpoint every 4,096 pages (64 MiB of
-    // WAL) rather than every 1,000 means fewer fsyncs at synchronous=normal. Debian builds
-    // SQLite with secure_delete on, which rewrites (and first reads) every page of a compacted
-    // journal: "fast" zeroes only what costs no I/O. The cache keeps the pages a batch appends
-    // to and reads back in memory.
-    d.exec("PRAGMA wal_autocheckpoint=4096; PRAGMA secure_delete=FAST; PRAGMA cache_size=-32768",
-           "open (set the checkpoint interval)");
+    // The write-ahead log is checkpointed once it outgrows both wal_floor_bytes and the
+    // database (on_wal_commit, which replaces SQLite's fixed autocheckpoint), and truncated
+    // back to wal_floor_bytes after a checkpoint: it stays within about the database's size
+    // (or 4 MiB) plus a batch. Debian builds SQLite with secure_delete on, which rewrites (and
+    // first reads) every page of a compacted journal: "fast" zeroes only what costs no I/O. The
+    // cache keeps the pages a batch appends to and reads back in memory.
+    sqlite3_wal_hook(d.db, &impl::on_wal_commit, &d);
+    d.exec(fmt::format("PRAGMA journal_size_limit={}; PRAGMA secure_delete=FAST; "
+                       "PRAGMA cache_size=-32768",
+                       wal_floor_bytes)
+               .c_str(),
+           "open (set the checkpoint policy)");
   }
   d.begin = d.prepare("BEGIN IMMEDIATE");
   d.commit = d.prepare("COMMIT");
@@ -1224,6 +1262,11 @@ sqlite_store::sqlite_store(const std::string& path, const nudge::program& progra
 sqlite_store::~sqlite_store() {
   if (in_transaction_) {
     rollback();
+  }
+  if (!impl_->options.read_only) {
+    // Leave no write-ahead log behind, even when a reader keeps the file open (closing the
+    // last connection would checkpoint it anyway). Best effort: the log is valid as it is.
+    sqlite3_wal_checkpoint_v2(impl_->db, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
   }
 }
 

@@ -1036,3 +1036,53 @@ TEST_CASE(
   CHECK(!std::filesystem::exists(tmp.path + ".creating"));
   CHECK(nudge::sqlite_store::read_meta(tmp.path, "nudge.schema_version") == "6");
 }
+
+TEST_CASE("sqlite_store: errors name the file, the operation and the system's reason") {
+  const auto program = shop_program();
+  temp_db tmp{"errors"};
+  const std::string missing = (tmp.dir / "no_such.db").string();
+  CHECK_THROWS_WITH((nudge::sqlite_store{missing, *program, {.read_only = true}}),
+                    missing +
+                        ": cannot open: unable to open database file (No such file or "
+                        "directory)");
+  CHECK_THROWS_WITH(nudge::sqlite_store::read_meta(missing, "run.rules"),
+                    missing +
+                        ": cannot open: unable to open database file (No such file or "
+                        "directory)");
+  const std::string no_dir = (tmp.dir / "no_dir" / "state.db").string();
+  CHECK_THROWS_WITH(
+      (nudge::sqlite_store{no_dir, *program}),
+      fmt::format("{}: cannot open the writer lock {}.lock: No such file or directory", no_dir,
+                  no_dir));
+  CHECK(!std::filesystem::exists(missing));
+}
+
+TEST_CASE("sqlite_store: the write-ahead log stays bounded and is gone when the writer closes") {
+  const auto program = shop_program();
+  temp_db tmp{"wal"};
+  std::uintmax_t peak = 0;
+  {
+    nudge::sqlite_store db{tmp.path, *program};
+    nudge::durable_engine engine{program, db, nullptr};
+    nudge::sqlite_store reader{tmp.path, *program, {.read_only = true}};
+    // 600 small batches, each a commit of a few pages: some 20 MiB of log unless checkpointed.
+    const std::int64_t t0 = 1704067200;
+    for (std::int64_t b = 0; b < 600; ++b) {
+      const std::vector<nudge::event> batch{
+          {.contact = fmt::format("c{}", b % 50), .type = "cart", .at = from_epoch(t0 + b * 600)},
+          {.contact = fmt::format("d{}", b), .type = "cart", .at = from_epoch(t0 + b * 600 + 1)}};
+      engine.process(batch, from_epoch(t0 + b * 600 + 599));
+      const auto wal = std::filesystem::file_size(tmp.path + "-wal");
+      peak = std::max(peak, wal);
+      // At most 4 MiB or the database's size, plus the batch just committed.
+      CHECK(wal < std::max<std::uintmax_t>(std::uintmax_t{4} << 20,
+                                           std::filesystem::file_size(tmp.path)) +
+                      (std::uintmax_t{1} << 20));
+    }
+    CHECK(reader.size() == db.size());
+  }
+  CHECK(peak > (std::uintmax_t{3} << 20));  // the bound was reached, not merely respected
+  // A reader still had the file open: the writer truncated the log on closing all the same.
+  CHECK((!std::filesystem::exists(tmp.path + "-wal") ||
+         std::filesystem::file_size(tmp.path + "-wal") == 0));
+}

@@ -47,6 +47,9 @@ constexpr std::string_view meta_rows = "nudge.rows";
 // The write-ahead log is checkpointed past this size and the database's, and truncated back to
 // it (see the writer's open).
 constexpr std::uint64_t wal_floor_bytes = std::uint64_t{4} << 20;
+// ... and always past this size (64 MiB: a large database is checkpointed as often as with
+// SQLite's autocheckpoint at 4,096 pages of 16 KiB, which the live benchmarks were measured with).
+constexpr std::uint64_t wal_ceiling_bytes = std::uint64_t{64} << 20;
 // PRAGMA application_id of every nudge database ("nudg"): a file without it is not one.
 constexpr std::int64_t application_id = 0x6E756467;
 // Checkpoint rows hold about this many bytes of states each: large enough that a row costs
@@ -683,7 +686,7 @@ struct sqlite_store::impl {
   }
 
   // SQLite's WAL hook, after each commit: checkpoints (without waiting for readers) once the
-  // log holds more than both wal_floor_bytes and the database file.
+  // log holds more than both wal_floor_bytes and the database file, or wal_ceiling_bytes.
   static int on_wal_commit(void* self, sqlite3* db, const char* name, int frames) {
     const auto& d = *static_cast<const impl*>(self);
     const auto bytes = static_cast<std::uint64_t>(frames) * (16384 + 24);
@@ -692,7 +695,7 @@ struct sqlite_store::impl {
     }
     std::error_code ec;
     const auto size = std::filesystem::file_size(d.path, ec);
-    if (ec || bytes >= size) {
+    if (ec || bytes >= size || bytes >= wal_ceiling_bytes) {
       // A failed checkpoint is retried at the next commit; the log stays valid meanwhile.
       sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
     }
@@ -1221,11 +1224,12 @@ sqlite_store::sqlite_store(const std::string& path, const nudge::program& progra
              "open (set max_page_count)");
     }
     // The write-ahead log is checkpointed once it outgrows both wal_floor_bytes and the
-    // database (on_wal_commit, which replaces SQLite's fixed autocheckpoint), and truncated
-    // back to wal_floor_bytes after a checkpoint: it stays within about the database's size
-    // (or 4 MiB) plus a batch. Debian builds SQLite with secure_delete on, which rewrites (and
-    // first reads) every page of a compacted journal: "fast" zeroes only what costs no I/O. The
-    // cache keeps the pages a batch appends to and reads back in memory.
+    // database, or wal_ceiling_bytes (on_wal_commit, which replaces SQLite's fixed
+    // autocheckpoint), and truncated back to wal_floor_bytes after a checkpoint: it stays within
+    // about the database's size, at least 4 MiB and at most 64 MiB, plus a batch. Debian builds
+    // SQLite with secure_delete on, which rewrites (and first reads) every page of a compacted
+    // journal: "fast" zeroes only what costs no I/O. The cache keeps the pages a batch appends to
+    // and reads back in memory.
     sqlite3_wal_hook(d.db, &impl::on_wal_commit, &d);
     d.exec(fmt::format("PRAGMA journal_size_limit={}; PRAGMA secure_delete=FAST; "
                        "PRAGMA cache_size=-32768",

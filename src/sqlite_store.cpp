@@ -331,6 +331,83 @@ bool get_zero_runs(std::string_view coded, std::string& out) {
   return true;
 }
 
+// The contacts a damaged row names, read as far as its structure holds, for the error message:
+// " (its records name contacts c1, c2 and 3 more, as far as they can be read)", or empty.
+// State records start with the contact id (snapshot codec: u32 length, bytes); outbox entries
+// hold it after 28 bytes of key, due time, rule, action and kind.
+std::string contacts_named(bool outbox, std::string_view blob) {
+  std::vector<std::string> ids;
+  std::size_t more = 0;
+  std::size_t pos = 0;
+  std::string record;
+  const auto u32_at = [](std::string_view b, std::size_t at, std::uint32_t& v) {
+    if (b.size() < 4 || at > b.size() - 4) {
+      return false;
+    }
+    v = 0;
+    for (std::size_t i = 0; i < 4; ++i) {
+      v |= static_cast<std::uint32_t>(static_cast<unsigned char>(b[at + i])) << (8 * i);
+    }
+    return true;
+  };
+  const auto add = [&](std::string_view id) {
+    const bool printable =
+        !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](char c) {
+          return static_cast<unsigned char>(c) > 32 && static_cast<unsigned char>(c) < 127;
+        });
+    if (!printable) {
+      return false;
+    }
+    if (std::find(ids.begin(), ids.end(), id) != ids.end()) {
+      return true;  // (a contact saved twice in one batch: lent, then saved)
+    }
+    if (ids.size() < 5) {
+      ids.emplace_back(id);
+    } else {
+      ++more;
+    }
+    return true;
+  };
+  while (pos < blob.size()) {
+    std::uint32_t n = 0, id_len = 0;
+    if (outbox) {
+      if (!u32_at(blob, pos + 28, id_len) || id_len > blob.size() - pos - 32 ||
+          !add(blob.substr(pos + 32, id_len))) {
+        break;
+      }
+      std::uint32_t arg_len = 0;
+      pos += 32 + id_len;
+      if (!u32_at(blob, pos, arg_len) || arg_len > blob.size() - pos - 4) {
+        break;
+      }
+      pos += 4 + arg_len;
+      continue;
+    }
+    if (!u32_at(blob, pos, n) || n > blob.size() - pos - 4) {
+      break;
+    }
+    record.clear();
+    if (!get_zero_runs(blob.substr(pos + 4, n), record) || !u32_at(record, 0, id_len) ||
+        id_len > record.size() - 4 || !add(std::string_view{record}.substr(4, id_len))) {
+      break;
+    }
+    pos += 4 + n;
+  }
+  if (ids.empty()) {
+    return {};
+  }
+  std::string list = ids.front();
+  for (std::size_t i = 1; i < ids.size(); ++i) {
+    list += (i + 1 == ids.size() && more == 0 ? " and " : ", ") + ids[i];
+  }
+  if (more > 0) {
+    list += fmt::format(" and {} more", more);
+  }
+  return fmt::format(" (its {} name{} {}, as far as they can be read)",
+                     outbox ? "entries" : "records",
+                     ids.size() + more == 1 ? "s contact" : " contacts", list);
+}
+
 // Appends one state record (snapshot codec, zero runs coded), prefixed by its coded length.
 // `record` is scratch space.
 void put_state(std::string& out, const contact_state& s, std::string& record) {
@@ -625,7 +702,9 @@ struct sqlite_store::impl {
   void verify(row_kind kind, std::string_view row, std::string_view key, std::string_view blob,
               std::int64_t sum) const {
     if (row_sum(kind, key, blob) != sum) {
-      damaged(fmt::format("{} {} fails its checksum", row_kind_name(kind), row));
+      damaged(fmt::format(
+          "{} {} fails its checksum{}", row_kind_name(kind), row,
+          kind == row_kind::meta ? std::string{} : contacts_named(kind == row_kind::outbox, blob)));
     }
   }
   void exec(const char* sql, std::string_view doing) const {
@@ -1726,7 +1805,7 @@ sqlite_check_report sqlite_store::check(const std::string& path) {
     }
   }
   // Scans one table's rows (key columns, blob, checksum), checking each checksum; calls
-  // `row(key, second key, blob)` for the sound ones. Stops at an error of SQLite's.
+  // `row(key, second key, sound)` for each. Stops at an error of SQLite's.
   const auto scan = [&](const char* sql, row_kind kind, int keys, std::size_t& counted,
                         auto&& row) {
     statement s = d.prepare(sql);
@@ -1742,10 +1821,14 @@ sqlite_check_report sqlite_store::check(const std::string& path) {
                                               : int_key(a);
       const auto blob = column_blob(s.get(), keys);
       if (row_sum(kind, key, blob) != sqlite3_column_int64(s.get(), keys + 1)) {
-        problems.push_back(fmt::format("{} {} fails its checksum", row_kind_name(kind), name));
+        problems.push_back(fmt::format("{} {} fails its checksum{}", row_kind_name(kind), name,
+                                       kind == row_kind::meta
+                                           ? std::string{}
+                                           : contacts_named(kind == row_kind::outbox, blob)));
+        row(a, b, false);
         continue;
       }
-      row(a, b, blob);
+      row(a, b, true);
     }
     if (rc != SQLITE_DONE) {
       problems.push_back(
@@ -1755,7 +1838,7 @@ sqlite_check_report sqlite_store::check(const std::string& path) {
   std::optional<row_counts> counts;
   std::optional<std::int64_t> delivered;
   scan("SELECT key, value, sum FROM meta", row_kind::meta, 1, report.meta,
-       [&](std::int64_t, std::int64_t, std::string_view) {});
+       [&](std::int64_t, std::int64_t, bool) {});
   {
     // The meta rows the checks below need, each read again only if its checksum held.
     statement s = d.prepare("SELECT key, value, sum FROM meta WHERE key IN (?1, ?2)");
@@ -1794,13 +1877,13 @@ sqlite_check_report sqlite_store::check(const std::string& path) {
   }
   // Keys must run first, first + 1, ...: a gap is a lost row.
   const auto sequence = [&](row_kind kind, std::int64_t first) {
-    return
-        [&problems, kind, next = first](std::int64_t key, std::int64_t, std::string_view) mutable {
-          if (key > next) {
-            problems.push_back(fmt::format("{} {} is missing", row_kind_name(kind), next));
-          }
-          next = key + 1;
-        };
+    return [&problems, kind, next = first](std::int64_t key, std::int64_t, bool sound) mutable {
+      // (A damaged row's key may be the damage: no gap is counted before it.)
+      if (sound && key > next) {
+        problems.push_back(fmt::format("{} {} is missing", row_kind_name(kind), next));
+      }
+      next = key + 1;
+    };
   };
   scan("SELECT part, states, sum FROM checkpoint ORDER BY part", row_kind::checkpoint, 1,
        report.checkpoint, sequence(row_kind::checkpoint, 0));
@@ -1820,9 +1903,17 @@ sqlite_check_report sqlite_store::check(const std::string& path) {
   const std::int64_t after = delivered.value_or(0);
   std::int64_t next = after + 1;
   bool first_row = true;
+  bool resync = false;
   scan("SELECT first_seq, count, actions, sum FROM outbox ORDER BY first_seq", row_kind::outbox, 2,
-       report.outbox, [&](std::int64_t first, std::int64_t count, std::string_view) {
-         if (first_row ? first > next : first != next) {
+       report.outbox, [&](std::int64_t first, std::int64_t count, bool sound) {
+         if (!sound) {
+           resync = true;  // its numbers may be the damage: resume at the next sound row
+           return;
+         }
+         if (resync) {
+           resync = false;
+           first_row = false;
+         } else if (first_row ? first > next : first != next) {
            problems.push_back(fmt::format("outbox entries {} to {} are missing", next, first - 1));
          }
          first_row = false;

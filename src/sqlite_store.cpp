@@ -1,11 +1,13 @@
 // The SQLite store, its outbox, and durable_engine.
 //
-// Layout (schema version 5, docs/live.md): the authoritative contact states live in memory (a
+// Layout (schema version 6, docs/live.md): the authoritative contact states live in memory (a
 // memory_store); the database is their durable journal. A save appends ONE row to `journal`
 // holding every state of the call (snapshot codec records, zero runs coded), so a batch writes a
 // few sequential pages at the end of the file instead of one random B-tree page per contact. When
 // the journal outgrows the checkpoint, a commit rewrites `checkpoint` from memory and empties
 // `journal` in the same transaction. Opening reads the checkpoint, then the journal in order.
+// Every row carries a checksum and meta `nudge.rows` counts the rows (docs/live.md,
+// "Integrity"); one writer at a time holds an flock on "<db>.lock".
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -1355,8 +1357,9 @@ sqlite_store::~sqlite_store() {
 
 void sqlite_store::ensure_current() {
   impl& d = *impl_;
-  // Another connection may have committed since (a second writer, or a reader that loaded
-  // before a writer's batch): read the state again rather than work on a stale copy.
+  // Another connection may have committed since (a reader that loaded before the writer's
+  // batch; writers are one at a time, see writer_lock): read the state again rather than work
+  // on a stale copy.
   if (!d.loaded || d.current_data_version() != d.version_seen) {
     d.load_all();
     d.clear_pending();

@@ -6,7 +6,7 @@
         > rules_k100_wf50_seg20.json
 
 The W1 rules (and owner groups) are copied unchanged; the script adds N workflows and M segments
-over what the W1 data holds (../shared/workload/gen_w1.py): event types page_view (keys "/",
+over what the W1 data holds (tests/support/gen_w1.py): event types page_view (keys "/",
 "/cart", "/pricing", "/p/<n>"), cart (key: a SKU "sku<n>"), purchase (key: an order id, property
 "value": the order value), signup, email_open (keys such as "welcome_1"), tag_added (tags
 ZAKUPY-W-SEKCJI-MESKIEJ / -DAMSKIEJ, VIP, NEWSLETTER, PROMO-SMS); contact details company and

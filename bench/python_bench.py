@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Python bindings throughput on W1 (../shared/workload): events/s from a list of tuples
+"""Python bindings throughput on W1 (tests/support/gen_w1.py): events/s from a list of tuples
 (Engine.process) and through Engine.replay from a file, against the `nudge replay` CLI.
 
     PYTHONPATH=build/bindings/python /usr/bin/python3 bench/python_bench.py \\
@@ -19,7 +19,7 @@ import time
 import nudge
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-WORKLOAD = ROOT.parent / "shared" / "workload"
+GEN_W1 = ROOT / "tests" / "support" / "gen_w1.py"
 SIZES = {"small": ("1000", "20000", "1"), "medium": ("100000", "1000000", "2")}
 DAY = 86400
 
@@ -46,7 +46,7 @@ def main():
     data = work / args.size
     contacts_n, events_n, seed = SIZES[args.size]
     if not (data / "events.csv").exists():
-        subprocess.run([sys.executable, str(WORKLOAD / "gen_w1.py"), "--contacts", contacts_n,
+        subprocess.run([sys.executable, str(GEN_W1), "--contacts", contacts_n,
                         "--events", events_n, "--days", "90", "--seed", seed, "--out", str(data)],
                        check=True, stdout=subprocess.DEVNULL)
     rules = work / f"rules_k{args.filler}.json"

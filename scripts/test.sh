@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Installs what is missing, then builds and runs every check CI runs:
 #   1. the normal build (Release, warnings as errors, build/) and ctest: C++ tests, examples,
-#      CLI tests, and the Python tests (pytest on Debian's /usr/bin/python3);
+#      CLI tests; then the Python tests (pytest on Debian's /usr/bin/python3), run once, beside
+#      ctest (its ctest entry, label "python", is left out here so that each Python test counts
+#      once and pytest's own skips are seen);
 #   2. the sanitizer build (AddressSanitizer + UBSan, Debug, build-asan/) and ctest;
 #   3. the libFuzzer targets (clang-14, -DNUDGE_FUZZ=ON, build-fuzz/), each run briefly over its
 #      seed corpus (tests/fuzz/run_fuzz.sh; docs/fuzzing.md);
 #   4. a consumer project using the installed package and add_subdirectory;
 #   5. README.md's quick start is the code tests/readme_test.cpp compiles;
 #   6. clang-format 14 over every tracked .hpp/.cpp.
-# Ends with "N passed, M failed" (ctest and pytest counts, one per fuzz target; a stage that
-# fails outright, such as a build, adds one to M) and exits non-zero if anything failed.
+# Ends with "N passed, M failed, K skipped" (ctest and pytest counts, one per fuzz target; a stage
+# that fails outright, such as a build, adds one to M; K counts ctest's skipped tests, exit 77,
+# and pytest's skips, none of which is counted as passed) and exits non-zero if anything failed.
 # Environment: NUDGE_BUILD_DIR (build), NUDGE_ASAN_BUILD_DIR (build-asan), NUDGE_JOBS (2),
 # NUDGE_FUZZ_BUILD_DIR (build-fuzz), NUDGE_FUZZ_SECONDS (12: per fuzz target).
 set -uo pipefail
@@ -25,6 +28,7 @@ python=/usr/bin/python3
 
 passed=0
 failed=0
+skipped=0
 failures=()
 start=$SECONDS
 
@@ -37,27 +41,33 @@ stage_failed() {
 finish() {
   printf '\n== done in %ds\n' $((SECONDS - start))
   for f in "${failures[@]}"; do printf 'failed: %s\n' "$f"; done
-  printf '%d passed, %d failed\n' "$passed" "$failed"
+  printf '%d passed, %d failed, %d skipped\n' "$passed" "$failed" "$skipped"
   ((failed == 0))
   exit
 }
 
-# Runs ctest in $1 and adds its counts; a run with no tests at all is a failure.
+# Runs ctest in $1 (more ctest options after the name) and adds its counts; a run with no tests
+# at all is a failure. ctest counts a skipped test (SKIP_RETURN_CODE) as passed in its summary
+# line; those listed "(Skipped)" are moved to the skipped count.
 run_ctest() {
   local dir=$1 name=$2 log
+  shift 2
   log=$(mktemp)
-  ctest --test-dir "$dir" -j "$jobs" --output-on-failure --no-tests=error --timeout 600 \
+  ctest --test-dir "$dir" -j "$jobs" --output-on-failure --no-tests=error --timeout 600 "$@" \
     2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
   local summary
   summary=$(grep -E '[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -1)
+  local nskip
+  nskip=$(grep -cE '^[[:space:]]*[0-9]+ - .* \(Skipped\)$' "$log")
   rm -f "$log"
   if [[ -n "$summary" ]]; then
     local nfail total
     nfail=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$summary")
     total=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\2/' <<<"$summary")
-    passed=$((passed + total - nfail))
+    passed=$((passed + total - nfail - nskip))
     failed=$((failed + nfail))
+    skipped=$((skipped + nskip))
     ((nfail > 0)) && failures+=("$name: $nfail of $total tests")
     ((rc != 0 && nfail == 0)) && stage_failed "$name (ctest exit $rc)"
   else
@@ -86,19 +96,20 @@ import sys, xml.etree.ElementTree as et
 try:
     root = et.parse(sys.argv[1]).getroot()
 except Exception:
-    print("0 0"); sys.exit()
+    print("0 0 0"); sys.exit()
 suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
 t = sum(int(s.get("tests", 0)) for s in suites)
 f = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
 k = sum(int(s.get("skipped", 0)) for s in suites)
-print(t - f - k, f)
+print(t - f - k, f, k)
 PY
 )
   rm -f "$report"
-  local np nf
-  read -r np nf <<<"$counts"
+  local np nf nk
+  read -r np nf nk <<<"$counts"
   passed=$((passed + np))
   failed=$((failed + nf))
+  skipped=$((skipped + nk))
   ((nf > 0)) && failures+=("pytest: $nf tests")
   # Exit 5 means pytest collected nothing although test files exist: a failure too.
   ((rc != 0 && nf == 0)) && stage_failed "pytest (exit $rc)"
@@ -113,7 +124,7 @@ if cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DNUDGE_WERROR=ON 
      -DNUDGE_SANITIZE=OFF && cmake --build "$build" -j "$jobs"; then
   normal_build_ok=1
   step "ctest: $build"
-  run_ctest "$build" "ctest $build"
+  run_ctest "$build" "ctest $build" --label-exclude '^python$'
   step "pytest: tests/python"
   run_pytest
 else

@@ -187,6 +187,13 @@ engine::engine(std::shared_ptr<const nudge::program> program, nudge::store* stor
 
 std::vector<due_action> engine::process(std::span<const event> events, time_point now) {
   const nudge::program& p = *program_;
+  if (!in_input_range(now)) {
+    // Timers fire up to `now` and set new ones from there: past the input range they could
+    // reach instants no snapshot or store can read back.
+    throw input_error({}, 0,
+                      fmt::format("now ({}) is outside the supported range ({})", to_epoch(now),
+                                  input_range_text));
+  }
   // Group event positions by contact, keeping each contact's order and the order in which
   // contacts first appear (a counting sort: one pass to count, one to place).
   detail::string_map<std::uint32_t> group_of;

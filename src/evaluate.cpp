@@ -10,7 +10,9 @@
 #include <boost/date_time/gregorian/gregorian_types.hpp>
 #include <fmt/format.h>
 
+#include <nudge/detail/calendar.hpp>
 #include <nudge/detail/evaluate_into.hpp>
+#include <nudge/detail/state_conditions.hpp>
 #include <nudge/evaluate.hpp>
 
 namespace nudge {
@@ -180,7 +182,14 @@ class evaluator {
   void replace_profile(contact c, time_point at) {
     fire_timers_before(at);
     s_.clock = std::max(s_.clock, at);
+    const auto before = s_.contact.location;
     s_.contact = std::move(c);
+    if (s_.contact.location != before) {
+      // Moved through move_to, so that areas see where it came from.
+      const auto after = s_.contact.location;
+      s_.contact.location = before;
+      move_to(after, at, 0, nullptr);
+    }
     touch_all_segments();  // any field may have changed
     if (!p_.rules().scoring.thresholds.empty()) {
       check_thresholds(at, 0, nullptr);
@@ -281,6 +290,9 @@ class evaluator {
   // neither says so, no segment needs evaluating and the flip timer is already right.
   bool seg_touched_ = true;
   time_point seg_stable_min_ = min_time;
+  // A run of a workflow some segment reads moved since the last drain (run_moved).
+  bool runs_moved_ = false;
+  time_point runs_moved_at_ = min_time;
 
   // Marks segments as to be evaluated again: something they read has changed.
   void touch_segments(const std::vector<std::uint32_t>& segments) {
@@ -678,12 +690,26 @@ class evaluator {
     if (s_.timers.size() >= p_.limits().max_pending_timers) {
       throw_too_many_timers();
     }
+    if (t.due_at > max_time) [[unlikely]] {
+      throw_timer_out_of_range(t);
+    }
     t.sequence = s_.timers_scheduled++;
     auto pos =
         std::upper_bound(s_.timers.begin(), s_.timers.end(), t, [](const timer& a, const timer& b) {
           return a.due_at < b.due_at || (a.due_at == b.due_at && a.sequence < b.sequence);
         });
     s_.timers.insert(pos, t);
+  }
+
+  // Inputs end at max_input_time, 200 years before max_time, and one timer reaches at most
+  // max_delay past its batch's `now`: only a host that raised program_limits::max_delay gets
+  // here. The batch fails (nothing is stored) rather than store a time nothing can read back.
+  [[noreturn, gnu::cold, gnu::noinline]] void throw_timer_out_of_range(const timer& t) const {
+    throw input_error(
+        s_.contact.id, 0,
+        fmt::format("a timer would be due at epoch {}, after {} (the latest time nudge can "
+                    "store); program_limits::max_delay must stay at most 100 years",
+                    to_epoch(t.due_at), format_time(max_time)));
   }
 
   // Names the rules holding the pending timers, most timers first (ties by rule order).
@@ -715,15 +741,23 @@ class evaluator {
 
   // ---- events -----------------------------------------------------------------------------
   void drain() {
-    while (raised_head_ < raised_.size()) {
-      pending_event e = std::move(raised_[raised_head_++]);
-      if (raised_head_ == raised_.size()) {
-        raised_.clear();
-        raised_head_ = 0;
+    do {
+      while (raised_head_ < raised_.size()) {
+        pending_event e = std::move(raised_[raised_head_++]);
+        if (raised_head_ == raised_.size()) {
+          raised_.clear();
+          raised_head_ = 0;
+        }
+        auto t = c_.types.find(e.type);
+        apply(t == c_.types.end() ? none : t->second, e.key, e.at, e.depth, &e.chain, nullptr);
       }
-      auto t = c_.types.find(e.type);
-      apply(t == c_.types.end() ? none : t->second, e.key, e.at, e.depth, &e.chain, nullptr);
-    }
+      // Segments reading workflow state see the runs as the cascade left them (a run moves
+      // after the events that move it were applied, and by timers that apply no event).
+      if (runs_moved_) [[unlikely]] {
+        runs_moved_ = false;
+        refresh_segments(runs_moved_at_, 0, nullptr);
+      }
+    } while (raised_head_ < raised_.size());
     cascade_raised_ = 0;  // the cascade is over: the next external event or timer starts anew
   }
 
@@ -765,6 +799,12 @@ class evaluator {
              const std::vector<std::uint32_t>* chain, const name_map<value>* props) {
     s_.clock = std::max(s_.clock, at);
     const std::uint64_t ordinal = s_.events_applied++;
+    if (props != nullptr && !props->empty()) {
+      std::string unused;  // validated before the batch (check_finite)
+      if (auto here = detail::location_of(*props, &unused)) {
+        move_to(here, at, depth, chain);
+      }
+    }
     if (type == c_.tag_added_type) {
       if (!s_.contact.has_tag(key)) {
         s_.contact.tags.emplace(std::string{key}, at);
@@ -810,6 +850,30 @@ class evaluator {
     if (!c_.workflows.empty()) {
       const cascade_ctx ctx{depth, chain};
       on_workflow_event(type, key, at, ordinal, ctx, props);
+    }
+  }
+
+  // The contact's location changes to `to`: remember where it was (moved), have the segments
+  // reading it re-evaluated, and raise area_entered / area_exited for the areas it crossed into
+  // or out of (after the event moving it, like segment events).
+  void move_to(std::optional<geo_point> to, time_point at, std::size_t depth,
+               const std::vector<std::uint32_t>* chain) {
+    const auto from = s_.contact.location;
+    if (from == to) {
+      return;
+    }
+    if (from) {
+      s_.previous_location = from;
+    }
+    s_.contact.location = to;
+    touch_segments(c_.segment_reads.by_location);
+    for (const area& a : p_.rules().areas) {
+      const bool was = from && distance_km(*from, a.center) <= a.radius_km;
+      const bool is = to && distance_km(*to, a.center) <= a.radius_km;
+      if (is != was) {
+        raise(is ? event_types::area_entered : event_types::area_exited, a.name, at, depth, chain,
+              none);
+      }
     }
   }
 
@@ -1036,6 +1100,11 @@ class evaluator {
       case k::has_tag:
       case k::in_group:
       case k::in_segment:
+      case k::in_workflow:
+      case k::completed_workflow:
+      case k::exited_workflow:
+      case k::near:
+      case k::moved:
         return max_time;  // no window; their inputs are touched when they change
       case k::happened: {
         if (leaf.window == window_kind::lifetime) {
@@ -1045,22 +1114,24 @@ class evaluator {
           return t;  // since_trigger: rejected in segments
         }
         const auto& recent = s_.history[nd.slot].recent;
-        auto first = std::upper_bound(recent.begin(), recent.end(), t - leaf.window_length);
-        return first == recent.end() ? max_time : *first + leaf.window_length;
+        auto first = std::partition_point(recent.begin(), recent.end(),
+                                          [&](time_point e) { return expiry(leaf, e) <= t; });
+        return first == recent.end() ? max_time : expiry(leaf, *first);
       }
       case k::aggregate: {
         const auto& recent = s_.measures[nd.slot].recent;
-        auto first = std::upper_bound(recent.begin(), recent.end(), t - leaf.window_length,
-                                      [](time_point x, const timed_value& v) { return x < v.at; });
-        return first == recent.end() ? max_time : first->at + leaf.window_length;
+        auto first = std::partition_point(recent.begin(), recent.end(), [&](const timed_value& v) {
+          return expiry(leaf, v.at) <= t;
+        });
+        return first == recent.end() ? max_time : expiry(leaf, first->at);
       }
       case k::occurred: {
         const history_slot& h = s_.history[nd.slot];
         if (h.count == 0) {
           return max_time;
         }
-        const time_point o = leaf.which == occurrence::first ? h.first : h.last;
-        return o > t - leaf.window_length ? o + leaf.window_length : max_time;
+        const time_point o = expiry(leaf, leaf.which == occurrence::first ? h.first : h.last);
+        return o > t ? o : max_time;
       }
     }
     return t;
@@ -1073,28 +1144,31 @@ class evaluator {
     if (leaf.window != window_kind::within) {
       return max_time;
     }
-    const time_point from = t - leaf.window_length;
     switch (nd.kind) {
       case condition::kind::happened: {
         const auto& recent = s_.history[nd.slot].recent;
-        auto first = std::upper_bound(recent.begin(), recent.end(), from);
+        auto first = std::partition_point(recent.begin(), recent.end(),
+                                          [&](time_point e) { return expiry(leaf, e) <= t; });
         const auto n = static_cast<std::int64_t>(recent.end() - first);
         const bool now_value = check_count(n, leaf.count, leaf.count_bound);
         for (auto it = first; it != recent.end(); ++it) {
-          if (it + 1 != recent.end() && *(it + 1) == *it) {
-            continue;  // events of one instant leave the window together
+          // Events of one instant leave the window together (and, for calendar months, events
+          // whose day the end of a shorter month clamps to the same one).
+          if (it + 1 != recent.end() && expiry(leaf, *(it + 1)) == expiry(leaf, *it)) {
+            continue;
           }
           const auto left = static_cast<std::int64_t>(recent.end() - (it + 1));
           if (check_count(left, leaf.count, leaf.count_bound) != now_value) {
-            return *it + leaf.window_length;
+            return expiry(leaf, *it);
           }
         }
         return max_time;
       }
       case condition::kind::aggregate: {
         const auto& recent = s_.measures[nd.slot].recent;
-        auto first = std::upper_bound(recent.begin(), recent.end(), from,
-                                      [](time_point x, const timed_value& v) { return x < v.at; });
+        auto first = std::partition_point(recent.begin(), recent.end(), [&](const timed_value& v) {
+          return expiry(leaf, v.at) <= t;
+        });
         double sum = 0;
         std::int64_t n = 0;
         for (auto it = first; it != recent.end(); ++it) {
@@ -1105,11 +1179,11 @@ class evaluator {
         for (auto it = first; it != recent.end(); ++it) {
           sum -= it->amount;
           --n;
-          if (it + 1 != recent.end() && (it + 1)->at == it->at) {
+          if (it + 1 != recent.end() && expiry(leaf, (it + 1)->at) == expiry(leaf, it->at)) {
             continue;
           }
           if (aggregate_holds(leaf, n == 0 ? 0.0 : sum, n) != now_value) {
-            return it->at + leaf.window_length;
+            return expiry(leaf, it->at);
           }
         }
         return max_time;
@@ -1119,12 +1193,21 @@ class evaluator {
         if (h.count == 0) {
           return max_time;
         }
-        const time_point o = leaf.which == occurrence::first ? h.first : h.last;
-        return o > from ? o + leaf.window_length : max_time;
+        const time_point o = expiry(leaf, leaf.which == occurrence::first ? h.first : h.last);
+        return o > t ? o : max_time;
       }
       default:
         return max_time;
     }
+  }
+
+  // When an event at `e` leaves the leaf's window: e + its length, or e plus its calendar
+  // months on the contact's calendar. An event is inside at `t` while t < expiry.
+  time_point expiry(const condition& leaf, time_point e) const {
+    if (leaf.window_months == 0) [[likely]] {
+      return e + leaf.window_length;  // no zone look-up on the hot path
+    }
+    return detail::add_months(e, leaf.window_months, local_zone());
   }
 
   static bool aggregate_holds(const condition& leaf, double sum, std::int64_t n) {
@@ -1201,11 +1284,14 @@ class evaluator {
                const std::vector<std::uint32_t>* chain) {
     const rule& def = p_.rules().rules[r];
     out_.outcomes.note(r, rule_outcome_kind::triggered, at);
+    const time_point check_at = def.delay_months == 0
+                                    ? at + def.delay
+                                    : detail::add_months(at, def.delay_months, local_zone());
     note(timeline_what::triggered, r, at, timeline_none, timeline_reason::none, timeline_none,
-         at + def.delay);
-    if (def.delay > duration{0}) {
+         check_at);
+    if (check_at > at) {
       timer t;
-      t.due_at = at + def.delay;
+      t.due_at = check_at;
       t.rule = r;
       t.action = -1;
       t.triggered_at = at;
@@ -1458,9 +1544,27 @@ class evaluator {
   using wk = workflow_outcome_kind;
 
   const workflow& wf(std::uint32_t w) const { return p_.rules().workflows[w]; }
+  // A run of workflow `w` entered, moved, completed or exited: remember the ends for
+  // completed_workflow / exited_workflow, and have the segments reading the workflow
+  // re-evaluated once the cascade at `at` is over (drain).
+  void run_moved(std::uint32_t w, wk k, time_point at) {
+    if (k == wk::completed) {
+      ++s_.workflow_history[w].completed;
+    } else if (k == wk::exited) {
+      ++s_.workflow_history[w].exited;
+    }
+    if (!c_.segment_reads.by_workflow.empty() && !c_.segment_reads.by_workflow[w].empty()) {
+      touch_segments(c_.segment_reads.by_workflow[w]);
+      runs_moved_ = true;
+      runs_moved_at_ = at;
+    }
+  }
   // `step` is a step table index: statistics and the timeline name the current version's step
   // with the same id (none for a step only a kept older version has).
   void note(std::uint32_t w, std::uint32_t step, wk k, time_point at) {
+    if (k == wk::entered || k == wk::reached || k == wk::completed || k == wk::exited) {
+      run_moved(w, k, at);
+    }
     if (step != none) {
       step = c_.workflows[w].steps[step].stat;
     }
@@ -1875,7 +1979,8 @@ class evaluator {
   std::optional<time_point> wait_due(workflow_run& r, const workflow_step& st, time_point now) {
     switch (st.wait) {
       case wait_kind::fixed:
-        return now + st.length;
+        return st.length_months == 0 ? now + st.length
+                                     : detail::add_months(now, st.length_months, local_zone());
       case wait_kind::after_message: {
         if (st.moment == message_moment::delivered) {
           return (r.last_send >= 0 ? r.last_send_at : now) + st.length;
@@ -2009,30 +2114,9 @@ class evaluator {
     return (days_since_epoch + offset_days) * std::int64_t{86'400} + time_of_day;
   }
 
-  // The first instant whose wall time on the contact's clock is `local`: of a wall time that
-  // exists twice (clocks set back), the earlier; of one that does not exist (clocks set
-  // forward), the first instant after the gap. The rule delivery.hpp states for send windows.
-  std::int64_t first_at_local(const zone_rules* z, std::int64_t local) const {
-    if (z == nullptr) {
-      return local;
-    }
-    // Offsets change at most once within two days of any wall time a zone rule describes.
-    const std::int64_t before = offset_at(z, local - 2 * 86'400);
-    const std::int64_t after = offset_at(z, local + 2 * 86'400);
-    const std::int64_t early = local - std::max(before, after);
-    const std::int64_t late = local - std::min(before, after);
-    for (const std::int64_t u : {early, late}) {
-      if (u + offset_at(z, u) == local) {
-        return u;
-      }
-    }
-    // In the gap: the transition, the first instant in [early, late] on the later offset.
-    std::int64_t lo = early, hi = late;  // offset(lo) == before, offset(hi) == after
-    while (hi - lo > 1) {
-      const std::int64_t mid = lo + (hi - lo) / 2;
-      (offset_at(z, mid) == before ? lo : hi) = mid;
-    }
-    return hi;
+  // The first instant whose wall time on the contact's clock is `local` (detail/calendar.hpp).
+  static std::int64_t first_at_local(const zone_rules* z, std::int64_t local) {
+    return detail::first_at_local(z, local);
   }
 
   // The first occurrence at or after `from`, or nullopt outside the supported years.
@@ -2148,13 +2232,19 @@ class evaluator {
         return eval_happened(*nd.source, s_.history[nd.slot], now, triggered_at);
       case k::in_segment:
         return members_[nd.slot] != 0;
+      case k::in_workflow:
+      case k::completed_workflow:
+      case k::exited_workflow:
+        return detail::workflow_state_holds(nd, s_, c_);
+      case k::near:
+      case k::moved:
+        return detail::location_holds(*nd.source, s_);
       case k::aggregate: {
         const condition& leaf = *nd.source;
-        const time_point from = now - leaf.window_length;
         double sum = 0;
         std::int64_t events = 0;
         const auto& recent = s_.measures[nd.slot].recent;
-        for (auto it = recent.rbegin(); it != recent.rend() && it->at > from; ++it) {
+        for (auto it = recent.rbegin(); it != recent.rend() && expiry(leaf, it->at) > now; ++it) {
           sum += it->amount;
           ++events;
         }
@@ -2166,9 +2256,8 @@ class evaluator {
         if (h.count == 0) {
           return false;
         }
-        const time_point o = leaf.which == occurrence::first ? h.first : h.last;
-        const time_point from = now - leaf.window_length;
-        return leaf.is_older ? o <= from : o > from;
+        const time_point leaves = expiry(leaf, leaf.which == occurrence::first ? h.first : h.last);
+        return leaf.is_older ? leaves <= now : leaves > now;
       }
     }
     return false;
@@ -2202,17 +2291,17 @@ class evaluator {
     return false;
   }
 
-  static bool eval_happened(const condition& leaf, const history_slot& h, time_point now,
-                            time_point triggered_at) {
+  bool eval_happened(const condition& leaf, const history_slot& h, time_point now,
+                     time_point triggered_at) const {
     std::int64_t n = 0;
     if (leaf.window == window_kind::lifetime) {
       n = h.count;
     } else {
-      const time_point from =
-          leaf.window == window_kind::within ? now - leaf.window_length : triggered_at;
       // History holds only events at or before `now` (later ones are not applied yet), so
-      // counting the recent times after `from` counts the window, capped at what is kept.
-      for (auto it = h.recent.rbegin(); it != h.recent.rend() && *it > from; ++it) {
+      // counting the recent times still inside counts the window, capped at what is kept.
+      const bool within = leaf.window == window_kind::within;
+      for (auto it = h.recent.rbegin();
+           it != h.recent.rend() && (within ? expiry(leaf, *it) > now : *it > triggered_at); ++it) {
         ++n;
       }
     }
@@ -2227,6 +2316,10 @@ class evaluator {
     if (const double* d = std::get_if<double>(&v); d != nullptr && !std::isfinite(*d)) {
       throw input_error(contact, index, fmt::format("props/{} is not a finite number", name));
     }
+  }
+  std::string problem;
+  if (!detail::location_of(props, &problem) && !problem.empty()) {
+    throw input_error(contact, index, problem);
   }
 }
 // Sizes a state's per-program slots (a fresh state has none yet); refuses one kept for another
@@ -2279,9 +2372,10 @@ void evaluate_impl(const program& p, contact_state& state, std::span<const Event
     if (e.contact != id) {
       throw input_error(e.contact, i, fmt::format("belongs to contact \"{}\"", id));
     }
-    if (e.at < min_time || e.at > max_time) {
+    if (!in_input_range(e.at)) {
       throw input_error(id, i,
-                        fmt::format("time {} is outside the supported range", to_epoch(e.at)));
+                        fmt::format("time {} is outside the supported range ({})", to_epoch(e.at),
+                                    input_range_text));
     }
     if (e.at < previous) {
       throw input_error(
@@ -2364,8 +2458,10 @@ void replace_profile_into(const program& program, contact_state& state, contact 
                                   "upsert that contact",
                                   state.merged_into));
   }
-  if (at < min_time || at > max_time) {
-    throw input_error(id, 0, fmt::format("time {} is outside the supported range", to_epoch(at)));
+  if (!in_input_range(at)) {
+    throw input_error(
+        id, 0,
+        fmt::format("time {} is outside the supported range ({})", to_epoch(at), input_range_text));
   }
   if (at < state.clock) {
     throw input_error(

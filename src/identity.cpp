@@ -50,6 +50,9 @@ void merge_profile(contact& k, const contact& a) {
     k.groups.insert(g);
   }
   k.score += a.score;
+  if (!k.location) {
+    k.location = a.location;
+  }
   for (auto [mine, theirs] : {std::pair{&k.owner, &a.owner}, std::pair{&k.stage, &a.stage},
                               std::pair{&k.time_zone, &a.time_zone}}) {
     if (mine->empty()) {
@@ -284,6 +287,8 @@ contact_state merge_states(const program& p, contact_state known, contact_state 
       into.entries += from.entries;
     }
     into.last_date = std::max(into.last_date, from.last_date);
+    into.completed += from.completed;
+    into.exited += from.exited;
   }
 
   // Both ids' recent messages count against the merged contact's caps: a visitor e-mailed

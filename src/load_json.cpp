@@ -200,19 +200,20 @@ std::string describe(const json::value& v) {
   return s;
 }
 
-constexpr std::array<std::string_view, 19> builtin_types{
+constexpr std::array<std::string_view, 21> builtin_types{
     event_types::page_view,       event_types::cart,           event_types::purchase,
     event_types::email_open,      event_types::email_click,    event_types::signup,
     event_types::tag_added,       event_types::tag_removed,    event_types::stage_entered,
     event_types::status_changed,  event_types::owner_assigned, event_types::group_added,
     event_types::group_removed,   event_types::detail_set,     event_types::score_changed,
     event_types::segment_entered, event_types::segment_exited, event_types::score_crossed,
-    event_types::identify};
+    event_types::identify,        event_types::area_entered,   event_types::area_exited};
 
 // Event forms whose value is the key: {"tag_added": "vip"} is {"event": "tag_added", "key":
 // "vip"}.
-constexpr std::array<std::string_view, 5> key_shorthands{
-    "tag_added", "stage_entered", "segment_entered", "segment_exited", "score_crossed"};
+constexpr std::array<std::string_view, 7> key_shorthands{
+    "tag_added",     "stage_entered", "segment_entered", "segment_exited",
+    "score_crossed", "area_entered",  "area_exited"};
 
 constexpr std::array<std::string_view, 17> verbs{
     "send_email", "send_sms",  "web_push",     "notify_owner", "generate_coupon",  "webhook",
@@ -222,10 +223,27 @@ constexpr std::array<std::string_view, 17> verbs{
 constexpr std::array<std::string_view, 10> operators{"eq", "ne", "lt",       "le",     "gt",
                                                      "ge", "in", "contains", "prefix", "exists"};
 
-constexpr std::array<std::string_view, 16> condition_forms{
-    "all",   "any",     "not",        "detail",   "field",        "status",
-    "stage", "has_tag", "in_group",   "happened", "not_happened", "in_segment",
-    "sum",   "average", "first_seen", "last_seen"};
+constexpr std::array<std::string_view, 21> condition_forms{"all",
+                                                           "any",
+                                                           "not",
+                                                           "detail",
+                                                           "field",
+                                                           "status",
+                                                           "stage",
+                                                           "has_tag",
+                                                           "in_group",
+                                                           "happened",
+                                                           "not_happened",
+                                                           "in_segment",
+                                                           "sum",
+                                                           "average",
+                                                           "first_seen",
+                                                           "last_seen",
+                                                           "in_workflow",
+                                                           "completed_workflow",
+                                                           "exited_workflow",
+                                                           "near",
+                                                           "moved"};
 
 // ---- The walker: DOM -> rule_set, collecting problems -----------------------------------------
 
@@ -243,7 +261,7 @@ class walker {
     }
     check_fields(*top, root_at,
                  {"version", "description", "event_types", "owner_groups", "rules", "workflows",
-                  "segments", "timeline", "scoring", "delivery"});
+                  "segments", "timeline", "scoring", "delivery", "areas"});
     // Declarations first: rules refer to them wherever they appear in the file.
     if (const auto* v = top->if_contains("version")) {
       if (auto n = integer(*v, child(root_at, "version"))) {
@@ -268,6 +286,9 @@ class walker {
     }
     if (const auto* v = top->if_contains("segments")) {
       segments(*v, out);
+    }
+    if (const auto* v = top->if_contains("areas")) {
+      areas_at(*v, out);
     }
     if (const auto* v = top->if_contains("scoring")) {
       scoring_at(*v, out.scoring);
@@ -386,11 +407,43 @@ class walker {
       return std::nullopt;
     }
     auto d = parse_duration(std::string_view{*s});
-    if (!d) {
+    if (!d && parse_months(std::string_view{*s})) {
       fail(at, "bad_duration",
-           fmt::format("{} is not a duration (expected e.g. \"60d\")", describe(v)));
+           fmt::format("{} counts calendar months, which only rule delays, \"within\" / "
+                       "\"older_than\" windows and fixed workflow waits take (use a fixed "
+                       "length here, e.g. \"30d\")",
+                       describe(v)));
+    } else if (!d) {
+      fail(at, "bad_duration",
+           fmt::format("{} is not a duration (expected a whole number and a unit: {}; e.g. "
+                       "\"60d\")",
+                       describe(v), duration_units));
     }
     return d;
+  }
+  // A delay or window that may be calendar months ("2mo", "1y"): months, or nullopt for a
+  // fixed length (then `fixed` holds it, checked by delay() / window()). Sets `ok` false on a
+  // problem (reported).
+  std::optional<months> calendar(const json::value& v, const path& at, bool is_window,
+                                 duration& fixed, bool& ok) {
+    if (const auto* s = v.if_string()) {
+      if (auto m = parse_months(std::string_view{*s})) {
+        if ((is_window && m->count == 0) || longest(*m) > limits_.max_delay) {
+          fail(at, is_window ? "bad_window" : "bad_delay",
+               fmt::format("calendar months must be {} to {} (a month counts as 31 days against "
+                           "the limit of {})",
+                           is_window ? 1 : 0, limits_.max_delay / days(31),
+                           format_duration(limits_.max_delay)));
+          ok = false;
+          return std::nullopt;
+        }
+        return m;
+      }
+    }
+    auto d = is_window ? window(v, at) : delay(v, at);
+    ok = d.has_value();
+    fixed = d.value_or(duration{0});
+    return std::nullopt;
   }
   // A delay: 0s up to the limit.
   std::optional<duration> delay(const json::value& v, const path& at) {
@@ -415,23 +468,27 @@ class walker {
   }
   std::optional<time_point> instant(const json::value& v, const path& at) {
     std::optional<time_point> t;
+    time_error why = time_error::none;
     if (const auto* s = v.if_string()) {
-      t = parse_time(std::string_view{*s});
+      t = parse_time(std::string_view{*s}, &why);
     } else if (const auto* i = v.if_int64()) {
       t = from_epoch(*i);
-    } else if (!v.is_uint64()) {
+    } else if (v.is_uint64()) {
+      why = time_error::out_of_range;
+    } else {
       wrong_type(v, at, "a time (ISO-8601 with an offset, or epoch seconds)");
       return std::nullopt;
     }
-    if (!t) {
+    if (!t && why != time_error::out_of_range) {
       fail(at, "bad_time",
            fmt::format("{} is not a time (expected e.g. \"2024-01-01T10:00:00Z\" or epoch "
                        "seconds)",
                        describe(v)));
       return std::nullopt;
     }
-    if (*t < min_time || *t > max_time) {
-      fail(at, "bad_time", fmt::format("{} is outside the years 1900 to 9999", describe(v)));
+    if (!t || !in_input_range(*t)) {
+      fail(at, "bad_time",
+           fmt::format("{} is outside the supported range ({})", describe(v), input_range_text));
       return std::nullopt;
     }
     return t;
@@ -792,8 +849,9 @@ class walker {
       fail(at, "missing_field", "missing required field \"on\"");
     }
     if (const auto* d = o->if_contains("delay")) {
-      if (auto dd = delay(*d, child(at, "delay"))) {
-        r.delay = *dd;
+      bool ok = true;
+      if (auto m = calendar(*d, child(at, "delay"), false, r.delay, ok)) {
+        r.delay_months = m->count;
       }
     }
     if (const auto* c = o->if_contains("if")) {
@@ -928,10 +986,11 @@ class walker {
                true);
         }
       }
-      const char* what = shorthand == "tag_added"       ? "a tag"
-                         : shorthand == "stage_entered" ? "a stage"
-                         : shorthand == "score_crossed" ? "a threshold"
-                                                        : "a segment";
+      const char* what = shorthand == "tag_added"        ? "a tag"
+                         : shorthand == "stage_entered"  ? "a stage"
+                         : shorthand == "score_crossed"  ? "a threshold"
+                         : shorthand.starts_with("area") ? "an area"
+                                                         : "a segment";
       auto k = name(*short_value, child(at, shorthand), what);
       if (!k) {
         return std::nullopt;
@@ -995,7 +1054,7 @@ class walker {
     }
     check_fields(*o, at,
                  {"event", "key", "key_prefix", "tag_added", "stage_entered", "segment_entered",
-                  "segment_exited", "score_crossed"});
+                  "segment_exited", "score_crossed", "area_entered", "area_exited"});
     return match_at(*o, at);
   }
 
@@ -1012,6 +1071,22 @@ class walker {
     }
     if (o->contains("detail") || o->contains("field")) {
       return comparison(*o, at);
+    }
+    if (o->contains("in_workflow")) {
+      // {"in_workflow": ID} or {"in_workflow": ID, "step": STEP}: a form with two keys, like a
+      // comparison. Whether they exist is checked by program::compile (located there too).
+      if (!check_fields(*o, at, {"in_workflow", "step"})) {
+        return std::nullopt;
+      }
+      auto w = name(o->at("in_workflow"), child(at, "in_workflow"), "a workflow id");
+      std::optional<std::string> step{std::string{}};
+      if (const auto* st = o->if_contains("step")) {
+        step = name(*st, child(at, "step"), "a step id");
+      }
+      if (!w || !step) {
+        return std::nullopt;
+      }
+      return in_workflow(std::move(*w), std::move(*step));
     }
     if (o->empty()) {
       fail(at, "missing_field",
@@ -1094,6 +1169,32 @@ class walker {
       }
       return form == "has_tag" ? has_tag(std::move(*s)) : in_group(std::move(*s));
     }
+    if (form == "near" || form == "moved") {
+      const json::object* c = object_at(arg, aat);
+      if (c == nullptr) {
+        return std::nullopt;
+      }
+      const bool is_near = form == "near";
+      if (!check_fields(*c, aat,
+                        is_near ? std::initializer_list<std::string_view>{"lat", "lon", "km"}
+                                : std::initializer_list<std::string_view>{"km"})) {
+        return std::nullopt;
+      }
+      geo_point p;
+      double km = 0;
+      if (!circle_at(*c, aat, is_near ? &p : nullptr, km)) {
+        return std::nullopt;
+      }
+      return is_near ? near(p, km) : moved_more_than(km);
+    }
+    if (form == "completed_workflow" || form == "exited_workflow") {
+      auto s = name(arg, aat, "a workflow id");
+      if (!s) {
+        return std::nullopt;
+      }
+      return form == "completed_workflow" ? completed_workflow(std::move(*s))
+                                          : exited_workflow(std::move(*s));
+    }
     if (form == "in_segment") {
       auto s = name(arg, aat, "a segment");
       if (!s) {
@@ -1136,10 +1237,11 @@ class walker {
       return std::nullopt;
     }
     static constexpr std::array<std::string_view, 6> ops{"eq", "ne", "lt", "le", "gt", "ge"};
-    bool ok = check_fields(*o, at,
-                           {"event", "key", "key_prefix", "tag_added", "stage_entered",
-                            "segment_entered", "segment_exited", "score_crossed", "property",
-                            "within", "eq", "ne", "lt", "le", "gt", "ge"});
+    bool ok =
+        check_fields(*o, at,
+                     {"event", "key", "key_prefix", "tag_added", "stage_entered", "segment_entered",
+                      "segment_exited", "score_crossed", "area_entered", "area_exited", "property",
+                      "within", "eq", "ne", "lt", "le", "gt", "ge"});
     auto m = match_at(*o, at);
     ok = ok && m.has_value();
     aggregate_builder b = aggregate_of(fn, m.value_or(event_match{}), {});
@@ -1152,9 +1254,14 @@ class walker {
       ok = false;
     }
     if (const auto* w = o->if_contains("within")) {
-      auto d = window(*w, child(at, "within"));
-      ok = ok && d.has_value();
-      b.within(d.value_or(duration{0}));
+      duration d{0};
+      bool fine = true;
+      if (auto cm = calendar(*w, child(at, "within"), true, d, fine)) {
+        b.within(*cm);
+      } else {
+        b.within(d);
+      }
+      ok = ok && fine;
     } else {
       fail(at, "missing_field", "missing required field \"within\"");
       ok = false;
@@ -1198,10 +1305,10 @@ class walker {
     if (o == nullptr) {
       return std::nullopt;
     }
-    bool ok =
-        check_fields(*o, at,
-                     {"event", "key", "key_prefix", "tag_added", "stage_entered", "segment_entered",
-                      "segment_exited", "score_crossed", "within", "older_than"});
+    bool ok = check_fields(
+        *o, at,
+        {"event", "key", "key_prefix", "tag_added", "stage_entered", "segment_entered",
+         "segment_exited", "score_crossed", "area_entered", "area_exited", "within", "older_than"});
     auto m = match_at(*o, at);
     ok = ok && m.has_value();
     occurred_builder b = which == occurrence::first ? first_seen(m.value_or(event_match{}))
@@ -1219,11 +1326,17 @@ class walker {
       return std::nullopt;
     }
     const bool is_older = older != nullptr;
-    auto d = window(is_older ? *older : *within, child(at, is_older ? "older_than" : "within"));
-    if (!ok || !d) {
+    duration d{0};
+    bool fine = true;
+    auto cm = calendar(is_older ? *older : *within, child(at, is_older ? "older_than" : "within"),
+                       true, d, fine);
+    if (!ok || !fine) {
       return std::nullopt;
     }
-    return is_older ? b.older_than(*d) : b.within(*d);
+    if (cm) {
+      return is_older ? b.older_than(*cm) : b.within(*cm);
+    }
+    return is_older ? b.older_than(d) : b.within(d);
   }
 
   std::optional<double> number(const json::value& v, const path& at) {
@@ -1240,6 +1353,59 @@ class walker {
   }
 
   // ---- segments and scoring ----
+  // The members of a circle: "lat", "lon" (when `p` is given) and "km", each a required number.
+  // Ranges are program::compile's to check (located the same way). False on a problem.
+  bool circle_at(const json::object& o, const path& at, geo_point* p, double& km) {
+    bool ok = true;
+    auto read = [&](std::string_view key, double& into) {
+      const auto* v = o.if_contains(key);
+      if (v == nullptr) {
+        fail(at, "missing_field", fmt::format("missing required field {}", quoted(key)));
+        ok = false;
+      } else if (auto d = number(*v, child(at, key))) {
+        into = *d;
+      } else {
+        ok = false;
+      }
+    };
+    if (p != nullptr) {
+      read("lat", p->lat);
+      read("lon", p->lon);
+    }
+    read("km", km);
+    return ok;
+  }
+
+  // "areas": [{"name", "lat", "lon", "km", "description"}]
+  void areas_at(const json::value& v, rule_set& out) {
+    const path aat = child(root_at, "areas");
+    const json::array* a = array_at(v, aat);
+    if (a == nullptr) {
+      return;
+    }
+    for (std::size_t i = 0; i < a->size(); ++i) {
+      const path at = child(aat, i);
+      const json::object* o = object_at((*a)[i], at);
+      if (o == nullptr) {
+        continue;
+      }
+      check_fields(*o, at, {"name", "description", "lat", "lon", "km"});
+      area ar;
+      if (const auto* n = o->if_contains("name")) {
+        if (auto nm = name(*n, child(at, "name"), "an area name")) {
+          ar.name = std::move(*nm);
+        }
+      } else {
+        fail(at, "missing_field", "missing required field \"name\"");
+      }
+      if (const auto* d = o->if_contains("description")) {
+        string(*d, child(at, "description"));
+      }
+      circle_at(*o, at, &ar.center, ar.radius_km);
+      out.areas.push_back(std::move(ar));
+    }
+  }
+
   void segments(const json::value& v, rule_set& out) {
     const path sat = child(root_at, "segments");
     const json::array* a = array_at(v, sat);
@@ -1474,15 +1640,16 @@ class walker {
     }
     bool ok = true;
     if (is_not) {
+      ok = check_fields(*o, at,
+                        {"event", "key", "key_prefix", "tag_added", "stage_entered",
+                         "segment_entered", "segment_exited", "score_crossed", "area_entered",
+                         "area_exited", "within", "since_trigger"});
+    } else {
       ok = check_fields(
           *o, at,
           {"event", "key", "key_prefix", "tag_added", "stage_entered", "segment_entered",
-           "segment_exited", "score_crossed", "within", "since_trigger"});
-    } else {
-      ok = check_fields(*o, at,
-                        {"event", "key", "key_prefix", "tag_added", "stage_entered",
-                         "segment_entered", "segment_exited", "score_crossed", "within",
-                         "since_trigger", "at_least", "at_most", "exactly"});
+           "segment_exited", "score_crossed", "area_entered", "area_exited", "within",
+           "since_trigger", "at_least", "at_most", "exactly"});
     }
     auto m = match_at(*o, at);
     ok = ok && m.has_value();
@@ -1494,10 +1661,12 @@ class walker {
            "give \"within\" or \"since_trigger\", not both", true);
       ok = false;
     } else if (within != nullptr) {
-      auto d = window(*within, child(at, "within"));
-      ok = ok && d.has_value();
+      bool fine = true;
+      if (auto cm = calendar(*within, child(at, "within"), true, c.window_length, fine)) {
+        c.window_months = cm->count;
+      }
+      ok = ok && fine;
       c.window = window_kind::within;
-      c.window_length = d.value_or(duration{0});
     } else if (since != nullptr) {
       auto b = boolean(*since, child(at, "since_trigger"));
       if (b && !*b) {
@@ -2365,8 +2534,9 @@ class walker {
   void wait_at(const json::value& v, const path& at, workflow_step& st) {
     if (v.is_string()) {
       st.wait = wait_kind::fixed;
-      if (auto d = window(v, at)) {
-        st.length = *d;
+      bool ok = true;
+      if (auto m = calendar(v, at, true, st.length, ok)) {
+        st.length_months = m->count;
       }
       return;
     }

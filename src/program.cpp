@@ -1,6 +1,7 @@
 // Compiling a rule_set: validation with JSON-pointer diagnostics, then indexing rules by
 // (event type, key) and deriving the history aggregates that conditions read.
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -31,6 +32,79 @@ struct validator {
 
   bool in_segment_definition() const { return current_segment != static_cast<std::size_t>(-1); }
 
+  // A length in calendar months (0: none): positive, and at most the delay limit counting each
+  // month as 31 days; never together with a fixed length.
+  void check_months(std::int32_t n, duration fixed, const std::string& at, const char* code) {
+    if (n == 0) {
+      return;
+    }
+    if (fixed != duration{0}) {
+      fail(at, code, "a length is either fixed or in calendar months, not both");
+    } else if (n < 0 || longest(months{n}) > limits.max_delay) {
+      fail(at, code,
+           fmt::format("calendar months must be 1 to {} (a month counts as 31 days against the "
+                       "limit of {})",
+                       limits.max_delay / days(31), format_duration(limits.max_delay)));
+    }
+  }
+
+  void check_point(geo_point p, const std::string& at) {
+    if (auto why = geo_problem(p.lat, p.lon)) {
+      fail(at + (why->starts_with("latitude") ? "/lat" : "/lon"), "bad_location", *why);
+    }
+  }
+
+  void check_areas(const rule_set& rs) {
+    std::map<std::string_view, std::size_t> first;
+    for (std::size_t i = 0; i < rs.areas.size(); ++i) {
+      const area& a = rs.areas[i];
+      const std::string at = fmt::format("/areas/{}", i);
+      if (a.name.empty()) {
+        fail(at + "/name", "missing_name", "an area needs a name");
+      } else if (auto [it, fresh] = first.emplace(a.name, i); !fresh) {
+        fail(at + "/name", "duplicate_name",
+             fmt::format("duplicate area name \"{}\" (first used by /areas/{})", a.name,
+                         it->second));
+      }
+      check_point(a.center, at);
+      if (!(a.radius_km > 0) || !std::isfinite(a.radius_km)) {
+        fail(at + "/km", "bad_distance", "a distance must be a finite number above 0");
+      }
+    }
+  }
+
+  // in_workflow / completed_workflow / exited_workflow: the workflow and step must exist.
+  void check_workflow_condition(const condition& c, const std::string& at) {
+    const std::string form =
+        at + (c.node == condition::kind::in_workflow          ? "/in_workflow"
+              : c.node == condition::kind::completed_workflow ? "/completed_workflow"
+                                                              : "/exited_workflow");
+    const auto& ws = set->workflows;
+    const auto w =
+        std::find_if(ws.begin(), ws.end(), [&](const workflow& x) { return x.id == c.name; });
+    if (c.name.empty()) {
+      fail(form, "missing_name", "a workflow id is required");
+    } else if (w == ws.end()) {
+      fail(form, "unknown_workflow", fmt::format("no workflow \"{}\" is defined", c.name));
+    } else if (!c.step.empty() &&
+               std::none_of(w->steps.begin(), w->steps.end(),
+                            [&](const workflow_step& st) { return st.id == c.step; })) {
+      fail(at + "/step", "unknown_step",
+           fmt::format("workflow \"{}\" has no step \"{}\"", c.name, c.step));
+    }
+    if (c.node != condition::kind::in_workflow && !c.step.empty()) {
+      fail(at + "/step", "bad_step", "only in_workflow takes a step");
+    }
+  }
+
+  void check_window(const condition& c, const std::string& at) {
+    if (c.window_months != 0) {
+      check_months(c.window_months, c.window_length, at, "bad_window");
+      return;
+    }
+    check_window(c.window_length, at);
+  }
+
   void check_window(duration length, const std::string& at) {
     if (length <= duration{0} || length > limits.max_delay) {
       fail(at, "bad_window",
@@ -60,6 +134,10 @@ struct validator {
       return;
     }
     using k = condition::kind;
+    if (c.window_months != 0 && !(c.node == k::aggregate || c.node == k::occurred ||
+                                  (c.node == k::happened && c.window == window_kind::within))) {
+      fail(at, "bad_window", "only a \"within\" or \"older_than\" window takes calendar months");
+    }
     switch (c.node) {
       case k::always:
         break;
@@ -120,11 +198,27 @@ struct validator {
                fmt::format("a windowed count bound can be at most {}", limits.max_kept_count));
         }
         if (c.window == window_kind::within) {
-          check_window(c.window_length, at + "/happened/within");
+          check_window(c, at + "/happened/within");
         }
         if (c.window == window_kind::since_trigger && in_segment_definition()) {
           fail(at + "/happened/since_trigger", "bad_window",
                "a segment has no trigger: use \"within\" or the lifetime");
+        }
+        break;
+      case k::in_workflow:
+      case k::completed_workflow:
+      case k::exited_workflow:
+        check_workflow_condition(c, at);
+        break;
+      case k::near:
+        check_point(c.point, at + "/near");
+        if (!(c.radius_km > 0) || !std::isfinite(c.radius_km)) {
+          fail(at + "/near/km", "bad_distance", "a distance must be a finite number above 0");
+        }
+        break;
+      case k::moved:
+        if (!(c.radius_km >= 0) || !std::isfinite(c.radius_km)) {
+          fail(at + "/moved/km", "bad_distance", "a distance must be a finite number, 0 or more");
         }
         break;
       case k::in_segment: {
@@ -158,7 +252,7 @@ struct validator {
         if (c.property.empty()) {
           fail(form + "/property", "missing_name", "a property name is required");
         }
-        check_window(c.window_length, form + "/within");
+        check_window(c, form + "/within");
         const bool ordered = c.op == compare_op::eq || c.op == compare_op::ne ||
                              c.op == compare_op::lt || c.op == compare_op::le ||
                              c.op == compare_op::gt || c.op == compare_op::ge;
@@ -173,7 +267,7 @@ struct validator {
       case k::occurred: {
         const std::string form = at + (c.which == occurrence::first ? "/first_seen" : "/last_seen");
         check_match(c.events, form);
-        check_window(c.window_length, form + (c.is_older ? "/older_than" : "/within"));
+        check_window(c, form + (c.is_older ? "/older_than" : "/within"));
         break;
       }
     }
@@ -191,6 +285,12 @@ struct validator {
       if (!known) {
         fail(at + "/" + m.type, "unknown_segment",
              fmt::format("no segment \"{}\" is defined", m.key));
+      }
+    } else if (m.type == event_types::area_entered || m.type == event_types::area_exited) {
+      const bool known = std::any_of(set->areas.begin(), set->areas.end(),
+                                     [&](const area& a) { return a.name == m.key; });
+      if (!known) {
+        fail(at + "/" + m.type, "unknown_area", fmt::format("no area \"{}\" is defined", m.key));
       }
     } else if (m.type == event_types::score_crossed) {
       const auto& ts = set->scoring.thresholds;
@@ -309,6 +409,7 @@ struct validator {
       check_condition(sg.when, at + "/if", 1);
     }
     current_segment = static_cast<std::size_t>(-1);
+    check_areas(rs);
     check_scoring(rs.scoring);
     if (rs.delivery) {
       check_policy(rs.delivery->defaults, "/delivery");
@@ -342,6 +443,7 @@ struct validator {
         fail(at + "/delay", "bad_delay",
              fmt::format("a delay must be between 0s and {}", format_duration(limits.max_delay)));
       }
+      check_months(r.delay_months, r.delay, at + "/delay", "bad_delay");
       check_condition(r.when, at + "/if", 1);
       if (r.reentry_policy == reentry::once_per && r.reentry_window <= duration{0}) {
         fail(at + "/reentry", "bad_window", "once_per needs a window longer than 0s");
@@ -517,6 +619,9 @@ struct validator {
     for (std::size_t j = 0; j < w.steps.size(); ++j) {
       const auto& st = w.steps[j];
       const std::string sat = fmt::format("{}/steps/{}", at, j);
+      if (st.length_months != 0 && st.kind != step_kind::wait) {
+        fail(sat, "bad_delay", "only a fixed wait takes calendar months");
+      }
       switch (st.kind) {
         case step_kind::send:
         case step_kind::act: {
@@ -540,9 +645,16 @@ struct validator {
           break;
         }
         case step_kind::wait:
+          if (st.length_months != 0 && st.wait != wait_kind::fixed) {
+            fail(sat + "/wait", "bad_delay", "only a fixed wait takes calendar months");
+          }
           switch (st.wait) {
             case wait_kind::fixed:
-              check_length(st.length, sat + "/wait", false, false);
+              if (st.length_months != 0) {
+                check_months(st.length_months, st.length, sat + "/wait", "bad_delay");
+              } else {
+                check_length(st.length, sat + "/wait", false, false);
+              }
               break;
             case wait_kind::after_message:
               check_length(st.length, sat + "/wait/plus", true, false);
@@ -631,7 +743,7 @@ struct validator {
       if (st.kind != step_kind::wait) {
         return false;
       }
-      return (st.wait == wait_kind::fixed && st.length > duration{0}) ||
+      return (st.wait == wait_kind::fixed && (st.length > duration{0} || st.length_months > 0)) ||
              (st.wait == wait_kind::after_message && st.moment != message_moment::delivered &&
               st.length > duration{0});
     };
@@ -696,7 +808,8 @@ struct compiler {
       out.measures.push_back({leaf.events, leaf.property, duration{0}});
     }
     auto& m = out.measures[it->second];
-    m.keep = std::max(m.keep, leaf.window_length);
+    // A month window keeps what its longest possible length (31 days a month) could hold.
+    m.keep = std::max(m.keep, leaf.window_length + longest(months{leaf.window_months}));
     return it->second;
   }
 
@@ -727,13 +840,28 @@ struct compiler {
       return none;
     }
     const auto id = static_cast<std::uint32_t>(out.nodes.size());
-    out.nodes.push_back({c.node, 0, 0, &c, none});
+    out.nodes.push_back({c.node, 0, 0, &c, none, none});
     if (c.node == condition::kind::happened || c.node == condition::kind::occurred) {
       out.nodes[id].slot = slot_for(c);
     } else if (c.node == condition::kind::aggregate) {
       out.nodes[id].slot = measure_for(c);
     } else if (c.node == condition::kind::in_segment) {
       out.nodes[id].slot = segment_index(c.name);
+    } else if (c.node == condition::kind::in_workflow ||
+               c.node == condition::kind::completed_workflow ||
+               c.node == condition::kind::exited_workflow) {
+      for (std::uint32_t w = 0; w < rs.workflows.size(); ++w) {
+        if (rs.workflows[w].id != c.name) {
+          continue;
+        }
+        out.nodes[id].slot = w;
+        const auto& steps = rs.workflows[w].steps;
+        for (std::uint32_t j = 0; j < steps.size() && !c.step.empty(); ++j) {
+          if (steps[j].id == c.step) {
+            out.nodes[id].step = j;
+          }
+        }
+      }
     }
     if (!c.children.empty()) {
       std::vector<std::uint32_t> kids;
@@ -741,7 +869,7 @@ struct compiler {
         auto k = flatten(child);
         if (k == none) {  // "always" inside a tree: keep it as a real node
           k = static_cast<std::uint32_t>(out.nodes.size());
-          out.nodes.push_back({condition::kind::always, 0, 0, &child, none});
+          out.nodes.push_back({condition::kind::always, 0, 0, &child, none, none});
         }
         kids.push_back(k);
       }
@@ -837,11 +965,12 @@ struct compiler {
       type(t);
     }
     namespace et = event_types;
-    for (auto t :
-         {et::page_view, et::cart, et::purchase, et::email_open, et::email_click, et::signup,
-          et::tag_added, et::tag_removed, et::stage_entered, et::status_changed, et::owner_assigned,
-          et::group_added, et::group_removed, et::detail_set, et::score_changed,
-          et::segment_entered, et::segment_exited, et::score_crossed, et::identify}) {
+    for (auto t : {et::page_view,      et::cart,           et::purchase,       et::email_open,
+                   et::email_click,    et::signup,         et::tag_added,      et::tag_removed,
+                   et::stage_entered,  et::status_changed, et::owner_assigned, et::group_added,
+                   et::group_removed,  et::detail_set,     et::score_changed,  et::segment_entered,
+                   et::segment_exited, et::score_crossed,  et::identify,       et::area_entered,
+                   et::area_exited}) {
       type(std::string{t});
     }
     out.tag_added_type = out.types.find(et::tag_added)->second;
@@ -908,6 +1037,7 @@ struct compiler {
     in.by_slot.assign(out.slots.size(), {});
     in.by_measure.assign(out.measures.size(), {});
     in.by_segment.assign(out.segments.size(), {});
+    in.by_workflow.assign(rs.workflows.size(), {});
     auto add = [](std::vector<std::uint32_t>& list, std::uint32_t s) {
       if (list.empty() || list.back() != s) {  // segments are walked in ascending order
         list.push_back(s);
@@ -940,6 +1070,19 @@ struct compiler {
             break;
           case k::has_tag:
             add(in.by_tag[nd.source->name], s);
+            break;
+          case k::near:
+          case k::moved:
+            add(in.by_location, s);
+            break;
+          case k::in_workflow:
+          case k::completed_workflow:
+          case k::exited_workflow:
+            if (nd.slot < in.by_workflow.size()) {
+              add(in.by_workflow[nd.slot], s);
+            } else {
+              d.every_event = true;  // unreachable: validated
+            }
             break;
           case k::in_group:
             add(in.by_group[nd.source->name], s);
@@ -1078,6 +1221,35 @@ bool reads_local_time(const workflow& w) {
                      [&](const workflow_version& v) { return local(v.steps); });
 }
 
+bool reads_months(const condition& c) {
+  return c.window_months != 0 || std::any_of(c.children.begin(), c.children.end(),
+                                             [](const condition& x) { return reads_months(x); });
+}
+
+// Calendar months are counted on the contact's local calendar.
+bool reads_months(const rule_set& rs) {
+  auto steps = [](const std::vector<workflow_step>& v) {
+    return std::any_of(v.begin(), v.end(), [](const workflow_step& st) {
+      return st.length_months != 0 || reads_months(st.when) ||
+             (st.act.when && reads_months(*st.act.when));
+    });
+  };
+  return std::any_of(rs.rules.begin(), rs.rules.end(),
+                     [](const rule& r) {
+                       return r.delay_months != 0 || reads_months(r.when) ||
+                              std::any_of(r.actions.begin(), r.actions.end(), [](const action& a) {
+                                return a.when && reads_months(*a.when);
+                              });
+                     }) ||
+         std::any_of(rs.segments.begin(), rs.segments.end(),
+                     [](const segment& g) { return reads_months(g.when); }) ||
+         std::any_of(rs.workflows.begin(), rs.workflows.end(), [&](const workflow& w) {
+           return reads_months(w.entry.when) || reads_months(w.exit_when) || steps(w.steps) ||
+                  std::any_of(w.previous_versions.begin(), w.previous_versions.end(),
+                              [&](const workflow_version& v) { return steps(v.steps); });
+         });
+}
+
 // Every zone of a system database: name -> rule, read once per directory per process (the
 // database does not change under a running program; compiling many programs reads it once).
 std::shared_ptr<const detail::zone_map> system_zones(const std::string& dir) {
@@ -1150,6 +1322,7 @@ void resolve_delivery(const rule_set& rs, detail::compiled_delivery& d,
     }
     local_time = local_time || reads_local_time(w);
   }
+  local_time = local_time || reads_months(rs);
   if (!local_time) {
     return;
   }
@@ -1201,18 +1374,20 @@ std::shared_ptr<const program> program::compile(rule_set rules, program_limits l
       throw rule_error(std::move(problems));
     }
   }
+  // A calendar month counts as 31 days here: the default end must reach every check.
   for (const auto& r : p->rules_.rules) {
     duration longest_action{0};
     for (const auto& a : r.actions) {
       longest_action = std::max(longest_action, a.delay);
     }
-    p->longest_delay_ = std::max(p->longest_delay_, r.delay + longest_action);
+    p->longest_delay_ =
+        std::max(p->longest_delay_, r.delay + longest(months{r.delay_months}) + longest_action);
   }
   for (const auto& w : p->rules_.workflows) {
     duration walk{0};
     for (const auto& st : w.steps) {
       if (st.kind == step_kind::wait || st.kind == step_kind::wait_for) {
-        walk += std::max(st.length, duration{0}) + st.timeout +
+        walk += std::max(st.length, duration{0}) + longest(months{st.length_months}) + st.timeout +
                 (st.wait == wait_kind::time_of_day ? days(7) : duration{0});
       }
     }

@@ -12,8 +12,11 @@
 
 #include <fmt/format.h>
 #include <simdjson.h>
+#include <unistd.h>
+#include <zlib.h>
 
 #include <nudge/detail/compiled.hpp>
+#include <nudge/geo.hpp>
 #include <nudge/read_events.hpp>
 
 namespace nudge {
@@ -29,23 +32,35 @@ read_error::read_error(input_problem problem)
     : std::runtime_error(problem.to_string()), problem_(std::move(problem)) {}
 
 file_format format_of(std::string_view path) {
+  if (path == "-") {
+    throw read_error({std::string{path},
+                      0,
+                      "standard input has no extension: its format is taken from its first byte",
+                      {}});
+  }
+  std::string_view name = path;
   auto ends_with = [&](std::string_view ext) {
-    if (path.size() < ext.size()) {
+    if (name.size() < ext.size()) {
       return false;
     }
-    auto tail = path.substr(path.size() - ext.size());
+    auto tail = name.substr(name.size() - ext.size());
     return std::equal(tail.begin(), tail.end(), ext.begin(), [](char a, char b) {
       return (a >= 'A' && a <= 'Z' ? static_cast<char>(a - 'A' + 'a') : a) == b;
     });
   };
+  if (ends_with(".gz")) {
+    name.remove_suffix(3);  // read through zlib: the format is the name's before ".gz"
+  }
   if (ends_with(".csv")) {
     return file_format::csv;
   }
   if (ends_with(".jsonl")) {
     return file_format::jsonl;
   }
-  throw read_error(
-      {std::string{path}, 0, "unknown file format (expected a .csv or .jsonl extension)", {}});
+  throw read_error({std::string{path},
+                    0,
+                    "unknown file format (expected a .csv, .jsonl, .csv.gz or .jsonl.gz extension)",
+                    {}});
 }
 
 namespace {
@@ -69,7 +84,50 @@ text_buffer padded(std::string text) {
   return b;
 }
 
+bool is_gzip_name(std::string_view path) {
+  return path.size() > 3 &&
+         (path.substr(path.size() - 3) == ".gz" || path.substr(path.size() - 3) == ".GZ");
+}
+
+// A .gz file, or standard input ("-"), which zlib reads whether it is compressed or not.
+text_buffer read_through_zlib(const std::string& path) {
+  gzFile z = nullptr;
+  if (path == "-") {
+    const int fd = ::dup(STDIN_FILENO);  // gzclose closes it, not standard input itself
+    z = fd < 0 ? nullptr : ::gzdopen(fd, "rb");
+    if (z == nullptr && fd >= 0) {
+      ::close(fd);
+    }
+  } else {
+    z = ::gzopen(path.c_str(), "rb");
+  }
+  if (z == nullptr) {
+    throw read_error({path, 0, fmt::format("cannot open: {}", std::strerror(errno)), {}});
+  }
+  std::string bytes;
+  char chunk[1 << 16];
+  int n;
+  while ((n = ::gzread(z, chunk, sizeof chunk)) > 0) {
+    bytes.append(chunk, static_cast<std::size_t>(n));
+  }
+  int code = Z_OK;
+  std::string why = ::gzerror(z, &code);
+  // A truncated stream ends the reads like the end of the file, with Z_BUF_ERROR set.
+  if (n < 0 || (code != Z_OK && code != Z_STREAM_END)) {
+    if (code == Z_ERRNO) {
+      why = std::strerror(errno);
+    }
+    ::gzclose(z);
+    throw read_error({path, 0, fmt::format("cannot read: {}", why), {}});
+  }
+  ::gzclose(z);
+  return padded(std::move(bytes));
+}
+
 text_buffer read_whole_file(const std::string& path) {
+  if (path == "-" || is_gzip_name(path)) {
+    return read_through_zlib(path);
+  }
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (f == nullptr) {
     throw read_error({path, 0, fmt::format("cannot open: {}", std::strerror(errno)), {}});
@@ -90,28 +148,59 @@ text_buffer read_whole_file(const std::string& path) {
   const bool failed = std::ferror(f) != 0;
   std::fclose(f);
   if (failed) {
-    throw read_error({path, 0, "read error", {}});
+    throw read_error({path, 0, fmt::format("cannot read: {}", std::strerror(errno)), {}});
   }
   return padded(std::move(bytes));
 }
 
-// Walks a buffer line by line, counting lines; strips a trailing '\r'.
+// The number of double quotes in [p, end).
+std::size_t count_quotes(const char* p, const char* end) {
+  std::size_t n = 0;
+  while ((p = static_cast<const char*>(std::memchr(p, '"', static_cast<std::size_t>(end - p)))) !=
+         nullptr) {
+    ++n;
+    ++p;
+  }
+  return n;
+}
+
+// Walks a buffer record by record, counting lines; strips a trailing '\r'. A record is a line,
+// or for CSV (`csv` set) the lines a quoted field spans: RFC 4180 allows a line break inside
+// quotes. Such a record ends at the first line break after an even number of quotes, or once it
+// is longer than `max_record` bytes (it is then refused as too long, not read to the end of the
+// file).
 struct line_cursor {
   const char* begin;
   const char* pos;
   const char* end;
-  std::size_t line = 0;
+  std::size_t line = 0;  ///< the first line of the record returned last
+  bool csv = false;
+  std::size_t max_record = static_cast<std::size_t>(-1);
+  std::size_t lines_done = 0;
 
   bool next(std::string_view& out) {
     if (pos >= end) {
       return false;
     }
-    const char* nl =
-        static_cast<const char*>(std::memchr(pos, '\n', static_cast<std::size_t>(end - pos)));
+    line = ++lines_done;
+    const char* scan = pos;
+    std::size_t quotes = 0;
+    const char* nl;
+    while (true) {
+      nl = static_cast<const char*>(std::memchr(scan, '\n', static_cast<std::size_t>(end - scan)));
+      if (!csv || nl == nullptr) {
+        break;
+      }
+      quotes += count_quotes(scan, nl);
+      if (quotes % 2 == 0 || static_cast<std::size_t>(nl - pos) > max_record) {
+        break;
+      }
+      scan = nl + 1;  // inside a quoted field: the record goes on
+      ++lines_done;
+    }
     const char* stop = nl != nullptr ? nl : end;
     out = std::string_view{pos, static_cast<std::size_t>(stop - pos)};
     pos = nl != nullptr ? nl + 1 : end;
-    ++line;
     if (!out.empty() && out.back() == '\r') {
       out.remove_suffix(1);
     }
@@ -241,26 +330,32 @@ inline bool line_too_long(std::string_view line, const input_limits& limits, std
   return too_long(line, limits.max_line_bytes, "line", "max_line_bytes", reason);
 }
 
-// ts: epoch seconds (fast path) or ISO-8601 with offset.
+[[gnu::cold, gnu::noinline]] void say_out_of_range(std::string_view what, std::string_view text,
+                                                   std::string& reason) {
+  reason = fmt::format("{} {} is outside the supported range ({})", what,
+                       text.size() <= 64 ? std::string{text} : quote(text), input_range_text);
+}
+
+// ts: epoch seconds (fast path) or what parse_time reads.
 bool parse_ts(std::string_view text, time_point& out, std::string& reason) {
   std::int64_t v = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec == std::errc{} && end == text.data() + text.size()) {
+  if (ec == std::errc{} && end == text.data() + text.size()) [[likely]] {
     out = from_epoch(v);
-    if (out < min_time || out > max_time) {
-      reason = fmt::format("ts {} is outside the supported range (years 1900 to 9999)", v);
+    if (!in_input_range(out)) {
+      say_out_of_range("ts", text, reason);
       return false;
     }
     return true;
   }
-  if (ec == std::errc::result_out_of_range && end == text.data() + text.size()) {
-    reason = fmt::format("ts {} is outside the supported range (years 1900 to 9999)",
-                         text.size() <= 64 ? std::string{text} : quote(text));
-    return false;
-  }
-  if (auto t = parse_time(text)) {
+  time_error why = time_error::none;
+  if (auto t = parse_time(text, &why)) {
     out = *t;
     return true;
+  }
+  if (why == time_error::out_of_range) {
+    say_out_of_range("ts", text, reason);
+    return false;
   }
   reason = fmt::format("ts {} is not an integer (epoch seconds) or an ISO-8601 time with offset",
                        quote(text));
@@ -283,6 +378,49 @@ bool parse_decimal(std::string_view text, double& out, std::string_view what, st
   return true;
 }
 
+// The same rule for CSV as simdjson applies to JSON Lines: text must be UTF-8.
+inline bool valid_utf8(std::string_view line, std::string& reason) {
+  if (simdjson::validate_utf8(line.data(), line.size())) [[likely]] {
+    return true;
+  }
+  reason = "not valid UTF-8";
+  return false;
+}
+
+// An extra CSV column's cell as a prop: a plain decimal number ("42", "-3", "9.95"; no leading
+// zero, no exponent, so that ids such as "007" or "1e5" stay text) is a number (an integer
+// without a '.'), anything else text.
+value cell_value(std::string_view f) {
+  std::string_view digits = f;
+  if (!digits.empty() && digits.front() == '-') {
+    digits.remove_prefix(1);
+  }
+  const auto dot = digits.find('.');
+  const std::string_view whole = digits.substr(0, dot);
+  const bool plain = !whole.empty() &&
+                     whole.find_first_not_of("0123456789") == std::string_view::npos &&
+                     (whole.size() == 1 || whole.front() != '0') &&
+                     (dot == std::string_view::npos ||
+                      (dot + 1 < digits.size() &&
+                       digits.find_first_not_of("0123456789", dot + 1) == std::string_view::npos));
+  if (plain) {
+    if (dot == std::string_view::npos) {
+      std::int64_t i = 0;
+      auto [end, ec] = std::from_chars(f.data(), f.data() + f.size(), i);
+      if (ec == std::errc{} && end == f.data() + f.size()) {
+        return i;
+      }
+    } else {
+      double d = 0;
+      auto [end, ec] = std::from_chars(f.data(), f.data() + f.size(), d);
+      if (ec == std::errc{} && end == f.data() + f.size() && std::isfinite(d)) {
+        return d;
+      }
+    }
+  }
+  return std::string{f};
+}
+
 // ---- JSON values ---------------------------------------------------------------------------
 
 const char* json_type_name(od::json_type t) {
@@ -303,7 +441,8 @@ const char* json_type_name(od::json_type t) {
   return "a value";
 }
 
-// A TIME in JSON: epoch seconds as a number, or a string parse_time accepts.
+// A TIME in JSON: epoch seconds as a number (a fraction floored, as parse_time does), or a
+// string parse_time accepts.
 bool json_time(od::value v, time_point& out, std::string& reason, std::string_view what) {
   od::json_type t;
   if (v.type().get(t)) {
@@ -311,14 +450,24 @@ bool json_time(od::value v, time_point& out, std::string& reason, std::string_vi
     return false;
   }
   if (t == od::json_type::number) {
-    std::int64_t n;
-    if (v.get_int64().get(n)) {
-      reason = fmt::format("{} is not an integer (epoch seconds)", what);
+    od::number n;
+    if (v.get_number().get(n)) {
+      reason = fmt::format("{} is not a valid number", what);
       return false;
     }
-    out = from_epoch(n);
-    if (out < min_time || out > max_time) {
-      reason = fmt::format("{} {} is outside the supported range (years 1900 to 9999)", what, n);
+    if (n.is_int64()) {
+      out = from_epoch(n.get_int64());
+    } else {
+      // A double, or an integer beyond 64 bits (far out of range either way).
+      const double d = n.as_double();
+      if (!std::isfinite(d) || d < -1e13 || d > 1e13) {
+        say_out_of_range(what, fmt::format("{}", d), reason);
+        return false;
+      }
+      out = from_epoch(static_cast<std::int64_t>(std::floor(d)));
+    }
+    if (!in_input_range(out)) {
+      say_out_of_range(what, fmt::format("{}", to_epoch(out)), reason);
       return false;
     }
     return true;
@@ -329,9 +478,14 @@ bool json_time(od::value v, time_point& out, std::string& reason, std::string_vi
       reason = "not valid JSON";
       return false;
     }
-    if (auto p = parse_time(s)) {
+    time_error why = time_error::none;
+    if (auto p = parse_time(s, &why)) {
       out = *p;
       return true;
+    }
+    if (why == time_error::out_of_range) {
+      say_out_of_range(what, s, reason);
+      return false;
     }
     reason =
         fmt::format("{} {} is not an ISO-8601 time with offset or epoch seconds", what, quote(s));
@@ -543,9 +697,11 @@ struct event_reader::impl {
   std::size_t refused = 0;
   std::optional<time_point> last;
 
-  // CSV column positions (-1: absent) and field count.
+  // CSV column positions (-1: absent) and field count; other columns are props.
   int col_ts = -1, col_contact = -1, col_type = -1, col_key = -1, col_value = -1;
+  int col_lat = -1, col_lon = -1;  // the location props (docs/rules.md, "Location")
   std::size_t columns = 0;
+  std::vector<std::pair<std::size_t, std::string>> prop_columns;
   std::vector<std::string_view> fields;
   std::vector<std::string> storage;
 
@@ -559,6 +715,8 @@ struct event_reader::impl {
   impl(std::string name, file_format f, event_read_options o, text_buffer b)
       : file(std::move(name)), format(f), options(std::move(o)), buf(std::move(b)) {
     cursor = {buf.data(), buf.data(), buf.data() + buf.size};
+    cursor.csv = format == file_format::csv && !options.one_line_records;
+    cursor.max_record = options.limits.max_line_bytes;
     if (format == file_format::csv) {
       read_header();
     }
@@ -573,28 +731,43 @@ struct event_reader::impl {
     if (!cursor.next(line)) {
       bad_header("the file is empty (expected ts,contact,type,key,value)", {});
     }
-    if (line_too_long(line, options.limits, reason)) {
+    if (line_too_long(line, options.limits, reason) || !valid_utf8(line, reason)) {
       bad_header(reason, line);
     }
     if (!split_csv(line, fields, storage, reason)) {
       bad_header(reason, line);
     }
     columns = fields.size();
+    detail::string_map<bool> seen;
     for (std::size_t i = 0; i < fields.size(); ++i) {
       const std::string_view name = fields[i];
+      if (name.empty()) {
+        bad_header("a column has no name", line);
+      }
+      if (name_too_long(name, options.limits, "a column name", reason)) {
+        bad_header(reason, line);
+      }
+      if (!seen.emplace(std::string{name}, true).second) {
+        bad_header(fmt::format("column {} appears twice", quote(name)), line);
+      }
       int* slot = name == "ts"        ? &col_ts
                   : name == "contact" ? &col_contact
                   : name == "type"    ? &col_type
                   : name == "key"     ? &col_key
                   : name == "value"   ? &col_value
+                  : name == "lat"     ? &col_lat
+                  : name == "lon"     ? &col_lon
                                       : nullptr;
       if (slot == nullptr) {
-        bad_header(
-            fmt::format("unknown column {} (expected ts, contact, type, key, value)", quote(name)),
-            line);
-      }
-      if (*slot >= 0) {
-        bad_header(fmt::format("column {} appears twice", quote(name)), line);
+        if (options.strict_columns) {
+          bad_header(
+              fmt::format("unknown column {} (expected ts, contact, type, key, value, lat, lon; "
+                          "without strict_columns (--strict) it would be a prop)",
+                          quote(name)),
+              line);
+        }
+        prop_columns.emplace_back(i, std::string{name});
+        continue;
       }
       *slot = static_cast<int>(i);
     }
@@ -662,6 +835,12 @@ struct event_reader::impl {
                       to_epoch(e.at), to_epoch(*last));
       return false;
     }
+    if (options.not_before && e.at < *options.not_before) {
+      reason = fmt::format(
+          "ts {} is before {}, the time already processed (events must be sorted by ts)",
+          to_epoch(e.at), to_epoch(*options.not_before));
+      return false;
+    }
     if (options.not_after && e.at > *options.not_after) {
       reason = fmt::format("ts {} is after the end of the replay ({})", to_epoch(e.at),
                            to_epoch(*options.not_after));
@@ -671,7 +850,13 @@ struct event_reader::impl {
   }
 
   bool parse_csv(std::string_view line, event& e) {
+    if (!valid_utf8(line, reason)) {
+      return false;
+    }
     if (!split_csv(line, fields, storage, reason)) {
+      if (options.one_line_records && reason == "unterminated quoted field") {
+        reason += " (here each record must fit on one line)";
+      }
       return false;
     }
     if (fields.size() != columns) {
@@ -695,6 +880,26 @@ struct event_reader::impl {
         }
         e.props.insert_or_assign("value", d);
       }
+    }
+    for (const auto& [col, name] : {std::pair{col_lat, "lat"}, std::pair{col_lon, "lon"}}) {
+      const std::string_view v = col >= 0 ? fields[static_cast<std::size_t>(col)] : "";
+      if (!v.empty()) {
+        double d;
+        if (!parse_decimal(v, d, name, reason)) {
+          return false;
+        }
+        e.props.insert_or_assign(name, d);
+      }
+    }
+    for (const auto& [col, name] : prop_columns) {
+      const std::string_view v = fields[col];
+      if (v.empty()) {
+        continue;  // an empty cell: the prop is absent, as an empty detail in a contacts file
+      }
+      if (string_too_long(v, options.limits, name, reason)) {
+        return false;
+      }
+      e.props.insert_or_assign(name, cell_value(v));
     }
     return check(e);
   }
@@ -774,9 +979,37 @@ struct event_reader::impl {
   }
 };
 
+namespace {
+
+// Standard input has no name to go by: JSON Lines if its first non-blank byte is '{' (no CSV
+// header starts so), else CSV.
+file_format sniff_format(const text_buffer& buf) {
+  for (std::size_t i = 0; i < buf.size; ++i) {
+    const char c = buf.data()[i];
+    if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
+      return c == '{' ? file_format::jsonl : file_format::csv;
+    }
+  }
+  return file_format::csv;
+}
+
+file_format format_for(const std::string& path, const std::optional<file_format>& given,
+                       const text_buffer& buf) {
+  if (given) {
+    return *given;
+  }
+  return path == "-" ? sniff_format(buf) : format_of(path);
+}
+
+}  // namespace
+
 event_reader::event_reader(const std::string& path, event_read_options options) {
-  const file_format f = options.format ? *options.format : format_of(path);
-  impl_ = std::make_unique<impl>(path, f, std::move(options), read_whole_file(path));
+  if (!options.format && path != "-") {
+    format_of(path);  // a bad extension is refused before the file is read
+  }
+  text_buffer buf = read_whole_file(path);
+  const file_format f = format_for(path, options.format, buf);
+  impl_ = std::make_unique<impl>(path, f, std::move(options), std::move(buf));
 }
 
 event_reader::event_reader(std::string text, file_format format, std::string file_name,
@@ -833,7 +1066,10 @@ class contact_parser {
         format_(format),
         file_(std::move(file)),
         options_(options),
-        cursor_{buf.data(), buf.data(), buf.data() + buf.size} {}
+        cursor_{buf.data(), buf.data(), buf.data() + buf.size} {
+    cursor_.csv = format == file_format::csv;
+    cursor_.max_record = options.limits.max_line_bytes;
+  }
 
   std::vector<contact> run() {
     if (format_ == file_format::csv) {
@@ -868,7 +1104,36 @@ class contact_parser {
   }
 
  private:
-  enum class column : std::uint8_t { id, status, owner, stage, time_zone, score, consent, detail };
+  enum class column : std::uint8_t {
+    id,
+    status,
+    owner,
+    stage,
+    time_zone,
+    score,
+    consent,
+    detail,
+    lat,
+    lon
+  };
+
+  // The location from "lat" and "lon" (docs/rules.md, "Location"): both or neither, in range.
+  bool set_location(std::optional<double> lat, std::optional<double> lon, contact& c) {
+    if (!lat && !lon) {
+      return true;
+    }
+    if (!lat || !lon) {
+      reason_ = fmt::format("{} without {} (a location needs both)", lat ? "lat" : "lon",
+                            lat ? "lon" : "lat");
+      return false;
+    }
+    if (auto why = geo_problem(*lat, *lon)) {
+      reason_ = *why;
+      return false;
+    }
+    c.location = geo_point{*lat, *lon};
+    return true;
+  }
 
   const text_buffer& buf_;
   file_format format_;
@@ -893,7 +1158,7 @@ class contact_parser {
     if (!cursor_.next(line)) {
       bad_header("the file is empty (expected a header row with a \"contact\" column)", {});
     }
-    if (line_too_long(line, options_.limits, reason_)) {
+    if (line_too_long(line, options_.limits, reason_) || !valid_utf8(line, reason_)) {
       bad_header(reason_, line);
     }
     if (!split_csv(line, fields_, storage_, reason_)) {
@@ -930,6 +1195,10 @@ class contact_parser {
         c = column::score;
       } else if (name == "consent") {
         c = column::consent;
+      } else if (name == "lat") {
+        c = column::lat;
+      } else if (name == "lon") {
+        c = column::lon;
       }
       columns_.emplace_back(c, std::string{name});
     }
@@ -939,7 +1208,7 @@ class contact_parser {
   }
 
   bool parse_csv(std::string_view line, contact& c) {
-    if (!split_csv(line, fields_, storage_, reason_)) {
+    if (!valid_utf8(line, reason_) || !split_csv(line, fields_, storage_, reason_)) {
       return false;
     }
     if (fields_.size() != columns_.size()) {
@@ -947,6 +1216,7 @@ class contact_parser {
       return false;
     }
     const input_limits& limits = options_.limits;
+    std::optional<double> lat, lon;
     for (std::size_t i = 0; i < fields_.size(); ++i) {
       const std::string_view f = fields_[i];
       if (columns_[i].first != column::id && columns_[i].first != column::score &&
@@ -990,14 +1260,25 @@ class contact_parser {
             c.details.insert_or_assign(columns_[i].second, std::string{f});
           }
           break;
+        case column::lat:
+        case column::lon:
+          if (!f.empty()) {
+            double d = 0;
+            if (!parse_decimal(f, d, columns_[i].second, reason_)) {
+              return false;
+            }
+            (columns_[i].first == column::lat ? lat : lon) = d;
+          }
+          break;
       }
     }
-    return true;
+    return set_location(lat, lon, c);
   }
 
   bool parse_jsonl(std::string_view line, contact& c) {
     const input_limits& limits = options_.limits;
     bool has_id = false;
+    std::optional<double> lat, lon;
     bool ok = for_each_member(
         parser_, buf_, cursor_.offset_of(line), line, options_.limits, reason_,
         [&](std::string_view k, od::value v) {
@@ -1020,6 +1301,15 @@ class contact_parser {
           }
           if (k == "time_zone") {
             return json_text(v, c.time_zone, reason_, k, limits);
+          }
+          if (k == "lat" || k == "lon") {
+            double d = 0;
+            if (v.get_double().get(d) || !std::isfinite(d)) {
+              reason_ = fmt::format("{} must be a finite number", k);
+              return false;
+            }
+            (k == "lat" ? lat : lon) = d;
+            return true;
           }
           if (k == "score") {
             if (v.get_double().get(c.score) || !std::isfinite(c.score)) {
@@ -1100,7 +1390,7 @@ class contact_parser {
           }
           reason_ = fmt::format(
               "unknown field {} (expected id, status, details, tags, owner, stage, score, consent, "
-              "time_zone, groups)",
+              "time_zone, groups, lat, lon)",
               quote(k));
           return false;
         });
@@ -1108,7 +1398,7 @@ class contact_parser {
       reason_ = "missing field \"id\"";
       return false;
     }
-    return ok;
+    return ok && set_location(lat, lon, c);
   }
 };
 
@@ -1122,9 +1412,11 @@ std::vector<contact> parse_contacts(std::string_view text, file_format format,
 }
 
 std::vector<contact> read_contacts(const std::string& path, const contact_read_options& options) {
-  const file_format f = options.format ? *options.format : format_of(path);
+  if (!options.format && path != "-") {
+    format_of(path);  // a bad extension is refused before the file is read
+  }
   const text_buffer buf = read_whole_file(path);
-  return contact_parser{buf, f, path, options}.run();
+  return contact_parser{buf, format_for(path, options.format, buf), path, options}.run();
 }
 
 }  // namespace nudge

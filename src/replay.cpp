@@ -7,6 +7,7 @@
 #include <boost/unordered/unordered_flat_set.hpp>
 #include <fmt/format.h>
 
+#include <nudge/csv.hpp>
 #include <nudge/detail/compiled.hpp>
 #include <nudge/engine.hpp>
 #include <nudge/replay.hpp>
@@ -86,6 +87,7 @@ replay_result replay(std::shared_ptr<const program> program, const std::string& 
   }
   read_options.not_after = options.until;
   read_options.on_reject = on_reject;
+  read_options.strict_columns = options.strict_columns;
   event_reader reader{events_path, std::move(read_options)};
 
   auto progress = [&](bool evaluating) {
@@ -138,7 +140,8 @@ replay_result replay(std::shared_ptr<const program> program, const std::string& 
   if (options.until) {
     result.until = *options.until;
   } else if (auto last = reader.last_time()) {
-    result.until = *last + program->longest_delay();
+    // Never past the input range: timers set from there could not be stored (nudge/time.hpp).
+    result.until = std::min(*last + program->longest_delay(), max_input_time);
   } else {
     result.until = from_epoch(0);  // no events: nothing is pending either
   }
@@ -162,9 +165,20 @@ void write_actions_csv(std::ostream& out, std::span<const due_action> actions, t
     } else {
       fmt::format_to(it, "{},", format_time(a.due_at));
     }
-    // A workflow step's action names "workflow/step" in the rule column.
-    fmt::format_to(it, "{},{}{}{},{},{}\n", a.contact, a.rule, a.from_workflow() ? "/" : "", a.step,
-                   a.verb(), a.arg);
+    // RFC 4180: a field holding a comma, quote or line break is quoted (nudge/csv.hpp). A
+    // workflow step's action names "workflow/step" in the rule column.
+    it = write_csv_field(it, a.contact);
+    *it++ = ',';
+    if (a.from_workflow()) {
+      it = write_csv_field(it, fmt::format("{}/{}", a.rule, a.step));
+    } else {
+      it = write_csv_field(it, a.rule);
+    }
+    *it++ = ',';
+    it = write_csv_field(it, a.verb());
+    *it++ = ',';
+    it = write_csv_field(it, a.arg);
+    *it++ = '\n';
     if (buf.size() > (1 << 20)) {
       out.write(buf.data(), static_cast<std::streamsize>(buf.size()));
       buf.clear();

@@ -11,7 +11,9 @@
 #include <sstream>
 #include <utility>
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <nudge/snapshot.hpp>
 
@@ -163,7 +165,8 @@ class reader {
     const std::size_t at = pos_;
     const time_point t = from_epoch(i64(what));
     if (t < min_time || t > max_time) {
-      corrupt(at, fmt::format("{} {} is outside the supported range", what, to_epoch(t)));
+      corrupt(at, fmt::format("{} {} is outside the supported range ({} to {})", what, to_epoch(t),
+                              format_time(min_time), format_time(max_time)));
     }
     return t;
   }
@@ -224,6 +227,14 @@ class reader {
 
 // ---- Contact states -----------------------------------------------------------------------------
 
+void write_location(writer& w, const std::optional<geo_point>& p) {
+  w.u8(p ? 1 : 0);
+  if (p) {
+    w.f64(p->lat);
+    w.f64(p->lon);
+  }
+}
+
 void encode_contact(writer& w, const contact& c) {
   w.str(c.id);
   w.count(c.details.size());
@@ -250,6 +261,7 @@ void encode_contact(writer& w, const contact& c) {
   for (const auto& g : c.groups) {
     w.str(g);
   }
+  write_location(w, c.location);
 }
 
 void encode_state(writer& w, const contact_state& s) {
@@ -357,8 +369,11 @@ void encode_state(writer& w, const contact_state& s) {
     w.i64(m.entries);
     w.time(m.last_entry);
     w.time(m.last_date);
+    w.i64(m.completed);
+    w.i64(m.exited);
   }
   w.u64(s.runs_started);
+  write_location(w, s.previous_location);
 }
 
 // Map keys must come strictly ascending: a flat_map built from them is then exactly the one saved.
@@ -369,6 +384,20 @@ void insert_ordered(reader& r, Map& m, std::size_t at, typename Map::value_type 
     r.corrupt(at, fmt::format("{} keys are not in ascending order", what));
   }
   m.insert(m.end(), std::move(entry));
+}
+
+std::optional<geo_point> read_location(reader& r, const char* what) {
+  const auto at = r.pos();
+  if (!r.boolean(what)) {
+    return std::nullopt;
+  }
+  geo_point p;
+  p.lat = r.f64("a latitude");
+  p.lon = r.f64("a longitude");
+  if (auto why = geo_problem(p.lat, p.lon)) {
+    r.corrupt(at, *why);
+  }
+  return p;
 }
 
 contact decode_contact(reader& r) {
@@ -402,6 +431,7 @@ contact decode_contact(reader& r) {
     }
     c.groups.insert(c.groups.end(), std::move(g));
   }
+  c.location = read_location(r, "the location");
   return c;
 }
 
@@ -631,9 +661,12 @@ contact_state decode_state(reader& r, const program* expected) {
     m.entries = r.i64("an entry count");
     m.last_entry = r.time("a last entry time");
     m.last_date = r.time("a last date entry time");
+    m.completed = r.i64("a completed run count");
+    m.exited = r.i64("an exited run count");
     insert_ordered(r, s.workflow_history, at, {wf, m}, "workflow memory");
   }
   s.runs_started = r.u64("the runs-started counter");
+  s.previous_location = read_location(r, "the previous location");
   return s;
 }
 
@@ -661,6 +694,11 @@ void canon(writer& w, const condition& c) {
   canon(w, c.events);
   w.u8(static_cast<std::uint8_t>(c.window));
   w.dur(c.window_length);
+  // Calendar months only when used, so rule sets without them keep their fingerprints.
+  if (c.window_months != 0) {
+    w.str("months");
+    w.i32(c.window_months);
+  }
   w.u8(static_cast<std::uint8_t>(c.count));
   w.i64(c.count_bound);
   // Only the kinds that read them: older rule sets keep their fingerprints.
@@ -670,6 +708,12 @@ void canon(writer& w, const condition& c) {
   } else if (c.node == condition::kind::occurred) {
     w.u8(static_cast<std::uint8_t>(c.which));
     w.u8(c.is_older ? 1 : 0);
+  } else if (c.node == condition::kind::in_workflow) {
+    w.str(c.step);
+  } else if (c.node == condition::kind::near || c.node == condition::kind::moved) {
+    w.f64(c.point.lat);
+    w.f64(c.point.lon);
+    w.f64(c.radius_km);
   }
 }
 
@@ -720,6 +764,10 @@ void canon(writer& w, const rule& r) {
   w.str(r.id);
   canon(w, r.trigger);
   w.dur(r.delay);
+  if (r.delay_months != 0) {
+    w.str("months");
+    w.i32(r.delay_months);
+  }
   canon(w, r.when);
   w.count(r.actions.size());
   for (const auto& a : r.actions) {
@@ -748,6 +796,10 @@ void canon_steps(writer& w, const std::vector<workflow_step>& steps) {
     canon(w, st.act);
     w.u8(static_cast<std::uint8_t>(st.wait));
     w.dur(st.length);
+    if (st.length_months != 0) {
+      w.str("months");
+      w.i32(st.length_months);
+    }
     w.u8(static_cast<std::uint8_t>(st.moment));
     w.i32(st.time_of_day);
     w.u8(st.weekdays);
@@ -869,6 +921,16 @@ std::uint64_t program_fingerprint(const program& p) {
     w.count(rs.workflows.size());
     for (const auto& wf : rs.workflows) {
       canon(w, wf);
+    }
+  }
+  if (!rs.areas.empty()) {
+    w.str("areas");
+    w.count(rs.areas.size());
+    for (const auto& a : rs.areas) {
+      w.str(a.name);
+      w.f64(a.center.lat);
+      w.f64(a.center.lon);
+      w.f64(a.radius_km);
     }
   }
   if (rs.delivery) {
@@ -1000,23 +1062,70 @@ void write_snapshot(std::ostream& out, const snapshot& s) {
   }
 }
 
+namespace {
+
+// A failed step of writing the snapshot file: the path, the step and the system's reason.
+[[noreturn]] void write_failed(const std::string& path, const std::string& step, int err) {
+  throw snapshot_error(
+      fmt::format("{}: cannot write the snapshot ({}): {}", path, step, std::strerror(err)));
+}
+
+void write_all(int fd, std::string_view bytes, const std::string& path, const std::string& tmp) {
+  while (!bytes.empty()) {
+    const auto n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      write_failed(path, "write " + tmp, errno);
+    }
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+}  // namespace
+
+// Written to PATH.tmp, fsynced, renamed over PATH, and the directory fsynced: after a crash or a
+// power loss PATH is the old snapshot or the new one, whole.
 void write_snapshot(const std::string& path, const snapshot& s) {
   const std::string bytes = encode_snapshot(s);
   const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out{tmp, std::ios::binary | std::ios::trunc};
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    if (!out) {
-      std::remove(tmp.c_str());
-      throw snapshot_error(fmt::format("{}: cannot write the snapshot", path));
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    write_failed(path, "open " + tmp, errno);
+  }
+  try {
+    write_all(fd, bytes, path, tmp);
+    if (::fsync(fd) != 0) {
+      write_failed(path, "fsync " + tmp, errno);
     }
+  } catch (...) {
+    ::close(fd);
+    std::remove(tmp.c_str());
+    throw;
+  }
+  if (::close(fd) != 0) {
+    const int err = errno;
+    std::remove(tmp.c_str());
+    write_failed(path, "close " + tmp, err);
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const int err = errno;
     std::remove(tmp.c_str());
-    throw snapshot_error(
-        fmt::format("{}: cannot write the snapshot: {}", path, std::strerror(err)));
+    write_failed(path, "rename " + tmp, err);
+  }
+  const auto slash = path.find_last_of('/');
+  const std::string dir =
+      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) {
+    write_failed(path, "open the directory " + dir, errno);
+  }
+  const int rc = ::fsync(dir_fd);
+  const int err = errno;
+  ::close(dir_fd);
+  if (rc != 0) {
+    write_failed(path, "fsync the directory " + dir, err);
   }
 }
 

@@ -41,9 +41,9 @@ constexpr std::uint32_t workflow_flag = 0x80000000U;
 
 // 2 added a timeline to contact states (one row per contact); 3 keeps states in a journal;
 // 4 codes zero runs in state records; 5: states carry the delivery policy's channel send logs
-// and deferred timers; 6: every row carries a checksum, the file an application id, and
-// `nudge.rows` counts the rows.
-constexpr std::string_view schema_version = "6";
+// and deferred timers; 6: states carry workflow completion counts and locations; 7: every row
+// carries a checksum, the file an application id, and `nudge.rows` counts the rows.
+constexpr std::string_view schema_version = "7";
 constexpr std::string_view meta_delivered = "nudge.outbox_delivered";
 constexpr std::string_view meta_rows = "nudge.rows";
 // The write-ahead log is checkpointed past this size and the database's, and truncated back to
@@ -843,8 +843,8 @@ struct sqlite_store::impl {
     throw sqlite_error(fmt::format(
         "{}: database schema version {}, this build reads version {} (versions 1 and 2 kept "
         "one row per contact, 3 stored state records uncoded, 4 states without the delivery "
-        "policy, 5 rows without checksums; there is no conversion: replay the events into a "
-        "new database)",
+        "policy, 5 states without workflow completion counts and locations, 6 rows without "
+        "checksums; there is no conversion: replay the events into a new database)",
         path, version, schema_version));
   }
 
@@ -960,6 +960,13 @@ struct sqlite_store::impl {
         throw sqlite_error(
             fmt::format("{}: outbox entry {} is corrupt (rule {}, action {}, kind {})", path,
                         e.sequence, rule, action, kind));
+      }
+      // The range the snapshot codec checks for the states' times (nudge/time.hpp).
+      if (const auto t = from_epoch(static_cast<std::int64_t>(due)); t < min_time || t > max_time) {
+        throw sqlite_error(
+            fmt::format("{}: outbox entry {} is corrupt (due time {} is outside the supported "
+                        "range)",
+                        path, e.sequence, static_cast<std::int64_t>(due)));
       }
       if (e.sequence <= after) {
         continue;
@@ -2035,7 +2042,9 @@ std::size_t durable_engine::commit_batch(
     }
     actions = evaluate();
     const sqlite_store::impl& d = *store_.impl_;
-    const bool outbox_was_empty = d.undelivered_begin == d.undelivered.size();
+    // Entries the sink already has (defer_trim) count as delivered here.
+    const bool outbox_was_empty = d.undelivered_begin == d.undelivered.size() ||
+                                  d.undelivered.back().first <= handed_through_;
     const auto first = d.pending_next_seq;
     store_.add_to_outbox(actions);
     last_sequence = d.pending_next_seq - 1;
@@ -2071,6 +2080,10 @@ void durable_engine::deliver(std::span<const due_action> actions, std::int64_t l
         "next nudge run, or durable_engine::deliver_pending, delivers them first)",
         d.undelivered.size() - d.undelivered_begin, store_.path())));
   }
+  if (defer_trim_) {
+    handed_through_ = std::max(handed_through_, last_sequence);
+    return;
+  }
   try {
     store_.remove_from_outbox(last_sequence);
   } catch (...) {
@@ -2100,7 +2113,14 @@ std::size_t durable_engine::deliver_pending(std::size_t batch) {
   const nudge::program& p = engine_.program();
   std::size_t delivered = 0;
   for (;;) {
-    auto entries = store_.outbox(batch);
+    // Entries the sink already has (defer_trim) come first: read past them.
+    const std::size_t handed = untrimmed();
+    auto entries = store_.outbox(handed + batch);
+    const bool last_page = entries.size() < handed + batch;
+    entries.erase(entries.begin(),
+                  std::partition_point(entries.begin(), entries.end(), [&](const outbox_entry& e) {
+                    return e.sequence <= handed_through_;
+                  }));
     if (entries.empty()) {
       return delivered;
     }
@@ -2129,10 +2149,36 @@ std::size_t durable_engine::deliver_pending(std::size_t batch) {
     }
     deliver(actions, entries.back().sequence);
     delivered += entries.size();
-    if (entries.size() < batch) {
+    if (last_page) {
       return delivered;
     }
   }
+}
+
+void durable_engine::trim() {
+  const std::size_t n = untrimmed();
+  if (n == 0) {
+    return;
+  }
+  try {
+    store_.remove_from_outbox(handed_through_);
+  } catch (...) {
+    std::throw_with_nested(delivery_error(fmt::format(
+        "{} actions were delivered but stay in the outbox of {}: they will be delivered again "
+        "with the same idempotency keys (call trim to retry)",
+        n, store_.path())));
+  }
+}
+
+std::size_t durable_engine::untrimmed() const {
+  const sqlite_store::impl& d = *store_.impl_;
+  const auto begin = d.undelivered.begin() + static_cast<std::ptrdiff_t>(d.undelivered_begin);
+  const auto end =
+      std::upper_bound(begin, d.undelivered.end(), handed_through_,
+                       [](std::int64_t last, const std::pair<std::int64_t, std::uint64_t>& e) {
+                         return last < e.first;
+                       });
+  return static_cast<std::size_t>(end - begin);
 }
 
 }  // namespace nudge

@@ -29,11 +29,12 @@ std::string to_string(const value& v) {
 
 bool is_builtin_event_type(std::string_view type) noexcept {
   namespace et = event_types;
-  for (auto t :
-       {et::page_view, et::cart, et::purchase, et::email_open, et::email_click, et::signup,
-        et::tag_added, et::tag_removed, et::stage_entered, et::status_changed, et::owner_assigned,
-        et::group_added, et::group_removed, et::detail_set, et::score_changed, et::segment_entered,
-        et::segment_exited, et::score_crossed, et::identify}) {
+  for (auto t : {et::page_view,      et::cart,           et::purchase,       et::email_open,
+                 et::email_click,    et::signup,         et::tag_added,      et::tag_removed,
+                 et::stage_entered,  et::status_changed, et::owner_assigned, et::group_added,
+                 et::group_removed,  et::detail_set,     et::score_changed,  et::segment_entered,
+                 et::segment_exited, et::score_crossed,  et::identify,       et::area_entered,
+                 et::area_exited}) {
     if (t == type) {
       return true;
     }

@@ -7,10 +7,14 @@
 
 #include <nudge/nudge.hpp>
 
+#include "support.hpp"
+
 namespace {
 
-const nudge::time_point t0 = nudge::from_epoch(1'704'067'200);  // 2024-01-01T00:00:00Z
-const nudge::time_point T = t0 + nudge::days(100);              // evaluation time
+using test_support::ev;
+using test_support::t0;
+
+const nudge::time_point T = t0 + nudge::days(100);  // evaluation time
 
 // Does `c` hold for `profile` with `history` applied, checked by a rule triggered at `now`?
 bool holds(const nudge::condition& c, nudge::contact profile = {},
@@ -28,10 +32,6 @@ bool holds(const nudge::condition& c, nudge::contact profile = {},
   }
   history.push_back({.contact = "ann", .type = "probe", .at = now});
   return !nudge::evaluate(*p, p->new_state(profile), history, now).actions.empty();
-}
-
-nudge::event ev(std::string type, nudge::time_point at, std::string key = {}) {
-  return nudge::event{.contact = "ann", .type = std::move(type), .at = at, .key = std::move(key)};
 }
 
 nudge::contact profile() {

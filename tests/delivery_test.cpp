@@ -12,16 +12,16 @@
 #include <nudge/nudge.hpp>
 #include <nudge/snapshot.hpp>
 
+#include "support.hpp"
+
 namespace {
+
+using test_support::at;
+using test_support::strings;
 
 using nudge::days;
 using nudge::hours;
 using nudge::minutes;
-using strings = std::vector<std::string>;
-
-nudge::time_point at(const char* iso) {
-  return *nudge::parse_time(iso);
-}
 
 nudge::event ev(std::string type, nudge::time_point t, std::string contact = "ann") {
   return nudge::event{.contact = std::move(contact), .type = std::move(type), .at = t, .key = {}};
@@ -81,7 +81,7 @@ strings timeline_texts(const nudge::program& p, const nudge::contact_state& s) {
 
 }  // namespace
 
-TEST_CASE("delivery: no marketing message without consent; transactional ones are exempt",
+TEST_CASE("delivery: no marketing message without consent, and transactional ones are exempt",
           "[delivery][consent]") {
   const auto p = program_with({});
   const auto t = at("2024-01-10T12:00:00Z");

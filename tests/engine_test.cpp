@@ -18,14 +18,12 @@
 
 #include <nudge/nudge.hpp>
 
+#include "support.hpp"
+
 namespace {
 
-const nudge::time_point t0 = nudge::from_epoch(1'704'067'200);  // 2024-01-01T00:00:00Z
-
-nudge::event ev(std::string contact, std::string type, nudge::time_point at, std::string key = {}) {
-  return nudge::event{
-      .contact = std::move(contact), .type = std::move(type), .at = at, .key = std::move(key)};
-}
+using test_support::ev;
+using test_support::t0;
 
 std::string line(const nudge::due_action& a) {
   return fmt::format("{} {} {} {}({}) #{:016x}", nudge::format_time(a.due_at), a.contact, a.rule,
@@ -458,7 +456,16 @@ TEST_CASE("engine: a bad event in the middle of a batch applies nothing", "[engi
         engine.process(std::vector{ev("ann", "signup", t0),
                                    ev("bob", "signup", nudge::min_time - nudge::seconds(1))},
                        t0),
-        "event 1 (contact \"bob\"): time -2208988801 is outside the supported range");
+        "event 1 (contact \"bob\"): time -2208988801 is outside the supported range "
+        "(1900-01-01T00:00:00Z to 9799-12-31T23:59:59Z)");
+    check_nothing_applied();
+    // Past the input range (issue 13: a year-9999 event set a timer no store could read back).
+    CHECK_THROWS_WITH(
+        engine.process(std::vector{ev("ann", "signup", t0),
+                                   ev("bob", "signup", nudge::max_input_time + nudge::seconds(1))},
+                       nudge::max_input_time),
+        "event 1 (contact \"bob\"): time 247090953600 is outside the supported range "
+        "(1900-01-01T00:00:00Z to 9799-12-31T23:59:59Z)");
     check_nothing_applied();
   }
   SECTION("a rule cycle") {

@@ -12,15 +12,13 @@
 
 #include <nudge/nudge.hpp>
 
+#include "support.hpp"
+
 namespace {
 
-const nudge::time_point t0 = nudge::from_epoch(1'704'067'200);  // 2024-01-01T00:00:00Z
-
-nudge::event ev(std::string type, nudge::time_point at, std::string key = {},
-                std::string contact = "ann") {
-  return nudge::event{
-      .contact = std::move(contact), .type = std::move(type), .at = at, .key = std::move(key)};
-}
+using test_support::at;
+using test_support::ev;
+using test_support::t0;
 
 std::shared_ptr<const nudge::program> compile(std::vector<nudge::rule> rules,
                                               nudge::program_limits limits = {}) {
@@ -42,10 +40,6 @@ std::vector<std::string> lines(const std::vector<nudge::due_action>& actions) {
         fmt::format("{} {} {}({})", nudge::format_time(a.due_at), a.rule, a.verb(), a.arg));
   }
   return out;
-}
-
-std::string at(nudge::time_point t) {
-  return nudge::format_time(t);
 }
 
 using strings = std::vector<std::string>;
@@ -198,7 +192,8 @@ TEST_CASE("evaluate: bad events are refused with the event's index and nothing a
   CHECK(fails({ev("page_view", one_day, "", "bob")}, one_day) ==
         "event 0 (contact \"bob\"): belongs to contact \"ann\"");
   CHECK(fails({ev("page_view", nudge::from_epoch(-2'208'988'801))}, one_day) ==
-        "event 0 (contact \"ann\"): time -2208988801 is outside the supported range");
+        "event 0 (contact \"ann\"): time -2208988801 is outside the supported range "
+        "(1900-01-01T00:00:00Z to 9799-12-31T23:59:59Z)");
   // An event at the contact's clock is not older than it: accepted.
   CHECK(fails({ev("page_view", one_day)}, one_day) == "no error");
 

@@ -47,16 +47,28 @@ std::vector<std::string> read_lines(const std::filesystem::path& p, const std::s
   return lines;
 }
 
-// The W1 event format: ts,contact,type,key,value (value: the purchase amount, or empty).
+// The W1 event format: ts,contact,type,key,value (value: the purchase amount, or empty), and
+// optionally lat,lon: the event's location props (empty: none).
 std::vector<nudge::event> read_events(const std::filesystem::path& p) {
   std::vector<nudge::event> events;
-  for (const auto& line : read_lines(p, "ts,contact,type,key,value")) {
+  std::string header;
+  {
+    std::ifstream in(p);
+    REQUIRE(std::getline(in, header));
+  }
+  REQUIRE((header == "ts,contact,type,key,value" || header == "ts,contact,type,key,value,lat,lon"));
+  const std::size_t columns = split(header, ',').size();
+  for (const auto& line : read_lines(p, header)) {
     const auto f = split(line, ',');
-    REQUIRE(f.size() == 5);
+    REQUIRE(f.size() == columns);
     nudge::event e{
         .contact = f[1], .type = f[2], .at = nudge::from_epoch(std::stoll(f[0])), .key = f[3]};
     if (!f[4].empty()) {
       e.props["value"] = std::stod(f[4]);
+    }
+    if (columns == 7 && !f[5].empty()) {
+      e.props["lat"] = std::stod(f[5]);
+      e.props["lon"] = std::stod(f[6]);
     }
     events.push_back(std::move(e));
   }
@@ -83,7 +95,12 @@ std::vector<nudge::contact> read_contacts(const std::filesystem::path& p) {
     }
     c.stage = f[2];
     for (std::size_t i = 3; i < f.size(); ++i) {
-      if (columns[i] == "time_zone") {
+      if (columns[i] == "lat" || columns[i] == "lon") {
+        if (!f[i].empty()) {
+          auto& here = c.location ? *c.location : c.location.emplace();
+          (columns[i] == "lat" ? here.lat : here.lon) = std::stod(f[i]);
+        }
+      } else if (columns[i] == "time_zone") {
         c.time_zone = f[i];
       } else if (columns[i] == "consent") {
         for (const auto& channel : split(f[i], ';')) {
@@ -139,12 +156,27 @@ TEST_CASE("examples: every rule-file scenario produces its expected actions", "[
     }
   }
   std::sort(names.begin(), names.end());
-  CHECK(names == std::vector<std::string>{
-                     "cart_by_event", "cart_by_url", "coupon", "delivery_policy", "education",
-                     "lead_assignment", "lifecycle", "reactivation_purchase", "reactivation_url",
-                     "restaurant_loyalty", "wf_abandoned_cart", "wf_best_customer", "wf_birthday",
-                     "wf_first_purchase_feedback", "wf_geolocation", "wf_reactivation",
-                     "wf_replenishment", "wf_upsell", "wf_welcome_series"});
+  CHECK(names == std::vector<std::string>{"cart_by_event",
+                                          "cart_by_url",
+                                          "coupon",
+                                          "delivery_policy",
+                                          "education",
+                                          "geo_campaign",
+                                          "lead_assignment",
+                                          "lifecycle",
+                                          "months_recheck",
+                                          "reactivation_purchase",
+                                          "reactivation_url",
+                                          "restaurant_loyalty",
+                                          "wf_abandoned_cart",
+                                          "wf_best_customer",
+                                          "wf_birthday",
+                                          "wf_first_purchase_feedback",
+                                          "wf_geolocation",
+                                          "wf_reactivation",
+                                          "wf_replenishment",
+                                          "wf_upsell",
+                                          "wf_welcome_series"});
   for (const auto& name : names) {
     INFO("scenario " << name);
     const auto expected =

@@ -18,30 +18,18 @@
 #include <nudge/snapshot.hpp>
 #include <nudge/sqlite_store.hpp>
 
+#include "support.hpp"
+
 namespace {
+
+using test_support::at;
+using test_support::ev;
+using test_support::lines;
+using test_support::strings;
+using test_support::t0;
 
 using nudge::days;
 using nudge::hours;
-using strings = std::vector<std::string>;
-
-const nudge::time_point t0 = nudge::from_epoch(1'704'067'200);  // 2024-01-01T00:00:00Z
-
-nudge::event ev(std::string contact, std::string type, nudge::time_point at, std::string key = {}) {
-  return nudge::event{
-      .contact = std::move(contact), .type = std::move(type), .at = at, .key = std::move(key)};
-}
-
-strings lines(const std::vector<nudge::due_action>& actions) {
-  strings out;
-  for (const auto& a : actions) {
-    out.push_back(fmt::format("{} {} {}{}{} {}({})", nudge::format_time(a.due_at), a.contact,
-                              a.rule, a.from_workflow() ? "/" : "", a.step, a.verb(), a.arg));
-  }
-  return out;
-}
-std::string at(nudge::time_point t) {
-  return nudge::format_time(t);
-}
 
 // Scores page views, a segment of two /shoes views, a delayed cart check, a rule on identify,
 // a one-run cart workflow, a timeline.

@@ -20,18 +20,17 @@
 #include <nudge/snapshot.hpp>
 #include <nudge/sqlite_store.hpp>
 
+#include "support.hpp"
+
 namespace {
+
+using test_support::ev;
+using test_support::strings;
+using test_support::t0;
 
 using nudge::days;
 using nudge::hours;
 using nudge::minutes;
-using strings = std::vector<std::string>;
-
-const nudge::time_point t0 = nudge::from_epoch(1'704'067'200);  // 2024-01-01T00:00:00Z, Monday
-
-nudge::event ev(std::string contact, std::string type, nudge::time_point at) {
-  return nudge::event{.contact = std::move(contact), .type = std::move(type), .at = at};
-}
 
 std::shared_ptr<const nudge::program> compile(std::vector<nudge::workflow> workflows,
                                               std::uint32_t timeline = 0) {

@@ -82,7 +82,10 @@ TEST_CASE("load_rules: diagnostics carry pointer, code and position", "[load_rul
     CHECK(e.column() == 21);
     CHECK(e.json_pointer() == "/rules/0/if/not_happened/within");
     CHECK(e.code() == "bad_duration");
-    CHECK(e.diagnostics()[0].message == "\"60x\" is not a duration (expected e.g. \"60d\")");
+    CHECK(
+        e.diagnostics()[0].message ==
+        "\"60x\" is not a duration (expected a whole number and a unit: s (seconds), m (minutes), "
+        "h (hours), d (days), w (weeks), mo (calendar months), y (calendar years); e.g. \"60d\")");
   }
 }
 
@@ -99,7 +102,9 @@ TEST_CASE("load_rules: several errors come in document order with stable codes",
                                           "unknown_action"});
   // Without a file name the message starts at line:column.
   CHECK(r.diagnostics[0].to_string() ==
-        "9:16: /rules/0/delay: \"1hour\" is not a duration (expected e.g. \"60d\")");
+        "9:16: /rules/0/delay: \"1hour\" is not a duration (expected a whole number and a unit: s "
+        "(seconds), m (minutes), h (hours), d (days), w (weeks), mo (calendar months), y (calendar "
+        "years); e.g. \"60d\")");
 }
 
 TEST_CASE("load_rules: parse_rules reports the loader's own problems too", "[load_rules]") {
@@ -114,7 +119,9 @@ TEST_CASE("load_rules: columns count characters, not bytes", "[load_rules]") {
       "{\"rules\": [{\"id\": \"żółw\", \"on\": {\"event\": \"signup\"}, \"delay\": \"x\", "
       "\"then\": [{\"do\": \"send_email\", \"arg\": \"a\"}]}]}";
   CHECK(what_of(text, "f.json") ==
-        "f.json:1:63: /rules/0/delay: \"x\" is not a duration (expected e.g. \"60d\")");
+        "f.json:1:63: /rules/0/delay: \"x\" is not a duration (expected a whole number and a unit: "
+        "s (seconds), m (minutes), h (hours), d (days), w (weeks), mo (calendar months), y "
+        "(calendar years); e.g. \"60d\")");
 }
 
 TEST_CASE("load_rules: a byte order mark is skipped and still counted", "[load_rules]") {
@@ -291,7 +298,10 @@ TEST_CASE("docs: every example in rules.md loads", "[load_rules][docs]") {
   const std::string head =
       R"({"event_types": ["PURCHASE", "CART", "app_session"], "owner_groups": {"sales": ["anna", "bartek"]},)"
       R"("segments": [{"name": "active", "if": {"has_tag": "x"}}],)"
-      R"("scoring": {"thresholds": [{"name": "hot", "at": 100}]},)";
+      R"("scoring": {"thresholds": [{"name": "hot", "at": 100}]},)"
+      R"("workflows": [{"id": "cart", "entry": {"on": {"event": "cart"}},)"
+      R"( "steps": [{"id": "r2_wait", "wait": "1d"}]}],)"
+      R"("areas": [{"name": "old_town", "lat": 52.2497, "lon": 21.0122, "km": 1}],)";
   auto as_rule = [&](const std::string& r) { return head + R"("rules": [)" + r + "]}"; };
   auto with = [&](const std::string& on, const std::string& cond, const std::string& act) {
     return as_rule(R"({"id": "doc", "on": )" + on + (cond.empty() ? "" : R"(, "if": )" + cond) +

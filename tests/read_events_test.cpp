@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <unistd.h>
 
+#include <nudge/csv.hpp>
 #include <nudge/read_events.hpp>
 #include <nudge/rule.hpp>
 
@@ -77,7 +78,7 @@ TEST_CASE("read_events: CSV lines become events with typed value", "[read_events
   CHECK(events[2].props.empty());
 }
 
-TEST_CASE("read_events: CSV columns may come in any order; key and value are optional",
+TEST_CASE("read_events: CSV columns may come in any order, and key and value are optional",
           "[read_events][csv]") {
   auto events = parse("type,contact,ts\nsignup,c9,100\n");
   REQUIRE(events.size() == 1);
@@ -96,17 +97,18 @@ TEST_CASE("read_events: each bad line is refused with file:line and the reason",
           "[read_events][errors]") {
   const std::string header = "ts,contact,type,key,value\n";
   const std::string ok = "100,c1,page_view,/,\n";
-  CHECK(error_of("ts,contact,kind\n") ==
+  CHECK(error_of("ts,contact,type,kind\n", file_format::csv, {.strict_columns = true}) ==
         "events.csv:1: bad header: unknown column \"kind\" (expected ts, contact, type, key, "
-        "value)");
+        "value, lat, lon; without strict_columns (--strict) it would be a prop)");
+  CHECK(error_of("ts,contact,type,\n") == "events.csv:1: bad header: a column has no name");
   CHECK(error_of("ts,contact,key\n") == "events.csv:1: bad header: missing column \"type\"");
   CHECK(error_of("ts,ts,contact,type\n") ==
         "events.csv:1: bad header: column \"ts\" appears twice");
   CHECK(error_of("") ==
         "events.csv: bad header: the file is empty (expected ts,contact,type,key,value)");
   CHECK(error_of(header + ok + "100,c1,page_view,/\n") == "events.csv:3: expected 5 fields, got 4");
-  CHECK(error_of(header + "10.5,c1,page_view,/,\n") ==
-        "events.csv:2: ts \"10.5\" is not an integer (epoch seconds) or an ISO-8601 time with "
+  CHECK(error_of(header + "10.5.5,c1,page_view,/,\n") ==
+        "events.csv:2: ts \"10.5.5\" is not an integer (epoch seconds) or an ISO-8601 time with "
         "offset");
   CHECK(error_of(header + "2024-01-01T10:00:00,c1,page_view,/,\n") ==
         "events.csv:2: ts \"2024-01-01T10:00:00\" is not an integer (epoch seconds) or an "
@@ -125,6 +127,15 @@ TEST_CASE("read_events: each bad line is refused with file:line and the reason",
   CHECK(error_of(header + "100,c1,page_view,/,\n200,c1,page_view,/,\n", file_format::csv,
                  {.not_after = nudge::from_epoch(150)}) ==
         "events.csv:3: ts 200 is after the end of the replay (150)");
+  // not_before: a live run continuing a file refuses an event before the time it reached (and
+  // takes one at that time).
+  CHECK(error_of(header + "150,c1,page_view,/,\n149,c2,page_view,/,\n", file_format::csv,
+                 {.not_before = nudge::from_epoch(150)}) ==
+        "events.csv:3: ts 149 is before the previous event's ts 150 (events must be sorted by ts)");
+  CHECK(error_of(header + "149,c2,page_view,/,\n", file_format::csv,
+                 {.not_before = nudge::from_epoch(150)}) ==
+        "events.csv:2: ts 149 is before 150, the time already processed (events must be sorted "
+        "by ts)");
 }
 
 TEST_CASE("read_events: with a reject handler bad lines are skipped and reported",
@@ -207,8 +218,8 @@ TEST_CASE("read_events: bad JSON Lines are refused with the line and reason",
   CHECK(err(R"({"ts": 2, "contact": "c"})") == "events.csv:2: missing field \"type\"");
   CHECK(err(R"({"ts": 2, "contact": "c", "type": "signup", "colour": 1})") ==
         "events.csv:2: unknown field \"colour\" (expected ts, contact, type, key, props)");
-  CHECK(err(R"({"ts": 2.5, "contact": "c", "type": "signup"})") ==
-        "events.csv:2: ts is not an integer (epoch seconds)");
+  CHECK(err(R"({"ts": 0.5, "contact": "c", "type": "signup"})") ==  // floored to 0
+        "events.csv:2: ts 0 is before the previous event's ts 1 (events must be sorted by ts)");
   CHECK(err(R"({"ts": 0, "contact": "c", "type": "signup"})") ==
         "events.csv:2: ts 0 is before the previous event's ts 1 (events must be sorted by ts)");
   CHECK(err(R"({"ts": 2, "contact": 7, "type": "signup"})") ==
@@ -228,8 +239,14 @@ TEST_CASE("read_events: bad JSON Lines are refused with the line and reason",
 TEST_CASE("read_events: the format follows the extension", "[read_events]") {
   CHECK(nudge::format_of("a/events.CSV") == file_format::csv);
   CHECK(nudge::format_of("events.jsonl") == file_format::jsonl);
+  CHECK(nudge::format_of("events.csv.gz") == file_format::csv);
+  CHECK(nudge::format_of("events.JSONL.GZ") == file_format::jsonl);
   CHECK_THROWS_WITH(nudge::format_of("events.json"),
-                    "events.json: unknown file format (expected a .csv or .jsonl extension)");
+                    "events.json: unknown file format (expected a .csv, .jsonl, .csv.gz or "
+                    ".jsonl.gz extension)");
+  CHECK_THROWS_WITH(nudge::format_of("events.gz"),
+                    "events.gz: unknown file format (expected a .csv, .jsonl, .csv.gz or "
+                    ".jsonl.gz extension)");
 }
 
 TEST_CASE("read_events: files are read whole and named in problems", "[read_events]") {
@@ -383,13 +400,19 @@ TEST_CASE("read_events: non-finite and out-of-range numbers and times are refuse
   CHECK(csv("1,c1,cart,k,inf") == "events.csv:2: value \"inf\" is not a finite number");
   CHECK(csv("1,c1,cart,k,-Infinity") == "events.csv:2: value \"-Infinity\" is not a finite number");
   CHECK(csv("1,c1,cart,k,1e999") == "events.csv:2: value \"1e999\" is not a finite number");
-  CHECK(csv("-2208988801,c1,cart,k,1") ==
-        "events.csv:2: ts -2208988801 is outside the supported range (years 1900 to 9999)");
-  CHECK(csv("253402300800,c1,cart,k,1") ==
-        "events.csv:2: ts 253402300800 is outside the supported range (years 1900 to 9999)");
-  CHECK(csv("99999999999999999999,c1,cart,k,1") ==
-        "events.csv:2: ts 99999999999999999999 is outside the supported range (years 1900 to "
-        "9999)");
+  const std::string range =
+      " is outside the supported range (1900-01-01T00:00:00Z to "
+      "9799-12-31T23:59:59Z)";
+  CHECK(csv("-2208988801,c1,cart,k,1") == "events.csv:2: ts -2208988801" + range);
+  CHECK(csv("247090953600,c1,cart,k,1") == "events.csv:2: ts 247090953600" + range);
+  CHECK(csv("99999999999999999999,c1,cart,k,1") == "events.csv:2: ts 99999999999999999999" + range);
+  // A year the input range does not hold is said so, not "not an ISO-8601 time" (issue 13).
+  CHECK(csv("9999-12-30T00:00:00Z,c1,cart,k,1") == "events.csv:2: ts 9999-12-30T00:00:00Z" + range);
+  CHECK(csv("10000-01-01T00:00:00Z,c1,cart,k,1") ==
+        "events.csv:2: ts 10000-01-01T00:00:00Z" + range);
+  CHECK(csv("1900-01-01T01:00:00+02:00,c1,cart,k,1") ==
+        "events.csv:2: ts 1900-01-01T01:00:00+02:00" + range);
+  CHECK(parse(header + "247090953599,c1,cart,k,1\n").size() == 1);  // max_input_time itself
 
   auto jsonl = [&](std::string line) { return error_of(line + "\n", file_format::jsonl); };
   CHECK(jsonl(R"({"ts": 1, "contact": "c1", "type": "cart", "props": {"amount": 1e999}})") ==
@@ -398,7 +421,13 @@ TEST_CASE("read_events: non-finite and out-of-range numbers and times are refuse
   CHECK(jsonl(R"({"ts": 1, "contact": "c1", "type": "cart", "props": {"amount": NaN}})") ==
         "events.csv:1: not valid JSON");
   CHECK(jsonl(R"({"ts": 253402300800, "contact": "c1", "type": "cart"})") ==
-        "events.csv:1: ts 253402300800 is outside the supported range (years 1900 to 9999)");
+        "events.csv:1: ts 253402300800" + range);
+  CHECK(jsonl(R"({"ts": "9999-12-30T00:00:00Z", "contact": "c1", "type": "cart"})") ==
+        "events.csv:1: ts 9999-12-30T00:00:00Z" + range);
+  CHECK(jsonl(R"({"ts": 1e300, "contact": "c1", "type": "cart"})") ==
+        "events.csv:1: ts 1e+300" + range);
+  CHECK(jsonl(R"({"ts": 1, "contact": "c1", "type": "cart", "props": {"t": {"time": 2.5e11}}})") ==
+        "events.csv:1: props/t 250000000000" + range);
 
   auto contacts = [](std::string text, file_format f) -> std::string {
     try {
@@ -448,4 +477,122 @@ TEST_CASE("read_contacts: limits on line, id and text lengths, and duplicates na
               R"({"id": "c1", "groups": ["news"]})"
               "\n",
               file_format::jsonl) == "contacts:2: duplicate contact \"c1\" (first on line 1)");
+}
+
+TEST_CASE("read_events: times as shops write them, to the second", "[read_events][time]") {
+  // JavaScript's toISOString(), offsets with and without a colon: one instant, the fraction
+  // dropped towards the earlier second (as the Python binding drops a datetime's microseconds).
+  auto events = parse(
+      "ts,contact,type\n"
+      "2024-01-01T10:00:00.123Z,c1,a\n"
+      "2024-01-01T11:00:00.999+0100,c1,b\n"
+      "2024-01-01T10:00:00+00:00,c1,c\n"
+      "2024-01-01T04:30:00-0530,c1,d\n"
+      "1704103200.9,c1,e\n");
+  REQUIRE(events.size() == 5);
+  for (const auto& e : events) {
+    CHECK(nudge::to_epoch(e.at) == 1'704'103'200);
+  }
+  auto lines = parse(
+      "{\"ts\": \"2024-01-01T10:00:00.123Z\", \"contact\": \"c1\", \"type\": \"a\"}\n"
+      "{\"ts\": 1704103200.5, \"contact\": \"c1\", \"type\": \"b\"}\n"
+      "{\"at\": \"2024-01-01T12:00:00+0200\", \"contact\": \"c1\", \"type\": \"c\"}\n",
+      file_format::jsonl);
+  REQUIRE(lines.size() == 3);
+  for (const auto& e : lines) {
+    CHECK(nudge::to_epoch(e.at) == 1'704'103'200);
+  }
+}
+
+TEST_CASE("read_events: RFC 4180 quoting, with line breaks inside quotes", "[read_events][csv]") {
+  // The record spans lines 2-3; the next one is line 4 and problems say so.
+  const std::string text =
+      "ts,contact,type,key\n"
+      "5,\"Smith, John\",note,\"hi, \"\"there\"\"\r\nsecond line\"\r\n"
+      "6,c2,note,plain\n"
+      "7,c2,note,\"open\n";
+  nudge::event_read_options o;
+  std::vector<input_problem> problems;
+  o.on_reject = [&](const input_problem& p) { problems.push_back(p); };
+  auto events = parse(text, file_format::csv, o);
+  REQUIRE(events.size() == 2);
+  CHECK(events[0].contact == "Smith, John");
+  CHECK(events[0].key == "hi, \"there\"\r\nsecond line");
+  CHECK(events[1].key == "plain");
+  REQUIRE(problems.size() == 1);
+  CHECK(problems[0].to_string() == "events.csv:5: unterminated quoted field");
+  // nudge run reads one record per line: a quoted line break is refused there.
+  CHECK(error_of("ts,contact,type,key\n5,c1,note,\"a\nb\"\n", file_format::csv,
+                 {.one_line_records = true}) ==
+        "events.csv:2: unterminated quoted field (here each record must fit on one line)");
+}
+
+TEST_CASE("read_events: extra CSV columns are props", "[read_events][csv]") {
+  auto events = parse(
+      "ts,contact,type,amount,sku,coupon,qty\n"
+      "5,c1,purchase,19.95,007,,3\n"
+      "6,c1,purchase,-2,A-1,SPRING,1e3\n");
+  REQUIRE(events.size() == 2);
+  CHECK(events[0].props.size() == 3);  // an empty cell: no prop
+  CHECK(events[0].props.at("amount") == nudge::value{19.95});
+  CHECK(events[0].props.at("sku") == nudge::value{std::string{"007"}});  // an id stays text
+  CHECK(events[0].props.at("qty") == nudge::value{std::int64_t{3}});
+  CHECK(events[1].props.at("amount") == nudge::value{std::int64_t{-2}});
+  CHECK(events[1].props.at("coupon") == nudge::value{std::string{"SPRING"}});
+  CHECK(events[1].props.at("qty") == nudge::value{std::string{"1e3"}});
+  CHECK(error_of("ts,contact,type,note\n5,c1,x," + std::string(70'000, 'a') + "\n") ==
+        "events.csv:2: note is 70000 bytes long; at most 65536 are allowed (max_string_bytes)");
+}
+
+TEST_CASE("read_events: bytes that are not UTF-8 are refused in CSV as in JSON Lines",
+          "[read_events][csv]") {
+  CHECK(error_of("ts,contact,type\n5,c\xff,signup\n") == "events.csv:2: not valid UTF-8");
+  CHECK(error_of("ts,contact,type\xc3\n") == "events.csv:1: bad header: not valid UTF-8");
+  CHECK(error_of("{\"ts\": 5, \"contact\": \"c\xff\", \"type\": \"signup\"}\n", file_format::jsonl)
+            .starts_with("events.csv:1: not valid JSON"));
+  auto contacts = [](std::string text) -> std::string {
+    try {
+      nudge::parse_contacts(text, file_format::csv, "contacts.csv");
+    } catch (const nudge::read_error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  CHECK(contacts("id,city\nc1,Krak\xf3w\n") == "contacts.csv:2: not valid UTF-8");
+  CHECK(parse("ts,contact,type\n5,Kraków,signup\n").at(0).contact == "Kraków");
+}
+
+TEST_CASE("read_events: .gz files are read through zlib", "[read_events][gz]") {
+  const std::string text = "ts,contact,type\n5,c1,signup\n6,c2,signup\n";
+  const auto plain = temp_file("gz_events.csv", text);
+  const std::string gz = plain + ".gz";
+  std::remove(gz.c_str());
+  REQUIRE(std::system(("gzip -k " + plain).c_str()) == 0);
+  CHECK(nudge::read_events(gz) == nudge::read_events(plain));
+  CHECK(nudge::read_events(gz).size() == 2);
+  const auto bad = temp_file("bad.jsonl.gz", std::string{"\x1f\x8b\x08\x00garbage", 11});
+  CHECK_THROWS_WITH(nudge::read_events(bad), Catch::Matchers::StartsWith(bad + ": cannot read: "));
+  std::remove(plain.c_str());
+  std::remove(gz.c_str());
+  std::remove(bad.c_str());
+}
+
+TEST_CASE("csv: what write_csv_field writes, the readers read back unchanged",
+          "[read_events][csv]") {
+  for (const std::string field :
+       {"plain", "", "a,b", "say \"hi\"", "\"", ",", "two\nlines", "cr\r\nlf", "end\r", "\"\"",
+        " spaced ", "Kraków, \"Rynek\"\n1"}) {
+    INFO("field: \"" << field << "\"");
+    CHECK(nudge::csv_needs_quotes(field) == (field.find_first_of(",\"\r\n") != std::string::npos));
+    std::string line = "ts,contact,type,key\n5,";
+    nudge::write_csv_field(std::back_inserter(line), "c1, \"x\"");
+    line += ",signup,";
+    nudge::write_csv_field(std::back_inserter(line), field);
+    line += "\r\n6,c2,signup,next\n";
+    const auto events = parse(line);
+    REQUIRE(events.size() == 2);
+    CHECK(events[0].contact == "c1, \"x\"");
+    CHECK(events[0].key == field);
+    CHECK(events[1].key == "next");
+  }
 }

@@ -210,3 +210,31 @@ TEST_CASE("write_actions_csv: header even without actions", "[replay][output]") 
   nudge::write_actions_csv(out, {}, nudge::time_format::iso);
   CHECK(out.str() == "ts,contact,rule,action,arg\n");
 }
+
+TEST_CASE("write_actions_csv: fields with commas, quotes and line breaks are quoted (RFC 4180)",
+          "[replay][output]") {
+  const std::string arg = "hi, there";
+  const std::string quoted = "say \"hi\"";
+  std::vector<nudge::due_action> actions(3);
+  actions[0].contact = "Smith, John";
+  actions[0].due_at = nudge::from_epoch(1704103200);
+  actions[0].rule = "hello";
+  actions[0].arg = arg;
+  actions[1].contact = "two\nlines";
+  actions[1].due_at = nudge::from_epoch(1704103200);
+  actions[1].rule = "wf,1";
+  actions[1].step = "s1";
+  actions[1].kind = nudge::action_kind::send_sms;
+  actions[1].arg = quoted;
+  actions[2].contact = "plain";
+  actions[2].due_at = nudge::from_epoch(1704103201);
+  actions[2].rule = "hello";
+  actions[2].arg = "x";
+  std::ostringstream out;
+  nudge::write_actions_csv(out, actions, nudge::time_format::epoch);
+  CHECK(out.str() ==
+        "ts,contact,rule,action,arg\n"
+        "1704103200,\"Smith, John\",hello,send_email,\"hi, there\"\n"
+        "1704103200,\"two\nlines\",\"wf,1/s1\",send_sms,\"say \"\"hi\"\"\"\n"
+        "1704103201,plain,hello,send_email,x\n");
+}

@@ -9,9 +9,11 @@
 
 #include <nudge/nudge.hpp>
 
+#include "support.hpp"
+
 namespace {
 
-const nudge::time_point t0 = nudge::from_epoch(1'704'067'200);  // 2024-01-01T00:00:00Z
+using test_support::t0;
 
 // Feeds one probe event per time to a rule set with `r` alone; returns per probe "P" (passed),
 // "S" (suppressed) or "F" (failed).

@@ -10,14 +10,12 @@
 
 #include <nudge/nudge.hpp>
 
+#include "support.hpp"
+
 namespace {
 
-const nudge::time_point t0 = nudge::from_epoch(1'704'067'200);  // 2024-01-01T00:00:00Z
-
-nudge::event ev(std::string contact, std::string type, nudge::time_point at, std::string key = {}) {
-  return nudge::event{
-      .contact = std::move(contact), .type = std::move(type), .at = at, .key = std::move(key)};
-}
+using test_support::ev;
+using test_support::t0;
 
 std::string line(const nudge::due_action& a) {
   return fmt::format("{} {} {} {}({})", nudge::format_time(a.due_at), a.contact, a.rule, a.verb(),

@@ -10,31 +10,18 @@
 
 #include <nudge/nudge.hpp>
 
+#include "support.hpp"
+
 namespace {
+
+using test_support::at;
+using test_support::ev;
+using test_support::lines;
+using test_support::strings;
+using test_support::t0;
 
 using nudge::days;
 using nudge::hours;
-using strings = std::vector<std::string>;
-
-const nudge::time_point t0 = nudge::from_epoch(1'704'067'200);  // 2024-01-01T00:00:00Z (Monday)
-
-nudge::event ev(std::string type, nudge::time_point at, std::string key = {},
-                std::string contact = "ann") {
-  return nudge::event{
-      .contact = std::move(contact), .type = std::move(type), .at = at, .key = std::move(key)};
-}
-
-strings lines(const std::vector<nudge::due_action>& actions) {
-  strings out;
-  for (const auto& a : actions) {
-    out.push_back(fmt::format("{} {} {} {}({})", nudge::format_time(a.due_at), a.contact, a.rule,
-                              a.verb(), a.arg));
-  }
-  return out;
-}
-std::string at(nudge::time_point t) {
-  return nudge::format_time(t);
-}
 
 double score_of(nudge::engine& e, const std::string& id) {
   return e.find_contact(id).value().score;

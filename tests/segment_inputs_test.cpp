@@ -15,63 +15,27 @@
 
 #include <nudge/nudge.hpp>
 
+#include "support.hpp"
+
 namespace {
+
+using test_support::at;
+using test_support::compile;
+using test_support::ev;
+using test_support::lines;
+using test_support::strings;
+using test_support::t0;
+using test_support::with;
 
 using nudge::days;
 using nudge::hours;
 using nudge::seconds;
-using strings = std::vector<std::string>;
 
-const nudge::time_point t0 = nudge::from_epoch(1'704'067'200);  // 2024-01-01T00:00:00Z
-
-nudge::event ev(std::string contact, std::string type, nudge::time_point at, std::string key = {}) {
-  return nudge::event{
-      .contact = std::move(contact), .type = std::move(type), .at = at, .key = std::move(key)};
-}
-nudge::event with(nudge::event e, std::string prop, double v) {
-  e.props[std::move(prop)] = v;
-  return e;
-}
-
-// "time contact rule verb(arg)" per action.
-strings lines(const std::vector<nudge::due_action>& actions) {
-  strings out;
-  for (const auto& a : actions) {
-    out.push_back(fmt::format("{} {} {} {}({})", nudge::format_time(a.due_at), a.contact, a.rule,
-                              a.verb(), a.arg));
-  }
-  return out;
-}
-std::string at(nudge::time_point t) {
-  return nudge::format_time(t);
-}
 std::string in(nudge::time_point t, const std::string& who, const std::string& segment) {
   return fmt::format("{} {} enter_{} send_email(in_{})", at(t), who, segment, segment);
 }
 std::string out(nudge::time_point t, const std::string& who, const std::string& segment) {
   return fmt::format("{} {} exit_{} send_email(out_{})", at(t), who, segment, segment);
-}
-
-// Rules that e-mail "in_<segment>" / "out_<segment>" on every membership change, then `extra`.
-std::shared_ptr<const nudge::program> compile(std::vector<nudge::segment> segments,
-                                              std::vector<nudge::rule> extra = {},
-                                              nudge::scoring scoring = {},
-                                              nudge::name_map<strings> owner_groups = {}) {
-  nudge::rule_set rs;
-  for (const auto& s : segments) {
-    rs.rules.push_back(nudge::rule_builder("enter_" + s.name)
-                           .when(nudge::on_segment_entered(s.name))
-                           .then(nudge::send_email("in_" + s.name)));
-    rs.rules.push_back(nudge::rule_builder("exit_" + s.name)
-                           .when(nudge::on_segment_exited(s.name))
-                           .then(nudge::send_email("out_" + s.name)));
-  }
-  rs.rules.insert(rs.rules.end(), extra.begin(), extra.end());
-  rs.segments = std::move(segments);
-  rs.scoring = std::move(scoring);
-  rs.owner_groups = std::move(owner_groups);
-  rs.event_types = {"app_session", "probe"};
-  return nudge::program::compile(std::move(rs));
 }
 
 nudge::rule on_event(std::string id, std::string type, std::vector<nudge::action> actions) {

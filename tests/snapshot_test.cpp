@@ -170,7 +170,7 @@ TEST_CASE("snapshot: a snapshot round-trips with states, statistics and counters
                   .steps = {{.step = "s1", .reached = 3, .sent = 3, .opened = 2, .waiting = 0},
                             {.step = "w1", .reached = 2, .waiting = 1}}}};
   const auto bytes = encode(s);
-  CHECK(bytes.substr(0, 12) == std::string("NUDGSNAP\x07\x00\x00\x00", 12));
+  CHECK(bytes.substr(0, 12) == std::string("NUDGSNAP\x08\x00\x00\x00", 12));
   CHECK(nudge::parse_snapshot(bytes) == s);
 }
 
@@ -184,7 +184,7 @@ TEST_CASE("snapshot: another format version is rejected naming both versions") {
   nudge::snapshot s;
   auto bytes = encode(s);
   bytes[8] = 9;
-  CHECK(error_of(bytes) == "s.snap: snapshot format version 9, this build reads version 7");
+  CHECK(error_of(bytes) == "s.snap: snapshot format version 9, this build reads version 8");
 }
 
 TEST_CASE("snapshot: another program is rejected naming both fingerprints") {
@@ -258,17 +258,16 @@ struct w1_data {
   std::vector<nudge::event> events;
 };
 
-// W1-like data: 300 contacts, 6,000 events over 60 days (gen_w1.py, seed 5) and the W1 rules
-// with 10 filler rules, generated into the test's working directory.
+// W1 data: 300 contacts, 6,000 events over 60 days (tests/support/gen_w1.py, seed 5) and the W1
+// rules with 10 filler rules, generated into the test's working directory.
 const w1_data& w1() {
   static const w1_data data = [] {
     w1_data d;
     d.dir = std::filesystem::current_path() / ("snapshot_test_w1_" + std::to_string(::getpid()));
     std::filesystem::create_directories(d.dir);
-    const std::string shared = NUDGE_SHARED_DIR;
     const std::string source = NUDGE_SOURCE_DIR;
-    const std::string gen = "/usr/bin/python3 " + shared +
-                            "/workload/gen_w1.py --contacts 300 --events 6000 --days 60 "
+    const std::string gen = "/usr/bin/python3 " + source +
+                            "/tests/support/gen_w1.py --contacts 300 --events 6000 --days 60 "
                             "--seed 5 --quiet --out " +
                             d.dir.string();
     const std::string rules = "/usr/bin/python3 " + source +
@@ -334,4 +333,101 @@ TEST_CASE(
   CHECK(after.counters() == whole.counters());
   const auto& after_store = dynamic_cast<const nudge::memory_store&>(after.store());
   CHECK(nudge::take_snapshot(after, after_store) == nudge::take_snapshot(whole, whole_store));
+}
+
+TEST_CASE("snapshot: a file that cannot be written names the path, the step and the reason") {
+  const auto dir =
+      std::filesystem::current_path() / ("snapshot_test_missing_" + std::to_string(::getpid()));
+  const auto path = (dir / "s.snap").string();
+  nudge::snapshot s;
+  s.fingerprint = 0x0123456789abcdefULL;
+  s.states = {rich_state()};
+  try {
+    nudge::write_snapshot(path, s);
+    FAIL("no error");
+  } catch (const nudge::snapshot_error& e) {
+    CHECK(std::string{e.what()} ==
+          path + ": cannot write the snapshot (open " + path + ".tmp): No such file or directory");
+  }
+  // Written through PATH.tmp (fsynced, renamed, the directory fsynced): nothing else is left.
+  std::filesystem::create_directories(dir);
+  nudge::write_snapshot(path, s);
+  CHECK(std::filesystem::exists(path));
+  CHECK(!std::filesystem::exists(path + ".tmp"));
+  CHECK(nudge::read_snapshot(path, nullptr) == s);
+  std::filesystem::remove_all(dir);
+}
+
+// Issue 13: a year-9999 event made a timer no snapshot could read back. Inputs now end at
+// max_input_time, 200 years before max_time (nudge/time.hpp): the longest delay from the last
+// input instant is still storable, and the codec reads back every instant up to max_time.
+TEST_CASE("snapshot: timers at the edge of the supported range round-trip") {
+  nudge::rule_set rs;
+  rs.rules.push_back(nudge::rule_builder("w")
+                         .when(nudge::on("purchase"))
+                         .check_after(days(36'500))  // program_limits::max_delay
+                         .then(nudge::send_email("x")));
+  const auto program = nudge::program::compile(rs);
+  nudge::memory_store store;
+  nudge::engine engine{program, &store};
+  const std::vector<nudge::event> events{
+      {.contact = "c1", .type = "purchase", .at = nudge::max_input_time}};
+  CHECK(engine.process(events, nudge::max_input_time).empty());
+  const auto state = store.load("c1");
+  REQUIRE(state);
+  REQUIRE(state->timers.size() == 1);
+  CHECK(state->timers[0].due_at == nudge::max_input_time + days(36'500));
+  CHECK(state->timers[0].due_at <= nudge::max_time);
+
+  const auto bytes = encode(nudge::take_snapshot(engine, store));
+  nudge::memory_store store2;
+  nudge::engine engine2{program, &store2};
+  nudge::load_snapshot(nudge::parse_snapshot(bytes, program.get()), engine2);
+  CHECK(store2.load("c1") == state);
+  CHECK(encode(nudge::take_snapshot(engine2, store2)) == bytes);
+
+  // One second past the input range: refused before anything is stored.
+  const std::vector<nudge::event> late{
+      {.contact = "c2", .type = "purchase", .at = nudge::max_input_time + nudge::seconds(1)}};
+  CHECK_THROWS_WITH(engine.process(late, nudge::max_input_time + nudge::seconds(1)),
+                    "event 0 (contact \"\"): now (247090953600) is outside the supported range "
+                    "(1900-01-01T00:00:00Z to 9799-12-31T23:59:59Z)");
+  CHECK_THROWS_WITH(engine.process(late, nudge::max_time),
+                    Catch::Matchers::Contains("is outside the supported range"));
+  CHECK_FALSE(store.load("c2"));
+
+  // The codec's own bound is max_time: a timer there decodes, one second later is corrupt.
+  auto edge = *state;
+  edge.timers[0].due_at = nudge::max_time;
+  std::string record;
+  nudge::encode_contact_state(edge, record);
+  CHECK(nudge::decode_contact_state(record) == edge);
+  edge.timers[0].due_at = nudge::max_time + nudge::seconds(1);
+  record.clear();
+  nudge::encode_contact_state(edge, record);
+  CHECK_THROWS_WITH(nudge::decode_contact_state(record),
+                    Catch::Matchers::Contains("a timer due time 253402300800 is outside the "
+                                              "supported range"));
+}
+
+TEST_CASE(
+    "snapshot: a host that raised max_delay past the headroom gets an error, not a state "
+    "it cannot read back") {
+  nudge::rule_set rs;
+  rs.rules.push_back(nudge::rule_builder("w")
+                         .when(nudge::on("purchase"))
+                         .check_after(days(100'000))
+                         .then(nudge::send_email("x")));
+  nudge::program_limits limits;
+  limits.max_delay = days(365'000);
+  const auto program = nudge::program::compile(rs, limits);
+  nudge::memory_store store;
+  nudge::engine engine{program, &store};
+  const std::vector<nudge::event> events{
+      {.contact = "c1", .type = "purchase", .at = from_epoch(247'000'000'000)}};
+  CHECK_THROWS_WITH(engine.process(events, from_epoch(247'000'000'000)),
+                    Catch::Matchers::Contains("a timer would be due at epoch 255640000000, after "
+                                              "9999-12-31T23:59:59Z (the latest time nudge can "
+                                              "store)"));
+  CHECK_FALSE(store.load("c1"));
 }

@@ -10,16 +10,15 @@
 #include <nudge/nudge.hpp>
 #include <nudge/snapshot.hpp>
 
+#include "support.hpp"
+
 namespace {
+
+using test_support::ev;
+using test_support::t0;
 
 using nudge::days;
 using nudge::hours;
-
-const nudge::time_point t0 = nudge::from_epoch(1'704'067'200);  // 2024-01-01T00:00:00Z
-
-nudge::event ev(std::string type, nudge::time_point at, std::string key = {}) {
-  return nudge::event{.contact = "ann", .type = std::move(type), .at = at, .key = std::move(key)};
-}
 
 std::shared_ptr<const nudge::program> cart_program(std::uint32_t timeline_size) {
   nudge::rule_set rs;

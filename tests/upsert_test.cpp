@@ -17,32 +17,19 @@
 #include <nudge/nudge.hpp>
 #include <nudge/sqlite_store.hpp>
 
+#include "support.hpp"
+
 namespace {
+
+using test_support::at;
+using test_support::ev;
+using test_support::lines;
+using test_support::strings;
+using test_support::t0;
 
 using nudge::days;
 using nudge::hours;
 using nudge::seconds;
-using strings = std::vector<std::string>;
-
-const nudge::time_point t0 = nudge::from_epoch(1'704'067'200);  // 2024-01-01T00:00:00Z
-
-nudge::event ev(std::string contact, std::string type, nudge::time_point at, std::string key = {}) {
-  return nudge::event{
-      .contact = std::move(contact), .type = std::move(type), .at = at, .key = std::move(key)};
-}
-
-// "time contact source verb(arg)" per action; a workflow step's source is "workflow/step".
-strings lines(const std::vector<nudge::due_action>& actions) {
-  strings out;
-  for (const auto& a : actions) {
-    out.push_back(fmt::format("{} {} {}{}{} {}({})", nudge::format_time(a.due_at), a.contact,
-                              a.rule, a.from_workflow() ? "/" : "", a.step, a.verb(), a.arg));
-  }
-  return out;
-}
-std::string at(nudge::time_point t) {
-  return nudge::format_time(t);
-}
 
 nudge::contact with_tag(std::string id, std::string tag) {
   nudge::contact c{.id = std::move(id)};
@@ -152,8 +139,8 @@ TEST_CASE("upsert at an instant: a birthday of a contact with no events is sent 
 }
 
 TEST_CASE(
-    "upsert at an instant: timers due before it fire first, on the old profile; those due "
-    "at it, after the change",
+    "upsert at an instant: timers due before it fire first, on the old profile, and those "
+    "due at it, after the change",
     "[upsert]") {
   nudge::rule_set rs;
   rs.segments = {{"vip", nudge::has_tag("VIP")}};

@@ -18,15 +18,15 @@
 #include <nudge/nudge.hpp>
 #include <nudge/snapshot.hpp>
 
+#include "support.hpp"
+
 namespace {
+
+using test_support::at;
+using test_support::strings;
 
 using nudge::days;
 using nudge::hours;
-using strings = std::vector<std::string>;
-
-nudge::time_point at(const char* iso) {
-  return *nudge::parse_time(iso);
-}
 
 nudge::event ev(std::string type, nudge::time_point t, std::string contact = "ann") {
   return nudge::event{.contact = std::move(contact), .type = std::move(type), .at = t, .key = {}};
@@ -95,7 +95,7 @@ strings policy_timeline(const nudge::program& p, const nudge::contact_state& s) 
 
 }  // namespace
 
-TEST_CASE("workflow delivery: quiet hours defer a step's message; the run waits at the step",
+TEST_CASE("workflow delivery: quiet hours defer a step's message and the run waits at the step",
           "[workflow][delivery][hours]") {
   nudge::delivery_policy policy;
   policy.quiet_hours = hm(21, 8);
@@ -200,7 +200,7 @@ TEST_CASE("workflow delivery: caps are shared with rules, and priority takes the
   }
 }
 
-TEST_CASE("workflow delivery: a goal ends a run whose message is deferred; nothing is sent",
+TEST_CASE("workflow delivery: a goal ends a run whose message is deferred, and nothing is sent",
           "[workflow][delivery][goal]") {
   nudge::delivery_policy policy;
   policy.quiet_hours = hm(21, 8);

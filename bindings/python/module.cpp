@@ -10,29 +10,24 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
 #include <datetime.h>
 #include <fmt/format.h>
 
+#include <nudge/load_rules.hpp>
 #include <nudge/nudge.hpp>
-#ifdef NUDGE_PY_HAVE_JSON
-#  include <nudge/load_rules.hpp>
-#endif
-#ifdef NUDGE_PY_HAVE_REPLAY
-#  include <fstream>
-#  include <unordered_set>
-
-#  include <nudge/read_events.hpp>
-#  include <nudge/replay.hpp>
-#endif
+#include <nudge/read_events.hpp>
+#include <nudge/replay.hpp>
 
 namespace py = pybind11;
 using namespace pybind11::literals;
@@ -118,25 +113,25 @@ namespace {
 
 nudge::time_point checked(std::int64_t seconds, const where& what) {
   const auto t = nudge::from_epoch(seconds);
-  if (t < nudge::min_time || t > nudge::max_time) {
-    throw py::value_error(
-        fmt::format("{}: {} is outside the instants nudge accepts (1900-01-01 to 9999-12-31 UTC)",
-                    what, seconds));
+  if (!nudge::in_input_range(t)) {
+    throw py::value_error(fmt::format("{}: {} is outside the supported range ({})", what, seconds,
+                                      nudge::input_range_text));
   }
   return t;
 }
 
-// A timezone-aware datetime, epoch seconds (int or float, floored to the second), or an ISO-8601
-// string with an offset. A naive datetime is refused: nudge never guesses a zone.
+// A timezone-aware datetime (its microseconds dropped), epoch seconds (int or float, floored to
+// the second), or a string nudge::parse_time reads (a fraction dropped): towards the earlier
+// second in every form, as the C++ readers do. A naive datetime is refused: nudge never guesses
+// a zone. The result lies in the input range (nudge/time.hpp).
 nudge::time_point to_time(py::handle obj, const where& what) {
   PyObject* o = obj.ptr();
   if (PyLong_Check(o) && !PyBool_Check(o)) {
     int overflow = 0;
     const long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
     if (overflow != 0) {
-      throw py::value_error(
-          fmt::format("{}: {} is outside the instants nudge accepts (1900-01-01 to 9999-12-31 UTC)",
-                      what, py::str(obj).cast<std::string>()));
+      throw py::value_error(fmt::format("{}: {} is outside the supported range ({})", what,
+                                        py::str(obj).cast<std::string>(), nudge::input_range_text));
     }
     return checked(v, what);
   }
@@ -165,8 +160,13 @@ nudge::time_point to_time(py::handle obj, const where& what) {
   }
   if (PyUnicode_Check(o)) {
     const auto text = obj.cast<std::string_view>();
-    if (auto t = nudge::parse_time(text)) {
+    nudge::time_error why = nudge::time_error::none;
+    if (auto t = nudge::parse_time(text, &why)) {
       return *t;
+    }
+    if (why == nudge::time_error::out_of_range) {
+      throw py::value_error(fmt::format("{}: \"{}\" is outside the supported range ({})", what,
+                                        text, nudge::input_range_text));
     }
     throw py::value_error(fmt::format(
         "{}: \"{}\" is not an ISO-8601 time with an offset (e.g. 2024-01-01T10:00:00Z) nor "
@@ -430,11 +430,15 @@ py::frozenset groups_of(const nudge::contact& c) {
   return py::frozenset(s);
 }
 
+py::object location_of(const nudge::contact& c) {
+  return c.location ? py::object(py::make_tuple(c.location->lat, c.location->lon)) : py::none();
+}
+
 py::dict contact_dict(const nudge::contact& c) {
   return py::dict("id"_a = c.id, "details"_a = details_of(c), "tags"_a = tags_of(c),
                   "score"_a = c.score, "owner"_a = c.owner, "status"_a = c.status,
                   "stage"_a = c.stage, "groups"_a = groups_of(c), "consent"_a = consent_of(c),
-                  "time_zone"_a = c.time_zone);
+                  "time_zone"_a = c.time_zone, "location"_a = location_of(c));
 }
 
 // Applies the given profile fields to `c`; fields not given keep their values.
@@ -481,6 +485,28 @@ void apply_fields(nudge::contact& c, const py::dict& fields) {
       c.stage = to_text(v, what);
     } else if (name == "time_zone") {
       c.time_zone = to_text(v, what);
+    } else if (name == "location") {
+      // (lat, lon) in degrees, or None to clear it (docs/rules.md, "Location").
+      if (v.is_none()) {
+        c.location.reset();
+      } else {
+        const auto pair = py::cast<py::sequence>(v);
+        auto number = [&](py::handle x) {
+          if (PyBool_Check(x.ptr()) || !(PyLong_Check(x.ptr()) || PyFloat_Check(x.ptr()))) {
+            throw py::type_error(fmt::format(
+                "contact field location: expected (lat, lon) numbers, got {}", type_name(x)));
+          }
+          return x.cast<double>();
+        };
+        if (PyUnicode_Check(v.ptr()) || pair.size() != 2) {
+          throw py::type_error("contact field location: expected (lat, lon) or None");
+        }
+        const double lat = number(pair[0]), lon = number(pair[1]);
+        if (auto why = nudge::geo_problem(lat, lon)) {
+          throw py::value_error("contact field location: " + *why);
+        }
+        c.location = nudge::geo_point{lat, lon};
+      }
     } else if (name == "consent") {
       c.consent.clear();
       for (auto [ck, cv] : py::cast<py::dict>(v)) {
@@ -509,7 +535,7 @@ void apply_fields(nudge::contact& c, const py::dict& fields) {
     } else {
       throw py::value_error(fmt::format(
           "unknown contact field \"{}\" (expected details, tags, score, owner, status, stage, "
-          "groups, consent, time_zone)",
+          "groups, consent, time_zone, location)",
           name));
     }
   }
@@ -657,7 +683,6 @@ class py_sink final : public nudge::sink {
   std::shared_ptr<const nudge::program> program_;
 };
 
-#ifdef NUDGE_PY_HAVE_REPLAY
 /// What engine.replay returns: the actions stay in C++ until asked for.
 struct py_replay_result {
   std::vector<nudge::due_action> actions;
@@ -671,7 +696,6 @@ struct py_replay_result {
 std::string fspath(const py::handle& path) {
   return py::module_::import("os").attr("fspath")(path).cast<std::string>();
 }
-#endif
 
 // ---- Engine ----------------------------------------------------------------------------------
 
@@ -784,7 +808,6 @@ class py_engine {
     return to_list(std::move(actions), program_);
   }
 
-#ifdef NUDGE_PY_HAVE_REPLAY
   // The logic of nudge::replay, on this engine (its store, sink and statistics) instead of a
   // fresh one.
   py_replay_result replay(const py::object& events_path, const py::object& contacts_path,
@@ -908,7 +931,6 @@ class py_engine {
       return result;
     });
   }
-#endif
 
   py::object upsert_contacts(const py::iterable& items, const py::object& at_arg) {
     std::optional<nudge::time_point> at;
@@ -1020,15 +1042,9 @@ class py_engine {
     return out;
   }
 
-  const std::shared_ptr<const nudge::program>& program() const noexcept {
-    return program_;
-  }
-  py::object store() const {
-    return store_ ? store_->object() : py::none();
-  }
-  py::object sink() const {
-    return sink_ ? sink_->object() : py::none();
-  }
+  const std::shared_ptr<const nudge::program>& program() const noexcept { return program_; }
+  py::object store() const { return store_ ? store_->object() : py::none(); }
+  py::object sink() const { return sink_ ? sink_->object() : py::none(); }
 
  private:
   std::shared_ptr<const nudge::program> program_;
@@ -1038,7 +1054,6 @@ class py_engine {
   std::mutex mutex_;
 };
 
-#ifdef NUDGE_PY_HAVE_JSON
 std::shared_ptr<const nudge::program> program_from_json(const py::object& source,
                                                         const std::string& file_name) {
   std::string text;
@@ -1055,7 +1070,6 @@ std::shared_ptr<const nudge::program> program_from_json(const py::object& source
   py::gil_scoped_release release;
   return nudge::load_rules(text, nudge::load_options{.file_name = file_name});
 }
-#endif
 
 }  // namespace
 
@@ -1151,7 +1165,6 @@ PYBIND11_MODULE(_core, m) {
   // Program -----------------------------------------------------------------------------------
   py::class_<nudge::program, std::shared_ptr<nudge::program>>(
       m, "Program", "A compiled, validated, immutable rule program; share it between engines.")
-#ifdef NUDGE_PY_HAVE_JSON
       .def_static(
           "from_json",
           [](const py::object& source, const std::string& file_name) {
@@ -1170,7 +1183,6 @@ PYBIND11_MODULE(_core, m) {
           "path"_a,
           "Reads and compiles the rule file at `path` (str or os.PathLike). Raises RuleError, "
           "also for a file that cannot be read.")
-#endif
       .def_property_readonly(
           "rule_ids",
           [](const nudge::program& p) {
@@ -1281,6 +1293,8 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("groups", &groups_of, "Group memberships (a frozenset).")
       .def_property_readonly("consent", &consent_of, "Consent per channel: dict channel -> bool.")
       .def_readonly("time_zone", &nudge::contact::time_zone, "IANA zone name, or ''.")
+      .def_property_readonly("location", &location_of,
+                             "(lat, lon) in WGS84 degrees, or None when unknown.")
       .def("to_dict", &contact_dict, "The profile as a plain dict.")
       .def("__eq__", [](const nudge::contact& a, const nudge::contact& b) { return a == b; })
       .def("__repr__", [](const nudge::contact& c) {
@@ -1347,7 +1361,6 @@ PYBIND11_MODULE(_core, m) {
                            py::repr(py::str(s.contact.id)).cast<std::string>(), s.timers.size());
       });
 
-#ifdef NUDGE_PY_HAVE_REPLAY
   read_error_type = PyErr_NewExceptionWithDoc(
       "nudge.ReadError",
       "An event or contact file that cannot be read, or a bad line (with on_error='stop'). "
@@ -1395,8 +1408,9 @@ PYBIND11_MODULE(_core, m) {
                 format == "iso" ? nudge::time_format::iso : nudge::time_format::epoch);
           },
           "path"_a, "time_format"_a = "iso",
-          "Writes the actions as CSV (ts,contact,rule,action,arg), as `nudge replay` does; "
-          "time_format 'iso' or 'epoch'.")
+          "Writes the actions as CSV (ts,contact,rule,action,arg), as `nudge replay` does (RFC "
+          "4180: a field with a comma, quote or line break is quoted); time_format 'iso' or "
+          "'epoch'.")
       .def(
           "__len__", [](const py_replay_result& r) { return r.actions.size(); },
           "The number of actions.")
@@ -1407,7 +1421,6 @@ PYBIND11_MODULE(_core, m) {
             r.actions.size(), r.events_read, r.contacts_read, r.rejected,
             nudge::format_time(r.until));
       });
-#endif
 
   // Engine ------------------------------------------------------------------------------------
   py::class_<py_engine>(m, "Engine",
@@ -1445,7 +1458,6 @@ PYBIND11_MODULE(_core, m) {
            "thresholds, yearly entries such as birthdays on the new profile, then timers due at "
            "it) and the DueActions are returned. `at` before the contact's clock raises "
            "InputError and changes nothing.")
-#ifdef NUDGE_PY_HAVE_REPLAY
       .def("replay", &py_engine::replay, "events_path"_a, "contacts"_a = py::none(),
            "until"_a = py::none(), py::kw_only(), "on_error"_a = "stop", "rejects"_a = py::none(),
            "batch_events"_a = 0,
@@ -1455,7 +1467,6 @@ PYBIND11_MODULE(_core, m) {
            "timers fire up to `until` (default: the last event's "
            "time plus the program's longest delay). on_error='skip' refuses bad lines (written "
            "to `rejects` if given) instead of raising ReadError. Returns a ReplayResult.")
-#endif
       .def("upsert_contacts", &py_engine::upsert_contacts, "contacts"_a, "at"_a = py::none(),
            "Creates or updates many contacts in one store call (all or none): an iterable of "
            "dicts, each with \"id\" and the fields to set, as in upsert_contact. With `at`, "

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Prints workload W1 (../shared/workload/WORKLOAD.md) as a nudge rule file.
+"""Prints workload W1 (its rules: tests/support/w1_reference.py) as a nudge rule file.
 
     python3 examples/w1/make_rules.py --filler 100 > rules.json
 

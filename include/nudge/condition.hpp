@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include <nudge/geo.hpp>
 #include <nudge/time.hpp>
 #include <nudge/value.hpp>
 
@@ -84,6 +85,12 @@ struct condition {
     in_segment,  ///< member of the segment `name` (see segment.hpp)
     aggregate,   ///< sum / average of event property `property` within a window, compared
     occurred,    ///< the first / last matching event lies within the window, or before it
+    /// The contact has an active run of workflow `name` (at step `step`, when not empty).
+    in_workflow,
+    completed_workflow,  ///< a run of workflow `name` walked to its end, ever
+    exited_workflow,     ///< a goal (exit event or exit condition) ended a run of `name`, ever
+    near,                ///< the contact's location is at most `radius_km` from `point` (geo.hpp)
+    moved,  ///< the contact's location is more than `radius_km` from its previous location
   };
 
   kind node = kind::always;
@@ -97,6 +104,12 @@ struct condition {
   event_match events;
   window_kind window = window_kind::lifetime;
   duration window_length{0};
+  /// Not 0: the window is this many calendar months instead of window_length (which is then 0).
+  /// An event is inside at `t` while `t` is before the event's time plus that many months on
+  /// the contact's calendar (time.hpp's months): "within 1mo" holds an event of 31 January
+  /// 10:00 until 29 February 10:00 (28 February in other years); "older_than 1mo" holds from
+  /// then on. For fixed lengths the same reading gives (t - window_length, t].
+  std::int32_t window_months = 0;
   count_op count = count_op::at_least;
   std::int64_t count_bound = 1;
   // aggregate (also reads events, window_length, op and operands[0], a number)
@@ -107,6 +120,11 @@ struct condition {
   /// false: the occurrence lies in (t - window_length, t]; true: it exists and lies at or
   /// before t - window_length ("the last purchase was more than 60 days ago").
   bool is_older = false;
+  /// in_workflow: the step id the run must be at; empty: any step.
+  std::string step;
+  // near (point and radius_km), moved (radius_km)
+  geo_point point;
+  double radius_km = 0;
 
   friend bool operator==(const condition&, const condition&) = default;
 };
@@ -212,6 +230,13 @@ struct happened_builder {
   happened_builder& within(duration d) {
     node.window = window_kind::within;
     node.window_length = d;
+    node.window_months = 0;
+    return *this;
+  }
+  happened_builder& within(months m) {
+    node.window = window_kind::within;
+    node.window_length = duration{0};
+    node.window_months = m.count;
     return *this;
   }
   happened_builder& since_trigger() {
@@ -264,6 +289,12 @@ struct aggregate_builder {
   condition node;
   aggregate_builder& within(duration d) {
     node.window_length = d;
+    node.window_months = 0;
+    return *this;
+  }
+  aggregate_builder& within(months m) {
+    node.window_length = duration{0};
+    node.window_months = m.count;
     return *this;
   }
   condition eq(double v) const { return with(compare_op::eq, v); }
@@ -302,14 +333,17 @@ inline aggregate_builder average_of(event_match m, std::string property) {
 /// days(7)) is a new visitor, last_seen(on("purchase")).older_than(days(60)) a lapsed buyer.
 struct occurred_builder {
   condition node;
-  condition within(duration d) const { return with(d, false); }
-  condition older_than(duration d) const { return with(d, true); }
+  condition within(duration d) const { return with(d, 0, false); }
+  condition older_than(duration d) const { return with(d, 0, true); }
+  condition within(months m) const { return with(duration{0}, m.count, false); }
+  condition older_than(months m) const { return with(duration{0}, m.count, true); }
 
  private:
-  condition with(duration d, bool older) const {
+  condition with(duration d, std::int32_t m, bool older) const {
     condition c = node;
     c.window = window_kind::within;
     c.window_length = d;
+    c.window_months = m;
     c.is_older = older;
     return c;
   }
@@ -327,6 +361,51 @@ inline occurred_builder last_seen(event_match m) {
   b.node.which = occurrence::last;
   b.node.events = std::move(m);
   return b;
+}
+
+/// "the contact is within `km` of `center`" (great-circle distance, geo.hpp); false without a
+/// location: near({52.2297, 21.0122}, 20).
+inline condition near(geo_point center, double km) {
+  condition n;
+  n.node = condition::kind::near;
+  n.point = center;
+  n.radius_km = km;
+  return n;
+}
+/// "the contact's location moved more than `km` from its previous one" (the location before it
+/// last changed; false while there is no previous location): moved_more_than(100).
+inline condition moved_more_than(double km) {
+  condition n;
+  n.node = condition::kind::moved;
+  n.radius_km = km;
+  return n;
+}
+
+/// "the contact is in workflow `workflow`" (an active run, any step), or "... at step `step`"
+/// (the step's id; a run on a kept older version counts at the step with the same id). The
+/// workflow and step must exist in the same rule set.
+inline condition in_workflow(std::string workflow, std::string step = {}) {
+  condition n;
+  n.node = condition::kind::in_workflow;
+  n.name = std::move(workflow);
+  n.step = std::move(step);
+  return n;
+}
+/// "the contact has completed workflow `workflow`": some run walked to its end (an end step or
+/// the last step), at any time before; remembered after the run is gone.
+inline condition completed_workflow(std::string workflow) {
+  condition n;
+  n.node = condition::kind::completed_workflow;
+  n.name = std::move(workflow);
+  return n;
+}
+/// "the contact has exited workflow `workflow`": a goal (an exit event or the exit condition)
+/// ended some run of it before its end. A run a program change ended counts as neither.
+inline condition exited_workflow(std::string workflow) {
+  condition n;
+  n.node = condition::kind::exited_workflow;
+  n.name = std::move(workflow);
+  return n;
 }
 
 }  // namespace nudge

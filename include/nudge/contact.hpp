@@ -10,6 +10,7 @@
 #include <boost/container/flat_map.hpp>
 #include <boost/container/flat_set.hpp>
 
+#include <nudge/geo.hpp>
 #include <nudge/time.hpp>
 #include <nudge/value.hpp>
 
@@ -39,6 +40,8 @@ struct contact {
   name_map<bool> consent;       ///< channel ("email", "sms", "web_push") -> granted
   std::string time_zone;        ///< IANA name, e.g. "Europe/Warsaw"; empty: the default zone
   name_set groups;              ///< group memberships
+  /// Where the contact is (geo.hpp); none: unknown. Events with props `lat` / `lon` move it.
+  std::optional<geo_point> location;
 
   bool has_tag(std::string_view tag) const { return tags.find(tag) != tags.end(); }
   bool in_group(std::string_view group) const { return groups.find(group) != groups.end(); }

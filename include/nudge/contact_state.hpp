@@ -113,6 +113,8 @@ struct workflow_memory {
   std::int64_t entries = 0;
   time_point last_entry{};          ///< valid when entries > 0
   time_point last_date = min_time;  ///< the latest yearly date entry fired
+  /// Runs that walked to the end / that a goal ended (completed_workflow, exited_workflow).
+  std::int64_t completed = 0, exited = 0;
   friend bool operator==(const workflow_memory&, const workflow_memory&) = default;
 };
 
@@ -147,6 +149,9 @@ struct contact_state {
   /// number), oldest first, as many as the program's largest cap on that channel needs. Empty
   /// when no delivery policy has caps.
   boost::container::flat_map<std::uint8_t, std::vector<time_point>> channel_sends;
+  /// The location the contact had before its location last changed to a different point
+  /// (`moved` conditions, geo.hpp); none before the second known location.
+  std::optional<geo_point> previous_location;
 
   /// Earliest pending timer, or max_time when none.
   time_point next_due() const { return timers.empty() ? max_time : timers.front().due_at; }

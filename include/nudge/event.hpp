@@ -32,6 +32,10 @@ inline constexpr std::string_view score_changed = "score_changed";
 /// Raised when segment membership changes (key: the segment's name; segment.hpp).
 inline constexpr std::string_view segment_entered = "segment_entered";
 inline constexpr std::string_view segment_exited = "segment_exited";
+/// Raised when the contact's location moves into / out of a named area (key: the area's name;
+/// geo.hpp).
+inline constexpr std::string_view area_entered = "area_entered";
+inline constexpr std::string_view area_exited = "area_exited";
 /// Raised when the score reaches a threshold from below (key: the threshold's name).
 inline constexpr std::string_view score_crossed = "score_crossed";
 /// Sent by the host: this (anonymous) contact is the known contact named by the key. The engine

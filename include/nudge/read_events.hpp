@@ -1,10 +1,15 @@
 // nudge/read_events.hpp: event logs and contact lists from CSV and JSON Lines files.
 //
-// Formats (chosen by extension: ".csv" or ".jsonl"):
+// Formats (chosen by extension: ".csv" or ".jsonl"; ".csv.gz" and ".jsonl.gz" are read through
+// zlib; the path "-" reads standard input, compressed or not, as JSON Lines if its first
+// non-blank byte is '{', else as CSV):
 //
 //   events.csv     header row naming the columns ts, contact, type (required), key, value
-//                  (optional), in any order. ts: epoch seconds or ISO-8601 with offset; a
-//                  non-empty value becomes props["value"] as a decimal.
+//                  (optional), in any order. ts: what parse_time reads (epoch seconds or
+//                  ISO-8601 with offset, a fraction of a second dropped); a non-empty value
+//                  becomes props["value"] as a decimal. Every other column is a prop (an empty
+//                  cell: absent; a plain decimal number such as 42 or 9.95: a number; anything
+//                  else: text), or with strict_columns a bad header.
 //   events.jsonl   one object per line: {"ts"|"at": 1704103200 or "2024-01-01T10:00:00Z",
 //                  "contact": "c1", "type": "purchase", "key": "o1", "props": {"amount": 9.5}}
 //   contacts.csv   header row with `contact` (or `id`); columns status, owner, stage, time_zone
@@ -16,11 +21,14 @@
 //                   "time_zone": "Europe/Warsaw", "groups": ["newsletter"]}
 //
 // Typed values in JSON Lines (details, props): string, integer, decimal, bool, or
-// {"time": TIME}. A CSV field may be quoted ("a,b" with "" for a quote).
+// {"time": TIME}; a TIME is what parse_time reads, or a JSON number of epoch seconds (a fraction
+// floored). CSV follows RFC 4180: a field may be quoted ("a,b" with "" for a quote), and a
+// quoted field may hold line breaks (the record then spans lines; problems name its first).
+// Every CSV record must be valid UTF-8, as every JSON Lines line must ("not valid UTF-8").
 //
 // Every line is bounded by input_limits (line length, name and text lengths); a decimal must be
 // finite ("nan", "inf" and numbers beyond a double's range are refused); a TIME must lie in
-// [min_time, max_time]. docs/limits.md lists every limit.
+// the input range [min_time, max_input_time] (nudge/time.hpp). docs/limits.md lists every limit.
 #pragma once
 
 #include <cstddef>
@@ -88,8 +96,9 @@ struct input_limits {
   std::size_t max_string_bytes = 65'536;
 };
 
-/// The format named by the path's extension (".csv" or ".jsonl", any case).
-/// @throws read_error for any other extension.
+/// The format named by the path's extension (".csv" or ".jsonl", any case, either optionally
+/// followed by ".gz").
+/// @throws read_error for any other extension, and for "-" (standard input has none).
 file_format format_of(std::string_view path);
 
 struct contact_read_options {
@@ -118,9 +127,19 @@ struct event_read_options {
   std::function<bool(std::string_view contact)> is_known_contact;
   /// If set, events after this instant are refused.
   std::optional<time_point> not_after;
+  /// If set, events before this instant are refused as out of order, as if an event of that time
+  /// came before the text (a live run continuing a file: the time its database reached).
+  std::optional<time_point> not_before;
   reject_handler on_reject;           ///< empty: throw at the first bad line
   std::optional<file_format> format;  ///< default: by extension
   input_limits limits;
+  /// CSV: refuse a column other than ts, contact, type, key and value (a bad header) instead of
+  /// reading it as a prop (`nudge replay --strict`).
+  bool strict_columns = false;
+  /// CSV: one record per line, a quoted line break refused ("unterminated quoted field (here
+  /// each record must fit on one line)") instead of continuing the record on the next line. `nudge
+  /// run` sets it: it tracks its position in the file by lines.
+  bool one_line_records = false;
 };
 
 /// Reads an event file in batches, checking each line (fields, types, time order across the

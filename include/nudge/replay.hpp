@@ -56,6 +56,9 @@ struct replay_options {
   /// first event, so any batch size gives the same actions, unless a rule assigns owners round
   /// robin (its counter follows the order in which contacts are processed).
   std::size_t batch_events = 0;
+  /// CSV events: refuse columns other than ts, contact, type, key, value instead of reading them
+  /// as props (event_read_options::strict_columns).
+  bool strict_columns = false;
   /// Called after each chunk of events read or processed.
   std::function<void(const replay_progress&)> on_progress;
   /// Called once with the engine after the last batch (e.g. to read a contact's state and
@@ -100,7 +103,8 @@ replay_result replay(std::shared_ptr<const program> program, const std::string& 
                      const std::string& events_path, const replay_options& options = {});
 
 /// Writes the header `ts,contact,rule,action,arg` and one line per action
-/// (`1704103200,c42,winback,send_email,winback`), each ending in '\n', unquoted.
+/// (`1704103200,c42,winback,send_email,winback`), each ending in '\n'. A field holding a comma,
+/// a double quote or a line break is quoted as RFC 4180 says (`"Smith, John"`; nudge/csv.hpp).
 void write_actions_csv(std::ostream& out, std::span<const due_action> actions,
                        time_format format = time_format::iso);
 

@@ -19,6 +19,7 @@
 #include <nudge/condition.hpp>
 #include <nudge/contact.hpp>
 #include <nudge/delivery.hpp>
+#include <nudge/geo.hpp>
 #include <nudge/scoring.hpp>
 #include <nudge/segment.hpp>
 #include <nudge/time.hpp>
@@ -47,6 +48,9 @@ struct rule {
   std::string id;  ///< unique in the set; names the rule in output and stats
   event_match trigger;
   duration delay{0};
+  /// Not 0: the check waits this many calendar months on the contact's calendar instead of
+  /// `delay` (which is then 0): check_after(months(2)), "2mo" in rule files (time.hpp).
+  std::int32_t delay_months = 0;
   condition when = always();
   std::vector<action> actions;
   reentry reentry_policy = reentry::always;
@@ -79,6 +83,9 @@ struct rule_set {
   /// The delivery policy (consent, caps, hours) and time zones. Without it, messages of rules
   /// without their own `rule::delivery` go out ungoverned, as before the policy existed.
   std::optional<delivery_settings> delivery;
+  /// Named circles: a contact's location moving into / out of one raises `area_entered` /
+  /// `area_exited` with the area's name as key (geo.hpp, docs/rules.md "Location").
+  std::vector<area> areas;
 
   friend bool operator==(const rule_set&, const rule_set&) = default;
 };
@@ -194,6 +201,13 @@ class rule_builder {
   /// "check the conditions in 2 months"
   rule_builder& check_after(duration d) {
     rule_.delay = d;
+    rule_.delay_months = 0;
+    return *this;
+  }
+  /// "check the conditions again in 2 calendar months" (same local time, day clamped).
+  rule_builder& check_after(months m) {
+    rule_.delay = duration{0};
+    rule_.delay_months = m.count;
     return *this;
   }
   rule_builder& only_if(condition c) {

@@ -35,7 +35,7 @@
 namespace nudge {
 
 /// The snapshot format this library writes and the only one it reads.
-inline constexpr std::uint32_t snapshot_format_version = 7;
+inline constexpr std::uint32_t snapshot_format_version = 8;
 
 /// A snapshot that cannot be loaded: unreadable, truncated, corrupt, or for another format
 /// version or program. what() says which, e.g.
@@ -68,9 +68,12 @@ snapshot take_snapshot(const engine& engine, const memory_store& store);
 /// Writes `s` in the snapshot format (docs/snapshot.md).
 /// @throws snapshot_error if the stream fails.
 void write_snapshot(std::ostream& out, const snapshot& s);
-/// Writes to `path` through a temporary file renamed into place, so an existing snapshot is
-/// replaced whole or not at all.
-/// @throws snapshot_error if the file cannot be written.
+/// Writes to `path` through a temporary file (`path` + ".tmp", fsynced) renamed into place, then
+/// fsyncs the directory, so an existing snapshot is replaced whole or not at all, also across a
+/// power loss.
+/// @throws snapshot_error naming `path`, the failed step and the system's reason, e.g.
+///   "s.snap: cannot write the snapshot (write s.snap.tmp): No space left on device"; the
+///   temporary file is removed and an existing snapshot is left as it was.
 void write_snapshot(const std::string& path, const snapshot& s);
 /// take_snapshot then write_snapshot to `path`.
 void save_snapshot(const std::string& path, const engine& engine, const memory_store& store);

@@ -96,7 +96,7 @@ struct sqlite_check_report {
 
 /// A nudge::store over one SQLite database file.
 ///
-/// Layout (schema version 6). The contact states live in memory, as in memory_store: load()
+/// Layout (schema version 7). The contact states live in memory, as in memory_store: load()
 /// and due() never touch the disk. The database is their durable journal:
 ///
 /// - `journal(batch, states)`: one row per save() (per batch), the saved states as
@@ -133,7 +133,8 @@ struct sqlite_check_report {
 /// and a 73 MB journal; the states take what memory_store takes). A database belongs to one
 /// program: opening it with other rules throws sqlite_error naming both fingerprints ("reject,
 /// never guess"); a database of an older schema version (1 and 2: one row per contact; 3:
-/// uncoded records; 4: states without the delivery policy; 5: rows without checksums) is
+/// uncoded records; 4: states without the delivery policy; 5: without workflow completion
+/// counts and locations; 6: rows without checksums) is
 /// refused, unchanged.
 ///
 /// Transactions: outside begin()/commit() each save, add_to_outbox and remove_from_outbox is
@@ -280,6 +281,21 @@ class durable_engine {
   ///   accepted (those actions are delivered again later, with their idempotency keys).
   std::size_t deliver_pending(std::size_t batch = 10'000);
 
+  /// With `on`, delivery hands actions to the sink but leaves them in the outbox until trim():
+  /// for a sink that makes its output durable in groups (nudge run fsyncs --out once per group of
+  /// batches rather than per batch). This engine remembers what the sink accepted and never hands
+  /// it again; a crash before trim() delivers it again, with the same idempotency keys, from the
+  /// next engine on the database. Trim before change_program (outbox entries name workflow
+  /// steps by position). Off by default: each delivery trims at once.
+  void defer_trim(bool on) noexcept { defer_trim_ = on; }
+  /// Marks delivered (deletes from the outbox, in one transaction) every action the sink accepted
+  /// so far. Make the sink's output durable first: a trimmed action is never delivered again.
+  /// @throws delivery_error (nested: the store's error) if the outbox cannot be written; the
+  ///   actions stay in it and untrimmed() still counts them.
+  void trim();
+  /// Actions the sink accepted that are still in the outbox (waiting for trim()).
+  std::size_t untrimmed() const;
+
   nudge::engine& engine() noexcept { return engine_; }
   sqlite_store& store() noexcept { return store_; }
 
@@ -287,13 +303,16 @@ class durable_engine {
   // One durable batch around `evaluate` (an engine call returning the due actions).
   std::size_t commit_batch(const std::function<std::vector<due_action>()>& evaluate,
                            std::span<const std::pair<std::string, std::string>> meta);
-  // Hands `actions` to the sink, then marks the outbox delivered through `last_sequence`.
+  // Hands `actions` to the sink, then marks the outbox delivered through `last_sequence` (or,
+  // with defer_trim, remembers that the sink has them).
   void deliver(std::span<const due_action> actions, std::int64_t last_sequence);
 
   sqlite_store& store_;
   nudge::sink* sink_;
   nudge::engine engine_;
   std::uint64_t generation_ = 0;  ///< the store's state generation the statistics are from
+  bool defer_trim_ = false;
+  std::int64_t handed_through_ = 0;  ///< the sink accepted the outbox up to this sequence
 };
 
 }  // namespace nudge

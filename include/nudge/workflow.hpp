@@ -113,6 +113,8 @@ struct workflow_step {
   // wait
   wait_kind wait = wait_kind::fixed;
   duration length{0};  ///< duration, after_message offset, date offset (may be negative)
+  /// A fixed wait of this many calendar months instead of `length` (then 0; time.hpp).
+  std::int32_t length_months = 0;
   message_moment moment = message_moment::delivered;
   std::int32_t time_of_day = 0;  ///< seconds after midnight (time_of_day waits)
   std::uint8_t weekdays = 0x7f;  ///< bit 0 Monday ... bit 6 Sunday (time_of_day waits)
@@ -274,6 +276,13 @@ class workflow_builder {
   workflow_builder& wait(std::string id, duration d, std::string next = {}) {
     auto& s = add(std::move(id), step_kind::wait);
     s.length = d;
+    s.next = std::move(next);
+    return *this;
+  }
+  /// Waits `m` calendar months on the contact's calendar (same local time, day clamped).
+  workflow_builder& wait(std::string id, months m, std::string next = {}) {
+    auto& s = add(std::move(id), step_kind::wait);
+    s.length_months = m.count;
     s.next = std::move(next);
     return *this;
   }

@@ -1,34 +1,38 @@
 // nudge run / nudge outbox: live mode on the SQLite store.
 //
 // `nudge run` keeps in the database's meta table how far the events file was consumed (byte
-// offset and line count), committed in the same transaction as each batch's states and outbox;
-// run again after appending to the file, or after a crash, and it continues from there.
-// Delivered actions are appended to --out as `ts,contact,rule,action,arg,idempotency_key` lines,
-// each batch in one write(2); a crash between that write and the outbox deletion delivers those
-// actions again with the same keys.
+// offset and line count, the file's identity), committed in the same transaction as each batch's
+// states and outbox; run again after appending to the file, or after a crash, and it continues
+// from there. Delivered actions are appended to --out as
+// `ts,contact,rule,action,arg,idempotency_key` lines, each batch in one append; the outbox is
+// trimmed in groups of batches, each after one fsync of --out (flush_out); a crash between an
+// append and the trim delivers those actions again with the same keys. Events follow nudge replay's
+// rules (--on-error, --rejects), and an event before the time the database reached is refused as
+// late.
 #include "live.hpp"
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
+#include <exception>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <optional>
-#include <sstream>
+#include <span>
+#include <stdexcept>
 #include <string_view>
 #include <utility>
 #include <vector>
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <unistd.h>
 
+#include <nudge/csv.hpp>
 #include <nudge/error.hpp>
 #include <nudge/load_rules.hpp>
+#include <nudge/memory_store.hpp>
 #include <nudge/read_events.hpp>
 #include <nudge/snapshot.hpp>
 #include <nudge/sqlite_store.hpp>
+
+#include "file_identity.hpp"
+#include "out_file.hpp"
 
 namespace nudge_cli {
 namespace {
@@ -41,82 +45,25 @@ constexpr std::string_view meta_rules = "run.rules";
 constexpr std::string_view meta_contacts = "run.contacts";
 constexpr std::string_view meta_offset = "run.events_offset";
 constexpr std::string_view meta_lines = "run.events_lines";
+// The consumed file's identity (file_identity.hpp): "device:inode" and a hash of the prefix.
+constexpr std::string_view meta_file = "run.events_file";
+constexpr std::string_view meta_hash = "run.events_hash";
 // The latest `now` a run advanced the database to: a changed rule file takes effect there.
 constexpr std::string_view meta_now = "run.now";
 
-// One read of the whole file (a character-by-character stream copy cost 3 % of a live run).
-std::optional<std::string> slurp(const std::string& path) {
-  std::ifstream in{path, std::ios::binary | std::ios::ate};
-  if (!in) {
-    return std::nullopt;
-  }
-  const auto size = in.tellg();
-  if (size < 0) {  // not a regular file: read as a stream
-    in.clear();
-    return std::string{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
-  }
-  std::string text(static_cast<std::size_t>(size), '\0');
-  in.seekg(0);
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  if (!in) {
-    return std::nullopt;
-  }
-  return text;
-}
-
+// One CSV line; fields quoted as RFC 4180 says where needed (nudge/csv.hpp).
 void append_action_line(fmt::memory_buffer& out, const nudge::due_action& a) {
-  fmt::format_to(fmt::appender(out), "{},{},{}{}{},{},{},{}\n", nudge::to_epoch(a.due_at),
-                 a.contact, a.rule, a.from_workflow() ? "/" : "", a.step, a.verb(), a.arg,
-                 a.idempotency_key);
+  auto it = fmt::format_to(fmt::appender(out), "{},", nudge::to_epoch(a.due_at));
+  it = nudge::write_csv_field(it, a.contact);
+  *it++ = ',';
+  it = nudge::write_csv_field(
+      it, a.from_workflow() ? fmt::format("{}/{}", a.rule, a.step) : std::string{a.rule});
+  *it++ = ',';
+  it = nudge::write_csv_field(it, a.verb());
+  *it++ = ',';
+  it = nudge::write_csv_field(it, a.arg);
+  fmt::format_to(it, ",{}\n", a.idempotency_key);
 }
-
-// Appends each delivery to a file (or standard output) in one write.
-class append_sink final : public nudge::sink {
- public:
-  explicit append_sink(const std::string& path) : path_(path.empty() ? "-" : path) {
-    if (path.empty() || path == "-") {
-      fd_ = STDOUT_FILENO;
-      return;
-    }
-    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd_ < 0) {
-      throw std::runtime_error(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
-    }
-    owned_ = true;
-  }
-  ~append_sink() override {
-    if (owned_) {
-      ::close(fd_);
-    }
-  }
-  append_sink(const append_sink&) = delete;
-  append_sink& operator=(const append_sink&) = delete;
-
-  void deliver(std::span<const nudge::due_action> actions) override {
-    fmt::memory_buffer buf;
-    for (const auto& a : actions) {
-      append_action_line(buf, a);
-    }
-    std::size_t done = 0;
-    while (done < buf.size()) {
-      const auto n = ::write(fd_, buf.data() + done, buf.size() - done);
-      if (n < 0) {
-        if (errno == EINTR) {
-          continue;
-        }
-        throw std::runtime_error(fmt::format("{}: cannot write: {}", path_, std::strerror(errno)));
-      }
-      done += static_cast<std::size_t>(n);
-    }
-    delivered += actions.size();
-  }
-  std::size_t delivered = 0;
-
- private:
-  std::string path_;
-  int fd_ = -1;
-  bool owned_ = false;
-};
 
 std::shared_ptr<const nudge::program> load_rules_text(const std::string& text,
                                                       const std::string& name) {
@@ -136,97 +83,193 @@ bool parse_until(const std::string& text, std::optional<nudge::time_point>& unti
   if (text.empty()) {
     return true;
   }
-  auto t = nudge::parse_time(text);
+  nudge::time_error why = nudge::time_error::none;
+  auto t = nudge::parse_time(text, &why);
   if (!t) {
-    fmt::print(stderr, "--until: \"{}\" is not an ISO-8601 time with offset or epoch seconds\n",
-               text);
+    if (why == nudge::time_error::out_of_range) {
+      fmt::print(stderr, "--until: \"{}\" is outside the supported range ({})\n", text,
+                 nudge::input_range_text);
+    } else {
+      fmt::print(stderr, "--until: \"{}\" is not an ISO-8601 time with offset or epoch seconds\n",
+                 text);
+    }
     return false;
   }
   until = *t;
   return true;
 }
 
-int run_live(const run_args& args) {
-  std::optional<nudge::time_point> until;
-  if (!parse_until(args.until, until)) {
-    return exit_usage;
+bool check_error_options(const std::string& on_error, const std::string& rejects) {
+  if (!rejects.empty() && on_error != "skip") {
+    fmt::print(stderr, "--rejects needs --on-error skip\n");
+    return false;
   }
-  if (args.batch == 0) {
-    fmt::print(stderr, "--batch must be at least 1\n");
-    return exit_usage;
-  }
-  const auto rules_text = slurp(args.rules);
-  if (!rules_text) {
-    fmt::print(stderr, "{}: cannot read the rule file\n", args.rules);
-    return exit_input;
-  }
-  auto program = load_rules_text(*rules_text, args.rules);
-  if (!program) {
-    return exit_input;
-  }
-  const auto format = nudge::format_of(args.events);
-  const auto events_text = slurp(args.events);
-  if (!events_text) {
-    fmt::print(stderr, "{}: cannot read the events file\n", args.events);
-    return exit_input;
-  }
-  const std::string_view text = *events_text;
+  return true;
+}
 
-  nudge::sqlite_options options;
-  options.synchronous = args.sync == "full"  ? nudge::sqlite_sync::full
-                        : args.sync == "off" ? nudge::sqlite_sync::off
-                                             : nudge::sqlite_sync::normal;
-  options.max_pages = args.max_pages;
-  // A database written with other rules opens with the rules it stored; the engine then takes
-  // the changed rule file (workflow lifecycle and versions, docs/rules.md) before any event.
-  std::shared_ptr<const nudge::program> running = program;
-  std::optional<std::string> stored_rules;
-  if (std::filesystem::exists(args.db)) {
-    // A killed run may have left a hot journal (`recover` lets SQLite roll it back) or a file
-    // without tables yet: whatever cannot be read here, the store's own open handles or reports.
-    try {
-      stored_rules = nudge::sqlite_store::read_meta(args.db, meta_rules, /*recover=*/true);
-    } catch (const nudge::sqlite_error&) {
-      stored_rules.reset();
-    }
-    if (stored_rules && *stored_rules != *rules_text) {
-      running = load_rules_text(*stored_rules, args.db + " (stored rules)");
-      if (!running) {
-        return exit_input;
-      }
-      if (nudge::program_fingerprint(*running) == nudge::program_fingerprint(*program)) {
-        running = program;  // the same rules, written differently
-      }
-    }
-  }
-  nudge::sqlite_store db{args.db, *running, options};
-  append_sink sink{args.out};
-  nudge::durable_engine engine{running, db, &sink};
-  if (running != program) {
-    engine.deliver_pending();  // outbox entries name workflow steps of the stored rules
-    nudge::time_point at = nudge::min_time;
-    if (auto saved = db.get_meta(meta_now)) {
-      at = nudge::from_epoch(std::stoll(*saved));
-    } else {
-      for (const auto& id : db.contacts()) {
-        at = std::max(at, db.load(id)->clock);
-      }
-    }
-    try {
-      engine.change_program(program, at, {{{std::string{meta_rules}, *rules_text}}});
-    } catch (const nudge::rule_error& e) {
-      fmt::print(stderr, "{}: the database {} runs other rules; they can only change this way:\n",
-                 args.rules, args.db);
-      for (auto d : e.diagnostics()) {
-        d.file = args.rules;
-        fmt::print(stderr, "{}\n", d.to_string());
-      }
-      return exit_input;
-    }
-    fmt::print(stderr, "{}: rules changed; workflows moved to them at {}\n", args.db,
-               nudge::format_time(at));
-  }
+namespace {
 
+// The events of one chunk and the lines they came from.
+struct chunk_lines {
+  std::vector<std::size_t> begin;  ///< offset of each non-blank line of the chunk
+  std::vector<std::size_t> end;    ///< its end offset (after the '\n')
+  std::vector<std::size_t> line;   ///< its 1-based line number in the file
+};
+
+// A refused line waiting for the commit that consumes it (lines after the commit's position are
+// read, and refused, again by the next chunk).
+struct pending_reject {
+  std::size_t index;  ///< into chunk_lines
+  nudge::input_problem problem;
+};
+
+// The first event of `contact` in `batch` that makes the rules loop, tried on a scratch copy of
+// the contact's state: nullopt when none does (the loop is in timers already pending, or needs
+// other contacts).
+std::optional<std::size_t> find_looping_event(std::shared_ptr<const nudge::program> program,
+                                              nudge::store& db, std::span<const nudge::event> batch,
+                                              nudge::time_point now, const std::string& contact) {
+  const auto saved = db.load(contact);
+  auto loops = [&](std::span<const nudge::event> events) {
+    nudge::memory_store scratch;
+    if (saved) {
+      std::vector<nudge::contact_state> states{*saved};
+      scratch.save(states);
+    }
+    nudge::engine engine{program, &scratch};
+    try {
+      engine.process(events, now);
+    } catch (const nudge::rule_cycle_error&) {
+      return true;
+    } catch (const std::exception&) {
+      return false;
+    }
+    return false;
+  };
+  if (loops({})) {
+    return std::nullopt;
+  }
+  std::vector<nudge::event> mine;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (batch[i].contact == contact) {
+      mine.push_back(batch[i]);
+      if (loops(mine)) {
+        return i;
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+// Delivered actions as `ts,contact,rule,action,arg,idempotency_key` lines: one append per batch.
+// The engine defers trimming (durable_engine::defer_trim): flush_out fsyncs the file (with
+// --sync normal or full) and then trims, so a trimmed action is always in the file.
+class append_sink final : public nudge::sink {
+ public:
+  append_sink(const std::string& path, bool sync) : file_(path, sync) {}
+
+  void deliver(std::span<const nudge::due_action> actions) override {
+    fmt::memory_buffer buf;
+    for (const auto& a : actions) {
+      append_action_line(buf, a);
+    }
+    last_batch = actions.size();
+    failed = true;
+    file_.append({buf.data(), buf.size()});
+    failed = false;
+    delivered += actions.size();
+  }
+  // fsyncs what was appended; `count` actions wait for it (for the error message). On failure
+  // throws delivery_error (its cause nested), as a failed deliver does.
+  void sync(std::size_t count) {
+    last_batch = count;
+    failed = true;
+    try {
+      file_.sync();
+    } catch (...) {
+      std::throw_with_nested(nudge::delivery_error(fmt::format("{}: fsync failed", path())));
+    }
+    failed = false;
+  }
+  const std::string& path() const noexcept { return file_.path(); }
+
+  std::size_t delivered = 0;
+  std::size_t last_batch = 0;  ///< actions in the last deliver, or waiting for the last sync
+  bool failed = false;         ///< the last deliver or sync threw
+
+ private:
+  line_file file_;
+};
+
+// Batches whose actions may wait in the outbox, already appended to --out, before one fsync of
+// --out and one trim: a power loss redelivers at most this many batches' actions (same keys).
+constexpr std::size_t trim_every_batches = 100;
+// Nor more actions than this (bounds the duplicates a crash can leave in --out).
+constexpr std::size_t trim_every_actions = 10'000;
+
+// Makes --out durable, then trims from the outbox what it holds: in that order, so a trimmed
+// action is in --out also after a power loss.
+void flush_out(nudge::durable_engine& engine, append_sink& sink) {
+  const std::size_t n = engine.untrimmed();
+  if (n == 0) {
+    return;
+  }
+  sink.sync(n);
+  engine.trim();
+}
+
+// On an error path: whatever --out already holds leaves the outbox if it can (fewer duplicates
+// on the next run); if not, it stays there and is delivered again with the same keys.
+void flush_out_quietly(nudge::durable_engine& engine, append_sink& sink) noexcept {
+  const std::size_t last_batch = sink.last_batch;
+  const bool failed = sink.failed;
+  try {
+    flush_out(engine, sink);
+  } catch (const std::exception&) {
+    // The original error is reported; these actions are redelivered under the same keys.
+  }
+  sink.last_batch = last_batch;  // the original error's message counts the original batch
+  sink.failed = failed;
+}
+
+// The library's delivery_error advises its API (deliver_pending); a CLI user runs nudge run
+// again. Rethrows `e` with that advice, its cause nested.
+[[noreturn]] void rethrow_for_cli(const nudge::delivery_error& e, const run_args& args,
+                                  const append_sink& sink, nudge::sqlite_store& db) {
+  std::size_t waiting = sink.last_batch;
+  try {
+    waiting = std::max(waiting, db.outbox_size());
+  } catch (const std::exception&) {
+    // The database may be what failed: the batch's count is still right.
+  }
+  const std::string message =
+      sink.failed
+          ? fmt::format(
+                "{}: {} actions are committed but could not be written to {}; they stay in the "
+                "outbox, and the next nudge run writes them (with the same idempotency keys) "
+                "once {} can be written",
+                args.db, waiting, sink.path(), sink.path())
+          : fmt::format(
+                "{}: {} actions were written to {} but could not be marked delivered; the next "
+                "nudge run writes them again, with the same idempotency keys",
+                args.db, sink.last_batch, sink.path());
+  if (e.nested_ptr()) {
+    try {
+      e.rethrow_nested();
+    } catch (...) {
+      std::throw_with_nested(std::runtime_error(message));
+    }
+  }
+  throw std::runtime_error(message);
+}
+
+// The events loop of `nudge run`: chunks of --batch lines from the consumed position, each one
+// durable transaction with the new position.
+int run_events(const run_args& args, const std::shared_ptr<const nudge::program>& program,
+               const std::string& rules_text, std::string_view text, nudge::file_format format,
+               const file_text& events_file, nudge::sqlite_store& db, nudge::durable_engine& engine,
+               append_sink& sink, line_file* rejects_file, std::optional<nudge::time_point> until,
+               bool skip) {
   // CSV: the header line is handed to the reader again with every chunk.
   std::string header;
   std::size_t start = 0;
@@ -238,9 +281,10 @@ int run_live(const run_args& args) {
       header += '\n';
     }
   }
+  const std::size_t first_line = format == nudge::file_format::csv ? 2 : 1;
   if (!db.get_meta(meta_rules)) {
     db.begin();
-    db.put_meta(meta_rules, *rules_text);
+    db.put_meta(meta_rules, rules_text);
     db.commit();
   }
   // The contacts file is upserted at the first event the run takes (the file's first, on the
@@ -256,71 +300,139 @@ int run_live(const run_args& args) {
   std::size_t pos = start;
   std::size_t lines = 0;
   if (auto saved = db.get_meta(meta_offset)) {
-    pos = std::stoull(*saved);
-    lines = std::stoull(db.get_meta(meta_lines).value_or("0"));
-    if (pos > text.size()) {
-      fmt::print(stderr,
-                 "{}: the file has {} bytes, fewer than the {} already processed (was it "
-                 "replaced?)\n",
-                 args.events, text.size(), pos);
-      return exit_input;
+    const std::size_t offset = std::stoull(*saved);
+    std::optional<consumed_identity> stored;
+    auto file = db.get_meta(meta_file);
+    auto hash = db.get_meta(meta_hash);
+    if (file && hash) {
+      stored = consumed_identity{*file, *hash};
     }
+    std::string note;
+    if (auto why = refuse_continuing(args.events, events_file, offset, stored, note)) {
+      if (!args.from_start) {
+        fmt::print(stderr, "{}\n", *why);
+        return exit_input;
+      }
+      fmt::print(stderr, "{}: not the file consumed so far: reading it from its first line\n",
+                 args.events);
+    } else {
+      if (!note.empty()) {
+        fmt::print(stderr, "{}\n", note);
+      }
+      pos = offset;
+      lines = std::stoull(db.get_meta(meta_lines).value_or("0"));
+    }
+  }
+  std::size_t pos_line =
+      1 + static_cast<std::size_t>(
+              std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(pos), '\n'));
+  // The time the database reached: an event before it is late, refused as replay refuses an event
+  // before the previous one.
+  std::optional<nudge::time_point> floor;
+  if (auto saved = db.get_meta(meta_now)) {
+    floor = nudge::from_epoch(std::stoll(*saved));
   }
 
   std::size_t processed = 0;
+  std::size_t rejected = 0;
   std::optional<nudge::time_point> last_time;
-  std::vector<std::size_t> line_end;  // end offset (after '\n') of each event line in the chunk
+  chunk_lines cl;
   std::vector<nudge::event> events;
+  std::vector<std::size_t> event_line;  // index into `cl` of each event
+  std::vector<pending_reject> refused;
+  std::vector<bool> refused_written;
+  std::size_t batches_untrimmed = 0;
   for (;;) {
     // The next chunk: up to `batch` non-empty complete lines (a partial last line waits).
-    line_end.clear();
+    cl.begin.clear();
+    cl.end.clear();
+    cl.line.clear();
+    refused.clear();
+    refused_written.clear();
     std::string chunk = header;
     std::size_t p = pos;
-    while (line_end.size() < args.batch && p < text.size()) {
+    std::size_t p_line = pos_line;
+    while (cl.begin.size() < args.batch && p < text.size()) {
       const auto nl = text.find('\n', p);
       if (nl == std::string_view::npos) {
         break;  // an incomplete line: a writer may still be appending it
       }
       const auto line = text.substr(p, nl - p);
-      if (line.size() > nudge::input_limits{}.max_line_bytes) {
-        // Refused before it is copied into the chunk (the reader would refuse it too).
-        const auto number =
-            1 + static_cast<std::size_t>(
-                    std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(p), '\n'));
-        throw nudge::read_error(
-            {args.events, number,
-             fmt::format("line is {} bytes long; at most {} are allowed (max_line_bytes)",
-                         line.size(), nudge::input_limits{}.max_line_bytes),
-             std::string{line.substr(0, 256)} + "..."});
-      }
       if (!line.empty() && line != "\r") {
-        chunk.append(line);
+        if (line.size() > nudge::input_limits{}.max_line_bytes) {
+          // Refused before it is copied into the chunk (the reader would refuse it too); an
+          // empty line keeps the reader's line numbers.
+          refused.push_back(
+              {cl.begin.size(),
+               {args.events, p_line,
+                fmt::format("line is {} bytes long; at most {} are allowed (max_line_bytes)",
+                            line.size(), nudge::input_limits{}.max_line_bytes),
+                std::string{line.substr(0, 256)} + "..."}});
+        } else {
+          chunk.append(line);
+        }
         chunk += '\n';
-        line_end.push_back(nl + 1);
-      } else if (line_end.empty()) {
+        cl.begin.push_back(p);
+        cl.end.push_back(nl + 1);
+        cl.line.push_back(p_line);
+      } else if (cl.begin.empty()) {
         pos = nl + 1;  // skip blank lines before the chunk
+        pos_line = p_line + 1;
       }
       p = nl + 1;
+      ++p_line;
     }
-    const bool at_end = line_end.size() < args.batch;
+    const bool at_end = cl.begin.size() < args.batch;
     events.clear();
-    if (!line_end.empty()) {
-      nudge::event_reader reader{std::move(chunk), format, args.events, {.program = program.get()}};
+    event_line.clear();
+    if (!cl.begin.empty()) {
+      nudge::event_read_options read_options;
+      read_options.program = program.get();
+      read_options.not_before = floor;
+      // One record per line: the position kept in the database counts lines.
+      read_options.one_line_records = true;
+      if (skip) {
+        read_options.on_reject = [&](const nudge::input_problem& problem) {
+          const std::size_t k = problem.line - first_line;
+          nudge::input_problem located = problem;
+          located.line = cl.line[k];
+          refused.push_back({k, std::move(located)});
+        };
+      }
+      nudge::event_reader reader{std::move(chunk), format, args.events, std::move(read_options)};
       try {
-        reader.read(events, line_end.size());
+        reader.read(events, cl.begin.size());
       } catch (const nudge::read_error& e) {
         // The reader numbers the chunk's lines (after the header, for CSV): name the file's.
         nudge::input_problem problem = e.problem();
-        const std::size_t first = format == nudge::file_format::csv ? 2 : 1;
-        if (problem.line >= first && problem.line - first < line_end.size()) {
-          const std::size_t end = line_end[problem.line - first] - 1;  // at its '\n'
-          problem.line =
-              1 + static_cast<std::size_t>(std::count(
-                      text.begin(), text.begin() + static_cast<std::ptrdiff_t>(end), '\n'));
+        if (problem.line >= first_line && problem.line - first_line < cl.begin.size()) {
+          const std::size_t k = problem.line - first_line;
+          if (!refused.empty() && refused.front().index < k) {
+            throw nudge::read_error(refused.front().problem);  // a long line came first
+          }
+          problem.line = cl.line[k];
         }
         throw nudge::read_error(std::move(problem));
       }
+      std::sort(refused.begin(), refused.end(),
+                [](const pending_reject& x, const pending_reject& y) { return x.index < y.index; });
+      if (!skip && !refused.empty()) {
+        throw nudge::read_error(refused.front().problem);
+      }
+      for (std::size_t k = 0, r = 0; k < cl.begin.size(); ++k) {
+        if (r < refused.size() && refused[r].index == k) {
+          ++r;
+        } else {
+          event_line.push_back(k);
+        }
+      }
+      if (event_line.size() != events.size()) {
+        throw std::logic_error(fmt::format("{}: {} events read from {} lines ({} refused)",
+                                           args.events, events.size(), event_line.size(),
+                                           refused.size()));
+      }
     }
+    refused_written.assign(refused.size(), false);
     // Events after --until wait for a later run.
     std::size_t take = events.size();
     bool stop = at_end;
@@ -336,10 +448,10 @@ int run_live(const run_args& args) {
     // Cut before the last timestamp unless this is the end: its timers must wait for the next
     // chunk's events at the same instant.
     std::size_t cut = take;
-    nudge::time_point now;
+    nudge::time_point now = nudge::min_time;
     if (stop) {
       now = until ? *until : (last_time ? *last_time : nudge::min_time);
-    } else {
+    } else if (take > 0) {
       const auto latest = events[take - 1].at;
       while (cut > 0 && events[cut - 1].at == latest) {
         --cut;
@@ -351,33 +463,256 @@ int run_live(const run_args& args) {
         now = latest - nudge::seconds(1);
       }
     }
+    if (floor && now < *floor) {
+      now = *floor;  // an earlier --until: the database stays where it is
+    }
     if (contacts_pending && take > 0) {
       engine.upsert_contacts(contacts, events.front().at,
                              {{{std::string{meta_contacts}, args.contacts}}});
       contacts_pending = false;
       std::vector<nudge::contact>{}.swap(contacts);  // the database has them now
     }
-    if (!stop || take > 0 || until) {
-      const std::size_t new_pos = cut > 0 ? line_end[cut - 1] : pos;
-      const std::vector<std::pair<std::string, std::string>> meta{
-          {std::string{meta_offset}, std::to_string(new_pos)},
-          {std::string{meta_lines}, std::to_string(lines + cut)},
-          {std::string{meta_now}, std::to_string(nudge::to_epoch(now))}};
-      engine.process(std::span<const nudge::event>{events.data(), cut}, now, meta);
-      pos = new_pos;
-      lines += cut;
+    // Where the commit leaves the file: before the first event not taken, else after the chunk
+    // (refused lines included).
+    auto new_position = [&] {
+      if (cl.begin.empty()) {
+        return pos;
+      }
+      return cut < events.size() ? cl.begin[event_line[cut]] : cl.end.back();
+    };
+    // Refused lines before `to` go to the rejects file (fsynced) or stderr, before the commit
+    // that moves past them.
+    auto record_rejects = [&](std::size_t to) {
+      std::string out;
+      for (std::size_t r = 0; r < refused.size(); ++r) {
+        if (refused_written[r] || cl.end[refused[r].index] > to) {
+          continue;
+        }
+        refused_written[r] = true;
+        ++rejected;
+        if (rejects_file != nullptr) {
+          out += refused[r].problem.to_string();
+          out += '\t';
+          out += refused[r].problem.text;
+          out += '\n';
+        } else {
+          fmt::print(stderr, "rejected: {}\n", refused[r].problem.to_string());
+        }
+      }
+      if (rejects_file != nullptr && !out.empty()) {
+        rejects_file->append(out);
+        rejects_file->sync();
+      }
+    };
+    auto position_meta = [&](std::size_t to) {
+      std::size_t consumed = 0;
+      while (consumed < cl.end.size() && cl.end[consumed] <= to) {
+        ++consumed;
+      }
+      const auto id = consumed_identity::of(events_file, to);
+      return std::vector<std::pair<std::string, std::string>>{
+          {std::string{meta_offset}, std::to_string(to)},
+          {std::string{meta_lines}, std::to_string(lines + consumed)},
+          {std::string{meta_file}, id.file},
+          {std::string{meta_hash}, id.hash}};
+    };
+    // An event the engine refuses (a rule cycle, an identity conflict): stop, or set it aside
+    // and process the batch again without it.
+    auto refuse_event = [&](std::size_t i, const std::string& reason) {
+      const std::size_t k = event_line[i];
+      nudge::input_problem problem{
+          args.events, cl.line[k], reason,
+          std::string{text.substr(cl.begin[k], cl.end[k] - 1 - cl.begin[k])}};
+      if (!skip) {
+        throw nudge::read_error(std::move(problem));
+      }
+      refused.push_back({k, std::move(problem)});
+      refused_written.push_back(false);
+      events.erase(events.begin() + static_cast<std::ptrdiff_t>(i));
+      event_line.erase(event_line.begin() + static_cast<std::ptrdiff_t>(i));
+      --cut;
+      --take;
+    };
+    std::size_t new_pos = new_position();
+    if (take > 0 || (stop && until)) {
+      for (;;) {
+        new_pos = new_position();
+        auto meta = position_meta(new_pos);
+        meta.emplace_back(std::string{meta_now}, std::to_string(nudge::to_epoch(now)));
+        record_rejects(new_pos);
+        try {
+          engine.process(std::span<const nudge::event>{events.data(), cut}, now, meta);
+          break;
+        } catch (const nudge::input_error& e) {
+          if (e.event_index() >= cut) {
+            throw;
+          }
+          refuse_event(e.event_index(), fmt::format("contact \"{}\": {}", e.contact(), e.reason()));
+        } catch (const nudge::rule_cycle_error& e) {
+          const auto i = find_looping_event(program, db, {events.data(), cut}, now, e.contact());
+          if (!i) {
+            throw;
+          }
+          refuse_event(*i, e.what());
+        }
+      }
       processed += cut;
+      floor = now;
+      if (engine.untrimmed() > 0 &&
+          (++batches_untrimmed >= trim_every_batches || engine.untrimmed() >= trim_every_actions)) {
+        flush_out(engine, sink);
+        batches_untrimmed = 0;
+      }
+    } else if (new_pos != pos) {
+      // Every line of the chunk refused: commit the position past them.
+      record_rejects(new_pos);
+      db.begin();
+      try {
+        for (const auto& [key, value] : position_meta(new_pos)) {
+          db.put_meta(key, value);
+        }
+        db.commit();
+      } catch (...) {
+        db.rollback();
+        throw;
+      }
+    }
+    if (new_pos != pos) {
+      std::size_t consumed = 0;
+      while (consumed < cl.end.size() && cl.end[consumed] <= new_pos) {
+        ++consumed;
+      }
+      lines += consumed;
+      pos_line = consumed == 0                     ? pos_line
+                 : new_pos == cl.end[consumed - 1] ? cl.line[consumed - 1] + 1
+                                                   : cl.line[consumed];
+      pos = new_pos;
     }
     if (stop) {
       break;
     }
   }
   engine.deliver_pending();
-  fmt::print(
-      stderr,
-      "{} events processed ({} lines of {} so far), {} actions delivered, {} in the outbox\n",
-      processed, lines, args.events, sink.delivered, db.outbox_size());
+  flush_out(engine, sink);
+  fmt::print(stderr,
+             "{} events processed, {} rejected ({} lines of {} so far), {} actions delivered, {} "
+             "in the outbox\n",
+             processed, rejected, lines, args.events, sink.delivered, db.outbox_size());
   return exit_ok;
+}
+
+}  // namespace
+
+int run_live(const run_args& args) {
+  std::optional<nudge::time_point> until;
+  if (!parse_until(args.until, until)) {
+    return exit_usage;
+  }
+  if (args.batch == 0) {
+    fmt::print(stderr, "--batch must be at least 1\n");
+    return exit_usage;
+  }
+  if (!check_error_options(args.on_error, args.rejects)) {
+    return exit_usage;
+  }
+  const bool skip = args.on_error == "skip";
+  const auto rules_text = read_file_text(args.rules).text;
+  auto program = load_rules_text(rules_text, args.rules);
+  if (!program) {
+    return exit_input;
+  }
+  // The run resumes at a byte offset of the file: standard input cannot be read again, and a
+  // compressed file's offsets are not its text's.
+  if (args.events == "-" || args.events.ends_with(".gz") || args.events.ends_with(".GZ")) {
+    fmt::print(stderr,
+               "--events {}: nudge run resumes the events file at a byte offset, so it reads a "
+               "plain .csv or .jsonl file, not standard input or a .gz file (nudge replay reads "
+               "both)\n",
+               args.events);
+    return exit_usage;
+  }
+  const auto format = nudge::format_of(args.events);
+  const file_text events_file = read_file_text(args.events);
+  const std::string_view text = events_file.text;
+
+  nudge::sqlite_options options;
+  options.synchronous = args.sync == "full"  ? nudge::sqlite_sync::full
+                        : args.sync == "off" ? nudge::sqlite_sync::off
+                                             : nudge::sqlite_sync::normal;
+  options.max_pages = args.max_pages;
+  // --out and --rejects are fsynced before the database records them done, unless --sync off.
+  const bool sync_files = args.sync != "off";
+  // A database written with other rules opens with the rules it stored; the engine then takes
+  // the changed rule file (workflow lifecycle and versions, docs/rules.md) before any event.
+  std::shared_ptr<const nudge::program> running = program;
+  std::optional<std::string> stored_rules;
+  if (std::filesystem::exists(args.db)) {
+    // A killed run may have left a hot journal (`recover` lets SQLite roll it back) or a file
+    // without tables yet: whatever cannot be read here, the store's own open handles or reports.
+    try {
+      stored_rules = nudge::sqlite_store::read_meta(args.db, meta_rules, /*recover=*/true);
+    } catch (const nudge::sqlite_error&) {
+      stored_rules.reset();
+    }
+    if (stored_rules && *stored_rules != rules_text) {
+      running = load_rules_text(*stored_rules, args.db + " (stored rules)");
+      if (!running) {
+        return exit_input;
+      }
+      if (nudge::program_fingerprint(*running) == nudge::program_fingerprint(*program)) {
+        running = program;  // the same rules, written differently
+      }
+    }
+  }
+  nudge::sqlite_store db{args.db, *running, options};
+  append_sink sink{args.out, sync_files};
+  std::optional<line_file> rejects_file;
+  if (!args.rejects.empty()) {
+    rejects_file.emplace(args.rejects, sync_files);
+  }
+  nudge::durable_engine engine{running, db, &sink};
+  engine.defer_trim(true);  // flush_out fsyncs --out once per group of batches, then trims
+  try {
+    // What a killed run left in the outbox, at once and trimmed, before any event: every
+    // restart then writes at most one group again, however often runs are killed. (Also, outbox
+    // entries name workflow steps of the stored rules, which change_program replaces.)
+    engine.deliver_pending();
+    flush_out(engine, sink);
+    if (running != program) {
+      nudge::time_point at = nudge::min_time;
+      if (auto saved = db.get_meta(meta_now)) {
+        at = nudge::from_epoch(std::stoll(*saved));
+      } else {
+        for (const auto& id : db.contacts()) {
+          at = std::max(at, db.load(id)->clock);
+        }
+      }
+      try {
+        engine.change_program(program, at, {{{std::string{meta_rules}, rules_text}}});
+      } catch (const nudge::rule_error& e) {
+        fmt::print(stderr, "{}: the database {} runs other rules; they can only change this way:\n",
+                   args.rules, args.db);
+        for (auto d : e.diagnostics()) {
+          d.file = args.rules;
+          fmt::print(stderr, "{}\n", d.to_string());
+        }
+        return exit_input;
+      }
+      fmt::print(stderr, "{}: rules changed; workflows moved to them at {}\n", args.db,
+                 nudge::format_time(at));
+    }
+    const int rc = run_events(args, program, rules_text, text, format, events_file, db, engine,
+                              sink, rejects_file ? &*rejects_file : nullptr, until, skip);
+    return rc;
+  } catch (const nudge::delivery_error& e) {
+    if (sink.failed) {
+      flush_out_quietly(engine, sink);  // the batches before the one --out refused
+    }
+    rethrow_for_cli(e, args, sink, db);
+  } catch (...) {
+    flush_out_quietly(engine, sink);
+    throw;
+  }
 }
 
 int run_outbox(const std::string& path) {
@@ -393,9 +728,16 @@ int run_outbox(const std::string& path) {
   nudge::sqlite_store db{path, *program, {.read_only = true}};
   std::string out = "ts,contact,rule,action,arg,idempotency_key\n";
   for (const auto& e : db.outbox()) {
-    out += fmt::format("{},{},{},{},{},{}\n", nudge::to_epoch(e.due_at), e.contact,
-                       program->rules().rules[e.rule_index].id, nudge::action_name(e.kind), e.arg,
-                       e.idempotency_key);
+    auto it = std::back_inserter(out);
+    it = fmt::format_to(it, "{},", nudge::to_epoch(e.due_at));
+    it = nudge::write_csv_field(it, e.contact);
+    *it++ = ',';
+    it = nudge::write_csv_field(it, program->rules().rules[e.rule_index].id);
+    *it++ = ',';
+    it = nudge::write_csv_field(it, nudge::action_name(e.kind));
+    *it++ = ',';
+    it = nudge::write_csv_field(it, e.arg);
+    fmt::format_to(it, ",{}\n", e.idempotency_key);
   }
   fmt::print("{}", out);
   return exit_ok;

@@ -25,7 +25,9 @@
 #include <nudge/snapshot.hpp>
 
 #include "db_check.hpp"
+#include "errors.hpp"
 #include "live.hpp"
+#include "sort.hpp"
 
 namespace {
 
@@ -147,6 +149,7 @@ struct replay_args {
   std::string on_error = "stop";
   std::size_t batch = 0;
   bool stats = false;
+  bool strict = false;
   std::string save_snapshot, load_snapshot;
 };
 
@@ -198,6 +201,7 @@ nudge::replay_result replay_with_snapshots(std::shared_ptr<const nudge::program>
   }
   read_options.not_after = options.until;
   read_options.on_reject = on_reject;
+  read_options.strict_columns = args.strict;
   nudge::event_reader reader{args.events, std::move(read_options)};
   auto append = [&result](std::vector<nudge::due_action>&& actions) {
     const auto by_time_and_contact = [](const nudge::due_action& x, const nudge::due_action& y) {
@@ -247,7 +251,7 @@ nudge::replay_result replay_with_snapshots(std::shared_ptr<const nudge::program>
   if (options.until) {
     result.until = *options.until;
   } else if (auto last = reader.last_time()) {
-    result.until = *last + program->longest_delay();
+    result.until = std::min(*last + program->longest_delay(), nudge::max_input_time);
   } else {
     result.until = nudge::from_epoch(0);
   }
@@ -271,14 +275,14 @@ int run_replay(const replay_args& args) {
                "contacts\n");
     return exit_usage;
   }
-  if (!args.rejects.empty() && args.on_error != "skip") {
-    fmt::print(stderr, "--rejects needs --on-error skip\n");
+  if (!nudge_cli::check_error_options(args.on_error, args.rejects)) {
     return exit_usage;
   }
   options.on_error =
       args.on_error == "skip" ? nudge::error_policy::skip : nudge::error_policy::stop;
   options.rejects_path = args.rejects;
   options.batch_events = args.batch;
+  options.strict_columns = args.strict;
   if (options.on_error == nudge::error_policy::skip && args.rejects.empty()) {
     // Nothing is dropped silently: without a rejects file each refused line goes to stderr.
     options.on_reject = [](const nudge::input_problem& p) {
@@ -393,6 +397,16 @@ int run_explain(const explain_args& args) {
   return exit_ok;
 }
 
+// --on-error and --rejects, the same for nudge replay and nudge run.
+void add_error_options(CLI::App& command, std::string& on_error, std::string& rejects) {
+  command
+      .add_option("--on-error", on_error,
+                  "A bad input line: stop (default) or skip (record it and go on)")
+      ->check(CLI::IsMember({"stop", "skip"}));
+  command.add_option("--rejects", rejects,
+                     "With --on-error skip: write refused lines here (nudge run appends)");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -408,8 +422,13 @@ int main(int argc, char** argv) {
       "replay", "Replay an event log through the rules and print the due actions as CSV");
   replay->add_option("--rules", args.rules, "Rule file (JSON)")->required();
   replay->add_option("--contacts", args.contacts, "Contacts (.csv or .jsonl)");
-  replay->add_option("--events", args.events, "Events (.csv or .jsonl), sorted by time")
+  replay
+      ->add_option("--events", args.events,
+                   "Events (.csv or .jsonl, optionally .gz; - for standard input), sorted by time")
       ->required();
+  replay->add_flag("--strict", args.strict,
+                   "Refuse CSV event columns other than ts, contact, type, key, value (by default "
+                   "they become props)");
   replay->add_option("--until", args.until,
                      "Fire timers up to this time (ISO-8601 or epoch seconds; default: the "
                      "last event plus the longest delay in the rules)");
@@ -418,11 +437,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"iso", "epoch"}));
   replay->add_flag("--stats", args.stats,
                    "Print per-rule and per-workflow-step tables on standard error at the end");
-  replay
-      ->add_option("--on-error", args.on_error,
-                   "A bad input line: stop (default) or skip (record it and go on)")
-      ->check(CLI::IsMember({"stop", "skip"}));
-  replay->add_option("--rejects", args.rejects, "With --on-error skip: write refused lines here");
+  add_error_options(*replay, args.on_error, args.rejects);
   replay->add_option("--batch", args.batch,
                      "Events per engine batch (0: one batch; the output is the same)");
   replay->add_option("--save-snapshot", args.save_snapshot,
@@ -444,8 +459,14 @@ int main(int argc, char** argv) {
   run->add_option("--out", run_args.out,
                   "Append delivered actions here as CSV (default: standard output)");
   run->add_option("--batch", run_args.batch, "Events per transaction (default 1000)");
-  run->add_option("--sync", run_args.sync, "SQLite synchronous setting: off, normal or full")
+  run->add_option("--sync", run_args.sync,
+                  "Durability: off, normal (default) or full; SQLite's synchronous setting, and "
+                  "whether --out and --rejects are fsynced (docs/live.md: what each survives)")
       ->check(CLI::IsMember({"off", "normal", "full"}));
+  add_error_options(*run, run_args.on_error, run_args.rejects);
+  run->add_flag("--from-start", run_args.from_start,
+                "If the events file is not the one consumed so far (replaced, rotated or "
+                "rewritten), read it from its first line instead of refusing it");
   run->add_option("--max-pages", run_args.max_pages,
                   "Cap the database at this many pages (a quota; past it a batch fails as on a "
                   "full disk and commits nothing; default: no cap)");
@@ -469,6 +490,8 @@ int main(int argc, char** argv) {
   std::string outbox_db;
   auto* outbox = app.add_subcommand("outbox", "List the undelivered actions of a database as CSV");
   outbox->add_option("--db", outbox_db, "State database written by nudge run")->required();
+  nudge_cli::sort_args sort_args;
+  nudge_cli::add_sort_command(app, sort_args);
 
   std::string db_check_path;
   auto* db = app.add_subcommand("db", "Live databases (docs/live.md)");
@@ -497,6 +520,9 @@ int main(int argc, char** argv) {
     if (db_check->parsed()) {
       return nudge_cli::run_db_check(db_check_path);
     }
+    if (sort_args.command->parsed()) {
+      return nudge_cli::run_sort(sort_args);
+    }
     if (outbox->parsed()) {
       return nudge_cli::run_outbox(outbox_db);
     }
@@ -505,7 +531,7 @@ int main(int argc, char** argv) {
     }
     return run_replay(args);
   } catch (const std::exception& e) {
-    fmt::print(stderr, "{}\n", e.what());
+    fmt::print(stderr, "{}\n", nudge_cli::describe_error(e));
     return exit_input;
   }
 }

@@ -89,7 +89,7 @@ case $case_name in
       "$nudge" replay --rules "$rules" --events events.csv ;;
   event_time_out_of_range)
     { echo $header; echo $good; echo '253402300800,c1,purchase,o1,5'; } >events.csv
-    expect '^events\.csv:3: ts 253402300800 is outside the supported range \(years 1900 to 9999\)$' \
+    expect '^events\.csv:3: ts 253402300800 is outside the supported range \(1900-01-01T00:00:00Z to 9799-12-31T23:59:59Z\)$' \
       "$nudge" replay --rules "$rules" --events events.csv ;;
   event_amount_nan)
     { echo $header; echo $good; echo '1704067201,c1,purchase,o1,nan'; } >events.csv

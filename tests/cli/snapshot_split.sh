@@ -1,17 +1,13 @@
 #!/bin/sh
-# snapshot_split.sh NUDGE WORKLOAD_DIR W1_EXAMPLE_DIR WORK_DIR: replays the first half of a W1
-# data set (1,000 contacts, 20,000 events, seed 2) with --save-snapshot, then the second half in a
-# new process with --load-snapshot, and checks that the two outputs together equal an
-# uninterrupted replay byte for byte. Exit 77 (skipped) without ../shared.
-nudge=$1 workload=$2 example=$3 work=$4
+# snapshot_split.sh NUDGE SUPPORT_DIR W1_EXAMPLE_DIR WORK_DIR: replays the first half of a W1
+# data set (tests/support/gen_w1.py: 1,000 contacts, 20,000 events, seed 2) with --save-snapshot,
+# then the second half in a new process with --load-snapshot, and checks that the two outputs
+# together equal an uninterrupted replay byte for byte.
+nudge=$1 support=$2 example=$3 work=$4
 python=/usr/bin/python3
-if [ ! -f "$workload/gen_w1.py" ]; then
-  echo "SKIPPED: $workload/gen_w1.py not found"
-  exit 77
-fi
 set -e
 mkdir -p "$work"
-"$python" "$workload/gen_w1.py" --contacts 1000 --events 20000 --days 90 --seed 2 --quiet \
+"$python" "$support/gen_w1.py" --contacts 1000 --events 20000 --days 90 --seed 2 --quiet \
   --out "$work/data"
 "$python" "$example/make_rules.py" --filler 20 > "$work/rules.json"
 # Split after the first 10,000 events, moving on to the next distinct timestamp.

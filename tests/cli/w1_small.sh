@@ -1,27 +1,31 @@
 #!/bin/sh
-# w1_small.sh NUDGE WORKLOAD_DIR W1_EXAMPLE_DIR WORK_DIR: generates W1 small (1,000 contacts,
-# 20,000 events, seed 1) and checks `nudge replay --time-format epoch` with the K = 100 rule
-# file against the reference output, byte for byte. Exit 77 (skipped) without ../shared.
-nudge=$1 workload=$2 example=$3 work=$4
+# w1_small.sh NUDGE SUPPORT_DIR W1_EXAMPLE_DIR WORK_DIR: W1 small (1,000 contacts, 20,000 events,
+# 90 days) from the project's generator (tests/support/gen_w1.py), seeds 1 and 2, replayed by
+# `nudge replay --time-format epoch` with the rule files for K = 100 and K = 7
+# (examples/w1/make_rules.py); each output must equal the independent oracle's
+# (tests/support/w1_reference.py) byte for byte.
+nudge=$1 support=$2 example=$3 work=$4
 python=/usr/bin/python3
-if [ ! -f "$workload/gen_w1.py" ] || [ ! -f "$workload/small_expected_k100.csv.gz" ]; then
-  echo "SKIPPED: $workload (gen_w1.py, small_expected_k100.csv.gz) not found"
-  exit 77
-fi
 set -e
 mkdir -p "$work"
-if [ ! -f "$work/w1-small/events.csv" ]; then
-  "$python" "$workload/gen_w1.py" --contacts 1000 --events 20000 --days 90 --seed 1 \
-    --out "$work/w1-small" > /dev/null
-fi
-"$python" "$example/make_rules.py" --filler 100 > "$work/rules_k100.json"
-gunzip -c "$workload/small_expected_k100.csv.gz" > "$work/expected.csv"
-"$nudge" replay --rules "$work/rules_k100.json" --contacts "$work/w1-small/contacts.csv" \
-  --events "$work/w1-small/events.csv" --time-format epoch --out "$work/actions.csv"
-if cmp -s "$work/expected.csv" "$work/actions.csv"; then
-  echo "identical: $(wc -l < "$work/actions.csv") lines"
-  exit 0
-fi
-echo "actions differ from the reference (first differences, < expected, > got):"
-diff "$work/expected.csv" "$work/actions.csv" | head -40
-exit 1
+status=0
+for seed in 1 2; do
+  data="$work/seed$seed"
+  "$python" "$support/gen_w1.py" --contacts 1000 --events 20000 --days 90 --seed "$seed" \
+    --quiet --out "$data"
+  for k in 100 7; do
+    "$python" "$example/make_rules.py" --filler "$k" > "$work/rules_k$k.json"
+    "$python" "$support/w1_reference.py" --contacts "$data/contacts.csv" \
+      --events "$data/events.csv" --filler "$k" --out "$data/expected_k$k.csv"
+    "$nudge" replay --rules "$work/rules_k$k.json" --contacts "$data/contacts.csv" \
+      --events "$data/events.csv" --time-format epoch --out "$data/actions_k$k.csv"
+    if cmp -s "$data/expected_k$k.csv" "$data/actions_k$k.csv"; then
+      echo "seed $seed, K = $k: identical, $(wc -l < "$data/actions_k$k.csv") lines"
+    else
+      echo "seed $seed, K = $k: actions differ from the oracle's (< oracle, > nudge):"
+      diff "$data/expected_k$k.csv" "$data/actions_k$k.csv" | head -40 || true
+      status=1
+    fi
+  done
+done
+exit $status

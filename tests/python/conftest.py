@@ -32,12 +32,14 @@ def rows(actions):
 
 
 def read_events_csv(path):
-    """An events CSV (ts,contact,type,key,value) as tuples for Engine.process."""
+    """An events CSV (ts,contact,type,key,value[,lat,lon]) as tuples for Engine.process."""
     out = []
     with open(path, newline="") as f:
         for r in csv.DictReader(f):
-            props = {"value": float(r["value"])} if r.get("value") else None
-            out.append((r["contact"], r["type"], int(r["ts"]), r["key"], props))
+            props = {"value": float(r["value"])} if r.get("value") else {}
+            if r.get("lat"):  # optional location columns (docs/rules.md, "Location")
+                props.update(lat=float(r["lat"]), lon=float(r["lon"]))
+            out.append((r["contact"], r["type"], int(r["ts"]), r["key"], props or None))
     return out
 
 
@@ -54,8 +56,10 @@ def read_contacts_csv(path):
         for r in csv.DictReader(f):
             cid = r.pop("contact")
             fields = {"details": {}}
+            if r.get("lat"):
+                fields["location"] = (float(r.pop("lat")), float(r.pop("lon")))
             for k, v in r.items():
-                if v == "":
+                if v == "" or k in ("lat", "lon"):
                     continue
                 if k in ("status", "stage", "owner", "time_zone"):
                     fields[k] = v

@@ -206,7 +206,6 @@ def test_scenario_files_through_process(name, scenario_files):
     assert rows(due) == read_expected_csv(f["expected"])
 
 
-@pytest.mark.skipif(not hasattr(nudge.Engine, "replay"), reason="built without replay")
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_scenario_files_through_replay(name, scenario_files, tmp_path):
     f = scenario_files(name)

@@ -16,14 +16,11 @@ from ._core import (
     Engine,
     InputError,
     Program,
+    ReadError,
+    ReplayResult,
     RuleCycleError,
     RuleError,
 )
-
-try:  # present when the library was built with the event readers and replay
-    from ._core import ReadError, ReplayResult
-except ImportError:  # pragma: no cover
-    pass
 
 __all__ = [
     "CallbackError",

@@ -231,6 +231,9 @@ class Contact:
     @property
     def time_zone(self) -> str:
         """IANA zone name, or ''."""
+    @property
+    def location(self) -> Optional[tuple[float, float]]:
+        """(lat, lon) in WGS84 degrees, or None when unknown (docs/rules.md, "Location")."""
     def to_dict(self) -> dict[str, Any]:
         """The profile as a plain dict."""
     def __eq__(self, other: object) -> bool: ...
@@ -367,7 +370,8 @@ class Engine:
         **kwargs: Any
     ) -> Optional[list[DueAction]]:
         """Creates the contact or updates the given fields (details, tags, score, owner, status,
-        stage, groups, consent, time_zone); others keep their values. Without `at` the profile
+        stage, groups, consent, time_zone, location: (lat, lon) or None); others keep their
+        values. Without `at` the profile
         is only stored (evaluated at the contact's next event; returns None). With `at` the
         contact is evaluated at that instant as one atomic batch: timers due before it fire,
         then segments, score thresholds and yearly entries (birthdays) follow the new profile,

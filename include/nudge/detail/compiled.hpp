@@ -86,6 +86,9 @@ struct segment_inputs {
   std::vector<std::vector<std::uint32_t>> by_slot;     ///< happened / occurred leaves
   std::vector<std::vector<std::uint32_t>> by_measure;  ///< sum / average leaves
   std::vector<std::vector<std::uint32_t>> by_segment;  ///< in_segment leaves naming segment i
+  /// in_workflow / completed_workflow / exited_workflow leaves naming workflow i.
+  std::vector<std::vector<std::uint32_t>> by_workflow;
+  std::vector<std::uint32_t> by_location;  ///< near / moved leaves
   string_map<std::vector<std::uint32_t>> by_tag, by_group, by_detail;
   /// compare leaves on status, stage, owner, score, time_zone (indexed by nudge::field).
   std::array<std::vector<std::uint32_t>, 6> by_field;
@@ -97,8 +100,10 @@ struct node {
   std::uint32_t first = 0, count = 0;
   const condition* source = nullptr;  ///< the leaf as written (operands, window, bound)
   /// happened, occurred: the history slot it reads; aggregate: the measure slot; in_segment:
-  /// the segment's index.
+  /// the segment's index; the workflow conditions: the workflow's index.
   std::uint32_t slot = none;
+  /// in_workflow with a step: the step's statistics index (compiled_step::stat); else none.
+  std::uint32_t step = none;
 };
 
 struct compiled_rule {

@@ -1,6 +1,6 @@
 // The SQLite store, its outbox, and durable_engine.
 //
-// Layout (schema version 6, docs/live.md): the authoritative contact states live in memory (a
+// Layout (schema version 7, docs/live.md): the authoritative contact states live in memory (a
 // memory_store); the database is their durable journal. A save appends ONE row to `journal`
 // holding every state of the call (snapshot codec records, zero runs coded), so a batch writes a
 // few sequential pages at the end of the file instead of one random B-tree page per contact. When

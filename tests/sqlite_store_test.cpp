@@ -737,8 +737,8 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "sqlite_store: a second writer is refused at once naming the holder; readers still read; "
-    "after the first closes the second continues") {
+    "sqlite_store: a second writer is refused at once naming the holder, readers still read, "
+    "and after the first closes the second continues") {
   temp_db tmp{"two_writers"};
   const auto program = shop_program();
   const auto batches = shop_batches();
@@ -1009,7 +1009,7 @@ TEST_CASE(
 
 TEST_CASE(
     "sqlite_store: an empty file, a file without tables and another application's database "
-    "are refused; a new database is created whole") {
+    "are refused, and a new database is created whole") {
   const auto program = shop_program();
   temp_db tmp{"identity"};
   const auto refused = [&](const std::string& why) {

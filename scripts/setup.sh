@@ -9,7 +9,7 @@ packages=(
   libboost1.81-dev libboost-container1.81-dev libboost-date-time1.81-dev libboost-json1.81-dev
   libfmt-dev catch2 libbenchmark-dev pybind11-dev
   python3-dev python3-pytest python3-setuptools
-  libcli11-dev libsimdjson-dev libsqlite3-dev zlib1g-dev python3-pandas
+  libcli11-dev libsimdjson-dev libsqlite3-dev libxxhash-dev zlib1g-dev python3-pandas
   clang-14 libclang-rt-14-dev clang-format
 )
 

@@ -142,7 +142,7 @@ TEST_CASE("geo: bad coordinates and unknown areas are located errors", "[geo][js
                 "more"});
 }
 
-TEST_CASE("geo: bad event coordinates are input errors; nothing is applied", "[geo]") {
+TEST_CASE("geo: bad event coordinates are input errors and nothing is applied", "[geo]") {
   const auto p = nudge::load_rules(geo_rules);
   nudge::engine e{p};
   auto bad = ping("ann", "2024-01-01T10:00:00Z", {91, 0});
@@ -157,7 +157,7 @@ TEST_CASE("geo: bad event coordinates are input errors; nothing is applied", "[g
   CHECK_FALSE(e.store().load("ann"));
 }
 
-TEST_CASE("geo: contacts files carry lat / lon; bad ones are refused with the line",
+TEST_CASE("geo: contacts files carry lat / lon and bad ones are refused with the line",
           "[geo][read_events]") {
   const auto ok = nudge::parse_contacts("contact,lat,lon\nc1,52.2297,21.0122\nc2,,\n",
                                         nudge::file_format::csv, "c.csv");

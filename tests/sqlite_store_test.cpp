@@ -1,16 +1,22 @@
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 #include <sqlite3.h>
 #include <unistd.h>
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 #include <nudge/engine.hpp>
 #include <nudge/error.hpp>
@@ -180,6 +186,62 @@ std::string db_state(const std::string& path, const nudge::program& program) {
   return out;
 }
 
+// Runs `sql` on the database at `path` over a connection of its own (a test damaging it).
+void exec_sql(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
+  INFO(sqlite3_errmsg(db));
+  sqlite3_close(db);
+  REQUIRE(rc == SQLITE_OK);
+}
+
+// The checksum docs/live.md defines for a row: XXH3-64 seeded with the row kind (meta 1,
+// checkpoint 2, journal 3, outbox 4) of the key's length (u32 LE), the key and the blob. Integer
+// keys are two int64 LE (the second 0 but for the outbox's count).
+std::int64_t row_sum(std::uint64_t kind, const std::string& key, const std::string& blob) {
+  std::string bytes(4, '\0');
+  for (int i = 0; i < 4; ++i) {
+    bytes[static_cast<std::size_t>(i)] = static_cast<char>(key.size() >> (8 * i));
+  }
+  bytes += key;
+  bytes += blob;
+  return static_cast<std::int64_t>(XXH3_64bits_withSeed(bytes.data(), bytes.size(), kind));
+}
+std::string int_key(std::int64_t a, std::int64_t b = 0) {
+  std::string k;
+  for (auto v : {a, b}) {
+    for (int i = 0; i < 8; ++i) {
+      k += static_cast<char>(static_cast<std::uint64_t>(v) >> (8 * i));
+    }
+  }
+  return k;
+}
+
+// One blob of the database at `path` (the first row `select` returns), changed by `change`
+// and written back; the row's checksum is recomputed if `reseal` gives it (kind, key).
+void change_blob(const std::string& path, const std::string& select, const std::string& update,
+                 const std::function<void(std::string&)>& change,
+                 std::optional<std::pair<std::uint64_t, std::string>> reseal = std::nullopt) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, select.c_str(), -1, &s, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(s) == SQLITE_ROW);
+  std::string blob{static_cast<const char*>(sqlite3_column_blob(s, 0)),
+                   static_cast<std::size_t>(sqlite3_column_bytes(s, 0))};
+  sqlite3_finalize(s);
+  change(blob);
+  REQUIRE(sqlite3_prepare_v2(db, update.c_str(), -1, &s, nullptr) == SQLITE_OK);
+  sqlite3_bind_blob(s, 1, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
+  if (reseal) {
+    sqlite3_bind_int64(s, 2, row_sum(reseal->first, reseal->second, blob));
+  }
+  REQUIRE(sqlite3_step(s) == SQLITE_DONE);
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+}
+
 // Rows in one table of the database at `path`, read over a connection of its own.
 std::int64_t row_count(const std::string& path, const std::string& table) {
   sqlite3* db = nullptr;
@@ -302,9 +364,11 @@ TEST_CASE(
       FAIL("no delivery_error");
     } catch (const nudge::delivery_error& e) {
       CHECK(std::string{e.what()} ==
-            fmt::format("sink.deliver failed: 8 actions stay in the outbox of {} (the batch is "
-                        "committed; call deliver_pending to retry)",
-                        tmp.path));
+            fmt::format(
+                "sink.deliver failed: 8 actions stay in the outbox of {} (the batch is "
+                "committed; the next nudge run, or durable_engine::deliver_pending, delivers them "
+                "first)",
+                tmp.path));
     }
     CHECK(sink.delivered.empty());
     const auto pending = db.outbox();
@@ -434,22 +498,17 @@ TEST_CASE("sqlite_store: a state record with a broken zero run is refused naming
     nudge::durable_engine engine{program, db, nullptr};
     engine.process(batches[0], batch_end(0));
   }
-  std::int64_t bytes = 0;
-  {
-    // Append a record of two bytes, 00 00: a zero run of length 0 cannot be coded.
-    sqlite3* db = nullptr;
-    REQUIRE(sqlite3_open(tmp.path.c_str(), &db) == SQLITE_OK);
-    sqlite3_stmt* s = nullptr;
-    REQUIRE(sqlite3_prepare_v2(db, "SELECT length(states) FROM journal WHERE batch = 1", -1, &s,
-                               nullptr) == SQLITE_OK);
-    REQUIRE(sqlite3_step(s) == SQLITE_ROW);
-    bytes = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    REQUIRE(sqlite3_exec(db,
-                         "UPDATE journal SET states = states || x'020000000000' WHERE batch = 1",
-                         nullptr, nullptr, nullptr) == SQLITE_OK);
-    sqlite3_close(db);
-  }
+  std::size_t bytes = 0;
+  // Append a record of two bytes, 00 00: a zero run of length 0 cannot be coded. The row's
+  // checksum is recomputed, so that the decoder's own check is what refuses it.
+  change_blob(
+      tmp.path, "SELECT states FROM journal WHERE batch = 1",
+      "UPDATE journal SET states = ?1, sum = ?2 WHERE batch = 1",
+      [&](std::string& blob) {
+        bytes = blob.size();
+        blob.append("\x02\x00\x00\x00\x00\x00", 6);
+      },
+      std::pair{std::uint64_t{3}, int_key(1)});
   CHECK_THROWS_WITH(
       (nudge::sqlite_store{tmp.path, *program}),
       fmt::format("{}: journal row 1 is corrupt: broken zero run in the state record at byte {}",
@@ -484,7 +543,7 @@ TEST_CASE("sqlite_store: a corrupt database file is refused and left as it was")
   std::ofstream{tmp.path, std::ios::binary} << garbage;
   CHECK_THROWS_WITH(
       (nudge::sqlite_store{tmp.path, *program}),
-      fmt::format("{}: cannot open (set WAL mode): file is not a database", tmp.path));
+      fmt::format("{}: cannot open (read the header): file is not a database", tmp.path));
   CHECK(read_file(tmp.path) == garbage);
 }
 
@@ -666,11 +725,10 @@ TEST_CASE(
   }
   const std::string before = read_file(tmp.path);
   const std::string message = fmt::format(
-      "{}: database schema version 2, this build reads version 6 (versions 1 and 2 kept one "
+      "{}: database schema version 2, this build reads version 7 (versions 1 and 2 kept one "
       "row per contact, 3 stored state records uncoded, 4 states without the delivery policy, "
-      "5 states without workflow completion counts and locations; there is no conversion: replay "
-      "the "
-      "events into a new database)",
+      "5 states without workflow completion counts and locations, 6 rows without checksums; "
+      "there is no conversion: replay the events into a new database)",
       tmp.path);
   CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program}), message);
   CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program, {.read_only = true}}), message);
@@ -678,26 +736,56 @@ TEST_CASE(
   CHECK(row_count(tmp.path, "contacts") == 1);
 }
 
-TEST_CASE("sqlite_store: a store reads the state again when another connection committed since") {
+TEST_CASE(
+    "sqlite_store: a second writer is refused at once naming the holder, readers still read, "
+    "and after the first closes the second continues") {
   temp_db tmp{"two_writers"};
   const auto program = shop_program();
   const auto batches = shop_batches();
   nudge::memory_store memory;
   nudge::engine reference{program, &memory};
-  nudge::sqlite_store first{tmp.path, *program};
-  nudge::sqlite_store second{tmp.path, *program};
-  nudge::durable_engine a{program, first, nullptr};
-  nudge::durable_engine b{program, second, nullptr};
-  // Alternate batches between two engines on one file: each begin() sees the other's commits.
-  for (std::size_t i = 0; i < 4; ++i) {
-    (i % 2 == 0 ? a : b).process(batches[i], batch_end(i));
-    reference.process(batches[i], batch_end(i));
+  std::string lock_text;
+  {
+    nudge::sqlite_store first{tmp.path, *program};
+    nudge::durable_engine a{program, first, nullptr};
+    a.process(batches[0], batch_end(0));
+    reference.process(batches[0], batch_end(0));
+    lock_text = read_file(tmp.path + ".lock");
+    char host[256] = {};
+    REQUIRE(::gethostname(host, sizeof host - 1) == 0);
+    CHECK_THAT(lock_text,
+               Catch::StartsWith(fmt::format("pid {} on host {} since ", ::getpid(), host)));
+    lock_text.pop_back();  // its newline
+    const std::string refusal = fmt::format(
+        "{}: refused: another writer has this database open ({}; lock file {}.lock); one "
+        "writer at a time: wait until it ends, or stop it (readers such as nudge outbox still "
+        "work)",
+        tmp.path, lock_text, tmp.path);
+    CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program}), refusal);
+    // Refused before anything was opened: the first writer goes on undisturbed.
+    CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program, compaction(0)}), refusal);
+    a.process(batches[1], batch_end(1));
+    reference.process(batches[1], batch_end(1));
+    // Readers are not writers: they open beside it and see its commits.
+    nudge::sqlite_store reader{tmp.path, *program, {.read_only = true}};
+    CHECK(reader.size() == memory.size());
+    a.process(batches[2], batch_end(2));
+    reference.process(batches[2], batch_end(2));
+    memory.for_each([&](const nudge::contact_state& s) { CHECK(reader.load(s.contact.id) == s); });
+    CHECK(reader.outbox_size() == first.outbox_size());
   }
-  memory.for_each([&](const nudge::contact_state& s) { CHECK(first.load(s.contact.id) == s); });
+  // The first writer closed (or died: the kernel drops the lock with the process): the
+  // second opens and continues from its commits.
+  nudge::sqlite_store second{tmp.path, *program};
+  nudge::durable_engine b{program, second, nullptr};
+  b.process(batches[3], batch_end(3));
+  reference.process(batches[3], batch_end(3));
+  memory.for_each([&](const nudge::contact_state& s) { CHECK(second.load(s.contact.id) == s); });
   CHECK(second.size() == memory.size());
-  // Both engines' actions are in the one outbox, in commit order, each once.
-  const auto pending = first.outbox();
-  CHECK(pending.size() == first.outbox_size());
+  CHECK(b.engine().stats() == reference.stats());
+  // Every batch's actions are in the one outbox, in commit order, each once.
+  const auto pending = second.outbox();
+  CHECK(pending.size() == second.outbox_size());
   for (std::size_t i = 0; i < pending.size(); ++i) {
     CHECK(pending[i].sequence == static_cast<std::int64_t>(i + 1));
   }
@@ -738,4 +826,337 @@ TEST_CASE(
   engine.process(batches[1], batch_end(1));
   CHECK(db.outbox_size() == 0);
   CHECK(sink.keys.size() == sink.delivered.size());
+}
+
+namespace {
+
+// A database with every record kind: a checkpoint part, journal rows, undelivered outbox rows
+// (no sink) and meta rows, host entries included.
+void build_every_kind(const std::string& path, const std::shared_ptr<const nudge::program>& p) {
+  const auto batches = shop_batches();
+  {
+    nudge::sqlite_store db{path, *p, compaction(0)};
+    nudge::durable_engine engine{p, db, nullptr};
+    engine.process(batches[0], batch_end(0));
+    engine.process(batches[1], batch_end(1), {{{"host.position", "42"}}});
+  }
+  nudge::sqlite_store db{path, *p};  // no compaction: the next batches stay journal rows
+  nudge::durable_engine engine{p, db, nullptr};
+  engine.process(batches[2], batch_end(2));
+  engine.process(batches[3], batch_end(3));
+}
+
+std::int64_t query_int(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(s) == SQLITE_ROW);
+  const std::int64_t n = sqlite3_column_int64(s, 0);
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  return n;
+}
+
+std::string damaged(const std::string& path, const std::string& what) {
+  return fmt::format(
+      "{}: {}: the database is damaged and was not used (nudge db check {} lists every damaged "
+      "record; restore the file from a backup, or replay the events into a new database)",
+      path, what, path);
+}
+
+}  // namespace
+
+TEST_CASE(
+    "sqlite_store: damage to any stored record (a flipped bit, a changed contact id or key, a "
+    "lost row) is refused naming the record, and leaves the file as it was") {
+  const auto program = shop_program();
+  temp_db clean{"damage_clean"};
+  build_every_kind(clean.path, program);
+  const auto journal_rows = query_int(clean.path, "SELECT count(*) FROM journal");
+  const auto outbox_rows = query_int(clean.path, "SELECT count(*) FROM outbox");
+  REQUIRE(query_int(clean.path, "SELECT count(*) FROM checkpoint") == 1);
+  REQUIRE(journal_rows == 3);
+  REQUIRE(outbox_rows == 4);
+  const auto last_outbox = query_int(clean.path, "SELECT max(first_seq) FROM outbox");
+  const auto outbox_end = query_int(clean.path, "SELECT max(first_seq + count) FROM outbox");
+  const auto flip = [](std::size_t byte) {
+    return [byte](std::string& blob) {
+      REQUIRE(blob.size() > byte);
+      blob[byte] = static_cast<char>(blob[byte] ^ 0x10);
+    };
+  };
+  struct damage {
+    std::string name;
+    std::function<void(const std::string&)> apply;
+    std::string message;
+  };
+  const std::vector<damage> cases{
+      {"a bit in the checkpoint",
+       [&](const std::string& p) {
+         change_blob(p, "SELECT states FROM checkpoint WHERE part = 0",
+                     "UPDATE checkpoint SET states = ?1 WHERE part = 0", flip(40));
+       },
+       "checkpoint part 0 fails its checksum"},
+      {"a bit in a journal row",
+       [&](const std::string& p) {
+         change_blob(p, "SELECT states FROM journal WHERE batch = 2",
+                     "UPDATE journal SET states = ?1 WHERE batch = 2", flip(25));
+       },
+       "journal row 2 fails its checksum"},
+      {"a contact id in a journal record",
+       [&](const std::string& p) {
+         change_blob(p, "SELECT states FROM journal WHERE batch = 1",
+                     "UPDATE journal SET states = ?1 WHERE batch = 1", [](std::string& blob) {
+                       const auto at = blob.find("c4");
+                       REQUIRE(at != std::string::npos);
+                       blob[at + 1] = '1';
+                     });
+       },
+       "journal row 1 fails its checksum"},
+      {"a journal row's number",
+       [&](const std::string& p) { exec_sql(p, "UPDATE journal SET batch = 7 WHERE batch = 3"); },
+       "journal row 7 fails its checksum"},
+      {"a lost journal row",
+       [&](const std::string& p) { exec_sql(p, "DELETE FROM journal WHERE batch = 2"); },
+       "journal row 2 is missing"},
+      {"a bit in an outbox row",
+       [&](const std::string& p) {
+         change_blob(p, "SELECT actions FROM outbox WHERE first_seq = 1",
+                     "UPDATE outbox SET actions = ?1 WHERE first_seq = 1", flip(17));
+       },
+       "outbox row 1 fails its checksum"},
+      {"an outbox row's count",
+       [&](const std::string& p) {
+         exec_sql(p, "UPDATE outbox SET count = count - 1 WHERE first_seq = 1");
+       },
+       "outbox row 1 fails its checksum"},
+      {"the last outbox row lost",
+       [&](const std::string& p) {
+         exec_sql(p, fmt::format("DELETE FROM outbox WHERE first_seq = {}", last_outbox));
+       },
+       fmt::format("outbox entries {} to {} are missing", last_outbox, outbox_end - 1)},
+      {"a bit in meta nudge.engine",
+       [&](const std::string& p) {
+         change_blob(p, "SELECT value FROM meta WHERE key = 'nudge.engine'",
+                     "UPDATE meta SET value = ?1 WHERE key = 'nudge.engine'", flip(30));
+       },
+       "meta \"nudge.engine\" fails its checksum"},
+      {"a host entry's key",
+       [&](const std::string& p) {
+         exec_sql(p, "UPDATE meta SET key = 'host.positioN' WHERE key = 'host.position'");
+       },
+       "meta \"host.positioN\" fails its checksum"},
+      {"a lost host entry",
+       [&](const std::string& p) { exec_sql(p, "DELETE FROM meta WHERE key = 'host.position'"); },
+       "the meta table has 4 rows, 5 were written"},
+      {"a checksum",
+       [&](const std::string& p) {
+         exec_sql(p, "UPDATE journal SET sum = sum + 1 WHERE batch = 1");
+       },
+       "journal row 1 fails its checksum"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.name);
+    temp_db tmp{"damage"};
+    std::filesystem::copy_file(clean.path, tmp.path);
+    c.apply(tmp.path);
+    const std::string before = read_file(tmp.path);
+    // The message names the record (and, for a row of states or actions, the contacts it
+    // names as far as it can be read: "journal row 2 fails its checksum (its records name
+    // contacts c0, c1, ...)").
+    const std::string whole = damaged(tmp.path, c.message);
+    // (Named: a combined matcher keeps references to its parts.)
+    const auto starts = Catch::StartsWith(tmp.path + ": " + c.message);
+    const auto ends = Catch::EndsWith(whole.substr(whole.find(": the database is damaged")));
+    const auto message = starts && ends;
+    CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program}), message);
+    // A reader refuses it too, when it reads the damaged record.
+    nudge::sqlite_store reader{tmp.path, *program, {.read_only = true}};
+    CHECK_THROWS_WITH(reader.size(), message);
+    // sqlite_store::check (nudge db check) names it first (a lost row also leaves its table
+    // short of the rows written).
+    const auto report = nudge::sqlite_store::check(tmp.path);
+    REQUIRE(!report.problems.empty());
+    CHECK(report.problems.size() <= 2);
+    CHECK_THAT(report.problems.front(), Catch::StartsWith(c.message));
+    CHECK(read_file(tmp.path) == before);
+  }
+  // A changed contact id is named as read, beside the others of its row.
+  {
+    temp_db tmp{"damage_contact"};
+    std::filesystem::copy_file(clean.path, tmp.path);
+    cases[2].apply(tmp.path);
+    CHECK_THROWS_WITH(
+        (nudge::sqlite_store{tmp.path, *program}),
+        damaged(tmp.path,
+                "journal row 1 fails its checksum (its records name contacts c3, c1, c0 "
+                "and c5, as far as they can be read)"));
+  }
+  // The undamaged copy checks sound, opens, and its outbox is read whole.
+  const auto report = nudge::sqlite_store::check(clean.path);
+  CHECK(report.problems.empty());
+  CHECK(report.schema_version == 7);
+  CHECK(report.meta == 5);
+  CHECK(report.checkpoint == 1);
+  CHECK(report.journal == 3);
+  CHECK(report.outbox == 4);
+  CHECK(report.undelivered == 33);
+  nudge::sqlite_store db{clean.path, *program, {.read_only = true}};
+  CHECK(db.outbox_size() == 33);
+  CHECK(db.get_meta("host.position") == "42");
+}
+
+TEST_CASE(
+    "sqlite_store: an empty file, a file without tables and another application's database "
+    "are refused, and a new database is created whole") {
+  const auto program = shop_program();
+  temp_db tmp{"identity"};
+  const auto refused = [&](const std::string& why) {
+    return fmt::format(
+        "{}: not a nudge database: {}. nudge writes a new database beside its place and then "
+        "renames it there, so such a file is none of its own (an older nudge killed while "
+        "creating one left it): remove the file to start a new database",
+        tmp.path, why);
+  };
+  { std::ofstream{tmp.path}; }  // 0 bytes, as a kill during creation by an older nudge left
+  CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program}),
+                    refused("the file is empty (0 bytes)"));
+  CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program, {.read_only = true}}),
+                    refused("the file is empty (0 bytes)"));
+  CHECK_THROWS_WITH(nudge::sqlite_store::read_meta(tmp.path, "run.rules"),
+                    refused("the file is empty (0 bytes)"));
+  CHECK(std::filesystem::file_size(tmp.path) == 0);
+  exec_sql(tmp.path, "PRAGMA page_size=4096; VACUUM");  // a valid SQLite file without tables
+  REQUIRE(std::filesystem::file_size(tmp.path) > 0);
+  CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program}), refused("it has no tables"));
+  exec_sql(tmp.path, "CREATE TABLE meta(key TEXT, value BLOB); PRAGMA application_id=7");
+  CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program}),
+                    fmt::format("{}: not a nudge database (its application id is 0x7, nudge's "
+                                "0x6e756467): refused, left as it was",
+                                tmp.path));
+  CHECK_THROWS_WITH(nudge::sqlite_store::read_meta(tmp.path, "run.rules"),
+                    Catch::EndsWith("refused, left as it was"));
+  // A new database appears whole, by rename: nothing is left beside it but the writer lock.
+  std::filesystem::remove(tmp.path);
+  {
+    nudge::sqlite_store db{tmp.path, *program};
+    CHECK(db.size() == 0);
+  }
+  CHECK(query_int(tmp.path, "PRAGMA application_id") == 0x6E756467);
+  CHECK(!std::filesystem::exists(tmp.path + ".creating"));
+  CHECK(nudge::sqlite_store::read_meta(tmp.path, "nudge.schema_version") == "7");
+  CHECK(nudge::sqlite_store::read_meta(tmp.path, "nudge.rows") ==
+        "checkpoint=0 journal=0 outbox_next=1 meta=3");
+  // What a kill during creation leaves ("<db>.creating") is removed by the next creation.
+  std::filesystem::remove(tmp.path);
+  { std::ofstream{tmp.path + ".creating"} << "partial"; }
+  { nudge::sqlite_store db{tmp.path, *program}; }
+  CHECK(!std::filesystem::exists(tmp.path + ".creating"));
+  CHECK(nudge::sqlite_store::read_meta(tmp.path, "nudge.schema_version") == "7");
+}
+
+TEST_CASE("sqlite_store: errors name the file, the operation and the system's reason") {
+  const auto program = shop_program();
+  temp_db tmp{"errors"};
+  const std::string missing = (tmp.dir / "no_such.db").string();
+  CHECK_THROWS_WITH((nudge::sqlite_store{missing, *program, {.read_only = true}}),
+                    missing +
+                        ": cannot open: unable to open database file (No such file or "
+                        "directory)");
+  CHECK_THROWS_WITH(nudge::sqlite_store::read_meta(missing, "run.rules"),
+                    missing +
+                        ": cannot open: unable to open database file (No such file or "
+                        "directory)");
+  const std::string no_dir = (tmp.dir / "no_dir" / "state.db").string();
+  CHECK_THROWS_WITH(
+      (nudge::sqlite_store{no_dir, *program}),
+      fmt::format("{}: cannot open the writer lock {}.lock: No such file or directory", no_dir,
+                  no_dir));
+  CHECK(!std::filesystem::exists(missing));
+}
+
+TEST_CASE("sqlite_store: the write-ahead log stays bounded and is gone when the writer closes") {
+  const auto program = shop_program();
+  temp_db tmp{"wal"};
+  std::uintmax_t peak = 0;
+  {
+    nudge::sqlite_store db{tmp.path, *program};
+    nudge::durable_engine engine{program, db, nullptr};
+    nudge::sqlite_store reader{tmp.path, *program, {.read_only = true}};
+    // 600 small batches, each a commit of a few pages: some 20 MiB of log unless checkpointed.
+    const std::int64_t t0 = 1704067200;
+    for (std::int64_t b = 0; b < 600; ++b) {
+      const std::vector<nudge::event> batch{
+          {.contact = fmt::format("c{}", b % 50), .type = "cart", .at = from_epoch(t0 + b * 600)},
+          {.contact = fmt::format("d{}", b), .type = "cart", .at = from_epoch(t0 + b * 600 + 1)}};
+      engine.process(batch, from_epoch(t0 + b * 600 + 599));
+      const auto wal = std::filesystem::file_size(tmp.path + "-wal");
+      peak = std::max(peak, wal);
+      // At most 4 MiB or the database's size, plus the batch just committed.
+      CHECK(wal < std::max<std::uintmax_t>(std::uintmax_t{4} << 20,
+                                           std::filesystem::file_size(tmp.path)) +
+                      (std::uintmax_t{1} << 20));
+    }
+    CHECK(reader.size() == db.size());
+  }
+  CHECK(peak > (std::uintmax_t{3} << 20));  // the bound was reached, not merely respected
+  // A reader still had the file open: the writer truncated the log on closing all the same.
+  CHECK((!std::filesystem::exists(tmp.path + "-wal") ||
+         std::filesystem::file_size(tmp.path + "-wal") == 0));
+}
+
+TEST_CASE("sqlite_store: a reader beside a writer sees whole commits only") {
+  const auto program = shop_program();
+  temp_db tmp{"reader_beside_writer"};
+  { nudge::sqlite_store create{tmp.path, *program}; }
+  std::atomic<bool> done{false};
+  std::string writer_error;
+  recording_sink sink;
+  std::thread writer([&] {
+    try {
+      nudge::sqlite_store db{tmp.path, *program};
+      nudge::durable_engine engine{program, db, &sink};
+      const std::int64_t t0 = 1704067200;
+      for (std::int64_t b = 0; b < 300; ++b) {
+        const std::vector<nudge::event> batch{
+            {.contact = fmt::format("c{}", b % 40),
+             .type = b % 3 == 0 ? "purchase" : "cart",
+             .at = from_epoch(t0 + b * 3600),
+             .key = fmt::format("k{}", b)},
+            {.contact = fmt::format("n{}", b), .type = "cart", .at = from_epoch(t0 + b * 3600)}};
+        // Every other batch leaves its actions in the outbox a while (no delivery until the
+        // next batch's), so that readers see rows added and trimmed.
+        engine.process(batch, from_epoch(t0 + b * 3600 + 3599));
+      }
+    } catch (const std::exception& e) {
+      writer_error = e.what();
+    }
+    done = true;
+  });
+  // Each read checks its rows against `nudge.rows` of the same commit: a read mixing two
+  // commits (a batch's journal row without its row counts, an outbox trimmed between reading
+  // the delivered mark and the rows) would throw.
+  std::vector<std::string> reader_errors;
+  std::size_t reads = 0;
+  std::size_t last_size = 0;
+  nudge::sqlite_store reader{tmp.path, *program, {.read_only = true}};
+  while (!done) {
+    try {
+      const auto n = reader.size();
+      CHECK(n >= last_size);  // commits only add contacts
+      last_size = n;
+      (void)reader.outbox_size();
+      (void)reader.outbox(5);
+      ++reads;
+    } catch (const std::exception& e) {
+      reader_errors.emplace_back(e.what());
+    }
+  }
+  writer.join();
+  CHECK(writer_error.empty());
+  CHECK(reader_errors.empty());
+  CHECK(reads > 0);
+  CHECK(reader.size() == 340);
+  CHECK(reader.outbox_size() == 0);
 }

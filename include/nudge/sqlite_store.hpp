@@ -37,7 +37,10 @@
 namespace nudge {
 
 /// A database that cannot be opened, read or written; what() names the file and SQLite's
-/// reason, e.g. "state.db: cannot open: file is not a database".
+/// reason, e.g. "state.db: cannot open (read the header): file is not a database". Also: a
+/// second writer ("state.db: refused: another writer has this database open (pid 4242 on host
+/// box since 2026-12-07T12:00:00Z; lock file state.db.lock); ..."), and damage ("state.db:
+/// journal row 12 fails its checksum: the database is damaged and was not used (...)").
 class sqlite_error : public std::runtime_error {
  public:
   explicit sqlite_error(const std::string& what) : std::runtime_error(what) {}
@@ -80,9 +83,20 @@ struct outbox_entry {
   friend bool operator==(const outbox_entry&, const outbox_entry&) = default;
 };
 
+/// What sqlite_store::check found in a database.
+struct sqlite_check_report {
+  std::int64_t schema_version = 0;
+  /// Rows read and checked, per kind.
+  std::size_t meta = 0, checkpoint = 0, journal = 0, outbox = 0;
+  std::size_t undelivered = 0;  ///< outbox entries not yet delivered
+  /// Every problem found, each naming the record (e.g. "journal row 3 fails its checksum",
+  /// "outbox entries 9 to 12 are missing", "SQLite integrity_check: ..."); empty if sound.
+  std::vector<std::string> problems;
+};
+
 /// A nudge::store over one SQLite database file.
 ///
-/// Layout (schema version 5). The contact states live in memory, as in memory_store: load()
+/// Layout (schema version 7). The contact states live in memory, as in memory_store: load()
 /// and due() never touch the disk. The database is their durable journal:
 ///
 /// - `journal(batch, states)`: one row per save() (per batch), the saved states as
@@ -97,7 +111,21 @@ struct outbox_entry {
 ///   `nudge.outbox_delivered` says up to which sequence the sink accepted, and rows wholly
 ///   delivered are deleted in the same transaction.
 /// - `meta(key, value)`: format version, program fingerprint, statistics and counters
-///   (`nudge.engine`), and host entries.
+///   (`nudge.engine`), the row counts (`nudge.rows`), and host entries.
+///
+/// Integrity: every row carries a checksum (XXH3-64 of its kind, key columns and blob) checked
+/// whenever it is read, and `nudge.rows` says how many checkpoint parts, journal rows, outbox
+/// entries and meta rows were written: a damaged, renumbered or lost row throws sqlite_error
+/// naming it and is never used. The file carries PRAGMA application_id 0x6e756467; a file
+/// without it (another application's, an empty file) is refused. A new database is written
+/// beside its place ("<path>.creating"), synced and renamed there: no kill leaves a partial one.
+///
+/// One writer per database: a store opened for writing holds an exclusive flock(2) on
+/// "<path>.lock" (created beside the database, kept afterwards) until it is destroyed; a second
+/// writer, in this process or another, is refused at once naming the holder's pid, host and
+/// start time, which the lock file holds. The kernel drops the lock when the holder exits,
+/// however it exits. Read-only stores take no lock; each of their reads of several statements
+/// (opening, the outbox) runs in one read transaction, so it never sees half of a batch.
 ///
 /// Opening reads the checkpoint and then the journal in order (the last record of a contact
 /// wins) and checks every record against the program: time and memory grow with the states
@@ -105,23 +133,23 @@ struct outbox_entry {
 /// and a 73 MB journal; the states take what memory_store takes). A database belongs to one
 /// program: opening it with other rules throws sqlite_error naming both fingerprints ("reject,
 /// never guess"); a database of an older schema version (1 and 2: one row per contact; 3:
-/// uncoded records; 4: states without the delivery policy) is refused, unchanged.
+/// uncoded records; 4: states without the delivery policy; 5: without workflow completion
+/// counts and locations; 6: rows without checksums) is
+/// refused, unchanged.
 ///
 /// Transactions: outside begin()/commit() each save, add_to_outbox and remove_from_outbox is
 /// its own transaction. Inside one, changes are visible to this store at once; rollback() (or
 /// a failed commit) undoes them in memory too.
-/// begin(), and any read outside a transaction, notices that another connection committed
-/// meanwhile (SQLite's data_version) and reads the state again, so two writers take turns
-/// safely (durable_engine then also takes the other's statistics); each reload reads the whole
-/// file, so one writer at a time is the efficient use. A read-only store reads the state on
-/// first use, and again when the file changed. Methods are virtual so that a test can inject
-/// faults.
+/// A read-only store reads the state on first use, and again (at any read outside a
+/// transaction) when another connection committed since (SQLite's data_version). Methods are
+/// virtual so that a test can inject faults.
 ///
 /// Thread-safety: none; one thread per store.
 class sqlite_store : public store {
  public:
-  /// Opens or creates the database.
-  /// @throws sqlite_error (cannot open, not a database, another program or format version).
+  /// Opens or creates the database (a writer first takes the writer lock, see above).
+  /// @throws sqlite_error (another writer holds it, cannot open, not a nudge database, damaged,
+  ///   another program or schema version).
   sqlite_store(const std::string& path, const program& program, sqlite_options options = {});
   ~sqlite_store() override;
   sqlite_store(const sqlite_store&) = delete;
@@ -162,12 +190,21 @@ class sqlite_store : public store {
   void put_meta(std::string_view key, std::string_view text);
 
   /// Reads one meta entry of the database at `path`, without a program (e.g. the rule file a
-  /// host stored there). nullopt if the entry is absent. Read-only unless `recover`: then the
+  /// host stored there), its checksum checked. nullopt if the entry is absent. Refuses a file
+  /// that is not a nudge database of this schema version. Read-only unless `recover`: then the
   /// connection may write, so that SQLite can roll back a transaction a killed process left
   /// behind (a read-only connection reports such a database as locked); it writes nothing else.
   /// @throws sqlite_error if the database cannot be opened or read.
   static std::optional<std::string> read_meta(const std::string& path, std::string_view key,
                                               bool recover = false);
+
+  /// Checks the database at `path` without a program and without writing: SQLite's
+  /// integrity_check, every row against its checksum, and the rows against `nudge.rows`;
+  /// reports every problem rather than stopping at the first. (State and outbox records are
+  /// checked against the rules only by opening a store with them.)
+  /// @throws sqlite_error if the file cannot be opened or is not a nudge database of this
+  ///   schema version (the message says which).
+  static sqlite_check_report check(const std::string& path);
 
   /// Engine statistics and counters as of the last commit (empty before the first).
   std::optional<std::pair<std::vector<rule_stats>, round_robin_counters>> engine_state();

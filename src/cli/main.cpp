@@ -24,6 +24,7 @@
 #include <nudge/replay.hpp>
 #include <nudge/snapshot.hpp>
 
+#include "db_check.hpp"
 #include "errors.hpp"
 #include "live.hpp"
 #include "sort.hpp"
@@ -434,6 +435,13 @@ int main(int argc, char** argv) {
   nudge_cli::sort_args sort_args;
   nudge_cli::add_sort_command(app, sort_args);
 
+  std::string db_check_path;
+  auto* db = app.add_subcommand("db", "Live databases (docs/live.md)");
+  db->require_subcommand(1);
+  auto* db_check = db->add_subcommand(
+      "check", "Verify every record of a database written by nudge run; exit 1 on damage");
+  db_check->add_option("FILE", db_check_path, "State database")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -450,6 +458,9 @@ int main(int argc, char** argv) {
     }
     if (run->parsed()) {
       return nudge_cli::run_live(run_args);
+    }
+    if (db_check->parsed()) {
+      return nudge_cli::run_db_check(db_check_path);
     }
     if (sort_args.command->parsed()) {
       return nudge_cli::run_sort(sort_args);

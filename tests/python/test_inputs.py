@@ -126,12 +126,12 @@ def test_year_9999_never_bricks_a_database(tmp_path, cli):
     for processed in (1, 0):
         p = cli(*run)
         assert p.returncode == 0, p.stderr
-        assert p.stderr.startswith(f"{processed} events processed (1 lines of ")
+        assert p.stderr.startswith(f"{processed} events processed, 0 rejected (1 lines of ")
     with events.open("a") as f:
         f.write("9799-12-31T23:59:59Z,c2,purchase\n")
     p = cli(*run)
     assert p.returncode == 0, p.stderr
-    assert p.stderr.startswith("1 events processed (2 lines of ")
+    assert p.stderr.startswith("1 events processed, 0 rejected (2 lines of ")
     p = cli(*run, "--until", "9800-01-01T00:00:00Z")
     assert p.returncode == 2
     assert p.stderr.strip() == f'--until: "9800-01-01T00:00:00Z" {RANGE}'
@@ -217,7 +217,7 @@ def test_extra_csv_columns_are_props_unless_strict(tmp_path, cli):
     assert p.returncode == 1
     assert p.stderr.strip() == (
         f'{events}:1: bad header: unknown column "amount" (expected ts, contact, type, key, '
-        f'value; without strict_columns (--strict) it would be a prop)')
+        f'value, lat, lon; without strict_columns (--strict) it would be a prop)')
 
 
 def test_bytes_that_are_not_utf8_are_refused_alike(tmp_path, cli):

@@ -29,8 +29,8 @@
 #include <nudge/evaluate.hpp>
 #include <nudge/event.hpp>
 #include <nudge/explain.hpp>
-#include <nudge/geo.hpp>
 #include <nudge/fwd.hpp>
+#include <nudge/geo.hpp>
 #include <nudge/identity.hpp>
 #include <nudge/lifecycle.hpp>
 #include <nudge/load_rules.hpp>

@@ -19,7 +19,7 @@
 #include <nudge/geo.hpp>
 #include <nudge/read_events.hpp>
 
-#include "contact_checks.hpp"
+#include "core/contact_checks.hpp"
 
 namespace nudge {
 

@@ -832,8 +832,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
   try {
     program = nudge::program::compile(std::move(generated));
   } catch (const nudge::rule_error& e) {
-    // A cycle compilation can see (src/cycle_check.cpp) is refused by design; it would only
-    // reach the run-time limit.
+    // A cycle compilation can see (src/core/compile/cycle_check.cpp) is refused by design; it would
+    // only reach the run-time limit.
     if (std::all_of(e.diagnostics().begin(), e.diagnostics().end(),
                     [](const nudge::diagnostic& d) { return d.code == "rule_cycle"; })) {
       return -1;

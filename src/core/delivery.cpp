@@ -1,8 +1,6 @@
-// Delivery policy helpers: channels, POSIX time zone rules (Boost.Date_Time's posix_time_zone)
-// and reading the rule at the end of a system TZif file.
+// Delivery policy helpers: channels and POSIX time zone rules (Boost.Date_Time's
+// posix_time_zone). Reading the system zone database is in src/io/zones/system_zones.cpp.
 #include <cctype>
-#include <fstream>
-#include <iterator>
 
 #include <boost/date_time/local_time/posix_time_zone.hpp>
 #include <boost/date_time/posix_time/posix_time.hpp>
@@ -178,32 +176,6 @@ duration zone_rules::utc_offset(time_point t) const {
       epoch_of(z.zone.dst_local_end_time(year)) - z.base_seconds - z.dst_seconds;
   const bool in_dst = start < end ? (s >= start && s < end) : (s >= start || s < end);
   return duration{z.base_seconds + (in_dst ? z.dst_seconds : 0)};
-}
-
-std::optional<std::string> read_system_zone_rule(std::string_view name,
-                                                 std::string_view zoneinfo_dir) {
-  if (name.empty() || name.find("..") != std::string_view::npos || name.front() == '/') {
-    return std::nullopt;
-  }
-  std::ifstream in(std::string{zoneinfo_dir} + "/" + std::string{name}, std::ios::binary);
-  if (!in) {
-    return std::nullopt;
-  }
-  const std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-  // TZif version 2+ ends with "\n<POSIX rule>\n".
-  if (bytes.size() < 6 || bytes.compare(0, 4, "TZif") != 0 || bytes.back() != '\n' ||
-      bytes[4] < '2') {
-    return std::nullopt;
-  }
-  const auto open = bytes.rfind('\n', bytes.size() - 2);
-  if (open == std::string::npos) {
-    return std::nullopt;
-  }
-  std::string rule = bytes.substr(open + 1, bytes.size() - open - 2);
-  if (rule.empty()) {
-    return std::nullopt;
-  }
-  return rule;
 }
 
 }  // namespace nudge

@@ -1,4 +1,4 @@
-// Internal: rule cycles that compilation can see (src/cycle_check.cpp).
+// Internal: rule cycles that compilation can see (src/core/compile/cycle_check.cpp).
 #pragma once
 
 #include <vector>

@@ -24,10 +24,10 @@
 #include <datetime.h>
 #include <fmt/format.h>
 
+#include <nudge/io/read_events.hpp>
+#include <nudge/io/replay.hpp>
 #include <nudge/load_rules.hpp>
 #include <nudge/nudge.hpp>
-#include <nudge/read_events.hpp>
-#include <nudge/replay.hpp>
 
 namespace py = pybind11;
 using namespace pybind11::literals;

@@ -8,8 +8,8 @@
 #include <nudge/load_rules.hpp>
 #include <nudge/sqlite_store.hpp>
 
-#include "common.hpp"
 #include "commands.hpp"
+#include "common.hpp"
 
 namespace nudge_cli {
 

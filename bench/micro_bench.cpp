@@ -7,8 +7,8 @@
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
 
+#include <nudge/io/read_events.hpp>
 #include <nudge/nudge.hpp>
-#include <nudge/read_events.hpp>
 
 namespace {
 

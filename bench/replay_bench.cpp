@@ -19,10 +19,10 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include <nudge/io/read_events.hpp>
+#include <nudge/io/replay.hpp>
 #include <nudge/load_rules.hpp>
 #include <nudge/nudge.hpp>
-#include <nudge/read_events.hpp>
-#include <nudge/replay.hpp>
 
 namespace {
 

@@ -10,9 +10,9 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
+#include <nudge/io/replay.hpp>
 #include <nudge/load_rules.hpp>
 #include <nudge/nudge.hpp>
-#include <nudge/replay.hpp>
 
 namespace {
 

@@ -7,9 +7,9 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
+#include <nudge/io/read_events.hpp>
 #include <nudge/load_rules.hpp>
 #include <nudge/nudge.hpp>
-#include <nudge/read_events.hpp>
 #include <nudge/snapshot.hpp>
 
 namespace {

@@ -7,8 +7,8 @@
 #include <catch2/catch.hpp>
 #include <unistd.h>
 
-#include <nudge/csv.hpp>
-#include <nudge/read_events.hpp>
+#include <nudge/io/csv.hpp>
+#include <nudge/io/read_events.hpp>
 #include <nudge/rule.hpp>
 
 namespace {

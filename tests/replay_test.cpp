@@ -1,6 +1,8 @@
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -8,7 +10,7 @@
 #include <catch2/catch.hpp>
 #include <unistd.h>
 
-#include <nudge/replay.hpp>
+#include <nudge/io/replay.hpp>
 #include <nudge/rule.hpp>
 
 namespace {
@@ -201,6 +203,25 @@ TEST_CASE("replay: without a contacts file events create their contacts", "[repl
         "ts,contact,rule,action,arg\n"
         "2024-01-01T00:00:00Z,v1,interest_1,web_push,p1\n");
   CHECK(result.until == nudge::from_epoch(1704067200) + days(60));
+}
+
+TEST_CASE("events_before_last_instant: the events a piece hands on before its last instant",
+          "[replay][clock]") {
+  auto at = [](std::int64_t t) {
+    nudge::event e;
+    e.contact = "c1";
+    e.type = "page_view";
+    e.at = nudge::from_epoch(t);
+    return e;
+  };
+  const std::vector<nudge::event> none;
+  CHECK(nudge::events_before_last_instant(none) == 0);
+  const std::vector<nudge::event> one_instant{at(100), at(100)};
+  CHECK(nudge::events_before_last_instant(one_instant) == 0);
+  const std::vector<nudge::event> log{at(100), at(200), at(300), at(300)};
+  CHECK(nudge::events_before_last_instant(log) == 2);
+  CHECK(nudge::events_before_last_instant(std::span{log}.first(3)) == 2);
+  CHECK(nudge::events_before_last_instant(std::span{log}.first(2)) == 1);
 }
 
 TEST_CASE("write_actions_csv: header even without actions", "[replay][output]") {

@@ -5,7 +5,7 @@
 // After nudge_py.hpp, which includes Python.h first as CPython requires.
 #include <exception>
 
-#include <nudge/read_events.hpp>
+#include <nudge/io/read_events.hpp>
 
 using namespace pybind11::literals;
 

@@ -27,8 +27,8 @@
 
 #include <fmt/format.h>
 
+#include <nudge/io/replay.hpp>
 #include <nudge/nudge.hpp>
-#include <nudge/replay.hpp>
 
 namespace py = pybind11;
 

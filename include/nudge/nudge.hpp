@@ -9,8 +9,8 @@
 //   running:            engine.hpp (engine), store.hpp / memory_store.hpp / sqlite_store.hpp
 //                       (stores, durable_engine), sink.hpp, due_action.hpp, stats.hpp,
 //                       evaluate.hpp (one contact, no store), identity.hpp, lifecycle.hpp
-//   files and backtests: read_events.hpp (read_events, event_reader, read_contacts),
-//                       replay.hpp (replay, write_actions_csv), csv.hpp (RFC 4180 fields),
+//   files and backtests: io/read_events.hpp (read_events, event_reader, read_contacts),
+//                       io/replay.hpp (replay, write_actions_csv), io/csv.hpp (RFC 4180 fields),
 //                       snapshot.hpp (save_snapshot, load_snapshot and the codec)
 //   why:                timeline.hpp, explain.hpp
 //   basics:             contact.hpp, contact_state.hpp, event.hpp, value.hpp, time.hpp,
@@ -21,7 +21,6 @@
 #include <nudge/condition.hpp>
 #include <nudge/contact.hpp>
 #include <nudge/contact_state.hpp>
-#include <nudge/csv.hpp>
 #include <nudge/delivery.hpp>
 #include <nudge/due_action.hpp>
 #include <nudge/engine.hpp>
@@ -32,12 +31,13 @@
 #include <nudge/fwd.hpp>
 #include <nudge/geo.hpp>
 #include <nudge/identity.hpp>
+#include <nudge/io/csv.hpp>
+#include <nudge/io/read_events.hpp>
+#include <nudge/io/replay.hpp>
 #include <nudge/lifecycle.hpp>
 #include <nudge/load_rules.hpp>
 #include <nudge/memory_store.hpp>
 #include <nudge/program.hpp>
-#include <nudge/read_events.hpp>
-#include <nudge/replay.hpp>
 #include <nudge/rule.hpp>
 #include <nudge/scoring.hpp>
 #include <nudge/segment.hpp>

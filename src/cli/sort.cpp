@@ -28,7 +28,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include <nudge/read_events.hpp>
+#include <nudge/io/read_events.hpp>
 #include <nudge/time.hpp>
 
 namespace nudge_cli {

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include <nudge/read_events.hpp>
+#include <nudge/io/read_events.hpp>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string text{reinterpret_cast<const char*>(data), size};

@@ -6,10 +6,10 @@
 
 #include <fmt/format.h>
 
-#include <nudge/csv.hpp>
 #include <nudge/detail/compiled.hpp>
 #include <nudge/engine.hpp>
-#include <nudge/replay.hpp>
+#include <nudge/io/csv.hpp>
+#include <nudge/io/replay.hpp>
 
 namespace nudge {
 namespace {
@@ -37,6 +37,14 @@ void append(std::vector<due_action>& to, std::vector<due_action>&& from) {
 }
 
 }  // namespace
+
+std::size_t events_before_last_instant(std::span<const event> events) noexcept {
+  std::size_t cut = events.size();
+  while (cut > 0 && events[cut - 1].at == events.back().at) {
+    --cut;
+  }
+  return cut;
+}
 
 replay_result replay(std::shared_ptr<const program> program, const std::string& contacts_path,
                      const std::string& events_path, const replay_options& options) {
@@ -114,10 +122,7 @@ replay_result replay(engine& eng, const std::string& contacts_path, const std::s
       // Hand the engine every event before the latest timestamp, and advance the clock to just
       // before it: timers due at that instant must wait until its events are applied.
       const time_point latest = pending.back().at;
-      std::size_t cut = pending.size();
-      while (cut > 0 && pending[cut - 1].at == latest) {
-        --cut;
-      }
+      const std::size_t cut = events_before_last_instant(pending);
       if (cut > 0) {
         append(result.actions,
                eng.process(std::span<const event>{pending.data(), cut}, latest - seconds(1)));
@@ -175,7 +180,7 @@ void write_actions_csv(std::ostream& out, std::span<const due_action> actions, t
     } else {
       fmt::format_to(it, "{},", format_time(a.due_at));
     }
-    // RFC 4180: a field holding a comma, quote or line break is quoted (nudge/csv.hpp). A
+    // RFC 4180: a field holding a comma, quote or line break is quoted (nudge/io/csv.hpp). A
     // workflow step's action names "workflow/step" in the rule column.
     it = write_csv_field(it, a.contact);
     *it++ = ',';

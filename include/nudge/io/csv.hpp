@@ -1,4 +1,4 @@
-// nudge/csv.hpp: CSV fields as RFC 4180 writes them, for every CSV nudge writes (the actions of
+// nudge/io/csv.hpp: CSV fields as RFC 4180 writes them, for every CSV nudge writes (the actions of
 // `nudge replay`, `nudge run --out`, `nudge outbox`, Python's ReplayResult.write_csv).
 #pragma once
 
@@ -14,7 +14,7 @@ constexpr bool csv_needs_quotes(std::string_view field) noexcept {
 
 /// Writes `field` to `out` as one CSV field: as it is, or if csv_needs_quotes(), between double
 /// quotes with each double quote doubled (`Smith, "JJ"` becomes `"Smith, ""JJ"""`). The readers
-/// (nudge/read_events.hpp) read it back. Returns the iterator past the field.
+/// (nudge/io/read_events.hpp) read it back. Returns the iterator past the field.
 template <class OutputIt>
 OutputIt write_csv_field(OutputIt out, std::string_view field) {
   if (!csv_needs_quotes(field)) {

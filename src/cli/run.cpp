@@ -1,4 +1,5 @@
-// nudge run / nudge outbox: live mode on the SQLite store.
+// nudge run: live mode on the SQLite store (outbox.cpp lists what it left undelivered).
+// undelivered).
 //
 // `nudge run` keeps in the database's meta table how far the events file was consumed (byte
 // offset and line count, the file's identity), committed in the same transaction as each batch's
@@ -9,8 +10,6 @@
 // append and the trim delivers those actions again with the same keys. Events follow nudge replay's
 // rules (--on-error, --rejects), and an event before the time the database reached is refused as
 // late.
-#include "live.hpp"
-
 #include <algorithm>
 #include <exception>
 #include <filesystem>
@@ -23,25 +22,23 @@
 
 #include <fmt/format.h>
 
-#include <nudge/csv.hpp>
 #include <nudge/error.hpp>
+#include <nudge/io/csv.hpp>
+#include <nudge/io/read_events.hpp>
+#include <nudge/io/replay.hpp>
 #include <nudge/load_rules.hpp>
 #include <nudge/memory_store.hpp>
-#include <nudge/read_events.hpp>
 #include <nudge/snapshot.hpp>
 #include <nudge/sqlite_store.hpp>
 
+#include "commands.hpp"
+#include "common.hpp"
 #include "file_identity.hpp"
 #include "out_file.hpp"
 
 namespace nudge_cli {
 namespace {
 
-constexpr int exit_ok = 0;
-constexpr int exit_input = 1;
-constexpr int exit_usage = 2;
-
-constexpr std::string_view meta_rules = "run.rules";
 constexpr std::string_view meta_contacts = "run.contacts";
 constexpr std::string_view meta_offset = "run.events_offset";
 constexpr std::string_view meta_lines = "run.events_lines";
@@ -51,7 +48,7 @@ constexpr std::string_view meta_hash = "run.events_hash";
 // The latest `now` a run advanced the database to: a changed rule file takes effect there.
 constexpr std::string_view meta_now = "run.now";
 
-// One CSV line; fields quoted as RFC 4180 says where needed (nudge/csv.hpp).
+// One CSV line; fields quoted as RFC 4180 says where needed (nudge/io/csv.hpp).
 void append_action_line(fmt::memory_buffer& out, const nudge::due_action& a, bool iso) {
   auto it = fmt::format_to(
       fmt::appender(out), "{},",
@@ -67,47 +64,7 @@ void append_action_line(fmt::memory_buffer& out, const nudge::due_action& a, boo
   fmt::format_to(it, ",{}\n", a.idempotency_key);
 }
 
-std::shared_ptr<const nudge::program> load_rules_text(const std::string& text,
-                                                      const std::string& name) {
-  try {
-    return nudge::load_rules(text, {.file_name = name});
-  } catch (const nudge::rule_error& e) {
-    for (const auto& d : e.diagnostics()) {
-      fmt::print(stderr, "{}\n", d.to_string());
-    }
-    return nullptr;
-  }
-}
-
 }  // namespace
-
-bool parse_until(const std::string& text, std::optional<nudge::time_point>& until) {
-  if (text.empty()) {
-    return true;
-  }
-  nudge::time_error why = nudge::time_error::none;
-  auto t = nudge::parse_time(text, &why);
-  if (!t) {
-    if (why == nudge::time_error::out_of_range) {
-      fmt::print(stderr, "--until: \"{}\" is outside the supported range ({})\n", text,
-                 nudge::input_range_text);
-    } else {
-      fmt::print(stderr, "--until: \"{}\" is not an ISO-8601 time with offset or epoch seconds\n",
-                 text);
-    }
-    return false;
-  }
-  until = *t;
-  return true;
-}
-
-bool check_error_options(const std::string& on_error, const std::string& rejects) {
-  if (!rejects.empty() && on_error != "skip") {
-    fmt::print(stderr, "--rejects needs --on-error skip\n");
-    return false;
-  }
-  return true;
-}
 
 namespace {
 
@@ -449,16 +406,17 @@ int run_events(const run_args& args, const std::shared_ptr<const nudge::program>
       last_time = events[take - 1].at;
     }
     // Cut before the last timestamp unless this is the end: its timers must wait for the next
-    // chunk's events at the same instant.
+    // chunk's events at the same instant. The cut is nudge::replay's (events_before_last_instant);
+    // what differs is that a chunk is committed whole with the file position it reached, so a
+    // chunk all at one instant is processed at that instant rather than carried over to the next
+    // read as replay does (carried over, it would make no progress: the next chunk starts there).
     std::size_t cut = take;
     nudge::time_point now = nudge::min_time;
     if (stop) {
       now = until ? *until : (last_time ? *last_time : nudge::min_time);
     } else if (take > 0) {
       const auto latest = events[take - 1].at;
-      while (cut > 0 && events[cut - 1].at == latest) {
-        --cut;
-      }
+      cut = nudge::events_before_last_instant({events.data(), take});
       if (cut == 0) {
         cut = take;  // a whole chunk at one instant
         now = latest;
@@ -716,34 +674,6 @@ int run_live(const run_args& args) {
     flush_out_quietly(engine, sink);
     throw;
   }
-}
-
-int run_outbox(const std::string& path) {
-  const auto rules_text = nudge::sqlite_store::read_meta(path, meta_rules);
-  if (!rules_text) {
-    fmt::print(stderr, "{}: no rules stored (not written by nudge run)\n", path);
-    return exit_input;
-  }
-  auto program = load_rules_text(*rules_text, path + " (stored rules)");
-  if (!program) {
-    return exit_input;
-  }
-  nudge::sqlite_store db{path, *program, {.read_only = true}};
-  std::string out = "ts,contact,rule,action,arg,idempotency_key\n";
-  for (const auto& e : db.outbox()) {
-    auto it = std::back_inserter(out);
-    it = fmt::format_to(it, "{},", nudge::to_epoch(e.due_at));
-    it = nudge::write_csv_field(it, e.contact);
-    *it++ = ',';
-    it = nudge::write_csv_field(it, program->rules().rules[e.rule_index].id);
-    *it++ = ',';
-    it = nudge::write_csv_field(it, nudge::action_name(e.kind));
-    *it++ = ',';
-    it = nudge::write_csv_field(it, e.arg);
-    fmt::format_to(it, ",{}\n", e.idempotency_key);
-  }
-  fmt::print("{}", out);
-  return exit_ok;
 }
 
 }  // namespace nudge_cli

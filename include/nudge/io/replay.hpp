@@ -1,4 +1,4 @@
-// nudge/replay.hpp: backtesting — replay an event log through a program and collect what it
+// nudge/io/replay.hpp: backtesting — replay an event log through a program and collect what it
 // would have done.
 #pragma once
 
@@ -13,9 +13,10 @@
 #include <vector>
 
 #include <nudge/due_action.hpp>
+#include <nudge/event.hpp>
 #include <nudge/fwd.hpp>
+#include <nudge/io/read_events.hpp>
 #include <nudge/program.hpp>
-#include <nudge/read_events.hpp>
 #include <nudge/stats.hpp>
 #include <nudge/time.hpp>
 
@@ -137,9 +138,17 @@ replay_result replay(std::shared_ptr<const program> program, const std::string& 
 replay_result replay(engine& eng, const std::string& contacts_path, const std::string& events_path,
                      const replay_options& options = {});
 
+/// How many leading events of `events` (in time order) lie before its last instant. An event log
+/// is fed to an engine in pieces by handing it these events with its clock just before that
+/// instant, so that timers due there wait for the instant's events, while the events at the
+/// last instant wait for the next piece, which may hold more at the same instant. 0 when there
+/// are no events or all are at one instant. nudge::replay (with replay_options::batch_events)
+/// and `nudge run` (each chunk of the events file) cut their pieces so.
+std::size_t events_before_last_instant(std::span<const event> events) noexcept;
+
 /// Writes the header `ts,contact,rule,action,arg` and one line per action
 /// (`1704103200,c42,winback,send_email,winback`), each ending in '\n'. A field holding a comma,
-/// a double quote or a line break is quoted as RFC 4180 says (`"Smith, John"`; nudge/csv.hpp).
+/// a double quote or a line break is quoted as RFC 4180 says (`"Smith, John"`; nudge/io/csv.hpp).
 void write_actions_csv(std::ostream& out, std::span<const due_action> actions,
                        time_format format = time_format::iso);
 

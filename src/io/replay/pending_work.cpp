@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include <nudge/contact_state.hpp>
-#include <nudge/replay.hpp>
+#include <nudge/io/replay.hpp>
 #include <nudge/store.hpp>
 
 namespace nudge {

@@ -1,4 +1,4 @@
-// nudge/read_events.hpp: event logs and contact lists from CSV and JSON Lines files.
+// nudge/io/read_events.hpp: event logs and contact lists from CSV and JSON Lines files.
 //
 // Formats (chosen by extension: ".csv" or ".jsonl"; ".csv.gz" and ".jsonl.gz" are read through
 // zlib; the path "-" reads standard input, compressed or not, as JSON Lines if its first

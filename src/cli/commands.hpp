@@ -1,0 +1,63 @@
+// The nudge CLI's subcommands, one file each (check.cpp, replay.cpp, explain.cpp, run.cpp,
+// outbox.cpp, sort.cpp, db_check.cpp); main.cpp wires their options and dispatches.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace nudge_cli {
+
+/// nudge check RULES: validates a rule file, printing every problem.
+int run_check(const std::string& rules_path);
+
+/// nudge replay's options.
+struct replay_args {
+  std::string rules, contacts, events, until, out, rejects;
+  std::string time_format = "iso";
+  std::string on_error = "stop";
+  std::size_t batch = 0;
+  bool stats = false;
+  bool strict = false;
+  std::string save_snapshot, load_snapshot;
+};
+
+/// nudge replay: replays an event log through the rules (optionally from and to a snapshot) and
+/// prints the due actions as CSV, then the summary (and --stats tables) on stderr.
+int run_replay(const replay_args& args);
+
+/// nudge explain's options.
+struct explain_args {
+  std::string contact;
+  std::string rules;
+  std::string contacts;
+  std::string events;
+  std::string until;
+  std::uint32_t timeline_size = 50;
+  bool json = false;
+};
+
+/// nudge explain: replays with a timeline kept for every contact, then prints the one contact's
+/// timeline.
+int run_explain(const explain_args& args);
+
+/// nudge run's options.
+struct run_args {
+  std::string db, rules, contacts, events, until, out;
+  std::string sync = "normal";
+  std::string time_format = "epoch";  ///< --time-format: epoch (default) or iso
+  std::string on_error = "stop";      ///< a refused event: stop, or skip (--rejects, stderr)
+  std::string rejects;                ///< with skip: append refused lines here
+  std::size_t batch = 1000;
+  std::uint32_t max_pages = 0;  ///< sqlite_options::max_pages (0: no cap)
+  bool from_start = false;      ///< read the events file from its first line (a new file)
+};
+
+/// Processes the events the database has not seen yet, in batches, each committed with the
+/// file position it reached; delivers actions by appending them as CSV lines to `out`.
+int run_live(const run_args& args);
+
+/// Prints the undelivered actions of a database as CSV.
+int run_outbox(const std::string& db);
+
+}  // namespace nudge_cli

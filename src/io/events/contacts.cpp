@@ -1,0 +1,393 @@
+// Contact lists (read_contacts): CSV and JSON Lines, checked as docs/rules.md says.
+#include <algorithm>
+#include <cstring>
+#include <optional>
+#include <utility>
+
+#include <fmt/format.h>
+#include <simdjson.h>
+
+#include <nudge/detail/compiled.hpp>
+#include <nudge/geo.hpp>
+#include <nudge/io/read_events.hpp>
+
+#include "../../core/contact_checks.hpp"
+#include "common.hpp"
+
+namespace nudge {
+
+using namespace event_io;
+
+// ---- contacts ----------------------------------------------------------------------------------
+
+namespace {
+
+class contact_parser {
+ public:
+  contact_parser(const text_buffer& buf, file_format format, std::string file,
+                 const contact_read_options& options)
+      : buf_(buf),
+        format_(format),
+        file_(std::move(file)),
+        options_(options),
+        cursor_{buf.data(), buf.data(), buf.data() + buf.size} {
+    cursor_.csv = format == file_format::csv;
+    cursor_.max_record = options.limits.max_line_bytes;
+  }
+
+  std::vector<contact> run() {
+    if (format_ == file_format::csv) {
+      read_header();
+    }
+    std::string_view line;
+    while (cursor_.next(line)) {
+      if (line.empty()) {
+        continue;
+      }
+      contact c;
+      const bool ok = !line_too_long(line, options_.limits, reason_) &&
+                      (format_ == file_format::csv ? parse_csv(line, c) : parse_jsonl(line, c));
+      if (ok && c.id.empty()) {
+        reason_ = "empty contact id";
+      } else if (ok && options_.program != nullptr && !c.time_zone.empty() &&
+                 !options_.program->knows_time_zone(c.time_zone)) {
+        reason_ = detail::unknown_zone(c);
+      } else if (ok && !name_too_long(c.id, options_.limits, "contact id", reason_)) {
+        auto [it, fresh] = first_line_.emplace(c.id, cursor_.line);
+        if (fresh) {
+          out_.push_back(std::move(c));
+          continue;
+        }
+        reason_ = fmt::format("duplicate contact {} (first on line {})", quote(c.id), it->second);
+      }
+      input_problem p{file_, cursor_.line, std::move(reason_), problem_text(line, options_.limits)};
+      reason_.clear();
+      if (!options_.on_reject) {
+        throw read_error(std::move(p));
+      }
+      options_.on_reject(p);
+    }
+    return std::move(out_);
+  }
+
+ private:
+  enum class column : std::uint8_t {
+    id,
+    status,
+    owner,
+    stage,
+    time_zone,
+    score,
+    consent,
+    detail,
+    lat,
+    lon
+  };
+
+  // The location from "lat" and "lon" (docs/rules.md, "Location"): both or neither, in range.
+  bool set_location(std::optional<double> lat, std::optional<double> lon, contact& c) {
+    if (!lat && !lon) {
+      return true;
+    }
+    if (!lat || !lon) {
+      reason_ = fmt::format("{} without {} (a location needs both)", lat ? "lat" : "lon",
+                            lat ? "lon" : "lat");
+      return false;
+    }
+    if (auto why = geo_problem(*lat, *lon)) {
+      reason_ = *why;
+      return false;
+    }
+    c.location = geo_point{*lat, *lon};
+    return true;
+  }
+
+  const text_buffer& buf_;
+  file_format format_;
+  std::string file_;
+  const contact_read_options& options_;
+  line_cursor cursor_;
+  std::vector<contact> out_;
+  detail::string_map<std::size_t> first_line_;
+  std::vector<std::pair<column, std::string>> columns_;
+  std::vector<std::string_view> fields_;
+  std::vector<std::string> storage_;
+  od::parser parser_;
+  std::string reason_;
+
+  [[noreturn]] void bad_header(std::string why, std::string_view text) {
+    throw read_error(
+        {file_, cursor_.line, "bad header: " + why, problem_text(text, options_.limits)});
+  }
+
+  void read_header() {
+    std::string_view line;
+    if (!cursor_.next(line)) {
+      bad_header("the file is empty (expected a header row with a \"contact\" column)", {});
+    }
+    if (line_too_long(line, options_.limits, reason_) || !valid_utf8(line, reason_)) {
+      bad_header(reason_, line);
+    }
+    if (!split_csv(line, fields_, storage_, reason_)) {
+      bad_header(reason_, line);
+    }
+    bool has_id = false;
+    detail::string_map<bool> seen;
+    for (std::string_view name : fields_) {
+      if (name.empty()) {
+        bad_header("a column has no name", line);
+      }
+      if (name_too_long(name, options_.limits, "a column name", reason_)) {
+        bad_header(reason_, line);
+      }
+      if (!seen.emplace(std::string{name}, true).second) {
+        bad_header(fmt::format("column {} appears twice", quote(name)), line);
+      }
+      column c = column::detail;
+      if (name == "contact" || name == "id") {
+        if (has_id) {
+          bad_header("both \"contact\" and \"id\" columns given", line);
+        }
+        has_id = true;
+        c = column::id;
+      } else if (name == "status") {
+        c = column::status;
+      } else if (name == "owner") {
+        c = column::owner;
+      } else if (name == "stage") {
+        c = column::stage;
+      } else if (name == "time_zone") {
+        c = column::time_zone;
+      } else if (name == "score") {
+        c = column::score;
+      } else if (name == "consent") {
+        c = column::consent;
+      } else if (name == "lat") {
+        c = column::lat;
+      } else if (name == "lon") {
+        c = column::lon;
+      }
+      columns_.emplace_back(c, std::string{name});
+    }
+    if (!has_id) {
+      bad_header("missing column \"contact\" (or \"id\")", line);
+    }
+  }
+
+  bool parse_csv(std::string_view line, contact& c) {
+    if (!valid_utf8(line, reason_) || !split_csv(line, fields_, storage_, reason_)) {
+      return false;
+    }
+    if (fields_.size() != columns_.size()) {
+      reason_ = fmt::format("expected {} fields, got {}", columns_.size(), fields_.size());
+      return false;
+    }
+    const input_limits& limits = options_.limits;
+    std::optional<double> lat, lon;
+    for (std::size_t i = 0; i < fields_.size(); ++i) {
+      const std::string_view f = fields_[i];
+      if (columns_[i].first != column::id && columns_[i].first != column::score &&
+          string_too_long(f, limits, columns_[i].second, reason_)) {
+        return false;
+      }
+      switch (columns_[i].first) {
+        case column::id:
+          c.id.assign(f);
+          break;
+        case column::status:
+          if (!f.empty()) {
+            c.status.assign(f);
+          }
+          break;
+        case column::owner:
+          c.owner.assign(f);
+          break;
+        case column::stage:
+          c.stage.assign(f);
+          break;
+        case column::time_zone:
+          c.time_zone.assign(f);
+          break;
+        case column::score:
+          if (!f.empty() && !parse_decimal(f, c.score, "score", reason_)) {
+            return false;
+          }
+          break;
+        case column::consent:  // the consented channels, ';'-separated: "email;sms"
+          for (std::size_t from = 0; from <= f.size();) {
+            const auto end = std::min(f.find(';', from), f.size());
+            if (end > from) {
+              if (!detail::known_channel(f.substr(from, end - from), reason_)) {
+                return false;
+              }
+              c.consent.insert_or_assign(std::string{f.substr(from, end - from)}, true);
+            }
+            from = end + 1;
+          }
+          break;
+        case column::detail:
+          if (!f.empty()) {
+            c.details.insert_or_assign(columns_[i].second, std::string{f});
+          }
+          break;
+        case column::lat:
+        case column::lon:
+          if (!f.empty()) {
+            double d = 0;
+            if (!parse_decimal(f, d, columns_[i].second, reason_)) {
+              return false;
+            }
+            (columns_[i].first == column::lat ? lat : lon) = d;
+          }
+          break;
+      }
+    }
+    return set_location(lat, lon, c);
+  }
+
+  bool parse_jsonl(std::string_view line, contact& c) {
+    const input_limits& limits = options_.limits;
+    bool has_id = false;
+    std::optional<double> lat, lon;
+    bool ok = for_each_member(
+        parser_, buf_, cursor_.offset_of(line), line, options_.limits, reason_,
+        [&](std::string_view k, od::value v) {
+          if (k == "id" || k == "contact") {
+            if (has_id) {
+              reason_ = "both \"id\" and \"contact\" given";
+              return false;
+            }
+            has_id = true;
+            return json_name(v, c.id, reason_, k, limits);
+          }
+          if (k == "status") {
+            return json_text(v, c.status, reason_, k, limits);
+          }
+          if (k == "owner") {
+            return json_text(v, c.owner, reason_, k, limits);
+          }
+          if (k == "stage") {
+            return json_text(v, c.stage, reason_, k, limits);
+          }
+          if (k == "time_zone") {
+            return json_text(v, c.time_zone, reason_, k, limits);
+          }
+          if (k == "lat" || k == "lon") {
+            double d = 0;
+            if (v.get_double().get(d) || !std::isfinite(d)) {
+              reason_ = fmt::format("{} must be a finite number", k);
+              return false;
+            }
+            (k == "lat" ? lat : lon) = d;
+            return true;
+          }
+          if (k == "score") {
+            if (v.get_double().get(c.score) || !std::isfinite(c.score)) {
+              reason_ = "score must be a finite number";
+              return false;
+            }
+            return true;
+          }
+          if (k == "details") {
+            return json_value_map(v, c.details, reason_, "details", limits);
+          }
+          if (k == "tags") {
+            od::object o;
+            if (v.get_object().get(o)) {
+              reason_ = "tags must be an object (tag -> time added)";
+              return false;
+            }
+            for (auto f : o) {
+              std::string_view tag;
+              if (f.unescaped_key().get(tag)) {
+                reason_ = "not valid JSON";
+                return false;
+              }
+              if (name_too_long(tag, limits, "a tag", reason_)) {
+                return false;
+              }
+              std::string name{tag};
+              time_point at;
+              if (!json_time(f.value(), at, reason_, fmt::format("tags/{}", name))) {
+                return false;
+              }
+              c.tags.insert_or_assign(std::move(name), at);
+            }
+            return true;
+          }
+          if (k == "consent") {
+            od::object o;
+            if (v.get_object().get(o)) {
+              reason_ = "consent must be an object (channel -> bool)";
+              return false;
+            }
+            for (auto f : o) {
+              std::string_view channel;
+              bool granted;
+              if (f.unescaped_key().get(channel)) {
+                reason_ = "not valid JSON";
+                return false;
+              }
+              if (name_too_long(channel, limits, "a consent channel", reason_) ||
+                  !detail::known_channel(channel, reason_)) {
+                return false;
+              }
+              if (f.value().get_bool().get(granted)) {
+                reason_ = fmt::format("consent/{} must be a bool", channel);
+                return false;
+              }
+              c.consent.insert_or_assign(std::string{channel}, granted);
+            }
+            return true;
+          }
+          if (k == "groups") {
+            od::array a;
+            if (v.get_array().get(a)) {
+              reason_ = "groups must be an array of strings";
+              return false;
+            }
+            for (auto g : a) {
+              std::string_view name;
+              if (g.get_string().get(name)) {
+                reason_ = "groups must be an array of strings";
+                return false;
+              }
+              if (name_too_long(name, limits, "a group", reason_)) {
+                return false;
+              }
+              c.groups.insert(std::string{name});
+            }
+            return true;
+          }
+          reason_ = fmt::format(
+              "unknown field {} (expected id, status, details, tags, owner, stage, score, consent, "
+              "time_zone, groups, lat, lon)",
+              quote(k));
+          return false;
+        });
+    if (ok && !has_id) {
+      reason_ = "missing field \"id\"";
+      return false;
+    }
+    return ok && set_location(lat, lon, c);
+  }
+};
+
+}  // namespace
+
+std::vector<contact> parse_contacts(std::string_view text, file_format format,
+                                    const std::string& file_name,
+                                    const contact_read_options& options) {
+  const text_buffer buf = padded(std::string{text});
+  return contact_parser{buf, format, file_name, options}.run();
+}
+
+std::vector<contact> read_contacts(const std::string& path, const contact_read_options& options) {
+  if (!options.format && path != "-") {
+    format_of(path);  // a bad extension is refused before the file is read
+  }
+  const text_buffer buf = read_whole_file(path);
+  return contact_parser{buf, format_for(path, options.format, buf), path, options}.run();
+}
+
+}  // namespace nudge

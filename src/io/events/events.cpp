@@ -1,0 +1,366 @@
+// Event logs (event_reader, read_events): CSV and JSON Lines, one line at a time, checked as
+// docs/rules.md says.
+#include <algorithm>
+#include <cstring>
+#include <optional>
+#include <utility>
+
+#include <fmt/format.h>
+#include <simdjson.h>
+
+#include <nudge/detail/compiled.hpp>
+#include <nudge/geo.hpp>
+#include <nudge/io/read_events.hpp>
+
+#include "../../core/contact_checks.hpp"
+#include "common.hpp"
+
+namespace nudge {
+
+using namespace event_io;
+
+// ---- events ------------------------------------------------------------------------------------
+
+struct event_reader::impl {
+  std::string file;
+  file_format format;
+  event_read_options options;
+  text_buffer buf;
+  line_cursor cursor{nullptr, nullptr, nullptr};
+  std::size_t accepted = 0;
+  std::size_t refused = 0;
+  std::optional<time_point> last;
+
+  // CSV column positions (-1: absent) and field count; other columns are props.
+  int col_ts = -1, col_contact = -1, col_type = -1, col_key = -1, col_value = -1;
+  int col_lat = -1, col_lon = -1;  // the location props (docs/rules.md, "Location")
+  std::size_t columns = 0;
+  std::vector<std::pair<std::size_t, std::string>> prop_columns;
+  std::vector<std::string_view> fields;
+  std::vector<std::string> storage;
+
+  // Event types seen so far and whether the program knows them: a handful of distinct types,
+  // so a linear scan beats hashing each event's type.
+  std::vector<std::pair<std::string, bool>> type_cache;
+
+  od::parser parser;
+  std::string reason;
+
+  impl(std::string name, file_format f, event_read_options o, text_buffer b)
+      : file(std::move(name)), format(f), options(std::move(o)), buf(std::move(b)) {
+    cursor = {buf.data(), buf.data(), buf.data() + buf.size};
+    cursor.csv = format == file_format::csv && !options.one_line_records;
+    cursor.max_record = options.limits.max_line_bytes;
+    if (format == file_format::csv) {
+      read_header();
+    }
+  }
+
+  [[noreturn]] void bad_header(std::string why, std::string_view text) {
+    throw read_error({file, cursor.line, "bad header: " + why, problem_text(text, options.limits)});
+  }
+
+  void read_header() {
+    std::string_view line;
+    if (!cursor.next(line)) {
+      bad_header("the file is empty (expected ts,contact,type,key,value)", {});
+    }
+    if (line_too_long(line, options.limits, reason) || !valid_utf8(line, reason)) {
+      bad_header(reason, line);
+    }
+    if (!split_csv(line, fields, storage, reason)) {
+      bad_header(reason, line);
+    }
+    columns = fields.size();
+    detail::string_map<bool> seen;
+    for (std::size_t i = 0; i < fields.size(); ++i) {
+      const std::string_view name = fields[i];
+      if (name.empty()) {
+        bad_header("a column has no name", line);
+      }
+      if (name_too_long(name, options.limits, "a column name", reason)) {
+        bad_header(reason, line);
+      }
+      if (!seen.emplace(std::string{name}, true).second) {
+        bad_header(fmt::format("column {} appears twice", quote(name)), line);
+      }
+      int* slot = name == "ts"        ? &col_ts
+                  : name == "contact" ? &col_contact
+                  : name == "type"    ? &col_type
+                  : name == "key"     ? &col_key
+                  : name == "value"   ? &col_value
+                  : name == "lat"     ? &col_lat
+                  : name == "lon"     ? &col_lon
+                                      : nullptr;
+      if (slot == nullptr) {
+        if (options.strict_columns) {
+          bad_header(
+              fmt::format("unknown column {} (expected ts, contact, type, key, value, lat, lon; "
+                          "without strict_columns (--strict) it would be a prop)",
+                          quote(name)),
+              line);
+        }
+        prop_columns.emplace_back(i, std::string{name});
+        continue;
+      }
+      *slot = static_cast<int>(i);
+    }
+    for (auto [col, name] : {std::pair{col_ts, "ts"}, std::pair{col_contact, "contact"},
+                             std::pair{col_type, "type"}}) {
+      if (col < 0) {
+        bad_header(fmt::format("missing column \"{}\"", name), line);
+      }
+    }
+  }
+
+  void refuse(std::string_view line) {
+    input_problem p{file, cursor.line, std::move(reason), problem_text(line, options.limits)};
+    reason.clear();
+    if (!options.on_reject) {
+      throw read_error(std::move(p));
+    }
+    ++refused;
+    options.on_reject(p);
+  }
+
+  bool knows_type(std::string_view type) {
+    if (options.program == nullptr) {
+      return true;
+    }
+    for (const auto& [name, known] : type_cache) {
+      if (name == type) {
+        return known;
+      }
+    }
+    const bool known = options.program->knows_event_type(type);
+    if (type_cache.size() < 32) {
+      type_cache.emplace_back(std::string{type}, known);
+    }
+    return known;
+  }
+
+  // Checks shared by both formats, once the fields are parsed.
+  bool check(const event& e) {
+    if (e.contact.empty()) {
+      reason = "empty contact id";
+      return false;
+    }
+    if (e.type.empty()) {
+      reason = "empty event type";
+      return false;
+    }
+    const input_limits& limits = options.limits;
+    if (name_too_long(e.contact, limits, "contact", reason) ||
+        name_too_long(e.type, limits, "type", reason) ||
+        name_too_long(e.key, limits, "key", reason)) {
+      return false;
+    }
+    if (!knows_type(e.type)) {
+      reason = fmt::format("unknown event type {}", quote(e.type));
+      return false;
+    }
+    if (options.is_known_contact && !options.is_known_contact(e.contact)) {
+      reason = fmt::format("unknown contact {} (not in the contacts file)", quote(e.contact));
+      return false;
+    }
+    if (last && e.at < *last) {
+      reason =
+          fmt::format("ts {} is before the previous event's ts {} (events must be sorted by ts)",
+                      to_epoch(e.at), to_epoch(*last));
+      return false;
+    }
+    if (options.not_before && e.at < *options.not_before) {
+      reason = fmt::format(
+          "ts {} is before {}, the time already processed (events must be sorted by ts)",
+          to_epoch(e.at), to_epoch(*options.not_before));
+      return false;
+    }
+    if (options.not_after && e.at > *options.not_after) {
+      reason = fmt::format("ts {} is after the end of the replay ({})", to_epoch(e.at),
+                           to_epoch(*options.not_after));
+      return false;
+    }
+    return true;
+  }
+
+  bool parse_csv(std::string_view line, event& e) {
+    if (!valid_utf8(line, reason)) {
+      return false;
+    }
+    if (!split_csv(line, fields, storage, reason)) {
+      if (options.one_line_records && reason == "unterminated quoted field") {
+        reason += " (here each record must fit on one line)";
+      }
+      return false;
+    }
+    if (fields.size() != columns) {
+      reason = fmt::format("expected {} fields, got {}", columns, fields.size());
+      return false;
+    }
+    if (!parse_ts(fields[static_cast<std::size_t>(col_ts)], e.at, reason)) {
+      return false;
+    }
+    e.contact.assign(fields[static_cast<std::size_t>(col_contact)]);
+    e.type.assign(fields[static_cast<std::size_t>(col_type)]);
+    if (col_key >= 0) {
+      e.key.assign(fields[static_cast<std::size_t>(col_key)]);
+    }
+    if (col_value >= 0) {
+      const std::string_view v = fields[static_cast<std::size_t>(col_value)];
+      if (!v.empty()) {
+        double d;
+        if (!parse_decimal(v, d, "value", reason)) {
+          return false;
+        }
+        e.props.insert_or_assign("value", d);
+      }
+    }
+    for (const auto& [col, name] : {std::pair{col_lat, "lat"}, std::pair{col_lon, "lon"}}) {
+      const std::string_view v = col >= 0 ? fields[static_cast<std::size_t>(col)] : "";
+      if (!v.empty()) {
+        double d;
+        if (!parse_decimal(v, d, name, reason)) {
+          return false;
+        }
+        e.props.insert_or_assign(name, d);
+      }
+    }
+    for (const auto& [col, name] : prop_columns) {
+      const std::string_view v = fields[col];
+      if (v.empty()) {
+        continue;  // an empty cell: the prop is absent, as an empty detail in a contacts file
+      }
+      if (string_too_long(v, options.limits, name, reason)) {
+        return false;
+      }
+      e.props.insert_or_assign(name, cell_value(v));
+    }
+    return check(e);
+  }
+
+  bool parse_jsonl(std::string_view line, event& e) {
+    bool has_ts = false, has_contact = false, has_type = false;
+    bool ok = for_each_member(
+        parser, buf, cursor.offset_of(line), line, options.limits, reason,
+        [&](std::string_view k, od::value v) {
+          if (k == "ts" || k == "at") {
+            if (has_ts) {
+              reason = "both \"ts\" and \"at\" given";
+              return false;
+            }
+            has_ts = true;
+            return json_time(v, e.at, reason, k);
+          }
+          if (k == "contact") {
+            has_contact = true;
+            return json_name(v, e.contact, reason, k, options.limits);
+          }
+          if (k == "type") {
+            has_type = true;
+            return json_name(v, e.type, reason, k, options.limits);
+          }
+          if (k == "key") {
+            // is_null() can itself fail on a malformed value; a failure is not "null" (found by
+            // the JSONL fuzzer: it escaped as simdjson_error without file:line).
+            bool is_null = false;
+            if (!v.is_null().get(is_null) && is_null) {
+              return true;
+            }
+            return json_name(v, e.key, reason, k, options.limits);
+          }
+          if (k == "props") {
+            return json_value_map(v, e.props, reason, "props", options.limits);
+          }
+          reason =
+              fmt::format("unknown field {} (expected ts, contact, type, key, props)", quote(k));
+          return false;
+        });
+    if (!ok) {
+      return false;
+    }
+    for (auto [has, name] : {std::pair{has_ts, "ts"}, std::pair{has_contact, "contact"},
+                             std::pair{has_type, "type"}}) {
+      if (!has) {
+        reason = fmt::format("missing field \"{}\"", name);
+        return false;
+      }
+    }
+    return check(e);
+  }
+
+  bool read(std::vector<event>& out, std::size_t max_events) {
+    out.clear();
+    std::string_view line;
+    while (out.size() < max_events && cursor.next(line)) {
+      if (line.empty()) {
+        continue;
+      }
+      if (line_too_long(line, options.limits, reason)) {
+        refuse(line);
+        continue;
+      }
+      event& e = out.emplace_back();
+      const bool ok = format == file_format::csv ? parse_csv(line, e) : parse_jsonl(line, e);
+      if (!ok) {
+        out.pop_back();
+        refuse(line);
+        continue;
+      }
+      last = e.at;
+      ++accepted;
+    }
+    return !out.empty();
+  }
+};
+
+event_reader::event_reader(const std::string& path, event_read_options options) {
+  if (!options.format && path != "-") {
+    format_of(path);  // a bad extension is refused before the file is read
+  }
+  text_buffer buf = read_whole_file(path);
+  const file_format f = format_for(path, options.format, buf);
+  impl_ = std::make_unique<impl>(path, f, std::move(options), std::move(buf));
+}
+
+event_reader::event_reader(std::string text, file_format format, std::string file_name,
+                           event_read_options options)
+    : impl_(std::make_unique<impl>(std::move(file_name), format, std::move(options),
+                                   padded(std::move(text)))) {}
+
+event_reader::~event_reader() = default;
+event_reader::event_reader(event_reader&&) noexcept = default;
+event_reader& event_reader::operator=(event_reader&&) noexcept = default;
+
+bool event_reader::read(std::vector<event>& out, std::size_t max_events) {
+  return impl_->read(out, max_events);
+}
+std::size_t event_reader::events_read() const noexcept {
+  return impl_->accepted;
+}
+std::size_t event_reader::rejected() const noexcept {
+  return impl_->refused;
+}
+std::size_t event_reader::bytes_total() const noexcept {
+  return impl_->buf.size;
+}
+std::size_t event_reader::bytes_done() const noexcept {
+  return static_cast<std::size_t>(impl_->cursor.pos - impl_->cursor.begin);
+}
+std::optional<time_point> event_reader::last_time() const noexcept {
+  return impl_->last;
+}
+const std::string& event_reader::file_name() const noexcept {
+  return impl_->file;
+}
+
+std::vector<event> read_events(const std::string& path, event_read_options options) {
+  event_reader reader{path, std::move(options)};
+  std::vector<event> all;
+  std::vector<event> batch;
+  while (reader.read(batch, 1 << 16)) {
+    all.insert(all.end(), std::make_move_iterator(batch.begin()),
+               std::make_move_iterator(batch.end()));
+  }
+  return all;
+}
+}  // namespace nudge

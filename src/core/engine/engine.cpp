@@ -1,7 +1,6 @@
-// The engine: batches, grouping by contact, host callbacks, atomicity, statistics.
-#include <algorithm>
-#include <deque>
-#include <exception>
+// The engine: grouping a batch by contact, host callbacks, program changes, profiles. One
+// batch's setup, commit and rollback are batch.hpp's; the identity path is linked.cpp.
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <utility>
@@ -9,100 +8,17 @@
 
 #include <fmt/format.h>
 
-#include <nudge/detail/evaluate_into.hpp>
 #include <nudge/engine.hpp>
-#include <nudge/identity.hpp>
 #include <nudge/lifecycle.hpp>
 
+#include "batch.hpp"
+#include "host_call.hpp"
+
 namespace nudge {
+
+using detail::call_host;
+
 namespace {
-
-std::string what_of(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    return ex.what();
-  } catch (...) {
-    return "unknown exception";
-  }
-}
-
-// Runs a host callback; anything it throws becomes a callback_error naming the callback and
-// contact, with the original nested.
-template <class F>
-decltype(auto) call_host(const char* callback, std::string_view contact, F&& f) {
-  try {
-    return f();
-  } catch (...) {
-    auto original = std::current_exception();
-    std::throw_with_nested(callback_error(callback, std::string{contact}, what_of(original)));
-  }
-}
-
-void count(rule_stats& s, time_point at) {
-  if (!s.first || at < *s.first) {
-    s.first = at;
-  }
-  if (!s.last || at > *s.last) {
-    s.last = at;
-  }
-}
-
-// Sorts a batch's actions by (due_at, contact id), keeping each contact's emission order within
-// an instant. Keys are integers: the contact (as the index of its run of actions) is compared
-// by id only when two actions of different contacts fall on the same second, which is rare.
-void sort_by_time_and_contact(std::vector<due_action>& actions,
-                              const std::vector<std::pair<std::uint32_t, std::size_t>>& emitted,
-                              const std::vector<std::string_view>& contacts) {
-  if (emitted.size() <= 1) {
-    return;  // one contact: already in emission (= time) order
-  }
-  struct sort_key {
-    std::int64_t due;
-    std::uint32_t run, position;
-  };
-  std::vector<sort_key> keys(actions.size());
-  std::size_t begin = 0;
-  for (std::size_t e = 0; e < emitted.size(); ++e) {
-    for (std::size_t i = begin; i < emitted[e].second; ++i) {
-      keys[i] = {to_epoch(actions[i].due_at), static_cast<std::uint32_t>(e),
-                 static_cast<std::uint32_t>(i)};
-    }
-    begin = emitted[e].second;
-  }
-  std::sort(keys.begin(), keys.end(), [&](const sort_key& a, const sort_key& b) {
-    if (a.due != b.due) {
-      return a.due < b.due;
-    }
-    if (a.run != b.run) {
-      return contacts[emitted[a.run].first] < contacts[emitted[b.run].first];
-    }
-    return a.position < b.position;
-  });
-  // Apply the permutation in place, cycle by cycle: no second copy of a large batch.
-  std::vector<bool> placed(actions.size(), false);
-  for (std::size_t i = 0; i < keys.size(); ++i) {
-    if (placed[i] || keys[i].position == i) {
-      continue;
-    }
-    due_action held = std::move(actions[i]);
-    std::size_t at = i;
-    while (keys[at].position != i) {
-      actions[at] = std::move(actions[keys[at].position]);
-      placed[at] = true;
-      at = keys[at].position;
-    }
-    actions[at] = std::move(held);
-    placed[at] = true;
-  }
-}
-
-std::string too_many_events(std::size_t limit) {
-  return fmt::format(
-      "more than {} events for one contact in one batch (engine_options::max_events_per_contact); "
-      "split the batch",
-      limit);
-}
 
 // The first event of contact `g` past the limit, as an input_error.
 [[noreturn, gnu::cold, gnu::noinline]] void throw_too_many_events(
@@ -111,58 +27,10 @@ std::string too_many_events(std::size_t limit) {
   std::size_t seen = 0;
   for (std::size_t i = 0; i < events.size(); ++i) {
     if (group[i] == g && ++seen > limit) {
-      throw input_error(events[i].contact, i, too_many_events(limit));
+      throw input_error(events[i].contact, i, detail::too_many_events(limit));
     }
   }
   throw std::logic_error("throw_too_many_events: the contact is within the limit");
-}
-
-// Zeroed statistics naming every workflow and step of `p`.
-std::vector<workflow_stats> empty_workflow_stats(const program& p) {
-  std::vector<workflow_stats> out;
-  for (const auto& w : p.rules().workflows) {
-    workflow_stats s;
-    s.workflow = w.id;
-    for (const auto& st : w.steps) {
-      s.steps.push_back({});
-      s.steps.back().step = st.id;
-    }
-    out.push_back(std::move(s));
-  }
-  return out;
-}
-
-void add(workflow_stats& into, const workflow_stats& d) {
-  into.entered += d.entered;
-  into.completed += d.completed;
-  into.exited += d.exited;
-  into.ended += d.ended;
-  into.sent += d.sent;
-  into.opened += d.opened;
-  into.clicked += d.clicked;
-  into.active += d.active;
-  into.delivery += d.delivery;
-  for (const auto& t : {d.first, d.last}) {
-    if (t) {
-      detail::outcome_recorder::touch(into.first, into.last, *t);
-    }
-  }
-  for (std::size_t j = 0; j < d.steps.size(); ++j) {
-    auto& s = into.steps[j];
-    const auto& x = d.steps[j];
-    s.reached += x.reached;
-    s.sent += x.sent;
-    s.opened += x.opened;
-    s.clicked += x.clicked;
-    s.waiting += x.waiting;
-    s.ended += x.ended;
-    s.delivery += x.delivery;
-    for (const auto& t : {x.first, x.last}) {
-      if (t) {
-        detail::outcome_recorder::touch(s.first, s.last, *t);
-      }
-    }
-  }
 }
 
 }  // namespace
@@ -182,7 +50,7 @@ engine::engine(std::shared_ptr<const nudge::program> program, nudge::store* stor
     s.rule = r.id;
     stats_.push_back(std::move(s));
   }
-  workflow_stats_ = empty_workflow_stats(*program_);
+  workflow_stats_ = detail::empty_workflow_stats(*program_);
 }
 
 std::vector<due_action> engine::process(std::span<const event> events, time_point now) {
@@ -194,6 +62,10 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
                       fmt::format("now ({}) is outside the supported range ({})", to_epoch(now),
                                   input_range_text));
   }
+  // Every contact is evaluated into this batch (lent states in place, the others into copies);
+  // nothing is delivered or saved before it commits, and if anything throws first, it undoes
+  // itself.
+  detail::batch b{*this};
   // Group event positions by contact, keeping each contact's order and the order in which
   // contacts first appear (a counting sort: one pass to count, one to place).
   detail::string_map<std::uint32_t> group_of;
@@ -205,7 +77,7 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
       throw input_error(id, i, "the contact id is empty");
     }
     if (events[i].type == event_types::identify) [[unlikely]] {
-      return process_linked(events, now, {});
+      return process_linked(events, now, {}, b);
     }
     auto it = group_of.find(std::string_view{id});
     if (it == group_of.end()) {
@@ -247,417 +119,89 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
     }
   }
 
-  // Evaluate every contact (lent states in place, the others into copies); nothing is
-  // delivered or saved yet.
-  round_robin_counters counters = counters_;
-  std::vector<contact_state> states;
-  states.reserve(contacts.size());
-  std::vector<due_action> actions;
-  std::vector<rule_stats> counts(stats_.size());
-  std::vector<nudge::workflow_stats> workflow_counts;
-  if (!workflow_stats_.empty()) {
-    workflow_counts = empty_workflow_stats(p);
-  }
-  const detail::outcome_recorder outcomes{nullptr, &counts, nullptr, &workflow_counts};
-  // (group, end of its actions) for every contact that emitted: actions are appended contact by
-  // contact, so these ranges say whose each action is without comparing strings.
-  std::vector<std::pair<std::uint32_t, std::size_t>> emitted;
-  // States the store lent are evaluated where they lie; if anything below fails, the store
-  // puts them back (store::abandon), so the batch still changes nothing.
-  bool lent_any = false;
+  b.reserve(contacts.size());
   // Lend the states of the contacts with events before evaluating any: an alias record among
   // them (an id merged into another contact) sends the batch down the identity path, which
   // must start from untouched states.
   std::vector<contact_state*> lent(with_events, nullptr);
-  try {
-    bool has_alias = false;
-    for (std::size_t g = 0; g < with_events; ++g) {
-      const std::string_view id = contacts[g];
-      lent[g] = call_host("store.lend", id, [&] { return store_->lend(id); });
-      if (lent[g] != nullptr) {
-        lent_any = true;
-        has_alias = has_alias || !lent[g]->merged_into.empty();
-      }
-    }
-    if (has_alias) [[unlikely]] {
-      detail::string_map<contact_state*> by_id;
-      for (std::size_t g = 0; g < with_events; ++g) {
-        if (lent[g] != nullptr) {
-          by_id.emplace(contacts[g], lent[g]);
-        }
-      }
-      lent_any = false;  // process_linked owns them now (and abandons them on failure)
-      return process_linked(events, now, std::move(by_id));
-    }
-  } catch (...) {
-    if (lent_any) {
-      store_->abandon();
-    }
-    throw;
+  bool has_alias = false;
+  for (std::size_t g = 0; g < with_events; ++g) {
+    lent[g] = b.lend(contacts[g]);
+    has_alias = has_alias || (lent[g] != nullptr && !lent[g]->merged_into.empty());
   }
-  try {
-    for (std::size_t g = 0; g < contacts.size(); ++g) {
-      // A contact's events lie scattered through the caller's batch: fetch the next contact's
-      // while this one is evaluated (a measured win on batches larger than the cache).
-      if (g + 1 < contacts.size()) {
-        for (auto k = start[g + 1]; k < start[g + 2]; ++k) {
-          __builtin_prefetch(ordered[k]);
-        }
+  if (has_alias) [[unlikely]] {
+    detail::string_map<contact_state*> by_id;
+    for (std::size_t g = 0; g < with_events; ++g) {
+      if (lent[g] != nullptr) {
+        by_id.emplace(contacts[g], lent[g]);
       }
-      const std::string_view id = contacts[g];
-      contact_state* target =
-          g < with_events ? lent[g] : call_host("store.lend", id, [&] { return store_->lend(id); });
-      std::optional<contact_state> loaded;
-      if (target != nullptr) {
-        lent_any = true;
-        if (!target->merged_into.empty()) {
+    }
+    return process_linked(events, now, by_id, b);  // b abandons them if that path fails
+  }
+  for (std::size_t g = 0; g < contacts.size(); ++g) {
+    // A contact's events lie scattered through the caller's batch: fetch the next contact's
+    // while this one is evaluated (a measured win on batches larger than the cache).
+    if (g + 1 < contacts.size()) {
+      for (auto k = start[g + 1]; k < start[g + 2]; ++k) {
+        __builtin_prefetch(ordered[k]);
+      }
+    }
+    const std::string_view id = contacts[g];
+    contact_state* target = g < with_events ? lent[g] : b.lend(id);
+    std::optional<contact_state> loaded;
+    if (target != nullptr) {
+      if (!target->merged_into.empty()) {
+        continue;  // reported due (an alias record has no timers of its own)
+      }
+    } else {
+      loaded = call_host("store.load", id, [&] { return store_->load(id); });
+      if (loaded && !loaded->merged_into.empty()) [[unlikely]] {
+        if (g >= with_events) {
           continue;  // reported due (an alias record has no timers of its own)
         }
-      } else {
-        loaded = call_host("store.load", id, [&] { return store_->load(id); });
-        if (loaded && !loaded->merged_into.empty()) [[unlikely]] {
-          if (g >= with_events) {
-            continue;  // reported due (an alias record has no timers of its own)
-          }
-          if (lent_any) {
-            throw std::logic_error(fmt::format(
-                "nudge::engine: the store lent some of the batch's states but not the alias "
-                "record \"{}\"; a store that lends must lend every state it holds",
-                id));
-          }
-          // Its events belong to the contact it merged into. Nothing was lent: the copies
-          // evaluated so far are simply dropped.
-          return process_linked(events, now, {});
+        if (b.lent_any()) {
+          throw std::logic_error(fmt::format(
+              "nudge::engine: the store lent some of the batch's states but not the alias "
+              "record \"{}\"; a store that lends must lend every state it holds",
+              id));
         }
-        if (!loaded) {
-          if (g >= with_events) {
-            continue;  // the store reported it due but no longer has it
-          }
-          if (!options_.create_unknown_contacts) {
-            throw input_error(std::string{id}, original[start[g]], "unknown contact");
-          }
-          contact fresh;
-          fresh.id = std::string{id};
-          loaded = p.new_state(std::move(fresh));
-        }
-        target = &*loaded;
+        // Its events belong to the contact it merged into. Nothing was lent: the copies
+        // evaluated so far are simply dropped with `b`.
+        detail::batch fresh{*this};
+        return process_linked(events, now, {}, fresh);
       }
-      std::span<const event* const> mine{ordered.data() + start[g], start[g + 1] - start[g]};
-      try {
-        detail::evaluate_into(p, *target, mine, now, &counters, actions, outcomes);
-      } catch (const input_error& e) {
-        // Report the position in the caller's batch, not in this contact's slice.
-        throw input_error(e.contact(), original[start[g] + e.event_index()], e.reason());
-      }
-      if (loaded) {
-        states.push_back(std::move(*loaded));
-      }
-      if (!actions.empty() && (emitted.empty() || emitted.back().second != actions.size())) {
-        emitted.emplace_back(static_cast<std::uint32_t>(g), actions.size());
-      }
-    }
-    sort_by_time_and_contact(actions, emitted, contacts);
-    deliver_and_save(actions, states);
-  } catch (...) {
-    if (lent_any) {
-      store_->abandon();
-    }
-    throw;
-  }
-  fold_in(actions, counters, counts, workflow_counts);
-  return actions;
-}
-
-void engine::deliver_and_save(const std::vector<due_action>& actions,
-                              std::vector<contact_state>& states) {
-  if (sink_ != nullptr && !actions.empty()) {
-    call_host("sink.deliver", "", [&] { sink_->deliver(actions); });
-  }
-  if (sink_ == nullptr || actions.empty()) {
-    // Nothing was handed to a sink: a failed save leaves the batch fully undone.
-    call_host("store.save", "", [&] { store_->save(states); });
-  } else {
-    try {
-      store_->save(states);
-    } catch (...) {
-      auto original_error = std::current_exception();
-      std::throw_with_nested(callback_error(
-          "store.save", "",
-          fmt::format("{} (the batch's {} actions were delivered; no state was saved: "
-                      "process the batch again and drop duplicates by idempotency key)",
-                      what_of(original_error), actions.size())));
-    }
-  }
-}
-
-void engine::fold_in(const std::vector<due_action>& actions, round_robin_counters& counters,
-                     const std::vector<rule_stats>& counts,
-                     const std::vector<nudge::workflow_stats>& workflow_counts) noexcept {
-  // Committed: fold in statistics and counters (cannot throw).
-  counters_ = std::move(counters);
-  for (std::size_t r = 0; r < counts.size(); ++r) {
-    const rule_stats& c = counts[r];
-    rule_stats& s = stats_[r];
-    s.triggered += c.triggered;
-    s.passed += c.passed;
-    s.failed += c.failed;
-    s.suppressed += c.suppressed;
-    s.no_consent += c.no_consent;
-    s.capped += c.capped;
-    s.off_hours += c.off_hours;
-    s.deferred_cap += c.deferred_cap;
-    s.deferred_hours += c.deferred_hours;
-    if (c.first) {
-      count(s, *c.first);
-    }
-    if (c.last) {
-      count(s, *c.last);
-    }
-  }
-  for (std::size_t w = 0; w < workflow_counts.size(); ++w) {
-    add(workflow_stats_[w], workflow_counts[w]);
-  }
-  for (const auto& a : actions) {
-    if (a.from_workflow()) {
-      continue;  // counted as `sent` by the workflow's outcomes
-    }
-    rule_stats& s = stats_[a.rule_index];
-    ++s.emitted;
-    count(s, a.due_at);
-  }
-}
-
-std::vector<due_action> engine::process_linked(std::span<const event> events, time_point now,
-                                               detail::string_map<contact_state*> lent) {
-  bool lent_any = !lent.empty();
-  try {
-    return process_linked_impl(events, now, lent, lent_any);
-  } catch (...) {
-    if (lent_any) {
-      store_->abandon();  // the store puts back what was evaluated in place
-    }
-    throw;
-  }
-}
-
-std::vector<due_action> engine::process_linked_impl(std::span<const event> events, time_point now,
-                                                    const detail::string_map<contact_state*>& lent,
-                                                    bool& lent_any) {
-  const nudge::program& p = *program_;
-  constexpr std::uint32_t no_index = 0xffffffffU;
-  // Validate what the per-contact evaluation cannot see once events are re-addressed: each id's
-  // events in time order (the global sort below would hide it), identify keys, `now`.
-  {
-    detail::string_map<time_point> previous;
-    for (std::size_t i = 0; i < events.size(); ++i) {
-      const event& e = events[i];
-      if (e.contact.empty()) {
-        throw input_error(e.contact, i, "the contact id is empty");
-      }
-      if (e.type == event_types::identify) {
-        if (e.key.empty()) {
-          throw input_error(e.contact, i,
-                            "an identify event needs the known contact's id as its key");
-        }
-        if (e.key == e.contact) {
-          throw input_error(e.contact, i,
-                            "an identify event's key names its own contact; the key is the id "
-                            "of the known contact the event's contact is");
-        }
-      }
-      if (e.at > now) {
-        throw input_error(
-            e.contact, i,
-            fmt::format("time {} is after now ({})", format_time(e.at), format_time(now)));
-      }
-      auto [it, fresh] = previous.emplace(e.contact, e.at);
-      if (!fresh) {
-        if (e.at < it->second) {
-          throw input_error(e.contact, i,
-                            fmt::format("out of order: {} ({}) is before {} ({}), the id's "
-                                        "previous event in the batch",
-                                        format_time(e.at), to_epoch(e.at), format_time(it->second),
-                                        to_epoch(it->second)));
-        }
-        it->second = e.at;
-      }
-    }
-  }
-  // Every contact runs in one global (time, batch position) order, so a merge at T sees both
-  // contacts exactly as they were at T whichever order the host listed them in.
-  std::vector<std::uint32_t> order(events.size());
-  for (std::uint32_t i = 0; i < order.size(); ++i) {
-    order[i] = i;
-  }
-  std::stable_sort(order.begin(), order.end(),
-                   [&](std::uint32_t a, std::uint32_t b) { return events[a].at < events[b].at; });
-
-  // Each touched contact's state: lent by the store (evaluated in place) or an owned copy.
-  std::vector<contact_state*> slots;
-  std::deque<contact_state> owned;  // a deque: the slots' pointers stay valid as it grows
-  detail::string_map<std::size_t> slot_of;
-  std::vector<std::vector<std::pair<const event*, std::uint32_t>>> pending;
-  std::vector<std::size_t> routed;  // events per contact, for max_events_per_contact
-  std::deque<event> rewritten;      // events re-addressed to the contact an id merged into
-  auto get = [&](std::string_view id, std::uint32_t index,
-                 std::string_view unknown) -> std::size_t {
-    if (auto it = slot_of.find(id); it != slot_of.end()) {
-      return it->second;
-    }
-    contact_state* target = nullptr;
-    if (auto it = lent.find(id); it != lent.end()) {
-      target = it->second;  // lent by process() before it came here
-    } else {
-      target = call_host("store.lend", id, [&] { return store_->lend(id); });
-      lent_any = lent_any || target != nullptr;
-    }
-    if (target == nullptr) {
-      auto loaded = call_host("store.load", id, [&] { return store_->load(id); });
       if (!loaded) {
-        if (!options_.create_unknown_contacts && index != no_index) {
-          throw input_error(events[index].contact, index, std::string{unknown});
+        if (g >= with_events) {
+          continue;  // the store reported it due but no longer has it
+        }
+        if (!options_.create_unknown_contacts) {
+          throw input_error(std::string{id}, original[start[g]], "unknown contact");
         }
         contact fresh;
         fresh.id = std::string{id};
         loaded = p.new_state(std::move(fresh));
       }
-      owned.push_back(std::move(*loaded));
-      target = &owned.back();
+      target = &*loaded;
     }
-    slot_of.emplace(id, slots.size());
-    slots.push_back(target);
-    pending.emplace_back();
-    routed.push_back(0);
-    return slots.size() - 1;
-  };
-  // The slot of the contact `id` stands for: itself, or the end of its alias chain.
-  auto resolve = [&](std::size_t s, std::uint32_t index) -> std::size_t {
-    for (int hops = 0; !slots[s]->merged_into.empty(); ++hops) {
-      if (hops == 1000) {
-        throw input_error(events[index].contact, index,
-                          "alias chain longer than 1000 contacts (a cycle in the store?)");
-      }
-      const std::string next = slots[s]->merged_into;
-      s = get(next, index, "unknown contact");
-    }
-    return s;
-  };
-
-  round_robin_counters counters = counters_;
-  std::vector<due_action> actions;
-  std::vector<rule_stats> counts(stats_.size());
-  std::vector<nudge::workflow_stats> workflow_counts;
-  if (!workflow_stats_.empty()) {
-    workflow_counts = empty_workflow_stats(p);
-  }
-  const detail::outcome_recorder outcomes{nullptr, &counts, nullptr, &workflow_counts};
-  auto flush = [&](std::size_t s, time_point until, bool timers_at_until) {
-    if (!slots[s]->merged_into.empty()) {
-      return;
-    }
-    auto& list = pending[s];
-    std::vector<const event*> mine;
-    mine.reserve(list.size());
-    for (const auto& entry : list) {
-      mine.push_back(entry.first);
-    }
+    std::span<const event* const> mine{ordered.data() + start[g], start[g + 1] - start[g]};
     try {
-      detail::evaluate_into(p, *slots[s], mine, until, &counters, actions, outcomes,
-                            timers_at_until);
+      b.evaluate(*target, mine, now);
     } catch (const input_error& e) {
       // Report the position in the caller's batch, not in this contact's slice.
-      // Name the id the host sent it under (a merged id's event is evaluated on the target).
-      if (e.event_index() < list.size()) {
-        const std::uint32_t at = list[e.event_index()].second;
-        throw input_error(events[at].contact, at, e.reason());
-      }
-      throw;
+      throw input_error(e.contact(), original[start[g] + e.event_index()], e.reason());
     }
-    list.clear();
-  };
-  auto route = [&](std::size_t s, const event& e, std::uint32_t index) {
-    if (const std::size_t limit = options_.max_events_per_contact;
-        limit != 0 && ++routed[s] > limit) {
-      throw input_error(e.contact, index, too_many_events(limit));
+    if (loaded) {
+      b.keep(std::move(*loaded));
     }
-    if (slots[s]->contact.id == e.contact) {
-      pending[s].emplace_back(&e, index);
-      return;
-    }
-    rewritten.push_back(e);
-    rewritten.back().contact = slots[s]->contact.id;
-    pending[s].emplace_back(&rewritten.back(), index);
-  };
-
-  for (std::uint32_t index : order) {
-    const event& e = events[index];
-    const std::size_t own = get(e.contact, index, "unknown contact");
-    const std::size_t a = resolve(own, index);
-    if (e.type != event_types::identify) {
-      route(a, e, index);
-      continue;
-    }
-    const std::size_t k = resolve(
-        get(e.key, index, fmt::format("identify: unknown contact \"{}\" (the key)", e.key)), index);
-    if (a != k && own != a) {
-      throw input_error(
-          e.contact, index,
-          fmt::format("identify: \"{}\" was already identified as \"{}\"; identifying it as "
-                      "\"{}\" would merge two known contacts (identify \"{}\" itself to merge "
-                      "them)",
-                      e.contact, slots[a]->contact.id, e.key, slots[a]->contact.id));
-    }
-    event linked = e;
-    // On the merged contact the key names the other id, the one it now also answers to.
-    linked.key = slots[k]->contact.id == e.contact ? e.key : e.contact;
-    if (a != k) {
-      flush(a, e.at, false);
-      flush(k, e.at, false);
-      std::vector<workflow_outcome> dropped;
-      std::string merged_id = slots[a]->contact.id;
-      *slots[k] = merge_states(p, std::move(*slots[k]), std::move(*slots[a]), e.at, &dropped);
-      for (const auto& o : dropped) {
-        outcomes.note(o);
-      }
-      contact alias;
-      alias.id = std::move(merged_id);
-      *slots[a] = p.new_state(std::move(alias));
-      slots[a]->merged_into = slots[k]->contact.id;
-      // Both timelines say so: `nudge explain` of the visitor id names where it went.
-      const timeline_entry merge{
-          .at = e.at, .until = e.at, .source = timeline_none, .what = timeline_what::merged};
-      slots[k]->timeline.record(merge, p.timeline_size());
-      slots[a]->timeline.record(merge, p.timeline_size());
-      routed[k] += routed[a];
-    }
-    linked.contact = slots[k]->contact.id;
-    rewritten.push_back(std::move(linked));  // a deque: earlier elements stay where they are
-    route(k, rewritten.back(), index);
+    b.end_contact(static_cast<std::uint32_t>(g));
   }
-  std::vector<std::string> due_ids = call_host("store.due", "", [&] { return store_->due(now); });
-  for (const auto& id : due_ids) {
-    get(id, no_index, "");
-  }
-  for (std::size_t s = 0; s < slots.size(); ++s) {
-    flush(s, now, true);
-  }
-  std::stable_sort(actions.begin(), actions.end(), [](const due_action& x, const due_action& y) {
-    return x.due_at != y.due_at ? x.due_at < y.due_at : x.contact < y.contact;
-  });
-  std::vector<contact_state> states;  // the copies; the store saves lent states itself
-  states.reserve(owned.size());
-  for (auto& st : owned) {
-    states.push_back(std::move(st));
-  }
-  deliver_and_save(actions, states);
-  fold_in(actions, counters, counts, workflow_counts);
-  return actions;
+  return b.commit(contacts);
 }
 
 void engine::restore(std::vector<rule_stats> stats, round_robin_counters counters,
                      std::vector<nudge::workflow_stats> workflows) {
   if (!workflows.empty()) {
-    const auto expected = empty_workflow_stats(*program_);
+    const auto expected = detail::empty_workflow_stats(*program_);
     bool fits = workflows.size() == expected.size();
     for (std::size_t i = 0; fits && i < workflows.size(); ++i) {
       fits = workflows[i].workflow == expected[i].workflow &&
@@ -687,7 +231,8 @@ void engine::restore(std::vector<rule_stats> stats, round_robin_counters counter
   }
   stats_ = std::move(stats);
   counters_ = std::move(counters);
-  workflow_stats_ = workflows.empty() ? empty_workflow_stats(*program_) : std::move(workflows);
+  workflow_stats_ =
+      workflows.empty() ? detail::empty_workflow_stats(*program_) : std::move(workflows);
 }
 
 void engine::change_program(std::shared_ptr<const nudge::program> next, time_point at) {
@@ -711,7 +256,7 @@ void engine::change_program(std::shared_ptr<const nudge::program> next, time_poi
   for (const auto& o : outcomes) {
     recorder.note(o);
   }
-  auto carried = empty_workflow_stats(*next);
+  auto carried = detail::empty_workflow_stats(*next);
   for (std::size_t w = 0; w < carried.size() && w < counts.size(); ++w) {
     auto steps = std::move(carried[w].steps);
     carried[w] = std::move(counts[w]);
@@ -788,19 +333,10 @@ std::vector<due_action> engine::upsert_contacts(std::span<const contact> contact
     }
   }
 
-  // As process(): evaluate into copies, then deliver and save; a failure before that changed
-  // nothing (no state is lent, so there is nothing to abandon).
-  round_robin_counters counters = counters_;
-  std::vector<contact_state> states;
-  states.reserve(ids.size());
-  std::vector<due_action> actions;
-  std::vector<rule_stats> counts(stats_.size());
-  std::vector<nudge::workflow_stats> workflow_counts;
-  if (!workflow_stats_.empty()) {
-    workflow_counts = empty_workflow_stats(p);
-  }
-  const detail::outcome_recorder outcomes{nullptr, &counts, nullptr, &workflow_counts};
-  std::vector<std::pair<std::uint32_t, std::size_t>> emitted;
+  // One batch, as process(): evaluated into copies (no state is lent), then delivered and saved;
+  // a failure before that changed nothing.
+  detail::batch b{*this};
+  b.reserve(ids.size());
   for (std::size_t g = 0; g < ids.size(); ++g) {
     const std::string_view id = ids[g];
     auto loaded = call_host("store.load", id, [&] { return store_->load(id); });
@@ -810,21 +346,15 @@ std::vector<due_action> engine::upsert_contacts(std::span<const contact> contact
       loaded = p.new_state(std::move(fresh));
     }
     try {
-      detail::replace_profile_into(p, *loaded, contacts[profile[g]], at, &counters, actions,
-                                   outcomes);
+      b.replace_profile(*loaded, contacts[profile[g]], at);
     } catch (const input_error& e) {
       // Name the profile's position in the caller's span.
       throw input_error(e.contact(), profile[g], e.reason());
     }
-    states.push_back(std::move(*loaded));
-    if (!actions.empty() && (emitted.empty() || emitted.back().second != actions.size())) {
-      emitted.emplace_back(static_cast<std::uint32_t>(g), actions.size());
-    }
+    b.keep(std::move(*loaded));
+    b.end_contact(static_cast<std::uint32_t>(g));
   }
-  sort_by_time_and_contact(actions, emitted, ids);
-  deliver_and_save(actions, states);
-  fold_in(actions, counters, counts, workflow_counts);
-  return actions;
+  return b.commit(ids);
 }
 
 std::vector<std::string> engine::segment_members(std::string_view name) {

@@ -1,5 +1,6 @@
 // The engine: batches over the host's store and sink, determinism, split invariance, atomic
 // failure, the due-time index, statistics.
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <map>
@@ -275,6 +276,35 @@ TEST_CASE("engine: a batch's actions are sorted by due time, then contact", "[en
                    "2024-01-01T01:00:00Z zoe later",
                    "2024-01-01T01:30:00Z amy later",
                });
+  CHECK(std::is_sorted(due.begin(), due.end(), nudge::due_order));
+}
+
+TEST_CASE("engine: due_order sorts by due time then contact id and stably keeps emission order",
+          "[engine]") {
+  nudge::due_action a;
+  a.contact = "bob";
+  a.due_at = t0;
+  nudge::due_action b = a;
+  b.contact = "amy";
+  nudge::due_action later = a;
+  later.contact = "al";
+  later.due_at = t0 + nudge::seconds(1);
+  CHECK(nudge::due_order(b, a));  // same second: by contact id
+  CHECK_FALSE(nudge::due_order(a, b));
+  CHECK(nudge::due_order(a, later));  // the earlier second first, whatever the id
+  CHECK_FALSE(nudge::due_order(later, b));
+  nudge::due_action again = a;  // the same contact and second: neither before the other
+  again.arg = "second";
+  CHECK_FALSE(nudge::due_order(a, again));
+  CHECK_FALSE(nudge::due_order(again, a));
+
+  std::vector<nudge::due_action> actions{later, again, a, b};
+  std::stable_sort(actions.begin(), actions.end(), nudge::due_order);
+  std::vector<std::string> got;
+  for (const auto& x : actions) {
+    got.push_back(fmt::format("{} {}", x.contact, x.arg));
+  }
+  CHECK(got == std::vector<std::string>{"amy ", "bob second", "bob ", "al "});
 }
 
 TEST_CASE("engine: a throwing sink leaves store, statistics and counters as they were",

@@ -141,9 +141,7 @@ std::vector<std::string> run_scenario(const std::string& name) {
       actions.push_back(std::move(a));
     }
   }
-  std::stable_sort(actions.begin(), actions.end(), [](const auto& x, const auto& y) {
-    return x.due_at != y.due_at ? x.due_at < y.due_at : x.contact < y.contact;
-  });
+  std::stable_sort(actions.begin(), actions.end(), nudge::due_order);
   std::vector<std::string> lines;
   for (const auto& a : actions) {
     // A workflow step's action names "workflow/step" in the rule column.

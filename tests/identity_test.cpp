@@ -397,3 +397,42 @@ TEST_CASE("identity: the visitor's recent messages count against the merged cont
   REQUIRE(merged != nullptr);
   CHECK(merged->channel_sends.at(0) == std::vector{t0 + hours(25)});
 }
+
+TEST_CASE("identity: a contact evaluated before and after a merge keeps its emission order",
+          "[identity][order]") {
+  // "k" is evaluated twice at the same second: up to the identify event, then after it. Its two
+  // runs of actions tie on (due_at, contact) and must stay in the order they were emitted, among
+  // the other contacts' actions in contact order. Enough actions that the sort is not an
+  // insertion sort (which would keep ties in place by chance).
+  nudge::rule_set rs;
+  rs.rules.push_back(nudge::rule_builder("a").when(nudge::on("a")).then(nudge::send_sms("first")));
+  rs.rules.push_back(nudge::rule_builder("b").when(nudge::on("b")).then(nudge::send_sms("second")));
+  nudge::engine engine{nudge::program::compile(rs)};
+  const auto t = t0 + hours(1);
+  std::vector<nudge::event> batch;
+  strings expected;
+  for (int i = 0; i < 20; ++i) {
+    batch.push_back(ev(fmt::format("m{:02}", i), "a", t));
+    batch.push_back(ev("k", "a", t, fmt::format("{:02}", i)));
+  }
+  batch.push_back(ev("v", "identify", t, "k"));
+  for (int i = 0; i < 20; ++i) {
+    batch.push_back(ev("v", "b", t, fmt::format("{:02}", i)));  // to "k", after its "a"s
+    batch.push_back(ev(fmt::format("c{:02}", i), "a", t));
+  }
+  for (int i = 0; i < 20; ++i) {
+    expected.push_back(fmt::format("2024-01-01T01:00:00Z c{:02} a send_sms(first)", i));
+  }
+  for (int i = 0; i < 20; ++i) {
+    expected.push_back("2024-01-01T01:00:00Z k a send_sms(first)");
+  }
+  for (int i = 0; i < 20; ++i) {
+    expected.push_back("2024-01-01T01:00:00Z k b send_sms(second)");
+  }
+  for (int i = 0; i < 20; ++i) {
+    expected.push_back(fmt::format("2024-01-01T01:00:00Z m{:02} a send_sms(first)", i));
+  }
+  const auto due = engine.process(batch, t);
+  CHECK(lines(due) == expected);
+  CHECK(std::is_sorted(due.begin(), due.end(), nudge::due_order));
+}

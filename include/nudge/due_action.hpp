@@ -87,4 +87,18 @@ inline owned_action due_action::to_owned() const {
   return o;
 }
 
+/// The order of due actions wherever nudge returns several: by due_at, then by contact id
+/// (bytewise). Actions of one contact due at the same second are equivalent under it, so sort
+/// stably (std::stable_sort, std::inplace_merge) to keep them in the order they were emitted:
+/// that stable order is what engine::process, engine::upsert_contacts and replay return, and
+/// what lets the actions of several batches be merged into the order of one.
+///
+///     std::stable_sort(actions.begin(), actions.end(), nudge::due_order);
+///     bool out_of_order = nudge::due_order(next, previous);   // next belongs before previous
+inline constexpr struct due_order_fn {
+  bool operator()(const due_action& a, const due_action& b) const noexcept {
+    return a.due_at != b.due_at ? a.due_at < b.due_at : a.contact < b.contact;
+  }
+} due_order{};
+
 }  // namespace nudge

@@ -20,6 +20,10 @@
 
 namespace nudge {
 
+namespace detail {
+class batch;
+}
+
 struct engine_options {
   /// An event for a contact the store does not have creates it (an anonymous visitor, say).
   /// When false, such an event is an input_error.
@@ -162,20 +166,16 @@ class engine {
   nudge::store& store() noexcept { return *store_; }
 
  private:
+  // One batch's setup, commit and rollback (src/core/engine/batch.hpp) use the members below.
+  friend class detail::batch;
+
   // A batch with identify events or events for merged ids: contacts run in one global time
   // order with the merges in between (a plain batch never takes this path). `lent`: states
-  // process() already borrowed from the store (store::lend), by id; abandoned on failure.
+  // process() already borrowed from the store (store::lend) into batch `b`, by id; `b` abandons
+  // them if the batch fails.
   std::vector<due_action> process_linked(std::span<const event> events, time_point now,
-                                         detail::string_map<contact_state*> lent);
-  std::vector<due_action> process_linked_impl(std::span<const event> events, time_point now,
-                                              const detail::string_map<contact_state*>& lent,
-                                              bool& lent_any);
-  // Hands a batch's actions to the sink and its (not lent) states to the store.
-  void deliver_and_save(const std::vector<due_action>& actions, std::vector<contact_state>& states);
-  // After the batch committed: statistics and counters (cannot throw).
-  void fold_in(const std::vector<due_action>& actions, round_robin_counters& counters,
-               const std::vector<rule_stats>& counts,
-               const std::vector<nudge::workflow_stats>& workflow_counts) noexcept;
+                                         const detail::string_map<contact_state*>& lent,
+                                         detail::batch& b);
 
   std::shared_ptr<const nudge::program> program_;
   std::unique_ptr<memory_store> own_store_;

@@ -1,0 +1,218 @@
+// The engine's batch: setup, the order of its actions, commit and rollback (batch.hpp).
+#include "batch.hpp"
+
+#include <algorithm>
+#include <exception>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "host_call.hpp"
+
+namespace nudge::detail {
+namespace {
+
+void count(rule_stats& s, time_point at) {
+  if (!s.first || at < *s.first) {
+    s.first = at;
+  }
+  if (!s.last || at > *s.last) {
+    s.last = at;
+  }
+}
+
+void add(workflow_stats& into, const workflow_stats& d) {
+  into.entered += d.entered;
+  into.completed += d.completed;
+  into.exited += d.exited;
+  into.ended += d.ended;
+  into.sent += d.sent;
+  into.opened += d.opened;
+  into.clicked += d.clicked;
+  into.active += d.active;
+  into.delivery += d.delivery;
+  for (const auto& t : {d.first, d.last}) {
+    if (t) {
+      outcome_recorder::touch(into.first, into.last, *t);
+    }
+  }
+  for (std::size_t j = 0; j < d.steps.size(); ++j) {
+    auto& s = into.steps[j];
+    const auto& x = d.steps[j];
+    s.reached += x.reached;
+    s.sent += x.sent;
+    s.opened += x.opened;
+    s.clicked += x.clicked;
+    s.waiting += x.waiting;
+    s.ended += x.ended;
+    s.delivery += x.delivery;
+    for (const auto& t : {x.first, x.last}) {
+      if (t) {
+        outcome_recorder::touch(s.first, s.last, *t);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<workflow_stats> empty_workflow_stats(const program& p) {
+  std::vector<workflow_stats> out;
+  for (const auto& w : p.rules().workflows) {
+    workflow_stats s;
+    s.workflow = w.id;
+    for (const auto& st : w.steps) {
+      s.steps.push_back({});
+      s.steps.back().step = st.id;
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::string too_many_events(std::size_t limit) {
+  return fmt::format(
+      "more than {} events for one contact in one batch (engine_options::max_events_per_contact); "
+      "split the batch",
+      limit);
+}
+
+batch::batch(engine& owner)
+    : owner_(owner),
+      program_(*owner.program_),
+      counters_(owner.counters_),
+      counts_(owner.stats_.size()),
+      workflow_counts_(owner.workflow_stats_.empty() ? std::vector<workflow_stats>{}
+                                                     : empty_workflow_stats(program_)),
+      outcomes_{nullptr, &counts_, nullptr, &workflow_counts_} {}
+
+batch::~batch() {
+  if (lent_any_ && !saved_) {
+    owner_.store_->abandon();  // the store puts back what was evaluated in place
+  }
+}
+
+contact_state* batch::lend(std::string_view id) {
+  contact_state* s = call_host("store.lend", id, [&] { return owner_.store_->lend(id); });
+  lent_any_ = lent_any_ || s != nullptr;
+  return s;
+}
+
+std::vector<due_action> batch::commit(std::span<const std::string_view> ids) {
+  sort(ids);
+  deliver_and_save();
+  saved_ = true;
+  fold_in();
+  return std::move(actions_);
+}
+
+// Sorts the actions by (due_at, contact id), keeping each contact's emission order within an
+// instant: due_order applied stably. Keys are integers: the contact (as the index of its run of
+// actions) is compared by id only when two runs fall on the same second, which is rare.
+void batch::sort(std::span<const std::string_view> ids) {
+  if (runs_.size() <= 1) {
+    return;  // one run of one contact: already in emission (= time) order
+  }
+  struct sort_key {
+    std::int64_t due;
+    std::uint32_t run, position;
+  };
+  std::vector<sort_key> keys(actions_.size());
+  std::size_t begin = 0;
+  for (std::size_t r = 0; r < runs_.size(); ++r) {
+    for (std::size_t i = begin; i < runs_[r].second; ++i) {
+      keys[i] = {to_epoch(actions_[i].due_at), static_cast<std::uint32_t>(r),
+                 static_cast<std::uint32_t>(i)};
+    }
+    begin = runs_[r].second;
+  }
+  std::sort(keys.begin(), keys.end(), [&](const sort_key& a, const sort_key& b) {
+    if (a.due != b.due) {
+      return a.due < b.due;
+    }
+    if (a.run != b.run) {
+      const std::string_view x = ids[runs_[a.run].first];
+      const std::string_view y = ids[runs_[b.run].first];
+      if (x != y) {
+        return x < y;
+      }
+      // Two runs of one contact: in the order they were appended.
+    }
+    return a.position < b.position;
+  });
+  // Apply the permutation in place, cycle by cycle: no second copy of a large batch.
+  std::vector<bool> placed(actions_.size(), false);
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    if (placed[i] || keys[i].position == i) {
+      continue;
+    }
+    due_action held = std::move(actions_[i]);
+    std::size_t at = i;
+    while (keys[at].position != i) {
+      actions_[at] = std::move(actions_[keys[at].position]);
+      placed[at] = true;
+      at = keys[at].position;
+    }
+    actions_[at] = std::move(held);
+    placed[at] = true;
+  }
+}
+
+void batch::deliver_and_save() {
+  if (owner_.sink_ != nullptr && !actions_.empty()) {
+    call_host("sink.deliver", "", [&] { owner_.sink_->deliver(actions_); });
+  }
+  if (owner_.sink_ == nullptr || actions_.empty()) {
+    // Nothing was handed to a sink: a failed save leaves the batch fully undone.
+    call_host("store.save", "", [&] { owner_.store_->save(states_); });
+  } else {
+    try {
+      owner_.store_->save(states_);
+    } catch (...) {
+      auto original_error = std::current_exception();
+      std::throw_with_nested(callback_error(
+          "store.save", "",
+          fmt::format("{} (the batch's {} actions were delivered; no state was saved: "
+                      "process the batch again and drop duplicates by idempotency key)",
+                      what_of(original_error), actions_.size())));
+    }
+  }
+}
+
+void batch::fold_in() noexcept {
+  // Committed: fold in statistics and counters (cannot throw).
+  owner_.counters_ = std::move(counters_);
+  std::vector<rule_stats>& stats = owner_.stats_;
+  for (std::size_t r = 0; r < counts_.size(); ++r) {
+    const rule_stats& c = counts_[r];
+    rule_stats& s = stats[r];
+    s.triggered += c.triggered;
+    s.passed += c.passed;
+    s.failed += c.failed;
+    s.suppressed += c.suppressed;
+    s.no_consent += c.no_consent;
+    s.capped += c.capped;
+    s.off_hours += c.off_hours;
+    s.deferred_cap += c.deferred_cap;
+    s.deferred_hours += c.deferred_hours;
+    if (c.first) {
+      count(s, *c.first);
+    }
+    if (c.last) {
+      count(s, *c.last);
+    }
+  }
+  for (std::size_t w = 0; w < workflow_counts_.size(); ++w) {
+    add(owner_.workflow_stats_[w], workflow_counts_[w]);
+  }
+  for (const auto& a : actions_) {
+    if (a.from_workflow()) {
+      continue;  // counted as `sent` by the workflow's outcomes
+    }
+    rule_stats& s = stats[a.rule_index];
+    ++s.emitted;
+    count(s, a.due_at);
+  }
+}
+
+}  // namespace nudge::detail

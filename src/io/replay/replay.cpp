@@ -23,16 +23,13 @@ void append(std::vector<due_action>& to, std::vector<due_action>&& from) {
     to = std::move(from);
     return;
   }
-  const auto by_time_and_contact = [](const due_action& x, const due_action& y) {
-    return x.due_at != y.due_at ? x.due_at < y.due_at : x.contact < y.contact;
-  };
   const auto middle = static_cast<std::ptrdiff_t>(to.size());
-  const bool in_order = from.empty() || !by_time_and_contact(from.front(), to.back());
+  const bool in_order = from.empty() || !due_order(from.front(), to.back());
   to.insert(to.end(), std::make_move_iterator(from.begin()), std::make_move_iterator(from.end()));
   if (!in_order) {
     // The contacts' upsert at the first event's instant and that instant's events both emit
     // there: merge, stably, so each contact keeps its emission order (upsert first).
-    std::inplace_merge(to.begin(), to.begin() + middle, to.end(), by_time_and_contact);
+    std::inplace_merge(to.begin(), to.begin() + middle, to.end(), due_order);
   }
 }
 

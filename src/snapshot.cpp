@@ -15,7 +15,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
-#include <nudge/snapshot.hpp>
+#include <nudge/io/snapshot.hpp>
 
 namespace nudge {
 namespace {

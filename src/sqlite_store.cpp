@@ -30,8 +30,8 @@
 #include <xxhash.h>
 
 #include <nudge/error.hpp>
-#include <nudge/snapshot.hpp>
-#include <nudge/sqlite_store.hpp>
+#include <nudge/io/snapshot.hpp>
+#include <nudge/io/sqlite_store.hpp>
 
 namespace nudge {
 namespace {

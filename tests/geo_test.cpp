@@ -7,10 +7,10 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
+#include <nudge/io/snapshot.hpp>
 #include <nudge/load_rules.hpp>
 #include <nudge/nudge.hpp>
 #include <nudge/read_events.hpp>
-#include <nudge/snapshot.hpp>
 
 namespace {
 

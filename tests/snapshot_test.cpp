@@ -10,10 +10,10 @@
 #include <unistd.h>
 
 #include <nudge/engine.hpp>
+#include <nudge/io/snapshot.hpp>
 #include <nudge/load_rules.hpp>
 #include <nudge/read_events.hpp>
 #include <nudge/rule.hpp>
-#include <nudge/snapshot.hpp>
 
 namespace {
 

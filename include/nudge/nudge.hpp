@@ -32,6 +32,8 @@
 #include <nudge/fwd.hpp>
 #include <nudge/geo.hpp>
 #include <nudge/identity.hpp>
+#include <nudge/io/snapshot.hpp>
+#include <nudge/io/sqlite_store.hpp>
 #include <nudge/lifecycle.hpp>
 #include <nudge/load_rules.hpp>
 #include <nudge/memory_store.hpp>
@@ -42,8 +44,6 @@
 #include <nudge/scoring.hpp>
 #include <nudge/segment.hpp>
 #include <nudge/sink.hpp>
-#include <nudge/snapshot.hpp>
-#include <nudge/sqlite_store.hpp>
 #include <nudge/stats.hpp>
 #include <nudge/store.hpp>
 #include <nudge/time.hpp>

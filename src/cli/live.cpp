@@ -25,11 +25,11 @@
 
 #include <nudge/csv.hpp>
 #include <nudge/error.hpp>
+#include <nudge/io/snapshot.hpp>
+#include <nudge/io/sqlite_store.hpp>
 #include <nudge/load_rules.hpp>
 #include <nudge/memory_store.hpp>
 #include <nudge/read_events.hpp>
-#include <nudge/snapshot.hpp>
-#include <nudge/sqlite_store.hpp>
 
 #include "file_identity.hpp"
 #include "out_file.hpp"

@@ -1,4 +1,4 @@
-// nudge run / nudge outbox: live mode on the SQLite store (include/nudge/sqlite_store.hpp).
+// nudge run / nudge outbox: live mode on the SQLite store (include/nudge/io/sqlite_store.hpp).
 #pragma once
 
 #include <cstddef>

@@ -19,10 +19,10 @@
 #include <nudge/engine.hpp>
 #include <nudge/error.hpp>
 #include <nudge/explain.hpp>
+#include <nudge/io/snapshot.hpp>
 #include <nudge/load_rules.hpp>
 #include <nudge/read_events.hpp>
 #include <nudge/replay.hpp>
-#include <nudge/snapshot.hpp>
 
 #include "db_check.hpp"
 #include "errors.hpp"

@@ -1,4 +1,4 @@
-// nudge/snapshot.hpp: the whole engine state (contact states, statistics, round-robin counters)
+// nudge/io/snapshot.hpp: the whole engine state (contact states, statistics, round-robin counters)
 // saved to and loaded from a versioned binary file. The format is documented in docs/snapshot.md.
 //
 // Example:

@@ -9,8 +9,8 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <nudge/io/sqlite_store.hpp>
 #include <nudge/rule.hpp>
-#include <nudge/sqlite_store.hpp>
 
 namespace {
 

@@ -8,9 +8,9 @@
 #include <fmt/format.h>
 
 #include <nudge/io/read_events.hpp>
+#include <nudge/io/snapshot.hpp>
 #include <nudge/load_rules.hpp>
 #include <nudge/nudge.hpp>
-#include <nudge/snapshot.hpp>
 
 namespace {
 

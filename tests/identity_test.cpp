@@ -13,10 +13,10 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <nudge/io/snapshot.hpp>
+#include <nudge/io/sqlite_store.hpp>
 #include <nudge/load_rules.hpp>
 #include <nudge/nudge.hpp>
-#include <nudge/snapshot.hpp>
-#include <nudge/sqlite_store.hpp>
 
 #include "support.hpp"
 

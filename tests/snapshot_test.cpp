@@ -11,9 +11,9 @@
 
 #include <nudge/engine.hpp>
 #include <nudge/io/read_events.hpp>
+#include <nudge/io/snapshot.hpp>
 #include <nudge/load_rules.hpp>
 #include <nudge/rule.hpp>
-#include <nudge/snapshot.hpp>
 
 namespace {
 

@@ -20,9 +20,9 @@
 
 #include <nudge/engine.hpp>
 #include <nudge/error.hpp>
+#include <nudge/io/snapshot.hpp>
+#include <nudge/io/sqlite_store.hpp>
 #include <nudge/rule.hpp>
-#include <nudge/snapshot.hpp>
-#include <nudge/sqlite_store.hpp>
 
 namespace {
 

@@ -6,9 +6,9 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
+#include <nudge/io/snapshot.hpp>
 #include <nudge/load_rules.hpp>
 #include <nudge/nudge.hpp>
-#include <nudge/snapshot.hpp>
 
 #include "support.hpp"
 

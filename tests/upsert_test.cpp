@@ -14,8 +14,8 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <nudge/io/sqlite_store.hpp>
 #include <nudge/nudge.hpp>
-#include <nudge/sqlite_store.hpp>
 
 #include "support.hpp"
 

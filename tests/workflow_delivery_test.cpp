@@ -14,9 +14,9 @@
 #include <fmt/format.h>
 
 #include <nudge/explain.hpp>
+#include <nudge/io/snapshot.hpp>
 #include <nudge/load_rules.hpp>
 #include <nudge/nudge.hpp>
-#include <nudge/snapshot.hpp>
 
 #include "support.hpp"
 

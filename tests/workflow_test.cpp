@@ -13,8 +13,8 @@
 #include <fmt/format.h>
 
 #include <nudge/explain.hpp>
+#include <nudge/io/snapshot.hpp>
 #include <nudge/nudge.hpp>
-#include <nudge/snapshot.hpp>
 
 #include "support.hpp"
 

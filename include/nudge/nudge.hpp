@@ -6,12 +6,12 @@
 //                       -> program.hpp (compile)
 //   rule files (JSON):  load_rules.hpp (load_rules, load_rules_file, try_load_rules,
 //                       parse_rules)
-//   running:            engine.hpp (engine), store.hpp / memory_store.hpp / sqlite_store.hpp
+//   running:            engine.hpp (engine), store.hpp / memory_store.hpp / io/sqlite_store.hpp
 //                       (stores, durable_engine), sink.hpp, due_action.hpp, stats.hpp,
 //                       evaluate.hpp (one contact, no store), identity.hpp, lifecycle.hpp
 //   files and backtests: io/read_events.hpp (read_events, event_reader, read_contacts),
 //                       io/replay.hpp (replay, write_actions_csv), io/csv.hpp (RFC 4180 fields),
-//                       snapshot.hpp (save_snapshot, load_snapshot and the codec)
+//                       io/snapshot.hpp (save_snapshot, load_snapshot and the codec)
 //   why:                timeline.hpp, explain.hpp
 //   basics:             contact.hpp, contact_state.hpp, event.hpp, value.hpp, time.hpp,
 //                       error.hpp, fwd.hpp
@@ -34,6 +34,8 @@
 #include <nudge/io/csv.hpp>
 #include <nudge/io/read_events.hpp>
 #include <nudge/io/replay.hpp>
+#include <nudge/io/snapshot.hpp>
+#include <nudge/io/sqlite_store.hpp>
 #include <nudge/lifecycle.hpp>
 #include <nudge/load_rules.hpp>
 #include <nudge/memory_store.hpp>
@@ -42,8 +44,6 @@
 #include <nudge/scoring.hpp>
 #include <nudge/segment.hpp>
 #include <nudge/sink.hpp>
-#include <nudge/snapshot.hpp>
-#include <nudge/sqlite_store.hpp>
 #include <nudge/stats.hpp>
 #include <nudge/store.hpp>
 #include <nudge/time.hpp>

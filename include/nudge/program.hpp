@@ -110,4 +110,10 @@ class program {
   duration longest_delay_{0};
 };
 
+/// A stable 64-bit hash (FNV-1a) of a canonical serialization of the program's rule set: rule
+/// ids, triggers, delays, conditions, actions, policies and caps in order, owner groups and
+/// declared event types. Equal rule sets give equal fingerprints on every platform and build;
+/// changing any rule changes it (up to hash collisions).
+std::uint64_t program_fingerprint(const program& p);
+
 }  // namespace nudge

@@ -16,8 +16,8 @@
 #include <nudge/engine.hpp>
 #include <nudge/io/read_events.hpp>
 #include <nudge/io/replay.hpp>
+#include <nudge/io/snapshot.hpp>
 #include <nudge/memory_store.hpp>
-#include <nudge/snapshot.hpp>
 
 #include "commands.hpp"
 #include "common.hpp"

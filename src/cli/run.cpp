@@ -26,10 +26,10 @@
 #include <nudge/io/csv.hpp>
 #include <nudge/io/read_events.hpp>
 #include <nudge/io/replay.hpp>
+#include <nudge/io/snapshot.hpp>
+#include <nudge/io/sqlite_store.hpp>
 #include <nudge/load_rules.hpp>
 #include <nudge/memory_store.hpp>
-#include <nudge/snapshot.hpp>
-#include <nudge/sqlite_store.hpp>
 
 #include "commands.hpp"
 #include "common.hpp"

@@ -30,8 +30,8 @@
 #include <fmt/format.h>
 #include <fuzzer/FuzzedDataProvider.h>
 
+#include <nudge/io/snapshot.hpp>
 #include <nudge/nudge.hpp>
-#include <nudge/snapshot.hpp>
 
 namespace {
 

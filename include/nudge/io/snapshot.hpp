@@ -1,4 +1,4 @@
-// nudge/snapshot.hpp: the whole engine state (contact states, statistics, round-robin counters)
+// nudge/io/snapshot.hpp: the whole engine state (contact states, statistics, round-robin counters)
 // saved to and loaded from a versioned binary file. The format is documented in docs/snapshot.md.
 //
 // Example:
@@ -46,15 +46,10 @@ class snapshot_error : public std::runtime_error {
   explicit snapshot_error(const std::string& what) : std::runtime_error(what) {}
 };
 
-/// A stable 64-bit hash (FNV-1a) of a canonical serialization of the program's rule set: rule
-/// ids, triggers, delays, conditions, actions, policies and caps in order, owner groups and
-/// declared event types. Equal rule sets give equal fingerprints on every platform and build;
-/// changing any rule changes it (up to hash collisions).
-std::uint64_t program_fingerprint(const program& p);
-
 /// Everything a snapshot holds, in memory.
 struct snapshot {
-  std::uint64_t fingerprint = 0;      ///< program_fingerprint of the writer's program
+  std::uint64_t fingerprint =
+      0;  ///< program_fingerprint (nudge/program.hpp) of the writer's program
   std::vector<contact_state> states;  ///< sorted by contact id
   std::vector<rule_stats> stats;      ///< per rule, in program order
   round_robin_counters counters;

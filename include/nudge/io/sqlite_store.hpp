@@ -1,4 +1,4 @@
-// nudge/sqlite_store.hpp: the embedded store for live use: contact states, their timers and an
+// nudge/io/sqlite_store.hpp: the embedded store for live use: contact states, their timers and an
 // outbox of due actions in one SQLite database (WAL mode), and durable_engine, which commits each
 // batch's states and actions in one transaction and feeds the host's sink from the outbox.
 //

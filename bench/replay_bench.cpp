@@ -19,7 +19,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include <nudge/load_rules.hpp>
+#include <nudge/io/load_rules.hpp>
 #include <nudge/nudge.hpp>
 #include <nudge/read_events.hpp>
 #include <nudge/replay.hpp>

@@ -13,7 +13,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
-#include <nudge/load_rules.hpp>
+#include <nudge/io/load_rules.hpp>
 #include <nudge/nudge.hpp>
 #include <nudge/snapshot.hpp>
 #include <nudge/sqlite_store.hpp>

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include <nudge/explain.hpp>
-#include <nudge/load_rules.hpp>
+#include <nudge/io/load_rules.hpp>
 #include <nudge/nudge.hpp>
 #include <nudge/snapshot.hpp>
 #include <nudge/sqlite_store.hpp>

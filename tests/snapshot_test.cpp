@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include <nudge/engine.hpp>
-#include <nudge/load_rules.hpp>
+#include <nudge/io/load_rules.hpp>
 #include <nudge/read_events.hpp>
 #include <nudge/rule.hpp>
 #include <nudge/snapshot.hpp>

@@ -14,7 +14,7 @@
 #include <fmt/format.h>
 
 #include <nudge/explain.hpp>
-#include <nudge/load_rules.hpp>
+#include <nudge/io/load_rules.hpp>
 #include <nudge/nudge.hpp>
 #include <nudge/snapshot.hpp>
 

@@ -24,7 +24,7 @@
 #include <datetime.h>
 #include <fmt/format.h>
 
-#include <nudge/load_rules.hpp>
+#include <nudge/io/load_rules.hpp>
 #include <nudge/nudge.hpp>
 #include <nudge/read_events.hpp>
 #include <nudge/replay.hpp>

@@ -4,7 +4,7 @@
 //   rules in C++:       rule.hpp (builders), condition.hpp, action.hpp, workflow.hpp,
 //                       segment.hpp, scoring.hpp, delivery.hpp, geo.hpp (locations, areas)
 //                       -> program.hpp (compile)
-//   rule files (JSON):  load_rules.hpp (load_rules, load_rules_file, try_load_rules,
+//   rule files (JSON):  io/load_rules.hpp (load_rules, load_rules_file, try_load_rules,
 //                       parse_rules)
 //   running:            engine.hpp (engine), store.hpp / memory_store.hpp / sqlite_store.hpp
 //                       (stores, durable_engine), sink.hpp, due_action.hpp, stats.hpp,
@@ -33,7 +33,7 @@
 #include <nudge/fwd.hpp>
 #include <nudge/identity.hpp>
 #include <nudge/lifecycle.hpp>
-#include <nudge/load_rules.hpp>
+#include <nudge/io/load_rules.hpp>
 #include <nudge/memory_store.hpp>
 #include <nudge/program.hpp>
 #include <nudge/read_events.hpp>

@@ -8,7 +8,7 @@
 #include <fmt/format.h>
 
 #include <nudge/error.hpp>
-#include <nudge/load_rules.hpp>
+#include <nudge/io/load_rules.hpp>
 #include <nudge/sqlite_store.hpp>
 
 namespace nudge_cli {

@@ -25,7 +25,7 @@
 
 #include <nudge/csv.hpp>
 #include <nudge/error.hpp>
-#include <nudge/load_rules.hpp>
+#include <nudge/io/load_rules.hpp>
 #include <nudge/memory_store.hpp>
 #include <nudge/read_events.hpp>
 #include <nudge/snapshot.hpp>

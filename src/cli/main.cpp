@@ -19,7 +19,7 @@
 #include <nudge/engine.hpp>
 #include <nudge/error.hpp>
 #include <nudge/explain.hpp>
-#include <nudge/load_rules.hpp>
+#include <nudge/io/load_rules.hpp>
 #include <nudge/read_events.hpp>
 #include <nudge/replay.hpp>
 #include <nudge/snapshot.hpp>

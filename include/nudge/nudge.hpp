@@ -29,11 +29,11 @@
 #include <nudge/evaluate.hpp>
 #include <nudge/event.hpp>
 #include <nudge/explain.hpp>
-#include <nudge/geo.hpp>
 #include <nudge/fwd.hpp>
+#include <nudge/geo.hpp>
 #include <nudge/identity.hpp>
-#include <nudge/lifecycle.hpp>
 #include <nudge/io/load_rules.hpp>
+#include <nudge/lifecycle.hpp>
 #include <nudge/memory_store.hpp>
 #include <nudge/program.hpp>
 #include <nudge/read_events.hpp>

@@ -19,9 +19,9 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include <nudge/io/load_rules.hpp>
 #include <nudge/io/read_events.hpp>
 #include <nudge/io/replay.hpp>
-#include <nudge/load_rules.hpp>
 #include <nudge/nudge.hpp>
 
 namespace {

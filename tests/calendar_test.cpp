@@ -8,8 +8,8 @@
 #include <fmt/format.h>
 
 #include <nudge/detail/calendar.hpp>
+#include <nudge/io/load_rules.hpp>
 #include <nudge/io/snapshot.hpp>
-#include <nudge/load_rules.hpp>
 #include <nudge/nudge.hpp>
 
 namespace {

@@ -4,8 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <nudge/io/load_rules.hpp>
 #include <nudge/io/read_events.hpp>
-#include <nudge/load_rules.hpp>
 
 namespace {
 

@@ -8,8 +8,8 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
+#include <nudge/io/load_rules.hpp>
 #include <nudge/io/snapshot.hpp>
-#include <nudge/load_rules.hpp>
 #include <nudge/nudge.hpp>
 
 #include "support.hpp"

@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 
 #include <nudge/engine.hpp>
-#include <nudge/load_rules.hpp>
+#include <nudge/io/load_rules.hpp>
 
 namespace {
 

@@ -10,8 +10,8 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
+#include <nudge/io/load_rules.hpp>
 #include <nudge/io/replay.hpp>
-#include <nudge/load_rules.hpp>
 #include <nudge/nudge.hpp>
 
 namespace {

@@ -7,9 +7,9 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
+#include <nudge/io/load_rules.hpp>
 #include <nudge/io/read_events.hpp>
 #include <nudge/io/snapshot.hpp>
-#include <nudge/load_rules.hpp>
 #include <nudge/nudge.hpp>
 
 namespace {

@@ -13,9 +13,9 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <nudge/io/load_rules.hpp>
 #include <nudge/io/snapshot.hpp>
 #include <nudge/io/sqlite_store.hpp>
-#include <nudge/load_rules.hpp>
 #include <nudge/nudge.hpp>
 
 #include "support.hpp"

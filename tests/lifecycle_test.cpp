@@ -15,9 +15,9 @@
 #include <unistd.h>
 
 #include <nudge/explain.hpp>
+#include <nudge/io/load_rules.hpp>
 #include <nudge/io/snapshot.hpp>
 #include <nudge/io/sqlite_store.hpp>
-#include <nudge/load_rules.hpp>
 #include <nudge/nudge.hpp>
 
 #include "support.hpp"

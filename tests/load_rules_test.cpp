@@ -7,7 +7,7 @@
 
 #include <catch2/catch.hpp>
 
-#include <nudge/load_rules.hpp>
+#include <nudge/io/load_rules.hpp>
 #include <nudge/nudge.hpp>
 
 namespace {

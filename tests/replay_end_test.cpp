@@ -10,8 +10,8 @@
 #include <unistd.h>
 
 #include <nudge/engine.hpp>
+#include <nudge/io/load_rules.hpp>
 #include <nudge/io/replay.hpp>
-#include <nudge/load_rules.hpp>
 
 namespace {
 

@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #include <nudge/engine.hpp>
+#include <nudge/io/load_rules.hpp>
 #include <nudge/io/read_events.hpp>
 #include <nudge/io/snapshot.hpp>
-#include <nudge/load_rules.hpp>
 #include <nudge/rule.hpp>
 
 namespace {

@@ -14,8 +14,8 @@
 #include <fmt/format.h>
 
 #include <nudge/explain.hpp>
+#include <nudge/io/load_rules.hpp>
 #include <nudge/io/snapshot.hpp>
-#include <nudge/load_rules.hpp>
 #include <nudge/nudge.hpp>
 
 #include "support.hpp"

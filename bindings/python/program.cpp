@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include <nudge/load_rules.hpp>
+#include <nudge/io/load_rules.hpp>
 
 using namespace pybind11::literals;
 

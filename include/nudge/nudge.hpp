@@ -4,7 +4,7 @@
 //   rules in C++:       rule.hpp (builders), condition.hpp, action.hpp, workflow.hpp,
 //                       segment.hpp, scoring.hpp, delivery.hpp, geo.hpp (locations, areas)
 //                       -> program.hpp (compile)
-//   rule files (JSON):  load_rules.hpp (load_rules, load_rules_file, try_load_rules,
+//   rule files (JSON):  io/load_rules.hpp (load_rules, load_rules_file, try_load_rules,
 //                       parse_rules)
 //   running:            engine.hpp (engine), store.hpp / memory_store.hpp / io/sqlite_store.hpp
 //                       (stores, durable_engine), sink.hpp, due_action.hpp, stats.hpp,
@@ -32,12 +32,12 @@
 #include <nudge/geo.hpp>
 #include <nudge/identity.hpp>
 #include <nudge/io/csv.hpp>
+#include <nudge/io/load_rules.hpp>
 #include <nudge/io/read_events.hpp>
 #include <nudge/io/replay.hpp>
 #include <nudge/io/snapshot.hpp>
 #include <nudge/io/sqlite_store.hpp>
 #include <nudge/lifecycle.hpp>
-#include <nudge/load_rules.hpp>
 #include <nudge/memory_store.hpp>
 #include <nudge/program.hpp>
 #include <nudge/rule.hpp>

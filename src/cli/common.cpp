@@ -6,7 +6,7 @@
 #include <fmt/format.h>
 
 #include <nudge/error.hpp>
-#include <nudge/load_rules.hpp>
+#include <nudge/io/load_rules.hpp>
 
 namespace nudge_cli {
 

@@ -8,8 +8,8 @@
 #include <fmt/format.h>
 
 #include <nudge/error.hpp>
+#include <nudge/io/load_rules.hpp>
 #include <nudge/io/sqlite_store.hpp>
-#include <nudge/load_rules.hpp>
 
 namespace nudge_cli {
 namespace {

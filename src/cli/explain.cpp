@@ -12,8 +12,8 @@
 #include <nudge/engine.hpp>
 #include <nudge/error.hpp>
 #include <nudge/explain.hpp>
+#include <nudge/io/load_rules.hpp>
 #include <nudge/io/replay.hpp>
-#include <nudge/load_rules.hpp>
 
 #include "commands.hpp"
 #include "common.hpp"

@@ -7,6 +7,15 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <unistd.h>
+
+#include <nudge/engine.hpp>
+#include <nudge/error.hpp>
+#include <nudge/explain.hpp>
+#include <nudge/io/load_rules.hpp>
+#include <nudge/io/read_events.hpp>
+#include <nudge/io/replay.hpp>
+#include <nudge/io/snapshot.hpp>
 
 #include "commands.hpp"
 #include "common.hpp"

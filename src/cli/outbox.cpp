@@ -5,8 +5,8 @@
 #include <fmt/format.h>
 
 #include <nudge/io/csv.hpp>
+#include <nudge/io/load_rules.hpp>
 #include <nudge/io/sqlite_store.hpp>
-#include <nudge/load_rules.hpp>
 
 #include "commands.hpp"
 #include "common.hpp"

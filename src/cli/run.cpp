@@ -24,11 +24,11 @@
 
 #include <nudge/error.hpp>
 #include <nudge/io/csv.hpp>
+#include <nudge/io/load_rules.hpp>
 #include <nudge/io/read_events.hpp>
 #include <nudge/io/replay.hpp>
 #include <nudge/io/snapshot.hpp>
 #include <nudge/io/sqlite_store.hpp>
-#include <nudge/load_rules.hpp>
 #include <nudge/memory_store.hpp>
 
 #include "commands.hpp"

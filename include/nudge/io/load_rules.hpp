@@ -1,4 +1,4 @@
-// nudge/load_rules.hpp: rule files (JSON) to programs, with every problem located.
+// nudge/io/load_rules.hpp: rule files (JSON) to programs, with every problem located.
 //
 // The format is documented in docs/rules.md. Loading compiles to exactly the program the C++
 // builder would produce for the same rules.

@@ -10,19 +10,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <nudge/evaluate.hpp>
+
 namespace nudge_cli {
 namespace {
 
 constexpr std::size_t block = 4096;
-
-// FNV-1a: stable across builds and platforms, unlike std::hash, since it is stored.
-std::uint64_t fnv1a(std::string_view bytes, std::uint64_t h) {
-  for (const char c : bytes) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
 
 [[noreturn]] void fail(int err, const std::string& what) {
   throw std::system_error(err, std::generic_category(), what);
@@ -70,9 +63,11 @@ file_text read_file_text(const std::string& path) {
 
 consumed_identity consumed_identity::of(const file_text& f, std::size_t offset) {
   const std::string_view prefix = std::string_view{f.text}.substr(0, offset);
-  std::uint64_t h = fnv1a(prefix.substr(0, block), 0xcbf29ce484222325ULL);
-  h = fnv1a(prefix.substr(prefix.size() - std::min(prefix.size(), block)), h);
-  h = fnv1a(std::to_string(offset), h);
+  // FNV-1a (nudge::fnv1a64): stable across builds and platforms, unlike std::hash, since it is
+  // stored.
+  std::uint64_t h = nudge::fnv1a64(prefix.substr(0, block));
+  h = nudge::fnv1a64(prefix.substr(prefix.size() - std::min(prefix.size(), block)), h);
+  h = nudge::fnv1a64(std::to_string(offset), h);
   return {fmt::format("{}:{}", f.device, f.inode), fmt::format("{:016x}", h)};
 }
 

@@ -1,7 +1,7 @@
-// Little-endian fixed-width fields written into a byte string, and the FNV-1a hash of such
-// bytes: the program fingerprint (core/compile/fingerprint.cpp) and the snapshot codec
-// (io/snapshot/) write with the same writer, so that both keep one byte order. Private: not
-// installed.
+// Little-endian fixed-width fields written into a byte string (their checksum is nudge::fnv1a64,
+// evaluate.hpp, the one FNV-1a of the library): the program fingerprint
+// (core/compile/fingerprint.cpp) and the snapshot codec (io/snapshot/) write with the same writer,
+// so that both keep one byte order. Private: not installed.
 #pragma once
 
 #include <bit>
@@ -13,21 +13,11 @@
 #include <type_traits>
 #include <variant>
 
+#include <nudge/evaluate.hpp>
 #include <nudge/time.hpp>
 #include <nudge/value.hpp>
 
 namespace nudge::byte_codec {
-
-inline constexpr std::uint64_t fnv_offset = 14695981039346656037ULL;
-constexpr std::uint64_t fnv_prime = 1099511628211ULL;
-
-inline std::uint64_t fnv1a(std::string_view bytes, std::uint64_t h = fnv_offset) noexcept {
-  for (char c : bytes) {
-    h ^= static_cast<unsigned char>(c);
-    h *= fnv_prime;
-  }
-  return h;
-}
 
 // ---- Writing: explicit little-endian fixed-width fields ----------------------------------------
 

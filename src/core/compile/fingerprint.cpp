@@ -11,7 +11,6 @@
 namespace nudge {
 namespace {
 
-using byte_codec::fnv1a;
 using byte_codec::writer;
 
 // ---- The program fingerprint's canonical serialization ------------------------------------------
@@ -291,7 +290,7 @@ std::uint64_t program_fingerprint(const program& p) {
     w.u8(d.use_system_zones ? 1 : 0);
     w.str(d.zoneinfo_dir);
   }
-  return fnv1a(w.out());  // the written bytes, without the writer's slack
+  return fnv1a64(w.out());  // the written bytes, without the writer's slack
 }
 
 }  // namespace nudge

@@ -19,7 +19,6 @@
 
 namespace nudge {
 
-using byte_codec::fnv1a;
 using snapshot_codec::decode_state;
 using snapshot_codec::reader;
 using snapshot_codec::writer;
@@ -111,7 +110,7 @@ std::string encode_snapshot(const snapshot& s) {
         when(st.last);
       }
     }
-    w.u64(fnv1a(w.out()));  // the written bytes, without the writer's slack
+    w.u64(fnv1a64(w.out()));  // the written bytes, without the writer's slack
   }
   return out;
 }
@@ -325,7 +324,7 @@ snapshot parse_snapshot(std::string_view bytes, const program* expected, const s
   }
   const auto sum_at = r.pos();
   const std::uint64_t stored = r.u64("the checksum");
-  const std::uint64_t computed = fnv1a(bytes.substr(0, sum_at));
+  const std::uint64_t computed = fnv1a64(bytes.substr(0, sum_at));
   if (stored != computed) {
     r.corrupt(sum_at, fmt::format("checksum {:016x} does not match the content ({:016x})", stored,
                                   computed));

@@ -2,27 +2,43 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <optional>
-#include <set>
 #include <span>
 #include <string>
 #include <string_view>
-#include <utility>
 #include <vector>
 
-#include <nudge/detail/compiled.hpp>
 #include <nudge/store.hpp>
 
 namespace nudge {
 
+namespace detail {
+class state_table;
+}  // namespace detail
+
 /// Keeps contact states in memory. `due(t)` reads an index ordered by each contact's earliest
 /// timer, so advancing the clock touches only contacts with work to do.
+///
+/// It lends its states to the engine (store::lend), which evaluates them in place; a batch that
+/// fails is undone from copies taken at lend (an undo log), so it still changes nothing.
 ///
 /// Thread-safety: none; the engine calls it from one thread.
 class memory_store final : public store {
  public:
+  memory_store();
+  ~memory_store() override;
+  memory_store(memory_store&&) noexcept;
+  memory_store& operator=(memory_store&&) noexcept;
+
   std::optional<contact_state> load(std::string_view contact) override;
+  /// All or nothing: a save that fails (std::bad_alloc) leaves the store as it was before the
+  /// batch, the states lent to it included.
   void save(std::span<contact_state> states) override;
+  /// The stored state itself, to be evaluated in place until save() or abandon().
+  contact_state* lend(std::string_view contact) override;
+  /// Puts back every state lent since the last save, as it was when lent.
+  void abandon() noexcept override;
   std::vector<std::string> due(time_point t) override;
   /// From an index by segment kept up to date in save: O(members log members).
   std::vector<std::string> segment_members(std::string_view segment) override;
@@ -31,20 +47,19 @@ class memory_store final : public store {
   std::vector<std::string> contacts() override;
 
   /// Number of contacts stored.
-  std::size_t size() const noexcept { return states_.size(); }
+  std::size_t size() const noexcept;
   /// Read access without a copy; nullptr when absent.
   const contact_state* find(std::string_view contact) const;
   /// Visits every stored state, in no particular order.
   template <class Visitor>
   void for_each(Visitor&& visit) const {
-    for (const auto& s : states_) visit(s);
+    for (const auto& s : states()) visit(s);
   }
 
  private:
-  std::vector<contact_state> states_;
-  detail::string_map<std::size_t> index_;
-  std::set<std::pair<time_point, std::size_t>> due_;   ///< (next_due, position) with timers
-  detail::string_map<std::set<std::size_t>> members_;  ///< segment -> positions of its members
+  const std::vector<contact_state>& states() const noexcept;
+
+  std::unique_ptr<detail::state_table> table_;
 };
 
 }  // namespace nudge

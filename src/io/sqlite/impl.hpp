@@ -36,10 +36,10 @@
 #include <nudge/io/snapshot.hpp>
 #include <nudge/io/sqlite_store.hpp>
 
+#include "core/engine/state_table.hpp"
 #include "io/sqlite/handles.hpp"
 #include "io/sqlite/row_codec.hpp"
 #include "io/sqlite/schema.hpp"
-#include "io/sqlite/state_table.hpp"
 #include "io/sqlite/writer_lock.hpp"
 
 namespace nudge {
@@ -59,8 +59,9 @@ struct sqlite_store::impl {
       read_outbox, add_outbox, trim_outbox, sync_normal, sync_configured;
   row_counts rows;  ///< as of the last commit (or load)
 
-  // Committed state, as of the last commit (or load).
-  state_table states;
+  // Committed state, as of the last commit (or load). Lent states are not backed up: a
+  // rollback after lending re-reads the database, which holds exactly the committed states.
+  detail::state_table states{{.back_up_lent = false, .index_segments = false}};
   bool loaded = false;
   /// A batch failed after states were lent (store::abandon): the open transaction must be
   /// rolled back before anything else.

@@ -1,0 +1,260 @@
+// memory_store lends its states: the engine evaluates them in place, and a batch that fails
+// (sink, store, bad input) is undone from the store's undo log, leaving every state, the due
+// index and the segment index exactly as they were.
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include <nudge/io/load_rules.hpp>
+#include <nudge/nudge.hpp>
+
+#include "support.hpp"
+
+namespace {
+
+using test_support::ev;
+using test_support::strings;
+using test_support::t0;
+
+using nudge::days;
+using nudge::hours;
+
+// Everything a state can gain in a batch: tags and details (internal actions), a delayed check
+// (timers), a workflow run, segment memberships, score, timeline entries.
+std::shared_ptr<const nudge::program> shop() {
+  return nudge::load_rules(R"({
+  "timeline": {"size": 8},
+  "segments": [{"name": "browsers", "if": {"happened": {"event": "page_view", "at_least": 2}}},
+               {"name": "buyers", "if": {"happened": {"event": "purchase"}}}],
+  "scoring": {"rules": [{"id": "views", "on": {"event": "page_view"}, "points": 10}],
+              "thresholds": [{"name": "warm", "at": 20}]},
+  "rules": [
+    {"id": "tag_buyer", "on": {"event": "purchase"},
+     "then": [{"do": "add_tag", "arg": "buyer"},
+              {"do": "set_detail", "arg": "tier", "value": "gold"},
+              {"do": "send_email", "arg": "thanks"}]},
+    {"id": "cart_reminder", "on": {"event": "cart"}, "delay": "1d",
+     "if": {"not_happened": {"event": "purchase", "since_trigger": true}},
+     "then": [{"do": "send_email", "arg": "cart_reminder"}]},
+    {"id": "fan", "on": {"segment_entered": "browsers"}, "then": [{"do": "add_tag", "arg": "fan"}]},
+    {"id": "warm", "on": {"score_crossed": "warm"}, "then": [{"do": "notify_owner", "arg": "warm"}]}
+  ],
+  "workflows": [{"id": "checkout", "entry": {"on": {"event": "cart"}}, "exit_on": [{"event": "purchase"}],
+                 "steps": [{"id": "wait", "wait": "2d"},
+                           {"id": "nudge", "send": {"do": "send_sms", "arg": "checkout"}}]}]
+})");
+}
+
+// All a memory_store shows: every state, the ids in due order at several instants, every
+// segment's members and size, the contact list.
+struct picture {
+  std::map<std::string, nudge::contact_state> states;
+  std::vector<strings> due;
+  std::map<std::string, strings> members;
+  std::map<std::string, std::size_t> sizes;
+  strings contacts;
+  friend bool operator==(const picture&, const picture&) = default;
+};
+
+picture look(nudge::memory_store& store) {
+  picture p;
+  store.for_each([&](const nudge::contact_state& s) { p.states.emplace(s.contact.id, s); });
+  for (auto t : {t0, t0 + hours(30), t0 + days(3), t0 + days(30), nudge::max_time}) {
+    p.due.push_back(store.due(t));
+  }
+  for (const char* segment : {"browsers", "buyers"}) {
+    p.members[segment] = store.segment_members(segment);
+    p.sizes[segment] = store.segment_size(segment);
+  }
+  p.contacts = store.contacts();
+  return p;
+}
+
+class failing_sink final : public nudge::sink {
+ public:
+  void deliver(std::span<const nudge::due_action> actions) override {
+    if (fail) {
+      throw std::runtime_error("boom");
+    }
+    delivered += actions.size();
+  }
+  bool fail = false;
+  std::size_t delivered = 0;
+};
+
+// Lends from a memory_store like the store itself, but its save can be made to fail first.
+class failing_save_store final : public nudge::store {
+ public:
+  std::optional<nudge::contact_state> load(std::string_view id) override { return inner.load(id); }
+  nudge::contact_state* lend(std::string_view id) override { return inner.lend(id); }
+  void abandon() noexcept override { inner.abandon(); }
+  void save(std::span<nudge::contact_state> states) override {
+    if (fail) {
+      throw std::runtime_error("disk full");
+    }
+    inner.save(states);
+  }
+  std::vector<std::string> due(nudge::time_point t) override { return inner.due(t); }
+  std::vector<std::string> segment_members(std::string_view s) override {
+    return inner.segment_members(s);
+  }
+  std::vector<std::string> contacts() override { return inner.contacts(); }
+  nudge::memory_store inner;
+  bool fail = false;
+};
+
+// Before the failed batch: ann and bob with a little history, ann in a workflow with a timer.
+const std::vector<nudge::event> first{ev("ann", "page_view", t0), ev("ann", "cart", t0),
+                                      ev("bob", "page_view", t0)};
+// The batch that fails: ann buys (tag, detail, segment, workflow exit, timers change), bob
+// browses again (segment, tag, score threshold), cid is new and starts a workflow.
+const std::vector<nudge::event> second{
+    ev("ann", "purchase", t0 + hours(2)), ev("bob", "page_view", t0 + hours(2)),
+    ev("bob", "cart", t0 + hours(3)), ev("cid", "cart", t0 + hours(3)),
+    ev("cid", "page_view", t0 + hours(4))};
+
+// What the failed batch would have changed, so that "unchanged" means something.
+void check_the_batch_changes_a_lot(const picture& before, const picture& after) {
+  const auto& ann0 = before.states.at("ann");
+  const auto& ann1 = after.states.at("ann");
+  CHECK_FALSE(ann0.contact.has_tag("buyer"));
+  CHECK(ann1.contact.has_tag("buyer"));
+  CHECK(ann1.contact.detail("tier") != nullptr);
+  CHECK(ann0.runs.size() == 1);
+  CHECK(ann1.runs.empty());
+  CHECK(ann0.timers != ann1.timers);
+  const auto& bob1 = after.states.at("bob");
+  CHECK(bob1.contact.has_tag("fan"));
+  CHECK(bob1.runs.size() == 1);
+  CHECK(before.states.at("bob").timers.empty());
+  CHECK_FALSE(bob1.timers.empty());
+  CHECK(before.members.at("browsers").empty());
+  CHECK(after.members.at("browsers") == strings{"bob"});
+  CHECK(after.members.at("buyers") == strings{"ann"});
+  CHECK(after.states.count("cid") == 1);
+  CHECK(before.due != after.due);
+}
+
+}  // namespace
+
+TEST_CASE("memory_store: a failed batch evaluated in place changes no state or index",
+          "[store][atomic]") {
+  const auto p = shop();
+  failing_sink sink;
+  failing_save_store store;
+  nudge::engine e{p, &store, &sink};
+  e.upsert_contact(nudge::contact{.id = "ann", .owner = "anna"});
+  e.upsert_contact(nudge::contact{.id = "bob", .owner = "bartek"});
+  e.process(first, t0 + hours(1));
+  const picture before = look(store.inner);
+  const auto stats = e.stats();
+  REQUIRE(before.states.size() == 2);
+
+  // The reference: the same batch without a failure.
+  nudge::memory_store ok_store;
+  nudge::engine ok{p, &ok_store};
+  ok.upsert_contact(nudge::contact{.id = "ann", .owner = "anna"});
+  ok.upsert_contact(nudge::contact{.id = "bob", .owner = "bartek"});
+  ok.process(first, t0 + hours(1));
+  const auto expected = ok.process(second, t0 + days(1));
+  check_the_batch_changes_a_lot(before, look(ok_store));
+
+  SECTION("the sink throws") {
+    sink.fail = true;
+    CHECK_THROWS_WITH(e.process(second, t0 + days(1)), "sink.deliver failed: boom");
+  }
+  SECTION("the store's save throws") {
+    store.fail = true;
+    CHECK_THROWS_AS(e.process(second, t0 + days(1)), nudge::callback_error);
+  }
+  SECTION("a bad event after other contacts were evaluated in place") {
+    auto bad = second;
+    bad.push_back(ev("cid", "cart", t0 + hours(1)));  // before cid's earlier events
+    CHECK_THROWS_AS(e.process(bad, t0 + days(1)), nudge::input_error);
+  }
+  SECTION("an unknown event type after other contacts were evaluated in place") {
+    auto bad = second;
+    bad.push_back(ev("dan", "REFUND", t0 + hours(5)));
+    CHECK_THROWS_AS(e.process(bad, t0 + days(1)), nudge::input_error);
+  }
+  CHECK(look(store.inner) == before);
+  CHECK(e.stats() == stats);
+  // Then the batch runs as if nothing had failed.
+  sink.fail = false;
+  store.fail = false;
+  CHECK(test_support::lines(e.process(second, t0 + days(1))) == test_support::lines(expected));
+  CHECK(look(store.inner) == look(ok_store));
+}
+
+TEST_CASE("memory_store: a failed advance and a failed identify undo the states lent",
+          "[store][atomic]") {
+  const auto p = shop();
+  failing_sink sink;
+  nudge::memory_store store;
+  nudge::engine e{p, &store, &sink};
+  e.process(first, t0 + hours(1));
+  e.process(second, t0 + hours(5));
+  const picture before = look(store);
+  REQUIRE_FALSE(before.due.back().empty());
+  sink.fail = true;
+  SECTION("timers only") {
+    CHECK_THROWS_WITH(e.advance(t0 + days(30)), "sink.deliver failed: boom");
+  }
+  SECTION("an identify merges two lent states") {
+    CHECK_THROWS_WITH(e.process(std::vector{ev("cid", "identify", t0 + hours(6), "bob"),
+                                            ev("cid", "purchase", t0 + hours(7))},
+                                t0 + days(30)),
+                      "sink.deliver failed: boom");
+  }
+  CHECK(look(store) == before);
+}
+
+TEST_CASE("memory_store: lend, abandon and save keep the due and segment indexes", "[store]") {
+  nudge::memory_store store;
+  nudge::contact_state ann;
+  ann.contact.id = "ann";
+  ann.segments.emplace("a", t0);
+  nudge::timer t;
+  t.due_at = t0 + days(1);
+  ann.timers.push_back(t);
+  std::vector<nudge::contact_state> one{ann};
+  store.save(one);
+  const picture before = look(store);
+
+  nudge::contact_state* lent = store.lend("ann");
+  REQUIRE(lent != nullptr);
+  CHECK(lent == store.find("ann"));  // the store's own state, not a copy
+  CHECK(store.lend("nobody") == nullptr);
+  const auto change = [](nudge::contact_state& s) {
+    s.segments.erase("a");
+    s.segments.emplace("buyers", t0);
+    s.timers.front().due_at = t0 + hours(30);
+    s.contact.tags.emplace("x", t0);
+    s.contact.details["tier"] = std::string{"gold"};
+  };
+  change(*lent);
+  store.abandon();
+  CHECK(look(store) == before);
+  CHECK(*store.find("ann") == ann);
+
+  change(*store.lend("ann"));
+  std::vector<nudge::contact_state> fresh(1);
+  fresh[0].contact.id = "bob";
+  fresh[0].segments.emplace("buyers", t0);
+  store.save(fresh);
+  CHECK(store.segment_members("a").empty());
+  CHECK(store.segment_members("buyers") == strings{"ann", "bob"});
+  CHECK(store.due(t0 + hours(30)) == strings{"ann"});
+  CHECK(store.due(t0 + hours(29)).empty());
+  CHECK(store.find("ann")->contact.has_tag("x"));
+  // A save commits: a later abandon has nothing to put back.
+  store.abandon();
+  CHECK(store.find("ann")->contact.has_tag("x"));
+}

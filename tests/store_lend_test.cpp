@@ -22,6 +22,7 @@ namespace {
 using test_support::ev;
 using test_support::strings;
 using test_support::t0;
+using test_support::with;
 
 using nudge::days;
 using nudge::hours;
@@ -95,6 +96,7 @@ class failing_save_store final : public nudge::store {
   std::optional<nudge::contact_state> load(std::string_view id) override { return inner.load(id); }
   nudge::contact_state* lend(std::string_view id) override { return inner.lend(id); }
   void abandon() noexcept override { inner.abandon(); }
+  void will_change_profile(nudge::contact_state& lent) override { inner.will_change_profile(lent); }
   void save(std::span<nudge::contact_state> states) override {
     if (fail) {
       throw std::runtime_error("disk full");
@@ -114,9 +116,11 @@ class failing_save_store final : public nudge::store {
 const std::vector<nudge::event> first{ev("ann", "page_view", t0), ev("ann", "cart", t0),
                                       ev("bob", "page_view", t0)};
 // The batch that fails: ann buys (tag, detail, segment, workflow exit, timers change), bob
-// browses again (segment, tag, score threshold), cid is new and starts a workflow.
+// browses again from somewhere (segment, tag, score, location), cid is new and starts a
+// workflow.
 const std::vector<nudge::event> second{
-    ev("ann", "purchase", t0 + hours(2)), ev("bob", "page_view", t0 + hours(2)),
+    ev("ann", "purchase", t0 + hours(2)),
+    with(with(ev("bob", "page_view", t0 + hours(2)), "lat", 52.2), "lon", 21.0),
     ev("bob", "cart", t0 + hours(3)), ev("cid", "cart", t0 + hours(3)),
     ev("cid", "page_view", t0 + hours(4))};
 
@@ -130,8 +134,12 @@ void check_the_batch_changes_a_lot(const picture& before, const picture& after) 
   CHECK(ann0.runs.size() == 1);
   CHECK(ann1.runs.empty());
   CHECK(ann0.timers != ann1.timers);
+  const auto& bob0 = before.states.at("bob");
   const auto& bob1 = after.states.at("bob");
   CHECK(bob1.contact.has_tag("fan"));
+  CHECK(bob1.contact.score > bob0.contact.score);
+  CHECK_FALSE(bob0.contact.location);
+  CHECK(bob1.contact.location);
   CHECK(bob1.runs.size() == 1);
   CHECK(before.states.at("bob").timers.empty());
   CHECK_FALSE(bob1.timers.empty());
@@ -232,7 +240,9 @@ TEST_CASE("memory_store: lend, abandon and save keep the due and segment indexes
   REQUIRE(lent != nullptr);
   CHECK(lent == store.find("ann"));  // the store's own state, not a copy
   CHECK(store.lend("nobody") == nullptr);
-  const auto change = [](nudge::contact_state& s) {
+  const auto change = [&](nudge::contact_state& s) {
+    store.will_change_profile(s);  // as the engine does before it first changes a profile
+    store.will_change_profile(s);  // again: a no-op
     s.segments.erase("a");
     s.segments.emplace("buyers", t0);
     s.timers.front().due_at = t0 + hours(30);
@@ -257,4 +267,28 @@ TEST_CASE("memory_store: lend, abandon and save keep the due and segment indexes
   // A save commits: a later abandon has nothing to put back.
   store.abandon();
   CHECK(store.find("ann")->contact.has_tag("x"));
+}
+
+TEST_CASE("memory_store: a failed batch puts back a score and a location changed in place",
+          "[store][atomic]") {
+  // Only the score and the location change: the profile itself is not backed up (it changes
+  // rarely), those two are put back from the copy taken at lend.
+  const auto p = shop();
+  failing_save_store store;
+  nudge::engine e{p, &store};
+  e.upsert_contact(nudge::contact{.id = "ann", .details = {{"tier", std::string{"silver"}}}});
+  e.process(std::vector{ev("ann", "cart", t0)}, t0);
+  const picture before = look(store.inner);
+  const std::vector<nudge::event> moved{
+      with(with(ev("ann", "page_view", t0 + hours(1)), "lat", 50.0), "lon", 19.9)};
+  store.fail = true;
+  CHECK_THROWS_WITH(e.process(moved, t0 + hours(1)), "store.save failed: disk full");
+  CHECK(look(store.inner) == before);
+  store.fail = false;
+  e.process(moved, t0 + hours(1));
+  const auto& ann = *store.inner.find("ann");
+  CHECK(ann.contact.score == 10);
+  CHECK(ann.contact.location);
+  CHECK(ann.contact.details == before.states.at("ann").contact.details);
+  CHECK(ann.contact.tags.empty());
 }

@@ -37,6 +37,8 @@ class memory_store final : public store {
   void save(std::span<contact_state> states) override;
   /// The stored state itself, to be evaluated in place until save() or abandon().
   contact_state* lend(std::string_view contact) override;
+  /// Backs up the lent state's profile (lend backs up the rest of the state).
+  void will_change_profile(contact_state& lent) override;
   /// Puts back every state lent since the last save, as it was when lent.
   void abandon() noexcept override;
   std::vector<std::string> due(time_point t) override;

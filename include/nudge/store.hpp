@@ -38,6 +38,13 @@ class store {
   /// states or none of them: a store that lends must therefore be able to put back the states
   /// it lent without the engine's help (sqlite_store re-reads them from its database).
   virtual contact_state* lend(std::string_view contact);
+  /// Called before the engine first changes the profile of a lent state in a batch (its
+  /// contact_state::contact, other than `score` and `location`: those two change on many
+  /// events, and a store that lends puts them back itself). A store that backs up lent states
+  /// lazily (memory_store) copies the profile here; the default does nothing. May be called
+  /// more than once per lent state and batch. A store that forwards lend() to another store
+  /// must forward this too.
+  virtual void will_change_profile(contact_state& lent);
   /// The batch that states were lent to failed: undo whatever the engine did to them. Never
   /// throws (a store that cannot undo now must refuse every later call until it can).
   virtual void abandon() noexcept;

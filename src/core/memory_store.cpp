@@ -11,8 +11,8 @@
 namespace nudge {
 
 memory_store::memory_store()
-    : table_(std::make_unique<detail::state_table>(
-          detail::state_table_options{.back_up_lent = true, .index_segments = true})) {}
+    : table_(std::make_unique<detail::state_table>(detail::state_table_options{
+          .back_up_lent = true, .index_segments = true, .lazy_profile = true})) {}
 memory_store::~memory_store() = default;
 memory_store::memory_store(memory_store&&) noexcept = default;
 memory_store& memory_store::operator=(memory_store&&) noexcept = default;
@@ -39,6 +39,10 @@ const std::vector<contact_state>& memory_store::states() const noexcept {
 
 contact_state* memory_store::lend(std::string_view contact) {
   return table_->lend(contact);
+}
+
+void memory_store::will_change_profile(contact_state& lent) {
+  table_->will_change_profile(lent);
 }
 
 void memory_store::abandon() noexcept {
@@ -84,6 +88,8 @@ std::size_t memory_store::segment_size(std::string_view segment) {
 contact_state* store::lend(std::string_view) {
   return nullptr;
 }
+
+void store::will_change_profile(contact_state&) {}
 
 void store::abandon() noexcept {}
 

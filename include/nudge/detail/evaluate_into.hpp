@@ -6,6 +6,7 @@
 
 #include <nudge/evaluate.hpp>
 #include <nudge/stats.hpp>
+#include <nudge/store.hpp>
 
 namespace nudge::detail {
 
@@ -168,10 +169,26 @@ struct outcome_recorder {
 /// With `timers_at_now` false, timers due exactly at `now` stay pending (the engine runs two
 /// contacts up to an identify event at `now` that way: events stamped `now` come before timers
 /// due at `now`).
+/// A state lent by a store (store::lend), evaluated in place: the store is told before the
+/// evaluation changes its profile (store::will_change_profile).
+struct profile_guard {
+  nudge::store* store = nullptr;
+  contact_state* lent = nullptr;
+  bool told = false;
+  void before_change() {
+    if (!told) {
+      store->will_change_profile(*lent);
+      told = true;
+    }
+  }
+};
+
+/// `guard`: non-null when `state` is lent (evaluated in place in the store).
 void evaluate_into(const program& program, contact_state& state,
                    std::span<const event* const> events, time_point now,
                    round_robin_counters* counters, std::vector<due_action>& actions,
-                   const outcome_recorder& outcomes, bool timers_at_now = true);
+                   const outcome_recorder& outcomes, bool timers_at_now = true,
+                   profile_guard* guard = nullptr);
 
 /// The evaluation of engine::upsert_contacts with an instant: replaces the profile of `state`
 /// with `profile` as of `at` and evaluates the contact there with no events (timers due before

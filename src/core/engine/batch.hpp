@@ -47,12 +47,17 @@ class batch {
   /// True once the store lent this batch a state (a failed batch then calls store::abandon).
   bool lent_any() const noexcept { return lent_any_; }
 
-  /// Evaluates `state` (lent, or a copy) with `events` up to `until` (detail::evaluate_into),
-  /// appending to the batch's actions and counting into its statistics.
+  /// Evaluates `state` (`lent`, or a copy) with `events` up to `until`
+  /// (detail::evaluate_into), appending to the batch's actions and counting into its
+  /// statistics.
   void evaluate(contact_state& state, std::span<const event* const> events, time_point until,
-                bool timers_at_until = true) {
-    evaluate_into(program_, state, events, until, &counters_, actions_, outcomes_, timers_at_until);
+                bool timers_at_until, bool lent) {
+    profile_guard guard{owner_.store_, &state};
+    evaluate_into(program_, state, events, until, &counters_, actions_, outcomes_, timers_at_until,
+                  lent ? &guard : nullptr);
   }
+  /// The engine is about to change the profile of the lent `state` outside evaluation (a merge).
+  void changing_profile(contact_state& state) { owner_.store_->will_change_profile(state); }
   /// Replaces the profile of `state` at `at` and evaluates it there
   /// (detail::replace_profile_into).
   void replace_profile(contact_state& state, contact profile, time_point at) {

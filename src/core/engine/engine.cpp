@@ -185,7 +185,7 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
     }
     std::span<const event* const> mine{ordered.data() + start[g], start[g + 1] - start[g]};
     try {
-      b.evaluate(*target, mine, now);
+      b.evaluate(*target, mine, now, true, !loaded);
     } catch (const input_error& e) {
       // Report the position in the caller's batch, not in this contact's slice.
       throw input_error(e.contact(), original[start[g] + e.event_index()], e.reason());

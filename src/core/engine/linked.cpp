@@ -74,6 +74,7 @@ std::vector<due_action> engine::process_linked(std::span<const event> events, ti
 
   // Each touched contact's state: lent by the store (evaluated in place) or an owned copy.
   std::vector<contact_state*> slots;
+  std::vector<bool> slot_lent;      // per slot: the store's own state, evaluated in place
   std::deque<contact_state> owned;  // a deque: the slots' pointers stay valid as it grows
   detail::string_map<std::size_t> slot_of;
   std::vector<std::string> slot_ids;  // the id of each slot, for the batch's order
@@ -91,6 +92,7 @@ std::vector<due_action> engine::process_linked(std::span<const event> events, ti
     } else {
       target = b.lend(id);
     }
+    const bool in_place = target != nullptr;
     if (target == nullptr) {
       auto loaded = call_host("store.load", id, [&] { return store_->load(id); });
       if (!loaded) {
@@ -107,6 +109,7 @@ std::vector<due_action> engine::process_linked(std::span<const event> events, ti
     slot_of.emplace(id, slots.size());
     slot_ids.emplace_back(id);
     slots.push_back(target);
+    slot_lent.push_back(in_place);
     pending.emplace_back();
     routed.push_back(0);
     return slots.size() - 1;
@@ -135,7 +138,7 @@ std::vector<due_action> engine::process_linked(std::span<const event> events, ti
       mine.push_back(entry.first);
     }
     try {
-      b.evaluate(*slots[s], mine, until, timers_at_until);
+      b.evaluate(*slots[s], mine, until, timers_at_until, slot_lent[s]);
     } catch (const input_error& e) {
       // Report the position in the caller's batch, not in this contact's slice.
       // Name the id the host sent it under (a merged id's event is evaluated on the target).
@@ -188,6 +191,11 @@ std::vector<due_action> engine::process_linked(std::span<const event> events, ti
       flush(k, e.at, false);
       std::vector<workflow_outcome> dropped;
       std::string merged_id = slots[a]->contact.id;
+      for (const std::size_t changed : {k, a}) {
+        if (slot_lent[changed]) {
+          b.changing_profile(*slots[changed]);  // both profiles are replaced below
+        }
+      }
       *slots[k] = merge_states(p, std::move(*slots[k]), std::move(*slots[a]), e.at, &dropped);
       for (const auto& o : dropped) {
         b.note(o);

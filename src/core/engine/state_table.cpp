@@ -19,6 +19,36 @@ void grow_for(std::vector<V>& v, std::size_t more) {
   }
 }
 
+// `to` becomes `from` but for the profile, of which only the score and the location are copied
+// (lazy_profile). Member by member: swapping an empty profile in and out around a whole copy
+// cost more than the profile copy it saved.
+void copy_but_profile(contact_state& to, const contact_state& from) {
+#if defined(__GLIBCXX__) && defined(__x86_64__)
+  // A member added to contact_state must be copied here too (the size is libstdc++'s on x86-64:
+  // elsewhere the check is off).
+  static_assert(sizeof(contact_state) == 656, "contact_state changed: update copy_but_profile");
+#endif
+  to.contact.score = from.contact.score;
+  to.contact.location = from.contact.location;
+  to.history = from.history;
+  to.rule_runs = from.rule_runs;
+  to.timers = from.timers;
+  to.runs = from.runs;
+  to.workflow_history = from.workflow_history;
+  to.runs_started = from.runs_started;
+  to.segments = from.segments;
+  to.measures = from.measures;
+  to.score_awards = from.score_awards;
+  to.thresholds_reached = from.thresholds_reached;
+  to.merged_into = from.merged_into;
+  to.clock = from.clock;
+  to.events_applied = from.events_applied;
+  to.timers_scheduled = from.timers_scheduled;
+  to.timeline = from.timeline;
+  to.channel_sends = from.channel_sends;
+  to.previous_location = from.previous_location;
+}
+
 const contact_state& no_state() {
   static const contact_state empty;  // no timers, no segments: what an absent state indexes as
   return empty;
@@ -27,8 +57,8 @@ const contact_state& no_state() {
 }  // namespace
 
 state_table::state_table(state_table_options options) : options_(options) {
-  if (options_.index_segments && !options_.back_up_lent) {
-    throw std::logic_error("state_table: index_segments needs back_up_lent");
+  if ((options_.index_segments || options_.lazy_profile) && !options_.back_up_lent) {
+    throw std::logic_error("state_table: index_segments and lazy_profile need back_up_lent");
   }
 }
 
@@ -43,10 +73,22 @@ contact_state* state_table::lend(std::string_view id) {
   std::uint32_t slot = none;
   if (options_.back_up_lent) {
     grow_for(log_, 1);
-    if (backups_used_ < backups_.size()) {
-      backups_[backups_used_] = s;  // over a previous batch's copy: reuses its allocations
+    if (options_.lazy_profile && slot_of_.size() < states_.size()) {
+      slot_of_.resize(states_.size(), none);
+    }
+    if (backups_used_ == backups_.size()) {
+      backups_.emplace_back();
+      profile_saved_.push_back(0);
+    }
+    // Over a previous batch's copy: reuses its allocations.
+    contact_state& backup = backups_[backups_used_];
+    if (options_.lazy_profile) {
+      copy_but_profile(backup, s);  // the profile is copied on its first change, if any
+      profile_saved_[backups_used_] = 0;
+      slot_of_[pos] = static_cast<std::uint32_t>(backups_used_);
     } else {
-      backups_.push_back(s);
+      backup = s;
+      profile_saved_[backups_used_] = 1;
     }
     slot = static_cast<std::uint32_t>(backups_used_++);
     // Logged now, not at finish_lent: whatever fails from here on, rollback() puts it back.
@@ -64,6 +106,24 @@ void state_table::finish_lent() {
     reindex(l.pos, l.had_timers, l.due, before, states_[l.pos]);
   }
   lent_.clear();
+}
+
+void state_table::will_change_profile(const contact_state& s) {
+  if (!options_.lazy_profile || states_.empty() || &s < states_.data() ||
+      &s >= states_.data() + states_.size()) {
+    return;
+  }
+  const auto pos = static_cast<std::size_t>(&s - states_.data());
+  if (pos >= slot_of_.size() || slot_of_[pos] == none || profile_saved_[slot_of_[pos]] != 0) {
+    return;
+  }
+  contact& kept = backups_[slot_of_[pos]].contact;
+  const double score = kept.score;  // as lent: the state's own may have changed since
+  const auto location = kept.location;
+  kept = s.contact;
+  kept.score = score;
+  kept.location = location;
+  profile_saved_[slot_of_[pos]] = 1;
 }
 
 void state_table::put(contact_state&& s) {
@@ -144,11 +204,13 @@ const std::set<std::uint32_t>* state_table::members(std::string_view segment) co
 }
 
 void state_table::commit() noexcept {
+  forget_lent();
   log_.clear();
   lent_.clear();
   replaced_.clear();
   if (backups_.size() > backups_kept) {
     backups_.erase(backups_.begin() + static_cast<std::ptrdiff_t>(backups_kept), backups_.end());
+    profile_saved_.resize(backups_kept);
   }
   backups_used_ = 0;
   lent_since_commit_ = false;
@@ -167,8 +229,17 @@ bool state_table::rollback() noexcept {
     contact_state& old = u->lent ? backups_[u->slot] : replaced_[u->slot];
     contact_state& current = states_[u->pos];
     reindex(u->pos, !current.timers.empty(), current.next_due(), &current.segments, old);
+    if (u->lent && profile_saved_[u->slot] == 0) {
+      // The profile was not changed but for its score and location: keep it, put those back.
+      const double score = old.contact.score;
+      const auto location = old.contact.location;
+      old.contact = std::move(current.contact);
+      old.contact.score = score;
+      old.contact.location = location;
+    }
     current = std::move(old);
   }
+  forget_lent();
   while (states_.size() > committed_size_) {
     const auto pos = static_cast<std::uint32_t>(states_.size() - 1);
     const contact_state& last = states_.back();
@@ -184,6 +255,16 @@ bool state_table::rollback() noexcept {
   return true;
 }
 
+void state_table::forget_lent() noexcept {
+  if (options_.lazy_profile) {
+    for (const auto& u : log_) {
+      if (u.lent) {
+        slot_of_[u.pos] = none;
+      }
+    }
+  }
+}
+
 void state_table::clear() noexcept {
   states_.clear();
   index_.clear();
@@ -191,6 +272,8 @@ void state_table::clear() noexcept {
   members_.clear();
   lent_.clear();
   backups_.clear();
+  profile_saved_.clear();
+  slot_of_.clear();
   backups_used_ = 0;
   replaced_.clear();
   log_.clear();

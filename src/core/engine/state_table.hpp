@@ -28,6 +28,10 @@ struct state_table_options {
   /// Keep an index segment -> members (segment_members, segment_size). Needs back_up_lent: the
   /// index of a lent state is brought up to date from its backup.
   bool index_segments = false;
+  /// With back_up_lent: a lent state's profile (contact_state::contact, but for its score and
+  /// location) is backed up only when will_change_profile() says it is about to change. Most
+  /// batches change no profile, and it is the largest part of a state to copy.
+  bool lazy_profile = false;
 };
 
 /// Contact states changed in place by the open transaction, with an undo log that puts the
@@ -67,6 +71,11 @@ class state_table {
   /// @throws std::bad_alloc; rollback() still undoes everything.
   void finish_lent();
 
+  /// The lent state `s` is about to have its profile changed (store::will_change_profile):
+  /// with lazy_profile, backs it up unless it already is. Else does nothing.
+  /// @throws std::bad_alloc; the profile is then not changed yet, and rollback() still works.
+  void will_change_profile(const contact_state& s);
+
   /// Stores `s` under its id, replacing (and logging) the state there.
   /// @throws std::bad_alloc; rollback() still undoes everything.
   void put(contact_state&& s);
@@ -88,7 +97,8 @@ class state_table {
   // The index entries of position `pos` go from what `from` says to what `to` says.
   void reindex(std::uint32_t pos, bool from_timers, time_point from_due,
                const name_map<time_point>* from_segments, const contact_state& to);
-  void unindex_segments(std::uint32_t pos, const name_map<time_point>& segments) noexcept;
+  // lazy_profile: no position is lent any more (the log's lent entries are done with).
+  void forget_lent() noexcept;
 
   // One change of the open transaction, to undo newest first.
   struct undo {
@@ -107,6 +117,10 @@ class state_table {
   // reusing their allocations; [0, backups_used_) belong to the open transaction.
   std::vector<contact_state> backups_;
   std::size_t backups_used_ = 0;
+  // lazy_profile: per backup, whether it holds the whole profile (else only score and
+  // location); per position, the backup of the state lent there (none: not lent).
+  std::vector<char> profile_saved_;
+  std::vector<std::uint32_t> slot_of_;
   std::vector<contact_state> replaced_;
   std::vector<undo> log_;
   bool lent_since_commit_ = false;

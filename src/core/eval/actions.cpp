@@ -144,6 +144,7 @@ auto evaluator::perform(const action& a, const emission& src, time_point now,
   switch (a.kind) {
     case action_kind::add_tag:
       if (!c.has_tag(a.arg)) {
+        changing_profile();
         c.tags.emplace(a.arg, now);
         touch_named(c_.segment_reads.by_tag, a.arg);
         raised_type = event_types::tag_added;
@@ -151,7 +152,9 @@ auto evaluator::perform(const action& a, const emission& src, time_point now,
       }
       break;
     case action_kind::remove_tag:
-      if (c.tags.erase(a.arg) > 0) {
+      if (c.has_tag(a.arg)) {
+        changing_profile();
+        c.tags.erase(a.arg);
         touch_named(c_.segment_reads.by_tag, a.arg);
         raised_type = event_types::tag_removed;
         raised_key = a.arg;
@@ -160,6 +163,7 @@ auto evaluator::perform(const action& a, const emission& src, time_point now,
     case action_kind::set_detail: {
       auto it = c.details.find(a.arg);
       if (it == c.details.end() || !(it->second == a.val)) {
+        changing_profile();
         c.details.insert_or_assign(a.arg, a.val);
         touch_named(c_.segment_reads.by_detail, a.arg);
         raised_type = event_types::detail_set;
@@ -169,6 +173,7 @@ auto evaluator::perform(const action& a, const emission& src, time_point now,
     }
     case action_kind::set_status:
       if (c.status != a.arg) {
+        changing_profile();
         c.status = a.arg;
         touch_field(field::status);
         raised_type = event_types::status_changed;
@@ -177,6 +182,7 @@ auto evaluator::perform(const action& a, const emission& src, time_point now,
       break;
     case action_kind::set_stage:
       if (c.stage != a.arg) {
+        changing_profile();
         c.stage = a.arg;
         touch_field(field::stage);
         raised_type = event_types::stage_entered;
@@ -210,6 +216,7 @@ auto evaluator::perform(const action& a, const emission& src, time_point now,
       }
       arg = members[pick];
       if (c.owner != arg) {
+        changing_profile();
         c.owner = std::string{arg};
         touch_field(field::owner);
         raised_type = event_types::owner_assigned;
@@ -218,14 +225,18 @@ auto evaluator::perform(const action& a, const emission& src, time_point now,
       break;
     }
     case action_kind::add_to_group:
-      if (c.groups.insert(a.arg).second) {
+      if (!c.in_group(a.arg)) {
+        changing_profile();
+        c.groups.insert(a.arg);
         touch_named(c_.segment_reads.by_group, a.arg);
         raised_type = event_types::group_added;
         raised_key = a.arg;
       }
       break;
     case action_kind::remove_from_group:
-      if (c.groups.erase(a.arg) > 0) {
+      if (c.in_group(a.arg)) {
+        changing_profile();
+        c.groups.erase(a.arg);
         touch_named(c_.segment_reads.by_group, a.arg);
         raised_type = event_types::group_removed;
         raised_key = a.arg;

@@ -69,7 +69,8 @@ void prepare_slots(const program& p, contact_state& state) {
 template <class EventRef>
 void evaluate_impl(const program& p, contact_state& state, std::span<const EventRef> events,
                    time_point now, round_robin_counters* counters, std::vector<due_action>& actions,
-                   const detail::outcome_recorder& outcomes, bool timers_at_now = true) {
+                   const detail::outcome_recorder& outcomes, bool timers_at_now = true,
+                   detail::profile_guard* guard = nullptr) {
   auto deref = [](const EventRef& e) -> const event& {
     if constexpr (std::is_pointer_v<EventRef>) {
       return *e;
@@ -122,7 +123,7 @@ void evaluate_impl(const program& p, contact_state& state, std::span<const Event
     types[i] = type->second;
     previous = e.at;
   }
-  evaluator ev{p, sinks{state, actions, outcomes}, counters};
+  evaluator ev{p, sinks{state, actions, outcomes, guard}, counters};
   ev.start(state.clock != min_time ? state.clock : (events.empty() ? now : deref(events[0]).at));
   for (std::size_t i = 0; i < events.size(); ++i) {
     ev.apply_external(deref(events[i]), types[i]);
@@ -161,9 +162,10 @@ namespace detail {
 void evaluate_into(const program& program, contact_state& state,
                    std::span<const event* const> events, time_point now,
                    round_robin_counters* counters, std::vector<due_action>& actions,
-                   const detail::outcome_recorder& outcomes, bool timers_at_now) {
+                   const detail::outcome_recorder& outcomes, bool timers_at_now,
+                   profile_guard* guard) {
   evaluate_impl<const event*>(program, state, events, now, counters, actions, outcomes,
-                              timers_at_now);
+                              timers_at_now, guard);
 }
 void replace_profile_into(const program& program, contact_state& state, contact profile,
                           time_point at, round_robin_counters* counters,

@@ -76,6 +76,7 @@ struct sinks {
   contact_state& state;
   std::vector<due_action>& actions;
   const detail::outcome_recorder& outcomes;
+  detail::profile_guard* guard = nullptr;  ///< non-null: `state` is lent by the store
 };
 
 class evaluator {
@@ -116,6 +117,7 @@ class evaluator {
     fire_timers_before(at);
     s_.clock = std::max(s_.clock, at);
     const auto before = s_.contact.location;
+    changing_profile();
     s_.contact = std::move(c);
     if (s_.contact.location != before) {
       // Moved through move_to, so that areas see where it came from.
@@ -162,6 +164,14 @@ class evaluator {
   }
 
  private:
+  // Every change of the profile other than its score and location goes through here first:
+  // a store that lent the state backs the profile up on its first change (profile_guard).
+  void changing_profile() {
+    if (out_.guard != nullptr) {
+      out_.guard->before_change();
+    }
+  }
+
   const program& p_;
   const detail::compiled_program& c_;
   sinks out_;

@@ -74,14 +74,17 @@ auto evaluator::apply(std::uint32_t type, std::string_view key, time_point at, s
   }
   if (type == c_.tag_added_type) {
     if (!s_.contact.has_tag(key)) {
+      changing_profile();
       s_.contact.tags.emplace(std::string{key}, at);
       touch_named(c_.segment_reads.by_tag, key);
     }
   } else if (type == c_.stage_entered_type) {
+    changing_profile();
     s_.contact.stage = std::string{key};
     touch_field(field::stage);
   } else if (type == c_.tag_removed_type) {
     if (auto it = s_.contact.tags.find(key); it != s_.contact.tags.end()) {
+      changing_profile();
       s_.contact.tags.erase(it);
       touch_named(c_.segment_reads.by_tag, key);
     }

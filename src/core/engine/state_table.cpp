@@ -77,8 +77,8 @@ contact_state* state_table::lend(std::string_view id) {
       slot_of_.resize(states_.size(), none);
     }
     if (backups_used_ == backups_.size()) {
+      profile_saved_.push_back(0);  // first: it may be longer than backups_, never shorter
       backups_.emplace_back();
-      profile_saved_.push_back(0);
     }
     // Over a previous batch's copy: reuses its allocations.
     contact_state& backup = backups_[backups_used_];

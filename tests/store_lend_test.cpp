@@ -1,9 +1,11 @@
 // memory_store lends its states: the engine evaluates them in place, and a batch that fails
 // (sink, store, bad input) is undone from the store's undo log, leaving every state, the due
 // index and the segment index exactly as they were.
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -291,4 +293,131 @@ TEST_CASE("memory_store: a failed batch puts back a score and a location changed
   CHECK(ann.contact.location);
   CHECK(ann.contact.details == before.states.at("ann").contact.details);
   CHECK(ann.contact.tags.empty());
+}
+
+namespace {
+
+// Fails its k-th call (counting from 1; 0: never) of any kind, once.
+struct faults {
+  std::size_t fail_at = 0;
+  std::size_t calls = 0;
+  void tick() {
+    if (++calls == fail_at) {
+      throw std::runtime_error("fault");
+    }
+  }
+};
+
+class faulty_sink final : public nudge::sink {
+ public:
+  // A save that fails after the sink accepted the batch's actions has them delivered again by
+  // the retry (engine.hpp): they are dropped by idempotency key, as a host does.
+  void deliver(std::span<const nudge::due_action> actions) override {
+    f.tick();
+    const auto lines = test_support::lines({actions.begin(), actions.end()});
+    for (std::size_t i = 0; i < actions.size(); ++i) {
+      if (keys.insert(actions[i].idempotency_key).second) {
+        delivered.push_back(lines[i]);
+      }
+    }
+  }
+  faults f;
+  strings delivered;
+  std::set<std::uint64_t> keys;
+};
+
+// A memory_store behind a wrapper whose every call may fail: load, lend, will_change_profile
+// (inside the evaluation), save, due.
+class faulty_store final : public nudge::store {
+ public:
+  std::optional<nudge::contact_state> load(std::string_view id) override {
+    f.tick();
+    return inner.load(id);
+  }
+  nudge::contact_state* lend(std::string_view id) override {
+    f.tick();
+    return inner.lend(id);
+  }
+  void will_change_profile(nudge::contact_state& lent) override {
+    ++profile_calls;
+    f.tick();
+    inner.will_change_profile(lent);
+  }
+  void abandon() noexcept override { inner.abandon(); }
+  void save(std::span<nudge::contact_state> states) override {
+    f.tick();
+    inner.save(states);
+  }
+  std::vector<std::string> due(nudge::time_point t) override {
+    f.tick();
+    return inner.due(t);
+  }
+  std::vector<std::string> segment_members(std::string_view s) override {
+    return inner.segment_members(s);
+  }
+  std::vector<std::string> contacts() override { return inner.contacts(); }
+  nudge::memory_store inner;
+  faults f;
+  std::size_t profile_calls = 0;
+};
+
+struct timed_batch {
+  std::vector<nudge::event> events;
+  nudge::time_point now;
+};
+
+// Every batch runs until it succeeds; a failed one must have changed nothing for the retry to
+// give what a run without faults gives.
+void run_with_retries(nudge::engine& e, const std::vector<timed_batch>& batches) {
+  for (const auto& b : batches) {
+    for (int attempt = 0;; ++attempt) {
+      REQUIRE(attempt < 3);
+      try {
+        e.process(b.events, b.now);
+        break;
+      } catch (const std::exception&) {
+        // retried
+      }
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE(
+    "memory_store: a store or sink failing on its k-th call, then a retry, ends as a run "
+    "without faults",
+    "[store][atomic]") {
+  const auto p = shop();
+  const std::vector<timed_batch> batches{
+      {first, t0 + hours(1)},
+      {second, t0 + days(1)},
+      {{ev("cid", "identify", t0 + days(1) + hours(1), "bob"),
+        ev("cid", "purchase", t0 + days(1) + hours(2)), ev("ann", "page_view", t0 + days(2)),
+        ev("ann", "page_view", t0 + days(2) + hours(1))},
+       t0 + days(3)},
+      {{}, t0 + days(30)}};
+  faulty_sink ref_sink;
+  faulty_store ref_store;
+  {
+    nudge::engine e{p, &ref_store, &ref_sink};
+    run_with_retries(e, batches);
+  }
+  const picture expected = look(ref_store.inner);
+  const std::size_t store_calls = ref_store.f.calls, sink_calls = ref_sink.f.calls;
+  REQUIRE(ref_sink.delivered.size() >= 4);
+  REQUIRE(store_calls > 20);
+  REQUIRE(ref_store.profile_calls > 2);  // tags, details, a merge: failing there is covered too
+  for (std::size_t k = 1; k <= store_calls + sink_calls; ++k) {
+    const bool store_fails = k <= store_calls;
+    INFO((store_fails ? "store" : "sink")
+         << " fails on call " << (store_fails ? k : k - store_calls));
+    faulty_sink sink;
+    faulty_store store;
+    (store_fails ? store.f : sink.f).fail_at = store_fails ? k : k - store_calls;
+    nudge::engine e{p, &store, &sink};
+    run_with_retries(e, batches);
+    CHECK(sink.delivered == ref_sink.delivered);
+    CHECK(look(store.inner) == expected);
+  }
 }

@@ -163,12 +163,6 @@ struct outcome_recorder {
   }
 };
 
-/// evaluate(), but mutating `state` in place and appending to batch-wide lists, so a batch over
-/// many contacts builds no per-contact vectors. On an exception `state` and the lists may hold
-/// partial changes: the caller discards them (the engine works on copies loaded from the store).
-/// With `timers_at_now` false, timers due exactly at `now` stay pending (the engine runs two
-/// contacts up to an identify event at `now` that way: events stamped `now` come before timers
-/// due at `now`).
 /// A state lent by a store (store::lend), evaluated in place: the store is told before the
 /// evaluation changes its profile (store::will_change_profile).
 struct profile_guard {
@@ -183,6 +177,13 @@ struct profile_guard {
   }
 };
 
+/// evaluate(), but mutating `state` in place and appending to batch-wide lists, so a batch over
+/// many contacts builds no per-contact vectors. On an exception `state` and the lists may hold
+/// partial changes: the caller discards them (a copy loaded from the store), or the store that
+/// lent the state puts it back (store::abandon).
+/// With `timers_at_now` false, timers due exactly at `now` stay pending (the engine runs two
+/// contacts up to an identify event at `now` that way: events stamped `now` come before timers
+/// due at `now`).
 /// `guard`: non-null when `state` is lent (evaluated in place in the store).
 void evaluate_into(const program& program, contact_state& state,
                    std::span<const event* const> events, time_point now,

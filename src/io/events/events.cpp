@@ -57,6 +57,28 @@ struct event_reader::impl {
   std::unique_ptr<byte_source> source;
   std::size_t window_base = 0;
   std::size_t total = 0;  // the source's size for progress; 0: unknown (standard input)
+  // The window's text up to here is valid UTF-8: validated once per window (its whole lines:
+  // the window may end inside a character), so that only records past it are checked alone.
+  const char* utf8_checked = nullptr;
+
+  // Validates the window's whole lines at once; a window with a bad byte leaves each of its
+  // records to be checked (and refused) on its own, naming its line.
+  void check_window_utf8() {
+    utf8_checked = cursor.pos;
+    const char* stop = cursor.end;
+    if (source) {
+      while (stop > cursor.pos && stop[-1] != '\n') {
+        --stop;
+      }
+    }
+    if (simdjson::validate_utf8(cursor.pos, static_cast<std::size_t>(stop - cursor.pos))) {
+      utf8_checked = stop;
+    }
+  }
+
+  bool valid_text(std::string_view line) {
+    return line.data() + line.size() <= utf8_checked || valid_utf8(line, reason);
+  }
 
   impl(std::string name, file_format f, event_read_options o, text_buffer b,
        std::unique_ptr<byte_source> from = nullptr)
@@ -68,6 +90,7 @@ struct event_reader::impl {
     cursor = {buf.data(), buf.data(), buf.data() + buf.size};
     cursor.csv = format == file_format::csv && !options.one_line_records;
     cursor.max_record = options.limits.max_line_bytes;
+    check_window_utf8();
     if (format == file_format::csv) {
       read_header();
     }
@@ -111,6 +134,7 @@ struct event_reader::impl {
     cursor.begin = buf.data();
     cursor.pos = buf.data();
     cursor.end = buf.data() + size;
+    check_window_utf8();
     return more;
   }
 
@@ -258,7 +282,7 @@ struct event_reader::impl {
   }
 
   bool parse_csv(std::string_view line, event& e) {
-    if (!valid_utf8(line, reason)) {
+    if (!valid_text(line)) {
       return false;
     }
     if (!split_csv(line, fields, storage, reason)) {

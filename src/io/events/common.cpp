@@ -78,66 +78,23 @@ bool is_gzip_name(std::string_view path) {
          (path.substr(path.size() - 3) == ".gz" || path.substr(path.size() - 3) == ".GZ");
 }
 
-text_buffer read_through_zlib(const std::string& path) {
-  gzFile z = nullptr;
-  if (path == "-") {
-    const int fd = ::dup(STDIN_FILENO);  // gzclose closes it, not standard input itself
-    z = fd < 0 ? nullptr : ::gzdopen(fd, "rb");
-    if (z == nullptr && fd >= 0) {
-      ::close(fd);
-    }
-  } else {
-    z = ::gzopen(path.c_str(), "rb");
-  }
-  if (z == nullptr) {
-    throw read_error({path, 0, fmt::format("cannot open: {}", std::strerror(errno)), {}});
-  }
-  std::string bytes;
-  char chunk[1 << 16];
-  int n;
-  while ((n = ::gzread(z, chunk, sizeof chunk)) > 0) {
-    bytes.append(chunk, static_cast<std::size_t>(n));
-  }
-  int code = Z_OK;
-  std::string why = ::gzerror(z, &code);
-  // A truncated stream ends the reads like the end of the file, with Z_BUF_ERROR set.
-  if (n < 0 || (code != Z_OK && code != Z_STREAM_END)) {
-    if (code == Z_ERRNO) {
-      why = std::strerror(errno);
-    }
-    ::gzclose(z);
-    throw read_error({path, 0, fmt::format("cannot read: {}", why), {}});
-  }
-  ::gzclose(z);
-  return padded(std::move(bytes));
-}
-
 text_buffer read_whole_file(const std::string& path) {
-  if (path == "-" || is_gzip_name(path)) {
-    return read_through_zlib(path);
-  }
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) {
-    throw read_error({path, 0, fmt::format("cannot open: {}", std::strerror(errno)), {}});
-  }
-  std::string bytes;
-  char chunk[1 << 16];
-  if (std::fseek(f, 0, SEEK_END) == 0) {
-    long size = std::ftell(f);
-    if (size > 0) {
-      bytes.reserve(static_cast<std::size_t>(size) + simdjson::SIMDJSON_PADDING);
+  byte_source source{path};
+  // A plain file's size is known: one allocation (a .gz file or a pipe grows the string).
+  constexpr std::size_t step = std::size_t{1} << 16;
+  std::string bytes(source.total() + step, '\0');
+  std::size_t size = 0;
+  while (true) {
+    if (bytes.size() - size < step) {
+      bytes.resize(2 * bytes.size());
     }
-    std::rewind(f);
+    const std::size_t got = source.pull(bytes.data() + size, bytes.size() - size);
+    if (got == 0) {
+      break;
+    }
+    size += got;
   }
-  std::size_t n;
-  while ((n = std::fread(chunk, 1, sizeof chunk, f)) > 0) {
-    bytes.append(chunk, n);
-  }
-  const bool failed = std::ferror(f) != 0;
-  std::fclose(f);
-  if (failed) {
-    throw read_error({path, 0, fmt::format("cannot read: {}", std::strerror(errno)), {}});
-  }
+  bytes.resize(size);
   return padded(std::move(bytes));
 }
 

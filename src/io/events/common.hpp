@@ -38,9 +38,8 @@ text_buffer padded(std::string text);
 
 bool is_gzip_name(std::string_view path);
 
-// A .gz file, or standard input ("-"), which zlib reads whether it is compressed or not.
-text_buffer read_through_zlib(const std::string& path);
-
+// A file whole: a plain file, or through zlib (byte_source) a .gz file or standard input ("-"),
+// which zlib reads whether it is compressed or not.
 text_buffer read_whole_file(const std::string& path);
 
 // Where the event reader pulls its bytes from, a window at a time, so that a log of any length

@@ -3,8 +3,10 @@
 // Every expected action below is computed by hand in the comments.
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <catch2/catch.hpp>
 #include <unistd.h>
@@ -209,4 +211,60 @@ TEST_CASE("replay: messages the contacts load causes are decided before the same
         "ts,contact,rule,action,arg\n"
         "1704067200,c1,welcome_vip,send_email,vip\n"
         "1704153600,c1,promo,send_email,promo\n");
+}
+
+TEST_CASE("replay: on_actions hands out the same actions, in order, batch by batch",
+          "[replay][stream]") {
+  temp_dir dir;
+  // Loading b1 and c1 (vips) at t0 e-mails both; a1's and z1's events at t0 emit there too, so
+  // the first batch's actions must be merged with the load's (by contact id: a1, b1, c1, z1).
+  const auto program = rules(R"({
+    "event_types": ["newsletter"],
+    "segments": [{"name": "vips", "if": {"field": "status", "eq": "vip"}}],
+    "rules": [
+      {"id": "welcome_vip", "on": {"segment_entered": "vips"},
+       "then": [{"do": "send_email", "arg": "vip"}]},
+      {"id": "promo", "on": {"event": "newsletter"}, "delay": "1h",
+       "then": [{"do": "send_email", "arg": "promo"}]},
+      {"id": "news", "on": {"event": "newsletter"}, "then": [{"do": "web_push", "arg": "news"}]}]})");
+  const auto contacts = dir.write("contacts.csv", "contact,status\nb1,vip\nc1,vip\nz1,lead\n");
+  const auto events = dir.write("events.csv",
+                                "ts,contact,type,key,value\n"
+                                "1704067200,z1,newsletter,,\n"
+                                "1704067200,a1,newsletter,,\n"
+                                "1704069000,c1,newsletter,,\n"
+                                "1704070800,b1,newsletter,,\n"
+                                "1704074400,a1,newsletter,,\n");
+  const auto whole = nudge::replay(program, contacts, events, {.batch_events = 0});
+  REQUIRE(whole.action_count == whole.actions.size());
+  const std::size_t size = GENERATE(0, 1, 2, 3, 100);
+  std::vector<std::size_t> calls;
+  std::ostringstream out;
+  nudge::replay_options options{.batch_events = size};
+  nudge::actions_csv_writer writer{out, nudge::time_format::epoch};
+  options.on_actions = [&](std::span<const nudge::due_action> actions) {
+    calls.push_back(actions.size());
+    writer.write(actions);
+  };
+  const auto streamed = nudge::replay(program, contacts, events, options);
+  CHECK(streamed.actions.empty());
+  CHECK(streamed.action_count == whole.actions.size());
+  CHECK(out.str() == csv(whole));
+  CHECK(out.str() ==
+        "ts,contact,rule,action,arg\n"
+        "1704067200,a1,news,web_push,news\n"
+        "1704067200,b1,welcome_vip,send_email,vip\n"
+        "1704067200,c1,welcome_vip,send_email,vip\n"
+        "1704067200,z1,news,web_push,news\n"
+        "1704069000,c1,news,web_push,news\n"
+        "1704070800,a1,promo,send_email,promo\n"
+        "1704070800,b1,news,web_push,news\n"
+        "1704070800,z1,promo,send_email,promo\n"
+        "1704072600,c1,promo,send_email,promo\n"
+        "1704074400,a1,news,web_push,news\n"
+        "1704074400,b1,promo,send_email,promo\n"
+        "1704078000,a1,promo,send_email,promo\n");
+  if (size == 1) {
+    CHECK(calls.size() > 3);  // handed out as the batches came, not once at the end
+  }
 }

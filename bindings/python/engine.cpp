@@ -204,7 +204,7 @@ void register_engine(py::module_& m) {
            "InputError and changes nothing.")
       .def("replay", &py_engine::replay, "events_path"_a, "contacts"_a = py::none(),
            "until"_a = py::none(), py::kw_only(), "on_error"_a = "stop", "rejects"_a = py::none(),
-           "batch_events"_a = 0,
+           "batch_events"_a = nudge::replay_options::default_batch_events,
            "Replays an event file (CSV or JSON Lines) through this engine entirely in C++, "
            "with the GIL released: contacts from `contacts` (a file) are upserted at the first "
            "event's time (an error if before a contact's clock), then the events are applied (an "

@@ -185,6 +185,10 @@ class engine {
   std::vector<rule_stats> stats_;
   std::vector<nudge::workflow_stats> workflow_stats_;
   round_robin_counters counters_;
+  // Zeroed per-batch statistics, lent to each batch and handed back cleared: a batch of one
+  // event must not build (and destroy) statistics for every rule of the program.
+  std::vector<rule_stats> spare_counts_;
+  std::vector<nudge::workflow_stats> spare_workflow_counts_;
 };
 
 }  // namespace nudge

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include <nudge/io/replay.hpp>
+
 namespace nudge_cli {
 
 /// nudge check RULES: validates a rule file, printing every problem.
@@ -16,7 +18,7 @@ struct replay_args {
   std::string rules, contacts, events, until, out, rejects;
   std::string time_format = "iso";
   std::string on_error = "stop";
-  std::size_t batch = 0;
+  std::size_t batch = nudge::replay_options::default_batch_events;
   bool stats = false;
   bool strict = false;
   std::string save_snapshot, load_snapshot;

@@ -4,9 +4,12 @@
 #include <chrono>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <span>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -168,47 +171,70 @@ int run_replay(const replay_args& args) {
   if (!program) {
     return exit_input;
   }
+  const auto format =
+      args.time_format == "epoch" ? nudge::time_format::epoch : nudge::time_format::iso;
+  // The actions are written batch by batch as the replay produces them, so memory stays bounded
+  // by the contacts. A file is written under a temporary name and renamed at the end: a replay
+  // that fails leaves no partial file (and an older file of that name untouched).
+  const bool to_stdout = args.out.empty() || args.out == "-";
+  const std::string part = to_stdout ? std::string{} : args.out + ".part";
+  std::ofstream file;
+  if (to_stdout) {
+    std::ios::sync_with_stdio(false);
+  } else {
+    file.open(part, std::ios::binary | std::ios::trunc);
+    if (!file) {
+      fmt::print(stderr, "{}: cannot write the actions\n", part);
+      return exit_input;
+    }
+  }
+  std::ostream& out = to_stdout ? std::cout : file;
   nudge::replay_result result;
   try {
+    nudge::actions_csv_writer writer{out, format};
+    options.on_actions = [&](std::span<const nudge::due_action> actions) {
+      writer.write(actions);
+      if (!out) {
+        throw std::runtime_error(to_stdout
+                                     ? std::string{"cannot write the actions to standard output"}
+                                     : fmt::format("{}: cannot write the actions", part));
+      }
+    };
     if (args.save_snapshot.empty() && args.load_snapshot.empty()) {
       result = nudge::replay(program, args.contacts, args.events, options);
     } else {
       result = replay_with_snapshots(program, args, options);
     }
+    out.flush();
+    if (!to_stdout) {
+      file.close();
+    }
+    if (!out) {
+      throw std::runtime_error(to_stdout
+                                   ? std::string{"cannot write the actions to standard output"}
+                                   : fmt::format("{}: cannot write the actions", part));
+    }
+    if (!to_stdout) {
+      std::filesystem::rename(part, args.out);
+    }
   } catch (const std::exception& e) {
     bar.finish();
+    if (!to_stdout) {
+      file.close();
+      std::error_code ignored;
+      std::filesystem::remove(part, ignored);
+    }
     fmt::print(stderr, "{}\n", e.what());
     return exit_input;
   }
   bar.finish();
 
-  const auto format =
-      args.time_format == "epoch" ? nudge::time_format::epoch : nudge::time_format::iso;
-  if (args.out.empty() || args.out == "-") {
-    std::ios::sync_with_stdio(false);
-    nudge::write_actions_csv(std::cout, result.actions, format);
-    std::cout.flush();
-    if (!std::cout) {
-      fmt::print(stderr, "cannot write the actions to standard output\n");
-      return exit_input;
-    }
-  } else {
-    std::ofstream out{args.out, std::ios::binary | std::ios::trunc};
-    if (out) {
-      nudge::write_actions_csv(out, result.actions, format);
-      out.close();
-    }
-    if (!out) {
-      fmt::print(stderr, "{}: cannot write the actions\n", args.out);
-      return exit_input;
-    }
-  }
   if (args.stats) {
     print_stats(result.stats);
     print_workflow_stats(result.workflow_stats);
   }
   fmt::print(stderr, "{} events read, {} rejected, {} actions (until {})\n", result.events_read,
-             result.rejected, result.actions.size(), nudge::format_time(result.until));
+             result.rejected, result.action_count, nudge::format_time(result.until));
   print_pending(result, options.until.has_value());
   return exit_ok;
 }

@@ -359,7 +359,7 @@ class Engine:
         *,
         on_error: str = "stop",
         rejects: Optional[PathLike] = None,
-        batch_events: int = 0,
+        batch_events: int = 262144,
     ) -> ReplayResult:
         """Replays an event file (CSV or JSON Lines) through this engine entirely in C++; the
         contacts file is upserted at the first event's time (an InputError if that is before a

@@ -17,6 +17,10 @@ struct outcome_recorder {
   std::vector<rule_stats>* counts = nullptr;  ///< indexed by rule
   std::vector<workflow_outcome>* workflow_list = nullptr;
   std::vector<workflow_stats>* workflow_counts = nullptr;  ///< indexed by workflow, steps sized
+  /// When set, each rule (workflow) whose counts get their first outcome is appended here, so
+  /// that a batch folds in and clears only those, not every rule of the program.
+  std::vector<std::uint32_t>* touched = nullptr;
+  std::vector<std::uint32_t>* workflows_touched = nullptr;
 
   void note(const workflow_outcome& o) const {
     if (workflow_list != nullptr) {
@@ -27,6 +31,9 @@ struct outcome_recorder {
       return;
     }
     workflow_stats& w = (*workflow_counts)[o.workflow];
+    if (workflows_touched != nullptr && !w.first) {
+      workflows_touched->push_back(o.workflow);
+    }
     touch(w.first, w.last, o.at);
     workflow_step_stats* s = o.step < w.steps.size() ? &w.steps[o.step] : nullptr;
     if (s != nullptr) {
@@ -125,6 +132,9 @@ struct outcome_recorder {
       return;
     }
     rule_stats& s = (*counts)[rule];
+    if (touched != nullptr && !s.first) {
+      touched->push_back(rule);
+    }
     switch (kind) {
       case rule_outcome_kind::triggered:
         ++s.triggered;

@@ -74,11 +74,21 @@ struct replay_options {
   std::string rejects_path;
   /// With skip: called for every refused line (contacts and events).
   reject_handler on_reject;
-  /// Events handed to the engine per process call; 0: all of them in one call. Batches are cut
-  /// between distinct timestamps and each is processed up to just before the next batch's
-  /// first event, so any batch size gives the same actions, unless a rule assigns owners round
-  /// robin (its counter follows the order in which contacts are processed).
-  std::size_t batch_events = 0;
+  /// Events handed to the engine per process call; 0: all of them in one call (memory then
+  /// grows with the log). Batches are cut between distinct timestamps and each is processed up
+  /// to just before the next batch's first event, so any batch size gives the same actions,
+  /// unless a rule assigns owners round robin (its counter follows the order in which contacts
+  /// are processed). The default keeps a replay's memory bounded by its contacts rather than by
+  /// the length of the log, at a cost below measurement noise (bench/README.md).
+  std::size_t batch_events = default_batch_events;
+  /// batch_events' default: 2^18 events, about 40 MB of events in memory at once.
+  static constexpr std::size_t default_batch_events = std::size_t{1} << 18;
+  /// When set, the due actions are handed here batch by batch as they come, in the order of
+  /// replay_result::actions (each call's actions are due at or after the previous call's), and
+  /// replay_result::actions stays empty: a replay writing a file (`nudge replay --out`) then
+  /// holds one batch of actions at a time, not all of them. The views in the actions are valid
+  /// during the call (their rule and template views as long as the program lives).
+  std::function<void(std::span<const due_action>)> on_actions;
   /// CSV events: refuse columns other than ts, contact, type, key, value instead of reading them
   /// as props (event_read_options::strict_columns).
   bool strict_columns = false;
@@ -93,9 +103,11 @@ struct replay_options {
 struct replay_result {
   /// The program the actions point into (their rule and arg views); kept alive here.
   std::shared_ptr<const nudge::program> program;
-  /// Due actions sorted by (due_at, contact), each contact's in emission order.
+  /// Due actions sorted by (due_at, contact), each contact's in emission order; empty when
+  /// replay_options::on_actions took them.
   std::vector<due_action> actions;
-  std::vector<rule_stats> stats;                      ///< per rule, in program order
+  std::size_t action_count = 0;   ///< due actions produced (also those on_actions took)
+  std::vector<rule_stats> stats;  ///< per rule, in program order
   std::vector<nudge::workflow_stats> workflow_stats;  ///< per workflow (and step), in program order
   std::size_t contacts_read = 0;
   std::size_t events_read = 0;  ///< accepted events
@@ -151,5 +163,21 @@ std::size_t events_before_last_instant(std::span<const event> events) noexcept;
 /// a double quote or a line break is quoted as RFC 4180 says (`"Smith, John"`; nudge/io/csv.hpp).
 void write_actions_csv(std::ostream& out, std::span<const due_action> actions,
                        time_format format = time_format::iso);
+/// The lines of write_actions_csv, piece by piece: the header once, then each batch's actions
+/// as they come (with replay_options::on_actions), into one reused buffer.
+///
+///     nudge::actions_csv_writer w{out, nudge::time_format::epoch};
+///     options.on_actions = [&](auto actions) { w.write(actions); };
+class actions_csv_writer {
+ public:
+  /// Writes the header line to `out`.
+  actions_csv_writer(std::ostream& out, time_format format);
+  /// Appends one line per action (what the stream does on failure is its own: check it).
+  void write(std::span<const due_action> actions);
+
+ private:
+  std::ostream& out_;
+  time_format format_;
+};
 
 }  // namespace nudge

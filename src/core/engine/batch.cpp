@@ -77,18 +77,58 @@ std::string too_many_events(std::size_t limit) {
       limit);
 }
 
+namespace {
+// Zero counts that keep the workflow's and steps' names (no allocation: give_back is noexcept).
+void clear(workflow_stats& w) noexcept {
+  std::string name = std::move(w.workflow);
+  std::vector<workflow_step_stats> steps = std::move(w.steps);
+  w = workflow_stats{};
+  w.workflow = std::move(name);
+  for (auto& st : steps) {
+    std::string id = std::move(st.step);
+    st = workflow_step_stats{};
+    st.step = std::move(id);
+  }
+  w.steps = std::move(steps);
+}
+}  // namespace
+
 batch::batch(engine& owner)
     : owner_(owner),
       program_(*owner.program_),
       counters_(owner.counters_),
-      counts_(owner.stats_.size()),
-      workflow_counts_(owner.workflow_stats_.empty() ? std::vector<workflow_stats>{}
-                                                     : empty_workflow_stats(program_)),
-      outcomes_{nullptr, &counts_, nullptr, &workflow_counts_} {}
+      counts_(std::move(owner.spare_counts_)),
+      workflow_counts_(std::move(owner.spare_workflow_counts_)),
+      outcomes_{nullptr, &counts_, nullptr, &workflow_counts_, &touched_, &workflows_touched_} {
+  // The engine's spares are zeroed; a second batch alive at once (the identity path) or the
+  // first after a program change builds its own.
+  if (counts_.size() != owner.stats_.size()) {
+    counts_.assign(owner.stats_.size(), rule_stats{});
+  }
+  if (workflow_counts_.size() != owner.workflow_stats_.size()) {
+    workflow_counts_ = empty_workflow_stats(program_);
+  }
+}
 
 batch::~batch() {
   if (lent_any_ && !saved_) {
     owner_.store_->abandon();  // the store puts back what was evaluated in place
+  }
+  give_back();
+}
+
+void batch::give_back() noexcept {
+  for (const std::uint32_t r : touched_) {
+    counts_[r] = rule_stats{};
+  }
+  for (const std::uint32_t w : workflows_touched_) {
+    clear(workflow_counts_[w]);
+  }
+  if (owner_.spare_counts_.empty()) {
+    owner_.spare_counts_ = std::move(counts_);
+  }
+  if (owner_.spare_workflow_counts_.empty()) {
+    owner_.spare_workflow_counts_ = std::move(workflow_counts_);
   }
 }
 
@@ -183,7 +223,7 @@ void batch::fold_in() noexcept {
   // Committed: fold in statistics and counters (cannot throw).
   owner_.counters_ = std::move(counters_);
   std::vector<rule_stats>& stats = owner_.stats_;
-  for (std::size_t r = 0; r < counts_.size(); ++r) {
+  for (const std::uint32_t r : touched_) {  // the others hold nothing
     const rule_stats& c = counts_[r];
     rule_stats& s = stats[r];
     s.triggered += c.triggered;
@@ -202,7 +242,7 @@ void batch::fold_in() noexcept {
       count(s, *c.last);
     }
   }
-  for (std::size_t w = 0; w < workflow_counts_.size(); ++w) {
+  for (const std::uint32_t w : workflows_touched_) {
     add(owner_.workflow_stats_[w], workflow_counts_[w]);
   }
   for (const auto& a : actions_) {

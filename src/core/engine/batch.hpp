@@ -94,11 +94,15 @@ class batch {
   void deliver_and_save();
   void fold_in() noexcept;
 
+  // Clears the statistics this batch touched and hands them back to the engine for the next.
+  void give_back() noexcept;
+
   engine& owner_;
   const program& program_;
   round_robin_counters counters_;
   std::vector<rule_stats> counts_;
   std::vector<workflow_stats> workflow_counts_;
+  std::vector<std::uint32_t> touched_, workflows_touched_;  // counts_ / workflow_counts_ used
   outcome_recorder outcomes_;
   std::vector<due_action> actions_;
   // (contact, end of its run of actions) for every run of actions: actions are appended run by

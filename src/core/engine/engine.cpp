@@ -281,6 +281,9 @@ void engine::change_program(std::shared_ptr<const nudge::program> next, time_poi
   program_ = std::move(next);
   workflow_stats_ = std::move(carried);
   counters_ = std::move(counters);
+  // The spare batch statistics have the old program's workflow steps.
+  spare_counts_.clear();
+  spare_workflow_counts_.clear();
 }
 
 void engine::upsert_contact(contact c) {

@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 #include <simdjson.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -77,67 +78,96 @@ bool is_gzip_name(std::string_view path) {
          (path.substr(path.size() - 3) == ".gz" || path.substr(path.size() - 3) == ".GZ");
 }
 
-text_buffer read_through_zlib(const std::string& path) {
-  gzFile z = nullptr;
-  if (path == "-") {
-    const int fd = ::dup(STDIN_FILENO);  // gzclose closes it, not standard input itself
-    z = fd < 0 ? nullptr : ::gzdopen(fd, "rb");
-    if (z == nullptr && fd >= 0) {
-      ::close(fd);
+text_buffer read_whole_file(const std::string& path) {
+  byte_source source{path};
+  // A plain file's size is known: one allocation (a .gz file or a pipe grows the string).
+  constexpr std::size_t step = std::size_t{1} << 16;
+  std::string bytes(source.total() + step, '\0');
+  std::size_t size = 0;
+  while (true) {
+    if (bytes.size() - size < step) {
+      bytes.resize(2 * bytes.size());
     }
-  } else {
-    z = ::gzopen(path.c_str(), "rb");
-  }
-  if (z == nullptr) {
-    throw read_error({path, 0, fmt::format("cannot open: {}", std::strerror(errno)), {}});
-  }
-  std::string bytes;
-  char chunk[1 << 16];
-  int n;
-  while ((n = ::gzread(z, chunk, sizeof chunk)) > 0) {
-    bytes.append(chunk, static_cast<std::size_t>(n));
-  }
-  int code = Z_OK;
-  std::string why = ::gzerror(z, &code);
-  // A truncated stream ends the reads like the end of the file, with Z_BUF_ERROR set.
-  if (n < 0 || (code != Z_OK && code != Z_STREAM_END)) {
-    if (code == Z_ERRNO) {
-      why = std::strerror(errno);
+    const std::size_t got = source.pull(bytes.data() + size, bytes.size() - size);
+    if (got == 0) {
+      break;
     }
-    ::gzclose(z);
-    throw read_error({path, 0, fmt::format("cannot read: {}", why), {}});
+    size += got;
   }
-  ::gzclose(z);
+  bytes.resize(size);
   return padded(std::move(bytes));
 }
 
-text_buffer read_whole_file(const std::string& path) {
+byte_source::byte_source(const std::string& path) : path_(path) {
   if (path == "-" || is_gzip_name(path)) {
-    return read_through_zlib(path);
-  }
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) {
-    throw read_error({path, 0, fmt::format("cannot open: {}", std::strerror(errno)), {}});
-  }
-  std::string bytes;
-  char chunk[1 << 16];
-  if (std::fseek(f, 0, SEEK_END) == 0) {
-    long size = std::ftell(f);
-    if (size > 0) {
-      bytes.reserve(static_cast<std::size_t>(size) + simdjson::SIMDJSON_PADDING);
+    gzFile z = nullptr;
+    if (path == "-") {
+      const int fd = ::dup(STDIN_FILENO);  // gzclose closes it, not standard input itself
+      z = fd < 0 ? nullptr : ::gzdopen(fd, "rb");
+      if (z == nullptr && fd >= 0) {
+        ::close(fd);
+      }
+    } else {
+      z = ::gzopen(path.c_str(), "rb");
     }
-    std::rewind(f);
+    if (z == nullptr) {
+      throw read_error({path, 0, fmt::format("cannot open: {}", std::strerror(errno)), {}});
+    }
+    ::gzbuffer(z, 1 << 17);
+    zlib_ = z;
+  } else {
+    file_ = std::fopen(path.c_str(), "rb");
+    if (file_ == nullptr) {
+      throw read_error({path, 0, fmt::format("cannot open: {}", std::strerror(errno)), {}});
+    }
   }
-  std::size_t n;
-  while ((n = std::fread(chunk, 1, sizeof chunk, f)) > 0) {
-    bytes.append(chunk, n);
+  if (path != "-") {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && st.st_size > 0) {
+      total_ = static_cast<std::size_t>(st.st_size);
+    }
   }
-  const bool failed = std::ferror(f) != 0;
-  std::fclose(f);
-  if (failed) {
-    throw read_error({path, 0, fmt::format("cannot read: {}", std::strerror(errno)), {}});
+}
+
+byte_source::~byte_source() {
+  if (file_ != nullptr) {
+    std::fclose(file_);
   }
-  return padded(std::move(bytes));
+  if (zlib_ != nullptr) {
+    ::gzclose(static_cast<gzFile>(zlib_));
+  }
+}
+
+std::size_t byte_source::pull(char* into, std::size_t n) {
+  if (file_ != nullptr) {
+    const std::size_t got = std::fread(into, 1, n, file_);
+    if (got == 0 && std::ferror(file_) != 0) {
+      throw read_error({path_, 0, fmt::format("cannot read: {}", std::strerror(errno)), {}});
+    }
+    plain_done_ += got;
+    return got;
+  }
+  auto z = static_cast<gzFile>(zlib_);
+  const int got = ::gzread(z, into, static_cast<unsigned>(std::min<std::size_t>(n, 1u << 30)));
+  int code = Z_OK;
+  std::string why = ::gzerror(z, &code);
+  // A truncated stream ends the reads like the end of the file, with Z_BUF_ERROR set.
+  if (got < 0 || (got == 0 && code != Z_OK && code != Z_STREAM_END)) {
+    if (code == Z_ERRNO) {
+      why = std::strerror(errno);
+    }
+    throw read_error({path_, 0, fmt::format("cannot read: {}", why), {}});
+  }
+  plain_done_ += static_cast<std::size_t>(got);
+  return static_cast<std::size_t>(got);
+}
+
+std::size_t byte_source::done() const noexcept {
+  if (zlib_ != nullptr && path_ != "-") {
+    const auto at = ::gzoffset(static_cast<gzFile>(zlib_));
+    return at < 0 ? 0 : static_cast<std::size_t>(at);
+  }
+  return plain_done_;
 }
 
 std::size_t count_quotes(const char* p, const char* end) {

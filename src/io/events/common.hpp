@@ -1,6 +1,6 @@
-// What the event and contact readers share (events.cpp, contacts.cpp): reading a file whole
-// (plain, gzip or standard input), walking it record by record, the checks and field parsing of
-// both formats, and JSON values. Private to src/io/events.
+// What the event and contact readers share (events.cpp, contacts.cpp): reading a file (whole,
+// or a window at a time; plain, gzip or standard input), walking it record by record, the checks
+// and field parsing of both formats, and JSON values. Private to src/io/events.
 //
 // CSV is split by hand with memchr and from_chars, since parsing sits on the replay's critical
 // path; JSON Lines is read with simdjson On Demand, one document per line so that every problem
@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -37,10 +38,35 @@ text_buffer padded(std::string text);
 
 bool is_gzip_name(std::string_view path);
 
-// A .gz file, or standard input ("-"), which zlib reads whether it is compressed or not.
-text_buffer read_through_zlib(const std::string& path);
-
+// A file whole: a plain file, or through zlib (byte_source) a .gz file or standard input ("-"),
+// which zlib reads whether it is compressed or not.
 text_buffer read_whole_file(const std::string& path);
+
+// Where the event reader pulls its bytes from, a window at a time, so that a log of any length
+// is read in bounded memory: a plain file, or through zlib a .gz file or standard input.
+class byte_source {
+ public:
+  // @throws read_error naming the path if it cannot be opened.
+  explicit byte_source(const std::string& path);
+  ~byte_source();
+  byte_source(const byte_source&) = delete;
+  byte_source& operator=(const byte_source&) = delete;
+
+  // Up to `n` bytes into `into`; 0 at the end.
+  // @throws read_error naming the path and the system's or zlib's reason.
+  std::size_t pull(char* into, std::size_t n);
+  // The file's size on disk (compressed for zlib), for progress; 0 for standard input.
+  std::size_t total() const noexcept { return total_; }
+  // How much of that has been consumed (compressed bytes for zlib).
+  std::size_t done() const noexcept;
+
+ private:
+  std::string path_;
+  std::FILE* file_ = nullptr;
+  void* zlib_ = nullptr;  // gzFile (zlib.h stays out of this header)
+  std::size_t total_ = 0;
+  std::size_t plain_done_ = 0;
+};
 
 // The format of the file at `path`: `given` if set, else by its name (format_of), or for
 // standard input ("-", no name to go by) JSON Lines if its first non-blank byte is '{' (no CSV
@@ -65,6 +91,10 @@ struct line_cursor {
   std::size_t max_record = static_cast<std::size_t>(-1);
   std::size_t lines_done = 0;
 
+  // True when the record returned last ran into `end` without a line break: in a window of a
+  // longer input it may go on past the window (event_reader refills and reads it again).
+  bool at_end_unterminated = false;
+
   bool next(std::string_view& out) {
     if (pos >= end) {
       return false;
@@ -85,6 +115,7 @@ struct line_cursor {
       scan = nl + 1;  // inside a quoted field: the record goes on
       ++lines_done;
     }
+    at_end_unterminated = nl == nullptr;
     const char* stop = nl != nullptr ? nl : end;
     out = std::string_view{pos, static_cast<std::size_t>(stop - pos)};
     pos = nl != nullptr ? nl + 1 : end;

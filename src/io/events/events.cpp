@@ -19,6 +19,12 @@ namespace nudge {
 
 using namespace event_io;
 
+namespace {
+// Bytes of a file read at a time: large enough that refills cost nothing measurable, small
+// enough that a replay's memory is its contacts', not its log's.
+constexpr std::size_t window_bytes = std::size_t{4} << 20;
+}  // namespace
+
 // ---- events ------------------------------------------------------------------------------------
 
 struct event_reader::impl {
@@ -46,13 +52,105 @@ struct event_reader::impl {
   od::parser parser;
   std::string reason;
 
-  impl(std::string name, file_format f, event_read_options o, text_buffer b)
-      : file(std::move(name)), format(f), options(std::move(o)), buf(std::move(b)) {
+  // A file is read a window at a time (`source`): `buf` holds the window, whose first byte is
+  // byte `window_base` of the input. Text handed to the reader whole has no source.
+  std::unique_ptr<byte_source> source;
+  std::size_t window_base = 0;
+  std::size_t total = 0;  // the source's size for progress; 0: unknown (standard input)
+  // The window's text up to here is valid UTF-8: validated once per window (its whole lines:
+  // the window may end inside a character), so that only records past it are checked alone.
+  const char* utf8_checked = nullptr;
+
+  // Validates the window's whole lines at once; a window with a bad byte leaves each of its
+  // records to be checked (and refused) on its own, naming its line.
+  void check_window_utf8() {
+    utf8_checked = cursor.pos;
+    const char* stop = cursor.end;
+    if (source) {
+      while (stop > cursor.pos && stop[-1] != '\n') {
+        --stop;
+      }
+    }
+    if (simdjson::validate_utf8(cursor.pos, static_cast<std::size_t>(stop - cursor.pos))) {
+      utf8_checked = stop;
+    }
+  }
+
+  bool valid_text(std::string_view line) {
+    return line.data() + line.size() <= utf8_checked || valid_utf8(line, reason);
+  }
+
+  impl(std::string name, file_format f, event_read_options o, text_buffer b,
+       std::unique_ptr<byte_source> from = nullptr)
+      : file(std::move(name)),
+        format(f),
+        options(std::move(o)),
+        buf(std::move(b)),
+        source(std::move(from)) {
     cursor = {buf.data(), buf.data(), buf.data() + buf.size};
     cursor.csv = format == file_format::csv && !options.one_line_records;
     cursor.max_record = options.limits.max_line_bytes;
+    check_window_utf8();
     if (format == file_format::csv) {
       read_header();
+    }
+  }
+
+  // Moves the unread rest of the window to its front and fills the window from the source,
+  // doubling it when the rest (one record longer than half the window) leaves too little room.
+  // Returns false when the source had nothing more (it is then dropped).
+  bool refill() {
+    if (!source) {
+      return false;
+    }
+    const std::size_t consumed = static_cast<std::size_t>(cursor.pos - cursor.begin);
+    const std::size_t rest = buf.size - consumed;
+    std::size_t room = buf.bytes.size() - simdjson::SIMDJSON_PADDING;
+    if (rest > room / 2) {
+      room *= 2;
+    }
+    if (room + simdjson::SIMDJSON_PADDING == buf.bytes.size()) {
+      std::memmove(buf.bytes.data(), buf.bytes.data() + consumed, rest);  // the same window
+    } else {
+      std::string next(room + simdjson::SIMDJSON_PADDING, '\0');
+      std::memcpy(next.data(), buf.bytes.data() + consumed, rest);
+      buf.bytes.swap(next);
+    }
+    window_base += consumed;
+    std::size_t size = rest;
+    while (size < room) {
+      const std::size_t got = source->pull(buf.bytes.data() + size, room - size);
+      if (got == 0) {
+        break;
+      }
+      size += got;
+    }
+    std::memset(buf.bytes.data() + size, 0, simdjson::SIMDJSON_PADDING);
+    const bool more = size > rest;
+    if (!more) {
+      source.reset();  // the end: what is left in the window is the last record
+    }
+    buf.size = size;
+    cursor.begin = buf.data();
+    cursor.pos = buf.data();
+    cursor.end = buf.data() + size;
+    check_window_utf8();
+    return more;
+  }
+
+  // The next record, refilling the window when it runs out or ends in a record that may go on
+  // past it.
+  bool next_record(std::string_view& line) {
+    while (true) {
+      const line_cursor before = cursor;
+      const bool got = cursor.next(line);
+      if (got && !(cursor.at_end_unterminated && source)) {
+        return true;
+      }
+      cursor = before;  // read it again from the refilled window
+      if (!refill() && !got) {
+        return cursor.next(line);
+      }
     }
   }
 
@@ -62,7 +160,7 @@ struct event_reader::impl {
 
   void read_header() {
     std::string_view line;
-    if (!cursor.next(line)) {
+    if (!next_record(line)) {
       bad_header("the file is empty (expected ts,contact,type,key,value)", {});
     }
     if (line_too_long(line, options.limits, reason) || !valid_utf8(line, reason)) {
@@ -184,7 +282,7 @@ struct event_reader::impl {
   }
 
   bool parse_csv(std::string_view line, event& e) {
-    if (!valid_utf8(line, reason)) {
+    if (!valid_text(line)) {
       return false;
     }
     if (!split_csv(line, fields, storage, reason)) {
@@ -291,7 +389,7 @@ struct event_reader::impl {
   bool read(std::vector<event>& out, std::size_t max_events) {
     out.clear();
     std::string_view line;
-    while (out.size() < max_events && cursor.next(line)) {
+    while (out.size() < max_events && next_record(line)) {
       if (line.empty()) {
         continue;
       }
@@ -317,9 +415,25 @@ event_reader::event_reader(const std::string& path, event_read_options options) 
   if (!options.format && path != "-") {
     format_of(path);  // a bad extension is refused before the file is read
   }
-  text_buffer buf = read_whole_file(path);
+  // The first window, which also tells standard input's format.
+  auto source = std::make_unique<event_io::byte_source>(path);
+  const std::size_t total = source->total();
+  std::string first(window_bytes + simdjson::SIMDJSON_PADDING, '\0');
+  std::size_t size = 0;
+  while (size < window_bytes) {
+    const std::size_t got = source->pull(first.data() + size, window_bytes - size);
+    if (got == 0) {
+      source.reset();  // the whole input fits in one window
+      break;
+    }
+    size += got;
+  }
+  text_buffer buf;
+  buf.bytes = std::move(first);
+  buf.size = size;
   const file_format f = format_for(path, options.format, buf);
-  impl_ = std::make_unique<impl>(path, f, std::move(options), std::move(buf));
+  impl_ = std::make_unique<impl>(path, f, std::move(options), std::move(buf), std::move(source));
+  impl_->total = total;
 }
 
 event_reader::event_reader(std::string text, file_format format, std::string file_name,
@@ -341,10 +455,16 @@ std::size_t event_reader::rejected() const noexcept {
   return impl_->refused;
 }
 std::size_t event_reader::bytes_total() const noexcept {
-  return impl_->buf.size;
+  return impl_->total != 0 ? impl_->total : impl_->window_base + impl_->buf.size;
 }
 std::size_t event_reader::bytes_done() const noexcept {
-  return static_cast<std::size_t>(impl_->cursor.pos - impl_->cursor.begin);
+  if (impl_->source) {
+    // The source's own count (for a .gz file its compressed bytes, as bytes_total), a window
+    // ahead of the records read.
+    return impl_->source->done();
+  }
+  return std::min(bytes_total(), impl_->window_base + static_cast<std::size_t>(
+                                                          impl_->cursor.pos - impl_->cursor.begin));
 }
 std::optional<time_point> event_reader::last_time() const noexcept {
   return impl_->last;

@@ -96,6 +96,20 @@ replay_result replay(engine& eng, const std::string& contacts_path, const std::s
     }
   };
 
+  // Actions ready to go out. With on_actions they are handed out after each process call, so
+  // a replay holds one batch of actions at a time; the upsert's wait for the first batch, which
+  // may emit at the same instant (append merges them).
+  std::vector<due_action> ready;
+  bool hold = false;
+  auto emit = [&](std::vector<due_action>&& actions) {
+    append(ready, std::move(actions));
+    if (options.on_actions && !hold && !ready.empty()) {
+      result.action_count += ready.size();
+      options.on_actions(ready);
+      ready.clear();
+    }
+  };
+
   std::vector<event> pending;  // read, not yet handed to the engine
   std::vector<event> batch;
   const std::size_t step = options.batch_events > 0 ? options.batch_events : read_chunk;
@@ -105,7 +119,9 @@ replay_result replay(engine& eng, const std::string& contacts_path, const std::s
       // The contacts are upserted at the log's first event (the reader refuses events out of
       // time order, so it is the earliest): their segments and yearly dates (birthdays) are
       // evaluated from there, also for contacts that have no events.
-      append(result.actions, eng.upsert_contacts(contacts, batch.front().at));
+      hold = true;
+      emit(eng.upsert_contacts(contacts, batch.front().at));
+      hold = false;
       upserted = true;
       std::vector<contact>{}.swap(contacts);  // the engine has them now
     }
@@ -121,8 +137,7 @@ replay_result replay(engine& eng, const std::string& contacts_path, const std::s
       const time_point latest = pending.back().at;
       const std::size_t cut = events_before_last_instant(pending);
       if (cut > 0) {
-        append(result.actions,
-               eng.process(std::span<const event>{pending.data(), cut}, latest - seconds(1)));
+        emit(eng.process(std::span<const event>{pending.data(), cut}, latest - seconds(1)));
         pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(cut));
       }
     }
@@ -143,7 +158,8 @@ replay_result replay(engine& eng, const std::string& contacts_path, const std::s
     result.until = from_epoch(0);  // no events: nothing is pending either
   }
   progress(true);
-  append(result.actions, eng.process(pending, result.until));
+  emit(eng.process(pending, result.until));
+  std::vector<event>{}.swap(pending);
   result.pending = find_pending_work(eng.store());
   if (!options.until && last) {
     // The longest delay does not see messages deferred by quiet hours, send windows or caps
@@ -155,9 +171,16 @@ replay_result replay(engine& eng, const std::string& contacts_path, const std::s
         break;  // only timers past the input range are left
       }
       result.until = next;
-      append(result.actions, eng.advance(result.until));
+      emit(eng.advance(result.until));
       result.pending = find_pending_work(eng.store());
     }
+  }
+  if (!options.on_actions) {
+    result.action_count = ready.size();
+    result.actions = std::move(ready);
+  } else if (!ready.empty()) {
+    result.action_count += ready.size();
+    options.on_actions(ready);
   }
   result.stats = eng.stats();
   result.workflow_stats = eng.workflow_stats();
@@ -168,11 +191,20 @@ replay_result replay(engine& eng, const std::string& contacts_path, const std::s
 }
 
 void write_actions_csv(std::ostream& out, std::span<const due_action> actions, time_format format) {
+  actions_csv_writer writer{out, format};
+  writer.write(actions);
+}
+
+actions_csv_writer::actions_csv_writer(std::ostream& out, time_format format)
+    : out_(out), format_(format) {
+  out_ << "ts,contact,rule,action,arg\n";
+}
+
+void actions_csv_writer::write(std::span<const due_action> actions) {
   fmt::memory_buffer buf;
   auto it = std::back_inserter(buf);
-  fmt::format_to(it, "ts,contact,rule,action,arg\n");
   for (const auto& a : actions) {
-    if (format == time_format::epoch) {
+    if (format_ == time_format::epoch) {
       fmt::format_to(it, "{},", to_epoch(a.due_at));
     } else {
       fmt::format_to(it, "{},", format_time(a.due_at));
@@ -192,11 +224,11 @@ void write_actions_csv(std::ostream& out, std::span<const due_action> actions, t
     it = write_csv_field(it, a.arg);
     *it++ = '\n';
     if (buf.size() > (1 << 20)) {
-      out.write(buf.data(), static_cast<std::streamsize>(buf.size()));
+      out_.write(buf.data(), static_cast<std::streamsize>(buf.size()));
       buf.clear();
     }
   }
-  out.write(buf.data(), static_cast<std::streamsize>(buf.size()));
+  out_.write(buf.data(), static_cast<std::streamsize>(buf.size()));
 }
 
 }  // namespace nudge

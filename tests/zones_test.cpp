@@ -40,7 +40,7 @@ std::string quiet_rules(const std::string& zone, const std::string& extra = {}) 
       zone, extra);
 }
 
-// The e-mails one probe at `t` gives a consenting contact in `zone`.
+// The actions one probe at `t` gives a consenting contact in `zone` within two days.
 strings promo_at(const nudge::program& p, const char* t, const std::string& zone = {}) {
   nudge::contact c{.id = "ann"};
   c.consent["email"] = true;
@@ -128,6 +128,20 @@ TEST_CASE("zones: quiet hours in Sao Paulo with summer time (2018) and without (
         strings{"2018-01-16T10:00:00Z ann promo send_email(promo)"});
   CHECK(promo_at(*p, "2020-01-15T23:30:00Z", "America/Sao_Paulo") ==
         strings{"2020-01-15T23:30:00Z ann promo send_email(promo)"});
+}
+
+TEST_CASE("zones: an until_time wait in Sao Paulo with summer time (2018) and without (2020)",
+          "[zones][local_time][workflow]") {
+  const auto p = nudge::load_rules(R"({"event_types": ["probe"], "rules": [], "workflows": [
+    {"id": "w", "entry": {"on": {"event": "probe"}}, "steps": [
+      {"id": "morning", "wait": {"until_time": "09:00"}},
+      {"id": "hello", "send": {"do": "send_email", "arg": "hello"}}]}]})");
+  // 03:00 UTC is 01:00 in January 2018 (-02) and 00:00 in January 2020 (-03): 09:00 local is
+  // 11:00 UTC, then 12:00 UTC.
+  CHECK(promo_at(*p, "2018-01-15T03:00:00Z", "America/Sao_Paulo") ==
+        strings{"2018-01-15T11:00:00Z ann w/hello send_email(hello)"});
+  CHECK(promo_at(*p, "2020-01-15T03:00:00Z", "America/Sao_Paulo") ==
+        strings{"2020-01-15T12:00:00Z ann w/hello send_email(hello)"});
 }
 
 TEST_CASE("zones: a table of transitions, then the POSIX rule", "[zones]") {

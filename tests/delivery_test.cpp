@@ -58,7 +58,7 @@ std::shared_ptr<const nudge::program> program_with(nudge::delivery_policy policy
   d.defaults = std::move(policy);
   d.default_time_zone = std::move(zone);
   rs.delivery = std::move(d);
-  return nudge::program::compile(std::move(rs));
+  return nudge::program::compile(std::move(rs), {}, nudge::system_zones());
 }
 
 nudge::contact_state consenting(const nudge::program& p, std::string zone = {}) {

@@ -1,42 +1,23 @@
 // Backtests as the seeds write them (issue 14): anonymous visitors that are not in the contacts
 // file, and the default end of a replay covering messages deferred by quiet hours and caps.
 // Every expected action below is computed by hand in the comments.
-#include <filesystem>
-#include <fstream>
 #include <span>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
-#include <unistd.h>
 
 #include <nudge/engine.hpp>
 #include <nudge/io/load_rules.hpp>
 #include <nudge/io/replay.hpp>
 
+#include "support.hpp"
+
 namespace {
 
-struct temp_dir {
-  std::filesystem::path path;
-  temp_dir() {
-    path = std::filesystem::temp_directory_path() /
-           ("nudge_replay_end_test_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(path);
-  }
-  ~temp_dir() { std::filesystem::remove_all(path); }
-  std::string write(const std::string& name, const std::string& text) const {
-    auto p = path / name;
-    std::ofstream{p, std::ios::binary} << text;
-    return p.string();
-  }
-};
-
-std::string csv(const nudge::replay_result& r) {
-  std::ostringstream out;
-  nudge::write_actions_csv(out, r.actions, nudge::time_format::epoch);
-  return out.str();
-}
+using test_support::csv;
+using test_support::temp_dir;
 
 std::shared_ptr<const nudge::program> rules(const std::string& json) {
   return nudge::program::compile(nudge::parse_rules(json, {.file_name = "rules.json"}));

@@ -1,19 +1,21 @@
 #include <cstdint>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <span>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
-#include <unistd.h>
 
 #include <nudge/io/replay.hpp>
 #include <nudge/rule.hpp>
 
+#include "support.hpp"
+
 namespace {
+
+using test_support::csv;
+using test_support::temp_dir;
 
 using nudge::days;
 using nudge::hours;
@@ -41,33 +43,6 @@ std::shared_ptr<const nudge::program> shop_program() {
                          .once()
                          .then(nudge::web_push("p1")));
   return nudge::program::compile(rs);
-}
-
-struct temp_dir {
-  std::filesystem::path path;
-  temp_dir() {
-    path = std::filesystem::temp_directory_path() /
-           ("nudge_replay_test_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(path);
-  }
-  ~temp_dir() { std::filesystem::remove_all(path); }
-  std::string write(const std::string& name, const std::string& text) const {
-    auto p = path / name;
-    std::ofstream{p, std::ios::binary} << text;
-    return p.string();
-  }
-  std::string read(const std::string& name) const {
-    std::ifstream in{path / name, std::ios::binary};
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
-};
-
-std::string csv(const nudge::replay_result& r, nudge::time_format f = nudge::time_format::epoch) {
-  std::ostringstream out;
-  nudge::write_actions_csv(out, r.actions, f);
-  return out.str();
 }
 
 const std::string contacts_csv =

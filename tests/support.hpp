@@ -4,12 +4,17 @@
 // with a fixture of its own under the same name (a different `lines` format, say) keeps it.
 #pragma once
 
+#include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <nudge/nudge.hpp>
 
@@ -55,6 +60,42 @@ inline strings lines(const std::vector<nudge::due_action>& actions) {
                               a.rule, a.from_workflow() ? "/" : "", a.step, a.verb(), a.arg));
   }
   return out;
+}
+
+// A directory of its own under the system's temporary directory, removed with everything in it
+// when the test ends: files for the readers and replay to read.
+struct temp_dir {
+  std::filesystem::path path;
+  temp_dir() {
+    static std::atomic<int> count{0};
+    path = std::filesystem::temp_directory_path() /
+           fmt::format("nudge_test_{}_{}", ::getpid(), count++);
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~temp_dir() { std::filesystem::remove_all(path); }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  // Writes `text` to the file `name` in it; returns its path.
+  std::string write(const std::string& name, const std::string& text) const {
+    auto p = path / name;
+    std::ofstream{p, std::ios::binary} << text;
+    return p.string();
+  }
+  std::string read(const std::string& name) const {
+    std::ifstream in{path / name, std::ios::binary};
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+};
+
+// A replay's actions as `nudge replay` writes them (CSV, epoch seconds unless told).
+inline std::string csv(const nudge::replay_result& r,
+                       nudge::time_format f = nudge::time_format::epoch) {
+  std::ostringstream out;
+  nudge::write_actions_csv(out, r.actions, f);
+  return out.str();
 }
 
 // A program of `segments`, with rules e-mailing "in_<segment>" / "out_<segment>" on every

@@ -68,7 +68,7 @@ std::shared_ptr<const nudge::program> compile(std::vector<nudge::workflow> workf
     d.default_time_zone = std::move(zone);
     rs.delivery = std::move(d);
   }
-  return nudge::program::compile(std::move(rs));
+  return nudge::program::compile(std::move(rs), {}, nudge::system_zones());
 }
 
 // Cart reminders: the first at once, the second a day after the first went out.

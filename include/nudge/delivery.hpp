@@ -43,6 +43,7 @@
 #include <nudge/action.hpp>
 #include <nudge/contact.hpp>
 #include <nudge/time.hpp>
+#include <nudge/zones.hpp>
 
 namespace nudge {
 
@@ -99,42 +100,18 @@ struct delivery_policy {
 /// The rule set's delivery section: the default policy and the time zones.
 ///
 /// Time zones are resolved when the program is compiled, never during evaluation: names in
-/// `time_zones` take the given POSIX TZ rule ("CET-1CEST,M3.5.0,M10.5.0/3"); with
-/// `use_system_zones`, every zone of the system database under `zoneinfo_dir` is read too (the
-/// POSIX rule at the end of each TZif file). A POSIX rule describes a zone's current rules only:
-/// local times before a historic rule change (US 2007, Russia 2011/2014, ...) follow today's
-/// rules. A contact whose zone is empty or unknown to the program uses `default_time_zone`.
+/// `time_zones` take the given POSIX TZ rule ("CET-1CEST,M3.5.0,M10.5.0/3"), which describes
+/// one set of yearly rules for every year; with `use_system_zones`, the other names come from
+/// the zone provider the host passes to program::compile (nudge/zones.hpp; load_rules passes
+/// the system's tz database, with each zone's historical transitions, by default). Compiled
+/// without a provider, only `time_zones` and "UTC" resolve. A contact whose zone is empty or
+/// unknown to the program uses `default_time_zone`.
 struct delivery_settings {
   delivery_policy defaults;
   std::string default_time_zone = "UTC";
   name_map<std::string> time_zones;  ///< IANA-style name -> POSIX TZ rule
-  bool use_system_zones = true;
-  std::string zoneinfo_dir = "/usr/share/zoneinfo";
+  bool use_system_zones = true;      ///< resolve other names through the zone provider
   friend bool operator==(const delivery_settings&, const delivery_settings&) = default;
 };
-
-/// A time zone's rule: standard offset and, optionally, daylight saving time with its yearly
-/// start and end, as a POSIX TZ string describes them.
-class zone_rules {
- public:
-  /// Parses a POSIX TZ rule; nullopt if it is not one (e.g. "CET-1CEST,M3.5.0,M10.5.0/3").
-  static std::optional<zone_rules> parse(std::string_view posix);
-  /// UTC offset in effect at `t` (local wall time = t + offset).
-  duration utc_offset(time_point t) const;
-  /// The rule as given.
-  const std::string& posix() const noexcept { return posix_; }
-
-  struct impl;
-
- private:
-  std::string posix_;
-  std::shared_ptr<const impl> impl_;
-};
-
-/// The POSIX rule at the end of the system's TZif file for `name` (e.g. "Europe/Warsaw" ->
-/// "CET-1CEST,M3.5.0,M10.5.0/3"), or nullopt if there is no such zone or no rule. Reads a file:
-/// for compile time only.
-std::optional<std::string> read_system_zone_rule(std::string_view name,
-                                                 std::string_view zoneinfo_dir);
 
 }  // namespace nudge

@@ -12,6 +12,7 @@
 #include <nudge/error.hpp>
 #include <nudge/rule.hpp>
 #include <nudge/time.hpp>
+#include <nudge/zones.hpp>
 
 namespace nudge {
 
@@ -65,8 +66,17 @@ class program {
  public:
   /// Validates and compiles. Every problem is reported at once, each with the JSON pointer of
   /// the offending part (e.g. "/rules/3/actions/0/arg").
+  ///
+  /// `zones` supplies the named time zones (nudge/zones.hpp): when the rules read local time
+  /// and their delivery settings keep `use_system_zones`, compile asks it once for its zone
+  /// database and the program keeps that (evaluation never reads a file). Pass
+  /// nudge::system_zones() (nudge/io/zones.hpp) for the system's tz database, as load_rules
+  /// does. Without a provider only the rule set's `time_zones` and "UTC" resolve: a
+  /// default_time_zone naming another zone is a rule_error (code bad_time_zone) saying so.
   /// @throws nudge::rule_error listing all problems; nothing is compiled.
-  static std::shared_ptr<const program> compile(rule_set rules, program_limits limits = {});
+  /// @throws what the provider's zones() throws (e.g. an unreadable system database).
+  static std::shared_ptr<const program> compile(rule_set rules, program_limits limits = {},
+                                                std::shared_ptr<const zone_provider> zones = {});
 
   const rule_set& rules() const noexcept { return rules_; }
   std::size_t rule_count() const noexcept { return rules_.rules.size(); }
@@ -91,9 +101,9 @@ class program {
   /// weekdays, a time-of-day wait, yearly dates): only then is a contact's time_zone resolved.
   bool reads_time_zones() const noexcept;
   /// Whether a contact's time_zone `name` resolves: in the rule set's `time_zones`, else in the
-  /// system's zoneinfo (when `use_system_zones`). True for every name when reads_time_zones()
-  /// is false (nothing reads it). Readers of contacts files use it to refuse a misspelled zone
-  /// instead of silently using default_time_zone.
+  /// zone provider's database (when `use_system_zones`). True for every name when
+  /// reads_time_zones() is false (nothing reads it). Readers of contacts files use it to refuse a
+  /// misspelled zone instead of silently using default_time_zone.
   bool knows_time_zone(std::string_view name) const;
   /// Index of the segment with this name, or nullopt.
   std::optional<std::size_t> find_segment(std::string_view name) const noexcept;
@@ -112,8 +122,13 @@ class program {
 
 /// A stable 64-bit hash (FNV-1a) of a canonical serialization of the program's rule set: rule
 /// ids, triggers, delays, conditions, actions, policies and caps in order, owner groups and
-/// declared event types. Equal rule sets give equal fingerprints on every platform and build;
-/// changing any rule changes it (up to hash collisions).
+/// declared event types; and, when the program reads local time through a zone provider, the
+/// digest of the provider's zone database (zone_database::digest), since the same rules give
+/// other actions under other zone data. Equal rule sets compiled with equal zone data give
+/// equal fingerprints on every platform and build; changing any rule, or a tzdata update that
+/// changes any zone's offsets, changes it (up to hash collisions), so a snapshot or SQLite
+/// store saved under one tzdata is refused under another rather than resumed with shifted
+/// local times.
 std::uint64_t program_fingerprint(const program& p);
 
 }  // namespace nudge

@@ -36,7 +36,7 @@ int run_explain(const explain_args& args) {
     const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
     auto rules = nudge::parse_rules(text, {.file_name = args.rules, .limits = {}});
     rules.timeline_size = args.timeline_size;
-    program = nudge::program::compile(std::move(rules));
+    program = nudge::program::compile(std::move(rules), {}, nudge::system_zones());
   } catch (const nudge::rule_error& e) {
     for (const auto& d : e.diagnostics()) {
       fmt::print(stderr, "{}\n", d.to_string());

@@ -28,6 +28,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <nudge/io/csv.hpp>
 #include <nudge/io/read_events.hpp>
 #include <nudge/time.hpp>
 
@@ -161,42 +162,21 @@ bool before(const record& a, const record& b) {
   return a.ts != b.ts ? a.ts < b.ts : a.seq < b.seq;
 }
 
-// The ts column's cell of a CSV record (quotes removed); false for a malformed record.
+// The cell in `column` of a CSV record (quotes removed), split as the readers split it
+// (nudge::split_csv, after dropping a trailing '\r' as they do); false for a malformed record or
+// one with too few fields.
 bool csv_cell(std::string_view line, std::size_t column, std::string& out) {
-  std::size_t i = 0;
-  for (std::size_t col = 0;; ++col) {
-    std::string cell;
-    if (i < line.size() && line[i] == '"') {
-      ++i;
-      while (true) {
-        if (i >= line.size()) {
-          return false;
-        }
-        if (line[i] == '"') {
-          if (i + 1 < line.size() && line[i + 1] == '"') {
-            cell.push_back('"');
-            i += 2;
-            continue;
-          }
-          ++i;
-          break;
-        }
-        cell.push_back(line[i++]);
-      }
-    } else {
-      while (i < line.size() && line[i] != ',') {
-        cell.push_back(line[i++]);
-      }
-    }
-    if (col == column) {
-      out = std::move(cell);
-      return true;
-    }
-    if (i >= line.size() || line[i] != ',') {
-      return false;
-    }
-    ++i;
+  if (!line.empty() && line.back() == '\r') {
+    line.remove_suffix(1);
   }
+  std::vector<std::string_view> fields;
+  std::vector<std::string> storage;
+  std::string reason;
+  if (!nudge::split_csv(line, fields, storage, reason) || column >= fields.size()) {
+    return false;
+  }
+  out.assign(fields[column]);
+  return true;
 }
 
 std::size_t count_quotes(std::string_view s) {

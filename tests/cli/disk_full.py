@@ -21,26 +21,18 @@ import sqlite3
 import subprocess
 import sys
 
+from support import fresh_workdir, run_command, write_events
+
 
 def main():
     nudge, rules, work = sys.argv[1:4]
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
+    fresh_workdir(work)
     events = os.path.join(work, "events.csv")
-    t0 = 1704067200
-    with open(events, "w") as f:
-        f.write("ts,contact,type,key,value\n")
-        for i in range(6000):
-            contact = f"contact_{i % 1500:05d}"
-            kind = ("signup", "cart", "page_view", "purchase")[(i // 1500) % 4]
-            key = "/pricing" if kind == "page_view" else (f"o{i}" if kind == "purchase" else "")
-            value = "19.5" if kind == "purchase" else ""
-            f.write(f"{t0 + i * 60},{contact},{kind},{key},{value}\n")
+    write_events(events, count=6000, contacts=1500, step=60, digits=5)
 
     def run(db, out, *extra):
-        cmd = [nudge, "run", "--db", db, "--rules", rules, "--events", events, "--out", out,
-               "--batch", "500", *extra]
-        return subprocess.run(cmd, capture_output=True, text=True)
+        return subprocess.run(run_command(nudge, rules, events, db, out, 500, *extra),
+                              capture_output=True, text=True)
 
     ref_db, ref_out = os.path.join(work, "ref.db"), os.path.join(work, "ref.csv")
     r = run(ref_db, ref_out)

@@ -17,25 +17,17 @@ import subprocess
 import sys
 import time
 
+from support import T0, fresh_workdir, run_command, write_events
+
 
 def main():
     nudge, rules, work = sys.argv[1:4]
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
+    fresh_workdir(work)
     events = os.path.join(work, "events.csv")
-    t0 = 1704067200
-    with open(events, "w") as f:
-        f.write("ts,contact,type,key,value\n")
-        for i in range(2000):
-            contact = f"contact_{i % 300:04d}"
-            kind = ("signup", "cart", "page_view", "purchase")[(i // 300) % 4]
-            key = "/pricing" if kind == "page_view" else (f"o{i}" if kind == "purchase" else "")
-            value = "19.5" if kind == "purchase" else ""
-            f.write(f"{t0 + i * 600},{contact},{kind},{key},{value}\n")
+    write_events(events, count=2000, contacts=300, step=600, digits=4)
 
     def run(db, out, *extra):
-        return [nudge, "run", "--db", db, "--rules", rules, "--events", events, "--out", out,
-                "--batch", "100", *extra]
+        return run_command(nudge, rules, events, db, out, 100, *extra)
 
     ref_db, ref_out = os.path.join(work, "ref.db"), os.path.join(work, "ref.csv")
     r = subprocess.run(run(ref_db, ref_out), capture_output=True, text=True)
@@ -44,7 +36,7 @@ def main():
     db = os.path.join(work, "state.db")
     first_out, second_out = os.path.join(work, "first.csv"), os.path.join(work, "second.csv")
     # A first part, so that the database holds its rules and an outbox reader has something.
-    r = subprocess.run(run(db, first_out, "--until", str(t0 + 500 * 600)), capture_output=True,
+    r = subprocess.run(run(db, first_out, "--until", str(T0 + 500 * 600)), capture_output=True,
                        text=True)
     assert r.returncode == 0, r.stderr
 

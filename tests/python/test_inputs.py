@@ -288,6 +288,22 @@ def test_sort_jsonl_gz_and_standard_input(tmp_path, cli):
     assert out.read_text() == expected
 
 
+def test_sort_splits_quoted_fields_as_the_readers_do(tmp_path, cli):
+    # One CSV splitter (nudge/io/csv.hpp's split_csv) for the readers and `nudge sort`: a quoted
+    # header, a quoted ts, a comma inside quotes and CRLF line ends; the bytes are kept.
+    log = tmp_path / "events.csv"
+    log.write_bytes(b'contact,"ts",type\r\n"c,1","%d",signup\r\nc2,%d,signup\r\n' % (T0 + 60, T0))
+    out = tmp_path / "sorted.csv"
+    p = cli("sort", log, "-o", out)
+    assert p.returncode == 0, p.stderr
+    assert out.read_bytes() == (b'contact,"ts",type\r\nc2,%d,signup\r\n"c,1","%d",signup\r\n'
+                                % (T0, T0 + 60))
+    log.write_text(f'ts,contact,type\n{T0},c1,signup\n"{T0},c3,signup\n')
+    p = cli("sort", log, "-o", out)
+    assert (p.returncode, p.stderr.strip()) == (
+        1, f"{log}:3: no ts field (a malformed quote, or too few fields)")
+
+
 def test_sort_names_the_line_it_cannot_place(tmp_path, cli):
     bad = tmp_path / "events.csv"
     bad.write_text(f"ts,contact,type\n{T0},c1,signup\n9999-12-30T00:00:00Z,c2,signup\n")

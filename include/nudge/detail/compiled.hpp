@@ -11,26 +11,16 @@
 #include <utility>
 #include <vector>
 
-#include <boost/unordered/unordered_flat_map.hpp>
-
 #include <nudge/condition.hpp>
 #include <nudge/delivery.hpp>
+#include <nudge/detail/string_map.hpp>
+#include <nudge/zones.hpp>
 
 namespace nudge {
 struct workflow_step;
 }  // namespace nudge
 
 namespace nudge::detail {
-
-struct string_hash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept {
-    return std::hash<std::string_view>{}(s);
-  }
-};
-/// Open-addressing map from strings, looked up by string_view without a copy.
-template <class Value>
-using string_map = boost::unordered_flat_map<std::string, Value, string_hash, std::equal_to<>>;
 
 inline constexpr std::uint32_t none = 0xffffffffU;
 
@@ -157,8 +147,10 @@ struct compiled_delivery {
   std::vector<const delivery_policy*> workflow_policy;
   /// Per channel: how many send times the largest cap on it needs (0: none kept).
   std::array<std::uint32_t, channel_count> keep{};
-  zone_map zones;                                ///< the rule set's explicit POSIX rules
-  std::shared_ptr<const zone_map> system_zones;  ///< read from the system database, or null
+  zone_map zones;  ///< the rule set's explicit POSIX rules
+  /// The zone provider's database (program::compile asked it once), or null: no provider, or
+  /// the rules do not use it (`use_system_zones` false, or nothing reads local time).
+  std::shared_ptr<const zone_database> host_zones;
   /// Set when some policy or workflow reads local time (unset: every clock is UTC).
   std::optional<zone_rules> default_zone;
 };

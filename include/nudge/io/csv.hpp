@@ -1,8 +1,12 @@
 // nudge/io/csv.hpp: CSV fields as RFC 4180 writes them, for every CSV nudge writes (the actions of
-// `nudge replay`, `nudge run --out`, `nudge outbox`, Python's ReplayResult.write_csv).
+// `nudge replay`, `nudge run --out`, `nudge outbox`, Python's ReplayResult.write_csv), and the
+// one splitter of CSV records that every CSV nudge reads goes through (the event and contact
+// readers, `nudge sort`).
 #pragma once
 
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace nudge {
 
@@ -33,5 +37,13 @@ OutputIt write_csv_field(OutputIt out, std::string_view field) {
   *out++ = '"';
   return out;
 }
+
+/// Splits one CSV record (one line, without its line break) into `fields` (RFC 4180: a field in
+/// double quotes may hold commas and doubled quotes). A record without quotes (the common case)
+/// yields views into `line`; quoted fields are unescaped into `storage`, which the views then
+/// point into. Returns false with `reason` set on a malformed quote: "unterminated quoted
+/// field", "unexpected character after a quoted field", "quote inside an unquoted field".
+bool split_csv(std::string_view line, std::vector<std::string_view>& fields,
+               std::vector<std::string>& storage, std::string& reason);
 
 }  // namespace nudge

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <nudge/error.hpp>
+#include <nudge/io/zones.hpp>
 #include <nudge/program.hpp>
 #include <nudge/rule.hpp>
 
@@ -18,6 +19,9 @@ namespace nudge {
 struct load_options {
   std::string file_name;  ///< used in messages ("rules.json:14:9: ..."); may be empty
   program_limits limits;
+  /// The zone provider program::compile resolves zone names with: by default the system's tz
+  /// database (nudge/io/zones.hpp); null: only the file's "time_zones" and "UTC".
+  std::shared_ptr<const zone_provider> zones = system_zones();
 };
 
 /// Parses a rule file's text into plain rule data, without compiling.
@@ -34,9 +38,12 @@ rule_set parse_rules(std::string_view json_text, const load_options& options = {
 std::shared_ptr<const program> load_rules(std::string_view json_text,
                                           const load_options& options = {});
 
-/// Reads and loads the file at `path` (its name appears in messages).
+/// Reads and loads the file at `path` (its name appears in messages), resolving zone names with
+/// `zones` (load_options::zones).
 /// @throws nudge::rule_error (also for a file that cannot be read).
-std::shared_ptr<const program> load_rules_file(const std::string& path, program_limits limits = {});
+std::shared_ptr<const program> load_rules_file(
+    const std::string& path, program_limits limits = {},
+    std::shared_ptr<const zone_provider> zones = system_zones());
 
 /// The non-throwing twin: the program, or the diagnostics.
 struct load_result {

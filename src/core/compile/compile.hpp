@@ -1,6 +1,6 @@
-// Internal to src/core/compile: the validator (validate.cpp, validate_workflows.cpp), the
-// resolution of the zones delivery policies read (time_zones.cpp) and the system zone database
-// (read by src/io/zones/system_zones.cpp; declared here so that core includes nothing of io).
+// Internal to src/core/compile: the validator (validate.cpp, validate_workflows.cpp) and the
+// resolution of the zones delivery policies read (time_zones.cpp, through the host's
+// zone_provider: core reads no zone files).
 #pragma once
 
 #include <cstddef>
@@ -54,11 +54,10 @@ struct validator {
   void check_steps(const rule_set& rs, const workflow& w, const std::string& at);
 };
 
-/// Resolves the zones the delivery policies need; problems are reported like validation's.
-void resolve_delivery(const rule_set& rs, compiled_delivery& d, std::vector<diagnostic>& problems);
-
-/// Every zone of the system database under `dir`: name -> rule, read once per directory per
-/// process. Defined in src/io/zones/system_zones.cpp.
-std::shared_ptr<const zone_map> system_zones(const std::string& dir);
+/// Resolves the zones the delivery policies need, asking `zones` (may be null) for its database
+/// when the rules read local time with use_system_zones; problems are reported like
+/// validation's.
+void resolve_delivery(const rule_set& rs, const zone_provider* zones, compiled_delivery& d,
+                      std::vector<diagnostic>& problems);
 
 }  // namespace nudge::detail

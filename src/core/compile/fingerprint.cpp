@@ -286,9 +286,15 @@ std::uint64_t program_fingerprint(const program& p) {
       w.str(name);
       w.str(posix);
     }
-    // The system database's content is not hashed: it belongs to the machine, not the rules.
     w.u8(d.use_system_zones ? 1 : 0);
-    w.str(d.zoneinfo_dir);
+  }
+  // The provider's zone data, when local time is read through it: the same rules under other
+  // tzdata give other actions, so state saved under one must not resume under the other. The
+  // whole database, not the zones some contact uses: contacts are not known here, and any of
+  // them may name any zone.
+  if (const auto& zones = p.compiled().delivery.host_zones) {
+    w.str("zones");
+    w.u64(zones->digest());
   }
   return fnv1a64(w.out());  // the written bytes, without the writer's slack
 }

@@ -443,7 +443,8 @@ struct compiler {
 
 }  // namespace
 
-std::shared_ptr<const program> program::compile(rule_set rules, program_limits limits) {
+std::shared_ptr<const program> program::compile(rule_set rules, program_limits limits,
+                                                std::shared_ptr<const zone_provider> zones) {
   detail::validator v{limits, {}, nullptr, static_cast<std::size_t>(-1)};
   v.check(rules);
   detail::find_rule_cycles(rules.rules, v.problems);
@@ -457,7 +458,7 @@ std::shared_ptr<const program> program::compile(rule_set rules, program_limits l
   compiler{p->rules_, p->compiled_, {}, {}}.run();
   {
     std::vector<diagnostic> problems;
-    detail::resolve_delivery(p->rules_, p->compiled_.delivery, problems);
+    detail::resolve_delivery(p->rules_, zones.get(), p->compiled_.delivery, problems);
     if (!problems.empty()) {
       throw rule_error(std::move(problems));
     }

@@ -1,5 +1,5 @@
 // The time zones a program reads: which rules read local time, the zones their delivery
-// policies resolve to (explicit POSIX rules, then the system database), and
+// policies resolve to (explicit POSIX rules, then the host's zone provider), and
 // program::reads_time_zones / knows_time_zone: whether a contact's time zone resolves, so that
 // readers of contacts files can refuse a misspelled one (issue 14) instead of the evaluator
 // silently using default_time_zone (src/core/eval/local_time.cpp, zone()).
@@ -28,7 +28,7 @@ bool program::knows_time_zone(std::string_view name) const {
   if (d.zones.find(name) != d.zones.end()) {
     return true;
   }
-  return d.system_zones != nullptr && d.system_zones->find(name) != d.system_zones->end();
+  return d.host_zones != nullptr && d.host_zones->find(name) != nullptr;
 }
 
 }  // namespace nudge
@@ -84,7 +84,7 @@ bool reads_months(const rule_set& rs) {
 
 }  // namespace
 
-void resolve_delivery(const rule_set& rs, detail::compiled_delivery& d,
+void resolve_delivery(const rule_set& rs, const zone_provider* zones, detail::compiled_delivery& d,
                       std::vector<diagnostic>& problems) {
   auto fail = [&](std::string pointer, std::string message) {
     diagnostic x;
@@ -136,21 +136,28 @@ void resolve_delivery(const rule_set& rs, detail::compiled_delivery& d,
                        posix));
     }
   }
-  if (settings.use_system_zones) {
-    d.system_zones = system_zones(settings.zoneinfo_dir);
+  if (settings.use_system_zones && zones != nullptr) {
+    d.host_zones = zones->zones();
   }
   const std::string& name = settings.default_time_zone;
   if (auto it = d.zones.find(name); it != d.zones.end()) {
     d.default_zone = it->second;
-  } else if (d.system_zones != nullptr && d.system_zones->find(name) != d.system_zones->end()) {
-    d.default_zone = d.system_zones->find(name)->second;
+  } else if (const zone_rules* z = d.host_zones ? d.host_zones->find(name) : nullptr) {
+    d.default_zone = *z;
   } else if (name == "UTC") {
     d.default_zone = zone_rules::parse("UTC0");
   } else {
-    fail("/delivery/default_time_zone",
-         fmt::format("unknown time zone \"{}\" (not in \"time_zones\"{})", name,
-                     settings.use_system_zones ? fmt::format(" nor under {}", settings.zoneinfo_dir)
-                                               : std::string{}));
+    std::string where = "not in \"time_zones\"";
+    if (!settings.use_system_zones) {
+      where += ", and use_system_zones is false";
+    } else if (d.host_zones != nullptr) {
+      where += " nor in " + d.host_zones->source();
+    } else {
+      where +=
+          ", and the program was compiled without a zone provider: pass one to "
+          "program::compile, e.g. nudge::system_zones() from nudge/io/zones.hpp";
+    }
+    fail("/delivery/default_time_zone", fmt::format("unknown time zone \"{}\" ({})", name, where));
   }
 }
 

@@ -11,9 +11,9 @@ auto evaluator::zone() const -> const zone_rules* {
     if (auto it = d.zones.find(name); it != d.zones.end()) {
       return &it->second;
     }
-    if (d.system_zones != nullptr) {
-      if (auto it = d.system_zones->find(name); it != d.system_zones->end()) {
-        return &it->second;
+    if (d.host_zones != nullptr) {
+      if (const zone_rules* z = d.host_zones->find(name)) {
+        return z;
       }
     }
   }

@@ -180,6 +180,9 @@ std::size_t count_quotes(const char* p, const char* end) {
   return n;
 }
 
+}  // namespace event_io
+
+// Public (nudge/io/csv.hpp): `nudge sort` splits records with it too.
 bool split_csv(std::string_view line, std::vector<std::string_view>& fields,
                std::vector<std::string>& storage, std::string& reason) {
   fields.clear();
@@ -240,6 +243,8 @@ bool split_csv(std::string_view line, std::vector<std::string_view>& fields,
     ++i;  // the comma
   }
 }
+
+namespace event_io {
 
 std::string_view prefix(std::string_view s, std::size_t max) {
   if (s.size() <= max) {

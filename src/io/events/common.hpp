@@ -19,6 +19,7 @@
 #include <simdjson.h>
 
 #include <nudge/detail/compiled.hpp>
+#include <nudge/io/csv.hpp>
 #include <nudge/io/read_events.hpp>
 
 namespace nudge::event_io {
@@ -128,11 +129,6 @@ struct line_cursor {
     return static_cast<std::size_t>(line_text.data() - begin);
   }
 };
-
-// Splits one CSV line into fields. Unquoted lines (the common case) yield views into the line;
-// quoted fields are unescaped into `storage`. Returns false on a malformed quote.
-bool split_csv(std::string_view line, std::vector<std::string_view>& fields,
-               std::vector<std::string>& storage, std::string& reason);
 
 // Cuts `s` to at most `max` bytes without splitting a UTF-8 sequence.
 std::string_view prefix(std::string_view s, std::size_t max);

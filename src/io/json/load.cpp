@@ -165,7 +165,7 @@ load_result load_impl(std::string_view text, const load_options& options) {
     if (p.walked) {
       // Every problem at once: the compiler's too, where the parser's cannot have caused them.
       try {
-        program::compile(std::move(p.rules), options.limits);
+        program::compile(std::move(p.rules), options.limits, options.zones);
       } catch (const rule_error& e) {
         std::vector<problem> more;
         for (const auto& d : detail::independent_problems(r.diagnostics, e.diagnostics())) {
@@ -183,7 +183,7 @@ load_result load_impl(std::string_view text, const load_options& options) {
     return r;
   }
   try {
-    r.program = program::compile(std::move(p.rules), options.limits);
+    r.program = program::compile(std::move(p.rules), options.limits, options.zones);
   } catch (const rule_error& e) {
     // The compiler knows pointers, not positions: locate them in the text.
     std::vector<problem> problems;
@@ -217,7 +217,8 @@ load_result try_load_rules(std::string_view json_text, const load_options& optio
   return load_impl(json_text, options);
 }
 
-std::shared_ptr<const program> load_rules_file(const std::string& path, program_limits limits) {
+std::shared_ptr<const program> load_rules_file(const std::string& path, program_limits limits,
+                                               std::shared_ptr<const zone_provider> zones) {
   {
     // Refuse an oversized file before reading it (a pipe is bounded while reading, below).
     struct stat st {};
@@ -251,7 +252,7 @@ std::shared_ptr<const program> load_rules_file(const std::string& path, program_
     d.message = fmt::format("cannot read the file: {}", std::strerror(error));
     throw rule_error({std::move(d)});
   }
-  return load_rules(text, {.file_name = path, .limits = limits});
+  return load_rules(text, {.file_name = path, .limits = limits, .zones = std::move(zones)});
 }
 
 }  // namespace nudge

@@ -1,18 +1,25 @@
-// The system time zone database (zoneinfo): the POSIX rule at the end of each TZif file, and
-// every zone of a directory read once per process. The only zone code that touches files; the
-// core (src/core/compile/time_zones.cpp) calls it through src/core/compile/compile.hpp.
-#include <filesystem>
+// The default zone provider: the system's tz database read with date/tz.h (its OS-database
+// build, USE_OS_TZDB: the binary files under /usr/share/zoneinfo, no download), turned into the
+// plain tables of nudge/zones.hpp that the core evaluates without I/O.
+#include <chrono>
 #include <fstream>
 #include <iterator>
-#include <map>
 #include <mutex>
+#include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
-#include <nudge/delivery.hpp>
+#include <date/tz.h>
+#include <fmt/format.h>
 
-#include "../../core/compile/compile.hpp"
+#include <nudge/io/zones.hpp>
 
 namespace nudge {
+
+// date/tz.h's OS build reads this directory (its discover_tz_dir on Linux); the rule after the
+// last transition comes from the same files.
+constexpr std::string_view system_dir = "/usr/share/zoneinfo";
 
 std::optional<std::string> read_system_zone_rule(std::string_view name,
                                                  std::string_view zoneinfo_dir) {
@@ -40,40 +47,78 @@ std::optional<std::string> read_system_zone_rule(std::string_view name,
   return rule;
 }
 
-namespace detail {
+namespace {
 
-// Every zone of a system database: name -> rule, read once per directory per process (the
-// database does not change under a running program; compiling many programs reads it once).
-std::shared_ptr<const zone_map> system_zones(const std::string& dir) {
-  static std::mutex mutex;
-  static std::map<std::string, std::shared_ptr<const zone_map>> cache;
-  const std::lock_guard lock{mutex};
-  if (auto it = cache.find(dir); it != cache.end()) {
-    return it->second;
-  }
-  auto zones = std::make_shared<zone_map>();
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::recursive_directory_iterator it{dir, fs::directory_options::skip_permission_denied, ec};
-  for (; !ec && it != fs::recursive_directory_iterator{}; it.increment(ec)) {
-    const auto name = it->path().lexically_relative(dir).generic_string();
-    // posix/ and right/ are copies (right/ with leap seconds, which nudge's UTC has none of).
-    if (it->is_directory() && (name == "posix" || name == "right")) {
-      it.disable_recursion_pending();
-      continue;
-    }
-    if (!it->is_regular_file()) {
-      continue;
-    }
-    if (auto rule = read_system_zone_rule(name, dir)) {
-      if (auto z = zone_rules::parse(*rule)) {
-        zones->emplace(name, std::move(*z));
-      }
+// One zone over nudge's range: date/tz.h's offsets from min_time to the last transition its
+// file lists (date holds the last offset after that, which is wrong for a zone that still
+// observes daylight saving), then the file's POSIX rule.
+zone_rules table_of(const date::time_zone& z) {
+  using std::chrono::seconds;
+  const date::sys_seconds first{seconds{to_epoch(min_time)}};
+  const date::sys_seconds last{seconds{to_epoch(max_time)}};
+  date::sys_info info = z.get_info(first);
+  const auto initial = static_cast<std::int32_t>(info.offset.count());
+  std::vector<zone_transition> table;
+  std::int32_t current = initial;
+  while (info.end <= last) {
+    info = z.get_info(info.end);
+    const auto offset = static_cast<std::int32_t>(info.offset.count());
+    // Only the offset is read: a change of abbreviation or of the DST flag alone is no change.
+    if (offset != current) {
+      table.push_back({info.begin.time_since_epoch().count(), offset});
+      current = offset;
     }
   }
-  cache.emplace(dir, zones);
-  return zones;
+  std::optional<zone_rules> after;
+  if (auto rule = read_system_zone_rule(z.name(), system_dir)) {
+    after = zone_rules::parse(*rule);
+  }
+  return zone_rules::with_history(initial, std::move(table), std::move(after));
 }
 
-}  // namespace detail
+std::shared_ptr<const zone_database> read_database() {
+  std::vector<std::pair<std::string, zone_rules>> zones;
+  try {
+    const date::tzdb& db = date::get_tzdb();
+    zones.reserve(db.zones.size());
+    for (const date::time_zone& z : db.zones) {
+      // "localtime" names the host's own zone (a link to /etc/localtime), not a place: a
+      // contact naming it would get whatever the machine is set to.
+      if (z.name() != "localtime") {
+        zones.emplace_back(z.name(), table_of(z));
+      }
+    }
+  } catch (const std::exception& e) {
+    throw std::runtime_error(
+        fmt::format("cannot read the system time zone database ({}): {}", system_dir, e.what()));
+  }
+  return std::make_shared<const zone_database>(
+      std::move(zones), fmt::format("the system time zone database ({})", system_dir));
+}
+
+class system_provider final : public zone_provider {
+ public:
+  std::shared_ptr<const zone_database> zones() const override {
+    // Read once per process: the database does not change under a running program, and
+    // compiling many programs then reads it once. A failure is not cached: the next compile
+    // tries again.
+    const std::lock_guard lock{mutex_};
+    if (!zones_) {
+      zones_ = read_database();
+    }
+    return zones_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  mutable std::shared_ptr<const zone_database> zones_;
+};
+
+}  // namespace
+
+std::shared_ptr<const zone_provider> system_zones() {
+  static const auto provider = std::make_shared<const system_provider>();
+  return provider;
+}
+
 }  // namespace nudge

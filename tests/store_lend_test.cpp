@@ -421,3 +421,33 @@ TEST_CASE(
     CHECK(look(store.inner) == expected);
   }
 }
+
+TEST_CASE("memory_store without undo: the same run, and after a failed batch a clear refusal",
+          "[store][atomic]") {
+  const auto p = shop();
+  nudge::memory_store with_undo;
+  nudge::memory_store without_undo{{.undo = false}};
+  failing_sink sink;
+  nudge::engine a{p, &with_undo};
+  nudge::engine b{p, &without_undo, &sink};
+  for (auto* e : {&a, &b}) {
+    e->upsert_contact(nudge::contact{.id = "ann", .owner = "anna"});
+    e->upsert_contact(nudge::contact{.id = "bob", .owner = "bartek"});
+  }
+  CHECK(test_support::lines(b.process(first, t0 + hours(1))) ==
+        test_support::lines(a.process(first, t0 + hours(1))));
+  CHECK(look(without_undo) == look(with_undo));
+
+  // Nothing was copied at lend, so the failed batch cannot be undone: the store says so at
+  // every later call instead of serving half-evaluated states.
+  sink.fail = true;
+  CHECK_THROWS_WITH(b.process(second, t0 + days(1)), "sink.deliver failed: boom");
+  const std::string refusal =
+      "memory_store: a batch failed in a store without undo (memory_store_options::undo = "
+      "false); its states were half evaluated and were dropped: use a new store";
+  CHECK_THROWS_WITH(without_undo.due(t0 + days(2)), refusal);
+  CHECK_THROWS_WITH(without_undo.load("ann"), refusal);
+  CHECK_THROWS_WITH(without_undo.contacts(), refusal);
+  sink.fail = false;
+  CHECK_THROWS_WITH(b.process(second, t0 + days(1)), Catch::Matchers::Contains(refusal));
+}

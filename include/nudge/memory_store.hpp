@@ -17,6 +17,16 @@ namespace detail {
 class state_table;
 }  // namespace detail
 
+/// How a memory_store undoes a failed batch.
+struct memory_store_options {
+  /// True: a batch that fails changes nothing (the states it lent are put back from copies
+  /// taken at lend). False: nothing is copied at lend, so a failed batch leaves its states half
+  /// evaluated; the store then drops every state and refuses every later call with
+  /// std::logic_error. For an engine that is thrown away when a batch fails, as nudge::replay's
+  /// own: the copies cost a tenth of a replay (bench/README.md).
+  bool undo = true;
+};
+
 /// Keeps contact states in memory. `due(t)` reads an index ordered by each contact's earliest
 /// timer, so advancing the clock touches only contacts with work to do.
 ///
@@ -26,7 +36,7 @@ class state_table;
 /// Thread-safety: none; the engine calls it from one thread.
 class memory_store final : public store {
  public:
-  memory_store();
+  explicit memory_store(memory_store_options options = {});
   ~memory_store() override;
   memory_store(memory_store&&) noexcept;
   memory_store& operator=(memory_store&&) noexcept;
@@ -61,7 +71,12 @@ class memory_store final : public store {
  private:
   const std::vector<contact_state>& states() const noexcept;
 
+  // After a batch failed without undo: throws std::logic_error.
+  void check_usable() const;
+
   std::unique_ptr<detail::state_table> table_;
+  bool undo_ = true;
+  bool broken_ = false;  ///< a batch failed without undo: the states are gone
 };
 
 }  // namespace nudge

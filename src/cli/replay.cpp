@@ -122,7 +122,8 @@ void print_workflow_stats(const std::vector<nudge::workflow_stats>& stats) {
 nudge::replay_result replay_with_snapshots(std::shared_ptr<const nudge::program> program,
                                            const replay_args& args,
                                            const nudge::replay_options& options) {
-  nudge::memory_store store;
+  // Thrown away if a batch fails (the snapshot is saved only at the end): no undo log needed.
+  nudge::memory_store store{{.undo = false}};
   nudge::engine engine{std::move(program), &store};
   if (!args.load_snapshot.empty()) {
     nudge::load_snapshot(args.load_snapshot, engine);

@@ -10,14 +10,24 @@
 
 namespace nudge {
 
-memory_store::memory_store()
+memory_store::memory_store(memory_store_options options)
     : table_(std::make_unique<detail::state_table>(detail::state_table_options{
-          .back_up_lent = true, .index_segments = true, .lazy_profile = true})) {}
+          .back_up_lent = options.undo, .index_segments = true, .lazy_profile = options.undo})),
+      undo_(options.undo) {}
+
+void memory_store::check_usable() const {
+  if (broken_) [[unlikely]] {
+    throw std::logic_error(
+        "memory_store: a batch failed in a store without undo (memory_store_options::undo = "
+        "false); its states were half evaluated and were dropped: use a new store");
+  }
+}
 memory_store::~memory_store() = default;
 memory_store::memory_store(memory_store&&) noexcept = default;
 memory_store& memory_store::operator=(memory_store&&) noexcept = default;
 
 std::optional<contact_state> memory_store::load(std::string_view contact) {
+  check_usable();
   const contact_state* s = table_->find(contact);
   if (s == nullptr) {
     return std::nullopt;
@@ -38,6 +48,7 @@ const std::vector<contact_state>& memory_store::states() const noexcept {
 }
 
 contact_state* memory_store::lend(std::string_view contact) {
+  check_usable();
   return table_->lend(contact);
 }
 
@@ -46,10 +57,12 @@ void memory_store::will_change_profile(contact_state& lent) {
 }
 
 void memory_store::abandon() noexcept {
-  (void)table_->rollback();  // the table backs up what it lends: always true
+  // With undo the table backs up what it lends and puts it back; without, it drops everything.
+  broken_ = broken_ || !table_->rollback();
 }
 
 void memory_store::save(std::span<contact_state> states) {
+  check_usable();
   // One transaction: the lent states' index entries, then the copies; anything that throws
   // (std::bad_alloc) rolls the whole batch back, lent states included.
   try {
@@ -58,17 +71,19 @@ void memory_store::save(std::span<contact_state> states) {
       table_->put(std::move(s));
     }
   } catch (...) {
-    (void)table_->rollback();
+    broken_ = broken_ || !table_->rollback();
     throw;
   }
   table_->commit();
 }
 
 std::vector<std::string> memory_store::due(time_point t) {
+  check_usable();
   return table_->due(t);
 }
 
 std::vector<std::string> memory_store::segment_members(std::string_view segment) {
+  check_usable();
   std::vector<std::string> ids;
   if (const auto* m = table_->members(segment); m != nullptr) {
     ids.reserve(m->size());
@@ -81,6 +96,7 @@ std::vector<std::string> memory_store::segment_members(std::string_view segment)
 }
 
 std::size_t memory_store::segment_size(std::string_view segment) {
+  check_usable();
   const auto* m = table_->members(segment);
   return m == nullptr ? 0 : m->size();
 }
@@ -107,6 +123,7 @@ std::vector<std::string> store::contacts() {
 }
 
 std::vector<std::string> memory_store::contacts() {
+  check_usable();
   std::vector<std::string> out;
   out.reserve(table_->size());
   for (const auto& s : table_->states()) {

@@ -57,8 +57,8 @@ const contact_state& no_state() {
 }  // namespace
 
 state_table::state_table(state_table_options options) : options_(options) {
-  if ((options_.index_segments || options_.lazy_profile) && !options_.back_up_lent) {
-    throw std::logic_error("state_table: index_segments and lazy_profile need back_up_lent");
+  if (options_.lazy_profile && !options_.back_up_lent) {
+    throw std::logic_error("state_table: lazy_profile needs back_up_lent");
   }
 }
 
@@ -94,15 +94,23 @@ contact_state* state_table::lend(std::string_view id) {
     // Logged now, not at finish_lent: whatever fails from here on, rollback() puts it back.
     log_.push_back({pos, true, slot});
   }
+  if (options_.index_segments && !options_.back_up_lent) {
+    if (lent_segments_.size() == lent_.size()) {
+      lent_segments_.emplace_back();
+    }
+    lent_segments_[lent_.size()] = s.segments;  // over the previous batch's: reuses it
+  }
   lent_.push_back({pos, !s.timers.empty(), s.next_due(), slot});
   lent_since_commit_ = true;
   return &s;
 }
 
 void state_table::finish_lent() {
-  for (const auto& l : lent_) {
-    const name_map<time_point>* before =
-        options_.index_segments ? &backups_[l.backup].segments : nullptr;
+  for (std::size_t i = 0; i < lent_.size(); ++i) {
+    const lent_state& l = lent_[i];
+    const name_map<time_point>* before = !options_.index_segments ? nullptr
+                                         : options_.back_up_lent  ? &backups_[l.backup].segments
+                                                                  : &lent_segments_[i];
     reindex(l.pos, l.had_timers, l.due, before, states_[l.pos]);
   }
   lent_.clear();

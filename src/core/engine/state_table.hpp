@@ -25,8 +25,9 @@ struct state_table_options {
   /// (memory_store). Off: rollback() after a lend empties the table and returns false, and the
   /// owner reads its states again from where they are durable (sqlite_store's database).
   bool back_up_lent = true;
-  /// Keep an index segment -> members (segment_members, segment_size). Needs back_up_lent: the
-  /// index of a lent state is brought up to date from its backup.
+  /// Keep an index segment -> members (segment_members, segment_size). The index of a lent
+  /// state is brought up to date from its backup, or without back_up_lent from a copy of its
+  /// segments taken at lend.
   bool index_segments = false;
   /// With back_up_lent: a lent state's profile (contact_state::contact, but for its score and
   /// location) is backed up only when will_change_profile() says it is about to change. Most
@@ -113,6 +114,8 @@ class state_table {
   std::set<std::pair<time_point, std::uint32_t>> due_;  ///< (next_due, position) with timers
   string_map<std::set<std::uint32_t>> members_;         ///< segment -> positions of its members
   std::vector<lent_state> lent_;
+  // index_segments without back_up_lent: the segments of lent_[i] as lent (a pool, as backups_).
+  std::vector<name_map<time_point>> lent_segments_;
   // Copies of lent states as lent. A pool: slots are copy-assigned over the previous batch's,
   // reusing their allocations; [0, backups_used_) belong to the open transaction.
   std::vector<contact_state> backups_;

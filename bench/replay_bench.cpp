@@ -114,7 +114,7 @@ int main(int argc, char** argv) {
     }
     const auto log = nudge::read_events(a.events, {.program = program.get()});
     events = log.size();
-    const auto until = log.back().at + program->longest_delay();
+    const auto until = log.back().ts + program->longest_delay();
     for (int r = 0; r < a.repeat + 1; ++r) {  // run 0 verifies and warms up
       nudge::engine engine{program};
       engine.upsert_contacts(contacts);
@@ -142,7 +142,8 @@ int main(int argc, char** argv) {
     for (int r = 0; r < a.repeat + 1; ++r) {
       const auto t0 = clock_type::now();
       const double c0 = cpu_seconds();
-      auto result = nudge::replay(program, a.contacts, a.events, {.batch_events = a.batch});
+      auto result =
+          nudge::replay(program, a.events, {.contacts_path = a.contacts, .batch_events = a.batch});
       {
         std::ofstream out{a.out, std::ios::binary | std::ios::trunc};
         nudge::write_actions_csv(out, result.actions, nudge::time_format::epoch);

@@ -72,9 +72,9 @@ void canon(writer& w, const action& a) {
     w.str(text);
   }
   w.dur(a.delay);
-  w.u8(a.when ? 1 : 0);
-  if (a.when) {
-    canon(w, *a.when);
+  w.u8(a.condition ? 1 : 0);
+  if (a.condition) {
+    canon(w, *a.condition);
   }
   w.u8(a.notify ? 1 : 0);
   if (a.transactional) {
@@ -111,7 +111,7 @@ void canon(writer& w, const rule& r) {
     w.str("months");
     w.i32(r.delay_months);
   }
-  canon(w, r.when);
+  canon(w, r.condition);
   w.count(r.actions.size());
   for (const auto& a : r.actions) {
     canon(w, a);

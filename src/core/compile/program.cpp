@@ -225,9 +225,9 @@ struct compiler {
     for (std::uint32_t i = 0; i < rs.rules.size(); ++i) {
       const rule& r = rs.rules[i];
       detail::compiled_rule cr;
-      cr.condition = flatten(r.when);
+      cr.condition = flatten(r.condition);
       for (const auto& a : r.actions) {
-        cr.action_conditions.push_back(a.when ? flatten(*a.when) : none);
+        cr.action_conditions.push_back(a.condition ? flatten(*a.condition) : none);
         std::uint32_t group = none;
         std::uint32_t counter = none;
         if (a.kind == action_kind::assign_owner) {
@@ -408,7 +408,7 @@ struct compiler {
             cs.paths.emplace_back(bound, index_of(path.next, none));
           }
           if (st.kind == step_kind::send || st.kind == step_kind::act) {
-            cs.action_condition = st.act.when ? flatten(*st.act.when) : none;
+            cs.action_condition = st.act.condition ? flatten(*st.act.condition) : none;
             if (st.act.kind == action_kind::assign_owner) {
               cs.owner_group = static_cast<std::uint32_t>(rs.owner_groups.find(st.act.arg) -
                                                           rs.owner_groups.begin());

@@ -63,14 +63,14 @@ bool reads_months(const rule_set& rs) {
   auto steps = [](const std::vector<workflow_step>& v) {
     return std::any_of(v.begin(), v.end(), [](const workflow_step& st) {
       return st.length_months != 0 || reads_months(st.when) ||
-             (st.act.when && reads_months(*st.act.when));
+             (st.act.condition && reads_months(*st.act.condition));
     });
   };
   return std::any_of(rs.rules.begin(), rs.rules.end(),
                      [](const rule& r) {
-                       return r.delay_months != 0 || reads_months(r.when) ||
+                       return r.delay_months != 0 || reads_months(r.condition) ||
                               std::any_of(r.actions.begin(), r.actions.end(), [](const action& a) {
-                                return a.when && reads_months(*a.when);
+                                return a.condition && reads_months(*a.condition);
                               });
                      }) ||
          std::any_of(rs.segments.begin(), rs.segments.end(),

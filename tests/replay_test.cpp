@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <span>
 #include <sstream>
 #include <string>
@@ -10,6 +11,7 @@
 #include <catch2/catch.hpp>
 #include <unistd.h>
 
+#include <nudge/engine.hpp>
 #include <nudge/io/replay.hpp>
 #include <nudge/rule.hpp>
 
@@ -17,6 +19,22 @@ namespace {
 
 using nudge::days;
 using nudge::hours;
+
+// replay takes the events file and the options, the contacts file among them
+// (replay_options::contacts_path), as Python's Engine.replay(events, contacts=None) does: a call
+// written for the old (contacts, events) order must not compile, rather than swap two strings.
+template <class Target, class... Args>
+constexpr bool can_replay = requires(Target t, Args... a) {
+  nudge::replay(t, a...);
+};
+using program_ptr = std::shared_ptr<const nudge::program>;
+static_assert(can_replay<program_ptr, std::string>);
+static_assert(can_replay<program_ptr, std::string, nudge::replay_options>);
+static_assert(can_replay<nudge::engine&, std::string, nudge::replay_options>);
+static_assert(!can_replay<program_ptr, std::string, std::string>);
+static_assert(!can_replay<program_ptr, std::string, std::string, nudge::replay_options>);
+static_assert(!can_replay<nudge::engine&, std::string, std::string>);
+static_assert(!can_replay<nudge::engine&, std::string, std::string, nudge::replay_options>);
 
 // A small shop: status on purchase, a win-back 60 days after the last purchase, a capped
 // abandoned-cart reminder, and a once-only interest push.

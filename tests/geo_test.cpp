@@ -109,7 +109,7 @@ TEST_CASE("geo: areas, near segments and moved, from events and profiles", "[geo
 
 TEST_CASE("geo: builders give the same conditions as the JSON", "[geo]") {
   const auto p = nudge::load_rules(geo_rules);
-  CHECK(p->rules().segments[0].when == nudge::near(warsaw, 5));
+  CHECK(p->rules().segments[0].condition == nudge::near(warsaw, 5));
   CHECK(p->rules().rules[3].condition == nudge::moved_more_than(100));
   CHECK(p->rules().areas == std::vector<nudge::area>{{"old_town", old_town, 1}});
 }

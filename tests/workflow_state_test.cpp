@@ -118,8 +118,8 @@ TEST_CASE("workflow state: in_workflow (at a step), completed and exited, in rul
 TEST_CASE("workflow state: builders give the same conditions as the JSON", "[workflow_state]") {
   const auto p = nudge::load_rules(cart_rules);
   const auto& rs = p->rules();
-  CHECK(rs.segments[0].when == nudge::in_workflow("cart"));
-  CHECK(rs.segments[1].when == nudge::in_workflow("cart", "w2"));
+  CHECK(rs.segments[0].condition == nudge::in_workflow("cart"));
+  CHECK(rs.segments[1].condition == nudge::in_workflow("cart", "w2"));
   CHECK(rs.rules[4].condition == nudge::completed_workflow("cart"));
   CHECK(rs.rules[5].condition == nudge::exited_workflow("cart"));
 }

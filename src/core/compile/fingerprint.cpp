@@ -147,7 +147,7 @@ void canon_steps(writer& w, const std::vector<workflow_step>& steps) {
     w.i32(st.time_of_day);
     w.u8(st.weekdays);
     w.str(st.detail);
-    canon(w, st.when);
+    canon(w, st.condition);
     w.str(st.yes);
     w.str(st.no);
     canon(w, st.event);
@@ -171,7 +171,7 @@ void canon(writer& w, const workflow& wf) {
   w.str(wf.entry.detail);
   w.i32(wf.entry.offset_days);
   w.i32(wf.entry.time_of_day);
-  canon(w, wf.entry.when);
+  canon(w, wf.entry.condition);
   canon_steps(w, wf.steps);
   // Kept older versions (only when there are some, so that other workflows keep their
   // fingerprints): runs and the outbox name their steps by position in the step table.
@@ -229,7 +229,7 @@ std::uint64_t program_fingerprint(const program& p) {
     w.count(rs.segments.size());
     for (const auto& sg : rs.segments) {
       w.str(sg.name);
-      canon(w, sg.when);
+      canon(w, sg.condition);
     }
   }
   if (!rs.scoring.empty()) {

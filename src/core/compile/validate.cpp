@@ -391,7 +391,7 @@ void validator::check(const rule_set& rs) {
                        it->second));
     }
     current_segment = i;
-    check_condition(sg.when, at + "/if", 1);
+    check_condition(sg.condition, at + "/if", 1);
   }
   current_segment = static_cast<std::size_t>(-1);
   check_areas(rs);

@@ -19,40 +19,40 @@ std::shared_ptr<const nudge::program> w1_program(int filler) {
   rule_set rs;
   rs.owner_groups["sales"] = {"anna", "bartek", "celina"};
   rs.rules.push_back(
-      rule_builder("become_customer").when(on("purchase")).then(set_status("customer")));
+      rule_builder("become_customer").on(on("purchase")).then(set_status("customer")));
   rs.rules.push_back(rule_builder("winback")
-                         .when(on("purchase"))
+                         .on(on("purchase"))
                          .check_after(days(60))
                          .only_if(not_happened(on("purchase")).within(days(60)))
                          .then(send_email("winback")));
   rs.rules.push_back(rule_builder("abandoned_cart")
-                         .when(on("cart"))
+                         .on(on("cart"))
                          .check_after(hours(1))
                          .only_if(not_happened(on("purchase")).within(hours(1)))
                          .at_most(1, hours(24))
                          .then(send_email("cart_reminder")));
   rs.rules.push_back(rule_builder("coupon")
-                         .when(on("tag_added", "ZAKUPY-W-SEKCJI-MESKIEJ"))
+                         .on(on("tag_added", "ZAKUPY-W-SEKCJI-MESKIEJ"))
                          .only_if(status().eq(std::string{"customer"}))
                          .then(generate_coupon("coupon"))
                          .then(send_email("coupon")));
   rs.rules.push_back(rule_builder("lead_assign")
-                         .when(on("page_view", "/pricing"))
+                         .on(on("page_view", "/pricing"))
                          .only_if(all({contact_detail("company").exists(), !owner().exists()}))
                          .then(assign_owner("sales") | notify_host{}));
   rs.rules.push_back(rule_builder("loyalty")
-                         .when(on("purchase"))
+                         .on(on("purchase"))
                          .only_if(happened(on("purchase")).exactly(5))
                          .then(send_sms("loyalty")));
   rs.rules.push_back(rule_builder("welcome")
-                         .when(on("signup"))
+                         .on(on("signup"))
                          .then(send_email("welcome_1"))
                          .then(send_email("welcome_2") | after{days(2)})
                          .then(send_email("welcome_3") | after{days(14)} |
-                               only_when{happened(on("email_open")).since_trigger()}));
+                               only_if{happened(on("email_open")).since_trigger()}));
   for (int i = 0; i < filler; ++i) {
     rs.rules.push_back(rule_builder(fmt::format("interest_{}", i))
-                           .when(on("page_view", fmt::format("/p/{}", i)))
+                           .on(on("page_view", fmt::format("/p/{}", i)))
                            .once()
                            .then(web_push(fmt::format("p{}", i))));
   }
@@ -121,10 +121,10 @@ void BM_EvaluatePageView(benchmark::State& state) {
   const nudge::contact_state fresh = program->new_state({.id = "c0000042"});
   const nudge::event e{.contact = "c0000042",
                        .type = "page_view",
-                       .at = nudge::from_epoch(1704067200),
+                       .ts = nudge::from_epoch(1704067200),
                        .key = "/p/7"};
   for (auto _ : state) {
-    auto out = nudge::evaluate(*program, fresh, std::span<const nudge::event>{&e, 1}, e.at);
+    auto out = nudge::evaluate(*program, fresh, std::span<const nudge::event>{&e, 1}, e.ts);
     benchmark::DoNotOptimize(out.actions.data());
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
@@ -135,7 +135,7 @@ BENCHMARK(BM_EvaluatePageView)->Arg(100)->Arg(1000);
 void BM_EngineProcess(benchmark::State& state) {
   auto program = w1_program(static_cast<int>(state.range(0)));
   const auto events = parse_all(synthetic_events_csv(200'000, 20'000));
-  const auto until = events.back().at + program->longest_delay();
+  const auto until = events.back().ts + program->longest_delay();
   for (auto _ : state) {
     state.PauseTiming();
     auto engine = std::make_unique<nudge::engine>(program);

@@ -105,7 +105,7 @@ def main():
     t_replay, result = best(args.repeat, py_replay)
 
     lines = ["ts,contact,rule,action,arg"] + [
-        f"{a.due_epoch},{a.contact},{a.rule},{a.action},{a.arg}" for a in due]
+        f"{a.ts_epoch},{a.contact},{a.rule},{a.action},{a.arg}" for a in due]
     assert "\n".join(lines) + "\n" == out_py.read_text(), "process() and replay() differ"
 
     print(f"W1 {args.size}: {len(events):,} events, {len(contacts):,} contacts, "

@@ -160,7 +160,7 @@ int main(int argc, char** argv) {
     }
     const auto log = nudge::read_events(a.events, {.program = program.get()});
     events = log.size();
-    const auto until = log.back().at + program->longest_delay();
+    const auto until = log.back().ts + program->longest_delay();
     for (int r = 0; r < a.repeat + 1; ++r) {  // run 0 verifies and warms up
       nudge::engine engine{program};
       engine.upsert_contacts(contacts);

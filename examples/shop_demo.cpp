@@ -51,36 +51,36 @@ nudge::rule_set seed_rules() {
 
   // Reactivation: visited the pricing page; two months on, not back since -> e-mail.
   rs.rules.push_back(rule_builder("reactivation")
-                         .when(on("page_view", "/pricing"))
+                         .on(on("page_view", "/pricing"))
                          .check_after(days(60))
                          .only_if(not_happened(on("page_view", "/pricing")).within(days(60)))
                          .then(send_email("come_back")));
   // ... and its purchase variant.
   rs.rules.push_back(rule_builder("winback")
-                         .when(on("purchase"))
+                         .on(on("purchase"))
                          .check_after(days(60))
                          .only_if(not_happened(on("purchase")).within(days(60)))
                          .then(send_email("winback")));
   // Abandoned cart, by URL: the cart page without the thank-you page within an hour.
   rs.rules.push_back(rule_builder("cart_page")
-                         .when(on_prefix("page_view", "/cart"))
+                         .on(on_prefix("page_view", "/cart"))
                          .check_after(hours(1))
                          .only_if(not_happened(on("page_view", "/thank-you")).since_trigger())
                          .then(send_email("cart_reminder"))
                          .once_per(days(1)));
   // Abandoned cart, by event: a cart without a purchase within a day -> a push.
   rs.rules.push_back(rule_builder("cart_event")
-                         .when(on("cart"))
+                         .on(on("cart"))
                          .check_after(days(1))
                          .only_if(not_happened(on("purchase")).since_trigger())
                          .then(web_push("still_in_your_cart"))
                          .at_most(1, weeks(1)));
   // A purchase makes a customer.
   rs.rules.push_back(
-      rule_builder("customer_on_purchase").when(on("purchase")).then(set_status("customer")));
+      rule_builder("customer_on_purchase").on(on("purchase")).then(set_status("customer")));
   // Coupon: a customer tagged VIP gets a coupon and an e-mail carrying it.
   rs.rules.push_back(rule_builder("vip_coupon")
-                         .when(on("tag_added", "vip"))
+                         .on(on("tag_added", "vip"))
                          .only_if(status().eq("customer"))
                          .then(generate_coupon("10_percent") | with_param{"value", "10%"})
                          .then(send_email("your_coupon") | with_param{"coupon", "generated"})
@@ -88,36 +88,36 @@ nudge::rule_set seed_rules() {
   // Lead assignment: a qualified lead on the pricing page or tagged hot gets a rep.
   const condition qualified = any({contact_detail("company").exists(), stage().eq("sql")});
   rs.rules.push_back(rule_builder("lead_by_visit")
-                         .when(on("page_view", "/pricing"))
+                         .on(on("page_view", "/pricing"))
                          .only_if(all({qualified, !owner().exists()}))
                          .then(assign_owner("reps") | notify_host{})
                          .then(notify_owner("new_lead")));
   rs.rules.push_back(rule_builder("lead_by_tag")
-                         .when(on("tag_added", "hot"))
+                         .on(on("tag_added", "hot"))
                          .only_if(all({qualified, !owner().exists()}))
                          .then(assign_owner("reps") | notify_host{})
                          .then(notify_owner("hot_lead")));
   // Education: a signup enters the onboarding stage; readers get a drip, each next message only
   // if the previous one was opened.
-  rs.rules.push_back(rule_builder("onboarding").when(on("signup")).then(set_stage("onboarding")));
+  rs.rules.push_back(rule_builder("onboarding").on(on("signup")).then(set_stage("onboarding")));
   rs.rules.push_back(rule_builder("education")
-                         .when(on("stage_entered", "onboarding"))
+                         .on(on("stage_entered", "onboarding"))
                          .only_if(any({has_tag("newsletter"), contact_detail("language").exists()}))
                          .then(send_email("edu_1"))
                          .then(notify_owner("edu_started"))
                          .then(send_email("edu_2") | after{days(3)} |
-                               only_when{happened(on("email_open", "edu_1")).since_trigger()})
+                               only_if{happened(on("email_open", "edu_1")).since_trigger()})
                          .then(send_email("edu_3") | after{days(6)} |
-                               only_when{happened(on("email_open", "edu_2")).since_trigger()}));
+                               only_if{happened(on("email_open", "edu_2")).since_trigger()}));
   // Loyalty: thanks for every order, an SMS at the fifth, a nudge after 30 quiet days.
   rs.rules.push_back(
-      rule_builder("order_thanks").when(on("purchase")).then(send_email("thanks_for_order")));
+      rule_builder("order_thanks").on(on("purchase")).then(send_email("thanks_for_order")));
   rs.rules.push_back(rule_builder("fifth_order")
-                         .when(on("purchase"))
+                         .on(on("purchase"))
                          .only_if(happened(on("purchase")).exactly(5))
                          .then(send_sms("fifth_order_reward")));
   rs.rules.push_back(rule_builder("we_miss_you")
-                         .when(on("purchase"))
+                         .on(on("purchase"))
                          .check_after(days(30))
                          .only_if(not_happened(on("purchase")).within(days(30)))
                          .then(send_email("we_miss_you")));
@@ -138,9 +138,9 @@ class printing_sink final : public nudge::sink {
  public:
   void deliver(std::span<const nudge::due_action> actions) override {
     for (const auto& a : actions) {
-      const auto when = nudge::format_time(a.due_at);
+      const auto when = nudge::format_time(a.ts);
       fmt::print("  {} {}  {:<4} {:<21} {:<15} {}\n", when.substr(0, 10), when.substr(11, 5),
-                 a.contact, a.rule, a.verb(), a.arg);
+                 a.contact, a.rule, a.action(), a.arg);
       if (a.kind == nudge::action_kind::send_email) {
         sent_emails.emplace_back(a.contact, std::string{a.arg});
       }
@@ -210,7 +210,7 @@ int main() {
       std::vector<nudge::event> events;
       auto add = [&](const std::string& id, const char* type, nudge::time_point at,
                      std::string key = {}) {
-        events.push_back({.contact = id, .type = type, .at = at, .key = std::move(key)});
+        events.push_back({.contact = id, .type = type, .ts = at, .key = std::move(key)});
       };
       const auto some_time = [&] { return midnight + nudge::seconds(rng.below(86'400 - 3'600)); };
       for (auto& s : shoppers) {
@@ -257,7 +257,7 @@ int main() {
       }
       // Each contact's events must be in time order; equal times keep the order made above.
       std::stable_sort(events.begin(), events.end(),
-                       [](const nudge::event& a, const nudge::event& b) { return a.at < b.at; });
+                       [](const nudge::event& a, const nudge::event& b) { return a.ts < b.ts; });
       event_count += events.size();
       sink.sent_emails.clear();
       engine.process(events, midnight + nudge::days(1) - nudge::seconds(1));

@@ -25,14 +25,14 @@ std::string plus_months(const char* iso, std::int32_t n, const nudge::zone_rules
 }
 
 nudge::event ev(std::string contact, std::string type, const char* iso) {
-  return nudge::event{.contact = std::move(contact), .type = std::move(type), .at = at(iso)};
+  return nudge::event{.contact = std::move(contact), .type = std::move(type), .ts = at(iso)};
 }
 
 strings lines(const std::vector<nudge::due_action>& actions) {
   strings out;
   for (const auto& a : actions) {
-    out.push_back(fmt::format("{} {} {} {}({})", nudge::format_time(a.due_at), a.contact, a.rule,
-                              a.verb(), a.arg));
+    out.push_back(fmt::format("{} {} {} {}({})", nudge::format_time(a.ts), a.contact, a.rule,
+                              a.action(), a.arg));
   }
   return out;
 }
@@ -173,7 +173,7 @@ TEST_CASE("calendar: builders take months", "[calendar]") {
   nudge::rule_set rs;
   rs.rules.push_back(
       nudge::rule_builder("r")
-          .when(nudge::on("purchase"))
+          .on(nudge::on("purchase"))
           .check_after(nudge::years(1))
           .only_if(nudge::not_happened(nudge::on("purchase")).within(nudge::years(1)))
           .then(nudge::send_email("anniversary")));

@@ -22,7 +22,7 @@ bool holds(const nudge::condition& c, nudge::contact profile = {},
   nudge::rule_set rs;
   rs.event_types = {"probe"};
   rs.rules.push_back(nudge::rule_builder("probe")
-                         .when(nudge::on("probe"))
+                         .on(nudge::on("probe"))
                          .only_if(c)
                          .then(nudge::send_email("yes")));
   auto p = nudge::program::compile(std::move(rs));
@@ -30,7 +30,7 @@ bool holds(const nudge::condition& c, nudge::contact profile = {},
   for (auto& e : history) {
     e.contact = "ann";
   }
-  history.push_back({.contact = "ann", .type = "probe", .at = now});
+  history.push_back({.contact = "ann", .type = "probe", .ts = now});
   return !nudge::evaluate(*p, p->new_state(profile), history, now).actions.empty();
 }
 

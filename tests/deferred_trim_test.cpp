@@ -17,7 +17,7 @@ namespace {
 std::shared_ptr<const nudge::program> welcome_program() {
   nudge::rule_set rs;
   rs.rules.push_back(
-      nudge::rule_builder("welcome").when(nudge::on("signup")).then(nudge::send_email("welcome")));
+      nudge::rule_builder("welcome").on(nudge::on("signup")).then(nudge::send_email("welcome")));
   return nudge::program::compile(rs);
 }
 
@@ -27,7 +27,7 @@ std::vector<nudge::event> signups(int b) {
   for (int i = 0; i < 3; ++i) {
     batch.push_back({.contact = fmt::format("c{}", b * 3 + i),
                      .type = "signup",
-                     .at = nudge::from_epoch(1704067200 + b * 60 + i)});
+                     .ts = nudge::from_epoch(1704067200 + b * 60 + i)});
   }
   return batch;
 }

@@ -24,13 +24,13 @@ using nudge::hours;
 using nudge::minutes;
 
 nudge::event ev(std::string type, nudge::time_point t, std::string contact = "ann") {
-  return nudge::event{.contact = std::move(contact), .type = std::move(type), .at = t, .key = {}};
+  return nudge::event{.contact = std::move(contact), .type = std::move(type), .ts = t, .key = {}};
 }
 
 strings lines(const std::vector<nudge::due_action>& actions) {
   strings out;
   for (const auto& a : actions) {
-    out.push_back(fmt::format("{} {} {}", nudge::format_time(a.due_at), a.rule, a.arg));
+    out.push_back(fmt::format("{} {} {}", nudge::format_time(a.ts), a.rule, a.arg));
   }
   return out;
 }
@@ -45,9 +45,9 @@ std::shared_ptr<const nudge::program> program_with(nudge::delivery_policy policy
                                                    std::vector<nudge::rule> extra = {}) {
   nudge::rule_set rs;
   rs.rules.push_back(
-      nudge::rule_builder("promo").when(nudge::on("probe")).then(nudge::send_email("promo")));
+      nudge::rule_builder("promo").on(nudge::on("probe")).then(nudge::send_email("promo")));
   rs.rules.push_back(nudge::rule_builder("receipt")
-                         .when(nudge::on("purchase"))
+                         .on(nudge::on("purchase"))
                          .then(nudge::send_email("receipt") | nudge::transactional{}));
   for (auto& r : extra) {
     rs.rules.push_back(std::move(r));
@@ -73,7 +73,7 @@ strings timeline_texts(const nudge::program& p, const nudge::contact_state& s) {
   for (const auto& e : nudge::explain(p, s)) {
     if (e.what == "action_deferred" || e.what == "action_suppressed" ||
         e.what == "action_emitted") {
-      out.push_back(fmt::format("{} {}", nudge::format_time(e.at), e.text));
+      out.push_back(fmt::format("{} {}", nudge::format_time(e.ts), e.text));
     }
   }
   return out;
@@ -134,9 +134,9 @@ TEST_CASE("delivery: caps of 2 per 24 h and 5 per week, skip or defer", "[delive
     auto e = nudge::engine{p};
     e.upsert_contact(consenting(*p).contact);
     e.process(events, t + days(2));
-    CHECK(e.stats()[0].capped == 2);
+    CHECK(e.stats()[0].delivery.capped == 2);
     CHECK(e.stats()[0].emitted == 3);
-    CHECK(e.stats()[1].capped == 0);
+    CHECK(e.stats()[1].delivery.capped == 0);
   }
   SECTION("defer: to the instant the 24 h window has room, then the weekly cap") {
     const auto p = program_with(policy);
@@ -181,7 +181,7 @@ TEST_CASE("delivery: priority decides which message due at one instant takes the
   SECTION("higher priority wins although its rule comes later") {
     const auto p = program_with(policy, "UTC",
                                 {nudge::rule_builder("vip")
-                                     .when(nudge::on("probe"))
+                                     .on(nudge::on("probe"))
                                      .then(nudge::send_email("vip"))
                                      .deliver(urgent)});
     auto out = nudge::evaluate(*p, consenting(*p), std::vector{ev("probe", t)}, t);
@@ -194,7 +194,7 @@ TEST_CASE("delivery: priority decides which message due at one instant takes the
   SECTION("equal priority: the first emitted wins") {
     const auto p = program_with(policy, "UTC",
                                 {nudge::rule_builder("vip")
-                                     .when(nudge::on("probe"))
+                                     .on(nudge::on("probe"))
                                      .then(nudge::send_email("vip"))
                                      .deliver(policy)});
     auto out = nudge::evaluate(*p, consenting(*p), std::vector{ev("probe", t)}, t);
@@ -208,7 +208,7 @@ TEST_CASE("delivery: priority decides which message due at one instant takes the
     quiet_urgent.priority = 10;
     const auto p = program_with(quiet, "UTC",
                                 {nudge::rule_builder("vip")
-                                     .when(nudge::on("wake"))
+                                     .on(nudge::on("wake"))
                                      .then(nudge::send_email("vip"))
                                      .deliver(quiet_urgent)});
     // promo at 08:00 is deferred to 09:00; vip is triggered at 09:00 and goes first.
@@ -238,7 +238,7 @@ TEST_CASE("delivery: quiet hours in the contact's zone defer to their end, or sk
     nudge::engine e{p};
     e.upsert_contact(consenting(*p).contact);
     e.process(std::vector{ev("probe", t)}, t + days(1));
-    CHECK(e.stats()[0].deferred_hours == 1);
+    CHECK(e.stats()[0].delivery.deferred_hours == 1);
     CHECK(e.stats()[0].emitted == 1);
   }
   SECTION("skip") {
@@ -249,7 +249,7 @@ TEST_CASE("delivery: quiet hours in the contact's zone defer to their end, or sk
     nudge::engine e{p};
     e.upsert_contact(consenting(*p).contact);
     e.process(std::vector{ev("probe", t)}, t + days(1));
-    CHECK(e.stats()[0].off_hours == 1);
+    CHECK(e.stats()[0].delivery.off_hours == 1);
   }
   SECTION("the contact's own zone wins over the default") {
     const auto p = program_with(policy, "Europe/Warsaw");
@@ -377,7 +377,7 @@ TEST_CASE("delivery: batches split anywhere give the same actions and states",
   split.upsert_contact(consenting(*p).contact);
   std::vector<nudge::due_action> pieces;
   for (const auto& e : events) {
-    for (auto& a : split.process(std::vector{e}, e.at)) {
+    for (auto& a : split.process(std::vector{e}, e.ts)) {
       pieces.push_back(a);
     }
   }

@@ -14,15 +14,14 @@ namespace {
 const nudge::time_point t0 = nudge::from_epoch(1704067200);
 
 nudge::event ev(std::string contact, std::string type, nudge::time_point at, std::string key = {}) {
-  return {.contact = std::move(contact), .type = std::move(type), .at = at, .key = std::move(key)};
+  return {.contact = std::move(contact), .type = std::move(type), .ts = at, .key = std::move(key)};
 }
 
 std::vector<std::string> lines(const std::vector<nudge::due_action>& actions) {
   std::vector<std::string> out;
   for (const auto& a : actions) {
-    out.push_back(fmt::format("{} {} {}{}{} {} {}", nudge::to_epoch(a.due_at) - 1704067200,
-                              a.contact, a.rule, a.from_workflow() ? "/" : "", a.step, a.verb(),
-                              a.arg));
+    out.push_back(fmt::format("{} {} {}{}{} {} {}", nudge::to_epoch(a.ts) - 1704067200, a.contact,
+                              a.rule, a.from_workflow() ? "/" : "", a.step, a.action(), a.arg));
   }
   return out;
 }
@@ -95,7 +94,7 @@ TEST_CASE("docs: a rule's delivery without a file-level section requires consent
   // No consent: the ungoverned rule sends, the governed one is dropped (no_consent).
   CHECK(lines(engine.process(std::vector{ev("c1", "signup", t0)}, t0)) ==
         strings{"0 c1 plain send_email a"});
-  CHECK(engine.stats()[1].no_consent == 1);
+  CHECK(engine.stats()[1].delivery.no_consent == 1);
 }
 
 TEST_CASE("docs: a wait after delivered with no earlier message waits plus, then takes next",

@@ -27,8 +27,8 @@ using test_support::ev;
 using test_support::t0;
 
 std::string line(const nudge::due_action& a) {
-  return fmt::format("{} {} {} {}({}) #{:016x}", nudge::format_time(a.due_at), a.contact, a.rule,
-                     a.verb(), a.arg, a.idempotency_key);
+  return fmt::format("{} {} {} {}({}) #{:016x}", nudge::format_time(a.ts), a.contact, a.rule,
+                     a.action(), a.arg, a.idempotency_key);
 }
 std::vector<std::string> lines(const std::vector<nudge::due_action>& actions) {
   std::vector<std::string> out;
@@ -96,32 +96,32 @@ nudge::rule_set shop_rules() {
   rs.owner_groups["reps"] = {"anna", "bartek", "celina"};
   rs.rules.push_back(
       nudge::rule_builder("welcome")
-          .when(nudge::on("signup"))
+          .on(nudge::on("signup"))
           .then(nudge::send_email("welcome"))
           .then(nudge::send_email("follow_up") | nudge::after{nudge::days(2)} |
-                nudge::only_when{nudge::not_happened(nudge::on("purchase")).since_trigger()}));
+                nudge::only_if{nudge::not_happened(nudge::on("purchase")).since_trigger()}));
   rs.rules.push_back(nudge::rule_builder("cart")
-                         .when(nudge::on("cart"))
+                         .on(nudge::on("cart"))
                          .check_after(nudge::hours(1))
                          .only_if(nudge::not_happened(nudge::on("purchase")).since_trigger())
                          .then(nudge::send_email("cart_reminder"))
                          .once_per(nudge::days(1)));
   rs.rules.push_back(nudge::rule_builder("winback")
-                         .when(nudge::on("purchase"))
+                         .on(nudge::on("purchase"))
                          .check_after(nudge::days(7))
                          .only_if(nudge::not_happened(nudge::on("purchase")).within(nudge::days(7)))
                          .then(nudge::send_email("winback")));
   rs.rules.push_back(
       nudge::rule_builder("vip")
-          .when(nudge::on("purchase"))
+          .on(nudge::on("purchase"))
           .only_if(nudge::happened(nudge::on("purchase")).within(nudge::days(10)).at_least(3))
           .then(nudge::add_tag("vip") | nudge::notify_host{}));
   rs.rules.push_back(nudge::rule_builder("vip_coupon")
-                         .when(nudge::on("tag_added", "vip"))
+                         .on(nudge::on("tag_added", "vip"))
                          .then(nudge::generate_coupon("vip"))
                          .at_most(1, nudge::days(30)));
   rs.rules.push_back(nudge::rule_builder("owner")
-                         .when(nudge::on("page_view", "/pricing"))
+                         .on(nudge::on("page_view", "/pricing"))
                          .then(nudge::assign_owner("reps") | nudge::notify_host{})
                          .once());
   return rs;
@@ -158,7 +158,7 @@ run_result run_at_once(const std::shared_ptr<const nudge::program>& p,
   test_store store;
   nudge::engine engine{p, &store};
   run_result r;
-  r.actions = lines(engine.process(events, events.back().at));
+  r.actions = lines(engine.process(events, events.back().ts));
   for (const auto& l : lines(engine.advance(end))) {
     r.actions.push_back(l);
   }
@@ -183,13 +183,13 @@ run_result run_in_batches(const std::shared_ptr<const nudge::program>& p,
   std::size_t begin = 0;
   for (std::size_t i = 1; i <= events.size(); ++i) {
     const bool last = i == events.size();
-    if (!last && !(cuts.count(i) > 0 && events[i].at != events[i - 1].at)) {
+    if (!last && !(cuts.count(i) > 0 && events[i].ts != events[i - 1].ts)) {
       continue;
     }
     std::span<const nudge::event> batch{events.data() + begin, i - begin};
-    take(engine.process(batch, batch.back().at));
+    take(engine.process(batch, batch.back().ts));
     if (!last) {
-      take(engine.advance(events[i].at - nudge::seconds(1)));
+      take(engine.advance(events[i].ts - nudge::seconds(1)));
     }
     begin = i;
   }
@@ -205,7 +205,7 @@ TEST_CASE("engine: the same input twice gives identical actions, keys and states
           "[engine][determinism]") {
   auto p = nudge::program::compile(shop_rules());
   const auto events = random_events(7, 300);
-  const auto end = events.back().at + nudge::days(30);
+  const auto end = events.back().ts + nudge::days(30);
   const auto a = run_at_once(p, events, end);
   const auto b = run_at_once(p, events, end);
   REQUIRE(a.actions.size() > 20);
@@ -223,7 +223,7 @@ TEST_CASE("engine: one batch and many batches with advance between give the same
   auto p = nudge::program::compile(shop_rules());
   const std::uint64_t seed = GENERATE(1, 2, 3, 42, 2024);
   const auto events = random_events(seed, 250);
-  const auto end = events.back().at + nudge::days(30);
+  const auto end = events.back().ts + nudge::days(30);
   const auto whole = run_at_once(p, events, end);
   INFO("seed " << seed << ", " << whole.actions.size() << " actions");
   REQUIRE(whole.actions.size() > 10);
@@ -254,9 +254,9 @@ TEST_CASE("engine: one batch and many batches with advance between give the same
 TEST_CASE("engine: a batch's actions are sorted by due time, then contact", "[engine]") {
   nudge::rule_set rs;
   rs.rules.push_back(
-      nudge::rule_builder("hello").when(nudge::on("signup")).then(nudge::send_email("hello")));
+      nudge::rule_builder("hello").on(nudge::on("signup")).then(nudge::send_email("hello")));
   rs.rules.push_back(nudge::rule_builder("later")
-                         .when(nudge::on("signup"))
+                         .on(nudge::on("signup"))
                          .check_after(nudge::hours(1))
                          .then(nudge::send_sms("later")));
   nudge::engine engine{nudge::program::compile(rs)};
@@ -266,7 +266,7 @@ TEST_CASE("engine: a batch's actions are sorted by due time, then contact", "[en
       t0 + nudge::hours(2));
   std::vector<std::string> got;
   for (const auto& a : due) {
-    got.push_back(fmt::format("{} {} {}", nudge::format_time(a.due_at), a.contact, a.arg));
+    got.push_back(fmt::format("{} {} {}", nudge::format_time(a.ts), a.contact, a.arg));
   }
   CHECK(got == std::vector<std::string>{
                    "2024-01-01T00:00:00Z bob hello",
@@ -283,12 +283,12 @@ TEST_CASE("engine: due_order sorts by due time then contact id and stably keeps 
           "[engine]") {
   nudge::due_action a;
   a.contact = "bob";
-  a.due_at = t0;
+  a.ts = t0;
   nudge::due_action b = a;
   b.contact = "amy";
   nudge::due_action later = a;
   later.contact = "al";
-  later.due_at = t0 + nudge::seconds(1);
+  later.ts = t0 + nudge::seconds(1);
   CHECK(nudge::due_order(b, a));  // same second: by contact id
   CHECK_FALSE(nudge::due_order(a, b));
   CHECK(nudge::due_order(a, later));  // the earlier second first, whatever the id
@@ -311,7 +311,7 @@ TEST_CASE("engine: a throwing sink leaves store, statistics and counters as they
           "[engine][atomic]") {
   nudge::rule_set rs = shop_rules();
   rs.rules.push_back(nudge::rule_builder("rr")
-                         .when(nudge::on("signup"))
+                         .on(nudge::on("signup"))
                          .then(nudge::assign_owner("reps", nudge::owner_pick::round_robin) |
                                nudge::notify_host{}));
   auto p = nudge::program::compile(rs);
@@ -501,12 +501,12 @@ TEST_CASE("engine: a bad event in the middle of a batch applies nothing", "[engi
   SECTION("a rule cycle") {
     nudge::rule_set rs;
     rs.rules.push_back(nudge::rule_builder("ping")
-                           .when(nudge::on("stage_entered", "a"))
+                           .on(nudge::on("stage_entered", "a"))
                            .then(nudge::set_stage("b")));
     // The condition always holds here, but compilation cannot know: the run-time limit stops it
     // (an unconditional cycle is refused by program::compile).
     rs.rules.push_back(nudge::rule_builder("pong")
-                           .when(nudge::on("stage_entered", "b"))
+                           .on(nudge::on("stage_entered", "b"))
                            .only_if(nudge::stage().eq("b"))
                            .then(nudge::set_stage("a")));
     nudge::engine cyclic{nudge::program::compile(rs), &store, &sink};
@@ -577,7 +577,7 @@ TEST_CASE("engine: upserting a profile keeps the contact's history and timers",
           "[engine][contacts]") {
   nudge::rule_set rs;
   rs.rules.push_back(nudge::rule_builder("nudge_leads")
-                         .when(nudge::on("signup"))
+                         .on(nudge::on("signup"))
                          .check_after(nudge::days(1))
                          .only_if(nudge::status().eq("lead"))
                          .then(nudge::send_email("convert")));
@@ -597,7 +597,7 @@ TEST_CASE("engine: upserting a profile keeps the contact's history and timers",
 TEST_CASE("engine: advance loads only the contacts with a timer due", "[engine][due]") {
   nudge::rule_set rs;
   rs.rules.push_back(nudge::rule_builder("later")
-                         .when(nudge::on("cart"))
+                         .on(nudge::on("cart"))
                          .check_after(nudge::days(1))
                          .then(nudge::send_email("cart_reminder")));
   test_store store;

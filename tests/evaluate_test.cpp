@@ -36,8 +36,7 @@ nudge::contact_state fresh(const nudge::program& p, std::string id = "ann") {
 std::vector<std::string> lines(const std::vector<nudge::due_action>& actions) {
   std::vector<std::string> out;
   for (const auto& a : actions) {
-    out.push_back(
-        fmt::format("{} {} {}({})", nudge::format_time(a.due_at), a.rule, a.verb(), a.arg));
+    out.push_back(fmt::format("{} {} {}({})", nudge::format_time(a.ts), a.rule, a.action(), a.arg));
   }
   return out;
 }
@@ -50,7 +49,7 @@ TEST_CASE("evaluate: a within-d window excludes t - d and includes t, to the sec
           "[evaluate][window]") {
   // Probed at T: did a purchase happen within the last 60 days?
   auto p = compile({nudge::rule_builder("bought_recently")
-                        .when(nudge::on("probe"))
+                        .on(nudge::on("probe"))
                         .only_if(nudge::happened(nudge::on("purchase")).within(nudge::days(60)))
                         .then(nudge::send_email("thanks"))});
   const auto T = t0 + nudge::days(100);
@@ -68,7 +67,7 @@ TEST_CASE("evaluate: a within-d window excludes t - d and includes t, to the sec
 TEST_CASE("evaluate: a since-trigger window excludes the trigger's second, includes the check's",
           "[evaluate][window]") {
   auto p = compile({nudge::rule_builder("paid_after_cart")
-                        .when(nudge::on("cart"))
+                        .on(nudge::on("cart"))
                         .check_after(nudge::hours(1))
                         .only_if(nudge::happened(nudge::on("purchase")).since_trigger())
                         .then(nudge::send_email("thanks"))});
@@ -84,13 +83,12 @@ TEST_CASE("evaluate: a since-trigger window excludes the trigger's second, inclu
 
 TEST_CASE("evaluate: timers due at T fire after events stamped T and before later ones",
           "[evaluate][clock]") {
-  auto p = compile({nudge::rule_builder("delayed")
-                        .when(nudge::on("signup"))
-                        .check_after(nudge::hours(1))
-                        .then(nudge::send_email("timer")),
-                    nudge::rule_builder("instant")
-                        .when(nudge::on("page_view"))
-                        .then(nudge::send_email("event"))});
+  auto p = compile(
+      {nudge::rule_builder("delayed")
+           .on(nudge::on("signup"))
+           .check_after(nudge::hours(1))
+           .then(nudge::send_email("timer")),
+       nudge::rule_builder("instant").on(nudge::on("page_view")).then(nudge::send_email("event"))});
   const auto T = t0 + nudge::hours(1);
   const auto order = [&](nudge::time_point view_at) {
     std::vector<nudge::event> events{ev("signup", t0), ev("page_view", view_at)};
@@ -110,15 +108,15 @@ TEST_CASE("evaluate: timers due at one instant fire in the order they were sched
           "[evaluate][clock]") {
   // Rule "a" comes first in the set, but its timer is scheduled a day after b's.
   auto p = compile({nudge::rule_builder("a")
-                        .when(nudge::on("page_view"))
+                        .on(nudge::on("page_view"))
                         .check_after(nudge::days(1))
                         .then(nudge::send_email("a")),
                     nudge::rule_builder("b")
-                        .when(nudge::on("signup"))
+                        .on(nudge::on("signup"))
                         .check_after(nudge::days(2))
                         .then(nudge::send_email("b")),
                     nudge::rule_builder("c")
-                        .when(nudge::on("signup"))
+                        .on(nudge::on("signup"))
                         .check_after(nudge::days(2))
                         .then(nudge::send_email("c"))});
   const auto due = at(t0 + nudge::days(2));
@@ -152,7 +150,7 @@ TEST_CASE("evaluate: timers due at one instant fire in the order they were sched
 
 TEST_CASE("evaluate: events of one instant are applied in the order given", "[evaluate][clock]") {
   auto p = compile({nudge::rule_builder("viewed_after_buying")
-                        .when(nudge::on("page_view"))
+                        .on(nudge::on("page_view"))
                         .only_if(nudge::happened(nudge::on("purchase")))
                         .then(nudge::send_email("x"))});
   std::vector<nudge::event> buy_then_view{ev("purchase", t0), ev("page_view", t0)};
@@ -164,7 +162,7 @@ TEST_CASE("evaluate: events of one instant are applied in the order given", "[ev
 TEST_CASE("evaluate: bad events are refused with the event's index and nothing applied",
           "[evaluate][errors]") {
   auto p =
-      compile({nudge::rule_builder("r").when(nudge::on("page_view")).then(nudge::send_email("x"))});
+      compile({nudge::rule_builder("r").on(nudge::on("page_view")).then(nudge::send_email("x"))});
   const auto one_day = t0 + nudge::days(1);
   auto state = nudge::evaluate(*p, fresh(*p), std::vector{ev("page_view", one_day)}, one_day).state;
   REQUIRE(state.clock == one_day);
@@ -212,7 +210,7 @@ TEST_CASE("evaluate: bad events are refused with the event's index and nothing a
 
 TEST_CASE("evaluate: a fired timer moves the contact's clock", "[evaluate][clock]") {
   auto p = compile({nudge::rule_builder("later")
-                        .when(nudge::on("signup"))
+                        .on(nudge::on("signup"))
                         .check_after(nudge::days(1))
                         .then(nudge::send_email("x"))});
   auto out = nudge::evaluate(*p, fresh(*p), std::vector{ev("signup", t0)}, t0 + nudge::days(5));
@@ -228,11 +226,11 @@ TEST_CASE("evaluate: a fired timer moves the contact's clock", "[evaluate][clock
 
 TEST_CASE("evaluate: a state from another program is refused", "[evaluate][errors]") {
   auto with_history = compile({nudge::rule_builder("r")
-                                   .when(nudge::on("probe"))
+                                   .on(nudge::on("probe"))
                                    .only_if(nudge::happened(nudge::on("purchase")))
                                    .then(nudge::send_email("x"))});
   auto without =
-      compile({nudge::rule_builder("r").when(nudge::on("probe")).then(nudge::send_email("x"))});
+      compile({nudge::rule_builder("r").on(nudge::on("probe")).then(nudge::send_email("x"))});
   REQUIRE(with_history->history_slot_count() == 1);
   CHECK_THROWS_WITH(
       nudge::evaluate(*without, fresh(*with_history), std::vector<nudge::event>{}, t0),
@@ -249,7 +247,7 @@ TEST_CASE("evaluate: internal actions raise events that trigger other rules",
           "[evaluate][cascade]") {
   auto p = compile({
       nudge::rule_builder("onboard")
-          .when(nudge::on("signup"))
+          .on(nudge::on("signup"))
           .then(nudge::add_tag("new"))
           .then(nudge::set_stage("trial"))
           .then(nudge::add_score(10))
@@ -259,26 +257,26 @@ TEST_CASE("evaluate: internal actions raise events that trigger other rules",
           .then(nudge::add_tag("new"))  // already there: raises nothing
           .then(nudge::add_tag("seen") | nudge::notify_host{}),
       nudge::rule_builder("on_tag")
-          .when(nudge::on("tag_added", "new"))
+          .on(nudge::on("tag_added", "new"))
           .then(nudge::send_email("tagged")),
       nudge::rule_builder("on_stage")
-          .when(nudge::on("stage_entered", "trial"))
+          .on(nudge::on("stage_entered", "trial"))
           .then(nudge::send_email("staged")),
       nudge::rule_builder("on_score")
-          .when(nudge::on("score_changed"))
+          .on(nudge::on("score_changed"))
           .only_if(nudge::score().ge(10))
           .then(nudge::send_email("scored")),
       nudge::rule_builder("on_detail")
-          .when(nudge::on("detail_set", "plan"))
+          .on(nudge::on("detail_set", "plan"))
           .then(nudge::send_email("detailed")),
       nudge::rule_builder("on_group")
-          .when(nudge::on("group_added", "newsletter"))
+          .on(nudge::on("group_added", "newsletter"))
           .then(nudge::send_email("grouped")),
       nudge::rule_builder("on_status")
-          .when(nudge::on("status_changed", "trialist"))
+          .on(nudge::on("status_changed", "trialist"))
           .then(nudge::send_email("statused")),
       nudge::rule_builder("tags_so_far")
-          .when(nudge::on("tag_added", "seen"))
+          .on(nudge::on("tag_added", "seen"))
           .only_if(nudge::happened(nudge::on("tag_added")).exactly(2))
           .then(nudge::send_sms("two_tags")),
   });
@@ -312,7 +310,7 @@ TEST_CASE("evaluate: a rule that re-triggers itself through a delay stops at the
   nudge::program_limits limits;
   limits.max_pending_timers = 100;
   auto p = compile({nudge::rule_builder("r4")
-                        .when(nudge::on("stage_entered"))
+                        .on(nudge::on("stage_entered"))
                         .then(nudge::set_stage("b"))
                         .then(nudge::set_stage("ab") | nudge::after{nudge::minutes(1)})},
                    limits);
@@ -344,11 +342,11 @@ TEST_CASE("evaluate: a cascade that fans out fails once it raised max_cascade_ev
   // events of the one before; the depth limit (16) alone let one event raise 2^17 of them.
   const auto churn = [](const char* id) {
     return nudge::rule_builder(id)
-        .when(nudge::on("tag_removed", "a"))
+        .on(nudge::on("tag_removed", "a"))
         .then(nudge::add_tag("a"))
         .then(nudge::remove_tag("a"));
   };
-  auto start = nudge::rule_builder("start").when(nudge::on("signup")).then(nudge::remove_tag("a"));
+  auto start = nudge::rule_builder("start").on(nudge::on("signup")).then(nudge::remove_tag("a"));
   nudge::program_limits limits;
   limits.max_cascade_events = 50;
   SECTION("past the limit the evaluation fails, naming the rules raising the queued events") {
@@ -385,14 +383,14 @@ TEST_CASE("evaluate: rules that keep triggering each other fail with the chain",
     nudge::program_limits limits;
     limits.max_cascade_depth = 4;
     auto p =
-        compile({nudge::rule_builder("start").when(nudge::on("signup")).then(nudge::set_stage("a")),
+        compile({nudge::rule_builder("start").on(nudge::on("signup")).then(nudge::set_stage("a")),
                  nudge::rule_builder("to_b")
-                     .when(nudge::on("stage_entered", "a"))
+                     .on(nudge::on("stage_entered", "a"))
                      .then(nudge::set_stage("b")),
                  // A condition compilation cannot see through (it always holds): the cycle is
                  // left to the run-time limit; without it program::compile refuses the cycle.
                  nudge::rule_builder("to_a")
-                     .when(nudge::on("stage_entered", "b"))
+                     .on(nudge::on("stage_entered", "b"))
                      .only_if(nudge::stage().eq("b"))
                      .then(nudge::set_stage("a"))},
                 limits);
@@ -409,11 +407,11 @@ TEST_CASE("evaluate: rules that keep triggering each other fail with the chain",
   }
   SECTION("two rules adding tags to each other, at the default limit") {
     auto p = compile({nudge::rule_builder("tag_a")
-                          .when(nudge::on("tag_added", "a"))
+                          .on(nudge::on("tag_added", "a"))
                           .then(nudge::remove_tag("a"))
                           .then(nudge::add_tag("b")),
                       nudge::rule_builder("tag_b")
-                          .when(nudge::on("tag_added", "b"))
+                          .on(nudge::on("tag_added", "b"))
                           .then(nudge::remove_tag("b"))
                           .then(nudge::add_tag("a"))});
     try {
@@ -428,8 +426,8 @@ TEST_CASE("evaluate: rules that keep triggering each other fail with the chain",
   }
   SECTION("adding a tag the contact has raises nothing, so mutual tagging settles") {
     auto p = compile(
-        {nudge::rule_builder("tag_a").when(nudge::on("tag_added", "a")).then(nudge::add_tag("b")),
-         nudge::rule_builder("tag_b").when(nudge::on("tag_added", "b")).then(nudge::add_tag("a"))});
+        {nudge::rule_builder("tag_a").on(nudge::on("tag_added", "a")).then(nudge::add_tag("b")),
+         nudge::rule_builder("tag_b").on(nudge::on("tag_added", "b")).then(nudge::add_tag("a"))});
     auto out = nudge::evaluate(*p, fresh(*p), std::vector{ev("tag_added", t0, "a")}, t0);
     CHECK(out.state.contact.tags == nudge::name_map<nudge::time_point>{{"a", t0}, {"b", t0}});
   }
@@ -438,12 +436,12 @@ TEST_CASE("evaluate: rules that keep triggering each other fail with the chain",
 TEST_CASE("evaluate: idempotency keys differ per action and repeat on replay",
           "[evaluate][idempotency]") {
   auto p = compile({nudge::rule_builder("drip")
-                        .when(nudge::on("signup"))
+                        .on(nudge::on("signup"))
                         .then(nudge::send_email("one"))
                         .then(nudge::send_email("one"))  // the same action twice: two keys
                         .then(nudge::send_email("two") | nudge::after{nudge::days(1)}),
                     nudge::rule_builder("every_view")
-                        .when(nudge::on("page_view"))
+                        .on(nudge::on("page_view"))
                         .check_after(nudge::hours(1))
                         .then(nudge::send_sms("view"))});
   std::vector<nudge::event> events{ev("signup", t0), ev("page_view", t0 + nudge::minutes(1)),
@@ -484,7 +482,7 @@ TEST_CASE("evaluate: idempotency keys differ per action and repeat on replay",
 
 TEST_CASE("evaluate: outcomes record triggers, checks and refusals", "[evaluate][stats]") {
   auto p = compile({nudge::rule_builder("once")
-                        .when(nudge::on("page_view"))
+                        .on(nudge::on("page_view"))
                         .only_if(nudge::negate(nudge::has_tag("blocked")))
                         .then(nudge::send_email("x"))
                         .once()});

@@ -63,7 +63,7 @@ std::vector<nudge::event> read_events(const std::filesystem::path& p) {
     const auto f = split(line, ',');
     REQUIRE(f.size() == columns);
     nudge::event e{
-        .contact = f[1], .type = f[2], .at = nudge::from_epoch(std::stoll(f[0])), .key = f[3]};
+        .contact = f[1], .type = f[2], .ts = nudge::from_epoch(std::stoll(f[0])), .key = f[3]};
     if (!f[4].empty()) {
       e.props["value"] = std::stod(f[4]);
     }
@@ -127,11 +127,11 @@ std::vector<std::string> run_scenario(const std::string& name) {
   std::vector<nudge::due_action> actions;
   const auto contacts_path = examples_dir / (name + ".contacts.csv");
   if (std::filesystem::exists(contacts_path)) {
-    actions = engine.upsert_contacts(read_contacts(contacts_path), events.front().at);
+    actions = engine.upsert_contacts(read_contacts(contacts_path), events.front().ts);
   }
   // The end nudge replay takes by default: the longest delay, then on to the latest pending
   // timer (deferred messages, segment edges, ...) until none is left.
-  auto until = events.back().at + program->longest_delay();
+  auto until = events.back().ts + program->longest_delay();
   for (auto& a : engine.process(events, until)) {
     actions.push_back(std::move(a));
   }
@@ -145,8 +145,8 @@ std::vector<std::string> run_scenario(const std::string& name) {
   std::vector<std::string> lines;
   for (const auto& a : actions) {
     // A workflow step's action names "workflow/step" in the rule column.
-    lines.push_back(fmt::format("{},{},{}{}{},{},{}", nudge::to_epoch(a.due_at), a.contact, a.rule,
-                                a.from_workflow() ? "/" : "", a.step, a.verb(), a.arg));
+    lines.push_back(fmt::format("{},{},{}{}{},{},{}", nudge::to_epoch(a.ts), a.contact, a.rule,
+                                a.from_workflow() ? "/" : "", a.step, a.action(), a.arg));
   }
   return lines;
 }

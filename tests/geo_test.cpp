@@ -24,7 +24,7 @@ const nudge::geo_point gdansk{54.3520, 18.6466};
 nudge::event ping(std::string contact, const char* iso, nudge::geo_point p,
                   std::string type = "location") {
   nudge::event e{
-      .contact = std::move(contact), .type = std::move(type), .at = *nudge::parse_time(iso)};
+      .contact = std::move(contact), .type = std::move(type), .ts = *nudge::parse_time(iso)};
   e.props["lat"] = p.lat;
   e.props["lon"] = p.lon;
   return e;
@@ -33,8 +33,8 @@ nudge::event ping(std::string contact, const char* iso, nudge::geo_point p,
 strings lines(const std::vector<nudge::due_action>& actions) {
   strings out;
   for (const auto& a : actions) {
-    out.push_back(fmt::format("{} {} {} {}({})", nudge::format_time(a.due_at), a.contact, a.rule,
-                              a.verb(), a.arg));
+    out.push_back(fmt::format("{} {} {} {}({})", nudge::format_time(a.ts), a.contact, a.rule,
+                              a.action(), a.arg));
   }
   return out;
 }
@@ -109,8 +109,8 @@ TEST_CASE("geo: areas, near segments and moved, from events and profiles", "[geo
 
 TEST_CASE("geo: builders give the same conditions as the JSON", "[geo]") {
   const auto p = nudge::load_rules(geo_rules);
-  CHECK(p->rules().segments[0].when == nudge::near(warsaw, 5));
-  CHECK(p->rules().rules[3].when == nudge::moved_more_than(100));
+  CHECK(p->rules().segments[0].condition == nudge::near(warsaw, 5));
+  CHECK(p->rules().rules[3].condition == nudge::moved_more_than(100));
   CHECK(p->rules().areas == std::vector<nudge::area>{{"old_town", old_town, 1}});
 }
 
@@ -184,7 +184,7 @@ TEST_CASE("geo: an identified visitor's location goes to the known contact if it
   nudge::engine e{p};
   nudge::event identify{.contact = "anon-1",
                         .type = "identify",
-                        .at = *nudge::parse_time("2024-01-01T11:00:00Z"),
+                        .ts = *nudge::parse_time("2024-01-01T11:00:00Z"),
                         .key = "c1"};
   e.process(std::vector<nudge::event>{ping("anon-1", "2024-01-01T10:00:00Z", krakow),
                                       ping("c2", "2024-01-01T10:00:00Z", gdansk), identify},
@@ -195,7 +195,7 @@ TEST_CASE("geo: an identified visitor's location goes to the known contact if it
   // A known contact keeps its own location.
   nudge::event identify2{.contact = "anon-1b",
                          .type = "identify",
-                         .at = *nudge::parse_time("2024-01-01T13:00:00Z"),
+                         .ts = *nudge::parse_time("2024-01-01T13:00:00Z"),
                          .key = "c2"};
   e.process(std::vector<nudge::event>{ping("anon-1b", "2024-01-01T12:30:00Z", krakow), identify2},
             *nudge::parse_time("2024-01-01T14:00:00Z"));

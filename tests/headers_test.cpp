@@ -41,12 +41,12 @@ TEST_CASE("due_action: to_owned copies every string, valid after the program is 
   {
     nudge::rule_set rs;
     rs.rules.push_back(nudge::rule_builder("welcome")
-                           .when(nudge::on("signup"))
+                           .on(nudge::on("signup"))
                            .then(nudge::send_email("hello") | nudge::with_param{"subject", "Hi"}));
     nudge::engine engine{nudge::program::compile(std::move(rs))};
     for (const auto& a :
          engine.process(std::vector{nudge::event{
-                            .contact = "c1", .type = "signup", .at = nudge::from_epoch(100)}},
+                            .contact = "c1", .type = "signup", .ts = nudge::from_epoch(100)}},
                         nudge::from_epoch(100))) {
       queue.push_back(a.to_owned());
     }
@@ -54,11 +54,11 @@ TEST_CASE("due_action: to_owned copies every string, valid after the program is 
   REQUIRE(queue.size() == 1);
   const auto& a = queue[0];
   CHECK(a.contact == "c1");
-  CHECK(a.due_at == nudge::from_epoch(100));
+  CHECK(a.ts == nudge::from_epoch(100));
   CHECK(a.rule == "welcome");
   CHECK(a.step.empty());
   CHECK_FALSE(a.from_workflow());
-  CHECK(a.verb() == "send_email");
+  CHECK(a.action() == "send_email");
   CHECK(a.arg == "hello");
   CHECK(a.params.at("subject") == "Hi");
   CHECK(a.idempotency_key != 0);

@@ -347,10 +347,10 @@ TEST_CASE("identity: the same events in one batch or split give the same result"
   strings got;
   for (std::size_t i = 0; i < events.size();) {
     std::size_t j = std::min(i + step, events.size());
-    while (j < events.size() && events[j].at == events[j - 1].at) {
+    while (j < events.size() && events[j].ts == events[j - 1].ts) {
       ++j;
     }
-    auto out = lines(split.process(std::span{events.data() + i, j - i}, events[j - 1].at));
+    auto out = lines(split.process(std::span{events.data() + i, j - i}, events[j - 1].ts));
     got.insert(got.end(), out.begin(), out.end());
     i = j;
   }
@@ -405,8 +405,8 @@ TEST_CASE("identity: a contact evaluated before and after a merge keeps its emis
   // the other contacts' actions in contact order. Enough actions that the sort is not an
   // insertion sort (which would keep ties in place by chance).
   nudge::rule_set rs;
-  rs.rules.push_back(nudge::rule_builder("a").when(nudge::on("a")).then(nudge::send_sms("first")));
-  rs.rules.push_back(nudge::rule_builder("b").when(nudge::on("b")).then(nudge::send_sms("second")));
+  rs.rules.push_back(nudge::rule_builder("a").on(nudge::on("a")).then(nudge::send_sms("first")));
+  rs.rules.push_back(nudge::rule_builder("b").on(nudge::on("b")).then(nudge::send_sms("second")));
   nudge::engine engine{nudge::program::compile(rs)};
   const auto t = t0 + hours(1);
   std::vector<nudge::event> batch;

@@ -36,7 +36,7 @@ std::shared_ptr<const nudge::program> compile(std::vector<nudge::workflow> workf
                                               std::uint32_t timeline = 0) {
   nudge::rule_set rs;
   rs.rules.push_back(
-      nudge::rule_builder("hello").when(nudge::on("signup")).then(nudge::send_email("hello")));
+      nudge::rule_builder("hello").on(nudge::on("signup")).then(nudge::send_email("hello")));
   rs.workflows = std::move(workflows);
   rs.timeline_size = timeline;
   return nudge::program::compile(std::move(rs));
@@ -45,8 +45,8 @@ std::shared_ptr<const nudge::program> compile(std::vector<nudge::workflow> workf
 strings lines(const std::vector<nudge::due_action>& actions) {
   strings out;
   for (const auto& a : actions) {
-    out.push_back(fmt::format("{} {} {}/{} {}({})", nudge::format_time(a.due_at), a.contact, a.rule,
-                              a.step, a.verb(), a.arg));
+    out.push_back(fmt::format("{} {} {}/{} {}({})", nudge::format_time(a.ts), a.contact, a.rule,
+                              a.step, a.action(), a.arg));
   }
   return out;
 }
@@ -190,7 +190,7 @@ TEST_CASE("lifecycle: archiving ends the runs inside, counted as ended, and send
   const auto last = a->timeline[a->timeline.size() - 1];
   CHECK(nudge::explain_entry(*archived, last).text ==
         "workflow cart: exited: the workflow was archived (or set back to draft): the run ended");
-  CHECK(last.at == t0 + hours(2));
+  CHECK(last.ts == t0 + hours(2));
 }
 
 TEST_CASE("lifecycle: a new version moves runs by step id, keeping their pending waits",
@@ -329,7 +329,7 @@ TEST_CASE("lifecycle: split invariance and the snapshot round trip across progra
   nudge::engine first{active, &store};
   std::vector<nudge::due_action> got;
   for (const auto& e : before) {  // one event per batch
-    append(got, first.process(std::span<const nudge::event>{&e, 1}, e.at));
+    append(got, first.process(std::span<const nudge::event>{&e, 1}, e.ts));
   }
   append(got, first.advance(pause_at));
   first.change_program(paused, pause_at);
@@ -341,7 +341,7 @@ TEST_CASE("lifecycle: split invariance and the snapshot round trip across progra
   } else {
     // Through a snapshot taken during the pause, into a new engine on the paused program.
     if (split == 2) {
-      append(got, first.process(std::span<const nudge::event>{during.data(), 1}, during[0].at));
+      append(got, first.process(std::span<const nudge::event>{during.data(), 1}, during[0].ts));
     }
     std::ostringstream out;
     nudge::write_snapshot(out, nudge::take_snapshot(first, store));
@@ -394,7 +394,7 @@ TEST_CASE("lifecycle: the SQLite store takes a program change durably across reo
     engine.advance(t0 + days(3));
     for (const auto& e : db.outbox()) {  // no sink: everything stays in the outbox
       const auto& w = v2->rules().workflows.at(e.rule_index);
-      got.push_back(fmt::format("{} {} {}/{} {}({})", nudge::format_time(e.due_at), e.contact, w.id,
+      got.push_back(fmt::format("{} {} {}/{} {}({})", nudge::format_time(e.ts), e.contact, w.id,
                                 w.steps.at(e.action_index).id, nudge::action_name(e.kind), e.arg));
     }
   }

@@ -163,38 +163,38 @@ TEST_CASE("load_rules: every construct compiles to what the builder makes", "[lo
   expected.event_types = {"PURCHASE", "CART"};
   expected.owner_groups["sales"] = {"anna", "bartek", "celina"};
   expected.rules.push_back(rule_builder("triggers_event")
-                               .when(on("signup"))
+                               .on(on("signup"))
                                .then(send_email("welcome_1"))
                                .then(send_email("welcome_2") | after{days(2)})
                                .then(send_email("welcome_3") | after{days(14)} |
-                                     only_when{happened(on("email_open")).since_trigger()}));
+                                     only_if{happened(on("email_open")).since_trigger()}));
   expected.rules.push_back(
-      rule_builder("trigger_key").when(on("page_view", "/pricing")).then(web_push("pricing")));
+      rule_builder("trigger_key").on(on("page_view", "/pricing")).then(web_push("pricing")));
   expected.rules.push_back(rule_builder("trigger_prefix")
-                               .when(on_prefix("page_view", "/cart"))
+                               .on(on_prefix("page_view", "/cart"))
                                .check_after(hours(1))
                                .only_if(not_happened(on("page_view", "/thank-you")).since_trigger())
                                .then(send_sms("cart")));
   expected.rules.push_back(rule_builder("trigger_tag")
-                               .when(on("tag_added", "VIP"))
+                               .on(on("tag_added", "VIP"))
                                .only_if(status().eq("customer"))
                                .then(generate_coupon("coupon") | with_param{"value", "10%"})
                                .then(webhook("https://example.com/hook")));
   expected.rules.push_back(
       rule_builder("trigger_stage")
-          .when(on("stage_entered", "onboarding"))
+          .on(on("stage_entered", "onboarding"))
           .only_if(any({has_tag("VIP"), in_group("newsletter"), stage().eq("trial"),
                         !contact_detail("language").exists()}))
           .then(notify_owner("onboarding")));
   expected.rules.push_back(rule_builder("custom_types")
-                               .when(on("CART"))
+                               .on(on("CART"))
                                .check_after(seconds(90))
                                .only_if(not_happened(on("PURCHASE")).within(minutes(15)))
                                .then(send_email("cart_reminder"))
                                .once_per(days(1)));
   expected.rules.push_back(
       rule_builder("compare_details")
-          .when(on("purchase"))
+          .on(on("purchase"))
           .only_if(all({contact_detail("company").exists(), !contact_detail("phone").exists(),
                         contact_detail("country").eq(std::string{"PL"}),
                         contact_detail("orders").ne(std::int64_t{3}),
@@ -209,7 +209,7 @@ TEST_CASE("load_rules: every construct compiles to what the builder makes", "[lo
           .once());
   expected.rules.push_back(
       rule_builder("compare_fields")
-          .when(on("email_click"))
+          .on(on("email_click"))
           .only_if(all({status().eq(std::string{"lead"}),
                         stage().in({std::string{"trial"}, std::string{"onboarding"}}),
                         !owner().exists(), score().ge(std::int64_t{50}), score().lt(100.5),
@@ -223,7 +223,7 @@ TEST_CASE("load_rules: every construct compiles to what the builder makes", "[lo
           }()));
   expected.rules.push_back(
       rule_builder("counts")
-          .when(on("PURCHASE"))
+          .on(on("PURCHASE"))
           .only_if(all({happened(on("PURCHASE")), happened(on("PURCHASE")).exactly(5),
                         happened(on_prefix("page_view", "/p/")).within(weeks(2)).at_least(3),
                         happened(on("tag_added", "VIP")).at_most(0),
@@ -262,7 +262,7 @@ TEST_CASE("load_rules: optional top-level parts may be left out", "[load_rules]"
       R"({"rules": [{"id": "w", "on": {"event": "signup"}, "then": [{"do": "send_email", "arg": "w"}]}]})");
   REQUIRE(p->rule_count() == 1);
   const nudge::rule expected =
-      nudge::rule_builder("w").when(nudge::on("signup")).then(nudge::send_email("w")).build();
+      nudge::rule_builder("w").on(nudge::on("signup")).then(nudge::send_email("w")).build();
   CHECK(p->rules().rules[0] == expected);
   CHECK(nudge::load_rules(R"({"rules": []})")->rule_count() == 0);
 }
@@ -282,15 +282,15 @@ TEST_CASE("load_rules: the loaded program runs like the built one", "[load_rules
   nudge::engine engine{program};
   const auto t0 = nudge::from_epoch(1'700'000'000);
   std::vector<nudge::event> events{
-      {.contact = "a", .type = "purchase", .at = t0},
-      {.contact = "b", .type = "purchase", .at = t0},
-      {.contact = "b", .type = "purchase", .at = t0 + nudge::days(30)}};
+      {.contact = "a", .type = "purchase", .ts = t0},
+      {.contact = "b", .type = "purchase", .ts = t0},
+      {.contact = "b", .type = "purchase", .ts = t0 + nudge::days(30)}};
   auto due = engine.process(events, t0 + nudge::days(100));
   REQUIRE(due.size() == 2);
   CHECK(due[0].contact == "a");
-  CHECK(due[0].due_at == t0 + nudge::days(60));
+  CHECK(due[0].ts == t0 + nudge::days(60));
   CHECK(due[1].contact == "b");
-  CHECK(due[1].due_at == t0 + nudge::days(90));
+  CHECK(due[1].ts == t0 + nudge::days(90));
 }
 
 TEST_CASE("docs: every example in rules.md loads", "[load_rules][docs]") {

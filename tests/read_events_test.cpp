@@ -47,7 +47,7 @@ std::string error_of(std::string text, file_format f = file_format::csv,
 std::shared_ptr<const nudge::program> shop_program() {
   nudge::rule_set rs;
   rs.rules.push_back(
-      nudge::rule_builder("thanks").when(nudge::on("purchase")).then(nudge::send_email("thanks")));
+      nudge::rule_builder("thanks").on(nudge::on("purchase")).then(nudge::send_email("thanks")));
   return nudge::program::compile(rs);
 }
 
@@ -70,9 +70,9 @@ TEST_CASE("read_events: CSV lines become events with typed value", "[read_events
   REQUIRE(events.size() == 3);
   CHECK(events[0] == nudge::event{.contact = "c1",
                                   .type = "page_view",
-                                  .at = nudge::from_epoch(1704072094),
+                                  .ts = nudge::from_epoch(1704072094),
                                   .key = "/pricing"});
-  CHECK(events[1].at == nudge::from_epoch(1704074400));
+  CHECK(events[1].ts == nudge::from_epoch(1704074400));
   CHECK(events[1].key == "o1");
   REQUIRE(events[1].props.size() == 1);
   CHECK(std::get<double>(events[1].props.at("value")) == 19.99);
@@ -84,7 +84,7 @@ TEST_CASE("read_events: CSV columns may come in any order, and key and value are
           "[read_events][csv]") {
   auto events = parse("type,contact,ts\nsignup,c9,100\n");
   REQUIRE(events.size() == 1);
-  CHECK(events[0] == nudge::event{.contact = "c9", .type = "signup", .at = nudge::from_epoch(100)});
+  CHECK(events[0] == nudge::event{.contact = "c9", .type = "signup", .ts = nudge::from_epoch(100)});
 }
 
 TEST_CASE("read_events: quoted CSV fields are unescaped", "[read_events][csv]") {
@@ -199,14 +199,14 @@ TEST_CASE("read_events: JSON Lines with ts or at, and typed props", "[read_event
       file_format::jsonl);
   REQUIRE(events.size() == 2);
   CHECK(events[0].contact == "c1");
-  CHECK(events[0].at == nudge::from_epoch(100));
+  CHECK(events[0].ts == nudge::from_epoch(100));
   CHECK(events[0].key == "o1");
   CHECK(events[0].props.at("amount") == nudge::value{9.5});
   CHECK(events[0].props.at("n") == nudge::value{std::int64_t{2}});
   CHECK(events[0].props.at("gift") == nudge::value{true});
   CHECK(events[0].props.at("sku") == nudge::value{std::string{"x"}});
   CHECK(events[0].props.at("when") == nudge::value{nudge::from_epoch(1704067200)});
-  CHECK(events[1] == nudge::event{.contact = "c2", .type = "signup", .at = nudge::from_epoch(200)});
+  CHECK(events[1] == nudge::event{.contact = "c2", .type = "signup", .ts = nudge::from_epoch(200)});
 }
 
 TEST_CASE("read_events: bad JSON Lines are refused with the line and reason",
@@ -493,7 +493,7 @@ TEST_CASE("read_events: times as shops write them, to the second", "[read_events
       "1704103200.9,c1,e\n");
   REQUIRE(events.size() == 5);
   for (const auto& e : events) {
-    CHECK(nudge::to_epoch(e.at) == 1'704'103'200);
+    CHECK(nudge::to_epoch(e.ts) == 1'704'103'200);
   }
   auto lines = parse(
       "{\"ts\": \"2024-01-01T10:00:00.123Z\", \"contact\": \"c1\", \"type\": \"a\"}\n"
@@ -502,7 +502,7 @@ TEST_CASE("read_events: times as shops write them, to the second", "[read_events
       file_format::jsonl);
   REQUIRE(lines.size() == 3);
   for (const auto& e : lines) {
-    CHECK(nudge::to_epoch(e.at) == 1'704'103'200);
+    CHECK(nudge::to_epoch(e.ts) == 1'704'103'200);
   }
 }
 

@@ -54,7 +54,7 @@ TEST_CASE(
   const std::size_t batch = GENERATE(0, 1, 2);
   nudge::memory_store store;
   nudge::engine engine{rules(visitor_rules), &store};
-  auto result = nudge::replay(engine, contacts, events, {.batch_events = batch});
+  auto result = nudge::replay(engine, events, {.contacts_path = contacts, .batch_events = batch});
   CHECK(csv(result) ==
         "ts,contact,rule,action,arg\n"
         "1704067200,anon-1,hello_visitor,show_popup,newsletter\n"
@@ -70,8 +70,8 @@ TEST_CASE(
   CHECK(store.find("anon-2") != nullptr);
 
   // A fresh engine (nudge::replay with a program) and skip give the same: nothing is refused.
-  auto fresh = nudge::replay(rules(visitor_rules), contacts, events,
-                             {.on_error = nudge::error_policy::skip});
+  auto fresh = nudge::replay(rules(visitor_rules), events,
+                             {.contacts_path = contacts, .on_error = nudge::error_policy::skip});
   CHECK(csv(fresh) == csv(result));
   CHECK(fresh.rejected == 0);
 }
@@ -107,18 +107,18 @@ TEST_CASE("replay: the default end covers messages deferred by quiet hours", "[r
                                 "ts,contact,type,key,value\n"
                                 "1704139200,c2,newsletter,,\n"
                                 "1704146400,c1,newsletter,,\n");
-  auto result = nudge::replay(rules(quiet_rules), contacts, events);
+  auto result = nudge::replay(rules(quiet_rules), events, {.contacts_path = contacts});
   CHECK(csv(result) ==
         "ts,contact,rule,action,arg\n"
         "1704139200,c2,promo,send_email,promo\n"
         "1704182400,c1,promo,send_email,promo\n");
   CHECK(result.until == nudge::from_epoch(1704182400));
   CHECK(result.pending.timers == 0);
-  CHECK(result.stats[0].deferred_hours == 1);
+  CHECK(result.stats[0].delivery.deferred_hours == 1);
 
   // With --until before 08:00 the deferred message is reported as pending, not lost silently.
-  auto bounded =
-      nudge::replay(rules(quiet_rules), contacts, events, {.until = nudge::from_epoch(1704150000)});
+  auto bounded = nudge::replay(rules(quiet_rules), events,
+                               {.contacts_path = contacts, .until = nudge::from_epoch(1704150000)});
   CHECK(csv(bounded) == "ts,contact,rule,action,arg\n1704139200,c2,promo,send_email,promo\n");
   CHECK(bounded.pending.timers == 1);
   CHECK(bounded.pending.last == nudge::from_epoch(1704182400));
@@ -135,7 +135,7 @@ TEST_CASE("replay: the default end covers a chain of cap deferrals", "[replay][s
                                 "1704103200,c1,newsletter,,\n"
                                 "1704106800,c1,newsletter,,\n"
                                 "1704110400,c1,newsletter,,\n");
-  auto result = nudge::replay(rules(cap_rules), contacts, events);
+  auto result = nudge::replay(rules(cap_rules), events, {.contacts_path = contacts});
   CHECK(csv(result) ==
         "ts,contact,rule,action,arg\n"
         "1704103200,c1,promo,send_email,promo\n"
@@ -143,10 +143,11 @@ TEST_CASE("replay: the default end covers a chain of cap deferrals", "[replay][s
         "1704276000,c1,promo,send_email,promo\n");
   CHECK(result.until == nudge::from_epoch(1704276000));
   CHECK(result.pending.timers == 0);
-  CHECK(result.stats[0].deferred_cap == 3);  // 11:00 and 12:00, then one again at 10:00
+  CHECK(result.stats[0].delivery.deferred_cap == 3);  // 11:00 and 12:00, then one again at 10:00
 
   // The bound on extensions: after one, the second deferral is still pending and reported.
-  auto once = nudge::replay(rules(cap_rules), contacts, events, {.max_extensions = 1});
+  auto once =
+      nudge::replay(rules(cap_rules), events, {.contacts_path = contacts, .max_extensions = 1});
   CHECK(once.actions.size() == 2);
   CHECK(once.until == nudge::from_epoch(1704189600));
   CHECK(once.pending.timers == 1);
@@ -163,7 +164,7 @@ TEST_CASE("replay: recurring timers do not extend the default end and are counte
   })");
   const auto events =
       dir.write("events.csv", "ts,contact,type,key,value\n1704067200,c1,page_view,/,\n");
-  auto result = nudge::replay(program, "", events);
+  auto result = nudge::replay(program, events);
   CHECK(result.until == nudge::from_epoch(1704067200));
   CHECK(result.pending.timers == 0);
   CHECK(result.pending.recurring == 1);  // the score's decay, for ever while it is not 0
@@ -187,7 +188,7 @@ TEST_CASE("replay: messages the contacts load causes are decided before the same
   const auto contacts = dir.write("contacts.csv", "contact,status,consent\nc1,vip,email\n");
   const auto events =
       dir.write("events.csv", "ts,contact,type,key,value\n1704067200,c1,newsletter,,\n");
-  auto result = nudge::replay(program, contacts, events);
+  auto result = nudge::replay(program, events, {.contacts_path = contacts});
   CHECK(csv(result) ==
         "ts,contact,rule,action,arg\n"
         "1704067200,c1,welcome_vip,send_email,vip\n"

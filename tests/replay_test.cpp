@@ -1,5 +1,6 @@
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <span>
 #include <sstream>
 #include <string>
@@ -7,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <nudge/engine.hpp>
 #include <nudge/io/replay.hpp>
 #include <nudge/rule.hpp>
 
@@ -20,26 +22,42 @@ using test_support::temp_dir;
 using nudge::days;
 using nudge::hours;
 
+// replay takes the events file and the options, the contacts file among them
+// (replay_options::contacts_path), as Python's Engine.replay(events, contacts=None) does: a call
+// written for the old (contacts, events) order must not compile, rather than swap two strings.
+template <class Target, class... Args>
+constexpr bool can_replay = requires(Target t, Args... a) {
+  nudge::replay(t, a...);
+};
+using program_ptr = std::shared_ptr<const nudge::program>;
+static_assert(can_replay<program_ptr, std::string>);
+static_assert(can_replay<program_ptr, std::string, nudge::replay_options>);
+static_assert(can_replay<nudge::engine&, std::string, nudge::replay_options>);
+static_assert(!can_replay<program_ptr, std::string, std::string>);
+static_assert(!can_replay<program_ptr, std::string, std::string, nudge::replay_options>);
+static_assert(!can_replay<nudge::engine&, std::string, std::string>);
+static_assert(!can_replay<nudge::engine&, std::string, std::string, nudge::replay_options>);
+
 // A small shop: status on purchase, a win-back 60 days after the last purchase, a capped
 // abandoned-cart reminder, and a once-only interest push.
 std::shared_ptr<const nudge::program> shop_program() {
   nudge::rule_set rs;
   rs.rules.push_back(nudge::rule_builder("become_customer")
-                         .when(nudge::on("purchase"))
+                         .on(nudge::on("purchase"))
                          .then(nudge::set_status("customer")));
   rs.rules.push_back(nudge::rule_builder("winback")
-                         .when(nudge::on("purchase"))
+                         .on(nudge::on("purchase"))
                          .check_after(days(60))
                          .only_if(nudge::not_happened(nudge::on("purchase")).within(days(60)))
                          .then(nudge::send_email("winback")));
   rs.rules.push_back(nudge::rule_builder("abandoned_cart")
-                         .when(nudge::on("cart"))
+                         .on(nudge::on("cart"))
                          .check_after(hours(1))
                          .only_if(nudge::not_happened(nudge::on("purchase")).within(hours(1)))
                          .at_most(1, hours(24))
                          .then(nudge::send_email("cart_reminder")));
   rs.rules.push_back(nudge::rule_builder("interest_1")
-                         .when(nudge::on("page_view", "/p/1"))
+                         .on(nudge::on("page_view", "/p/1"))
                          .once()
                          .then(nudge::web_push("p1")));
   return nudge::program::compile(rs);
@@ -71,8 +89,8 @@ const std::string expected_csv =
 TEST_CASE("replay: a log through a program gives the due actions sorted by time and contact",
           "[replay]") {
   temp_dir dir;
-  auto result = nudge::replay(shop_program(), dir.write("contacts.csv", contacts_csv),
-                              dir.write("events.csv", events_csv));
+  auto result = nudge::replay(shop_program(), dir.write("events.csv", events_csv),
+                              {.contacts_path = dir.write("contacts.csv", contacts_csv)});
   CHECK(csv(result) == expected_csv);
   CHECK(result.contacts_read == 2);
   CHECK(result.events_read == 6);
@@ -98,9 +116,10 @@ TEST_CASE("replay: any batch size gives the same actions and statistics", "[repl
   const auto contacts = dir.write("contacts.csv", contacts_csv);
   const auto events = dir.write("events.csv", events_csv);
   auto program = shop_program();
-  const auto whole = nudge::replay(program, contacts, events, {.batch_events = 0});
+  const auto whole = nudge::replay(program, events, {.contacts_path = contacts, .batch_events = 0});
   const std::size_t size = GENERATE(1, 2, 3, 5, 100, nudge::replay_options::default_batch_events);
-  const auto batched = nudge::replay(program, contacts, events, {.batch_events = size});
+  const auto batched =
+      nudge::replay(program, events, {.contacts_path = contacts, .batch_events = size});
   CHECK(csv(batched) == csv(whole));
   CHECK(batched.stats == whole.stats);
 }
@@ -113,7 +132,7 @@ TEST_CASE("replay: timers due at an event's instant fire after that event", "[re
                                 "1704067200,c1,cart,sku1,\n"
                                 "1704070800,c1,purchase,o1,5.00\n");
   const std::size_t size = GENERATE(0, 1);
-  auto result = nudge::replay(shop_program(), "", events,
+  auto result = nudge::replay(shop_program(), events,
                               {.until = nudge::from_epoch(1704070800), .batch_events = size});
   CHECK(csv(result) == "ts,contact,rule,action,arg\n");
   CHECK(result.stats[2].failed == 1);
@@ -122,15 +141,14 @@ TEST_CASE("replay: timers due at an event's instant fire after that event", "[re
 TEST_CASE("replay: --until bounds timers and refuses later events", "[replay][clock]") {
   temp_dir dir;
   const auto events = dir.write("events.csv", events_csv);
-  auto result = nudge::replay(shop_program(), "", events,
-                              {.until = nudge::from_epoch(1704072600) + days(30)});
+  auto result =
+      nudge::replay(shop_program(), events, {.until = nudge::from_epoch(1704072600) + days(30)});
   CHECK(csv(result) ==
         "ts,contact,rule,action,arg\n"
         "1704067200,c1,interest_1,web_push,p1\n"
         "1704070800,c2,abandoned_cart,send_email,cart_reminder\n");
-  CHECK_THROWS_WITH(
-      nudge::replay(shop_program(), "", events, {.until = nudge::from_epoch(1704070000)}),
-      events + ":5: ts 1704070800 is after the end of the replay (1704070000)");
+  CHECK_THROWS_WITH(nudge::replay(shop_program(), events, {.until = nudge::from_epoch(1704070000)}),
+                    events + ":5: ts 1704070800 is after the end of the replay (1704070000)");
 }
 
 TEST_CASE("replay: with stop the first bad line ends the replay with file:line",
@@ -138,7 +156,7 @@ TEST_CASE("replay: with stop the first bad line ends the replay with file:line",
   temp_dir dir;
   const auto contacts = dir.write("contacts.csv", contacts_csv);
   const auto events = dir.write("events.csv", events_csv + "1704072600,c9,sigup,,\n");
-  CHECK_THROWS_WITH(nudge::replay(shop_program(), contacts, events),
+  CHECK_THROWS_WITH(nudge::replay(shop_program(), events, {.contacts_path = contacts}),
                     events + ":8: unknown event type \"sigup\"");
 }
 
@@ -152,8 +170,9 @@ TEST_CASE("replay: with skip bad lines go to the rejects file and are counted",
                                                   "1704072600,c1,sigup,,\n");
   std::vector<nudge::input_problem> heard;
   auto result =
-      nudge::replay(shop_program(), contacts, events,
-                    {.on_error = nudge::error_policy::skip,
+      nudge::replay(shop_program(), events,
+                    {.contacts_path = contacts,
+                     .on_error = nudge::error_policy::skip,
                      .rejects_path = (dir.path / "rejects.txt").string(),
                      .on_reject = [&](const nudge::input_problem& p) { heard.push_back(p); }});
   CHECK(csv(result) == expected_csv);
@@ -170,7 +189,7 @@ TEST_CASE("replay: with skip bad lines go to the rejects file and are counted",
 TEST_CASE("replay: without a contacts file events create their contacts", "[replay]") {
   temp_dir dir;
   auto result = nudge::replay(
-      shop_program(), "",
+      shop_program(),
       dir.write("events.jsonl",
                 R"({"ts": 1704067200, "contact": "v1", "type": "page_view", "key": "/p/1"})"
                 "\n"));
@@ -186,7 +205,7 @@ TEST_CASE("events_before_last_instant: the events a piece hands on before its la
     nudge::event e;
     e.contact = "c1";
     e.type = "page_view";
-    e.at = nudge::from_epoch(t);
+    e.ts = nudge::from_epoch(t);
     return e;
   };
   const std::vector<nudge::event> none;
@@ -211,17 +230,17 @@ TEST_CASE("write_actions_csv: fields with commas, quotes and line breaks are quo
   const std::string quoted = "say \"hi\"";
   std::vector<nudge::due_action> actions(3);
   actions[0].contact = "Smith, John";
-  actions[0].due_at = nudge::from_epoch(1704103200);
+  actions[0].ts = nudge::from_epoch(1704103200);
   actions[0].rule = "hello";
   actions[0].arg = arg;
   actions[1].contact = "two\nlines";
-  actions[1].due_at = nudge::from_epoch(1704103200);
+  actions[1].ts = nudge::from_epoch(1704103200);
   actions[1].rule = "wf,1";
   actions[1].step = "s1";
   actions[1].kind = nudge::action_kind::send_sms;
   actions[1].arg = quoted;
   actions[2].contact = "plain";
-  actions[2].due_at = nudge::from_epoch(1704103201);
+  actions[2].ts = nudge::from_epoch(1704103201);
   actions[2].rule = "hello";
   actions[2].arg = "x";
   std::ostringstream out;

@@ -24,7 +24,7 @@ std::string runs(const nudge::rule& r, const std::vector<nudge::time_point>& tim
   auto p = nudge::program::compile(std::move(rs));
   std::vector<nudge::event> events;
   for (auto t : times) {
-    events.push_back({.contact = "ann", .type = "probe", .at = t});
+    events.push_back({.contact = "ann", .type = "probe", .ts = t});
   }
   auto out = nudge::evaluate(*p, p->new_state({.id = "ann"}), events, times.back());
   std::string s;
@@ -51,7 +51,7 @@ std::string runs(const nudge::rule& r, const std::vector<nudge::time_point>& tim
 
 nudge::rule_builder probe_rule() {
   nudge::rule_builder b{"r"};
-  b.when(nudge::on("probe")).then(nudge::send_email("x"));
+  b.on(nudge::on("probe")).then(nudge::send_email("x"));
   return b;
 }
 
@@ -76,12 +76,12 @@ nudge::rule_set one(nudge::rule r) {
 TEST_CASE("rule: the builder reads like the sentence and yields plain data", "[rule][builder]") {
   const nudge::rule r =
       nudge::rule_builder("cart")
-          .when(nudge::on_prefix("page_view", "/cart"))
+          .on(nudge::on_prefix("page_view", "/cart"))
           .check_after(nudge::hours(1))
           .only_if(nudge::not_happened(nudge::on("purchase")).since_trigger())
           .then(nudge::send_email("reminder") | nudge::with_param{"subject", "Forgot something?"})
           .then(nudge::send_sms("reminder") | nudge::after{nudge::days(1)} |
-                nudge::only_when{nudge::not_happened(nudge::on("purchase")).since_trigger()})
+                nudge::only_if{nudge::not_happened(nudge::on("purchase")).since_trigger()})
           .then(nudge::add_tag("cart_abandoned") | nudge::notify_host{})
           .once_per(nudge::days(7))
           .at_most(3, nudge::days(30))
@@ -89,13 +89,14 @@ TEST_CASE("rule: the builder reads like the sentence and yields plain data", "[r
   CHECK(r.id == "cart");
   CHECK(r.trigger == nudge::event_match{"page_view", nudge::key_match::prefix, "/cart"});
   CHECK(r.delay == nudge::hours(1));
-  CHECK(r.when == nudge::condition(nudge::not_happened(nudge::on("purchase")).since_trigger()));
+  CHECK(r.condition ==
+        nudge::condition(nudge::not_happened(nudge::on("purchase")).since_trigger()));
   REQUIRE(r.actions.size() == 3);
   CHECK(r.actions[0].kind == nudge::action_kind::send_email);
   CHECK(r.actions[0].arg == "reminder");
   CHECK(r.actions[0].params == nudge::name_map<std::string>{{"subject", "Forgot something?"}});
   CHECK(r.actions[1].delay == nudge::days(1));
-  CHECK(r.actions[1].when.has_value());
+  CHECK(r.actions[1].condition.has_value());
   CHECK(r.actions[2].notify);
   CHECK(nudge::is_external(r.actions[0].kind));
   CHECK_FALSE(nudge::is_external(r.actions[2].kind));
@@ -117,12 +118,10 @@ TEST_CASE("rule: compilation reports every problem with its pointer", "[rule][er
   SECTION("several problems at once, in order") {
     nudge::rule_set rs;
     rs.owner_groups["empty"] = {};
+    rs.rules.push_back(nudge::rule_builder("").on(nudge::on("signup")).then(nudge::send_email("")));
+    rs.rules.push_back(nudge::rule_builder("a").on(nudge::on("")).check_after(nudge::seconds(-1)));
     rs.rules.push_back(
-        nudge::rule_builder("").when(nudge::on("signup")).then(nudge::send_email("")));
-    rs.rules.push_back(
-        nudge::rule_builder("a").when(nudge::on("")).check_after(nudge::seconds(-1)));
-    rs.rules.push_back(
-        nudge::rule_builder("a").when(nudge::on("signup")).then(nudge::assign_owner("sales")));
+        nudge::rule_builder("a").on(nudge::on("signup")).then(nudge::assign_owner("sales")));
     try {
       nudge::program::compile(rs);
       FAIL("compiled");
@@ -198,7 +197,7 @@ TEST_CASE("rule: compilation reports every problem with its pointer", "[rule][er
     CHECK(compile_error(with(nudge::in_group(""))) == "/rules/0/if: a group is required");
     // Action conditions are checked too.
     CHECK(compile_error(one(
-              probe_rule().then(nudge::send_email("y") | nudge::only_when{nudge::has_tag("")}))) ==
+              probe_rule().then(nudge::send_email("y") | nudge::only_if{nudge::has_tag("")}))) ==
           "/rules/0/then/1/if: a tag is required");
   }
   SECTION("limits") {
@@ -210,7 +209,7 @@ TEST_CASE("rule: compilation reports every problem with its pointer", "[rule][er
     limits = {};
     limits.max_rules = 1;
     nudge::rule_set two;
-    two.rules = {probe_rule(), nudge::rule_builder("s").when(nudge::on("probe"))};
+    two.rules = {probe_rule(), nudge::rule_builder("s").on(nudge::on("probe"))};
     CHECK(compile_error(two, limits) == "/rules: 2 rules; at most 1 are allowed");
   }
 }
@@ -224,10 +223,10 @@ TEST_CASE("rule: once runs at most one passing check per contact, ever", "[rule]
   rs.event_types = {"probe"};
   rs.rules.push_back(tagged);
   auto p = nudge::program::compile(rs);
-  std::vector<nudge::event> events{{.contact = "ann", .type = "probe", .at = t0},
-                                   {.contact = "ann", .type = "tag_added", .at = t0, .key = "ok"},
-                                   {.contact = "ann", .type = "probe", .at = t0},
-                                   {.contact = "ann", .type = "probe", .at = t0}};
+  std::vector<nudge::event> events{{.contact = "ann", .type = "probe", .ts = t0},
+                                   {.contact = "ann", .type = "tag_added", .ts = t0, .key = "ok"},
+                                   {.contact = "ann", .type = "probe", .ts = t0},
+                                   {.contact = "ann", .type = "probe", .ts = t0}};
   auto out = nudge::evaluate(*p, p->new_state({.id = "ann"}), events, t0);
   CHECK(out.actions.size() == 1);
   CHECK(out.state.rule_runs.at(0).runs == 1);
@@ -260,12 +259,12 @@ TEST_CASE("rule: the program knows its event types, delays and rules", "[rule][p
   nudge::rule_set rs;
   rs.event_types = {"REFUND"};
   rs.rules.push_back(nudge::rule_builder("loyal")
-                         .when(nudge::on("order"))
+                         .on(nudge::on("order"))
                          .check_after(nudge::days(60))
                          .only_if(nudge::happened(nudge::on("PURCHASE")))
                          .then(nudge::send_email("a") | nudge::after{nudge::days(6)}));
   rs.rules.push_back(
-      nudge::rule_builder("quick").when(nudge::on("signup")).check_after(nudge::days(65)));
+      nudge::rule_builder("quick").on(nudge::on("signup")).check_after(nudge::days(65)));
   auto p = nudge::program::compile(rs);
   CHECK(p->rule_count() == 2);
   CHECK(p->find_rule("quick") == 1u);
@@ -287,7 +286,7 @@ TEST_CASE("rule: the program keeps only the history its conditions read", "[rule
     rs.event_types = {"probe"};
     for (std::size_t i = 0; i < conditions.size(); ++i) {
       rs.rules.push_back(nudge::rule_builder(fmt::format("r{}", i))
-                             .when(nudge::on("probe"))
+                             .on(nudge::on("probe"))
                              .only_if(conditions[i])
                              .then(nudge::send_email("x")));
     }
@@ -303,9 +302,9 @@ TEST_CASE("rule: the program keeps only the history its conditions read", "[rule
   // A delayed action's condition counts too.
   nudge::rule_set rs;
   rs.rules.push_back(nudge::rule_builder("drip")
-                         .when(nudge::on("signup"))
+                         .on(nudge::on("signup"))
                          .then(nudge::send_email("2") |
-                               nudge::only_when{happened(on("email_open", "1")).since_trigger()}));
+                               nudge::only_if{happened(on("email_open", "1")).since_trigger()}));
   CHECK(nudge::program::compile(rs)->history_slot_count() == 1);
 }
 
@@ -315,13 +314,13 @@ TEST_CASE("rule: a windowed count keeps only as many event times as its bound ne
   rs.event_types = {"probe"};
   rs.rules.push_back(
       nudge::rule_builder("frequent")
-          .when(nudge::on("probe"))
+          .on(nudge::on("probe"))
           .only_if(nudge::happened(nudge::on("purchase")).within(nudge::days(30)).at_least(3))
           .then(nudge::send_email("x")));
   auto p = nudge::program::compile(rs);
   std::vector<nudge::event> events;
   for (int i = 0; i < 10; ++i) {
-    events.push_back({.contact = "ann", .type = "purchase", .at = t0 + nudge::days(i)});
+    events.push_back({.contact = "ann", .type = "purchase", .ts = t0 + nudge::days(i)});
   }
   auto out = nudge::evaluate(*p, p->new_state({.id = "ann"}), events, t0 + nudge::days(9));
   REQUIRE(out.state.history.size() == 1);

@@ -18,7 +18,7 @@ using test_support::ev;
 using test_support::t0;
 
 std::string line(const nudge::due_action& a) {
-  return fmt::format("{} {} {} {}({})", nudge::format_time(a.due_at), a.contact, a.rule, a.verb(),
+  return fmt::format("{} {} {} {}({})", nudge::format_time(a.ts), a.contact, a.rule, a.action(),
                      a.arg);
 }
 
@@ -67,7 +67,7 @@ TEST_CASE("scenario: reactivation e-mails a visitor who has not come back to the
   nudge::rule_set rs;
   rs.rules.push_back(
       nudge::rule_builder("reactivation")
-          .when(nudge::on("page_view", "/pricing"))
+          .on(nudge::on("page_view", "/pricing"))
           .check_after(nudge::days(60))  // "check in 2 months"
           .only_if(nudge::not_happened(nudge::on("page_view", "/pricing")).within(nudge::days(60)))
           .then(nudge::send_email("come_back")));
@@ -101,7 +101,7 @@ TEST_CASE("scenario: reactivation e-mails a customer with no PURCHASE for 60 day
   rs.event_types = {"PURCHASE"};
   rs.rules.push_back(
       nudge::rule_builder("reactivation_purchase")
-          .when(nudge::on("PURCHASE"))
+          .on(nudge::on("PURCHASE"))
           .check_after(nudge::days(60))
           .only_if(nudge::not_happened(nudge::on("PURCHASE")).within(nudge::days(60)))
           .then(nudge::send_email("winback")));
@@ -131,7 +131,7 @@ TEST_CASE("scenario: abandoned cart via the cart URL without the thank-you page"
   nudge::rule_set rs;
   rs.rules.push_back(
       nudge::rule_builder("cart_url")
-          .when(nudge::on_prefix("page_view", "/cart"))
+          .on(nudge::on_prefix("page_view", "/cart"))
           .check_after(nudge::hours(1))
           .only_if(nudge::not_happened(nudge::on("page_view", "/thank-you")).since_trigger())
           .then(nudge::send_email("cart_reminder"))
@@ -163,7 +163,7 @@ TEST_CASE("scenario: abandoned cart via a custom CART event without PURCHASE", "
   rs.event_types = {"CART", "PURCHASE", "REFUND"};
   rs.rules.push_back(
       nudge::rule_builder("cart_event")
-          .when(nudge::on("CART"))
+          .on(nudge::on("CART"))
           .check_after(nudge::hours(2))
           .only_if(nudge::not_happened(nudge::on("PURCHASE")).since_trigger())
           .then(nudge::send_email("cart_reminder") | nudge::with_param{"channel", "shop"}));
@@ -204,15 +204,15 @@ TEST_CASE("scenario: a customer tagged VIP gets a coupon and an e-mail carrying 
           "[scenario][coupon]") {
   nudge::rule_set rs;
   rs.rules.push_back(nudge::rule_builder("customer_on_purchase")
-                         .when(nudge::on("purchase"))
+                         .on(nudge::on("purchase"))
                          .then(nudge::set_status("customer")));
   rs.rules.push_back(nudge::rule_builder("vip_after_three")
-                         .when(nudge::on("purchase"))
+                         .on(nudge::on("purchase"))
                          .only_if(nudge::happened(nudge::on("purchase")).at_least(3))
                          .then(nudge::add_tag("vip")));
   rs.rules.push_back(
       nudge::rule_builder("coupon")
-          .when(nudge::on(std::string{nudge::event_types::tag_added}, "vip"))
+          .on(nudge::on(std::string{nudge::event_types::tag_added}, "vip"))
           .only_if(nudge::status().eq("customer"))
           .then(nudge::generate_coupon("10_percent") | nudge::with_param{"value", "10%"})
           .then(nudge::send_email("your_coupon") |
@@ -260,12 +260,12 @@ TEST_CASE("scenario: lead assignment picks a rep by hash of the contact id", "[s
   const auto qualified =
       nudge::any({nudge::contact_detail("company").exists(), nudge::stage().eq("sql")});
   rs.rules.push_back(nudge::rule_builder("lead_by_visit")
-                         .when(nudge::on("page_view", "/pricing"))
+                         .on(nudge::on("page_view", "/pricing"))
                          .only_if(qualified)
                          .then(nudge::assign_owner("reps") | nudge::notify_host{})
                          .then(nudge::notify_owner("new_lead")));
   rs.rules.push_back(nudge::rule_builder("lead_by_tag")
-                         .when(nudge::on("tag_added", "hot"))
+                         .on(nudge::on("tag_added", "hot"))
                          .only_if(qualified)
                          .then(nudge::assign_owner("reps") | nudge::notify_host{}));
   shop s{rs};
@@ -306,9 +306,9 @@ TEST_CASE("scenario: lead assignment spreads contacts over reps", "[scenario][le
   rs.owner_groups["reps"] = reps;
   auto salted = nudge::assign_owner("reps") | nudge::notify_host{};
   salted.salt = "2024-q1";
-  rs.rules.push_back(nudge::rule_builder("salted").when(nudge::on("page_view")).then(salted));
+  rs.rules.push_back(nudge::rule_builder("salted").on(nudge::on("page_view")).then(salted));
   rs.rules.push_back(nudge::rule_builder("round_robin")
-                         .when(nudge::on("signup"))
+                         .on(nudge::on("signup"))
                          .then(nudge::assign_owner("reps", nudge::owner_pick::round_robin) |
                                nudge::notify_host{}));
   shop s{rs};
@@ -353,20 +353,19 @@ TEST_CASE("scenario: education drip, each next message only if the previous was 
           "[scenario][education]") {
   nudge::rule_set rs;
   rs.rules.push_back(nudge::rule_builder("enter_onboarding")
-                         .when(nudge::on("signup"))
+                         .on(nudge::on("signup"))
                          .then(nudge::set_stage("onboarding")));
   rs.rules.push_back(
       nudge::rule_builder("education")
-          .when(nudge::on("stage_entered", "onboarding"))
+          .on(nudge::on("stage_entered", "onboarding"))
           .only_if(nudge::any(
               {nudge::has_tag("newsletter"), nudge::contact_detail("language").exists()}))
           .then(nudge::send_email("edu_1"))
           .then(nudge::notify_owner("edu_started"))
           .then(nudge::send_email("edu_2") | nudge::after{nudge::days(3)} |
-                nudge::only_when{nudge::happened(nudge::on("email_open", "edu_1")).since_trigger()})
-          .then(
-              nudge::send_email("edu_3") | nudge::after{nudge::days(6)} |
-              nudge::only_when{nudge::happened(nudge::on("email_open", "edu_2")).since_trigger()}));
+                nudge::only_if{nudge::happened(nudge::on("email_open", "edu_1")).since_trigger()})
+          .then(nudge::send_email("edu_3") | nudge::after{nudge::days(6)} |
+                nudge::only_if{nudge::happened(nudge::on("email_open", "edu_2")).since_trigger()}));
   shop s{rs};
   s.engine.upsert_contacts(
       std::vector<nudge::contact>{with_detail("ann", "language", std::string{"pl"}),
@@ -407,14 +406,14 @@ TEST_CASE("scenario: restaurant loyalty thanks each order, rewards the fifth, mi
   nudge::rule_set rs;
   rs.event_types = {"order"};
   rs.rules.push_back(nudge::rule_builder("order_thanks")
-                         .when(nudge::on("order"))
+                         .on(nudge::on("order"))
                          .then(nudge::send_email("thanks_for_order")));
   rs.rules.push_back(nudge::rule_builder("fifth_order")
-                         .when(nudge::on("order"))
+                         .on(nudge::on("order"))
                          .only_if(nudge::happened(nudge::on("order")).exactly(5))
                          .then(nudge::send_sms("fifth_order_reward")));
   rs.rules.push_back(nudge::rule_builder("we_miss_you")
-                         .when(nudge::on("order"))
+                         .on(nudge::on("order"))
                          .check_after(nudge::days(30))
                          .only_if(nudge::not_happened(nudge::on("order")).within(nudge::days(30)))
                          .then(nudge::send_email("we_miss_you")));

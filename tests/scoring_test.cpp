@@ -57,10 +57,10 @@ TEST_CASE("scoring: a threshold crossing raises score_crossed once until re-arme
   rs.scoring.thresholds = {{"hot", 100}, {"warm", 50}};
   rs.event_types = {"refund"};
   rs.rules = {nudge::rule_builder("hot")
-                  .when(nudge::on("score_crossed", "hot"))
+                  .on(nudge::on("score_crossed", "hot"))
                   .then(nudge::notify_owner("hot_lead")),
               nudge::rule_builder("warm")
-                  .when(nudge::on("score_crossed", "warm"))
+                  .on(nudge::on("score_crossed", "warm"))
                   .only_if(nudge::score().ge(50))
                   .then(nudge::send_email("warm"))};
   nudge::engine e{nudge::program::compile(rs)};
@@ -82,7 +82,7 @@ TEST_CASE("scoring: decay halves the score at each 30-day grid instant, to the s
   rs.scoring.thresholds = {{"hot", 80}};
   rs.segments = {{"hot", nudge::score().ge(80)}};
   rs.rules = {nudge::rule_builder("cooled")
-                  .when(nudge::on_segment_exited("hot"))
+                  .on(nudge::on_segment_exited("hot"))
                   .then(nudge::send_email("come_back"))};
   nudge::engine e{nudge::program::compile(rs)};
   // Grid instants are multiples of 30 days since the epoch: 19710 days is one, 2023-12-19.

@@ -39,7 +39,7 @@ std::string out(nudge::time_point t, const std::string& who, const std::string& 
 }
 
 nudge::rule on_event(std::string id, std::string type, std::vector<nudge::action> actions) {
-  auto b = nudge::rule_builder(std::move(id)).when(nudge::on(std::move(type)));
+  auto b = nudge::rule_builder(std::move(id)).on(nudge::on(std::move(type)));
   for (auto& a : actions) {
     b.then(std::move(a));
   }
@@ -213,7 +213,7 @@ TEST_CASE("segment inputs: one batch (re-evaluating what changed) equals one eve
        on_event("customer", "purchase", {nudge::set_status("customer")}),
        on_event("refund", "app_session", {nudge::set_status("lead"), nudge::add_score(-3)}),
        nudge::rule_builder("hot_spender")
-           .when(nudge::on_segment_entered("hot"))
+           .on(nudge::on_segment_entered("hot"))
            .only_if(nudge::in_segment("spender"))
            .then(nudge::add_tag("vip"))},
       s);
@@ -241,10 +241,10 @@ TEST_CASE("segment inputs: one batch (re-evaluating what changed) equals one eve
   strings got;
   for (std::size_t i = 0; i < events.size();) {
     std::size_t j = i + 1;
-    while (j < events.size() && events[j].at == events[j - 1].at) {
+    while (j < events.size() && events[j].ts == events[j - 1].ts) {
       ++j;
     }
-    auto part = lines(split.process(std::span{events.data() + i, j - i}, events[j - 1].at));
+    auto part = lines(split.process(std::span{events.data() + i, j - i}, events[j - 1].ts));
     got.insert(got.end(), part.begin(), part.end());
     i = j;
   }

@@ -150,13 +150,13 @@ TEST_CASE("segment: first and last occurrence, and no purchase for 60 days", "[s
 
 TEST_CASE("segment: rules read in_segment, segments build on earlier segments", "[segment]") {
   nudge::rule probe = nudge::rule_builder("vip_probe")
-                          .when(nudge::on("probe"))
+                          .on(nudge::on("probe"))
                           .only_if(nudge::in_segment("vip"))
                           .then(nudge::send_sms("vip"));
   auto p = compile(
       {{"buyer", nudge::happened(nudge::on("purchase")).within(days(30))},
        {"vip", nudge::all({nudge::in_segment("buyer"), nudge::has_tag("gold")})}},
-      {probe, nudge::rule_builder("gild").when(nudge::on("signup")).then(nudge::add_tag("gold"))});
+      {probe, nudge::rule_builder("gild").on(nudge::on("signup")).then(nudge::add_tag("gold"))});
   nudge::engine e{p};
   const std::vector events{ev("ann", "probe", t0), ev("ann", "purchase", t0 + hours(1)),
                            ev("ann", "signup", t0 + hours(2)), ev("ann", "probe", t0 + hours(3)),
@@ -197,13 +197,12 @@ TEST_CASE("segment: compile rejects bad segments with pointers", "[segment][erro
 TEST_CASE("segment: a segment event loop is a rule cycle, and the batch changes nothing",
           "[segment][cascade]") {
   // Entering "plain" tags the contact, which makes it leave, which untags it, ...
-  auto p = compile({{"plain", nudge::negate(nudge::has_tag("x"))}},
-                   {nudge::rule_builder("tag")
-                        .when(nudge::on_segment_entered("plain"))
-                        .then(nudge::add_tag("x")),
-                    nudge::rule_builder("untag")
-                        .when(nudge::on_segment_exited("plain"))
-                        .then(nudge::remove_tag("x"))});
+  auto p = compile(
+      {{"plain", nudge::negate(nudge::has_tag("x"))}},
+      {nudge::rule_builder("tag").on(nudge::on_segment_entered("plain")).then(nudge::add_tag("x")),
+       nudge::rule_builder("untag")
+           .on(nudge::on_segment_exited("plain"))
+           .then(nudge::remove_tag("x"))});
   nudge::engine e{p};
   CHECK_THROWS_AS(e.process(std::vector{ev("ann", "signup", t0)}, t0), nudge::rule_cycle_error);
   CHECK_FALSE(e.find_contact("ann"));
@@ -240,10 +239,10 @@ TEST_CASE("segment: the same events in one batch or split give the same actions 
   for (std::size_t i = 0; i < events.size();) {
     std::size_t j = std::min(i + step, events.size());
     // Batch boundaries after all events of an instant (the documented condition).
-    while (j < events.size() && events[j].at == events[j - 1].at) {
+    while (j < events.size() && events[j].ts == events[j - 1].ts) {
       ++j;
     }
-    auto out = lines(split.process(std::span{events.data() + i, j - i}, events[j - 1].at));
+    auto out = lines(split.process(std::span{events.data() + i, j - i}, events[j - 1].ts));
     got.insert(got.end(), out.begin(), out.end());
     i = j;
   }
@@ -389,10 +388,10 @@ TEST_CASE("segment: a rule file's segments and scoring are the C++ ones", "[segm
   expected.scoring.decay = nudge::score_decay{days(30), 0.5, 0};
   expected.scoring.thresholds = {{"hot", 100}};
   expected.rules = {nudge::rule_builder("welcome_active")
-                        .when(nudge::on_segment_entered("active"))
+                        .on(nudge::on_segment_entered("active"))
                         .then(nudge::send_email("active")),
                     nudge::rule_builder("hot_lead")
-                        .when(nudge::on("score_crossed", "hot"))
+                        .on(nudge::on("score_crossed", "hot"))
                         .only_if(nudge::in_segment("vip"))
                         .then(nudge::notify_owner("hot"))};
   CHECK(parsed.segments == expected.segments);

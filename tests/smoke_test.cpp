@@ -6,7 +6,7 @@ TEST_CASE("engine: delayed check sees purchases made during the delay", "[engine
   nudge::rule_set rs;
   rs.rules.push_back(
       nudge::rule_builder("winback")
-          .when(nudge::on("purchase"))
+          .on(nudge::on("purchase"))
           .check_after(nudge::days(60))
           .only_if(nudge::not_happened(nudge::on("purchase")).within(nudge::days(60)))
           .then(nudge::send_email("winback")));
@@ -14,17 +14,17 @@ TEST_CASE("engine: delayed check sees purchases made during the delay", "[engine
   nudge::engine engine{program};
   const auto t0 = nudge::from_epoch(1'700'000'000);
   std::vector<nudge::event> events{
-      {.contact = "a", .type = "purchase", .at = t0},
-      {.contact = "b", .type = "purchase", .at = t0},
-      {.contact = "b", .type = "purchase", .at = t0 + nudge::days(30)}};
+      {.contact = "a", .type = "purchase", .ts = t0},
+      {.contact = "b", .type = "purchase", .ts = t0},
+      {.contact = "b", .type = "purchase", .ts = t0 + nudge::days(30)}};
   auto due = engine.process(events, t0 + nudge::days(30));
   REQUIRE(due.empty());
   due = engine.advance(t0 + nudge::days(100));
   REQUIRE(due.size() == 2);
   CHECK(due[0].contact == "a");
-  CHECK(due[0].due_at == t0 + nudge::days(60));
+  CHECK(due[0].ts == t0 + nudge::days(60));
   CHECK(due[1].contact == "b");
-  CHECK(due[1].due_at == t0 + nudge::days(90));
+  CHECK(due[1].ts == t0 + nudge::days(90));
   CHECK(engine.stats()[0].triggered == 3);
   CHECK(engine.stats()[0].passed == 2);
   CHECK(engine.stats()[0].failed == 1);
@@ -35,7 +35,7 @@ TEST_CASE("program: absurd windowed counts and caps are refused, not kept in mem
   nudge::rule_set rs;
   rs.rules.push_back(
       nudge::rule_builder("many")
-          .when(nudge::on("purchase"))
+          .on(nudge::on("purchase"))
           .only_if(
               nudge::happened(nudge::on("purchase")).within(nudge::days(1)).at_least(1'000'000'000))
           .at_most(1'000'000'000'000, nudge::days(1))

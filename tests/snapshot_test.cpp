@@ -24,15 +24,15 @@ using nudge::hours;
 std::shared_ptr<const nudge::program> small_program(const std::string& template_name = "winback") {
   nudge::rule_set rs;
   rs.rules.push_back(nudge::rule_builder("become_customer")
-                         .when(nudge::on("purchase"))
+                         .on(nudge::on("purchase"))
                          .then(nudge::set_status("customer")));
   rs.rules.push_back(nudge::rule_builder("winback")
-                         .when(nudge::on("purchase"))
+                         .on(nudge::on("purchase"))
                          .check_after(days(60))
                          .only_if(nudge::not_happened(nudge::on("purchase")).within(days(60)))
                          .then(nudge::send_email(template_name)));
   rs.rules.push_back(nudge::rule_builder("cart")
-                         .when(nudge::on("cart"))
+                         .on(nudge::on("cart"))
                          .check_after(hours(1))
                          .at_most(2, days(1))
                          .then(nudge::send_email("cart_reminder")));
@@ -92,7 +92,7 @@ nudge::contact_state rich_state() {
   // first and the decoded (unwrapped) ring must still compare equal.
   for (std::uint32_t i = 0; i < 5; ++i) {
     nudge::timeline_entry e;
-    e.at = from_epoch(1704000000 + i);
+    e.ts = from_epoch(1704000000 + i);
     e.until = from_epoch(1704100000 + i);
     e.source = 2;
     e.step = i % 2 == 0 ? 0 : nudge::timeline_none;
@@ -294,11 +294,11 @@ TEST_CASE(
   // Cut between distinct timestamps, and process the first half up to just before the second's
   // first event, as a replay with batches does.
   std::size_t cut = d.events.size() / 2;
-  while (d.events[cut].at == d.events[cut - 1].at) {
+  while (d.events[cut].ts == d.events[cut - 1].ts) {
     ++cut;
   }
-  const auto mid = d.events[cut].at - nudge::seconds(1);
-  const auto until = d.events.back().at + d.program->longest_delay();
+  const auto mid = d.events[cut].ts - nudge::seconds(1);
+  const auto until = d.events.back().ts + d.program->longest_delay();
   const std::span<const nudge::event> first{d.events.data(), cut};
   const std::span<const nudge::event> second{d.events.data() + cut, d.events.size() - cut};
 
@@ -364,14 +364,14 @@ TEST_CASE("snapshot: a file that cannot be written names the path, the step and 
 TEST_CASE("snapshot: timers at the edge of the supported range round-trip") {
   nudge::rule_set rs;
   rs.rules.push_back(nudge::rule_builder("w")
-                         .when(nudge::on("purchase"))
+                         .on(nudge::on("purchase"))
                          .check_after(days(36'500))  // program_limits::max_delay
                          .then(nudge::send_email("x")));
   const auto program = nudge::program::compile(rs);
   nudge::memory_store store;
   nudge::engine engine{program, &store};
   const std::vector<nudge::event> events{
-      {.contact = "c1", .type = "purchase", .at = nudge::max_input_time}};
+      {.contact = "c1", .type = "purchase", .ts = nudge::max_input_time}};
   CHECK(engine.process(events, nudge::max_input_time).empty());
   const auto state = store.load("c1");
   REQUIRE(state);
@@ -388,7 +388,7 @@ TEST_CASE("snapshot: timers at the edge of the supported range round-trip") {
 
   // One second past the input range: refused before anything is stored.
   const std::vector<nudge::event> late{
-      {.contact = "c2", .type = "purchase", .at = nudge::max_input_time + nudge::seconds(1)}};
+      {.contact = "c2", .type = "purchase", .ts = nudge::max_input_time + nudge::seconds(1)}};
   CHECK_THROWS_WITH(engine.process(late, nudge::max_input_time + nudge::seconds(1)),
                     "event 0 (contact \"\"): now (247090953600) is outside the supported range "
                     "(1900-01-01T00:00:00Z to 9799-12-31T23:59:59Z)");
@@ -415,7 +415,7 @@ TEST_CASE(
     "it cannot read back") {
   nudge::rule_set rs;
   rs.rules.push_back(nudge::rule_builder("w")
-                         .when(nudge::on("purchase"))
+                         .on(nudge::on("purchase"))
                          .check_after(days(100'000))
                          .then(nudge::send_email("x")));
   nudge::program_limits limits;
@@ -424,7 +424,7 @@ TEST_CASE(
   nudge::memory_store store;
   nudge::engine engine{program, &store};
   const std::vector<nudge::event> events{
-      {.contact = "c1", .type = "purchase", .at = from_epoch(247'000'000'000)}};
+      {.contact = "c1", .type = "purchase", .ts = from_epoch(247'000'000'000)}};
   CHECK_THROWS_WITH(engine.process(events, from_epoch(247'000'000'000)),
                     Catch::Matchers::Contains("a timer would be due at epoch 255640000000, after "
                                               "9999-12-31T23:59:59Z (the latest time nudge can "

@@ -34,17 +34,17 @@ std::shared_ptr<const nudge::program> shop_program(const std::string& winback = 
   nudge::rule_set rs;
   rs.owner_groups["reps"] = {"ala", "ola", "jan"};
   rs.rules.push_back(nudge::rule_builder("become_customer")
-                         .when(nudge::on("purchase"))
+                         .on(nudge::on("purchase"))
                          .then(nudge::set_status("customer"))
                          .then(nudge::assign_owner("reps", nudge::owner_pick::round_robin) |
                                nudge::notify_host{}));
   rs.rules.push_back(nudge::rule_builder("winback")
-                         .when(nudge::on("purchase"))
+                         .on(nudge::on("purchase"))
                          .check_after(days(3))
                          .only_if(nudge::not_happened(nudge::on("purchase")).within(days(3)))
                          .then(nudge::send_email(winback)));
   rs.rules.push_back(nudge::rule_builder("cart")
-                         .when(nudge::on("cart"))
+                         .on(nudge::on("cart"))
                          .check_after(hours(1))
                          .at_most(2, days(1))
                          .then(nudge::send_email("cart_reminder"))
@@ -63,7 +63,7 @@ std::vector<std::vector<nudge::event>> shop_batches() {
       const std::string contact = fmt::format("c{}", (b * 3 + i) % 6);
       batch.push_back({.contact = contact,
                        .type = (b + i) % 3 == 0 ? "purchase" : "cart",
-                       .at = from_epoch(at),
+                       .ts = from_epoch(at),
                        .key = fmt::format("k{}", b * 10 + i)});
     }
     batches.push_back(std::move(batch));
@@ -108,8 +108,8 @@ struct recording_sink final : nudge::sink {
     }
     for (const auto& a : actions) {
       if (keys.insert(a.idempotency_key).second) {
-        delivered.push_back(fmt::format("{} {} {} {} {} {}", nudge::to_epoch(a.due_at), a.contact,
-                                        a.rule, a.verb(), a.arg, a.idempotency_key));
+        delivered.push_back(fmt::format("{} {} {} {} {} {}", nudge::to_epoch(a.ts), a.contact,
+                                        a.rule, a.action(), a.arg, a.idempotency_key));
       }
     }
   }
@@ -586,10 +586,10 @@ std::vector<std::vector<nudge::event>> growing_batches(std::vector<std::string>&
     for (int i = 0; i < 100; ++i) {
       ids.push_back(fmt::format("b{}_contact_{}", b, i));
       const std::int64_t at = t0 + b * 43200 + i * 60;
-      batch.push_back({.contact = ids.back(), .type = "cart", .at = from_epoch(at)});
+      batch.push_back({.contact = ids.back(), .type = "cart", .ts = from_epoch(at)});
       batch.push_back({.contact = ids[static_cast<std::size_t>(b * 37 + i * 7) % ids.size()],
                        .type = i % 3 == 0 ? "purchase" : "cart",
-                       .at = from_epoch(at + 1),
+                       .ts = from_epoch(at + 1),
                        .key = fmt::format("k{}_{}", b, i)});
     }
     batches.push_back(std::move(batch));
@@ -1088,8 +1088,8 @@ TEST_CASE("sqlite_store: the write-ahead log stays bounded and is gone when the 
     const std::int64_t t0 = 1704067200;
     for (std::int64_t b = 0; b < 600; ++b) {
       const std::vector<nudge::event> batch{
-          {.contact = fmt::format("c{}", b % 50), .type = "cart", .at = from_epoch(t0 + b * 600)},
-          {.contact = fmt::format("d{}", b), .type = "cart", .at = from_epoch(t0 + b * 600 + 1)}};
+          {.contact = fmt::format("c{}", b % 50), .type = "cart", .ts = from_epoch(t0 + b * 600)},
+          {.contact = fmt::format("d{}", b), .type = "cart", .ts = from_epoch(t0 + b * 600 + 1)}};
       engine.process(batch, from_epoch(t0 + b * 600 + 599));
       const auto wal = std::filesystem::file_size(tmp.path + "-wal");
       peak = std::max(peak, wal);
@@ -1122,9 +1122,9 @@ TEST_CASE("sqlite_store: a reader beside a writer sees whole commits only") {
         const std::vector<nudge::event> batch{
             {.contact = fmt::format("c{}", b % 40),
              .type = b % 3 == 0 ? "purchase" : "cart",
-             .at = from_epoch(t0 + b * 3600),
+             .ts = from_epoch(t0 + b * 3600),
              .key = fmt::format("k{}", b)},
-            {.contact = fmt::format("n{}", b), .type = "cart", .at = from_epoch(t0 + b * 3600)}};
+            {.contact = fmt::format("n{}", b), .type = "cart", .ts = from_epoch(t0 + b * 3600)}};
         // Every other batch leaves its actions in the outbox a while (no delivery until the
         // next batch's), so that readers see rows added and trimmed.
         engine.process(batch, from_epoch(t0 + b * 3600 + 3599));

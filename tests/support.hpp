@@ -29,7 +29,7 @@ inline const nudge::time_point t0 = nudge::from_epoch(1'704'067'200);
 inline nudge::event ev(std::string contact, std::string type, nudge::time_point at,
                        std::string key = {}) {
   return nudge::event{
-      .contact = std::move(contact), .type = std::move(type), .at = at, .key = std::move(key)};
+      .contact = std::move(contact), .type = std::move(type), .ts = at, .key = std::move(key)};
 }
 
 // An event of one contact, "ann" unless given.
@@ -56,8 +56,8 @@ inline nudge::time_point at(const char* iso) {
 inline strings lines(const std::vector<nudge::due_action>& actions) {
   strings out;
   for (const auto& a : actions) {
-    out.push_back(fmt::format("{} {} {}{}{} {}({})", nudge::format_time(a.due_at), a.contact,
-                              a.rule, a.from_workflow() ? "/" : "", a.step, a.verb(), a.arg));
+    out.push_back(fmt::format("{} {} {}{}{} {}({})", nudge::format_time(a.ts), a.contact, a.rule,
+                              a.from_workflow() ? "/" : "", a.step, a.action(), a.arg));
   }
   return out;
 }
@@ -107,10 +107,10 @@ inline std::shared_ptr<const nudge::program> compile(std::vector<nudge::segment>
   nudge::rule_set rs;
   for (const auto& s : segments) {
     rs.rules.push_back(nudge::rule_builder("enter_" + s.name)
-                           .when(nudge::on_segment_entered(s.name))
+                           .on(nudge::on_segment_entered(s.name))
                            .then(nudge::send_email("in_" + s.name)));
     rs.rules.push_back(nudge::rule_builder("exit_" + s.name)
-                           .when(nudge::on_segment_exited(s.name))
+                           .on(nudge::on_segment_exited(s.name))
                            .then(nudge::send_email("out_" + s.name)));
   }
   rs.rules.insert(rs.rules.end(), extra.begin(), extra.end());

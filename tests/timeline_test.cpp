@@ -24,7 +24,7 @@ std::shared_ptr<const nudge::program> cart_program(std::uint32_t timeline_size) 
   nudge::rule_set rs;
   rs.rules.push_back(
       nudge::rule_builder("cart_reminder")
-          .when(nudge::on("cart"))
+          .on(nudge::on("cart"))
           .check_after(hours(2))
           .only_if(nudge::all({nudge::not_happened(nudge::on("purchase")).within(hours(2)),
                                !nudge::has_tag("unsubscribed")}))
@@ -38,7 +38,7 @@ std::shared_ptr<const nudge::program> cart_program(std::uint32_t timeline_size) 
 std::vector<std::string> texts(const nudge::program& p, const nudge::contact_state& s) {
   std::vector<std::string> out;
   for (const auto& e : nudge::explain(p, s)) {
-    out.push_back(fmt::format("{} {}", nudge::format_time(e.at), e.text));
+    out.push_back(fmt::format("{} {}", nudge::format_time(e.ts), e.text));
   }
   return out;
 }
@@ -139,7 +139,7 @@ TEST_CASE("timeline: recording is split-invariant and survives a snapshot", "[ti
   whole.process(events, until);
   nudge::engine split{p};
   for (const auto& e : events) {
-    split.process(std::vector{e}, e.at);
+    split.process(std::vector{e}, e.ts);
     std::string bytes;
     auto state = split.store().load("ann");
     REQUIRE(state);
@@ -162,7 +162,7 @@ TEST_CASE("timeline: JSON explanation names every field", "[timeline][explain]")
   auto out =
       nudge::evaluate(*p, p->new_state({.id = "ann"}), std::vector{ev("cart", t0)}, t0 + hours(1));
   CHECK(nudge::format_explanation_json(*p, out.state) ==
-        R"({"contact":"ann","recorded":1,"dropped":0,"entries":[{"at":"2024-01-01T00:00:00Z",)"
+        R"({"contact":"ann","recorded":1,"dropped":0,"entries":[{"ts":"2024-01-01T00:00:00Z",)"
         R"("source_kind":"rule","source":"cart_reminder","step":null,"what":"triggered",)"
         R"("reason":null,"until":"2024-01-01T02:00:00Z","detail":null,"text":"rule )"
         R"(cart_reminder: triggered; condition checked at 2024-01-01T02:00:00Z"}]})");

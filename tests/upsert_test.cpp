@@ -42,10 +42,10 @@ std::shared_ptr<const nudge::program> vip_and_birthday() {
   nudge::rule_set rs;
   rs.segments = {{"vip", nudge::has_tag("VIP")}};
   rs.rules = {nudge::rule_builder("welcome_vip")
-                  .when(nudge::on_segment_entered("vip"))
+                  .on(nudge::on_segment_entered("vip"))
                   .then(nudge::send_email("vip_welcome")),
               nudge::rule_builder("bye_vip")
-                  .when(nudge::on_segment_exited("vip"))
+                  .on(nudge::on_segment_exited("vip"))
                   .then(nudge::send_email("vip_bye"))};
   rs.workflows = {nudge::workflow_builder("birthday")
                       .enter_yearly_on("birthday", 9 * 3600)
@@ -146,7 +146,7 @@ TEST_CASE(
   rs.segments = {{"vip", nudge::has_tag("VIP")}};
   // Checks a day after signup whether the contact is VIP.
   rs.rules = {nudge::rule_builder("check_vip")
-                  .when(nudge::on("signup"))
+                  .on(nudge::on("signup"))
                   .check_after(days(1))
                   .only_if(nudge::in_segment("vip"))
                   .then(nudge::send_email("vip_day_one"))};
@@ -252,7 +252,7 @@ TEST_CASE("upsert at an instant: a score set by the host crosses thresholds and 
   rs.scoring.decay = nudge::score_decay{days(1), 0.5, 0};
   rs.scoring.thresholds = {{"hot", 10}};
   rs.rules = {nudge::rule_builder("hot_lead")
-                  .when(nudge::on("score_crossed", "hot"))
+                  .on(nudge::on("score_crossed", "hot"))
                   .then(nudge::send_email("hot"))};
   auto p = nudge::program::compile(std::move(rs));
   nudge::engine e{p};

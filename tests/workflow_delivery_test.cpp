@@ -29,14 +29,14 @@ using nudge::days;
 using nudge::hours;
 
 nudge::event ev(std::string type, nudge::time_point t, std::string contact = "ann") {
-  return nudge::event{.contact = std::move(contact), .type = std::move(type), .at = t, .key = {}};
+  return nudge::event{.contact = std::move(contact), .type = std::move(type), .ts = t, .key = {}};
 }
 
 // "time contact source[/step] arg" per due action.
 strings lines(const std::vector<nudge::due_action>& actions) {
   strings out;
   for (const auto& a : actions) {
-    out.push_back(fmt::format("{} {} {}{}{} {}", nudge::format_time(a.due_at), a.contact, a.rule,
+    out.push_back(fmt::format("{} {} {}{}{} {}", nudge::format_time(a.ts), a.contact, a.rule,
                               a.step.empty() ? "" : "/", a.step, a.arg));
   }
   return out;
@@ -87,7 +87,7 @@ strings policy_timeline(const nudge::program& p, const nudge::contact_state& s) 
   for (const auto& e : nudge::explain(p, s)) {
     if (e.what == "action_deferred" || e.what == "action_suppressed" ||
         e.what == "action_emitted") {
-      out.push_back(fmt::format("{} {}", nudge::format_time(e.at), e.text));
+      out.push_back(fmt::format("{} {}", nudge::format_time(e.ts), e.text));
     }
   }
   return out;
@@ -167,8 +167,7 @@ TEST_CASE("workflow delivery: caps are shared with rules, and priority takes the
           "[workflow][delivery][cap]") {
   nudge::delivery_policy policy;
   policy.caps = {{nudge::channel::email, 1, hours(24)}};
-  auto promo =
-      nudge::rule_builder("promo").when(nudge::on("probe")).then(nudge::send_email("promo"));
+  auto promo = nudge::rule_builder("promo").on(nudge::on("probe")).then(nudge::send_email("promo"));
   SECTION("a rule's e-mail defers the workflow's past the 24 hours") {
     const auto p = compile({cart_flow()}, policy, {promo});
     nudge::engine engine{p};
@@ -195,7 +194,7 @@ TEST_CASE("workflow delivery: caps are shared with rules, and priority takes the
           strings{"2024-01-10T10:00:00Z ann cart/r1 cart_1",
                   "2024-01-11T10:00:00Z ann cart/r2 cart_2",
                   "2024-01-12T10:00:00Z ann promo promo"});
-    CHECK(engine.stats()[0].deferred_cap == 2);
+    CHECK(engine.stats()[0].delivery.deferred_cap == 2);
     CHECK(engine.workflow_stats()[0].delivery.deferred_cap == 0);
   }
 }
@@ -225,8 +224,7 @@ TEST_CASE("workflow delivery: batches split anywhere give the same actions, stat
   nudge::delivery_policy policy;
   policy.quiet_hours = hm(21, 8);
   policy.caps = {{nudge::channel::email, 2, hours(24)}};
-  auto promo =
-      nudge::rule_builder("promo").when(nudge::on("probe")).then(nudge::send_email("promo"));
+  auto promo = nudge::rule_builder("promo").on(nudge::on("probe")).then(nudge::send_email("promo"));
   const auto p = compile({cart_flow()}, policy, {promo}, "Europe/Warsaw");
   const auto t = at("2024-01-10T19:00:00Z");
   const std::vector<nudge::event> events{ev("probe", t),
@@ -249,7 +247,7 @@ TEST_CASE("workflow delivery: batches split anywhere give the same actions, stat
   first.upsert_contact(person("ann"));
   strings pieces;
   for (std::size_t i = 0; i < cut; ++i) {
-    for (const auto& l : lines(first.process(std::vector{events[i]}, events[i].at))) {
+    for (const auto& l : lines(first.process(std::vector{events[i]}, events[i].ts))) {
       pieces.push_back(l);
     }
   }
@@ -258,7 +256,7 @@ TEST_CASE("workflow delivery: batches split anywhere give the same actions, stat
   nudge::engine split{p};
   nudge::load_snapshot(nudge::parse_snapshot(out.str(), p.get()), split);
   for (std::size_t i = cut; i < events.size(); ++i) {
-    for (const auto& l : lines(split.process(std::vector{events[i]}, events[i].at))) {
+    for (const auto& l : lines(split.process(std::vector{events[i]}, events[i].ts))) {
       pieces.push_back(l);
     }
   }

@@ -18,14 +18,14 @@ using strings = std::vector<std::string>;
 
 nudge::event ev(std::string contact, std::string type, const char* iso) {
   return nudge::event{
-      .contact = std::move(contact), .type = std::move(type), .at = *nudge::parse_time(iso)};
+      .contact = std::move(contact), .type = std::move(type), .ts = *nudge::parse_time(iso)};
 }
 
 strings lines(const std::vector<nudge::due_action>& actions) {
   strings out;
   for (const auto& a : actions) {
-    out.push_back(fmt::format("{} {} {} {}({})", nudge::format_time(a.due_at), a.contact, a.rule,
-                              a.verb(), a.arg));
+    out.push_back(fmt::format("{} {} {} {}({})", nudge::format_time(a.ts), a.contact, a.rule,
+                              a.action(), a.arg));
   }
   return out;
 }
@@ -118,10 +118,10 @@ TEST_CASE("workflow state: in_workflow (at a step), completed and exited, in rul
 TEST_CASE("workflow state: builders give the same conditions as the JSON", "[workflow_state]") {
   const auto p = nudge::load_rules(cart_rules);
   const auto& rs = p->rules();
-  CHECK(rs.segments[0].when == nudge::in_workflow("cart"));
-  CHECK(rs.segments[1].when == nudge::in_workflow("cart", "w2"));
-  CHECK(rs.rules[4].when == nudge::completed_workflow("cart"));
-  CHECK(rs.rules[5].when == nudge::exited_workflow("cart"));
+  CHECK(rs.segments[0].condition == nudge::in_workflow("cart"));
+  CHECK(rs.segments[1].condition == nudge::in_workflow("cart", "w2"));
+  CHECK(rs.rules[4].condition == nudge::completed_workflow("cart"));
+  CHECK(rs.rules[5].condition == nudge::exited_workflow("cart"));
 }
 
 TEST_CASE("workflow state: unknown workflows and steps are located errors",

@@ -49,8 +49,8 @@ std::shared_ptr<const nudge::program> compile(std::vector<nudge::workflow> workf
 strings lines(const std::vector<nudge::due_action>& actions) {
   strings out;
   for (const auto& a : actions) {
-    out.push_back(fmt::format("{} {} {}/{} {}({})", nudge::format_time(a.due_at), a.contact, a.rule,
-                              a.step, a.verb(), a.arg));
+    out.push_back(fmt::format("{} {} {}/{} {}({})", nudge::format_time(a.ts), a.contact, a.rule,
+                              a.step, a.action(), a.arg));
   }
   return out;
 }
@@ -375,16 +375,15 @@ TEST_CASE("workflow: internal actions, completion moves the contact to a group, 
 }
 
 TEST_CASE("workflow: an exit condition ends the run wherever it is", "[workflow][goal]") {
-  auto p = compile({nudge::workflow_builder("nurture")
-                        .enter_on(nudge::on("signup"))
-                        .exit_when(nudge::status().eq("customer"))
-                        .wait("w1", days(2))
-                        .send("m1", nudge::send_email("nurture_1"))
-                        .wait("w2", days(2))
-                        .send("m2", nudge::send_email("nurture_2"))},
-                   {nudge::rule_builder("buyer")
-                        .when(nudge::on("purchase"))
-                        .then(nudge::set_status("customer"))});
+  auto p = compile(
+      {nudge::workflow_builder("nurture")
+           .enter_on(nudge::on("signup"))
+           .exit_when(nudge::status().eq("customer"))
+           .wait("w1", days(2))
+           .send("m1", nudge::send_email("nurture_1"))
+           .wait("w2", days(2))
+           .send("m2", nudge::send_email("nurture_2"))},
+      {nudge::rule_builder("buyer").on(nudge::on("purchase")).then(nudge::set_status("customer"))});
   nudge::engine engine{p};
   auto due = engine.process(
       std::vector{ev("a", "signup", t0), ev("b", "signup", t0), ev("b", "purchase", t0 + days(3))},
@@ -425,14 +424,14 @@ TEST_CASE("workflow: split invariance and the snapshot round trip with runs insi
   nudge::engine first{p, &store};
   first.upsert_contact(with_birthday);
   std::vector<nudge::due_action> got =
-      first.process(std::span<const nudge::event>{events.data(), cut}, events[cut - 1].at);
+      first.process(std::span<const nudge::event>{events.data(), cut}, events[cut - 1].ts);
   // Through a snapshot into another engine, as a second process would.
   std::ostringstream out;
   nudge::write_snapshot(out, nudge::take_snapshot(first, store));
   nudge::engine second{p};
   nudge::load_snapshot(nudge::parse_snapshot(out.str(), p.get()), second);
   for (std::size_t i = cut; i < events.size(); ++i) {
-    for (auto& a : second.process(std::span<const nudge::event>{&events[i], 1}, events[i].at)) {
+    for (auto& a : second.process(std::span<const nudge::event>{&events[i], 1}, events[i].ts)) {
       got.push_back(a);
     }
   }
@@ -517,7 +516,7 @@ TEST_CASE("workflow: entries, steps, actions and completion go into the contact'
   engine.process(std::vector{ev("a", "signup", t0)}, t0 + days(4));
   strings got;
   for (const auto& e : nudge::explain(*p, *engine.store().load("a"))) {
-    got.push_back(nudge::format_time(e.at) + " " + e.text);
+    got.push_back(nudge::format_time(e.ts) + " " + e.text);
   }
   CHECK(got == strings{
                    "2024-01-01T00:00:00Z workflow welcome: entered",

@@ -23,15 +23,15 @@ namespace {
 std::string repr_of(const py_due_action& a) {
   const auto& d = a.action;
   return fmt::format(
-      "DueAction(contact={}, rule={}{}, action={}, arg={}, due={}, params={})",
+      "DueAction(contact={}, rule={}{}, action={}, arg={}, ts={}, params={})",
       py::repr(py::str(d.contact)).cast<std::string>(),
       py::repr(py::str(d.rule.data(), d.rule.size())).cast<std::string>(),
       d.from_workflow()
           ? ", step=" + py::repr(py::str(d.step.data(), d.step.size())).cast<std::string>()
           : std::string{},
-      py::repr(py::str(std::string{d.verb()})).cast<std::string>(),
-      py::repr(py::str(d.arg.data(), d.arg.size())).cast<std::string>(),
-      nudge::format_time(d.due_at), py::repr(params_of(a)).cast<std::string>());
+      py::repr(py::str(std::string{d.action()})).cast<std::string>(),
+      py::repr(py::str(d.arg.data(), d.arg.size())).cast<std::string>(), nudge::format_time(d.ts),
+      py::repr(params_of(a)).cast<std::string>());
 }
 
 }  // namespace
@@ -73,18 +73,18 @@ void register_due_action(py::module_& m) {
           },
           "Id of the workflow step that produced it, or None for a rule's action.")
       .def_property_readonly(
-          "action", [](const py_due_action& a) { return std::string{a.action.verb()}; },
-          "The verb: 'send_email', 'generate_coupon', 'assign_owner', ...")
+          "action", [](const py_due_action& a) { return std::string{a.action.action()}; },
+          "What it does (CSV column action): 'send_email', 'generate_coupon', 'assign_owner', ...")
       .def_property_readonly(
           "arg", [](const py_due_action& a) { return std::string{a.action.arg}; },
           "The main parameter as delivered: template, tag, ..., or the owner picked.")
       .def_property_readonly("params", &params_of,
                              "Further parameters from the rule (a new dict of str -> str).")
       .def_property_readonly(
-          "due", [](const py_due_action& a) { return to_datetime(a.action.due_at); },
-          "When it is due: an aware UTC datetime.")
+          "ts", [](const py_due_action& a) { return to_datetime(a.action.ts); },
+          "When it is due (CSV column ts): an aware UTC datetime.")
       .def_property_readonly(
-          "due_epoch", [](const py_due_action& a) { return nudge::to_epoch(a.action.due_at); },
+          "ts_epoch", [](const py_due_action& a) { return nudge::to_epoch(a.action.ts); },
           "When it is due, in epoch seconds.")
       .def_property_readonly(
           "idempotency_key", [](const py_due_action& a) { return a.action.idempotency_key; },
@@ -98,8 +98,8 @@ void register_due_action(py::module_& m) {
           [](const py_due_action& a) {
             const auto& d = a.action;
             auto out = py::dict("contact"_a = d.contact, "rule"_a = std::string{d.rule},
-                                "action"_a = std::string{d.verb()}, "arg"_a = std::string{d.arg},
-                                "params"_a = params_of(a), "due"_a = to_datetime(d.due_at),
+                                "action"_a = std::string{d.action()}, "arg"_a = std::string{d.arg},
+                                "params"_a = params_of(a), "ts"_a = to_datetime(d.ts),
                                 "idempotency_key"_a = d.idempotency_key);
             if (d.from_workflow()) {
               out["step"] = std::string{d.step};

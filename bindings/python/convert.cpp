@@ -233,7 +233,7 @@ void read_props(py::handle props, nudge::event& e, const std::string& what) {
   }
 }
 
-// A dict {"contact", "type", "at", "key", "props"} or a tuple (contact, type, at[, key[, props]]).
+// A dict {"contact", "type", "ts", "key", "props"} or a tuple (contact, type, ts[, key[, props]]).
 void read_event(py::handle item, std::size_t index, nudge::event& e) {
   PyObject* o = item.ptr();
   if (PyTuple_Check(o) || PyList_Check(o)) {
@@ -241,12 +241,12 @@ void read_event(py::handle item, std::size_t index, nudge::event& e) {
     PyObject** f = PySequence_Fast_ITEMS(o);
     if (n < 3 || n > 5) {
       throw py::value_error(fmt::format(
-          "events[{}]: a tuple event is (contact, type, at[, key[, props]]), got {} items", index,
+          "events[{}]: a tuple event is (contact, type, ts[, key[, props]]), got {} items", index,
           n));
     }
     e.contact = to_text(f[0], where{index, "contact"});
     e.type = to_text(f[1], where{index, "type"});
-    e.at = to_time(f[2], where{index, "at"});
+    e.ts = to_time(f[2], where{index, "ts"});
     if (n >= 4 && f[3] != Py_None) {
       e.key = to_text(f[3], where{index, "key"});
     }
@@ -256,7 +256,7 @@ void read_event(py::handle item, std::size_t index, nudge::event& e) {
     return;
   }
   if (PyDict_Check(o)) {
-    bool has_contact = false, has_type = false, has_at = false;
+    bool has_contact = false, has_type = false, has_ts = false;
     for (auto [k, v] : py::reinterpret_borrow<py::dict>(item)) {
       const auto name = to_text(k, where{index, "(field name)"});
       if (name == "contact") {
@@ -265,31 +265,36 @@ void read_event(py::handle item, std::size_t index, nudge::event& e) {
       } else if (name == "type") {
         e.type = to_text(v, where{index, "type"});
         has_type = true;
-      } else if (name == "at") {
-        e.at = to_time(v, where{index, "at"});
-        has_at = true;
+      } else if (name == "ts") {
+        e.ts = to_time(v, where{index, "ts"});
+        has_ts = true;
       } else if (name == "key") {
         if (!v.is_none()) {
           e.key = to_text(v, where{index, "key"});
         }
       } else if (name == "props") {
         read_props(v, e, fmt::format("events[{}]", index));
+      } else if (name == "at") {
+        // The old name of the time: refused rather than read, so no event has two spellings.
+        throw py::value_error(fmt::format(
+            "events[{}]: unknown field \"at\" (the event's time is \"ts\", as in event files)",
+            index));
       } else {
         throw py::value_error(
-            fmt::format("events[{}]: unknown field \"{}\" (expected contact, type, at, key, props)",
+            fmt::format("events[{}]: unknown field \"{}\" (expected contact, type, ts, key, props)",
                         index, name));
       }
     }
-    if (!has_contact || !has_type || !has_at) {
+    if (!has_contact || !has_type || !has_ts) {
       throw py::value_error(
           fmt::format("events[{}]: missing \"{}\" (an event needs contact, type "
-                      "and at)",
-                      index, !has_contact ? "contact" : (!has_type ? "type" : "at")));
+                      "and ts)",
+                      index, !has_contact ? "contact" : (!has_type ? "type" : "ts")));
     }
     return;
   }
   throw py::type_error(fmt::format(
-      "events[{}]: expected a dict or a tuple (contact, type, at[, key[, props]]), got {}", index,
+      "events[{}]: expected a dict or a tuple (contact, type, ts[, key[, props]]), got {}", index,
       type_name(item)));
 }
 

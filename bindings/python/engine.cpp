@@ -158,9 +158,9 @@ py::object py_engine::explain(const std::string& id, bool as_json) {
   for (std::size_t i = 0; i < tl.size(); ++i) {
     const auto x = nudge::explain_entry(*program_, tl[i]);
     out.append(py::dict(
-        "at"_a = to_datetime(x.at), "source"_a = x.source, "what"_a = x.what,
+        "ts"_a = to_datetime(x.ts), "source"_a = x.source, "what"_a = x.what,
         "reason"_a = x.reason.empty() ? py::object(py::none()) : py::object(py::str(x.reason)),
-        "until"_a = tl[i].until == tl[i].at ? py::object(py::none()) : to_datetime(tl[i].until),
+        "until"_a = tl[i].until == tl[i].ts ? py::object(py::none()) : to_datetime(tl[i].until),
         "text"_a = x.text));
   }
   return out;
@@ -181,7 +181,7 @@ void register_engine(py::module_& m) {
            "(0: no limit) raises InputError and changes nothing.")
       .def("process", &py_engine::process, "events"_a, "now"_a,
            "Applies `events` (dicts or tuples, each contact's in time order), then fires every "
-           "timer due at or before `now`; returns the batch's DueActions sorted by (due, "
+           "timer due at or before `now`; returns the batch's DueActions sorted by (ts, "
            "contact). Atomic: on any error nothing changes. An 'identify' event for a visitor id "
            "whose key is a known contact's id merges the visitor into that contact "
            "(docs/rules.md, \"Identity\").")
@@ -202,7 +202,7 @@ void register_engine(py::module_& m) {
            "thresholds, yearly entries such as birthdays on the new profile, then timers due at "
            "it) and the DueActions are returned. `at` before the contact's clock raises "
            "InputError and changes nothing.")
-      .def("replay", &py_engine::replay, "events_path"_a, "contacts"_a = py::none(),
+      .def("replay", &py_engine::replay, "events"_a, "contacts"_a = py::none(),
            "until"_a = py::none(), py::kw_only(), "on_error"_a = "stop", "rejects"_a = py::none(),
            "batch_events"_a = nudge::replay_options::default_batch_events,
            "Replays an event file (CSV or JSON Lines) through this engine entirely in C++, "
@@ -240,18 +240,20 @@ void register_engine(py::module_& m) {
            "Per-workflow statistics: {workflow_id: {'workflow', 'entered', 'completed', "
            "'exited', 'ended', 'sent', 'opened', 'clicked', 'active', 'first', 'last', 'steps': "
            "{step_id: {'step', 'reached', 'sent', 'opened', 'clicked', 'waiting', 'ended', "
-           "'first', 'last'}}}} in program order, each with the delivery policy's 'no_consent', "
-           "'capped', 'off_hours', 'deferred_cap', 'deferred_hours' too; 'active' and "
+           "'first', 'last', 'delivery'}}}} in program order, 'delivery' (of the workflow and of "
+           "each step) being the delivery policy's {'no_consent', 'capped', 'off_hours', "
+           "'deferred_cap', 'deferred_hours'} as in stats(); 'active' and "
            "'waiting' count runs inside now (waiting includes runs held at a send step while "
            "its message is deferred); 'ended' counts runs a program change ended.")
       .def("stats", &py_engine::stats,
            "Per-rule statistics: {rule_id: {'rule', 'triggered', 'passed', 'failed', "
-           "'suppressed', 'emitted', 'first', 'last', 'no_consent', 'capped', 'off_hours', "
-           "'deferred_cap', 'deferred_hours'}} in program order.")
+           "'suppressed', 'emitted', 'delivery', 'first', 'last'}} in program order; 'delivery' "
+           "is the delivery policy's {'no_consent', 'capped', 'off_hours', 'deferred_cap', "
+           "'deferred_hours'} (C++ rule_stats::delivery).")
       .def("explain", &py_engine::explain, "id"_a, py::kw_only(), "json"_a = false,
            "Why did the contact get a message, or not? Its timeline (kept when the program's "
            "timeline size, \"timeline\": {\"size\": N} in the rule file, is above 0), oldest "
-           "first: a list of dicts {'at', 'source', 'what', 'reason', 'until', 'text'}, or with "
+           "first: a list of dicts {'ts', 'source', 'what', 'reason', 'until', 'text'}, or with "
            "json=True the JSON text `nudge explain --json` prints. None for an unknown contact.")
       .def_property_readonly(
           "program",

@@ -29,6 +29,7 @@ py_replay_result py_engine::replay(const py::object& events_path, const py::obje
     end = to_time(until, "until");
   }
   nudge::replay_options options;
+  options.contacts_path = contacts;
   options.until = end;
   options.on_error = on_error == "skip" ? nudge::error_policy::skip : nudge::error_policy::stop;
   options.rejects_path = rejects;
@@ -36,7 +37,7 @@ py_replay_result py_engine::replay(const py::object& events_path, const py::obje
   return run([&](nudge::engine& eng) {
     // nudge::replay's loop on this engine: unknown contacts are created (anonymous visitors)
     // and the default end covers every pending timer, as in the CLI.
-    auto r = nudge::replay(eng, contacts, events, options);
+    auto r = nudge::replay(eng, events, options);
     py_replay_result result;
     result.program = program_;
     result.actions = std::move(r.actions);
@@ -55,7 +56,7 @@ void register_replay_result(py::module_& m) {
       .def_property_readonly(
           "actions",
           [](const py_replay_result& r) { return to_list(std::span{r.actions}, r.program); },
-          "The due actions (a new list of DueAction), sorted by (due, contact).")
+          "The due actions (a new list of DueAction), sorted by (ts, contact).")
       .def_readonly("contacts_read", &py_replay_result::contacts_read, "Contacts read.")
       .def_readonly("events_read", &py_replay_result::events_read, "Events accepted.")
       .def_readonly("rejected", &py_replay_result::rejected,

@@ -8,13 +8,11 @@ namespace nudge_py {
 
 namespace {
 
-// The delivery policy's counts, under the same keys as a rule's statistics.
-void add_delivery(py::dict& d, const nudge::delivery_counts& c) {
-  d["no_consent"] = c.no_consent;
-  d["capped"] = c.capped;
-  d["off_hours"] = c.off_hours;
-  d["deferred_cap"] = c.deferred_cap;
-  d["deferred_hours"] = c.deferred_hours;
+// The delivery policy's counts (nudge::delivery_counts), nested under "delivery" for rules,
+// workflows and steps alike, as in C++.
+py::dict delivery_dict(const nudge::delivery_counts& c) {
+  return py::dict("no_consent"_a = c.no_consent, "capped"_a = c.capped, "off_hours"_a = c.off_hours,
+                  "deferred_cap"_a = c.deferred_cap, "deferred_hours"_a = c.deferred_hours);
 }
 
 }  // namespace
@@ -27,15 +25,14 @@ py::dict py_engine::workflow_stats() const {
       py::dict d("step"_a = st.step, "reached"_a = st.reached, "sent"_a = st.sent,
                  "opened"_a = st.opened, "clicked"_a = st.clicked, "waiting"_a = st.waiting,
                  "ended"_a = st.ended, "first"_a = to_datetime(st.first),
-                 "last"_a = to_datetime(st.last));
-      add_delivery(d, st.delivery);
+                 "last"_a = to_datetime(st.last), "delivery"_a = delivery_dict(st.delivery));
       steps[py::str(st.step)] = d;
     }
     py::dict d("workflow"_a = w.workflow, "entered"_a = w.entered, "completed"_a = w.completed,
                "exited"_a = w.exited, "ended"_a = w.ended, "sent"_a = w.sent, "opened"_a = w.opened,
                "clicked"_a = w.clicked, "active"_a = w.active, "first"_a = to_datetime(w.first),
-               "last"_a = to_datetime(w.last), "steps"_a = steps);
-    add_delivery(d, w.delivery);
+               "last"_a = to_datetime(w.last), "delivery"_a = delivery_dict(w.delivery),
+               "steps"_a = steps);
     out[py::str(w.workflow)] = d;
   }
   return out;
@@ -46,12 +43,8 @@ py::dict py_engine::stats() const {
   for (const auto& s : engine_->stats()) {
     py::dict d("rule"_a = s.rule, "triggered"_a = s.triggered, "passed"_a = s.passed,
                "failed"_a = s.failed, "suppressed"_a = s.suppressed, "emitted"_a = s.emitted,
-               "first"_a = to_datetime(s.first), "last"_a = to_datetime(s.last));
-    d["no_consent"] = s.no_consent;
-    d["capped"] = s.capped;
-    d["off_hours"] = s.off_hours;
-    d["deferred_cap"] = s.deferred_cap;
-    d["deferred_hours"] = s.deferred_hours;
+               "delivery"_a = delivery_dict(s.delivery), "first"_a = to_datetime(s.first),
+               "last"_a = to_datetime(s.last));
     out[py::str(s.rule)] = d;
   }
   return out;

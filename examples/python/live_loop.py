@@ -41,7 +41,7 @@ class PrintingSink:
             if a.idempotency_key in self.sent:
                 continue
             self.sent.add(a.idempotency_key)
-            print(f"  {a.due:%Y-%m-%d %H:%M} {a.action:<11} {a.arg:<14} to {a.contact}"
+            print(f"  {a.ts:%Y-%m-%d %H:%M} {a.action:<11} {a.arg:<14} to {a.contact}"
                   + (f"  {a.params}" if a.params else ""))
 
 
@@ -56,7 +56,7 @@ def main():
     hour = dt.timedelta(hours=1)
     for tick in range(14 * 24):  # an hourly job for two weeks
         now = start + tick * hour
-        batch = [{"contact": c, "type": t, "at": start + h * hour, "key": k}
+        batch = [{"contact": c, "type": t, "ts": start + h * hour, "key": k}
                  for h, c, t, k in incoming if now - hour < start + h * hour <= now]
         if batch:
             print(f"{now:%Y-%m-%d %H:%M}: {len(batch)} event(s)")

@@ -72,7 +72,7 @@ struct action {
   /// Emit this long after the rule's check passed (a drip inside one rule); 0: at once.
   duration delay{0};
   /// Checked when a delayed action comes due; "since trigger" windows count from the trigger.
-  std::optional<condition> when;
+  std::optional<nudge::condition> condition;
   /// Internal actions: also hand a record of the change to the host (e.g. the chosen owner).
   bool notify = false;
   /// A transactional message (order confirmation, password reset): exempt from the delivery

@@ -23,7 +23,7 @@ struct owned_action;
 /// reloads the rules) should store to_owned() copies, which own every string.
 struct due_action {
   std::string contact;           ///< the contact's id
-  time_point due_at;             ///< the event's time, or the timer's due time
+  time_point ts;                 ///< the event's time, or the timer's due time
   std::string_view rule;         ///< id of the producing rule (of the workflow, for its steps)
   std::uint32_t rule_index = 0;  ///< its index in the program (of the workflow, for its steps)
   /// The producing workflow step's id; empty for actions of rules.
@@ -31,17 +31,18 @@ struct due_action {
   action_kind kind = action_kind::send_email;
   /// The main parameter as delivered: the template, tag, ..., or the owner picked.
   std::string_view arg;
-  const action* definition = nullptr;  ///< the action as written (params, ...)
+  const nudge::action* definition = nullptr;  ///< the action as written (params, ...)
   /// Same for the same input replayed, different for every action; a host delivering
   /// at-least-once drops duplicates by it.
   std::uint64_t idempotency_key = 0;
 
-  std::string_view verb() const noexcept { return action_name(kind); }
+  /// What the action does, as in rule files and the CSV column `action`: "send_email", ...
+  std::string_view action() const noexcept { return action_name(kind); }
   /// True for a workflow step's action: `rule` is then the workflow's id, `rule_index` its
   /// index among the program's workflows, and `step` the step's id.
   bool from_workflow() const noexcept { return !step.empty(); }
   friend bool operator==(const due_action& a, const due_action& b) noexcept {
-    return a.contact == b.contact && a.due_at == b.due_at && a.rule == b.rule && a.kind == b.kind &&
+    return a.contact == b.contact && a.ts == b.ts && a.rule == b.rule && a.kind == b.kind &&
            a.arg == b.arg && a.idempotency_key == b.idempotency_key && a.step == b.step;
   }
   /// A copy that owns its strings and the action's params, valid without the program.
@@ -57,7 +58,7 @@ struct due_action {
 ///     }};
 struct owned_action {
   std::string contact;
-  time_point due_at;
+  time_point ts;
   std::string rule;              ///< the rule's id (the workflow's, for its steps)
   std::uint32_t rule_index = 0;  ///< as due_action::rule_index
   std::string step;              ///< the workflow step's id; empty for rules
@@ -66,7 +67,7 @@ struct owned_action {
   name_map<std::string> params;  ///< the action's params as written (action::params)
   std::uint64_t idempotency_key = 0;
 
-  std::string_view verb() const noexcept { return action_name(kind); }
+  std::string_view action() const noexcept { return action_name(kind); }  ///< as due_action::action
   bool from_workflow() const noexcept { return !step.empty(); }
   friend bool operator==(const owned_action&, const owned_action&) = default;
 };
@@ -74,7 +75,7 @@ struct owned_action {
 inline owned_action due_action::to_owned() const {
   owned_action o;
   o.contact = contact;
-  o.due_at = due_at;
+  o.ts = ts;
   o.rule = std::string{rule};
   o.rule_index = rule_index;
   o.step = std::string{step};
@@ -87,7 +88,7 @@ inline owned_action due_action::to_owned() const {
   return o;
 }
 
-/// The order of due actions wherever nudge returns several: by due_at, then by contact id
+/// The order of due actions wherever nudge returns several: by ts, then by contact id
 /// (bytewise). Actions of one contact due at the same second are equivalent under it, so sort
 /// stably (std::stable_sort, std::inplace_merge) to keep them in the order they were emitted:
 /// that stable order is what engine::process, engine::upsert_contacts and replay return, and
@@ -97,7 +98,7 @@ inline owned_action due_action::to_owned() const {
 ///     bool out_of_order = nudge::due_order(next, previous);   // next belongs before previous
 inline constexpr struct due_order_fn {
   bool operator()(const due_action& a, const due_action& b) const noexcept {
-    return a.due_at != b.due_at ? a.due_at < b.due_at : a.contact < b.contact;
+    return a.ts != b.ts ? a.ts < b.ts : a.contact < b.contact;
   }
 } due_order{};
 

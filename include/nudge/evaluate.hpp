@@ -31,7 +31,7 @@ enum class rule_outcome_kind : std::uint8_t {
 struct rule_outcome {
   std::uint32_t rule = 0;  ///< index in the program
   rule_outcome_kind kind = rule_outcome_kind::triggered;
-  time_point at;
+  time_point ts;
   friend bool operator==(const rule_outcome&, const rule_outcome&) = default;
 };
 
@@ -59,7 +59,7 @@ struct workflow_outcome {
   std::uint32_t workflow = 0;        ///< index in the program's workflows
   std::uint32_t step = 0xffffffffU;  ///< step index; 0xffffffff: the workflow as a whole
   workflow_outcome_kind kind = workflow_outcome_kind::entered;
-  time_point at;
+  time_point ts;
   friend bool operator==(const workflow_outcome&, const workflow_outcome&) = default;
 };
 

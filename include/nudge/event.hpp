@@ -56,7 +56,7 @@ bool is_builtin_event_type(std::string_view type) noexcept;
 struct event {
   std::string contact;    ///< the contact's id
   std::string type;       ///< "page_view", "purchase", or a custom name
-  time_point at;          ///< when it happened (UTC seconds)
+  time_point ts;          ///< when it happened (UTC seconds)
   std::string key;        ///< URL, product, order id, tag, campaign, ...; may be empty
   name_map<value> props;  ///< small property map, e.g. {"amount": 19.99}
 

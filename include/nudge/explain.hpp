@@ -20,7 +20,7 @@ class engine;
 
 /// One timeline entry in words.
 struct explained_entry {
-  time_point at;
+  time_point ts;
   std::string source;  ///< "rule abandoned_cart", "workflow #2", "segment #0"
   std::string what;    ///< "triggered", "condition_failed", "action_deferred", ... (as in JSON)
   std::string reason;  ///< "", "no_consent", "channel_cap", "quiet_hours", ...

@@ -57,7 +57,7 @@ struct program_limits {
 /// Example:
 ///
 ///     nudge::rule_set rules;
-///     rules.rules.push_back(nudge::rule_builder("hello").when(nudge::on("signup"))
+///     rules.rules.push_back(nudge::rule_builder("hello").on(nudge::on("signup"))
 ///                                 .then(nudge::send_email("welcome")));
 ///     auto program = nudge::program::compile(std::move(rules));
 ///

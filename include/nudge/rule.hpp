@@ -2,7 +2,7 @@
 // marketer's sentence.
 //
 //     auto r = nudge::rule_builder("winback")
-//                  .when(nudge::on("purchase"))
+//                  .on(nudge::on("purchase"))
 //                  .check_after(nudge::days(60))
 //                  .only_if(nudge::not_happened(nudge::on("purchase")).within(nudge::days(60)))
 //                  .then(nudge::send_email("winback"))
@@ -51,7 +51,7 @@ struct rule {
   /// Not 0: the check waits this many calendar months on the contact's calendar instead of
   /// `delay` (which is then 0): check_after(months(2)), "2mo" in rule files (time.hpp).
   std::int32_t delay_months = 0;
-  condition when = always();
+  nudge::condition condition = always();
   std::vector<action> actions;
   reentry reentry_policy = reentry::always;
   duration reentry_window{0};
@@ -164,11 +164,13 @@ inline action operator|(action a, after d) {
   a.delay = d.delay;
   return a;
 }
-struct only_when {
+/// send_email("reminder") | after(days(1)) | only_if{...}: checked when the delayed action
+/// comes due (action::condition).
+struct only_if {
   condition c;
 };
-inline action operator|(action a, only_when w) {
-  a.when = std::move(w.c);
+inline action operator|(action a, only_if w) {
+  a.condition = std::move(w.c);
   return a;
 }
 struct with_param {
@@ -194,7 +196,8 @@ inline action operator|(action a, notify_host) {
 class rule_builder {
  public:
   explicit rule_builder(std::string id) { rule_.id = std::move(id); }
-  rule_builder& when(event_match m) {
+  /// The trigger (JSON "on").
+  rule_builder& on(event_match m) {
     rule_.trigger = std::move(m);
     return *this;
   }
@@ -210,10 +213,12 @@ class rule_builder {
     rule_.delay_months = m.count;
     return *this;
   }
-  rule_builder& only_if(condition c) {
-    rule_.when = std::move(c);
+  /// The condition (JSON "if"), checked at trigger time plus the delay.
+  rule_builder& only_if(nudge::condition c) {
+    rule_.condition = std::move(c);
     return *this;
   }
+  /// One more action (JSON "then"), run in order.
   rule_builder& then(action a) {
     rule_.actions.push_back(std::move(a));
     return *this;

@@ -30,7 +30,7 @@ namespace nudge {
 /// defined earlier in the list, so membership is evaluated in one pass in list order.
 struct segment {
   std::string name;
-  condition when = always();
+  nudge::condition condition = always();  ///< JSON "if"
 
   friend bool operator==(const segment&, const segment&) = default;
 };

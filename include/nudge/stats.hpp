@@ -10,27 +10,8 @@
 
 namespace nudge {
 
-/// Counts for one rule since the engine started (or since its snapshot).
-struct rule_stats {
-  std::string rule;              ///< the rule's id
-  std::uint64_t triggered = 0;   ///< trigger events matched
-  std::uint64_t passed = 0;      ///< checks whose condition held and that ran
-  std::uint64_t failed = 0;      ///< checks whose condition did not hold
-  std::uint64_t suppressed = 0;  ///< held, but re-entry policy or cap refused
-  std::uint64_t emitted = 0;     ///< due actions produced (external, or internal with notify)
-  // The delivery policy (delivery.hpp): messages dropped, by reason, and postponements.
-  std::uint64_t no_consent = 0;      ///< dropped: no consent for the channel
-  std::uint64_t capped = 0;          ///< dropped: a channel cap (on_cap = skip)
-  std::uint64_t off_hours = 0;       ///< dropped: quiet hours / send window (on_quiet_hours = skip)
-  std::uint64_t deferred_cap = 0;    ///< postponed by a channel cap (each postponement counts)
-  std::uint64_t deferred_hours = 0;  ///< postponed by quiet hours / send window
-  std::optional<time_point> first;   ///< first operation (trigger, check or emission)
-  std::optional<time_point> last;    ///< last operation
-  friend bool operator==(const rule_stats&, const rule_stats&) = default;
-};
-
-/// What the delivery policy (delivery.hpp) did to a workflow's or a step's messages: the same
-/// reasons as rule_stats counts for a rule.
+/// What the delivery policy (delivery.hpp) did to a rule's, a workflow's or a step's messages:
+/// dropped, by reason, and postponed.
 struct delivery_counts {
   std::uint64_t no_consent = 0;      ///< dropped: no consent for the channel
   std::uint64_t capped = 0;          ///< dropped: a channel cap (on_cap = skip)
@@ -46,6 +27,20 @@ struct delivery_counts {
     return *this;
   }
   friend bool operator==(const delivery_counts&, const delivery_counts&) = default;
+};
+
+/// Counts for one rule since the engine started (or since its snapshot).
+struct rule_stats {
+  std::string rule;                 ///< the rule's id
+  std::uint64_t triggered = 0;      ///< trigger events matched
+  std::uint64_t passed = 0;         ///< checks whose condition held and that ran
+  std::uint64_t failed = 0;         ///< checks whose condition did not hold
+  std::uint64_t suppressed = 0;     ///< held, but re-entry policy or cap refused
+  std::uint64_t emitted = 0;        ///< due actions produced (external, or internal with notify)
+  delivery_counts delivery;         ///< its messages the delivery policy dropped or postponed
+  std::optional<time_point> first;  ///< first operation (trigger, check or emission)
+  std::optional<time_point> last;   ///< last operation
+  friend bool operator==(const rule_stats&, const rule_stats&) = default;
 };
 
 /// Counts for one workflow step.

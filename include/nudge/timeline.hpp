@@ -70,8 +70,8 @@ inline constexpr std::uint32_t timeline_none = 0xffffffffU;
 
 /// One record. 32 bytes, no heap: recording is a copy into a ring.
 struct timeline_entry {
-  time_point at;             ///< when it happened (the contact's evaluation time)
-  time_point until;          ///< triggered: check time; deferred: the new due time; else `at`
+  time_point ts;             ///< when it happened (the contact's evaluation time)
+  time_point until;          ///< triggered: check time; deferred: the new due time; else `ts`
   std::uint32_t source = 0;  ///< index of the rule / workflow / segment
   std::uint32_t step = timeline_none;    ///< action index (rules) or step index (workflows)
   std::uint32_t detail = timeline_none;  ///< failing top-level condition, cap index, ...

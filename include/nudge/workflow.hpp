@@ -64,7 +64,8 @@ struct workflow_entry {
   std::string detail;  ///< entry_kind::date: the detail holding the date
   std::int32_t offset_days = 0;
   std::int32_t time_of_day = 0;  ///< seconds after midnight, 0 to 86399
-  condition when = always();     ///< checked at entry time; false: the contact does not enter
+  /// JSON "if": checked at entry time; false: the contact does not enter.
+  nudge::condition condition = always();
   friend bool operator==(const workflow_entry&, const workflow_entry&) = default;
 };
 
@@ -119,8 +120,8 @@ struct workflow_step {
   std::int32_t time_of_day = 0;  ///< seconds after midnight (time_of_day waits)
   std::uint8_t weekdays = 0x7f;  ///< bit 0 Monday ... bit 6 Sunday (time_of_day waits)
   std::string detail;            ///< date waits
-  // branch
-  condition when = always();
+  // branch (JSON "if")
+  nudge::condition condition = always();
   std::string yes, no;  ///< branch, wait_for (and an after_message wait's timeout: `no`)
   // wait_for (and the opened / clicked after_message waits)
   event_match event;
@@ -196,10 +197,10 @@ class workflow_builder {
  public:
   explicit workflow_builder(std::string id) { w_.id = std::move(id); }
 
-  workflow_builder& enter_on(event_match m, condition when = always()) {
+  workflow_builder& enter_on(event_match m, condition c = always()) {
     w_.entry.kind = entry_kind::event;
     w_.entry.on = std::move(m);
-    w_.entry.when = std::move(when);
+    w_.entry.condition = std::move(c);
     return *this;
   }
   /// Yearly on the date in `detail` (+ offset_days) at `time_of_day` (seconds after midnight).
@@ -320,7 +321,7 @@ class workflow_builder {
   }
   workflow_builder& branch(std::string id, condition c, std::string yes, std::string no) {
     auto& s = add(std::move(id), step_kind::branch);
-    s.when = std::move(c);
+    s.condition = std::move(c);
     s.yes = std::move(yes);
     s.no = std::move(no);
     return *this;

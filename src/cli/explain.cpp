@@ -23,6 +23,7 @@ namespace nudge_cli {
 // Replays with a timeline kept for every contact, then prints the one contact's timeline.
 int run_explain(const explain_args& args) {
   nudge::replay_options options;
+  options.contacts_path = args.contacts;
   if (!parse_until(args.until, options.until)) {
     return exit_usage;
   }
@@ -48,8 +49,7 @@ int run_explain(const explain_args& args) {
   std::optional<nudge::contact_state> state;
   options.on_finished = [&](nudge::engine& engine) { state = engine.store().load(args.contact); };
   try {
-    print_pending(nudge::replay(program, args.contacts, args.events, options),
-                  options.until.has_value());
+    print_pending(nudge::replay(program, args.events, options), options.until.has_value());
   } catch (const std::exception& e) {
     fmt::print(stderr, "{}\n", e.what());
     return exit_input;

@@ -27,7 +27,7 @@ int run_outbox(const std::string& path) {
   std::string out = "ts,contact,rule,action,arg,idempotency_key\n";
   for (const auto& e : db.outbox()) {
     auto it = std::back_inserter(out);
-    it = fmt::format_to(it, "{},", nudge::to_epoch(e.due_at));
+    it = fmt::format_to(it, "{},", nudge::to_epoch(e.ts));
     it = nudge::write_csv_field(it, e.contact);
     *it++ = ',';
     it = nudge::write_csv_field(it, program->rules().rules[e.rule_index].id);

@@ -2,6 +2,7 @@
 // (docs/snapshot.md); the due actions as CSV, the summary and --stats tables on stderr.
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -67,6 +68,15 @@ std::string time_or_dash(const std::optional<nudge::time_point>& t) {
   return t ? nudge::format_time(*t) : "-";
 }
 
+// The "dropped" and "deferred" columns of both tables: no consent + capped + off hours; each
+// postponement by a cap or the hours.
+std::uint64_t dropped(const nudge::delivery_counts& d) {
+  return d.no_consent + d.capped + d.off_hours;
+}
+std::uint64_t deferred(const nudge::delivery_counts& d) {
+  return d.deferred_cap + d.deferred_hours;
+}
+
 // Per rule; "dropped" and "deferred" are the delivery policy's, as for workflows below (no
 // consent + capped + off hours; each postponement by a cap or the hours counts).
 void print_stats(const std::vector<nudge::rule_stats>& stats) {
@@ -79,8 +89,8 @@ void print_stats(const std::vector<nudge::rule_stats>& stats) {
              "suppressed", "emitted", "dropped", "deferred", "first", "last");
   for (const auto& s : stats) {
     fmt::print(stderr, fmt::runtime(row), s.rule, width, s.triggered, s.passed, s.failed,
-               s.suppressed, s.emitted, s.no_consent + s.capped + s.off_hours,
-               s.deferred_cap + s.deferred_hours, time_or_dash(s.first), time_or_dash(s.last));
+               s.suppressed, s.emitted, dropped(s.delivery), deferred(s.delivery),
+               time_or_dash(s.first), time_or_dash(s.last));
   }
 }
 
@@ -100,10 +110,6 @@ void print_workflow_stats(const std::vector<nudge::workflow_stats>& stats) {
   const auto row = "{:<{}} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  {:<20}  {}\n";
   fmt::print(stderr, fmt::runtime(row), "workflow/step", width, "entered", "completed", "exited",
              "sent", "dropped", "deferred", "opened", "clicked", "inside", "first", "last");
-  auto dropped = [](const nudge::delivery_counts& d) {
-    return d.no_consent + d.capped + d.off_hours;
-  };
-  auto deferred = [](const nudge::delivery_counts& d) { return d.deferred_cap + d.deferred_hours; };
   for (const auto& w : stats) {
     fmt::print(stderr, fmt::runtime(row), w.workflow, width, w.entered, w.completed, w.exited,
                w.sent, dropped(w.delivery), deferred(w.delivery), w.opened, w.clicked, w.active,
@@ -128,7 +134,7 @@ nudge::replay_result replay_with_snapshots(std::shared_ptr<const nudge::program>
   if (!args.load_snapshot.empty()) {
     nudge::load_snapshot(args.load_snapshot, engine);
   }
-  auto result = nudge::replay(engine, args.contacts, args.events, options);
+  auto result = nudge::replay(engine, args.events, options);
   if (!args.save_snapshot.empty()) {
     nudge::save_snapshot(args.save_snapshot, engine, store);
   }
@@ -157,6 +163,7 @@ int run_replay(const replay_args& args) {
   options.rejects_path = args.rejects;
   options.batch_events = args.batch;
   options.strict_columns = args.strict;
+  options.contacts_path = args.contacts;
   if (options.on_error == nudge::error_policy::skip && args.rejects.empty()) {
     // Nothing is dropped silently: without a rejects file each refused line goes to stderr.
     options.on_reject = [](const nudge::input_problem& p) {
@@ -202,7 +209,7 @@ int run_replay(const replay_args& args) {
       }
     };
     if (args.save_snapshot.empty() && args.load_snapshot.empty()) {
-      result = nudge::replay(program, args.contacts, args.events, options);
+      result = nudge::replay(program, args.events, options);
     } else {
       result = replay_with_snapshots(program, args, options);
     }

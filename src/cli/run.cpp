@@ -50,15 +50,14 @@ constexpr std::string_view meta_now = "run.now";
 
 // One CSV line; fields quoted as RFC 4180 says where needed (nudge/io/csv.hpp).
 void append_action_line(fmt::memory_buffer& out, const nudge::due_action& a, bool iso) {
-  auto it = fmt::format_to(
-      fmt::appender(out), "{},",
-      iso ? nudge::format_time(a.due_at) : std::to_string(nudge::to_epoch(a.due_at)));
+  auto it = fmt::format_to(fmt::appender(out), "{},",
+                           iso ? nudge::format_time(a.ts) : std::to_string(nudge::to_epoch(a.ts)));
   it = nudge::write_csv_field(it, a.contact);
   *it++ = ',';
   it = nudge::write_csv_field(
       it, a.from_workflow() ? fmt::format("{}/{}", a.rule, a.step) : std::string{a.rule});
   *it++ = ',';
-  it = nudge::write_csv_field(it, a.verb());
+  it = nudge::write_csv_field(it, a.action());
   *it++ = ',';
   it = nudge::write_csv_field(it, a.arg);
   fmt::format_to(it, ",{}\n", a.idempotency_key);
@@ -397,13 +396,13 @@ int run_events(const run_args& args, const std::shared_ptr<const nudge::program>
     std::size_t take = events.size();
     bool stop = at_end;
     if (until) {
-      while (take > 0 && events[take - 1].at > *until) {
+      while (take > 0 && events[take - 1].ts > *until) {
         --take;
         stop = true;
       }
     }
     if (take > 0) {
-      last_time = events[take - 1].at;
+      last_time = events[take - 1].ts;
     }
     // Cut before the last timestamp unless this is the end: its timers must wait for the next
     // chunk's events at the same instant. The cut is nudge::replay's (events_before_last_instant);
@@ -415,7 +414,7 @@ int run_events(const run_args& args, const std::shared_ptr<const nudge::program>
     if (stop) {
       now = until ? *until : (last_time ? *last_time : nudge::min_time);
     } else if (take > 0) {
-      const auto latest = events[take - 1].at;
+      const auto latest = events[take - 1].ts;
       cut = nudge::events_before_last_instant({events.data(), take});
       if (cut == 0) {
         cut = take;  // a whole chunk at one instant
@@ -428,7 +427,7 @@ int run_events(const run_args& args, const std::shared_ptr<const nudge::program>
       now = *floor;  // an earlier --until: the database stays where it is
     }
     if (contacts_pending && take > 0) {
-      engine.upsert_contacts(contacts, events.front().at,
+      engine.upsert_contacts(contacts, events.front().ts,
                              {{{std::string{meta_contacts}, args.contacts}}});
       contacts_pending = false;
       std::vector<nudge::contact>{}.swap(contacts);  // the database has them now

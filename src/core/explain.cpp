@@ -193,7 +193,7 @@ std::string entry_text(const program& p, const timeline_entry& e) {
   const std::string why = reason_text(e);
   switch (e.what) {
     case timeline_what::triggered:
-      if (e.until != e.at) {
+      if (e.until != e.ts) {
         return fmt::format("{}: triggered; condition checked at {}", head, format_time(e.until));
       }
       return fmt::format("{}: triggered", head);
@@ -240,7 +240,7 @@ std::string entry_text(const program& p, const timeline_entry& e) {
 
 explained_entry explain_entry(const program& program, const timeline_entry& e) {
   explained_entry out;
-  out.at = e.at;
+  out.ts = e.ts;
   out.source = e.what == timeline_what::merged
                    ? std::string{"identity"}
                    : fmt::format("{} {}", source_kind_name(e.source_kind), source_id(program, e));
@@ -273,7 +273,7 @@ std::string format_explanation(const program& program, const contact_state& stat
         state.merged_into, state.merged_into);
   }
   for (std::size_t i = 0; i < tl.size(); ++i) {
-    out += fmt::format("{}  {}\n", format_time(tl[i].at), entry_text(program, tl[i]));
+    out += fmt::format("{}  {}\n", format_time(tl[i].ts), entry_text(program, tl[i]));
   }
   return out;
 }
@@ -285,7 +285,7 @@ std::string format_explanation_json(const program& program, const contact_state&
   for (std::size_t i = 0; i < tl.size(); ++i) {
     const timeline_entry& e = tl[i];
     json::object o;
-    o["at"] = format_time(e.at);
+    o["ts"] = format_time(e.ts);
     const bool merge = e.what == timeline_what::merged;
     o["source_kind"] = merge ? "identity" : source_kind_name(e.source_kind);
     o["source"] = merge ? json::value{} : json::value(source_id(program, e));
@@ -293,7 +293,7 @@ std::string format_explanation_json(const program& program, const contact_state&
     o["what"] = timeline_what_name(e.what);
     o["reason"] = e.reason == timeline_reason::none ? json::value{}
                                                     : json::value(timeline_reason_name(e.reason));
-    o["until"] = e.until == e.at ? json::value{} : json::value(format_time(e.until));
+    o["until"] = e.until == e.ts ? json::value{} : json::value(format_time(e.until));
     o["detail"] = e.detail == timeline_none ? json::value{} : json::value(e.detail);
     o["text"] = entry_text(program, e);
     entries.push_back(std::move(o));

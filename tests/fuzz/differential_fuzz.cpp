@@ -175,7 +175,7 @@ nudge::action action(FuzzedDataProvider& in) {
     a = std::move(a) | nudge::after{pick(in, delays)};
   }
   if (in.ConsumeIntegralInRange(0, 3) == 0) {
-    a = std::move(a) | nudge::only_when{condition(in, 1)};
+    a = std::move(a) | nudge::only_if{condition(in, 1)};
   }
   if (in.ConsumeIntegralInRange(0, 3) == 0) {
     a = std::move(a) | nudge::notify_host{};
@@ -189,7 +189,7 @@ nudge::rule_set rules(FuzzedDataProvider& in) {
   const int n = in.ConsumeIntegralInRange(1, 6);
   for (int i = 0; i < n; ++i) {
     nudge::rule_builder b{fmt::format("r{}", i)};
-    b.when(match(in));
+    b.on(match(in));
     if (in.ConsumeBool()) {
       b.check_after(pick(in, delays));
     }
@@ -467,7 +467,7 @@ input events(FuzzedDataProvider& in) {
         .contact =
             out.contact_ids[in.ConsumeIntegralInRange<std::size_t>(0, out.contact_ids.size() - 1)],
         .type = pick(in, event_types),
-        .at = at};
+        .ts = at};
     if (in.ConsumeIntegralInRange(0, 3) != 0) {
       e.key = name(in);
     }
@@ -543,8 +543,8 @@ std::string describe(const nudge::rule& r) {
   if (r.delay.count() > 0) {
     out += " after " + nudge::format_duration(r.delay);
   }
-  if (r.when.node != nudge::condition::kind::always) {
-    out += " if " + describe(r.when);
+  if (r.condition.node != nudge::condition::kind::always) {
+    out += " if " + describe(r.condition);
   }
   for (const auto& a : r.actions) {
     out += fmt::format(
@@ -555,8 +555,8 @@ std::string describe(const nudge::rule& r) {
     if (a.delay.count() > 0) {
       out += " after " + nudge::format_duration(a.delay);
     }
-    if (a.when) {
-      out += " if " + describe(*a.when);
+    if (a.condition) {
+      out += " if " + describe(*a.condition);
     }
     if (a.notify) {
       out += " notify";
@@ -614,7 +614,7 @@ void print_input(const nudge::program& p, const input& data) {
   }
   std::fprintf(stderr, "events:\n");
   for (const auto& e : data.events) {
-    std::fprintf(stderr, "  %s %s %s[%s]\n", nudge::format_time(e.at).c_str(), e.contact.c_str(),
+    std::fprintf(stderr, "  %s %s %s[%s]\n", nudge::format_time(e.ts).c_str(), e.contact.c_str(),
                  e.type.c_str(), e.key.c_str());
   }
   std::fprintf(stderr, "end: %s\n", nudge::format_time(data.end).c_str());
@@ -633,8 +633,8 @@ struct outcome {
 };
 
 std::string describe(const nudge::due_action& a) {
-  return fmt::format("{} {} {}/{} {}({}) #{:016x}", nudge::format_time(a.due_at), a.contact, a.rule,
-                     a.step, a.verb(), a.arg, a.idempotency_key);
+  return fmt::format("{} {} {}/{} {}({}) #{:016x}", nudge::format_time(a.ts), a.contact, a.rule,
+                     a.step, a.action(), a.arg, a.idempotency_key);
 }
 
 [[noreturn]] void mismatch(const char* what, const char* part, const outcome& x, const outcome& y) {
@@ -750,12 +750,12 @@ outcome run_split(const std::shared_ptr<const nudge::program>& p, const input& d
   std::size_t begin = 0;
   for (std::size_t i = 1; i <= ev.size(); ++i) {
     const bool last = i == ev.size();
-    if (!last && (ev[i].at == ev[i - 1].at || !cut(i))) {
+    if (!last && (ev[i].ts == ev[i - 1].ts || !cut(i))) {
       continue;
     }
     const std::span<const nudge::event> batch{ev.data() + begin, i - begin};
-    const auto limit = last ? data.end : ev[i].at - nudge::seconds(1);
-    const auto now = choose_now(batch.back().at, limit);
+    const auto limit = last ? data.end : ev[i].ts - nudge::seconds(1);
+    const auto now = choose_now(batch.back().ts, limit);
     if (!run.step(out, [&] { return run.engine->process(batch, now); })) {
       return out;
     }
@@ -807,8 +807,8 @@ outcome run_evaluate(const nudge::program& p, const input& data) {
     }
   }
   std::stable_sort(all.begin(), all.end(), [](const auto& x, const auto& y) {
-    if (x.second.due_at != y.second.due_at) {
-      return x.second.due_at < y.second.due_at;
+    if (x.second.ts != y.second.ts) {
+      return x.second.ts < y.second.ts;
     }
     return x.second.contact < y.second.contact;
   });

@@ -27,7 +27,7 @@ def utc(seconds):
 def rows(actions):
     """Due actions as (epoch, contact, rule, action, arg) tuples, the CSV columns (a workflow
     step's action names "workflow/step" as its rule)."""
-    return [(a.due_epoch, a.contact, a.rule + ("/" + a.step if a.step else ""), a.action, a.arg)
+    return [(a.ts_epoch, a.contact, a.rule + ("/" + a.step if a.step else ""), a.action, a.arg)
             for a in actions]
 
 

@@ -28,7 +28,7 @@ def engine():
 def test_engine_process_accepts_tuples_and_dicts_alike(engine):
     due = engine.process([("c1", "signup", T0)], now=T0)
     other = nudge.Engine(engine.program)
-    due2 = other.process([{"contact": "c1", "type": "signup", "at": T0}], now=T0)
+    due2 = other.process([{"contact": "c1", "type": "signup", "ts": T0}], now=T0)
     assert rows(due) == rows(due2) == [(T0, "c1", "welcome", "send_email", "welcome_1")]
     assert due == due2
 
@@ -40,23 +40,23 @@ def test_due_action_fields_and_repr(engine):
     assert a.action == "send_email"
     assert a.arg == "welcome_1"
     assert a.params == {"subject": "Hi"}
-    assert a.due == dt.datetime(2024, 1, 1, tzinfo=UTC)
-    assert a.due.tzinfo is not None and a.due.utcoffset() == dt.timedelta(0)
-    assert a.due_epoch == T0
+    assert a.ts == dt.datetime(2024, 1, 1, tzinfo=UTC)
+    assert a.ts.tzinfo is not None and a.ts.utcoffset() == dt.timedelta(0)
+    assert a.ts_epoch == T0
     assert a.is_external
     assert isinstance(a.idempotency_key, int)
     assert repr(a) == ("DueAction(contact='c1', rule='welcome', action='send_email', "
-                       "arg='welcome_1', due=2024-01-01T00:00:00Z, params={'subject': 'Hi'})")
+                       "arg='welcome_1', ts=2024-01-01T00:00:00Z, params={'subject': 'Hi'})")
     assert a.to_dict() == {"contact": "c1", "rule": "welcome", "action": "send_email",
                            "arg": "welcome_1", "params": {"subject": "Hi"},
-                           "due": utc(T0), "idempotency_key": a.idempotency_key}
+                           "ts": utc(T0), "idempotency_key": a.idempotency_key}
 
 
 def test_engine_advance_fires_delayed_actions_at_their_time(engine):
     engine.process([("c1", "signup", T0)], now=T0)
     assert engine.advance(T0 + 2 * DAY - 1) == []
     (a,) = engine.advance(dt.datetime(2024, 1, 3, tzinfo=UTC))
-    assert (a.arg, a.due) == ("welcome_2", dt.datetime(2024, 1, 3, tzinfo=UTC))
+    assert (a.arg, a.ts) == ("welcome_2", dt.datetime(2024, 1, 3, tzinfo=UTC))
     assert engine.advance(T0 + 30 * DAY) == []
 
 
@@ -66,7 +66,7 @@ def test_times_accept_aware_datetimes_in_any_zone_floats_and_iso_text():
     for at in (T0, float(T0) + 0.75, dt.datetime(2024, 1, 1, 1, 0, tzinfo=warsaw),
                "2024-01-01T00:00:00Z", "2024-01-01T01:00:00+01:00"):
         (a,) = nudge.Engine(program).process([("c1", "signup", at)], now=at)
-        assert a.due_epoch == T0, at
+        assert a.ts_epoch == T0, at
 
 
 def test_naive_datetime_is_refused_with_a_clear_error(engine):
@@ -74,7 +74,7 @@ def test_naive_datetime_is_refused_with_a_clear_error(engine):
     with pytest.raises(ValueError, match=r"^now: naive datetime 2024-01-01 00:00:00 has no time "
                                          r"zone; nudge never guesses one"):
         engine.process([], now=naive)
-    with pytest.raises(ValueError, match=r"^events\[1\]\.at: naive datetime"):
+    with pytest.raises(ValueError, match=r"^events\[1\]\.ts: naive datetime"):
         engine.process([("c1", "signup", T0), ("c2", "signup", naive)], now=T0)
     assert engine.contact("c1") is None  # the batch left no trace
 
@@ -82,13 +82,16 @@ def test_naive_datetime_is_refused_with_a_clear_error(engine):
 def test_bad_events_name_the_event_and_field(engine):
     with pytest.raises(TypeError, match=r"events\[0\]\.contact: expected str, got int"):
         engine.process([(1, "signup", T0)], now=T0)
-    with pytest.raises(ValueError, match=r"events\[0\]: a tuple event is \(contact, type, at"):
+    with pytest.raises(ValueError, match=r"events\[0\]: a tuple event is \(contact, type, ts"):
         engine.process([("c1", "signup")], now=T0)
     with pytest.raises(ValueError, match=r'events\[0\]: unknown field "time"'):
         engine.process([{"contact": "c1", "type": "signup", "time": T0}], now=T0)
-    with pytest.raises(ValueError, match=r'events\[0\]: missing "at"'):
+    with pytest.raises(ValueError, match=r'events\[0\]: missing "ts"'):
         engine.process([{"contact": "c1", "type": "signup"}], now=T0)
-    with pytest.raises(TypeError, match=r"events\[0\]\.at: expected a timezone-aware datetime"):
+    # The event's time is "ts", as in the event files; the old key is refused, not read.
+    with pytest.raises(ValueError, match=r'events\[0\]: unknown field "at" \(the event\'s time is "ts"'):
+        engine.process([{"contact": "c1", "type": "signup", "at": T0}], now=T0)
+    with pytest.raises(TypeError, match=r"events\[0\]\.ts: expected a timezone-aware datetime"):
         engine.process([("c1", "signup", None)], now=T0)
     with pytest.raises(TypeError, match=r"now: .* got bool"):
         engine.process([], now=True)
@@ -105,7 +108,7 @@ def test_engine_input_error_names_contact_and_event(engine):
 def test_events_with_keys_props_and_custom_types_and_internal_notify(engine):
     due = engine.process(
         [("c1", "PURCHASE", T0, "o1", {"amount": 19.99}),
-         {"contact": "c1", "type": "PURCHASE", "at": T0 + HOUR, "key": "o2",
+         {"contact": "c1", "type": "PURCHASE", "ts": T0 + HOUR, "key": "o2",
           "props": {"amount": 5, "gift": True, "at": utc(T0)}}],
         now=T0 + HOUR)
     assert rows(due) == [(T0 + HOUR, "c1", "big_spender", "add_tag", "repeat")]
@@ -124,9 +127,9 @@ def test_engine_stats_are_plain_dicts_in_program_order(engine):
     assert list(stats) == ["welcome", "big_spender"]
     assert stats["welcome"] == {"rule": "welcome", "triggered": 2, "passed": 2, "failed": 0,
                                 "suppressed": 0, "emitted": 4, "first": utc(T0),
-                                "last": utc(T0 + HOUR + 2 * DAY), "no_consent": 0,
-                                "capped": 0, "off_hours": 0, "deferred_cap": 0,
-                                "deferred_hours": 0}
+                                "last": utc(T0 + HOUR + 2 * DAY),
+                                "delivery": {"no_consent": 0, "capped": 0, "off_hours": 0,
+                                             "deferred_cap": 0, "deferred_hours": 0}}
     assert stats["big_spender"]["triggered"] == 0 and stats["big_spender"]["first"] is None
 
 

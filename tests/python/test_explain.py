@@ -23,7 +23,7 @@ def test_explain_shows_a_deferral_and_the_send():
     t = dt.datetime(2024, 1, 10, 20, 30, tzinfo=UTC)  # 21:30 in Warsaw: quiet
     engine.process([("ann", "probe", t), ("bob", "probe", t)], t)
     due = engine.advance(t + dt.timedelta(days=1))
-    assert [(a.contact, a.due) for a in due] == [("ann", dt.datetime(2024, 1, 11, 7, tzinfo=UTC))]
+    assert [(a.contact, a.ts) for a in due] == [("ann", dt.datetime(2024, 1, 11, 7, tzinfo=UTC))]
     entries = engine.explain("ann")
     assert [e["what"] for e in entries] == [
         "triggered", "condition_passed", "action_deferred", "action_emitted"]
@@ -34,4 +34,5 @@ def test_explain_shows_a_deferral_and_the_send():
     assert json.loads(engine.explain("bob", json=True))["entries"][-1]["reason"] == "no_consent"
     assert engine.explain("nobody") is None
     stats = engine.stats()["promo"]
-    assert (stats["deferred_hours"], stats["no_consent"], stats["emitted"]) == (1, 1, 1)
+    assert (stats["delivery"]["deferred_hours"], stats["delivery"]["no_consent"],
+            stats["emitted"]) == (1, 1, 1)

@@ -44,7 +44,7 @@ def test_identify_merges_the_visitor_and_aliases_its_id():
     engine.upsert_contact("c1", owner="anna")
     due = engine.process([("v1", "page_view", T0, "/shoes"),
                           ("c1", "page_view", T0 + HOUR, "/shoes"),
-                          {"contact": "v1", "type": "identify", "at": T0 + 2 * HOUR, "key": "c1"}],
+                          {"contact": "v1", "type": "identify", "ts": T0 + 2 * HOUR, "key": "c1"}],
                          now=T0 + 2 * HOUR)
     # The identify event runs on c1 with both views: "welcome", then shoe_fan entered.
     assert rows(due) == [(T0 + 2 * HOUR, "c1", "welcome", "send_email", "welcome"),

@@ -207,7 +207,7 @@ def test_scenario_files_through_process(name, scenario_files):
     expected = read_expected_csv(f["expected"])
     if expected and expected[-1][0] > now:
         due += engine.advance(expected[-1][0])
-    due.sort(key=lambda a: (a.due_epoch, a.contact))
+    due.sort(key=lambda a: (a.ts_epoch, a.contact))
     assert rows(due) == read_expected_csv(f["expected"])
 
 

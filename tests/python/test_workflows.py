@@ -22,7 +22,7 @@ def test_workflow_actions_name_their_step_and_rules_do_not_change():
     engine = nudge.Engine(nudge.Program.from_json(CART))
     got = engine.process([("a", "cart", T0, "sku1"), ("b", "cart", T0, "sku2"),
                           ("b", "purchase", T0 + 2 * HOUR, "o1")], now=T0 + 3 * DAY)
-    assert [(a.due_epoch, a.contact, a.rule, a.step, a.arg) for a in got] == [
+    assert [(a.ts_epoch, a.contact, a.rule, a.step, a.arg) for a in got] == [
         (T0 + HOUR, "a", "cart", "reminder", "cart_reminder"),
         (T0 + HOUR, "b", "cart", "reminder", "cart_reminder"),
         (T0 + HOUR + DAY, "a", "cart", "last_call", "cart_last_call"),
@@ -31,7 +31,7 @@ def test_workflow_actions_name_their_step_and_rules_do_not_change():
     assert first.params == {"subject": "Forgot something?"}
     assert first.to_dict()["step"] == "reminder"
     assert repr(first) == ("DueAction(contact='a', rule='cart', step='reminder', "
-                           "action='send_email', arg='cart_reminder', due=2024-01-01T01:00:00Z, "
+                           "action='send_email', arg='cart_reminder', ts=2024-01-01T01:00:00Z, "
                            "params={'subject': 'Forgot something?'})")
 
 
@@ -73,7 +73,7 @@ def test_pause_resume_archive_and_a_new_version_through_change_program():
     # Version 2 (another reminder text), active at 05:00: b resumes exactly then, on version 2.
     engine.change_program(_with(version=2, reminder="cart_reminder_v2"), at=T0 + 5 * HOUR)
     got = engine.advance(T0 + 3 * DAY)
-    assert [(a.due_epoch, a.contact, a.step, a.arg) for a in got] == [
+    assert [(a.ts_epoch, a.contact, a.step, a.arg) for a in got] == [
         (T0 + 5 * HOUR, "b", "reminder", "cart_reminder_v2"),
         (T0 + HOUR + DAY, "a", "last_call", "cart_last_call"),
         (T0 + 5 * HOUR + DAY, "b", "last_call", "cart_last_call"),
@@ -114,12 +114,13 @@ def test_a_workflows_delivery_policy_defers_in_quiet_hours_and_drops_without_con
     evening = T0 + 19 * HOUR + 1800
     got = engine.process([("a", "cart", evening, "sku1"), ("b", "cart", evening, "sku2")],
                          now=evening + 3 * DAY)
-    assert [(a.due_epoch, a.contact, a.step) for a in got] == [
+    assert [(a.ts_epoch, a.contact, a.step) for a in got] == [
         (evening + HOUR, "b", "reminder"),
         (T0 + DAY + 7 * HOUR, "a", "reminder"),
     ]
     stats = engine.workflow_stats()["cart"]
-    assert stats["deferred_hours"] == 1
-    assert stats["steps"]["reminder"]["deferred_hours"] == 1
-    assert stats["steps"]["last_call"]["no_consent"] == 2
+    # Nested as for rules (stats()[rule]["delivery"]) and as in C++ (workflow_stats::delivery).
+    assert stats["delivery"]["deferred_hours"] == 1
+    assert stats["steps"]["reminder"]["delivery"]["deferred_hours"] == 1
+    assert stats["steps"]["last_call"]["delivery"]["no_consent"] == 2
     assert (stats["sent"], stats["completed"]) == (2, 2)

@@ -36,9 +36,10 @@ __all__ = [
 Time = Union[datetime.datetime, int, float, str]
 #: A detail or event property value.
 Value = Union[str, int, float, bool, datetime.datetime]
-#: {"contact": str, "type": str, "at": Time, "key": str (optional), "props": dict (optional)}
+#: {"contact": str, "type": str, "ts": Time, "key": str (optional), "props": dict (optional)};
+#: the time is "ts", as in event files ("at" is refused)
 EventDict = Mapping[str, Any]
-#: (contact, type, at[, key[, props]])
+#: (contact, type, ts[, key[, props]])
 EventTuple = Union[
     Tuple[str, str, Time],
     Tuple[str, str, Time, Optional[str]],
@@ -160,7 +161,7 @@ class DueAction:
     """An action that has come due for a contact.
 
     Deliver it if external (send_email, ...); internal actions appear only when the rule asked
-    to notify the host. Equal when contact, due, rule, action, arg and key are equal.
+    to notify the host. Equal when contact, ts, rule, action, arg and key are equal.
     """
 
     @property
@@ -174,7 +175,7 @@ class DueAction:
         """Id of the workflow step that produced it, or None for a rule's action."""
     @property
     def action(self) -> str:
-        """The verb: 'send_email', 'generate_coupon', 'assign_owner', ..."""
+        """What it does (CSV column action): 'send_email', 'generate_coupon', 'assign_owner', ..."""
     @property
     def arg(self) -> str:
         """The main parameter as delivered: template, tag, ..., or the owner picked."""
@@ -182,10 +183,10 @@ class DueAction:
     def params(self) -> dict[str, str]:
         """Further parameters from the rule (a new dict each time)."""
     @property
-    def due(self) -> datetime.datetime:
-        """When it is due: an aware UTC datetime."""
+    def ts(self) -> datetime.datetime:
+        """When it is due (CSV column ts): an aware UTC datetime."""
     @property
-    def due_epoch(self) -> int:
+    def ts_epoch(self) -> int:
         """When it is due, in epoch seconds."""
     @property
     def idempotency_key(self) -> int:
@@ -194,7 +195,7 @@ class DueAction:
     def is_external(self) -> bool:
         """True for actions the host delivers."""
     def to_dict(self) -> dict[str, Any]:
-        """contact, rule, action, arg, params, due, idempotency_key as a plain dict."""
+        """contact, rule, action, arg, params, ts, idempotency_key as a plain dict."""
     def __hash__(self) -> int: ...
     def __eq__(self, other: object) -> bool: ...
 
@@ -290,7 +291,7 @@ class ReplayResult:
 
     @property
     def actions(self) -> list[DueAction]:
-        """The due actions, sorted by (due, contact) (a new list each time)."""
+        """The due actions, sorted by (ts, contact) (a new list each time)."""
     @property
     def contacts_read(self) -> int:
         """Contacts read from the contacts file."""
@@ -340,7 +341,7 @@ class Engine:
         raises InputError and changes nothing (docs/limits.md)."""
     def process(self, events: Iterable[Event], now: Time) -> list[DueAction]:
         """Applies `events` (each contact's in time order), then fires timers due at or before
-        `now`; returns the batch's actions sorted by (due, contact). An `identify` event for a
+        `now`; returns the batch's actions sorted by (ts, contact). An `identify` event for a
         visitor id whose key is a known contact's id, e.g. ("v1", "identify", t, "c42"), merges
         the visitor into that contact; later events for "v1" reach "c42" (docs/rules.md,
         "Identity")."""
@@ -353,7 +354,7 @@ class Engine:
         change is refused; nothing changes then. A Python store needs a contacts() method."""
     def replay(
         self,
-        events_path: PathLike,
+        events: PathLike,
         contacts: Optional[PathLike] = None,
         until: Optional[Time] = None,
         *,
@@ -407,17 +408,18 @@ class Engine:
     def segment_size(self, name: str) -> int:
         """Number of contacts in segment `name`; raises as segment_members."""
     def stats(self) -> dict[str, dict[str, Any]]:
-        """{rule_id: {rule, triggered, passed, failed, suppressed, emitted, first, last,
-        no_consent, capped, off_hours, deferred_cap, deferred_hours}}."""
+        """{rule_id: {rule, triggered, passed, failed, suppressed, emitted, delivery, first,
+        last}}; delivery is the delivery policy's {no_consent, capped, off_hours, deferred_cap,
+        deferred_hours} (C++ rule_stats::delivery)."""
     def explain(self, id: str, *, json: bool = False) -> list[dict[str, Any]] | str | None:
-        """The contact's timeline, oldest first: [{at, source, what, reason, until, text}], or
+        """The contact's timeline, oldest first: [{ts, source, what, reason, until, text}], or
         the JSON text of `nudge explain --json` with json=True; None for an unknown contact.
         Empty unless the rule file keeps timelines ("timeline": {"size": N})."""
     def workflow_stats(self) -> dict[str, dict[str, Any]]:
         """{workflow_id: {workflow, entered, completed, exited, ended, sent, opened, clicked,
-        active, first, last, steps: {step_id: {step, reached, sent, opened, clicked, waiting,
-        ended, first, last}}}}, each also with the delivery policy's no_consent, capped,
-        off_hours, deferred_cap, deferred_hours (as in stats()); active and waiting count the
+        active, first, last, delivery, steps: {step_id: {step, reached, sent, opened, clicked,
+        waiting, ended, first, last, delivery}}}}, delivery being the delivery policy's
+        {no_consent, capped, off_hours, deferred_cap, deferred_hours} as in stats(); active and waiting count the
         runs inside now (waiting includes runs held at a send step while its message is
         deferred); ended counts runs a program change ended (workflow archived, or the run's step
         gone from a new version)."""

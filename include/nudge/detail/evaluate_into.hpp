@@ -34,10 +34,10 @@ struct outcome_recorder {
     if (workflows_touched != nullptr && !w.first) {
       workflows_touched->push_back(o.workflow);
     }
-    touch(w.first, w.last, o.at);
+    touch(w.first, w.last, o.ts);
     workflow_step_stats* s = o.step < w.steps.size() ? &w.steps[o.step] : nullptr;
     if (s != nullptr) {
-      touch(s->first, s->last, o.at);
+      touch(s->first, s->last, o.ts);
     }
     using k = workflow_outcome_kind;
     switch (o.kind) {
@@ -149,19 +149,19 @@ struct outcome_recorder {
         ++s.suppressed;
         break;
       case rule_outcome_kind::blocked_no_consent:
-        ++s.no_consent;
+        ++s.delivery.no_consent;
         break;
       case rule_outcome_kind::blocked_cap:
-        ++s.capped;
+        ++s.delivery.capped;
         break;
       case rule_outcome_kind::blocked_hours:
-        ++s.off_hours;
+        ++s.delivery.off_hours;
         break;
       case rule_outcome_kind::deferred_cap:
-        ++s.deferred_cap;
+        ++s.delivery.deferred_cap;
         break;
       case rule_outcome_kind::deferred_hours:
-        ++s.deferred_hours;
+        ++s.delivery.deferred_hours;
         break;
     }
     if (!s.first || at < *s.first) {

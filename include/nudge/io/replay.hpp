@@ -58,6 +58,9 @@ struct pending_work {
 pending_work find_pending_work(store& s);
 
 struct replay_options {
+  /// The contacts file (CSV or JSON Lines, by extension; `--contacts` of `nudge replay`,
+  /// `contacts=` in Python); empty: none.
+  std::string contacts_path;
   /// Fire timers up to this instant; events after it are refused. Default: the last event's
   /// time plus the program's longest delay (program::longest_delay), then, while timers that
   /// run out by themselves (pending_work::timers: delayed checks and actions, deferred messages,
@@ -103,7 +106,7 @@ struct replay_options {
 struct replay_result {
   /// The program the actions point into (their rule and arg views); kept alive here.
   std::shared_ptr<const nudge::program> program;
-  /// Due actions sorted by (due_at, contact), each contact's in emission order; empty when
+  /// Due actions sorted by (ts, contact), each contact's in emission order; empty when
   /// replay_options::on_actions took them.
   std::vector<due_action> actions;
   std::size_t action_count = 0;   ///< due actions produced (also those on_actions took)
@@ -119,8 +122,8 @@ struct replay_result {
 };
 
 /// Replays `events_path` (CSV or JSON Lines) through `program`, with the contacts of
-/// `contacts_path` (empty: none), on a fresh engine with its in-memory store. An event for a
-/// contact that is not in the contacts file (an anonymous visitor, identified later or not)
+/// `options.contacts_path` (empty: none), on a fresh engine with its in-memory store. An event for
+/// a contact that is not in the contacts file (an anonymous visitor, identified later or not)
 /// creates that contact, as in live use.
 ///
 /// The contacts are upserted at the log's first accepted event's time
@@ -132,22 +135,22 @@ struct replay_result {
 /// Example:
 ///
 ///     auto program = nudge::load_rules_file("rules.json");
-///     auto result = nudge::replay(program, "contacts.csv", "events.csv");
+///     auto result = nudge::replay(program, "events.csv", {.contacts_path = "contacts.csv"});
 ///     nudge::write_actions_csv(std::cout, result.actions, nudge::time_format::epoch);
 ///
 /// @throws read_error (a file cannot be read, a bad header, or with stop a bad line: file:line
 ///   and the reason); rule_cycle_error; std::ios_base::failure if the rejects file cannot be
 ///   written.
-replay_result replay(std::shared_ptr<const program> program, const std::string& contacts_path,
-                     const std::string& events_path, const replay_options& options = {});
+replay_result replay(std::shared_ptr<const program> program, const std::string& events_path,
+                     const replay_options& options = {});
 
 /// The same on the host's engine (its store, sink and statistics) instead of a fresh one, e.g.
-/// one a snapshot was loaded into. Contacts of `contacts_path` are upserted at the first
+/// one a snapshot was loaded into. Contacts of `options.contacts_path` are upserted at the first
 /// event's time (an input_error if that is before a stored contact's clock); events for
 /// contacts neither stored nor in the file create them (engine_options::
 /// create_unknown_contacts), as anonymous visitors. `stats` and `workflow_stats` are the
 /// engine's totals.
-replay_result replay(engine& eng, const std::string& contacts_path, const std::string& events_path,
+replay_result replay(engine& eng, const std::string& events_path,
                      const replay_options& options = {});
 
 /// How many leading events of `events` (in time order) lie before its last instant. An event log

@@ -73,7 +73,7 @@ struct sqlite_options {
 struct outbox_entry {
   std::int64_t sequence = 0;  ///< outbox order (commit order, then the batch's action order)
   std::string contact;
-  time_point due_at;
+  time_point ts;
   std::uint32_t rule_index = 0;    ///< the rule's index (the workflow's, if `workflow`)
   std::uint32_t action_index = 0;  ///< index of the action in its rule (the step's index)
   bool workflow = false;           ///< produced by a workflow step

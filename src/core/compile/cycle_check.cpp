@@ -30,7 +30,7 @@ struct link {
 
 // A rule that runs every time its trigger comes, at that instant, with nothing to stop it.
 bool unconditional(const rule& r) {
-  return r.delay == duration{0} && r.when.node == condition::kind::always &&
+  return r.delay == duration{0} && r.condition.node == condition::kind::always &&
          r.reentry_policy == reentry::always && !r.cap;
 }
 
@@ -139,7 +139,7 @@ void find_rule_cycles(const std::vector<rule>& rules, std::vector<diagnostic>& p
     for (std::size_t i = 0; i < actions.size(); ++i) {
       const action& a = actions[i];
       const auto ev = raised(a);
-      if (!ev || a.delay != duration{0} || a.when) {
+      if (!ev || a.delay != duration{0} || a.condition) {
         continue;
       }
       const auto same_field = std::count_if(actions.begin(), actions.end(), [&](const action& b) {

@@ -72,9 +72,9 @@ void canon(writer& w, const action& a) {
     w.str(text);
   }
   w.dur(a.delay);
-  w.u8(a.when ? 1 : 0);
-  if (a.when) {
-    canon(w, *a.when);
+  w.u8(a.condition ? 1 : 0);
+  if (a.condition) {
+    canon(w, *a.condition);
   }
   w.u8(a.notify ? 1 : 0);
   if (a.transactional) {
@@ -111,7 +111,7 @@ void canon(writer& w, const rule& r) {
     w.str("months");
     w.i32(r.delay_months);
   }
-  canon(w, r.when);
+  canon(w, r.condition);
   w.count(r.actions.size());
   for (const auto& a : r.actions) {
     canon(w, a);
@@ -147,7 +147,7 @@ void canon_steps(writer& w, const std::vector<workflow_step>& steps) {
     w.i32(st.time_of_day);
     w.u8(st.weekdays);
     w.str(st.detail);
-    canon(w, st.when);
+    canon(w, st.condition);
     w.str(st.yes);
     w.str(st.no);
     canon(w, st.event);
@@ -171,7 +171,7 @@ void canon(writer& w, const workflow& wf) {
   w.str(wf.entry.detail);
   w.i32(wf.entry.offset_days);
   w.i32(wf.entry.time_of_day);
-  canon(w, wf.entry.when);
+  canon(w, wf.entry.condition);
   canon_steps(w, wf.steps);
   // Kept older versions (only when there are some, so that other workflows keep their
   // fingerprints): runs and the outbox name their steps by position in the step table.
@@ -229,7 +229,7 @@ std::uint64_t program_fingerprint(const program& p) {
     w.count(rs.segments.size());
     for (const auto& sg : rs.segments) {
       w.str(sg.name);
-      canon(w, sg.when);
+      canon(w, sg.condition);
     }
   }
   if (!rs.scoring.empty()) {

@@ -217,7 +217,7 @@ struct compiler {
     for (const auto& sg : rs.segments) {
       detail::segment_def d;
       d.first = static_cast<std::uint32_t>(out.nodes.size());
-      d.root = flatten(sg.when);
+      d.root = flatten(sg.condition);
       d.last = static_cast<std::uint32_t>(out.nodes.size());
       out.segments.push_back(d);
     }
@@ -225,9 +225,9 @@ struct compiler {
     for (std::uint32_t i = 0; i < rs.rules.size(); ++i) {
       const rule& r = rs.rules[i];
       detail::compiled_rule cr;
-      cr.condition = flatten(r.when);
+      cr.condition = flatten(r.condition);
       for (const auto& a : r.actions) {
-        cr.action_conditions.push_back(a.when ? flatten(*a.when) : none);
+        cr.action_conditions.push_back(a.condition ? flatten(*a.condition) : none);
         std::uint32_t group = none;
         std::uint32_t counter = none;
         if (a.kind == action_kind::assign_owner) {
@@ -353,7 +353,7 @@ struct compiler {
       detail::compiled_workflow cw;
       cw.runs = w.status == workflow_status::active;
       cw.id_hash = fnv1a64(w.id);
-      cw.entry_condition = flatten(w.entry.when);
+      cw.entry_condition = flatten(w.entry.condition);
       cw.exit_condition = flatten(w.exit_when);
       if (w.entry.kind == entry_kind::event) {
         cw.entry_type = type_id(w.entry.on.type);
@@ -394,7 +394,7 @@ struct compiler {
           cs.yes = index_of(st.yes, following);
           cs.no = index_of(st.no, none);
           if (st.kind == step_kind::branch) {
-            cs.condition = flatten(st.when);
+            cs.condition = flatten(st.condition);
           }
           if (st.kind == step_kind::wait_for) {
             cs.event_type = type_id(st.event.type);
@@ -408,7 +408,7 @@ struct compiler {
             cs.paths.emplace_back(bound, index_of(path.next, none));
           }
           if (st.kind == step_kind::send || st.kind == step_kind::act) {
-            cs.action_condition = st.act.when ? flatten(*st.act.when) : none;
+            cs.action_condition = st.act.condition ? flatten(*st.act.condition) : none;
             if (st.act.kind == action_kind::assign_owner) {
               cs.owner_group = static_cast<std::uint32_t>(rs.owner_groups.find(st.act.arg) -
                                                           rs.owner_groups.begin());

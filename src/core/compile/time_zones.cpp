@@ -62,21 +62,21 @@ bool reads_months(const condition& c) {
 bool reads_months(const rule_set& rs) {
   auto steps = [](const std::vector<workflow_step>& v) {
     return std::any_of(v.begin(), v.end(), [](const workflow_step& st) {
-      return st.length_months != 0 || reads_months(st.when) ||
-             (st.act.when && reads_months(*st.act.when));
+      return st.length_months != 0 || reads_months(st.condition) ||
+             (st.act.condition && reads_months(*st.act.condition));
     });
   };
   return std::any_of(rs.rules.begin(), rs.rules.end(),
                      [](const rule& r) {
-                       return r.delay_months != 0 || reads_months(r.when) ||
+                       return r.delay_months != 0 || reads_months(r.condition) ||
                               std::any_of(r.actions.begin(), r.actions.end(), [](const action& a) {
-                                return a.when && reads_months(*a.when);
+                                return a.condition && reads_months(*a.condition);
                               });
                      }) ||
          std::any_of(rs.segments.begin(), rs.segments.end(),
-                     [](const segment& g) { return reads_months(g.when); }) ||
+                     [](const segment& g) { return reads_months(g.condition); }) ||
          std::any_of(rs.workflows.begin(), rs.workflows.end(), [&](const workflow& w) {
-           return reads_months(w.entry.when) || reads_months(w.exit_when) || steps(w.steps) ||
+           return reads_months(w.entry.condition) || reads_months(w.exit_when) || steps(w.steps) ||
                   std::any_of(w.previous_versions.begin(), w.previous_versions.end(),
                               [&](const workflow_version& v) { return steps(v.steps); });
          });

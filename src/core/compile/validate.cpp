@@ -391,7 +391,7 @@ void validator::check(const rule_set& rs) {
                        it->second));
     }
     current_segment = i;
-    check_condition(sg.when, at + "/if", 1);
+    check_condition(sg.condition, at + "/if", 1);
   }
   current_segment = static_cast<std::size_t>(-1);
   check_areas(rs);
@@ -429,7 +429,7 @@ void validator::check(const rule_set& rs) {
            fmt::format("a delay must be between 0s and {}", format_duration(limits.max_delay)));
     }
     check_months(r.delay_months, r.delay, at + "/delay", "bad_delay");
-    check_condition(r.when, at + "/if", 1);
+    check_condition(r.condition, at + "/if", 1);
     if (r.reentry_policy == reentry::once_per && r.reentry_window <= duration{0}) {
       fail(at + "/reentry", "bad_window", "once_per needs a window longer than 0s");
     }
@@ -466,8 +466,8 @@ void validator::check_action(const rule_set& rs, const action& a, const std::str
     fail(aat + "/delay", "bad_delay",
          fmt::format("a delay must be between 0s and {}", format_duration(limits.max_delay)));
   }
-  if (a.when) {
-    check_condition(*a.when, aat + "/if", 1);
+  if (a.condition) {
+    check_condition(*a.condition, aat + "/if", 1);
   }
 }
 

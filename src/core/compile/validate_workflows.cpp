@@ -56,7 +56,7 @@ void validator::check_workflow(const rule_set& rs, const workflow& w, const std:
            "a date offset must be -366 to 366 days");
     }
   }
-  check_condition(w.entry.when, at + "/entry/if", 1);
+  check_condition(w.entry.condition, at + "/entry/if", 1);
   if (w.delivery) {
     check_policy(*w.delivery, at + "/delivery");
   }
@@ -202,7 +202,7 @@ void validator::check_steps(const rule_set& rs, const workflow& w, const std::st
         ref(j, st.next, sat + "/next", true);
         break;
       case step_kind::branch:
-        check_condition(st.when, sat + "/if", 1);
+        check_condition(st.condition, sat + "/if", 1);
         ref(j, st.yes, sat + "/yes", true);
         ref(j, st.no, sat + "/no", false);
         break;

@@ -161,7 +161,7 @@ void batch::sort(std::span<const std::string_view> ids) {
   std::size_t begin = 0;
   for (std::size_t r = 0; r < runs_.size(); ++r) {
     for (std::size_t i = begin; i < runs_[r].second; ++i) {
-      keys[i] = {to_epoch(actions_[i].due_at), static_cast<std::uint32_t>(r),
+      keys[i] = {to_epoch(actions_[i].ts), static_cast<std::uint32_t>(r),
                  static_cast<std::uint32_t>(i)};
     }
     begin = runs_[r].second;
@@ -230,11 +230,7 @@ void batch::fold_in() noexcept {
     s.passed += c.passed;
     s.failed += c.failed;
     s.suppressed += c.suppressed;
-    s.no_consent += c.no_consent;
-    s.capped += c.capped;
-    s.off_hours += c.off_hours;
-    s.deferred_cap += c.deferred_cap;
-    s.deferred_hours += c.deferred_hours;
+    s.delivery += c.delivery;
     if (c.first) {
       count(s, *c.first);
     }
@@ -251,7 +247,7 @@ void batch::fold_in() noexcept {
     }
     rule_stats& s = stats[a.rule_index];
     ++s.emitted;
-    count(s, a.due_at);
+    count(s, a.ts);
   }
 }
 

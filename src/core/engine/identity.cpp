@@ -166,7 +166,7 @@ void merge_runs(const program& p, contact_state& known, std::vector<workflow_run
       dropped->push_back({w, e.run.step, workflow_outcome_kind::exited, at});
     }
     timeline_entry t;
-    t.at = t.until = at;
+    t.ts = t.until = at;
     t.source = w;
     t.step = e.run.step;
     t.source_kind = timeline_source::workflow;
@@ -236,7 +236,7 @@ void merge_timeline(const program& p, timeline& into, const timeline& from) {
   std::vector<timeline_entry> merged;
   merged.reserve(mine.size() + theirs.size());
   std::merge(mine.begin(), mine.end(), theirs.begin(), theirs.end(), std::back_inserter(merged),
-             [](const timeline_entry& x, const timeline_entry& y) { return x.at < y.at; });
+             [](const timeline_entry& x, const timeline_entry& y) { return x.ts < y.ts; });
   if (merged.size() > capacity) {
     merged.erase(merged.begin(), merged.end() - static_cast<std::ptrdiff_t>(capacity));
   }

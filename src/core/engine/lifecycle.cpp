@@ -175,7 +175,7 @@ bool migrate_state(const program& from, const program& to, contact_state& state,
       return;
     }
     timeline_entry e;
-    e.at = e.until = at;
+    e.ts = e.until = at;
     e.source = w;
     e.step = step;
     e.source_kind = timeline_source::workflow;

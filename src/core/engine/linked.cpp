@@ -45,21 +45,21 @@ std::vector<due_action> engine::process_linked(std::span<const event> events, ti
                             "of the known contact the event's contact is");
         }
       }
-      if (e.at > now) {
+      if (e.ts > now) {
         throw input_error(
             e.contact, i,
-            fmt::format("time {} is after now ({})", format_time(e.at), format_time(now)));
+            fmt::format("time {} is after now ({})", format_time(e.ts), format_time(now)));
       }
-      auto [it, fresh] = previous.emplace(e.contact, e.at);
+      auto [it, fresh] = previous.emplace(e.contact, e.ts);
       if (!fresh) {
-        if (e.at < it->second) {
+        if (e.ts < it->second) {
           throw input_error(e.contact, i,
                             fmt::format("out of order: {} ({}) is before {} ({}), the id's "
                                         "previous event in the batch",
-                                        format_time(e.at), to_epoch(e.at), format_time(it->second),
+                                        format_time(e.ts), to_epoch(e.ts), format_time(it->second),
                                         to_epoch(it->second)));
         }
-        it->second = e.at;
+        it->second = e.ts;
       }
     }
   }
@@ -70,7 +70,7 @@ std::vector<due_action> engine::process_linked(std::span<const event> events, ti
     order[i] = i;
   }
   std::stable_sort(order.begin(), order.end(),
-                   [&](std::uint32_t x, std::uint32_t y) { return events[x].at < events[y].at; });
+                   [&](std::uint32_t x, std::uint32_t y) { return events[x].ts < events[y].ts; });
 
   // Each touched contact's state: lent by the store (evaluated in place) or an owned copy.
   std::vector<contact_state*> slots;
@@ -187,8 +187,8 @@ std::vector<due_action> engine::process_linked(std::span<const event> events, ti
     // On the merged contact the key names the other id, the one it now also answers to.
     linked.key = slots[k]->contact.id == e.contact ? e.key : e.contact;
     if (a != k) {
-      flush(a, e.at, false);
-      flush(k, e.at, false);
+      flush(a, e.ts, false);
+      flush(k, e.ts, false);
       std::vector<workflow_outcome> dropped;
       std::string merged_id = slots[a]->contact.id;
       for (const std::size_t changed : {k, a}) {
@@ -196,7 +196,7 @@ std::vector<due_action> engine::process_linked(std::span<const event> events, ti
           b.changing_profile(*slots[changed]);  // both profiles are replaced below
         }
       }
-      *slots[k] = merge_states(p, std::move(*slots[k]), std::move(*slots[a]), e.at, &dropped);
+      *slots[k] = merge_states(p, std::move(*slots[k]), std::move(*slots[a]), e.ts, &dropped);
       for (const auto& o : dropped) {
         b.note(o);
       }
@@ -206,7 +206,7 @@ std::vector<due_action> engine::process_linked(std::span<const event> events, ti
       slots[a]->merged_into = slots[k]->contact.id;
       // Both timelines say so: `nudge explain` of the visitor id names where it went.
       const timeline_entry merge{
-          .at = e.at, .until = e.at, .source = timeline_none, .what = timeline_what::merged};
+          .ts = e.ts, .until = e.ts, .source = timeline_none, .what = timeline_what::merged};
       slots[k]->timeline.record(merge, p.timeline_size());
       slots[a]->timeline.record(merge, p.timeline_size());
       routed[k] += routed[a];

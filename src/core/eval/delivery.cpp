@@ -6,7 +6,7 @@ namespace nudge::eval {
 
 auto evaluator::hold(due_action d, const delivery_policy* policy, timer retry) -> void {
   const auto on = *channel_of(d.kind);
-  held_at_ = d.due_at;
+  held_at_ = d.ts;
   held_.push_back({std::move(d), retry, policy, on});
 }
 
@@ -33,7 +33,7 @@ auto evaluator::flush_held() -> void {
 // the step, and its run, resting at the step meanwhile, moves on once the message is sent or
 // dropped.
 auto evaluator::decide(held_message& m) -> void {
-  const time_point now = m.action.due_at;
+  const time_point now = m.action.ts;
   const std::uint32_t source = m.retry.rule;
   const bool of_step = m.retry.kind == timer_kind::workflow_step;
   std::size_t run = s_.runs.size();

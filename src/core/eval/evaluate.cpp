@@ -94,22 +94,22 @@ void evaluate_impl(const program& p, contact_state& state, std::span<const Event
     if (e.contact != id) {
       throw input_error(e.contact, i, fmt::format("belongs to contact \"{}\"", id));
     }
-    if (!in_input_range(e.at)) {
+    if (!in_input_range(e.ts)) {
       throw input_error(id, i,
-                        fmt::format("time {} is outside the supported range ({})", to_epoch(e.at),
+                        fmt::format("time {} is outside the supported range ({})", to_epoch(e.ts),
                                     input_range_text));
     }
-    if (e.at < previous) {
+    if (e.ts < previous) {
       throw input_error(
           id, i,
           fmt::format("out of order: {} ({}) is before {} ({}), the contact's last applied "
                       "event or timer",
-                      format_time(e.at), to_epoch(e.at), format_time(previous),
+                      format_time(e.ts), to_epoch(e.ts), format_time(previous),
                       to_epoch(previous)));
     }
-    if (e.at > now) {
+    if (e.ts > now) {
       throw input_error(
-          id, i, fmt::format("time {} is after now ({})", format_time(e.at), format_time(now)));
+          id, i, fmt::format("time {} is after now ({})", format_time(e.ts), format_time(now)));
     }
     // NaN would compare unequal to itself in every condition, and infinity overflows sums.
     // Most events carry no props: the loop stays out of line.
@@ -121,10 +121,10 @@ void evaluate_impl(const program& p, contact_state& state, std::span<const Event
       throw input_error(id, i, fmt::format("unknown event type \"{}\"", e.type));
     }
     types[i] = type->second;
-    previous = e.at;
+    previous = e.ts;
   }
   evaluator ev{p, sinks{state, actions, outcomes, guard}, counters};
-  ev.start(state.clock != min_time ? state.clock : (events.empty() ? now : deref(events[0]).at));
+  ev.start(state.clock != min_time ? state.clock : (events.empty() ? now : deref(events[0]).ts));
   for (std::size_t i = 0; i < events.size(); ++i) {
     ev.apply_external(deref(events[i]), types[i]);
   }

@@ -102,8 +102,8 @@ class evaluator {
 
   /// `type` is the event type's index in the program (resolved while validating).
   void apply_external(const event& e, std::uint32_t type) {
-    fire_timers_before(e.at);
-    apply(type, e.key, e.at, 0, nullptr, &e.props);
+    fire_timers_before(e.ts);
+    apply(type, e.key, e.ts, 0, nullptr, &e.props);
     drain();
   }
 
@@ -290,7 +290,7 @@ class evaluator {
                                              std::string_view arg) const {
     due_action d;
     d.contact = s_.contact.id;
-    d.due_at = now;
+    d.ts = now;
     d.rule = src.source;
     d.rule_index = src.index;
     d.step = src.step;

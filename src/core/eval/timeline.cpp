@@ -8,7 +8,7 @@ auto evaluator::record_entry(timeline_what what, std::uint32_t r, time_point at,
                              timeline_reason reason, std::uint32_t detail, time_point until,
                              timeline_source kind) -> void {
   timeline_entry e;
-  e.at = at;
+  e.ts = at;
   e.until = until == min_time ? at : until;
   e.source = r;
   e.step = step;

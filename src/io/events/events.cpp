@@ -261,20 +261,20 @@ struct event_reader::impl {
       reason = fmt::format("unknown contact {} (not in the contacts file)", quote(e.contact));
       return false;
     }
-    if (last && e.at < *last) {
+    if (last && e.ts < *last) {
       reason =
           fmt::format("ts {} is before the previous event's ts {} (events must be sorted by ts)",
-                      to_epoch(e.at), to_epoch(*last));
+                      to_epoch(e.ts), to_epoch(*last));
       return false;
     }
-    if (options.not_before && e.at < *options.not_before) {
+    if (options.not_before && e.ts < *options.not_before) {
       reason = fmt::format(
           "ts {} is before {}, the time already processed (events must be sorted by ts)",
-          to_epoch(e.at), to_epoch(*options.not_before));
+          to_epoch(e.ts), to_epoch(*options.not_before));
       return false;
     }
-    if (options.not_after && e.at > *options.not_after) {
-      reason = fmt::format("ts {} is after the end of the replay ({})", to_epoch(e.at),
+    if (options.not_after && e.ts > *options.not_after) {
+      reason = fmt::format("ts {} is after the end of the replay ({})", to_epoch(e.ts),
                            to_epoch(*options.not_after));
       return false;
     }
@@ -295,7 +295,7 @@ struct event_reader::impl {
       reason = fmt::format("expected {} fields, got {}", columns, fields.size());
       return false;
     }
-    if (!parse_ts(fields[static_cast<std::size_t>(col_ts)], e.at, reason)) {
+    if (!parse_ts(fields[static_cast<std::size_t>(col_ts)], e.ts, reason)) {
       return false;
     }
     e.contact.assign(fields[static_cast<std::size_t>(col_contact)]);
@@ -347,7 +347,7 @@ struct event_reader::impl {
               return false;
             }
             has_ts = true;
-            return json_time(v, e.at, reason, k);
+            return json_time(v, e.ts, reason, k);
           }
           if (k == "contact") {
             has_contact = true;
@@ -404,7 +404,7 @@ struct event_reader::impl {
         refuse(line);
         continue;
       }
-      last = e.at;
+      last = e.ts;
       ++accepted;
     }
     return !out.empty();

@@ -136,7 +136,7 @@ std::optional<action> walker::action_at(const json::value& v, const path& at) {
     auto cc = condition_at(*c, child(at, "if"), 1);
     ok = ok && cc.has_value();
     if (cc) {
-      a.when = std::move(*cc);
+      a.condition = std::move(*cc);
     }
   }
   if (const auto* p = o->if_contains("params"); p != nullptr && applies("params")) {

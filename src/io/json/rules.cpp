@@ -166,7 +166,7 @@ rule walker::rule_at(const json::value& v, const path& at,
   }
   if (const auto* c = o->if_contains("if")) {
     if (auto cc = condition_at(*c, child(at, "if"), 1)) {
-      r.when = std::move(*cc);
+      r.condition = std::move(*cc);
     }
   }
   if (const auto* t = o->if_contains("then")) {

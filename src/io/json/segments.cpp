@@ -96,7 +96,7 @@ void walker::segments(const json::value& v, rule_set& out) {
     }
     if (const auto* c = o->if_contains("if")) {
       if (auto cc = condition_at(*c, child(at, "if"), 1)) {
-        sg.when = std::move(*cc);
+        sg.condition = std::move(*cc);
       }
     } else {
       fail(at, "missing_field", "missing required field \"if\"");

@@ -242,7 +242,7 @@ void walker::entry_at(const json::value& v, const path& at, workflow_entry& e) {
   }
   if (const auto* c = o->if_contains("if")) {
     if (auto cc = condition_at(*c, child(at, "if"), 1)) {
-      e.when = std::move(*cc);
+      e.condition = std::move(*cc);
     }
   }
 }
@@ -393,7 +393,7 @@ workflow_step walker::step_at(const json::value& v, const path& at) {
     st.kind = step_kind::branch;
     allow({"yes", "no"});
     if (auto c = condition_at(body, bat, 1)) {
-      st.when = std::move(*c);
+      st.condition = std::move(*c);
     }
     st.yes = step_ref(*o, at, "yes");
     st.no = step_ref(*o, at, "no");

@@ -38,23 +38,22 @@ void append(std::vector<due_action>& to, std::vector<due_action>&& from) {
 
 std::size_t events_before_last_instant(std::span<const event> events) noexcept {
   std::size_t cut = events.size();
-  while (cut > 0 && events[cut - 1].at == events.back().at) {
+  while (cut > 0 && events[cut - 1].ts == events.back().ts) {
     --cut;
   }
   return cut;
 }
 
-replay_result replay(std::shared_ptr<const program> program, const std::string& contacts_path,
-                     const std::string& events_path, const replay_options& options) {
+replay_result replay(std::shared_ptr<const program> program, const std::string& events_path,
+                     const replay_options& options) {
   // The engine and its store end with this call, also when a batch fails: no batch needs an
   // undo log, and lending states without copying them is a tenth of a replay's time.
   memory_store store{{.undo = false}};
   engine eng{std::move(program), &store};
-  return replay(eng, contacts_path, events_path, options);
+  return replay(eng, events_path, options);
 }
 
-replay_result replay(engine& eng, const std::string& contacts_path, const std::string& events_path,
-                     const replay_options& options) {
+replay_result replay(engine& eng, const std::string& events_path, const replay_options& options) {
   const auto program = eng.shared_program();
   replay_result result;
   result.program = program;
@@ -78,8 +77,9 @@ replay_result replay(engine& eng, const std::string& contacts_path, const std::s
   }
 
   std::vector<contact> contacts;
-  if (!contacts_path.empty()) {
-    contacts = read_contacts(contacts_path, {.program = program.get(), .on_reject = on_reject});
+  if (!options.contacts_path.empty()) {
+    contacts =
+        read_contacts(options.contacts_path, {.program = program.get(), .on_reject = on_reject});
     result.contacts_read = contacts.size();
   }
 
@@ -124,7 +124,7 @@ replay_result replay(engine& eng, const std::string& contacts_path, const std::s
       // time order, so it is the earliest): their segments and yearly dates (birthdays) are
       // evaluated from there, also for contacts that have no events.
       hold = true;
-      emit(eng.upsert_contacts(contacts, batch.front().at));
+      emit(eng.upsert_contacts(contacts, batch.front().ts));
       hold = false;
       upserted = true;
       std::vector<contact>{}.swap(contacts);  // the engine has them now
@@ -138,7 +138,7 @@ replay_result replay(engine& eng, const std::string& contacts_path, const std::s
     if (options.batch_events > 0) {
       // Hand the engine every event before the latest timestamp, and advance the clock to just
       // before it: timers due at that instant must wait until its events are applied.
-      const time_point latest = pending.back().at;
+      const time_point latest = pending.back().ts;
       const std::size_t cut = events_before_last_instant(pending);
       if (cut > 0) {
         emit(eng.process(std::span<const event>{pending.data(), cut}, latest - seconds(1)));
@@ -209,9 +209,9 @@ void actions_csv_writer::write(std::span<const due_action> actions) {
   auto it = std::back_inserter(buf);
   for (const auto& a : actions) {
     if (format_ == time_format::epoch) {
-      fmt::format_to(it, "{},", to_epoch(a.due_at));
+      fmt::format_to(it, "{},", to_epoch(a.ts));
     } else {
-      fmt::format_to(it, "{},", format_time(a.due_at));
+      fmt::format_to(it, "{},", format_time(a.ts));
     }
     // RFC 4180: a field holding a comma, quote or line break is quoted (nudge/io/csv.hpp). A
     // workflow step's action names "workflow/step" in the rule column.
@@ -223,7 +223,7 @@ void actions_csv_writer::write(std::span<const due_action> actions) {
       it = write_csv_field(it, a.rule);
     }
     *it++ = ',';
-    it = write_csv_field(it, a.verb());
+    it = write_csv_field(it, a.action());
     *it++ = ',';
     it = write_csv_field(it, a.arg);
     *it++ = '\n';

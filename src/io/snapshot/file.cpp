@@ -58,6 +58,12 @@ std::string encode_snapshot(const snapshot& s) {
       encode_contact_state(st, record);
       w.str(record);
     }
+    // A rule's, a workflow's and a step's delivery counts: five u64 in this order.
+    auto delivery_counts = [&w](const nudge::delivery_counts& d) {
+      for (auto n : {d.no_consent, d.capped, d.off_hours, d.deferred_cap, d.deferred_hours}) {
+        w.u64(n);
+      }
+    };
     w.count(s.stats.size());
     for (const auto& r : s.stats) {
       w.str(r.rule);
@@ -66,9 +72,7 @@ std::string encode_snapshot(const snapshot& s) {
       w.u64(r.failed);
       w.u64(r.suppressed);
       w.u64(r.emitted);
-      for (auto n : {r.no_consent, r.capped, r.off_hours, r.deferred_cap, r.deferred_hours}) {
-        w.u64(n);
-      }
+      delivery_counts(r.delivery);
       for (const auto& t : {r.first, r.last}) {
         w.u8(t ? 1 : 0);
         w.time(t.value_or(time_point{}));
@@ -81,11 +85,6 @@ std::string encode_snapshot(const snapshot& s) {
     auto when = [&w](const std::optional<time_point>& t) {
       w.u8(t ? 1 : 0);
       w.time(t.value_or(time_point{}));
-    };
-    auto delivery_counts = [&w](const nudge::delivery_counts& d) {
-      for (auto n : {d.no_consent, d.capped, d.off_hours, d.deferred_cap, d.deferred_hours}) {
-        w.u64(n);
-      }
     };
     w.count(s.workflows.size());
     for (const auto& ws : s.workflows) {
@@ -259,8 +258,8 @@ snapshot parse_snapshot(std::string_view bytes, const program* expected, const s
       st.failed = r.u64("a statistic");
       st.suppressed = r.u64("a statistic");
       st.emitted = r.u64("a statistic");
-      for (auto* c :
-           {&st.no_consent, &st.capped, &st.off_hours, &st.deferred_cap, &st.deferred_hours}) {
+      for (auto* c : {&st.delivery.no_consent, &st.delivery.capped, &st.delivery.off_hours,
+                      &st.delivery.deferred_cap, &st.delivery.deferred_hours}) {
         *c = r.u64("a statistic");
       }
       for (auto* t : {&st.first, &st.last}) {

@@ -110,7 +110,7 @@ void encode_state(writer& w, const contact_state& s) {
   w.count(s.timeline.size());
   for (std::size_t i = 0; i < s.timeline.size(); ++i) {
     const timeline_entry& e = s.timeline[i];
-    w.time(e.at);
+    w.time(e.ts);
     w.time(e.until);
     w.u32(e.source);
     w.u32(e.step);
@@ -349,7 +349,7 @@ contact_state decode_state(reader& r, const program* expected) {
     }
     std::vector<timeline_entry> entries(n);
     for (auto& e : entries) {
-      e.at = r.time("a timeline time");
+      e.ts = r.time("a timeline time");
       e.until = r.time("a timeline until time");
       const auto at = r.pos();
       e.source = r.u32("a timeline source index");

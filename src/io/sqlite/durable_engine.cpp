@@ -187,7 +187,7 @@ std::size_t durable_engine::deliver_pending(std::size_t batch) {
     for (const auto& e : entries) {
       due_action a;
       a.contact = e.contact;
-      a.due_at = e.due_at;
+      a.ts = e.ts;
       if (e.workflow) {
         const auto& w = p.rules().workflows[e.rule_index];
         const workflow_step& st = *p.compiled().workflows[e.rule_index].steps[e.action_index].def;

@@ -396,7 +396,7 @@ struct sqlite_store::impl {
         continue;
       }
       e.contact = contact;
-      e.due_at = from_epoch(static_cast<std::int64_t>(due));
+      e.ts = from_epoch(static_cast<std::int64_t>(due));
       e.rule_index = index;
       e.action_index = action;
       e.workflow = from_workflow;

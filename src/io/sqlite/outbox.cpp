@@ -65,7 +65,7 @@ void sqlite_store::add_to_outbox(std::span<const due_action> actions) {
         action_index = a.definition - program_->rules().rules[a.rule_index].actions.data();
       }
       put_u64(d.scratch, a.idempotency_key);
-      put_u64(d.scratch, static_cast<std::uint64_t>(to_epoch(a.due_at)));
+      put_u64(d.scratch, static_cast<std::uint64_t>(to_epoch(a.ts)));
       put_u32(d.scratch, rule_field);
       put_u32(d.scratch, static_cast<std::uint32_t>(action_index));
       put_u32(d.scratch, static_cast<std::uint32_t>(a.kind));

@@ -59,7 +59,7 @@ class engine {
                   nudge::sink* sink = nullptr, engine_options options = {});
 
   /// Applies `events` (any contacts, each contact's events in time order), then fires every
-  /// timer due at or before `now`. Returns the batch's due actions sorted by (due_at, contact),
+  /// timer due at or before `now`. Returns the batch's due actions sorted by (ts, contact),
   /// each contact's in emission order.
   ///
   /// Identity: an `identify` event for id A with key K (the known contact's id) merges A into
@@ -101,7 +101,7 @@ class engine {
   ///     _exited, which rules and workflows act on at `at`), workflow goals given as conditions
   ///     and yearly date entries (timers (re)scheduled from the new details) are evaluated on it;
   ///  3. its timers due at `at` fire.
-  /// Returns the due actions sorted by (due_at, contact), as process() does. Only the given
+  /// Returns the due actions sorted by (ts, contact), as process() does. Only the given
   /// contacts are evaluated; other contacts' timers wait for the next process() / advance().
   /// A contact listed twice is evaluated once, with its last profile.
   ///

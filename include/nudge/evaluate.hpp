@@ -66,7 +66,7 @@ struct workflow_outcome {
 /// The result of evaluating one contact.
 struct evaluation {
   contact_state state;              ///< the contact after the events and due timers
-  std::vector<due_action> actions;  ///< in emission order (non-decreasing due_at)
+  std::vector<due_action> actions;  ///< in emission order (non-decreasing ts)
   std::vector<rule_outcome> outcomes;
   std::vector<workflow_outcome> workflow_outcomes;
 };

@@ -9,7 +9,7 @@
 
 namespace nudge {
 
-/// Receives each batch's due actions, sorted by (due_at, contact), in one call. If deliver
+/// Receives each batch's due actions, sorted by (ts, contact), in one call. If deliver
 /// throws, the engine keeps none of the batch's state changes (see engine::process).
 class sink {
  public:

@@ -146,7 +146,7 @@ std::vector<due_action> batch::commit(std::span<const std::string_view> ids) {
   return std::move(actions_);
 }
 
-// Sorts the actions by (due_at, contact id), keeping each contact's emission order within an
+// Sorts the actions by (ts, contact id), keeping each contact's emission order within an
 // instant: due_order applied stably. Keys are integers: the contact (as the index of its run of
 // actions) is compared by id only when two runs fall on the same second, which is rare.
 void batch::sort(std::span<const std::string_view> ids) {

@@ -135,7 +135,7 @@ int main(int argc, char** argv) {
       nudge::engine engine{program};
       engine.upsert_contacts(contacts);
       c0 = cpu_seconds();
-      auto due = engine.process(log, log.back().at + program->longest_delay());
+      auto due = engine.process(log, log.back().ts + program->longest_delay());
       eval = std::min(eval, cpu_seconds() - c0);
       actions = due.size();
       c0 = cpu_seconds();
@@ -192,9 +192,9 @@ int main(int argc, char** argv) {
       {
         std::ofstream out{a.out, std::ios::binary | std::ios::trunc};
         nudge::actions_csv_writer writer{out, nudge::time_format::epoch};
-        nudge::replay_options options{.batch_events = a.batch};
+        nudge::replay_options options{.contacts_path = a.contacts, .batch_events = a.batch};
         options.on_actions = [&](std::span<const nudge::due_action> due) { writer.write(due); };
-        result = nudge::replay(program, a.contacts, a.events, options);
+        result = nudge::replay(program, a.events, options);
       }
       const double s = seconds_since(t0);
       const double cpu = cpu_seconds() - c0;

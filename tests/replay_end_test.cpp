@@ -217,18 +217,18 @@ TEST_CASE("replay: on_actions hands out the same actions, in order, batch by bat
                                 "1704069000,c1,newsletter,,\n"
                                 "1704070800,b1,newsletter,,\n"
                                 "1704074400,a1,newsletter,,\n");
-  const auto whole = nudge::replay(program, contacts, events, {.batch_events = 0});
+  const auto whole = nudge::replay(program, events, {.contacts_path = contacts, .batch_events = 0});
   REQUIRE(whole.action_count == whole.actions.size());
   const std::size_t size = GENERATE(0, 1, 2, 3, 100);
   std::vector<std::size_t> calls;
   std::ostringstream out;
-  nudge::replay_options options{.batch_events = size};
+  nudge::replay_options options{.contacts_path = contacts, .batch_events = size};
   nudge::actions_csv_writer writer{out, nudge::time_format::epoch};
   options.on_actions = [&](std::span<const nudge::due_action> actions) {
     calls.push_back(actions.size());
     writer.write(actions);
   };
-  const auto streamed = nudge::replay(program, contacts, events, options);
+  const auto streamed = nudge::replay(program, events, options);
   CHECK(streamed.actions.empty());
   CHECK(streamed.action_count == whole.actions.size());
   CHECK(out.str() == csv(whole));

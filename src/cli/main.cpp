@@ -77,10 +77,9 @@ int main(int argc, char** argv) {
                    "(dropped: by the delivery policy for no consent, a cap or the hours; "
                    "deferred: postponements by a cap or the hours)");
   add_error_options(*replay, args.on_error, args.rejects);
-  replay->add_option(
-      "--batch", args.batch,
-      "Events per engine batch (default 262144; 0: one batch, memory then grows with "
-      "the log; the output is the same)");
+  replay->add_option("--batch", args.batch,
+                     "Events per engine batch (default 16384; 0: one batch, memory then grows with "
+                     "the log; the output is the same)");
   replay->add_option("--save-snapshot", args.save_snapshot,
                      "At the end, save the engine state here (docs/snapshot.md)");
   replay->add_option("--load-snapshot", args.load_snapshot,

@@ -67,6 +67,7 @@ void memory_store::save(std::span<contact_state> states) {
   // (std::bad_alloc) rolls the whole batch back, lent states included.
   try {
     table_->finish_lent();
+    table_->reserve(states.size());
     for (auto& s : states) {
       table_->put(std::move(s));
     }

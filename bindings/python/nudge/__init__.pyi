@@ -360,7 +360,7 @@ class Engine:
         *,
         on_error: str = "stop",
         rejects: Optional[PathLike] = None,
-        batch_events: int = 262144,
+        batch_events: int = 16384,
     ) -> ReplayResult:
         """Replays an event file (CSV or JSON Lines) through this engine entirely in C++; the
         contacts file is upserted at the first event's time (an InputError if that is before a

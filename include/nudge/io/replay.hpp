@@ -84,8 +84,9 @@ struct replay_options {
   /// are processed). The default keeps a replay's memory bounded by its contacts rather than by
   /// the length of the log, at a cost below measurement noise (bench/README.md).
   std::size_t batch_events = default_batch_events;
-  /// batch_events' default: 2^18 events, about 40 MB of events in memory at once.
-  static constexpr std::size_t default_batch_events = std::size_t{1} << 18;
+  /// batch_events' default: 2^14 events (about 2 MB of them in memory at once). On W1 medium
+  /// smaller batches cost no more CPU down to 4,096 and 2^18 held 55 MB more (bench/README.md).
+  static constexpr std::size_t default_batch_events = std::size_t{1} << 14;
   /// When set, the due actions are handed here batch by batch as they come, in the order of
   /// replay_result::actions (each call's actions are due at or after the previous call's), and
   /// replay_result::actions stays empty: a replay writing a file (`nudge replay --out`) then

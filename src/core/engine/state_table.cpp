@@ -134,6 +134,13 @@ void state_table::will_change_profile(const contact_state& s) {
   profile_saved_[slot_of_[pos]] = 1;
 }
 
+void state_table::reserve(std::size_t more) {
+  grow_for(states_, more);  // geometric beyond the first batch: saves of one stay linear
+  if (index_.size() + more > index_.max_load()) {
+    index_.reserve(std::max(index_.size() + more, 2 * index_.size()));
+  }
+}
+
 void state_table::put(contact_state&& s) {
   grow_for(log_, 1);
   grow_for(replaced_, 1);

@@ -77,6 +77,11 @@ class state_table {
   /// @throws std::bad_alloc; the profile is then not changed yet, and rollback() still works.
   void will_change_profile(const contact_state& s);
 
+  /// Room for `more` states beyond those stored, so that a batch of new contacts (the contacts
+  /// file of a replay) grows the table once, not by doubling: each doubling held the old and
+  /// the new array at once, the peak of a replay's memory.
+  /// @throws std::bad_alloc; nothing changed then.
+  void reserve(std::size_t more);
   /// Stores `s` under its id, replacing (and logging) the state there.
   /// @throws std::bad_alloc; rollback() still undoes everything.
   void put(contact_state&& s);

@@ -75,7 +75,6 @@ class memory_store final : public store {
   void check_usable() const;
 
   std::unique_ptr<detail::state_table> table_;
-  bool undo_ = true;
   bool broken_ = false;  ///< a batch failed without undo: the states are gone
 };
 

@@ -12,8 +12,7 @@ namespace nudge {
 
 memory_store::memory_store(memory_store_options options)
     : table_(std::make_unique<detail::state_table>(detail::state_table_options{
-          .back_up_lent = options.undo, .index_segments = true, .lazy_profile = options.undo})),
-      undo_(options.undo) {}
+          .back_up_lent = options.undo, .index_segments = true, .lazy_profile = options.undo})) {}
 
 void memory_store::check_usable() const {
   if (broken_) [[unlikely]] {

@@ -13,12 +13,7 @@ namespace nudge::detail {
 namespace {
 
 void count(rule_stats& s, time_point at) {
-  if (!s.first || at < *s.first) {
-    s.first = at;
-  }
-  if (!s.last || at > *s.last) {
-    s.last = at;
-  }
+  outcome_recorder::touch(s.first, s.last, at);
 }
 
 void add(workflow_stats& into, const workflow_stats& d) {

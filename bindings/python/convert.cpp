@@ -70,6 +70,10 @@ nudge::time_point checked(std::int64_t seconds, const where& what) {
 
 }  // namespace
 
+nudge::time_point epoch_time(std::int64_t seconds, const where& what) {
+  return checked(seconds, what);
+}
+
 void import_datetime() {
   PyDateTime_IMPORT;
   if (PyDateTimeAPI == nullptr) {
@@ -203,6 +207,43 @@ py::object from_value(const nudge::value& v) {
       v);
 }
 
+bool is_missing(py::handle obj) {
+  PyObject* o = obj.ptr();
+  if (o == Py_None) {
+    return true;
+  }
+  if (PyFloat_Check(o)) {
+    return std::isnan(PyFloat_AS_DOUBLE(o));
+  }
+  // pandas.NA and pandas.NaT, by type name: pandas need not be imported to ask.
+  const std::string_view type = Py_TYPE(o)->tp_name;
+  return type.ends_with("NAType") || type.ends_with("NaTType");
+}
+
+std::string to_id(py::handle obj, const where& what) {
+  PyObject* o = obj.ptr();
+  if (PyLong_Check(o) && !PyBool_Check(o)) {
+    return py::str(obj).cast<std::string>();
+  }
+  if (!PyUnicode_Check(o)) {
+    throw py::type_error(fmt::format("{}: expected str or int, got {}", what, type_name(obj)));
+  }
+  return to_text(obj, what);
+}
+
+nudge::value to_column_prop(std::string_view name, py::handle obj, const where& what) {
+  PyObject* o = obj.ptr();
+  if ((name == "value" || name == "lat" || name == "lon") &&
+      ((PyLong_Check(o) && !PyBool_Check(o)) || PyFloat_Check(o))) {
+    const double d = PyFloat_AsDouble(o);
+    if (d == -1.0 && PyErr_Occurred()) {
+      throw py::error_already_set();
+    }
+    return d;
+  }
+  return to_value(obj, what);
+}
+
 std::string to_text(py::handle obj, const where& what) {
   if (!PyUnicode_Check(obj.ptr())) {
     throw py::type_error(fmt::format("{}: expected str, got {}", what, type_name(obj)));
@@ -244,11 +285,11 @@ void read_event(py::handle item, std::size_t index, nudge::event& e) {
           "events[{}]: a tuple event is (contact, type, ts[, key[, props]]), got {} items", index,
           n));
     }
-    e.contact = to_text(f[0], where{index, "contact"});
+    e.contact = to_id(f[0], where{index, "contact"});
     e.type = to_text(f[1], where{index, "type"});
     e.ts = to_time(f[2], where{index, "ts"});
     if (n >= 4 && f[3] != Py_None) {
-      e.key = to_text(f[3], where{index, "key"});
+      e.key = to_id(f[3], where{index, "key"});
     }
     if (n == 5) {
       read_props(f[4], e, fmt::format("events[{}]", index));
@@ -260,7 +301,7 @@ void read_event(py::handle item, std::size_t index, nudge::event& e) {
     for (auto [k, v] : py::reinterpret_borrow<py::dict>(item)) {
       const auto name = to_text(k, where{index, "(field name)"});
       if (name == "contact") {
-        e.contact = to_text(v, where{index, "contact"});
+        e.contact = to_id(v, where{index, "contact"});
         has_contact = true;
       } else if (name == "type") {
         e.type = to_text(v, where{index, "type"});
@@ -269,20 +310,25 @@ void read_event(py::handle item, std::size_t index, nudge::event& e) {
         e.ts = to_time(v, where{index, "ts"});
         has_ts = true;
       } else if (name == "key") {
-        if (!v.is_none()) {
-          e.key = to_text(v, where{index, "key"});
+        if (!is_missing(v)) {
+          e.key = to_id(v, where{index, "key"});
         }
       } else if (name == "props") {
-        read_props(v, e, fmt::format("events[{}]", index));
+        if (!is_missing(v)) {
+          read_props(v, e, fmt::format("events[{}]", index));
+        }
       } else if (name == "at") {
         // The old name of the time: refused rather than read, so no event has two spellings.
         throw py::value_error(fmt::format(
             "events[{}]: unknown field \"at\" (the event's time is \"ts\", as in event files)",
             index));
-      } else {
-        throw py::value_error(
-            fmt::format("events[{}]: unknown field \"{}\" (expected contact, type, ts, key, props)",
-                        index, name));
+      } else if (!is_missing(v) &&
+                 !(PyUnicode_Check(v.ptr()) && PyUnicode_GET_LENGTH(v.ptr()) == 0)) {
+        // Any other field is a prop, as an extra column of an event file is: a row of
+        // DataFrame.to_dict("records") is an event. A missing value or "" is no prop, as an
+        // empty cell.
+        auto val = to_column_prop(name, v, where{index, name.c_str()});
+        e.props.insert_or_assign(name, std::move(val));
       }
     }
     if (!has_contact || !has_type || !has_ts) {
@@ -301,6 +347,9 @@ void read_event(py::handle item, std::size_t index, nudge::event& e) {
 }  // namespace
 
 std::vector<nudge::event> read_events(py::handle events) {
+  if (is_data_frame(events)) {
+    return read_frame_events(events);
+  }
   std::vector<nudge::event> out;
   if (PyList_Check(events.ptr()) || PyTuple_Check(events.ptr())) {
     const Py_ssize_t n = PySequence_Fast_GET_SIZE(events.ptr());

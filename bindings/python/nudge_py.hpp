@@ -4,7 +4,8 @@
 // The module is cut by concept: convert.cpp (Python values <-> nudge types), actions.cpp
 // (DueAction), contacts.cpp (Contact, ContactState, profile fields), errors.cpp (the exception
 // classes), callbacks.cpp (the Python store and sink), program.cpp (Program, Diagnostic),
-// engine.cpp (Engine), replay.cpp (Engine.replay, ReplayResult), stats.cpp (statistics) and
+// engine.cpp (Engine), replay.cpp (Engine.replay, ReplayResult), stats.cpp (statistics),
+// frames.cpp (actions -> pandas DataFrame), frame_events.cpp (DataFrame -> events) and
 // module.cpp (the module itself, registering each part in order). Conversions happen with the
 // GIL held; the evaluation of a batch runs with the GIL released, and the Python callbacks
 // re-acquire it.
@@ -44,22 +45,34 @@ void import_datetime();
 /// The name of `o`'s type, for error messages.
 std::string type_name(py::handle o);
 
-// Names the value being converted, for error messages: either text, or "events[i].field",
-// formatted only when an error is raised (the hot path converts millions of fields).
+// Names the value being converted, for error messages: either text, "events[i].field" or, for
+// a DataFrame, "events row i, column \"name\"", formatted only when an error is raised (the hot
+// path converts millions of fields).
 class where {
  public:
   where(std::string_view text) : text_(text) {}    // NOLINT: implicit by design
   where(const std::string& text) : text_(text) {}  // NOLINT
   where(const char* text) : text_(text) {}         // NOLINT
   where(std::size_t index, const char* field) : index_(index), field_(field) {}
+  /// A cell of a DataFrame of events: row `index` (its position), column `column`.
+  static where cell(std::size_t index, const char* column) {
+    where w{index, column};
+    w.frame_ = true;
+    return w;
+  }
   std::string str() const {
-    return field_ == nullptr ? std::string{text_} : fmt::format("events[{}].{}", index_, field_);
+    if (field_ == nullptr) {
+      return std::string{text_};
+    }
+    return frame_ ? fmt::format("events row {}, column \"{}\"", index_, field_)
+                  : fmt::format("events[{}].{}", index_, field_);
   }
 
  private:
   std::string_view text_;
   std::size_t index_ = 0;
   const char* field_ = nullptr;
+  bool frame_ = false;
 };
 
 }  // namespace nudge_py
@@ -76,6 +89,15 @@ namespace nudge_py {
 /// A timezone-aware datetime, epoch seconds (int or float) or an ISO-8601 string, as a time in
 /// the input range; a naive datetime is refused (convert.cpp says how each form is read).
 nudge::time_point to_time(py::handle obj, const where& what);
+/// Epoch seconds as a time, checked to lie in the input range.
+nudge::time_point epoch_time(std::int64_t seconds, const where& what);
+/// True for the missing-value markers a DataFrame cell may hold: None, NaN, pandas.NA, NaT.
+bool is_missing(py::handle obj);
+/// A contact id or event key: a str, or an int (its decimal text, as a CSV cell would read).
+std::string to_id(py::handle obj, const where& what);
+/// Reads a prop named `name` from a CSV column, a DataFrame column or a dict field outside
+/// "props": "value", "lat" and "lon" are numbers (a float, as the file readers make them).
+nudge::value to_column_prop(std::string_view name, py::handle obj, const where& what);
 /// An aware UTC datetime.
 py::object to_datetime(nudge::time_point t);
 /// An aware UTC datetime, or None.
@@ -171,6 +193,8 @@ struct py_replay_result {
   std::size_t rejected = 0;
   nudge::time_point until{};
   nudge::pending_work pending;
+  std::vector<nudge::rule_stats> stats;
+  std::vector<nudge::workflow_stats> workflow_stats;
 };
 
 class py_engine {
@@ -205,10 +229,10 @@ class py_engine {
                           const py::object& until, const std::string& on_error,
                           const py::object& rejects_path, std::size_t batch_events);
   py::object upsert_contacts(const py::iterable& items, const py::object& at_arg);
-  // {workflow_id: {..., "steps": {step_id: {...}}}}, in program order.
-  py::dict workflow_stats() const;
-  // {rule_id: {...}}, in program order.
-  py::dict stats() const;
+  // {workflow_id: {..., "steps": {step_id: {...}}}}, in program order (a nudge.WorkflowStats).
+  py::object workflow_stats() const;
+  // {rule_id: {...}}, in program order (a nudge.Stats).
+  py::object stats() const;
   // The contact's timeline, explained; None for an unknown contact.
   py::object explain(const std::string& id, bool as_json);
 
@@ -223,6 +247,22 @@ class py_engine {
   std::unique_ptr<nudge::engine> engine_;
   std::mutex mutex_;
 };
+
+// ---- Statistics (stats.cpp) and DataFrames (frames.cpp, frame_events.cpp) --------------------
+
+/// {rule_id: {...}} as a nudge.Stats (a dict with to_frame() and _repr_html_).
+py::object stats_dict(std::span<const nudge::rule_stats> stats);
+/// {workflow_id: {..., "steps": {...}}} as a nudge.WorkflowStats.
+py::object workflow_stats_dict(std::span<const nudge::workflow_stats> stats);
+/// The actions as a pandas DataFrame: ts (datetime64[ns, UTC]), contact, rule (categorical, as
+/// the CSV's rule column), action (categorical), arg, step, params, idempotency_key (uint64).
+py::object actions_frame(std::span<const nudge::due_action> actions,
+                         const std::shared_ptr<const nudge::program>& program);
+/// True for a pandas DataFrame (checked by type name, so pandas is imported only when used).
+bool is_data_frame(py::handle obj);
+/// The rows of a DataFrame of events (columns ts, contact, type[, key][, props], other columns
+/// props, as in event files).
+std::vector<nudge::event> read_frame_events(py::handle frame);
 
 // ---- Registration of each part, in module.cpp's order ----------------------------------------
 

@@ -46,6 +46,8 @@ py_replay_result py_engine::replay(const py::object& events_path, const py::obje
     result.rejected = r.rejected;
     result.until = r.until;
     result.pending = r.pending;
+    result.stats = std::move(r.stats);
+    result.workflow_stats = std::move(r.workflow_stats);
     return result;
   });
 }
@@ -57,6 +59,19 @@ void register_replay_result(py::module_& m) {
           "actions",
           [](const py_replay_result& r) { return to_list(std::span{r.actions}, r.program); },
           "The due actions (a new list of DueAction), sorted by (ts, contact).")
+      .def(
+          "to_frame", [](const py_replay_result& r) { return actions_frame(r.actions, r.program); },
+          "The actions as a pandas DataFrame, built in C++ column by column: ts "
+          "(datetime64[ns, UTC]), contact, rule (categorical; 'workflow/step' for a step's "
+          "action, as in the CSV), action (categorical), arg, step (None for a rule's action), "
+          "params (dict; one shared object per action definition), idempotency_key (uint64).")
+      .def_property_readonly(
+          "stats", [](const py_replay_result& r) { return stats_dict(r.stats); },
+          "The engine's per-rule statistics after the replay (as Engine.stats()).")
+      .def_property_readonly(
+          "workflow_stats",
+          [](const py_replay_result& r) { return workflow_stats_dict(r.workflow_stats); },
+          "The engine's per-workflow statistics after the replay (as Engine.workflow_stats()).")
       .def_readonly("contacts_read", &py_replay_result::contacts_read, "Contacts read.")
       .def_readonly("events_read", &py_replay_result::events_read, "Events accepted.")
       .def_readonly("rejected", &py_replay_result::rejected,

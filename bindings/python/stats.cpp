@@ -1,5 +1,6 @@
-// Engine.stats and Engine.workflow_stats: the engine's per-rule and per-workflow counters as
-// dicts.
+// Engine.stats and Engine.workflow_stats (and ReplayResult's): the per-rule and per-workflow
+// counters as dicts, of the dict subclasses nudge.Stats / nudge.WorkflowStats (nudge/_display.py),
+// which add to_frame() and a notebook rendering.
 #include "nudge_py.hpp"
 
 using namespace pybind11::literals;
@@ -17,9 +18,9 @@ py::dict delivery_dict(const nudge::delivery_counts& c) {
 
 }  // namespace
 
-py::dict py_engine::workflow_stats() const {
+py::object workflow_stats_dict(std::span<const nudge::workflow_stats> stats) {
   py::dict out;
-  for (const auto& w : engine_->workflow_stats()) {
+  for (const auto& w : stats) {
     py::dict steps;
     for (const auto& st : w.steps) {
       py::dict d("step"_a = st.step, "reached"_a = st.reached, "sent"_a = st.sent,
@@ -35,19 +36,27 @@ py::dict py_engine::workflow_stats() const {
                "steps"_a = steps);
     out[py::str(w.workflow)] = d;
   }
-  return out;
+  return py::module_::import("nudge._display").attr("WorkflowStats")(out);
 }
 
-py::dict py_engine::stats() const {
+py::object stats_dict(std::span<const nudge::rule_stats> stats) {
   py::dict out;
-  for (const auto& s : engine_->stats()) {
+  for (const auto& s : stats) {
     py::dict d("rule"_a = s.rule, "triggered"_a = s.triggered, "passed"_a = s.passed,
                "failed"_a = s.failed, "suppressed"_a = s.suppressed, "emitted"_a = s.emitted,
                "delivery"_a = delivery_dict(s.delivery), "first"_a = to_datetime(s.first),
                "last"_a = to_datetime(s.last));
     out[py::str(s.rule)] = d;
   }
-  return out;
+  return py::module_::import("nudge._display").attr("Stats")(out);
+}
+
+py::object py_engine::workflow_stats() const {
+  return workflow_stats_dict(engine_->workflow_stats());
+}
+
+py::object py_engine::stats() const {
+  return stats_dict(engine_->stats());
 }
 
 }  // namespace nudge_py

@@ -21,6 +21,8 @@ from ._core import (
     RuleCycleError,
     RuleError,
 )
+from ._display import Stats, Timeline, WorkflowStats
+from ._frames import replay
 
 __all__ = [
     "CallbackError",
@@ -35,5 +37,9 @@ __all__ = [
     "ReplayResult",
     "RuleCycleError",
     "RuleError",
+    "Stats",
+    "Timeline",
+    "WorkflowStats",
+    "replay",
 ]
 __all__ = [name for name in __all__ if name in globals()]

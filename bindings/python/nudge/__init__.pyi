@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 import os
 from typing import (
+    TYPE_CHECKING,
     Any,
     Callable,
     Iterable,
@@ -15,6 +16,9 @@ from typing import (
     Union,
     overload,
 )
+
+if TYPE_CHECKING:
+    import pandas
 
 __all__ = [
     "CallbackError",
@@ -29,6 +33,9 @@ __all__ = [
     "ReplayResult",
     "RuleCycleError",
     "RuleError",
+    "Stats",
+    "WorkflowStats",
+    "replay",
 ]
 
 #: An instant: a timezone-aware datetime, epoch seconds (int, or float floored to the second),
@@ -37,7 +44,10 @@ Time = Union[datetime.datetime, int, float, str]
 #: A detail or event property value.
 Value = Union[str, int, float, bool, datetime.datetime]
 #: {"contact": str, "type": str, "ts": Time, "key": str (optional), "props": dict (optional)};
-#: the time is "ts", as in event files ("at" is refused)
+#: the time is "ts", as in event files ("at" is refused). contact and key may be ints (their
+#: decimal text, as a CSV cell). Any other field is a prop, as another column of an event file
+#: ("value", "lat", "lon" as floats); None, NaN, NaT or "" is no prop, as an empty cell. So a
+#: row of DataFrame.to_dict("records") is an event.
 EventDict = Mapping[str, Any]
 #: (contact, type, ts[, key[, props]])
 EventTuple = Union[
@@ -46,6 +56,13 @@ EventTuple = Union[
     Tuple[str, str, Time, Optional[str], Optional[Mapping[str, Value]]],
 ]
 Event = Union[EventDict, EventTuple]
+#: A batch of events: an iterable of Event, or a pandas DataFrame with the columns of an event
+#: file: ts (datetime64, aware or naive = UTC; epoch seconds int or float; aware datetime
+#: objects or ISO-8601 strings), contact and type (str, or int ids as pd.read_csv makes them),
+#: key (optional), props (optional, dicts) and any other column a prop ("value", "lat", "lon"
+#: floats; NaN / None / NaT / pd.NA / "" cells no prop). Rows are read in position order (the
+#: index is ignored); errors name the row position and the column.
+Events = Union[Iterable[Event], "pandas.DataFrame"]
 PathLike = Union[str, "os.PathLike[str]"]
 
 class RuleError(ValueError):
@@ -286,12 +303,48 @@ class Store(Protocol):
 #: Any callable taking each batch's list of due actions.
 Sink = Callable[[list[DueAction]], Any]
 
+class Stats(dict[str, dict[str, Any]]):
+    """Per-rule statistics {rule_id: {rule, triggered, passed, failed, suppressed, emitted,
+    delivery, first, last}} in program order: a dict, plus to_frame() and _repr_html_."""
+
+    def to_frame(self) -> "pandas.DataFrame":
+        """One row per rule (index "rule"): triggered, passed, failed, suppressed, emitted, the
+        delivery counts flattened (no_consent, capped, off_hours, deferred_cap,
+        deferred_hours), first and last as datetime64[ns, UTC] (NaT: never)."""
+    def _repr_html_(self) -> str: ...
+
+class WorkflowStats(dict[str, dict[str, Any]]):
+    """Per-workflow statistics (Engine.workflow_stats()): a dict, plus to_frame() and
+    _repr_html_ (one row per step)."""
+
+    def to_frame(self, steps: bool = True) -> "pandas.DataFrame":
+        """steps=True: one row per step, index (workflow, step): reached, sent, opened, clicked,
+        waiting, ended, the delivery counts, first, last. steps=False: one row per workflow,
+        index "workflow": entered, completed, exited, ended, sent, opened, clicked, active, the
+        delivery counts, first, last. Times are datetime64[ns, UTC]."""
+    def _repr_html_(self) -> str: ...
+
 class ReplayResult:
     """What Engine.replay returns; the actions stay in C++ until read."""
 
     @property
     def actions(self) -> list[DueAction]:
         """The due actions, sorted by (ts, contact) (a new list each time)."""
+    def to_frame(self) -> "pandas.DataFrame":
+        """The actions as a pandas DataFrame, built in C++ column by column (no DueAction or
+        dict per row), sorted by (ts, contact). Columns: ts (datetime64[ns, UTC]), contact,
+        rule (categorical: every rule and workflow step of the program in program order; a
+        step's action says "workflow/step", as the CSV), action (categorical: the kinds that
+        occur), arg — equal to the CSV of write_csv / `nudge replay` — then step (the step's
+        id, None for a rule's action), params (a dict, one object shared by the rows of one
+        action definition: copy before changing it) and idempotency_key (uint64). Raises
+        ValueError for an action due outside pandas' datetime64[ns] range (1677-2262)."""
+    @property
+    def stats(self) -> Stats:
+        """The engine's per-rule statistics after the replay (as Engine.stats())."""
+    @property
+    def workflow_stats(self) -> WorkflowStats:
+        """The engine's per-workflow statistics after the replay (as Engine.workflow_stats())."""
     @property
     def contacts_read(self) -> int:
         """Contacts read from the contacts file."""
@@ -339,8 +392,9 @@ class Engine:
         """`store` defaults to an in-memory store; without a sink actions are only returned.
         A batch with more than `max_events_per_contact` events for one contact (0: no limit)
         raises InputError and changes nothing (docs/limits.md)."""
-    def process(self, events: Iterable[Event], now: Time) -> list[DueAction]:
-        """Applies `events` (each contact's in time order), then fires timers due at or before
+    def process(self, events: Events, now: Time) -> list[DueAction]:
+        """Applies `events` (each contact's in time order; dicts, tuples or a pandas DataFrame,
+        see Events), then fires timers due at or before
         `now`; returns the batch's actions sorted by (ts, contact). An `identify` event for a
         visitor id whose key is a known contact's id, e.g. ("v1", "identify", t, "c42"), merges
         the visitor into that contact; later events for "v1" reach "c42" (docs/rules.md,
@@ -407,7 +461,7 @@ class Engine:
         ValueError for a name the program does not define."""
     def segment_size(self, name: str) -> int:
         """Number of contacts in segment `name`; raises as segment_members."""
-    def stats(self) -> dict[str, dict[str, Any]]:
+    def stats(self) -> Stats:
         """{rule_id: {rule, triggered, passed, failed, suppressed, emitted, delivery, first,
         last}}; delivery is the delivery policy's {no_consent, capped, off_hours, deferred_cap,
         deferred_hours} (C++ rule_stats::delivery)."""
@@ -415,7 +469,7 @@ class Engine:
         """The contact's timeline, oldest first: [{ts, source, what, reason, until, text}], or
         the JSON text of `nudge explain --json` with json=True; None for an unknown contact.
         Empty unless the rule file keeps timelines ("timeline": {"size": N})."""
-    def workflow_stats(self) -> dict[str, dict[str, Any]]:
+    def workflow_stats(self) -> WorkflowStats:
         """{workflow_id: {workflow, entered, completed, exited, ended, sent, opened, clicked,
         active, first, last, delivery, steps: {step_id: {step, reached, sent, opened, clicked,
         waiting, ended, first, last, delivery}}}}, delivery being the delivery policy's
@@ -432,3 +486,17 @@ class Engine:
     @property
     def sink(self) -> Optional[Sink]:
         """The sink, or None."""
+
+def replay(
+    rules: Union[Program, Mapping[str, Any], PathLike],
+    events: PathLike,
+    contacts: Optional[PathLike] = None,
+    until: Optional[Time] = None,
+    *,
+    on_error: str = "stop",
+    rejects: Optional[PathLike] = None,
+    batch_events: int = 16384,
+) -> ReplayResult:
+    """Replays an event file through a fresh Engine of `rules` (a Program, a rule dict or a rule
+    file's path), as `nudge replay` does. nudge.replay(rules, events).to_frame() is the actions
+    as a DataFrame; .stats.to_frame() the per-rule statistics."""

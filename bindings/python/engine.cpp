@@ -163,7 +163,8 @@ py::object py_engine::explain(const std::string& id, bool as_json) {
         "until"_a = tl[i].until == tl[i].ts ? py::object(py::none()) : to_datetime(tl[i].until),
         "text"_a = x.text));
   }
-  return out;
+  // A list with to_frame() and a notebook rendering that names the contact.
+  return py::module_::import("nudge._display").attr("Timeline")(out, "contact"_a = id);
 }
 
 void register_engine(py::module_& m) {

@@ -31,6 +31,51 @@ std::shared_ptr<const nudge::program> program_from_json(const py::object& source
   return nudge::load_rules(text, nudge::load_options{.file_name = file_name});
 }
 
+std::string match_text(const nudge::event_match& m) {
+  switch (m.match) {
+    case nudge::key_match::exact:
+      return fmt::format("{} {}", m.type, m.key);
+    case nudge::key_match::prefix:
+      return fmt::format("{} {}*", m.type, m.key);
+    case nudge::key_match::any:
+      break;
+  }
+  return m.type;
+}
+
+std::string actions_text(const std::vector<nudge::action>& actions) {
+  std::string out;
+  for (const auto& a : actions) {
+    out += fmt::format("{}{}{}{}", out.empty() ? "" : "; ", nudge::action_name(a.kind),
+                       a.arg.empty() ? "" : " ", a.arg);
+  }
+  return out;
+}
+
+// One row (kind, id, on, delay, does) per rule, workflow and segment, for Program._repr_html_
+// (nudge/_display.py makes the table and escapes it).
+py::list outline(const nudge::program& p) {
+  py::list rows;
+  const auto& rs = p.rules();
+  for (const auto& r : rs.rules) {
+    const std::string delay = r.delay_months != 0    ? fmt::format("{}mo", r.delay_months)
+                              : r.delay.count() == 0 ? std::string{}
+                                                     : nudge::format_duration(r.delay);
+    rows.append(
+        py::make_tuple("rule", r.id, match_text(r.trigger), delay, actions_text(r.actions)));
+  }
+  for (const auto& w : rs.workflows) {
+    const std::string on = w.entry.kind == nudge::entry_kind::event
+                               ? match_text(w.entry.on)
+                               : fmt::format("date {}", w.entry.detail);
+    rows.append(py::make_tuple("workflow", w.id, on, "", fmt::format("{} steps", w.steps.size())));
+  }
+  for (const auto& sg : rs.segments) {
+    rows.append(py::make_tuple("segment", sg.name, "", "", ""));
+  }
+  return rows;
+}
+
 }  // namespace
 
 void register_program(py::module_& m) {
@@ -109,6 +154,14 @@ void register_program(py::module_& m) {
             return names;
           },
           "The segment names, in evaluation order.")
+      .def("_outline", &outline,
+           "(kind, id, on, delay, does) per rule, workflow and segment: what _repr_html_ shows.")
+      .def(
+          "_repr_html_",
+          [](const py::object& self) {
+            return py::module_::import("nudge._display").attr("program_html")(self);
+          },
+          "The program as an HTML table, for notebooks.")
       .def("__len__", &nudge::program::rule_count, "The number of rules.")
       .def("knows_event_type", &nudge::program::knows_event_type, "type"_a,
            "True for built-in types, declared types and types any rule mentions.")

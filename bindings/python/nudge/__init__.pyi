@@ -34,6 +34,7 @@ __all__ = [
     "RuleCycleError",
     "RuleError",
     "Stats",
+    "Timeline",
     "WorkflowStats",
     "replay",
 ]
@@ -173,6 +174,9 @@ class Program:
         """The segment names, in evaluation order."""
     def __len__(self) -> int:
         """The number of rules."""
+    def _repr_html_(self) -> str:
+        """An HTML table (cells escaped) with one row per rule, workflow and segment: kind, id,
+        on (trigger), delay, does (the actions; a workflow's step count)."""
 
 class DueAction:
     """An action that has come due for a contact.
@@ -324,6 +328,17 @@ class WorkflowStats(dict[str, dict[str, Any]]):
         delivery counts, first, last. Times are datetime64[ns, UTC]."""
     def _repr_html_(self) -> str: ...
 
+class Timeline(list[dict[str, Any]]):
+    """A contact's explained timeline (Engine.explain), oldest first: a list of dicts {ts,
+    source, what, reason, until, text}, plus the contact's id, to_frame() and _repr_html_ (an
+    HTML table, every cell escaped)."""
+
+    contact: str
+    def to_frame(self) -> "pandas.DataFrame":
+        """One row per entry: ts and until as datetime64[ns, UTC] (until NaT when the entry
+        holds no later instant), source, what, reason, text."""
+    def _repr_html_(self) -> str: ...
+
 class ReplayResult:
     """What Engine.replay returns; the actions stay in C++ until read."""
 
@@ -465,7 +480,7 @@ class Engine:
         """{rule_id: {rule, triggered, passed, failed, suppressed, emitted, delivery, first,
         last}}; delivery is the delivery policy's {no_consent, capped, off_hours, deferred_cap,
         deferred_hours} (C++ rule_stats::delivery)."""
-    def explain(self, id: str, *, json: bool = False) -> list[dict[str, Any]] | str | None:
+    def explain(self, id: str, *, json: bool = False) -> Timeline | str | None:
         """The contact's timeline, oldest first: [{ts, source, what, reason, until, text}], or
         the JSON text of `nudge explain --json` with json=True; None for an unknown contact.
         Empty unless the rule file keeps timelines ("timeline": {"size": N})."""

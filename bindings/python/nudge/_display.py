@@ -139,6 +139,6 @@ def program_html(program):
     counts = {}
     for kind, *_ in rows:
         counts[kind] = counts.get(kind, 0) + 1
-    summary = ", ".join(f"{n} {kind}s" for kind, n in counts.items()) or "empty"
+    summary = ", ".join(f"{n} {kind}{'' if n == 1 else 's'}" for kind, n in counts.items())
     return _table(["kind", "id", "on", "delay", "does"], rows,
-                  caption=f"nudge program ({summary})")
+                  caption=f"nudge program ({summary or 'empty'})")

@@ -23,12 +23,14 @@ from ._core import (
 )
 from ._display import Stats, Timeline, WorkflowStats
 from ._frames import replay
+from ._diff import Diff, diff
 
 __all__ = [
     "CallbackError",
     "Contact",
     "ContactState",
     "Diagnostic",
+    "Diff",
     "DueAction",
     "Engine",
     "InputError",
@@ -40,6 +42,7 @@ __all__ = [
     "Stats",
     "Timeline",
     "WorkflowStats",
+    "diff",
     "replay",
 ]
 __all__ = [name for name in __all__ if name in globals()]

@@ -25,6 +25,7 @@ __all__ = [
     "Contact",
     "ContactState",
     "Diagnostic",
+    "Diff",
     "DueAction",
     "Engine",
     "InputError",
@@ -36,6 +37,7 @@ __all__ = [
     "Stats",
     "Timeline",
     "WorkflowStats",
+    "diff",
     "replay",
 ]
 
@@ -515,3 +517,40 @@ def replay(
     """Replays an event file through a fresh Engine of `rules` (a Program, a rule dict or a rule
     file's path), as `nudge replay` does. nudge.replay(rules, events).to_frame() is the actions
     as a DataFrame; .stats.to_frame() the per-rule statistics."""
+
+class Diff:
+    """What changes when old rules become new ones over the same history (nudge.diff).
+
+    An action is its whole output row (ts, contact, rule, action, arg, as `nudge replay` writes
+    them; rule "workflow/step" for a step's action); the two replays' actions are compared as
+    multisets: a row in new not in old is added, in old not in new removed; a contact with any
+    added or removed action is affected."""
+
+    added: "pandas.DataFrame"
+    """The actions only new has (the columns of ReplayResult.to_frame(), rule and action str)."""
+    removed: "pandas.DataFrame"
+    """The actions only old has."""
+    summary: "pandas.DataFrame"
+    """Per rule (and workflow step) with a change, in program order: rule, added, removed,
+    contacts (affected contacts)."""
+    per_day: "pandas.DataFrame"
+    """Per UTC day with a change: day (midnight UTC, datetime64[ns, UTC]), added, removed."""
+    contacts: "pandas.DataFrame"
+    """Per affected contact: contact, added, removed."""
+    @property
+    def empty(self) -> bool:
+        """True when both rule files produce the same actions."""
+    def _repr_html_(self) -> str: ...
+
+def diff(
+    old_rules: Union[Program, Mapping[str, Any], PathLike],
+    new_rules: Union[Program, Mapping[str, Any], PathLike],
+    events: PathLike,
+    contacts: Optional[PathLike] = None,
+    until: Optional[Time] = None,
+    *,
+    on_error: str = "stop",
+) -> Diff:
+    """Replays the same events (and contacts) through both rule sets and compares their
+    actions ("if the reminder waits 2 days instead of 1, what changes?"). Both replays run to
+    `until`, by default to the later of their two default ends."""

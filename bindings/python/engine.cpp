@@ -181,7 +181,8 @@ void register_engine(py::module_& m) {
            "DueAction. A batch with more events for one contact than max_events_per_contact "
            "(0: no limit) raises InputError and changes nothing.")
       .def("process", &py_engine::process, "events"_a, "now"_a,
-           "Applies `events` (dicts or tuples, each contact's in time order), then fires every "
+           "Applies `events` (dicts, tuples or a pandas DataFrame with an event file's columns; "
+           "each contact's in time order), then fires every "
            "timer due at or before `now`; returns the batch's DueActions sorted by (ts, "
            "contact). Atomic: on any error nothing changes. An 'identify' event for a visitor id "
            "whose key is a known contact's id merges the visitor into that contact "

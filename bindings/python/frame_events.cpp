@@ -22,6 +22,11 @@ namespace {
 
 constexpr std::int64_t nat = std::numeric_limits<std::int64_t>::min();
 
+// A column's values as a C-contiguous array: the loops below read the raw buffer, and a column
+// of a sliced or reversed frame is a strided view (pybind11 copies it then).
+template <class T>
+using column_array = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
 // floor(ns / 1e9): towards the earlier second, as every other reader of times.
 std::int64_t floor_seconds(std::int64_t ns) {
   std::int64_t s = ns / 1'000'000'000;
@@ -37,19 +42,29 @@ char kind_of(const py::object& column) {
 
 // A datetime64 column (aware: converted to UTC; naive: read as UTC, which is what
 // pd.to_datetime(epoch, unit="s") makes) as nanoseconds since the epoch; NaT is `nat`.
-py::array_t<std::int64_t> nanoseconds(const py::object& column) {
+column_array<std::int64_t> nanoseconds(const py::object& column) {
   py::object values = column.attr("to_numpy")("dtype"_a = "datetime64[ns]");
-  return values.attr("view")("int64");
+  auto a = column_array<std::int64_t>::ensure(values.attr("view")("int64"));
+  if (!a) {
+    throw py::type_error("events: a datetime column cannot be read as nanoseconds");
+  }
+  return a;
 }
 
 template <class T>
-py::array_t<T> numbers(const py::object& column, const char* dtype) {
-  return column.attr("to_numpy")("dtype"_a = dtype);
+column_array<T> numbers(const py::object& column, const char* dtype) {
+  auto a = column_array<T>::ensure(column.attr("to_numpy")("dtype"_a = dtype));
+  if (!a) {
+    throw py::type_error(fmt::format("events: a column cannot be read as {}", dtype));
+  }
+  return a;
 }
 
-// The column as a numpy object array (text, categorical, mixed): one Python object per cell.
+// The column as a contiguous numpy object array (text, categorical, mixed): one Python object
+// per cell.
 py::array objects(const py::object& column) {
-  return column.attr("to_numpy")("dtype"_a = "object");
+  return py::module_::import("numpy").attr("ascontiguousarray")(
+      column.attr("to_numpy")("dtype"_a = "object"));
 }
 
 void read_ts(const py::object& column, const char* name, std::vector<nudge::event>& out) {
@@ -202,12 +217,25 @@ void read_props_column(const py::object& column, std::vector<nudge::event>& out)
 }  // namespace
 
 bool is_data_frame(py::handle obj) {
-  const auto* type = Py_TYPE(obj.ptr());
-  return std::string_view{type->tp_name} == "DataFrame" &&
-         py::str(py::handle(reinterpret_cast<PyObject*>(const_cast<PyTypeObject*>(type)))
-                     .attr("__module__"))
-             .cast<std::string>()
-             .starts_with("pandas");
+  PyObject* o = obj.ptr();
+  if (PyList_Check(o) || PyTuple_Check(o)) {
+    return false;  // the common case, answered without a lookup
+  }
+  // A DataFrame exists only if pandas was imported: look it up rather than import it, so the
+  // module never loads pandas for a caller that does not use it. Subclasses count.
+  PyObject* pandas = PyDict_GetItemString(PyImport_GetModuleDict(), "pandas");
+  if (pandas == nullptr) {
+    return false;
+  }
+  const py::object frame = py::getattr(pandas, "DataFrame", py::none());
+  if (frame.is_none()) {
+    return false;
+  }
+  const int is = PyObject_IsInstance(o, frame.ptr());
+  if (is < 0) {
+    throw py::error_already_set();
+  }
+  return is == 1;
 }
 
 std::vector<nudge::event> read_frame_events(py::handle frame) {

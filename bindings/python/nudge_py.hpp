@@ -258,7 +258,7 @@ py::object workflow_stats_dict(std::span<const nudge::workflow_stats> stats);
 /// the CSV's rule column), action (categorical), arg, step, params, idempotency_key (uint64).
 py::object actions_frame(std::span<const nudge::due_action> actions,
                          const std::shared_ptr<const nudge::program>& program);
-/// True for a pandas DataFrame (checked by type name, so pandas is imported only when used).
+/// True for a pandas DataFrame (or a subclass); never imports pandas.
 bool is_data_frame(py::handle obj);
 /// The rows of a DataFrame of events (columns ts, contact, type[, key][, props], other columns
 /// props, as in event files).

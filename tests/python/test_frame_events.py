@@ -74,6 +74,15 @@ def test_ts_column_forms(form):
     assert rows(engine().process(df, now=T0 + DAY)) == EXPECTED
 
 
+def test_a_sliced_frame_reads_its_own_rows():
+    # Every other row of a wider frame: its columns are strided views of the original's.
+    df = sessions_frame()
+    filler = df.assign(contact="zz", type="signup", key=None, minutes=1.0, value=1.0)
+    wide = pd.concat([df, filler]).sort_index(kind="stable").reset_index(drop=True)
+    assert rows(engine().process(wide.iloc[::2], now=T0 + DAY)) == EXPECTED
+    assert not wide.iloc[::2]["ts"].to_numpy().flags["C_CONTIGUOUS"]
+
+
 def test_numeric_ids_from_read_csv_are_their_text(tmp_path):
     # pd.read_csv makes int columns of numeric contact ids and keys: they are read as the CSV
     # reader reads them, as text.

@@ -38,6 +38,10 @@ install(FILES
   ${PROJECT_BINARY_DIR}/nudgeConfigVersion.cmake
   DESTINATION ${NUDGE_INSTALL_CMAKEDIR})
 
+# The JSON Schema of rule files, for editors (docs/rules.md, "JSON Schema").
+install(FILES ${PROJECT_SOURCE_DIR}/schema/rules.schema.json
+  DESTINATION ${CMAKE_INSTALL_DATADIR}/nudge)
+
 # The command-line tool, when it is built.
 foreach(cli_target nudge_cli)
   if(TARGET ${cli_target})

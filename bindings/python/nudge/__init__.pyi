@@ -155,7 +155,11 @@ class Program:
     def segments(self) -> list[str]:
         """The segment names, in evaluation order."""
     def __len__(self) -> int:
-        """The number of rules."""
+        """The number of rules (counts has the workflows, segments and score rules too)."""
+    @property
+    def counts(self) -> dict[str, int]:
+        """What the program holds, as `nudge check` prints it: {"rules", "workflows",
+        "segments", "scoring" (score rules)} to counts."""
 
 class DueAction:
     """An action that has come due for a contact.

@@ -20,6 +20,9 @@ install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/nudge
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
   FILES_MATCHING PATTERN "*.hpp")
 
+install(FILES ${PROJECT_BINARY_DIR}/include/nudge/version.hpp
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/nudge)
+
 install(EXPORT nudgeTargets
   NAMESPACE nudge::
   FILE nudgeTargets.cmake

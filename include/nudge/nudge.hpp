@@ -50,5 +50,6 @@
 #include <nudge/time.hpp>
 #include <nudge/timeline.hpp>
 #include <nudge/value.hpp>
+#include <nudge/version.hpp>
 #include <nudge/workflow.hpp>
 #include <nudge/zones.hpp>

@@ -16,6 +16,7 @@
 #include <nudge/io/read_events.hpp>
 #include <nudge/io/replay.hpp>
 #include <nudge/io/snapshot.hpp>
+#include <nudge/version.hpp>
 
 #include "commands.hpp"
 #include "common.hpp"
@@ -43,6 +44,8 @@ void add_error_options(CLI::App& command, std::string& on_error, std::string& re
 int main(int argc, char** argv) {
   CLI::App app{"nudge: marketing-automation rules — validate rule files, replay event logs"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", std::string{"nudge "} + NUDGE_VERSION_STRING,
+                       "Print the version (nudge/version.hpp) and exit");
 
   std::string check_path;
   auto* check = app.add_subcommand("check", "Validate a rule file; print every problem");
@@ -150,6 +153,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     app.exit(e);

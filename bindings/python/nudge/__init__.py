@@ -20,6 +20,7 @@ from ._core import (
     ReplayResult,
     RuleCycleError,
     RuleError,
+    __version__,
 )
 
 __all__ = [

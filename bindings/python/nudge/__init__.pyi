@@ -16,6 +16,9 @@ from typing import (
     overload,
 )
 
+#: The library's version, "MAJOR.MINOR.PATCH" (nudge/version.hpp, CMake's project version).
+__version__: str
+
 __all__ = [
     "CallbackError",
     "Contact",

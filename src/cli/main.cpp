@@ -119,6 +119,30 @@ int main(int argc, char** argv) {
                   "Cap the database at this many pages (a quota; past it a batch fails as on a "
                   "full disk and commits nothing; default: no cap)");
 
+  nudge_cli::diff_args diff_args;
+  auto* diff = app.add_subcommand(
+      "diff",
+      "Replay one event log through two versions of a rule file and report the actions added "
+      "and removed, per rule and workflow step, per day, with a sample of contacts");
+  diff->add_option("--rules", diff_args.rules,
+                   "Rule file (JSON), given twice: --rules OLD.json --rules NEW.json")
+      ->required();
+  diff->add_option("--contacts", diff_args.contacts, "Contacts (.csv or .jsonl)");
+  diff->add_option("--events", diff_args.events,
+                   "Events (.csv or .jsonl, optionally .gz), sorted by time")
+      ->required();
+  diff->add_option("--until", diff_args.until,
+                   "Fire timers up to this time (default: each replay's default end, as "
+                   "nudge replay)");
+  diff->add_option("--time-format", diff_args.time_format,
+                   "Times in the rows shown and written: iso (default) or epoch")
+      ->check(CLI::IsMember({"iso", "epoch"}));
+  diff->add_flag("--strict", diff_args.strict,
+                 "Refuse CSV event columns other than ts, contact, type, key, value");
+  diff->add_option("--out", diff_args.out,
+                   "Write DIR/added.csv, DIR/removed.csv (replay's columns and order) and "
+                   "DIR/summary.csv (rule,added,removed,contacts)");
+
   nudge_cli::explain_args explain_args;
   auto* explain = app.add_subcommand(
       "explain",
@@ -175,6 +199,9 @@ int main(int argc, char** argv) {
     }
     if (outbox->parsed()) {
       return nudge_cli::run_outbox(outbox_db);
+    }
+    if (diff->parsed()) {
+      return nudge_cli::run_diff(diff_args);
     }
     if (explain->parsed()) {
       return nudge_cli::run_explain(explain_args);

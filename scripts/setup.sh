@@ -11,7 +11,7 @@ packages=(
   python3-dev python3-pytest python3-setuptools
   libcli11-dev libsimdjson-dev libsqlite3-dev libxxhash-dev zlib1g-dev python3-pandas
   libhowardhinnant-date-dev tzdata
-  python3-jsonschema
+  python3-jsonschema graphviz
   clang-14 libclang-rt-14-dev clang-format
 )
 

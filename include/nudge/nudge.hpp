@@ -37,6 +37,7 @@
 #include <nudge/io/replay.hpp>
 #include <nudge/io/snapshot.hpp>
 #include <nudge/io/sqlite_store.hpp>
+#include <nudge/io/workflow_graph.hpp>
 #include <nudge/io/zones.hpp>
 #include <nudge/lifecycle.hpp>
 #include <nudge/memory_store.hpp>

@@ -1,5 +1,6 @@
-// The nudge CLI's subcommands, one file each (check.cpp, replay.cpp, diff.cpp, explain.cpp,
-// run.cpp, outbox.cpp, sort.cpp, db_check.cpp); main.cpp wires their options and dispatches.
+// The nudge CLI's subcommands, one file each (check.cpp, replay.cpp, diff.cpp, graph.cpp,
+// explain.cpp, run.cpp, outbox.cpp, sort.cpp, db_check.cpp); main.cpp wires their options and
+// dispatches.
 #pragma once
 
 #include <cstddef>
@@ -42,6 +43,18 @@ struct diff_args {
 /// per rule and workflow step, per UTC day, and a sample of the contacts affected; --out DIR
 /// writes added.csv, removed.csv and summary.csv there.
 int run_diff(const diff_args& args);
+
+/// nudge graph's options.
+struct graph_args {
+  std::string rules;
+  std::string workflow;  ///< --workflow ID: only this one (default: every workflow)
+  std::string format = "mermaid";
+  std::string stats;  ///< --stats FILE: what nudge replay --stats printed on standard error
+};
+
+/// nudge graph: draws the rule file's workflows (nudge::workflow_graph) as Mermaid or DOT on
+/// standard output, with the step counts of a replay when --stats is given.
+int run_graph(const graph_args& args);
 
 /// nudge explain's options.
 struct explain_args {

@@ -143,6 +143,20 @@ int main(int argc, char** argv) {
                    "Write DIR/added.csv, DIR/removed.csv (replay's columns and order) and "
                    "DIR/summary.csv (rule,added,removed,contacts)");
 
+  nudge_cli::graph_args graph_args;
+  auto* graph = app.add_subcommand(
+      "graph",
+      "Draw the workflows of a rule file (steps, waits, branches, splits, goals, exits) "
+      "as a Mermaid or Graphviz DOT diagram");
+  graph->add_option("RULES", graph_args.rules, "Rule file (JSON)")->required();
+  graph->add_option("--workflow", graph_args.workflow, "Only this workflow (default: all)");
+  graph->add_option("--format", graph_args.format, "mermaid or dot")
+      ->required()
+      ->check(CLI::IsMember({"mermaid", "dot"}));
+  graph->add_option("--stats", graph_args.stats,
+                    "Show step counts from this file: the standard error of nudge replay --stats "
+                    "(its workflow/step table)");
+
   nudge_cli::explain_args explain_args;
   auto* explain = app.add_subcommand(
       "explain",
@@ -199,6 +213,9 @@ int main(int argc, char** argv) {
     }
     if (outbox->parsed()) {
       return nudge_cli::run_outbox(outbox_db);
+    }
+    if (graph->parsed()) {
+      return nudge_cli::run_graph(graph_args);
     }
     if (diff->parsed()) {
       return nudge_cli::run_diff(diff_args);

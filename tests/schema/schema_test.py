@@ -135,7 +135,7 @@ def main(nudge, repo, work):
     # 2. Every rule file the loader accepts validates.
     valid = sorted(glob.glob(os.path.join(repo, "examples/**/*.rules.json"), recursive=True))
     valid += sorted(glob.glob(os.path.join(repo, "tests/data/rules/*.json")))
-    valid += sorted(glob.glob(os.path.join(repo, "tests/cli/*.json")))
+    valid += sorted(glob.glob(os.path.join(repo, "tests/cli/**/*.json"), recursive=True))
     w1 = os.path.join(work, "w1_rules.json")
     with open(w1, "w") as f:
         subprocess.run([sys.executable, os.path.join(repo, "examples/w1/make_rules.py"),

@@ -11,6 +11,7 @@ isolated environment). Debian's pip refuses to install into the system interpret
 """
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -49,13 +50,20 @@ class CMakeBuild(build_ext):
         self.copy_file(str(next(built.glob("_core*.so"))), str(target))
 
 
+
+def project_version():
+    """The version of project(nudge VERSION x.y.z) in CMakeLists.txt: the one place it is written."""
+    text = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
+    return re.search(r"project\(nudge VERSION ([0-9]+\.[0-9]+\.[0-9]+)", text).group(1)
+
+
 # Keep setuptools' work out of build/, which developers use as a CMake build directory.
 BUILD_BASE = "build-setuptools"
 os.makedirs(ROOT / BUILD_BASE, exist_ok=True)
 
 setup(
     name="nudge",
-    version="0.1.0",
+    version=project_version(),
     description="Embeddable marketing-automation rules engine",
     license="MIT",
     packages=["nudge"],

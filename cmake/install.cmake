@@ -20,6 +20,9 @@ install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/nudge
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
   FILES_MATCHING PATTERN "*.hpp")
 
+install(FILES ${PROJECT_BINARY_DIR}/include/nudge/version.hpp
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/nudge)
+
 install(EXPORT nudgeTargets
   NAMESPACE nudge::
   FILE nudgeTargets.cmake
@@ -37,6 +40,10 @@ install(FILES
   ${PROJECT_BINARY_DIR}/nudgeConfig.cmake
   ${PROJECT_BINARY_DIR}/nudgeConfigVersion.cmake
   DESTINATION ${NUDGE_INSTALL_CMAKEDIR})
+
+# The JSON Schema of rule files, for editors (docs/rules.md, "JSON Schema").
+install(FILES ${PROJECT_SOURCE_DIR}/schema/rules.schema.json
+  DESTINATION ${CMAKE_INSTALL_DATADIR}/nudge)
 
 # The command-line tool, when it is built.
 foreach(cli_target nudge_cli)

@@ -12,6 +12,7 @@ packages=(
   libcli11-dev libsimdjson-dev libsqlite3-dev libxxhash-dev zlib1g-dev python3-pandas
   python3-matplotlib python3-nbclient python3-ipykernel
   libhowardhinnant-date-dev tzdata
+  python3-jsonschema graphviz
   clang-14 libclang-rt-14-dev clang-format
 )
 

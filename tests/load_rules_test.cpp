@@ -267,6 +267,28 @@ TEST_CASE("load_rules: optional top-level parts may be left out", "[load_rules]"
   CHECK(nudge::load_rules(R"({"rules": []})")->rule_count() == 0);
 }
 
+TEST_CASE("load_rules: \"$schema\" is accepted and ignored at the top level only", "[load_rules]") {
+  // Editors complete a rule file from the JSON Schema it names (schema/rules.schema.json).
+  const auto p = nudge::load_rules(
+      R"({"$schema": "./schema/rules.schema.json", "rules": [{"id": "w", "on": {"event": "signup"}, "then": [{"do": "send_email", "arg": "w"}]}]})");
+  CHECK(
+      p->rules() ==
+      nudge::load_rules(
+          R"({"rules": [{"id": "w", "on": {"event": "signup"}, "then": [{"do": "send_email", "arg": "w"}]}]})")
+          ->rules());
+  CHECK(
+      nudge::program_fingerprint(*p) ==
+      nudge::program_fingerprint(*nudge::load_rules(
+          R"({"rules": [{"id": "w", "on": {"event": "signup"}, "then": [{"do": "send_email", "arg": "w"}]}]})")));
+  CHECK_THROWS_WITH(nudge::load_rules(R"({"$schema": 1, "rules": []})"),
+                    "1:13: /$schema: expected a string, got 1");
+  CHECK_THROWS_WITH(
+      nudge::load_rules(
+          R"({"rules": [{"$schema": "x", "id": "w", "on": {"event": "signup"}, "then": [{"do": "send_email", "arg": "w"}]}]})"),
+      "1:13: /rules/0/$schema: unknown field \"$schema\" (expected id, description, on, delay, if, "
+      "then, reentry, cap or delivery)");
+}
+
 TEST_CASE("load_rules: an empty exact key matches events without a key", "[load_rules]") {
   const auto rs = nudge::parse_rules(
       R"({"rules": [{"id": "s", "on": {"event": "signup", "key": ""},

@@ -162,7 +162,21 @@ void register_program(py::module_& m) {
             return py::module_::import("nudge._display").attr("program_html")(self);
           },
           "The program as an HTML table, for notebooks.")
-      .def("__len__", &nudge::program::rule_count, "The number of rules.")
+      .def("__len__", &nudge::program::rule_count,
+           "The number of rules (counts has the workflows, segments and score rules too).")
+      .def_property_readonly(
+          "counts",
+          [](const nudge::program& p) {
+            const auto& r = p.rules();
+            py::dict d;
+            d["rules"] = r.rules.size();
+            d["workflows"] = r.workflows.size();
+            d["segments"] = r.segments.size();
+            d["scoring"] = r.scoring.rules.size();
+            return d;
+          },
+          "What the program holds, as `nudge check` prints it: {\"rules\", \"workflows\", "
+          "\"segments\", \"scoring\" (score rules)} to counts.")
       .def("knows_event_type", &nudge::program::knows_event_type, "type"_a,
            "True for built-in types, declared types and types any rule mentions.")
       .def("__repr__", [](const nudge::program& p) {

@@ -37,6 +37,7 @@
 #include <nudge/io/replay.hpp>
 #include <nudge/io/snapshot.hpp>
 #include <nudge/io/sqlite_store.hpp>
+#include <nudge/io/workflow_graph.hpp>
 #include <nudge/io/zones.hpp>
 #include <nudge/lifecycle.hpp>
 #include <nudge/memory_store.hpp>
@@ -50,5 +51,6 @@
 #include <nudge/time.hpp>
 #include <nudge/timeline.hpp>
 #include <nudge/value.hpp>
+#include <nudge/version.hpp>
 #include <nudge/workflow.hpp>
 #include <nudge/zones.hpp>

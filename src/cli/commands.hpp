@@ -1,10 +1,12 @@
-// The nudge CLI's subcommands, one file each (check.cpp, replay.cpp, explain.cpp, run.cpp,
-// outbox.cpp, sort.cpp, db_check.cpp); main.cpp wires their options and dispatches.
+// The nudge CLI's subcommands, one file each (check.cpp, replay.cpp, diff.cpp, graph.cpp,
+// explain.cpp, run.cpp, outbox.cpp, sort.cpp, db_check.cpp); main.cpp wires their options and
+// dispatches.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nudge/io/replay.hpp>
 
@@ -27,6 +29,32 @@ struct replay_args {
 /// nudge replay: replays an event log through the rules (optionally from and to a snapshot) and
 /// prints the due actions as CSV, then the summary (and --stats tables) on stderr.
 int run_replay(const replay_args& args);
+
+/// nudge diff's options.
+struct diff_args {
+  std::vector<std::string> rules;  ///< --rules OLD --rules NEW
+  std::string contacts, events, until, out;
+  std::string time_format = "iso";
+  bool strict = false;
+};
+
+/// nudge diff: replays the events through the OLD and the NEW rule file and reports the actions
+/// added and removed (each action is its whole output row; the outputs compared as multisets)
+/// per rule and workflow step, per UTC day, and a sample of the contacts affected; --out DIR
+/// writes added.csv, removed.csv and summary.csv there.
+int run_diff(const diff_args& args);
+
+/// nudge graph's options.
+struct graph_args {
+  std::string rules;
+  std::string workflow;  ///< --workflow ID: only this one (default: every workflow)
+  std::string format = "mermaid";
+  std::string stats;  ///< --stats FILE: what nudge replay --stats printed on standard error
+};
+
+/// nudge graph: draws the rule file's workflows (nudge::workflow_graph) as Mermaid or DOT on
+/// standard output, with the step counts of a replay when --stats is given.
+int run_graph(const graph_args& args);
 
 /// nudge explain's options.
 struct explain_args {

@@ -16,6 +16,7 @@
 #include <nudge/io/read_events.hpp>
 #include <nudge/io/replay.hpp>
 #include <nudge/io/snapshot.hpp>
+#include <nudge/version.hpp>
 
 #include "commands.hpp"
 #include "common.hpp"
@@ -43,6 +44,8 @@ void add_error_options(CLI::App& command, std::string& on_error, std::string& re
 int main(int argc, char** argv) {
   CLI::App app{"nudge: marketing-automation rules — validate rule files, replay event logs"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", std::string{"nudge "} + NUDGE_VERSION_STRING,
+                       "Print the version (nudge/version.hpp) and exit");
 
   std::string check_path;
   auto* check = app.add_subcommand("check", "Validate a rule file; print every problem");
@@ -116,6 +119,44 @@ int main(int argc, char** argv) {
                   "Cap the database at this many pages (a quota; past it a batch fails as on a "
                   "full disk and commits nothing; default: no cap)");
 
+  nudge_cli::diff_args diff_args;
+  auto* diff = app.add_subcommand(
+      "diff",
+      "Replay one event log through two versions of a rule file and report the actions added "
+      "and removed, per rule and workflow step, per day, with a sample of contacts");
+  diff->add_option("--rules", diff_args.rules,
+                   "Rule file (JSON), given twice: --rules OLD.json --rules NEW.json")
+      ->required();
+  diff->add_option("--contacts", diff_args.contacts, "Contacts (.csv or .jsonl)");
+  diff->add_option("--events", diff_args.events,
+                   "Events (.csv or .jsonl, optionally .gz), sorted by time")
+      ->required();
+  diff->add_option("--until", diff_args.until,
+                   "Fire timers up to this time (default: each replay's default end, as "
+                   "nudge replay)");
+  diff->add_option("--time-format", diff_args.time_format,
+                   "Times in the rows shown and written: iso (default) or epoch")
+      ->check(CLI::IsMember({"iso", "epoch"}));
+  diff->add_flag("--strict", diff_args.strict,
+                 "Refuse CSV event columns other than ts, contact, type, key, value");
+  diff->add_option("--out", diff_args.out,
+                   "Write DIR/added.csv, DIR/removed.csv (replay's columns and order) and "
+                   "DIR/summary.csv (rule,added,removed,contacts)");
+
+  nudge_cli::graph_args graph_args;
+  auto* graph = app.add_subcommand(
+      "graph",
+      "Draw the workflows of a rule file (steps, waits, branches, splits, goals, exits) "
+      "as a Mermaid or Graphviz DOT diagram");
+  graph->add_option("RULES", graph_args.rules, "Rule file (JSON)")->required();
+  graph->add_option("--workflow", graph_args.workflow, "Only this workflow (default: all)");
+  graph->add_option("--format", graph_args.format, "mermaid or dot")
+      ->required()
+      ->check(CLI::IsMember({"mermaid", "dot"}));
+  graph->add_option("--stats", graph_args.stats,
+                    "Show step counts from this file: the standard error of nudge replay --stats "
+                    "(its workflow/step table)");
+
   nudge_cli::explain_args explain_args;
   auto* explain = app.add_subcommand(
       "explain",
@@ -151,6 +192,8 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
   } catch (const CLI::ParseError& e) {
     app.exit(e);
     return exit_usage;
@@ -170,6 +213,12 @@ int main(int argc, char** argv) {
     }
     if (outbox->parsed()) {
       return nudge_cli::run_outbox(outbox_db);
+    }
+    if (graph->parsed()) {
+      return nudge_cli::run_graph(graph_args);
+    }
+    if (diff->parsed()) {
+      return nudge_cli::run_diff(diff_args);
     }
     if (explain->parsed()) {
       return nudge_cli::run_explain(explain_args);

@@ -81,3 +81,14 @@ def test_rule_error_for_an_unreadable_file(tmp_path):
 def test_program_from_json_refuses_other_types():
     with pytest.raises(TypeError, match="expected a JSON str, bytes or a dict, got list"):
         nudge.Program.from_json([1, 2])
+
+
+def test_program_counts_every_section_and_len_counts_rules():
+    # A file of workflows only: len() stays the rule count (0); counts says what is there.
+    repo = pathlib.Path(__file__).resolve().parents[2]
+    wf = nudge.Program.load(repo / "examples" / "rules" / "wf_abandoned_cart.rules.json")
+    assert len(wf) == 0
+    assert wf.counts == {"rules": 0, "workflows": 1, "segments": 0, "scoring": 0}
+    every = nudge.Program.load(repo / "tests" / "cli" / "counts_rules.json")
+    assert len(every) == 2
+    assert every.counts == {"rules": 2, "workflows": 1, "segments": 2, "scoring": 1}

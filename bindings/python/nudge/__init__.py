@@ -20,6 +20,7 @@ from ._core import (
     ReplayResult,
     RuleCycleError,
     RuleError,
+    __version__,
 )
 from ._display import Stats, Timeline, WorkflowStats
 from ._frames import replay

@@ -17,6 +17,9 @@ from typing import (
     overload,
 )
 
+#: The library's version, "MAJOR.MINOR.PATCH" (nudge/version.hpp, CMake's project version).
+__version__: str
+
 if TYPE_CHECKING:
     import pandas
 
@@ -175,7 +178,11 @@ class Program:
     def segments(self) -> list[str]:
         """The segment names, in evaluation order."""
     def __len__(self) -> int:
-        """The number of rules."""
+        """The number of rules (counts has the workflows, segments and score rules too)."""
+    @property
+    def counts(self) -> dict[str, int]:
+        """What the program holds, as `nudge check` prints it: {"rules", "workflows",
+        "segments", "scoring" (score rules)} to counts."""
     def _repr_html_(self) -> str:
         """An HTML table (cells escaped) with one row per rule, workflow and segment: kind, id,
         on (trigger), delay, does (the actions; a workflow's step count)."""

@@ -10,9 +10,14 @@ rule_set walker::run(const json::value& root) {
   if (top == nullptr) {
     return out;
   }
+  // "$schema" names the JSON Schema an editor completes the file from
+  // (schema/rules.schema.json); accepted and ignored, at the top level only.
   check_fields(*top, root_at,
-               {"version", "description", "event_types", "owner_groups", "rules", "workflows",
-                "segments", "timeline", "scoring", "delivery", "areas"});
+               {"$schema", "version", "description", "event_types", "owner_groups", "rules",
+                "workflows", "segments", "timeline", "scoring", "delivery", "areas"});
+  if (const auto* v = top->if_contains("$schema")) {
+    string(*v, child(root_at, "$schema"));
+  }
   // Declarations first: rules refer to them wherever they appear in the file.
   if (const auto* v = top->if_contains("version")) {
     if (auto n = integer(*v, child(root_at, "version"))) {

@@ -129,8 +129,18 @@ int run_diff(const diff_args& args) {
   if (!old_program || !new_program) {
     return exit_input;
   }
-  const replayed before = replay_rows(old_program, args, options);
-  const replayed after = replay_rows(new_program, args, options);
+  replayed before = replay_rows(old_program, args, options);
+  replayed after = replay_rows(new_program, args, options);
+  if (!options.until && before.result.until != after.result.until) {
+    // Both to the later default end (as Python's nudge.diff): a longer delay in one version
+    // must not show as removed actions only because that version's replay stopped earlier.
+    options.until = std::max(before.result.until, after.result.until);
+    if (before.result.until < *options.until) {
+      before = replay_rows(old_program, args, options);
+    } else {
+      after = replay_rows(new_program, args, options);
+    }
+  }
   const auto added = missing_from(after.rows, before.rows);
   const auto removed = missing_from(before.rows, after.rows);
 

@@ -213,6 +213,19 @@ py::dict scan_range(const nudge::program& program, const py::bytes& text_bytes,
     if (p.line > header_lines) {
       p.line = p.line - header_lines - 1 + first_line;
     }
+    // A range's "not before" stands for the previous ranges' last accepted event: say so as
+    // the one-process reader does.
+    constexpr std::string_view processed =
+        ", the time already processed (events must be sorted by ts)";
+    if (p.reason.ends_with(processed) && p.reason.starts_with("ts ")) {
+      const auto before = p.reason.find(" is before ");
+      if (before != std::string::npos) {
+        const auto at = before + std::string_view{" is before "}.size();
+        p.reason = fmt::format("{}the previous event's ts {} (events must be sorted by ts)",
+                               p.reason.substr(0, at),
+                               p.reason.substr(at, p.reason.size() - processed.size() - at));
+      }
+    }
     return p;
   };
   if (skip) {

@@ -330,3 +330,46 @@ def test_partition_is_a_stable_hash():
     assert nd.partition_of("c0000001", 1) == 0
     with pytest.raises(ValueError):
         nd.partition_of("c1", 0)
+
+
+# ---- Ends, compressed logs, files --------------------------------------------------------------
+
+def test_explicit_until_identical_and_later_events_refused(client, w1, tmp_path):
+    rules, events, contacts = w1 / "rules100.json", w1 / "events.csv", w1 / "contacts.csv"
+    expected, _, _ = one_process(tmp_path, rules, events, contacts, "--until",
+                                 "2024-06-01T00:00:00Z")
+    got, r = distributed_replay(client, tmp_path, rules, events, contacts, partitions=2,
+                                until="2024-06-01T00:00:00Z")
+    assert got == expected and r.extensions == 0
+    _, stderr, status = one_process(tmp_path, rules, events, contacts, "--until", "2024-02-01T00:00:00Z")
+    assert status == 1
+    with pytest.raises(nudge.ReadError) as e:
+        nd.replay(rules, events, contacts, client=client, partitions=2, until=1706745600,
+                  range_bytes=1 << 20)
+    assert str(e.value) == stderr.splitlines()[0]
+
+
+def test_gzipped_log_identical(client, tmp_path):
+    import gzip
+    name = "wf_abandoned_cart"
+    events = tmp_path / "events.csv.gz"
+    events.write_bytes(gzip.compress((EXAMPLES / f"{name}.events.csv").read_bytes()))
+    rules = EXAMPLES / f"{name}.rules.json"
+    expected, _, _ = one_process(tmp_path, rules, events)
+    got, _ = distributed_replay(client, tmp_path, rules, events, partitions=2)
+    assert got == expected
+
+
+@pytest.mark.parametrize("events", ["/nonexistent/events.csv", "events.txt"])
+def test_unreadable_events_file_as_one_process(client, tmp_path, events):
+    rules = EXAMPLES / "coupon.rules.json"
+    _, stderr, status = one_process(tmp_path, rules, events)
+    assert status == 1
+    with pytest.raises(nudge.ReadError) as e:
+        nd.replay(rules, events, client=client, partitions=2)
+    assert str(e.value) == stderr.splitlines()[-1]
+
+
+def test_standard_input_refused(client):
+    with pytest.raises(ValueError, match="a file every worker can open"):
+        nd.replay(EXAMPLES / "coupon.rules.json", "-", client=client, partitions=2)

@@ -238,8 +238,12 @@ def replay(
             "input)"
         )
     fmt_name, gz = _ranges.format_of(path)
-    if not os.path.exists(path):
-        raise _core.ReadError(f"{path}: cannot open the file")
+    try:
+        open(path, "rb").close()
+    except OSError as why:
+        e = _core.ReadError(f"{path}: cannot open: {why.strerror}")
+        e.file, e.line, e.reason = path, 0, f"cannot open: {why.strerror}"
+        raise e from None
     end = None
     if until is not None:
         end = _core._distributed_epoch(until)

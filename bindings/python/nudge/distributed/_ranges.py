@@ -28,10 +28,11 @@ def format_of(path: str) -> tuple[str, bool]:
         return "csv", gz
     if lower.endswith(".jsonl"):
         return "jsonl", gz
-    raise _core.ReadError(
-        f'{path}: cannot tell the format from the name (expected .csv or .jsonl, optionally '
-        f'followed by .gz)'
+    e = _core.ReadError(
+        f"{path}: unknown file format (expected a .csv, .jsonl, .csv.gz or .jsonl.gz extension)"
     )
+    e.file, e.line, e.reason = path, 0, str(e).split(": ", 1)[1]
+    raise e
 
 
 @functools.lru_cache(maxsize=4)

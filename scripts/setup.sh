@@ -11,6 +11,7 @@ packages=(
   python3-dev python3-pytest python3-setuptools
   libcli11-dev libsimdjson-dev libsqlite3-dev libxxhash-dev zlib1g-dev python3-pandas
   libhowardhinnant-date-dev tzdata
+  python3-distributed python3-dask
   clang-14 libclang-rt-14-dev clang-format
 )
 

@@ -7,6 +7,7 @@
 // After nudge_py.hpp, which includes Python.h first as CPython requires.
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <sstream>
 #include <unordered_map>
 #include <utility>
@@ -412,13 +413,16 @@ py::dict replay_partition(const std::shared_ptr<nudge::program>& program, const 
       ends.push_back(static_cast<std::size_t>(csv.tellp()) - header);
     }
   }
+  // The actions as one block (ts, contact, CSV line each) for _distributed_merge: one bytes
+  // object crosses the wire per partition, not a Python object per action.
   const std::string text = csv.str();
   const std::string_view lines = std::string_view{text}.substr(text.find('\n') + 1);
-  py::list keys;
+  std::string block;
   std::size_t begin = 0;
   for (std::size_t i = 0; i < ready.size(); ++i) {
-    keys.append(py::make_tuple(nudge::to_epoch(ready[i].ts), py::bytes(ready[i].contact),
-                               py::bytes(lines.substr(begin, ends[i] - begin))));
+    put_i64(block, nudge::to_epoch(ready[i].ts));
+    put_str(block, ready[i].contact);
+    put_str(block, lines.substr(begin, ends[i] - begin));
     begin = ends[i];
   }
   py::list rule_stats;
@@ -449,13 +453,83 @@ py::dict replay_partition(const std::shared_ptr<nudge::program>& program, const 
   for (const auto& p : contact_rejects) {
     rej.append(problem_tuple(p));
   }
-  return py::dict("actions"_a = keys, "stats"_a = rule_stats, "workflow_stats"_a = wf_stats,
-                  "events"_a = events, "contacts_read"_a = contacts_read, "contact_rejects"_a = rej,
-                  "pending"_a = pending.timers,
-                  "last_pending"_a = pending.timers > 0
-                                         ? py::object(py::int_(nudge::to_epoch(pending.last)))
-                                         : py::object(py::none()),
-                  "recurring"_a = pending.recurring);
+  return py::dict(
+      "actions"_a = py::bytes(block), "action_count"_a = ready.size(), "stats"_a = rule_stats,
+      "workflow_stats"_a = wf_stats, "events"_a = events, "contacts_read"_a = contacts_read,
+      "contact_rejects"_a = rej, "pending"_a = pending.timers,
+      "last_pending"_a = pending.timers > 0 ? py::object(py::int_(nudge::to_epoch(pending.last)))
+                                            : py::object(py::none()),
+      "recurring"_a = pending.recurring);
+}
+
+// The partitions' action blocks merged k-way by (ts, contact) into `nudge replay`'s CSV (header
+// included), written to `out_path`, or returned when it is empty. One contact lives in one
+// partition, so equal keys come from one block, whose order (emission order) is kept.
+py::object merge_actions(const py::list& blocks, const std::string& out_path) {
+  std::vector<std::string> data;
+  for (auto b : blocks) {
+    data.push_back(b.cast<std::string>());
+  }
+  std::string out;
+  {
+    py::gil_scoped_release release;
+    struct head {
+      std::int64_t ts;
+      std::string contact;
+      std::string line;
+      std::size_t from;
+    };
+    auto later = [](const head& a, const head& b) {
+      return a.ts != b.ts             ? a.ts > b.ts
+             : a.contact != b.contact ? a.contact > b.contact
+                                      : a.from > b.from;
+    };
+    std::vector<reader> readers;
+    std::vector<head> heap;
+    for (std::size_t i = 0; i < data.size(); ++i) {
+      readers.emplace_back(data[i]);
+    }
+    auto next = [&](std::size_t i) {
+      if (!readers[i].done()) {
+        head h;
+        h.ts = readers[i].i64();
+        h.contact = readers[i].str();
+        h.line = readers[i].str();
+        h.from = i;
+        heap.push_back(std::move(h));
+        std::push_heap(heap.begin(), heap.end(), later);
+      }
+    };
+    for (std::size_t i = 0; i < readers.size(); ++i) {
+      next(i);
+    }
+    out = "ts,contact,rule,action,arg\n";
+    std::ofstream file;
+    if (!out_path.empty()) {
+      file.exceptions(std::ios::failbit | std::ios::badbit);
+      file.open(out_path, std::ios::binary | std::ios::trunc);
+    }
+    while (!heap.empty()) {
+      std::pop_heap(heap.begin(), heap.end(), later);
+      head h = std::move(heap.back());
+      heap.pop_back();
+      out += h.line;
+      if (file.is_open() && out.size() > (1 << 20)) {
+        file.write(out.data(), static_cast<std::streamsize>(out.size()));
+        out.clear();
+      }
+      next(h.from);
+    }
+    if (file.is_open()) {
+      file.write(out.data(), static_cast<std::streamsize>(out.size()));
+      file.close();
+      out.clear();
+    }
+  }
+  if (!out_path.empty()) {
+    return py::none();
+  }
+  return py::bytes(out);
 }
 
 // What a distributed replay cannot split by contact: round-robin owner counters run across
@@ -499,6 +573,8 @@ void register_distributed(py::module_& m) {
         "contacts_name"_a, "identities"_a, "partition"_a, "partitions"_a, "upsert_at"_a, "untils"_a,
         "batch_events"_a, "skip"_a, "time_format"_a,
         "nudge.distributed: replay one partition (private).");
+  m.def("_distributed_merge", &merge_actions, "blocks"_a, "out_path"_a,
+        "nudge.distributed: the partitions' actions merged into the CSV (private).");
   m.def(
       "_distributed_parse_until",
       [](const std::string& text) -> py::tuple {

@@ -32,7 +32,6 @@ Every task is pure: a worker lost mid-run makes Dask recompute what it held.
 from __future__ import annotations
 
 import datetime as _dt
-import heapq
 import io
 import os
 from typing import Any, Callable, Optional
@@ -83,8 +82,14 @@ class DistributedReplay:
         self.recurring_pending: int = fields["recurring_pending"]
         #: How many times the default end was extended (each one a round over partitions).
         self.extensions: int = fields["extensions"]
-        #: Seconds spent per stage: count, identity, shuffle, replay, merge.
+        #: Seconds per stage, each ending when its name is reached: "counted" (line breaks and
+        #: quotes per range), "identified" (the identity pass), "shuffled" (the events read again
+        #: and cut by partition), "replayed" (the partitions, every round), "merged" (the k-way
+        #: merge and the output).
         self.timings: dict = fields["timings"]
+        #: Read tasks (byte ranges of the log) and the bytes of encoded events they shuffled.
+        self.ranges: int = fields["ranges"]
+        self.shuffle_bytes: int = fields["shuffle_bytes"]
         #: The refused lines (with on_error="skip"): (line, "file:line: reason", reason, text,
         #: file), contacts first, as `nudge replay` reports them.
         self.problems: list = fields["problems"]
@@ -174,7 +179,7 @@ def replay(
     rejects=None,
     strict: bool = False,
     batch: int = 16384,
-    range_bytes: int = DEFAULT_RANGE_BYTES,
+    range_bytes: Optional[int] = None,
     max_extensions: int = 1000,
     on_stage: Optional[Callable[[str], None]] = None,
 ) -> DistributedReplay:
@@ -188,7 +193,9 @@ def replay(
     event's time plus the rules' longest delay, extended while timers are pending, as `nudge
     replay` does. time_format, on_error ("stop" | "skip"), rejects (a file, with skip), strict
     and batch: as `nudge replay`'s --time-format, --on-error, --rejects, --strict, --batch.
-    range_bytes: bytes of the log per read task (a gzipped log is read by one task).
+    range_bytes: bytes of the log per read task; default: the log cut in two ranges per worker
+    thread, each at most DEFAULT_RANGE_BYTES and at least 1 MiB (a gzipped log is read by one
+    task).
     on_stage: called with "counted", "identified", "shuffled", "replayed" as the run goes.
 
     Raises nudge.ReadError naming the file and the line (of the whole file) for a bad line with
@@ -197,8 +204,7 @@ def replay(
     """
     import time
 
-    from distributed import wait
-
+    
     if partitions < 1:
         raise ValueError(f"nudge.distributed.replay: partitions must be at least 1, got {partitions}")
     if on_error not in ("stop", "skip"):
@@ -279,6 +285,16 @@ def replay(
         "skip": skip,
         "time_format": time_format,
     }
+    # Tasks are spread over the workers in turn (range k, partition p: worker k, p modulo their
+    # count) rather than left to data locality, which would run short tasks where the first
+    # ones ran; any worker may take them when that one is gone.
+    workers = sorted(client.scheduler_info()["workers"])
+
+    def near(k: int) -> dict:
+        if not workers:
+            return {}
+        return {"workers": [workers[k % len(workers)]], "allow_other_workers": True}
+
     # The contacts are read before any event in one process: their first problem comes first.
     contacts_check = (
         client.submit(_ranges.check_contacts, dict(part_spec), pure=False) if contacts_path else None
@@ -288,9 +304,15 @@ def replay(
     if gz:
         specs = [dict(base, begin=0, end=size, lines=0, parity=0, end_parity=0)]
     else:
+        if range_bytes is None:
+            threads = max(1, sum(client.nthreads().values()))
+            range_bytes = min(DEFAULT_RANGE_BYTES, max(1 << 20, -(-size // (2 * threads))))
         bounds = _ranges.plan_ranges(path, max(1, -(-size // max(1, range_bytes))))
         counts = client.gather(
-            [client.submit(_ranges.count_range, path, b, e, pure=False) for b, e in bounds]
+            [
+                client.submit(_ranges.count_range, path, b, e, pure=False, **near(k))
+                for k, (b, e) in enumerate(bounds)
+            ]
         )
         specs = []
         lines = quotes = 0
@@ -304,7 +326,10 @@ def replay(
 
     # 2. The identity pass: identify events of every range, joined into merge groups.
     first_pass = client.gather(
-        [client.submit(_ranges.read_range, s, None, partitions, None, pure=False) for s in specs]
+        [
+            client.submit(_ranges.read_range, s, None, partitions, None, pure=False, **near(k))
+            for k, s in enumerate(specs)
+        ]
     )
     parent: dict[bytes, bytes] = {}
 
@@ -339,8 +364,10 @@ def replay(
     # 3. The shuffle: events cut by partition; problems of every range gathered.
     ids_future = client.scatter(identities, broadcast=True, hash=False) if identities else None
     shuffled = [
-        client.submit(_ranges.read_range, s, ids_future or {}, partitions, nb, pure=False)
-        for s, nb in zip(specs, not_before)
+        client.submit(
+            _ranges.read_range, s, ids_future or {}, partitions, nb, pure=False, **near(k)
+        )
+        for k, (s, nb) in enumerate(zip(specs, not_before))
     ]
     metas = client.gather([client.submit(_ranges.meta, f) for f in shuffled])
     if contacts_check is not None:
@@ -355,7 +382,7 @@ def replay(
     blocks = [
         [client.submit(_ranges.block, f, p) for f in shuffled] for p in range(partitions)
     ]
-    wait([b for bs in blocks for b in bs])
+    shuffle_bytes = sum(client.gather([client.submit(len, b) for bs in blocks for b in bs]))
     lap("shuffled")
 
     # 4. The partitions' replays, in rounds while the default end extends.
@@ -377,6 +404,7 @@ def replay(
                 list(untils),
                 *blocks[p],
                 pure=False,
+                **near(p),
             )
             for p in which
         }
@@ -405,21 +433,18 @@ def replay(
     ordered = [results[p] for p in range(partitions)]
     # 5. The k-way merge by (ts, contact): one contact lives in one partition, so equal keys
     # come from one partition, in its (emission) order.
-    header_line = b"ts,contact,rule,action,arg\n"
-    merged = heapq.merge(*[r["actions"] for r in ordered], key=lambda a: (a[0], a[1]))
-    action_count = sum(len(r["actions"]) for r in ordered)
+    blocks_out = [r["actions"] for r in ordered]
+    action_count = sum(r["action_count"] for r in ordered)
     contact_rejects = ordered[0]["contact_rejects"] if ordered else []
     event_rejects = [p for m in metas for p in m["rejects"]]
     if skip and rejects is not None:
         _write_rejects(rejects, contact_rejects + event_rejects)
     frame = None
-    if out is not None and os.fspath(out) not in ("-",):
+    if out is not None and os.fspath(out) != "-":
         target = os.fspath(out)
         part = target + ".part"
         try:
-            with open(part, "wb") as f:
-                f.write(header_line)
-                f.writelines(a[2] for a in merged)
+            _core._distributed_merge(blocks_out, part)
             os.replace(part, target)
         except BaseException:
             if os.path.exists(part):
@@ -428,11 +453,10 @@ def replay(
     elif out is not None:
         import sys
 
-        sys.stdout.buffer.write(header_line)
-        sys.stdout.buffer.writelines(a[2] for a in merged)
+        sys.stdout.buffer.write(_core._distributed_merge(blocks_out, ""))
         sys.stdout.buffer.flush()
     else:
-        frame = _frame(header_line + b"".join(a[2] for a in merged))
+        frame = _frame(_core._distributed_merge(blocks_out, ""))
     lap("merged")
 
     stats = _merge_stats([r["stats"] for r in ordered])
@@ -455,6 +479,8 @@ def replay(
         recurring_pending=sum(r["recurring"] for r in ordered),
         extensions=extensions,
         timings=timings,
+        ranges=len(specs),
+        shuffle_bytes=shuffle_bytes,
         problems=contact_rejects + event_rejects,
     )
 

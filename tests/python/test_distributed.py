@@ -373,3 +373,42 @@ def test_unreadable_events_file_as_one_process(client, tmp_path, events):
 def test_standard_input_refused(client):
     with pytest.raises(ValueError, match="a file every worker can open"):
         nd.replay(EXAMPLES / "coupon.rules.json", "-", client=client, partitions=2)
+
+
+# ---- The command line ----------------------------------------------------------------------------
+
+def module_cli(client, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "nudge.distributed", "replay", "--scheduler",
+         client.scheduler.address, "--partitions", "2", *args],
+        capture_output=True, text=True, env=dict(os.environ),
+    )
+
+
+def test_cli_skip_prints_rejects_and_summary_as_nudge_replay(client, tmp_path):
+    events = tmp_path / "skip.csv"
+    quoted_log(events, "1704067200,c1,page_view,/p/1,,x\n1704088200,c2,page_view,/p/1,zz,x\n")
+    rules = EXAMPLES / "cart_by_url.rules.json"
+    expected, stderr, status = one_process(tmp_path, rules, events, None, "--on-error", "skip",
+                                           "--time-format", "epoch")
+    assert status == 0 and "rejected: " in stderr
+    out = tmp_path / "cli.csv"
+    p = module_cli(client, "--rules", str(rules), "--events", str(events), "--on-error", "skip",
+                   "--time-format", "epoch", "--out", str(out), "--range-bytes", "1499")
+    assert p.returncode == 0, p.stderr
+    assert out.read_bytes() == expected
+    assert p.stderr == stderr
+
+
+def test_cli_bad_line_and_bad_until_as_nudge_replay(client, tmp_path):
+    events = tmp_path / "bad.csv"
+    quoted_log(events, "1704088200,c1,page_view,/p/1,not-a-number,x\n")
+    rules = EXAMPLES / "cart_by_url.rules.json"
+    _, stderr, status = one_process(tmp_path, rules, events)
+    p = module_cli(client, "--rules", str(rules), "--events", str(events), "--out",
+                   str(tmp_path / "x.csv"))
+    assert (p.returncode, p.stderr) == (status, stderr) == (1, stderr)
+    assert not (tmp_path / "x.csv").exists()
+    _, stderr, status = one_process(tmp_path, rules, events, None, "--until", "soon")
+    p = module_cli(client, "--rules", str(rules), "--events", str(events), "--until", "soon")
+    assert (p.returncode, p.stderr) == (status, stderr) == (2, stderr)

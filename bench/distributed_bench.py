@@ -73,6 +73,11 @@ def main():
                   f"{wall:.2f} s wall, {n_events / wall / 1e6:.2f} M ev/s; stages (s): {stages}; "
                   f"shuffled {r.shuffle_bytes / 1e6:.1f} MB; peak RSS per worker: {rss}; "
                   f"client peak RSS {peak_rss_mb():.0f} MB; identical: {same}")
+            for i, part in enumerate(r.partitions):
+                print(f"  partition {i}: {part['events']} events, "
+                      f"{part['shuffle_bytes'] / 1e6:.1f} MB shuffled in, {part['actions']} "
+                      f"actions, {part['cpu']:.2f} s CPU "
+                      f"({part['events'] / max(part['cpu'], 1e-9) / 1e6:.2f} M ev/s)")
     return 0
 
 

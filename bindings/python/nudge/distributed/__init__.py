@@ -90,6 +90,9 @@ class DistributedReplay:
         #: Read tasks (byte ranges of the log) and the bytes of encoded events they shuffled.
         self.ranges: int = fields["ranges"]
         self.shuffle_bytes: int = fields["shuffle_bytes"]
+        #: Per partition: events, bytes of encoded events it received,
+        #: actions, and the CPU seconds of its replay (the last round's).
+        self.partitions: list = fields["partitions"]
         #: The refused lines (with on_error="skip"): (line, "file:line: reason", reason, text,
         #: file), contacts first, as `nudge replay` reports them.
         self.problems: list = fields["problems"]
@@ -481,6 +484,15 @@ def replay(
         timings=timings,
         ranges=len(specs),
         shuffle_bytes=shuffle_bytes,
+        partitions=[
+            {
+                "events": r["events"],
+                "shuffle_bytes": r["block_bytes"],
+                "actions": r["action_count"],
+                "cpu": r["cpu"],
+            }
+            for r in ordered
+        ],
         problems=contact_rejects + event_rejects,
     )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import gzip
 import os
+import time
 
 from .. import _core
 
@@ -152,7 +153,8 @@ def block(result: dict, partition: int) -> bytes:
 def replay_partition(spec: dict, identities, partition: int, untils: list, *blocks: bytes) -> dict:
     """One partition's replay (C++, the GIL released) on its events, in the log's order."""
     prog = program(spec["rules_text"], spec["rules_name"])
-    return _core._distributed_replay(
+    started = time.thread_time()
+    result = _core._distributed_replay(
         prog,
         list(blocks),
         spec["contacts"] or "",
@@ -166,6 +168,9 @@ def replay_partition(spec: dict, identities, partition: int, untils: list, *bloc
         spec["skip"],
         spec["time_format"],
     )
+    result["cpu"] = time.thread_time() - started
+    result["block_bytes"] = sum(len(b) for b in blocks)
+    return result
 
 
 def check_contacts(spec: dict) -> None:

@@ -412,3 +412,29 @@ def test_cli_bad_line_and_bad_until_as_nudge_replay(client, tmp_path):
     _, stderr, status = one_process(tmp_path, rules, events, None, "--until", "soon")
     p = module_cli(client, "--rules", str(rules), "--events", str(events), "--until", "soon")
     assert (p.returncode, p.stderr) == (status, stderr) == (2, stderr)
+
+
+@pytest.mark.parametrize("shape", ["header only", "crlf", "no final line break", "blank lines"])
+def test_edge_logs_identical(client, tmp_path, shape):
+    name = "wf_birthday"  # contacts with yearly dates: something happens without events too
+    text = (EXAMPLES / f"{name}.events.csv").read_text()
+    if shape == "header only":
+        text = text.splitlines(keepends=True)[0]
+    elif shape == "crlf":
+        text = text.replace("\n", "\r\n")
+    elif shape == "no final line break":
+        text = text.rstrip("\n")
+    else:
+        text = text.replace("\n", "\n\n")
+    events = tmp_path / "events.csv"
+    events.write_text(text, newline="")
+    rules, contacts = EXAMPLES / f"{name}.rules.json", EXAMPLES / f"{name}.contacts.csv"
+    expected, stderr, status = one_process(tmp_path, rules, events, contacts)
+    if status != 0:
+        with pytest.raises(nudge.ReadError) as e:
+            nd.replay(rules, events, contacts, client=client, partitions=3, range_bytes=40)
+        assert str(e.value) == stderr.splitlines()[-1]
+        return
+    got, _ = distributed_replay(client, tmp_path, rules, events, contacts, partitions=3,
+                                range_bytes=40)
+    assert got == expected

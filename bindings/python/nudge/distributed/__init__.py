@@ -34,6 +34,7 @@ from __future__ import annotations
 import datetime as _dt
 import io
 import os
+import time
 from typing import Any, Callable, Optional
 
 from .. import _core
@@ -199,15 +200,13 @@ def replay(
     range_bytes: bytes of the log per read task; default: the log cut in two ranges per worker
     thread, each at most DEFAULT_RANGE_BYTES and at least 1 MiB (a gzipped log is read by one
     task).
-    on_stage: called with "counted", "identified", "shuffled", "replayed" as the run goes.
+    on_stage: called with "counted", "identified", "shuffled", "replayed", "merged" as each
+    stage ends (DistributedReplay.timings has their seconds).
 
     Raises nudge.ReadError naming the file and the line (of the whole file) for a bad line with
     on_error="stop", nudge.RuleError for bad rules, ValueError for rules whose state spans
     contacts (round-robin owner picks) and for bad arguments.
     """
-    import time
-
-    
     if partitions < 1:
         raise ValueError(f"nudge.distributed.replay: partitions must be at least 1, got {partitions}")
     if on_error not in ("stop", "skip"):
@@ -386,6 +385,9 @@ def replay(
         [client.submit(_ranges.block, f, p) for f in shuffled] for p in range(partitions)
     ]
     shuffle_bytes = sum(client.gather([client.submit(len, b) for bs in blocks for b in bs]))
+    # Let the workers drop the ranges' results (each event is held once, in its block); Dask
+    # still recomputes them from their tasks if a block is lost with its worker.
+    del shuffled
     lap("shuffled")
 
     # 4. The partitions' replays, in rounds while the default end extends.

@@ -143,6 +143,13 @@ def test_w1_as_dataframe(client, w1, tmp_path):
     assert frame["ts"].dt.strftime("%Y-%m-%dT%H:%M:%SZ").tolist() == want["ts"].tolist()
     for col in ["contact", "rule", "action", "arg"]:
         assert frame[col].tolist() == want[col].tolist()
+    # Epoch times in, the same datetimes out; no actions, an empty frame with the columns.
+    epoch = nd.replay(rules, events, contacts, client=client, partitions=2, time_format="epoch")
+    assert epoch.actions.equals(frame)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("ts,contact,type,key,value\n")
+    none = nd.replay(rules, empty, client=client, partitions=2)
+    assert list(none.actions.columns) == list(frame.columns) and len(none.actions) == 0
 
 
 def identified(src, dst):

@@ -159,13 +159,15 @@ def _with_datetimes(d):
     return d
 
 
-def _frame(csv_bytes: bytes):
+def _frame(csv_bytes: bytes, time_format: str):
+    """The actions CSV as a DataFrame: text columns as written, ts as UTC datetimes."""
     import pandas as pd
 
-    frame = pd.read_csv(
-        io.BytesIO(csv_bytes), dtype=str, keep_default_na=False, na_filter=False
-    )
-    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    frame = pd.read_csv(io.BytesIO(csv_bytes), dtype=str, keep_default_na=False, na_filter=False)
+    if time_format == "epoch":
+        frame["ts"] = pd.to_datetime(frame["ts"].astype("int64"), unit="s", utc=True)
+    else:
+        frame["ts"] = pd.to_datetime(frame["ts"], utc=True, format="%Y-%m-%dT%H:%M:%SZ")
     return frame
 
 
@@ -461,7 +463,7 @@ def replay(
         sys.stdout.buffer.write(_core._distributed_merge(blocks_out, ""))
         sys.stdout.buffer.flush()
     else:
-        frame = _frame(_core._distributed_merge(blocks_out, ""))
+        frame = _frame(_core._distributed_merge(blocks_out, ""), time_format)
     lap("merged")
 
     stats = _merge_stats([r["stats"] for r in ordered])

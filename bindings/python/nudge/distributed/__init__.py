@@ -190,7 +190,8 @@ def replay(
     on_stage: Optional[Callable[[str], None]] = None,
 ) -> DistributedReplay:
     """Replays the event log `events` (CSV or JSON Lines, sorted by time; a path every worker
-    can open) through the rule file `rules`, with the contacts file `contacts`, on the Dask
+    can open) through the rule file at path `rules` (the workers compile its text), with the
+    contacts file `contacts` (a path every worker can open), on the Dask
     `client`'s workers in `partitions` partitions by contact. The result is `nudge replay`'s, byte
     for byte: with `out` the actions CSV is written there (under out + ".part", renamed at the
     end); without it DistributedReplay.actions is a pandas DataFrame.

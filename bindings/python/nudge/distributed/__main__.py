@@ -85,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--rejects", default="", help="With --on-error skip: write refused lines here")
     r.add_argument("--batch", type=int, default=16384, help="Events per engine batch")
     r.add_argument("--range-bytes", type=int, default=None,
-                   help="Bytes of the event log per read task (default 16 MiB)")
+                   help="Bytes of the event log per read task (default: two ranges per worker "
+                   "thread, 1 to 16 MiB each)")
     return p
 
 
@@ -119,7 +120,7 @@ def main(argv=None) -> int:
                       partitions=args.partitions, until=until, out=args.out or "-",
                       time_format=args.time_format, on_error=args.on_error,
                       rejects=args.rejects or None, strict=args.strict, batch=args.batch,
-                      range_bytes=args.range_bytes or nd.DEFAULT_RANGE_BYTES)
+                      range_bytes=args.range_bytes)
     except (nudge.ReadError, nudge.RuleError, nudge.InputError, nudge.RuleCycleError,
             ValueError, OSError) as e:
         print(str(e), file=sys.stderr)

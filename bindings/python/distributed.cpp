@@ -136,6 +136,20 @@ nudge::event get_event(reader& r) {
   return e;
 }
 
+// The bytes objects of `blocks` as views, without copying them: `blocks` holds them (immutable)
+// for the whole call, also while the GIL is released.
+std::vector<std::string_view> views_of(const py::list& blocks) {
+  std::vector<std::string_view> views;
+  for (auto b : blocks) {
+    if (!PyBytes_Check(b.ptr())) {
+      throw py::type_error("blocks must be bytes");
+    }
+    views.emplace_back(PyBytes_AS_STRING(b.ptr()),
+                       static_cast<std::size_t>(PyBytes_GET_SIZE(b.ptr())));
+  }
+  return views;
+}
+
 // ---- Partitions --------------------------------------------------------------------------------
 
 // The identity pass's answer: every id an identify event named, to its contact's canonical id
@@ -316,10 +330,7 @@ py::dict replay_partition(const std::shared_ptr<nudge::program>& program, const 
                           std::size_t partitions, const py::object& upsert_at,
                           const std::vector<std::int64_t>& untils, std::size_t batch_events,
                           bool skip, const std::string& time_format) {
-  std::vector<std::string> data;
-  for (auto b : blocks) {
-    data.push_back(b.cast<std::string>());
-  }
+  const auto data = views_of(blocks);
   const auto ids = to_identity_map(identities);
   std::optional<nudge::time_point> at;
   if (!upsert_at.is_none()) {
@@ -466,10 +477,7 @@ py::dict replay_partition(const std::shared_ptr<nudge::program>& program, const 
 // included), written to `out_path`, or returned when it is empty. One contact lives in one
 // partition, so equal keys come from one block, whose order (emission order) is kept.
 py::object merge_actions(const py::list& blocks, const std::string& out_path) {
-  std::vector<std::string> data;
-  for (auto b : blocks) {
-    data.push_back(b.cast<std::string>());
-  }
+  const auto data = views_of(blocks);
   std::string out;
   {
     py::gil_scoped_release release;

@@ -108,7 +108,15 @@ def main(argv=None) -> int:
     if args.partitions < 1:
         print("--partitions must be at least 1", file=sys.stderr)
         return EXIT_USAGE
+    import logging
+
     from distributed import Client
+
+    # Standard error is nudge replay's: Dask's and asyncio's own chatter (a scheduler comm timing
+    # out while the client closes, a worker restarted) stays out of it. Failures still reach the
+    # user as the errors replay() raises.
+    for name in ("asyncio", "distributed", "tornado"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
     try:
         client = Client(args.scheduler, timeout=30)

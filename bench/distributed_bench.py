@@ -35,6 +35,8 @@ def main():
     ap.add_argument("--cli", required=True)
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--range-bytes", type=int, default=None,
+                    help="bytes of the log per read task (default: replay()'s)")
     args = ap.parse_args()
 
     from distributed import Client, LocalCluster
@@ -63,7 +65,7 @@ def main():
             out = os.path.join(tmp, f"dist{workers}.csv")
             t = time.perf_counter()
             r = nd.replay(args.rules, events, contacts, client=client,
-                          partitions=args.partitions, out=out)
+                          partitions=args.partitions, out=out, range_bytes=args.range_bytes)
             wall = time.perf_counter() - t
             peak = client.run(peak_rss_mb)
             same = open(out, "rb").read() == open(one, "rb").read()

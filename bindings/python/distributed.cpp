@@ -320,6 +320,40 @@ py::dict delivery(const nudge::delivery_counts& c) {
                   "deferred_cap"_a = c.deferred_cap, "deferred_hours"_a = c.deferred_hours);
 }
 
+// The contacts file as `nudge replay` reads it (the same checks; problems name `name`, the path
+// as the user gave it, though the worker opens `path`), keeping the contacts `keep` accepts.
+// `read` counts every contact read.
+template <class Keep>
+std::vector<nudge::contact> read_contacts(const nudge::program& program, const std::string& path,
+                                          const std::string& name, bool skip,
+                                          std::vector<nudge::input_problem>& rejects,
+                                          std::size_t& read, Keep keep) {
+  nudge::contact_read_options co{.program = &program};
+  auto rename = [&](nudge::input_problem p) {
+    if (p.file == path) {
+      p.file = name;
+    }
+    return p;
+  };
+  if (skip) {
+    co.on_reject = [&](const nudge::input_problem& p) { rejects.push_back(rename(p)); };
+  }
+  std::vector<nudge::contact> all;
+  try {
+    all = nudge::read_contacts(path, co);
+  } catch (const nudge::read_error& e) {
+    throw nudge::read_error(rename(e.problem()));
+  }
+  read = all.size();
+  std::vector<nudge::contact> kept;
+  for (auto& c : all) {
+    if (keep(c.id)) {
+      kept.push_back(std::move(c));
+    }
+  }
+  return kept;
+}
+
 // One partition's replay: nudge::replay's loop (replay.cpp) on the partition's events (`blocks`,
 // in the order of the log's ranges) and its contacts, with the instants the whole log decides:
 // the contacts' upsert at the log's first event (`upsert_at`) and the ends `untils` (the first,
@@ -354,29 +388,9 @@ py::dict replay_partition(const std::shared_ptr<nudge::program>& program, const 
     py::gil_scoped_release release;
     std::vector<nudge::contact> contacts;
     if (!contacts_path.empty()) {
-      nudge::contact_read_options co{.program = program.get()};
-      // Problems name the file as the user gave it (the worker opens `contacts_path`).
-      auto rename = [&](nudge::input_problem p) {
-        if (p.file == contacts_path) {
-          p.file = contacts_name;
-        }
-        return p;
-      };
-      if (skip) {
-        co.on_reject = [&](const nudge::input_problem& p) { contact_rejects.push_back(rename(p)); };
-      }
-      std::vector<nudge::contact> all;
-      try {
-        all = nudge::read_contacts(contacts_path, co);
-      } catch (const nudge::read_error& e) {
-        throw nudge::read_error(rename(e.problem()));
-      }
-      contacts_read = all.size();
-      for (auto& c : all) {
-        if (partition_of(c.id, ids, partitions) == partition) {
-          contacts.push_back(std::move(c));
-        }
-      }
+      contacts = read_contacts(
+          *program, contacts_path, contacts_name, skip, contact_rejects, contacts_read,
+          [&](const std::string& id) { return partition_of(id, ids, partitions) == partition; });
     }
     nudge::memory_store store{{.undo = false}};
     nudge::engine eng{program, &store};
@@ -581,6 +595,18 @@ void register_distributed(py::module_& m) {
         "contacts_name"_a, "identities"_a, "partition"_a, "partitions"_a, "upsert_at"_a, "untils"_a,
         "batch_events"_a, "skip"_a, "time_format"_a,
         "nudge.distributed: replay one partition (private).");
+  m.def(
+      "_distributed_check_contacts",
+      [](const nudge::program& program, const std::string& path, const std::string& name) {
+        // With on_error stop: the contacts file's first problem, raised, before any event's.
+        std::vector<nudge::input_problem> rejects;
+        std::size_t read = 0;
+        py::gil_scoped_release release;
+        read_contacts(program, path, name, false, rejects, read,
+                      [](const std::string&) { return false; });
+      },
+      "program"_a, "path"_a, "name"_a,
+      "nudge.distributed: read the contacts file, raising its first problem (private).");
   m.def("_distributed_merge", &merge_actions, "blocks"_a, "out_path"_a,
         "nudge.distributed: the partitions' actions merged into the CSV (private).");
   m.def(

@@ -210,6 +210,8 @@ def replay(
     on_error="stop", nudge.RuleError for bad rules, ValueError for rules whose state spans
     contacts (round-robin owner picks) and for bad arguments.
     """
+    import distributed as dask_distributed  # Dask's, not this package
+
     if partitions < 1:
         raise ValueError(f"nudge.distributed.replay: partitions must be at least 1, got {partitions}")
     if on_error not in ("stop", "skip"):
@@ -387,7 +389,7 @@ def replay(
     blocks = [
         [client.submit(_ranges.block, f, p) for f in shuffled] for p in range(partitions)
     ]
-    shuffle_bytes = sum(client.gather([client.submit(len, b) for bs in blocks for b in bs]))
+    dask_distributed.wait([b for bs in blocks for b in bs])
     # Let the workers drop the ranges' results (each event is held once, in its block); Dask
     # still recomputes them from their tasks if a block is lost with its worker.
     del shuffled
@@ -488,7 +490,7 @@ def replay(
         extensions=extensions,
         timings=timings,
         ranges=len(specs),
-        shuffle_bytes=shuffle_bytes,
+        shuffle_bytes=sum(r["block_bytes"] for r in ordered),
         partitions=[
             {
                 "events": r["events"],

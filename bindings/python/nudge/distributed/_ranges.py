@@ -177,9 +177,8 @@ def check_contacts(spec: dict) -> None:
     """Reads the contacts file once, as `nudge replay` does before any event: its first problem
     (with on_error="stop") fails the run before any event problem does."""
     prog = program(spec["rules_text"], spec["rules_name"])
-    _core._distributed_replay(
-        prog, [], spec["contacts"], spec["contacts_name"], {}, 0, 1, None, [0], 1, spec["skip"], "iso"
-    )
+    if not spec["skip"]:
+        _core._distributed_check_contacts(prog, spec["contacts"], spec["contacts_name"])
 
 
 def plan_ranges(path: str, ranges: int) -> list[tuple[int, int]]:

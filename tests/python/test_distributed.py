@@ -445,3 +445,19 @@ def test_edge_logs_identical(client, tmp_path, shape):
     got, _ = distributed_replay(client, tmp_path, rules, events, contacts, partitions=3,
                                 range_bytes=40)
     assert got == expected
+
+
+def test_strict_and_batch_as_nudge_replay(client, tmp_path):
+    events = tmp_path / "quoted.csv"
+    quoted_log(events)
+    rules = EXAMPLES / "cart_by_url.rules.json"
+    _, stderr, status = one_process(tmp_path, rules, events, None, "--strict")
+    assert status == 1  # the note column
+    with pytest.raises(nudge.ReadError) as e:
+        nd.replay(rules, events, client=client, partitions=2, strict=True, range_bytes=1499)
+    assert str(e.value) == stderr.splitlines()[0]
+    name = "wf_abandoned_cart"
+    rules, events = EXAMPLES / f"{name}.rules.json", EXAMPLES / f"{name}.events.csv"
+    expected, _, _ = one_process(tmp_path, rules, events, None, "--batch", "1")
+    got, _ = distributed_replay(client, tmp_path, rules, events, partitions=3, batch=1)
+    assert got == expected

@@ -459,5 +459,5 @@ def test_strict_and_batch_as_nudge_replay(client, tmp_path):
     name = "wf_abandoned_cart"
     rules, events = EXAMPLES / f"{name}.rules.json", EXAMPLES / f"{name}.events.csv"
     expected, _, _ = one_process(tmp_path, rules, events, None, "--batch", "1")
-    got, _ = distributed_replay(client, tmp_path, rules, events, partitions=3, batch=1)
+    got, _ = distributed_replay(client, tmp_path, rules, events, partitions=3, batch_events=1)
     assert got == expected

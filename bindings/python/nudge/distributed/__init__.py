@@ -184,7 +184,7 @@ def replay(
     on_error: str = "stop",
     rejects=None,
     strict: bool = False,
-    batch: int = 16384,
+    batch_events: int = 16384,
     range_bytes: Optional[int] = None,
     max_extensions: int = 1000,
     on_stage: Optional[Callable[[str], None]] = None,
@@ -199,7 +199,7 @@ def replay(
     until: datetime, epoch seconds or an ISO-8601 string (as Engine.replay's); default: the last
     event's time plus the rules' longest delay, extended while timers are pending, as `nudge
     replay` does. time_format, on_error ("stop" | "skip"), rejects (a file, with skip), strict
-    and batch: as `nudge replay`'s --time-format, --on-error, --rejects, --strict, --batch.
+    and batch_events: as `nudge replay`'s --time-format, --on-error, --rejects, --strict, --batch.
     range_bytes: bytes of the log per read task; default: the log cut in two ranges per worker
     thread, each at most DEFAULT_RANGE_BYTES and at least 1 MiB (a gzipped log is read by one
     task).
@@ -288,7 +288,7 @@ def replay(
         "contacts": contacts_path,
         "contacts_name": contacts_name,
         "partitions": partitions,
-        "batch": batch,
+        "batch": batch_events,
         "skip": skip,
         "time_format": time_format,
     }

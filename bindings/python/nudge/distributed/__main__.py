@@ -127,7 +127,7 @@ def main(argv=None) -> int:
         r = nd.replay(args.rules, args.events, args.contacts, client=client,
                       partitions=args.partitions, until=until, out=args.out or "-",
                       time_format=args.time_format, on_error=args.on_error,
-                      rejects=args.rejects or None, strict=args.strict, batch=args.batch,
+                      rejects=args.rejects or None, strict=args.strict, batch_events=args.batch,
                       range_bytes=args.range_bytes)
     except (nudge.ReadError, nudge.RuleError, nudge.InputError, nudge.RuleCycleError,
             ValueError, OSError) as e:

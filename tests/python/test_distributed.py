@@ -7,7 +7,6 @@ files (workflows, segments, identity merges, delivery policy); and logs derived 
 identify chains, quoted line breaks, bad and out-of-order lines.
 """
 import os
-import pathlib
 import signal
 import subprocess
 import sys
@@ -331,9 +330,17 @@ def test_round_robin_refused_naming_the_rule(client, tmp_path):
 
 
 def test_partition_is_a_stable_hash():
-    # XXH3-64 of the id's bytes: the same in every process and run (never Python's hash()).
-    assert [nd.partition_of(f"c{i}", 7) for i in range(5)] == \
-        [nd.partition_of(f"c{i}", 7) for i in range(5)]
+    # XXH3-64 of the id's bytes: the same in every process and run, whatever Python's hash seed
+    # (its salted hash() would differ between these processes).
+    code = "import nudge.distributed as nd; print([nd.partition_of(f'c{i}', 7) for i in range(50)])"
+    runs = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       env=dict(os.environ, PYTHONHASHSEED=seed)).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(runs) == 1
+    assert runs.pop().strip() == str([nd.partition_of(f"c{i}", 7) for i in range(50)])
+    assert len({nd.partition_of(f"c{i}", 7) for i in range(50)}) == 7  # all partitions used
     assert nd.partition_of("c0000001", 1) == 0
     with pytest.raises(ValueError):
         nd.partition_of("c1", 0)

@@ -29,6 +29,12 @@ pytestmark = needs_cli
 
 @pytest.fixture(scope="module")
 def client():
+    import dask
+
+    # A killed worker's address refuses connections at once on loopback; a connection that
+    # hangs still should not hold a test for the default 30 s.
+    config = dask.config.set({"distributed.comm.timeouts.connect": "5s"})
+    config.__enter__()
     cluster = distributed.LocalCluster(
         n_workers=2,
         threads_per_worker=1,
@@ -40,6 +46,7 @@ def client():
     yield c
     c.close()
     cluster.close()
+    config.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="module")
@@ -199,22 +206,41 @@ def test_w1_identity_merges_identical(client, w1, tmp_path):
     assert r.stats == engine.stats()
 
 
-def test_worker_killed_mid_run_same_output(client, w1, tmp_path):
+@pytest.mark.parametrize("when", ["after the shuffle", "during a partition's replay"])
+def test_worker_killed_mid_run_same_output(client, w1, tmp_path, when):
+    import threading
+    import time
+
     rules, events, contacts = w1 / "rules100.json", w1 / "events.csv", w1 / "contacts.csv"
     expected, _, _ = one_process(tmp_path, rules, events, contacts)
     pids = client.run(os.getpid)
     killed = []
 
-    def kill_one(stage):
-        # After the shuffle, each worker holds half of the partitions' blocks: SIGKILL one, so
-        # Dask recomputes its read tasks (the nanny starts a new worker).
-        if stage == "shuffled":
-            pid = sorted(pids.values())[0]
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
+    def kill_while_replaying():
+        # SIGKILL the worker that is running a partition's replay, while it runs.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            for worker, keys in client.processing().items():
+                if any(str(k).startswith("replay_partition") for k in keys) and worker in pids:
+                    os.kill(pids[worker], signal.SIGKILL)
+                    killed.append(worker)
+                    return
+            time.sleep(0.005)
+
+    def on_stage(stage):
+        if stage != "shuffled":
+            return
+        if when == "after the shuffle":
+            # Each worker holds part of the partitions' blocks: losing one makes Dask
+            # recompute its read tasks (the nanny starts a new worker).
+            worker = sorted(pids)[0]
+            os.kill(pids[worker], signal.SIGKILL)
+            killed.append(worker)
+        else:
+            threading.Thread(target=kill_while_replaying, daemon=True).start()
 
     got, _ = distributed_replay(client, tmp_path, rules, events, contacts, partitions=4,
-                                range_bytes=1 << 20, on_stage=kill_one)
+                                range_bytes=1 << 20, on_stage=on_stage)
     assert killed
     assert got == expected
     client.wait_for_workers(2, timeout=60)

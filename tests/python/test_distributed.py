@@ -494,3 +494,14 @@ def test_strict_and_batch_as_nudge_replay(client, tmp_path):
     expected, _, _ = one_process(tmp_path, rules, events, None, "--batch", "1")
     got, _ = distributed_replay(client, tmp_path, rules, events, partitions=3, batch_events=1)
     assert got == expected
+
+
+def test_cli_standard_output_and_recurring_timers(client, tmp_path):
+    name = "wf_birthday"  # yearly dates: "recurring ... not counted" on the pending line
+    args = ["--rules", str(EXAMPLES / f"{name}.rules.json"), "--events",
+            str(EXAMPLES / f"{name}.events.csv"), "--contacts",
+            str(EXAMPLES / f"{name}.contacts.csv")]
+    one = subprocess.run([CLI, "replay", *args], capture_output=True, text=True)
+    p = module_cli(client, *args)
+    assert "recurring" in one.stderr
+    assert (p.returncode, p.stdout, p.stderr) == (one.returncode, one.stdout, one.stderr)

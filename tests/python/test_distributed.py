@@ -505,3 +505,14 @@ def test_cli_standard_output_and_recurring_timers(client, tmp_path):
     p = module_cli(client, *args)
     assert "recurring" in one.stderr
     assert (p.returncode, p.stdout, p.stderr) == (one.returncode, one.stdout, one.stderr)
+
+
+def test_cli_bad_rules_as_nudge_replay(client, tmp_path):
+    rules = tmp_path / "bad.rules.json"
+    rules.write_text('{"rules": [{"id": "x", "on": {"event": "cart"}, "delay": "60x", '
+                     '"then": [{"do": "send_email", "arg": "a"}]}]}')
+    args = ["--rules", str(rules), "--events", str(EXAMPLES / "coupon.events.csv")]
+    one = subprocess.run([CLI, "replay", *args], capture_output=True, text=True)
+    p = module_cli(client, *args)
+    assert one.stderr.endswith("1 error\n")
+    assert (p.returncode, p.stderr) == (one.returncode, one.stderr) == (1, one.stderr)

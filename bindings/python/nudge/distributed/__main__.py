@@ -108,6 +108,17 @@ def main(argv=None) -> int:
     if args.partitions < 1:
         print("--partitions must be at least 1", file=sys.stderr)
         return EXIT_USAGE
+    # The rules first, as nudge replay reports them (each problem, then the count), before any
+    # connection to the scheduler.
+    try:
+        nudge.Program.load(args.rules)
+    except nudge.RuleError as e:
+        for d in e.diagnostics:
+            print(str(d), file=sys.stderr)
+        n = len(e.diagnostics)
+        print(f"{n} error{'' if n == 1 else 's'}", file=sys.stderr)
+        return EXIT_INPUT
+
     import logging
 
     from distributed import Client

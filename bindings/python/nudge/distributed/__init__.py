@@ -369,7 +369,11 @@ def replay(
     lap("identified")
 
     # 3. The shuffle: events cut by partition; problems of every range gathered.
-    ids_future = client.scatter(identities, broadcast=True, hash=False) if identities else None
+    # A task's result rather than scattered data: a result lost with its worker is recomputed
+    # (scattered data would be gone for good), and each worker fetches it once.
+    ids_future = (
+        client.submit(_ranges.identity_map, identities, pure=False) if identities else None
+    )
     shuffled = [
         client.submit(
             _ranges.read_range, s, ids_future or {}, partitions, nb, pure=False, **near(k)

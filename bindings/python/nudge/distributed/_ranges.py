@@ -141,6 +141,11 @@ def read_range(spec: dict, identities, partitions: int, not_before):
     )
 
 
+def identity_map(identities: dict) -> dict:
+    """The identity pass's map (every merged id to its canonical id) as a task result."""
+    return identities
+
+
 def meta(result: dict) -> dict:
     """A range's result without its shuffled blocks (what the client gathers)."""
     return {k: v for k, v in result.items() if k != "parts"}

@@ -333,7 +333,9 @@ def test_skipped_lines_and_rejects_identical(client, tmp_path):
 
 def test_bad_contacts_line_first(client, tmp_path):
     contacts = tmp_path / "contacts.csv"
-    contacts.write_text((EXAMPLES / "education.contacts.csv").read_text() + "c9,lead,,,\nc9,lead,,,\n")
+    # A contact twice: "duplicate contact" at the second line.
+    contacts.write_text((EXAMPLES / "education.contacts.csv").read_text()
+                        + "c9,lead,,,\nc9,lead,,,\n")
     rules, events = EXAMPLES / "education.rules.json", EXAMPLES / "education.events.csv"
     _, stderr, status = one_process(tmp_path, rules, events, contacts)
     assert status == 1
@@ -384,7 +386,8 @@ def test_explicit_until_identical_and_later_events_refused(client, w1, tmp_path)
     got, r = distributed_replay(client, tmp_path, rules, events, contacts, partitions=2,
                                 until="2024-06-01T00:00:00Z")
     assert got == expected and r.extensions == 0
-    _, stderr, status = one_process(tmp_path, rules, events, contacts, "--until", "2024-02-01T00:00:00Z")
+    _, stderr, status = one_process(tmp_path, rules, events, contacts, "--until",
+                                    "2024-02-01T00:00:00Z")
     assert status == 1
     with pytest.raises(nudge.ReadError) as e:
         nd.replay(rules, events, contacts, client=client, partitions=2, until=1706745600,

@@ -213,7 +213,9 @@ def replay(
     import distributed as dask_distributed  # Dask's, not this package
 
     if partitions < 1:
-        raise ValueError(f"nudge.distributed.replay: partitions must be at least 1, got {partitions}")
+        raise ValueError(
+            f"nudge.distributed.replay: partitions must be at least 1, got {partitions}"
+        )
     if on_error not in ("stop", "skip"):
         raise ValueError(f'replay: on_error must be "stop" or "skip", got "{on_error}"')
     if rejects is not None and on_error != "skip":
@@ -304,7 +306,9 @@ def replay(
 
     # The contacts are read before any event in one process: their first problem comes first.
     contacts_check = (
-        client.submit(_ranges.check_contacts, dict(part_spec), pure=False) if contacts_path else None
+        client.submit(_ranges.check_contacts, dict(part_spec), pure=False)
+        if contacts_path
+        else None
     )
 
     # 1. Line breaks and quotes per range: each range's first line number and quote parity.
@@ -326,7 +330,9 @@ def replay(
         for (b, e), (n, q) in zip(bounds, counts):
             parity = quotes % 2 if csv else 0
             end_parity = (quotes + q) % 2 if csv else 0
-            specs.append(dict(base, begin=b, end=e, lines=lines, parity=parity, end_parity=end_parity))
+            specs.append(
+                dict(base, begin=b, end=e, lines=lines, parity=parity, end_parity=end_parity)
+            )
             lines += n
             quotes += q
     lap("counted")

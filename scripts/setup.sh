@@ -13,6 +13,7 @@ packages=(
   python3-matplotlib python3-nbclient python3-ipykernel
   libhowardhinnant-date-dev tzdata
   python3-jsonschema graphviz
+  python3-distributed python3-dask
   clang-14 libclang-rt-14-dev clang-format
 )
 

@@ -20,4 +20,5 @@ PYBIND11_MODULE(_core, m) {
   nudge_py::register_read_error(m);
   nudge_py::register_replay_result(m);
   nudge_py::register_engine(m);
+  nudge_py::register_distributed(m);
 }

@@ -273,5 +273,6 @@ void register_contacts(py::module_& m);       // contacts.cpp: Contact, ContactS
 void register_read_error(py::module_& m);     // errors.cpp
 void register_replay_result(py::module_& m);  // replay.cpp
 void register_engine(py::module_& m);         // engine.cpp
+void register_distributed(py::module_& m);    // distributed.cpp: nudge.distributed's helpers
 
 }  // namespace nudge_py

@@ -1,7 +1,9 @@
 // Replay of an event log through a fresh engine, and the actions CSV writer.
 #include <algorithm>
 #include <fstream>
+#include <optional>
 #include <ostream>
+#include <span>
 #include <utility>
 
 #include <fmt/format.h>
@@ -18,6 +20,37 @@ namespace {
 // Events read per step, when the caller did not ask for engine batches: bounds the reader's
 // scratch and sets how often progress is reported.
 constexpr std::size_t read_chunk = 1 << 16;
+
+// Contacts per upsert of a contacts file. One upsert of all of them held every new state twice
+// (the batch's and the store's) beside the file's profiles: the peak of a replay's memory.
+// Slices at one instant give the same actions: each contact is in one slice, slices keep the
+// file's order (round-robin picks too), and append() merges their actions by due_order.
+constexpr std::size_t upsert_slice = 4096;
+
+// Upserts `contacts` slice by slice (at `at`, or without an instant), freeing each slice's
+// profiles once the engine has them; emit() gets each slice's actions.
+template <class Emit>
+void upsert_in_slices(engine& eng, std::vector<contact>& contacts, std::optional<time_point> at,
+                      Emit&& emit) {
+  eng.store().reserve(contacts.size());
+  for (std::size_t from = 0; from < contacts.size(); from += upsert_slice) {
+    const std::span<const contact> slice{contacts.data() + from,
+                                         std::min(upsert_slice, contacts.size() - from)};
+    try {
+      if (at) {
+        emit(eng.upsert_contacts(slice, *at));
+      } else {
+        eng.upsert_contacts(slice);
+      }
+    } catch (const input_error& e) {
+      throw input_error(e.contact(), from + e.event_index(), e.reason());  // the file's position
+    }
+    for (std::size_t i = from; i < from + slice.size(); ++i) {
+      contacts[i] = contact{};  // its strings and maps go now, not at the end of the replay
+    }
+  }
+  std::vector<contact>{}.swap(contacts);
+}
 
 void append(std::vector<due_action>& to, std::vector<due_action>&& from) {
   if (to.empty()) {
@@ -124,10 +157,9 @@ replay_result replay(engine& eng, const std::string& events_path, const replay_o
       // time order, so it is the earliest): their segments and yearly dates (birthdays) are
       // evaluated from there, also for contacts that have no events.
       hold = true;
-      emit(eng.upsert_contacts(contacts, batch.front().ts));
+      upsert_in_slices(eng, contacts, batch.front().ts, emit);
       hold = false;
       upserted = true;
-      std::vector<contact>{}.swap(contacts);  // the engine has them now
     }
     if (pending.empty()) {
       std::swap(pending, batch);
@@ -149,7 +181,7 @@ replay_result replay(engine& eng, const std::string& events_path, const replay_o
   }
   result.events_read = reader.events_read();
   if (!upserted) {
-    eng.upsert_contacts(contacts);  // no events: no instant to evaluate them at
+    upsert_in_slices(eng, contacts, std::nullopt, emit);  // no events: no instant either
   }
 
   const auto last = reader.last_time();

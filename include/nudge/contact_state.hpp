@@ -123,12 +123,13 @@ struct contact_state {
   nudge::contact contact;
   std::vector<history_slot> history;  ///< one slot per aggregate the program derived
   boost::container::flat_map<std::uint32_t, rule_memory> rule_runs;  ///< by rule index
-  std::vector<timer> timers;       ///< sorted by (due_at, sequence)
+  std::vector<timer> timers;  ///< sorted by (due_at, sequence)
+  /// Segments the contact is in -> when it entered (segment.hpp). Next to the timers: lending a
+  /// state reads both, and one cache line is one miss fewer per contact and batch.
+  name_map<time_point> segments;
   std::vector<workflow_run> runs;  ///< active workflow runs, in the order they entered
   boost::container::flat_map<std::uint32_t, workflow_memory> workflow_history;  ///< by workflow
   std::uint64_t runs_started = 0;
-  /// Segments the contact is in -> when it entered (segment.hpp).
-  name_map<time_point> segments;
   std::vector<measure_slot> measures;  ///< one per sum / average aggregate the program derived
   /// Capped score rules' current period, by score rule index (scoring.hpp).
   boost::container::flat_map<std::uint32_t, score_award> score_awards;

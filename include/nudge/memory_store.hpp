@@ -57,6 +57,7 @@ class memory_store final : public store {
   /// O(1) after the lookup of the segment.
   std::size_t segment_size(std::string_view segment) override;
   std::vector<std::string> contacts() override;
+  void reserve(std::size_t more) override;
 
   /// Number of contacts stored.
   std::size_t size() const noexcept;

@@ -62,6 +62,11 @@ class store {
   /// program change may end or resume workflow runs of contacts with nothing due). The default
   /// throws std::logic_error: a store that can list its contacts overrides it.
   virtual std::vector<std::string> contacts();
+  /// A hint: about `more` contacts the store does not have yet are coming (a replay's contacts
+  /// file, upserted in slices). A store that keeps its states in one array (memory_store)
+  /// makes room for them once, instead of doubling it slice by slice (each doubling holds the
+  /// old and the new array at once). The default does nothing.
+  virtual void reserve(std::size_t more);
 };
 
 }  // namespace nudge

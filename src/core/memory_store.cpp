@@ -122,6 +122,13 @@ std::vector<std::string> store::contacts() {
   throw std::logic_error("this store cannot list its contacts (store::contacts)");
 }
 
+void store::reserve(std::size_t) {}
+
+void memory_store::reserve(std::size_t more) {
+  check_usable();
+  table_->reserve(more);  // outside a transaction: only capacity, nothing to undo
+}
+
 std::vector<std::string> memory_store::contacts() {
   check_usable();
   std::vector<std::string> out;

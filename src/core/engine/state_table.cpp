@@ -49,6 +49,9 @@ void copy_but_profile(contact_state& to, const contact_state& from) {
   to.previous_location = from.previous_location;
 }
 
+// std::push_heap keeps the largest first: this puts the earliest (due, position) there.
+constexpr auto due_order = [](const auto& a, const auto& b) { return a > b; };
+
 const contact_state& no_state() {
   static const contact_state empty;  // no timers, no segments: what an absent state indexes as
   return empty;
@@ -69,6 +72,7 @@ contact_state* state_table::lend(std::string_view id) {
   }
   const std::uint32_t pos = it->second;
   contact_state& s = states_[pos];
+  make_due_room();
   grow_for(lent_, 1);
   std::uint32_t slot = none;
   if (options_.back_up_lent) {
@@ -98,7 +102,12 @@ contact_state* state_table::lend(std::string_view id) {
     if (lent_segments_.size() == lent_.size()) {
       lent_segments_.emplace_back();
     }
-    lent_segments_[lent_.size()] = s.segments;  // over the previous batch's: reuses it
+    auto& copy = lent_segments_[lent_.size()];
+    if (s.segments.empty()) {
+      copy.clear();  // most contacts are in no segment: no copy-assignment to call
+    } else {
+      copy = s.segments;  // over the previous batch's: reuses it
+    }
   }
   lent_.push_back({pos, !s.timers.empty(), s.next_due(), slot});
   lent_since_commit_ = true;
@@ -142,6 +151,7 @@ void state_table::reserve(std::size_t more) {
 }
 
 void state_table::put(contact_state&& s) {
+  make_due_room();
   grow_for(log_, 1);
   grow_for(replaced_, 1);
   auto [it, fresh] = index_.try_emplace(s.contact.id, static_cast<std::uint32_t>(states_.size()));
@@ -170,13 +180,8 @@ void state_table::reindex(std::uint32_t pos, bool from_timers, time_point from_d
                           const name_map<time_point>* from_segments, const contact_state& to) {
   const bool to_timers = !to.timers.empty();
   const time_point to_due = to.next_due();
-  if (from_timers != to_timers || (to_timers && from_due != to_due)) {
-    if (from_timers) {
-      due_.erase({from_due, pos});
-    }
-    if (to_timers) {
-      due_.insert({to_due, pos});
-    }
+  if (to_timers && (!from_timers || from_due != to_due)) {
+    push_due(to_due, pos);  // the entry for from_due, if any, is stale now: is_current drops it
   }
   if (!options_.index_segments || from_segments == nullptr) {
     return;
@@ -205,10 +210,36 @@ void state_table::reindex(std::uint32_t pos, bool from_timers, time_point from_d
   }
 }
 
+void state_table::make_due_room() {
+  const std::size_t need = due_base_ + 2 * (due_ops_ + 1);
+  if (need > due_.capacity()) {
+    due_.reserve(std::max(need, 2 * due_.capacity() + 64));
+  }
+  ++due_ops_;
+}
+
+void state_table::push_due(time_point due, std::uint32_t pos) {
+  due_.emplace_back(due, pos);  // within the room make_due_room() made: never allocates
+  std::push_heap(due_.begin(), due_.end(), due_order);
+}
+
 std::vector<std::string> state_table::due(time_point t) const {
+  // Pop what is due, in (due, position) order, keep the current entries once, push them back.
+  std::vector<due_entry> current;
+  while (!due_.empty() && due_.front().first <= t) {
+    std::pop_heap(due_.begin(), due_.end(), due_order);
+    const due_entry e = due_.back();
+    due_.pop_back();
+    if (is_current(e) && (current.empty() || current.back() != e)) {
+      current.push_back(e);
+    }
+  }
   std::vector<std::string> ids;
-  for (auto it = due_.begin(); it != due_.end() && it->first <= t; ++it) {
-    ids.push_back(states_[it->second].contact.id);
+  ids.reserve(current.size());
+  for (const auto& e : current) {
+    ids.push_back(states_[e.second].contact.id);
+    due_.push_back(e);  // within the capacity the popped entries left
+    std::push_heap(due_.begin(), due_.end(), due_order);
   }
   return ids;
 }
@@ -220,6 +251,17 @@ const std::set<std::uint32_t>* state_table::members(std::string_view segment) co
 
 void state_table::commit() noexcept {
   forget_lent();
+  if (due_.size() > 2 * states_.size() + 1024) {
+    // Mostly stale: drop those (and duplicates) in place, without allocating.
+    std::sort(due_.begin(), due_.end());
+    const auto end = std::unique(due_.begin(), due_.end());
+    due_.erase(
+        std::remove_if(due_.begin(), end, [&](const due_entry& e) { return !is_current(e); }),
+        due_.end());
+    std::make_heap(due_.begin(), due_.end(), due_order);
+  }
+  due_base_ = due_.size();
+  due_ops_ = 0;
   log_.clear();
   lent_.clear();
   replaced_.clear();
@@ -266,6 +308,8 @@ bool state_table::rollback() noexcept {
   lent_.clear();
   replaced_.clear();
   backups_used_ = 0;
+  due_base_ = due_.size();
+  due_ops_ = 0;
   lent_since_commit_ = false;
   return true;
 }
@@ -284,6 +328,8 @@ void state_table::clear() noexcept {
   states_.clear();
   index_.clear();
   due_.clear();
+  due_base_ = 0;
+  due_ops_ = 0;
   members_.clear();
   lent_.clear();
   backups_.clear();

@@ -1,7 +1,9 @@
 // Replay of an event log through a fresh engine, and the actions CSV writer.
 #include <algorithm>
 #include <fstream>
+#include <optional>
 #include <ostream>
+#include <span>
 #include <utility>
 
 #include <fmt/format.h>
@@ -18,6 +20,37 @@ namespace {
 // Events read per step, when the caller did not ask for engine batches: bounds the reader's
 // scratch and sets how often progress is reported.
 constexpr std::size_t read_chunk = 1 << 16;
+
+// Contacts per upsert of a contacts file. One upsert of all of them held every new state twice
+// (the batch's and the store's) beside the file's profiles: the peak of a replay's memory.
+// Slices at one instant give the same actions: each contact is in one slice, slices keep the
+// file's order (round-robin picks too), and append() merges their actions by due_order.
+constexpr std::size_t upsert_slice = 4096;
+
+// Upserts `contacts` slice by slice (at `at`, or without an instant), freeing each slice's
+// profiles once the engine has them; emit() gets each slice's actions.
+template <class Emit>
+void upsert_in_slices(engine& eng, std::vector<contact>& contacts, std::optional<time_point> at,
+                      Emit&& emit) {
+  eng.store().reserve(contacts.size());
+  for (std::size_t from = 0; from < contacts.size(); from += upsert_slice) {
+    const std::span<const contact> slice{contacts.data() + from,
+                                         std::min(upsert_slice, contacts.size() - from)};
+    try {
+      if (at) {
+        emit(eng.upsert_contacts(slice, *at));
+      } else {
+        eng.upsert_contacts(slice);
+      }
+    } catch (const input_error& e) {
+      throw input_error(e.contact(), from + e.event_index(), e.reason());  // the file's position
+    }
+    for (std::size_t i = from; i < from + slice.size(); ++i) {
+      contacts[i] = contact{};  // its strings and maps go now, not at the end of the replay
+    }
+  }
+  std::vector<contact>{}.swap(contacts);
+}
 
 void append(std::vector<due_action>& to, std::vector<due_action>&& from) {
   if (to.empty()) {
@@ -124,10 +157,9 @@ replay_result replay(engine& eng, const std::string& events_path, const replay_o
       // time order, so it is the earliest): their segments and yearly dates (birthdays) are
       // evaluated from there, also for contacts that have no events.
       hold = true;
-      emit(eng.upsert_contacts(contacts, batch.front().ts));
+      upsert_in_slices(eng, contacts, batch.front().ts, emit);
       hold = false;
       upserted = true;
-      std::vector<contact>{}.swap(contacts);  // the engine has them now
     }
     if (pending.empty()) {
       std::swap(pending, batch);
@@ -149,7 +181,7 @@ replay_result replay(engine& eng, const std::string& events_path, const replay_o
   }
   result.events_read = reader.events_read();
   if (!upserted) {
-    eng.upsert_contacts(contacts);  // no events: no instant to evaluate them at
+    upsert_in_slices(eng, contacts, std::nullopt, emit);  // no events: no instant either
   }
 
   const auto last = reader.last_time();
@@ -204,29 +236,49 @@ actions_csv_writer::actions_csv_writer(std::ostream& out, time_format format)
   out_ << "ts,contact,rule,action,arg\n";
 }
 
+namespace {
+
+// One CSV field at the end of `buf`: appended whole when it needs no quotes (nearly always),
+// else quoted by write_csv_field. (Through a back_insert_iterator each character was a call.)
+void append_field(fmt::memory_buffer& buf, std::string_view field) {
+  if (!csv_needs_quotes(field)) [[likely]] {
+    buf.append(field.data(), field.data() + field.size());
+  } else {
+    write_csv_field(std::back_inserter(buf), field);
+  }
+}
+
+}  // namespace
+
 void actions_csv_writer::write(std::span<const due_action> actions) {
   fmt::memory_buffer buf;
-  auto it = std::back_inserter(buf);
   for (const auto& a : actions) {
     if (format_ == time_format::epoch) {
-      fmt::format_to(it, "{},", to_epoch(a.ts));
+      const fmt::format_int ts{to_epoch(a.ts)};  // no format string to parse per line
+      buf.append(ts.data(), ts.data() + ts.size());
     } else {
-      fmt::format_to(it, "{},", format_time(a.ts));
+      const std::string ts = format_time(a.ts);
+      buf.append(ts.data(), ts.data() + ts.size());
     }
+    buf.push_back(',');
     // RFC 4180: a field holding a comma, quote or line break is quoted (nudge/io/csv.hpp). A
     // workflow step's action names "workflow/step" in the rule column.
-    it = write_csv_field(it, a.contact);
-    *it++ = ',';
-    if (a.from_workflow()) {
-      it = write_csv_field(it, fmt::format("{}/{}", a.rule, a.step));
+    append_field(buf, a.contact);
+    buf.push_back(',');
+    if (!a.from_workflow()) {
+      append_field(buf, a.rule);
+    } else if (!csv_needs_quotes(a.rule) && !csv_needs_quotes(a.step)) {
+      buf.append(a.rule.data(), a.rule.data() + a.rule.size());
+      buf.push_back('/');
+      buf.append(a.step.data(), a.step.data() + a.step.size());
     } else {
-      it = write_csv_field(it, a.rule);
+      append_field(buf, fmt::format("{}/{}", a.rule, a.step));
     }
-    *it++ = ',';
-    it = write_csv_field(it, a.action());
-    *it++ = ',';
-    it = write_csv_field(it, a.arg);
-    *it++ = '\n';
+    buf.push_back(',');
+    append_field(buf, a.action());
+    buf.push_back(',');
+    append_field(buf, a.arg);
+    buf.push_back('\n');
     if (buf.size() > (1 << 20)) {
       out_.write(buf.data(), static_cast<std::streamsize>(buf.size()));
       buf.clear();

@@ -2,7 +2,9 @@
 """Makes examples/data/online_retail.*.csv: a small sample of the UCI "Online Retail" event log
 (CC BY 4.0; see examples/data/README.md) for the notebook example.
 
-    python3 scripts/make_retail_sample.py ../shared/data/online_retail_uci examples/data
+    python3 scripts/make_retail_sample.py DATA/online_retail_uci examples/data
+
+(DATA: where the project's data sets are kept; the tests never run this script.)
 
 Input: the project's cleaned copy of the data set (events.csv.gz: ts,contact,type,key,value,
 one row per invoice; contacts.csv: contact,country). Output: every event and the contact row of

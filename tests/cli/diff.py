@@ -79,7 +79,8 @@ def main(nudge, examples, work):
         "abandoned_cart/reminder_3,2,2,2",
     ]
     expected = [
-        f"old: {old}: 7 actions (until 2024-01-05T01:00:00Z)",
+        # Both to the later default end: the new version's (one day longer).
+        f"old: {old}: 7 actions (until 2024-01-06T01:00:00Z)",
         f"new: {new}: 7 actions (until 2024-01-06T01:00:00Z)",
         "4 added, 4 removed, 2 contacts affected",
         "",

@@ -31,6 +31,7 @@
 #include <nudge/io/replay.hpp>
 #include <nudge/io/snapshot.hpp>
 #include <nudge/io/sqlite_store.hpp>
+#include <nudge/lifecycle.hpp>
 #include <nudge/memory_store.hpp>
 
 #include "commands.hpp"
@@ -722,8 +723,19 @@ int run_live(const run_args& args) {
         }
         return exit_input;
       }
-      log().info(fmt::format("{}: rules changed; workflows moved to them at {}", args.db,
-                             nudge::format_time(at)));
+      // Rules whose delay, condition or actions changed, with what happened to their timers.
+      std::string rules_note;
+      const auto& before = running->rules().rules;
+      for (std::size_t i = 0; i < before.size() && i < program->rules().rules.size(); ++i) {
+        const auto& r = program->rules().rules[i];
+        if (nudge::rule_changed(before[i], r)) {
+          rules_note +=
+              fmt::format("{}{} ({})", rules_note.empty() ? "; changed rules: " : ", ", r.id,
+                          r.on_change == nudge::rule_change::drop ? "drop" : "reevaluate");
+        }
+      }
+      log().info(fmt::format("{}: rules changed; workflows moved to them at {}{}", args.db,
+                             nudge::format_time(at), rules_note));
     }
     const int rc = run_events(args, program, rules_text, text, format, events_file, db, engine,
                               sink, rejects_file ? &*rejects_file : nullptr, until, skip);

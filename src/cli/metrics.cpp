@@ -176,9 +176,9 @@ namespace {
 
 }  // namespace
 
-metrics_server::metrics_server(const std::string& address) {
-  std::string host = "127.0.0.1";
-  std::string port = address;
+bool split_metrics_address(const std::string& address, std::string& host, std::string& port) {
+  host = "127.0.0.1";
+  port = address;
   if (const auto colon = address.rfind(':'); colon != std::string::npos) {
     host = address.substr(0, colon);
     port = address.substr(colon + 1);
@@ -189,8 +189,14 @@ metrics_server::metrics_server(const std::string& address) {
       host = "127.0.0.1";
     }
   }
-  if (port.empty() || port.find_first_not_of("0123456789") != std::string::npos ||
-      port.size() > 5 || std::stoul(port) > 65535) {
+  return !port.empty() && port.find_first_not_of("0123456789") == std::string::npos &&
+         port.size() <= 5 && std::stoul(port) <= 65535;
+}
+
+metrics_server::metrics_server(const std::string& address) {
+  std::string host;
+  std::string port;
+  if (!split_metrics_address(address, host, port)) {
     throw std::runtime_error(
         fmt::format("--metrics {}: not an address: expected HOST:PORT, :PORT or PORT", address));
   }

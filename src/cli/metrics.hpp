@@ -52,6 +52,10 @@ class run_metrics {
 /// A Prometheus label value escaped as the format says: backslash, double quote and line feed.
 std::string escape_label_value(std::string_view s);
 
+/// Splits --metrics ADDR ("HOST:PORT", ":PORT", "PORT", "[::1]:PORT") into host (127.0.0.1 by
+/// default) and port; false if the port is not a number from 0 to 65535.
+bool split_metrics_address(const std::string& address, std::string& host, std::string& port);
+
 /// Serves the latest exposition text on GET /metrics from its own thread, over plain POSIX
 /// sockets (one request at a time, `Connection: close`: a scraper's load; no library needed).
 /// Anything else gets 404 (another path) or 405 (another method).

@@ -620,6 +620,12 @@ int run_live(const run_args& args) {
   if (!check_error_options(args.on_error, args.rejects)) {
     return exit_usage;
   }
+  if (std::string host, port;
+      !args.metrics.empty() && !split_metrics_address(args.metrics, host, port)) {
+    log().error(fmt::format("--metrics {}: not an address: expected HOST:PORT, :PORT or PORT",
+                            args.metrics));
+    return exit_usage;
+  }
   const bool skip = args.on_error == "skip";
   const auto rules_text = read_file_text(args.rules).text;
   auto program = load_rules_text(rules_text, args.rules);

@@ -128,6 +128,23 @@ def main():
     with open(metrics_file) as f:
         check_counts(parse_metrics(f.read()), out2, 1, 0)
 
+    # --- Label values escaped: a rule id with a quote, a backslash and a line break.
+    odd_id = 'say "hi"\\there\nnow'
+    with open(path("odd_rules.json"), "w") as f:
+        json.dump({"version": 1, "rules": [{"id": odd_id, "on": {"event": "signup"},
+                                            "then": [{"do": "send_email", "arg": "x"}]}]}, f)
+    with open(path("odd.csv"), "w") as f:
+        f.write(f"ts,contact,type,key,value\n{T0},c1,signup,,\n{T0 + 1},c2,signup,,\n")
+    r = subprocess.run([nudge, "run", "--rules", path("odd_rules.json"), "--db", path("odd.db"),
+                        "--events", path("odd.csv"), "--out", path("odd.out"),
+                        "--metrics-file", path("odd.prom")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    with open(path("odd.prom")) as f:
+        text = f.read()
+    assert 'nudge_actions_total{rule="say \\"hi\\"\\\\there\\nnow",action="send_email"} 2\n' in text, text
+    odd = parse_metrics(text)
+    assert value(odd, "nudge_actions_total", rule=odd_id, action="send_email") == 2
+
     # --- --metrics 127.0.0.1:0: GET /metrics while the run blocks on a full stdout pipe (the
     # output, some 5,000 lines, is larger than a pipe holds, and this test reads it only later).
     big = path("big.csv")
@@ -162,6 +179,20 @@ def main():
     assert p.returncode == 0, err
     assert len(out.splitlines()) == 5000, len(out.splitlines())
     assert re.search(r"^5000 events processed", err, re.M), err
+
+    # A taken port fails the run before it does anything.
+    import socket
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        port = held.getsockname()[1]
+        r = run("--db", path("taken.db"), "--events", big, "--metrics", f"127.0.0.1:{port}")
+    assert r.returncode == 1, r.stderr
+    assert r.stderr == f"--metrics 127.0.0.1:{port}: cannot bind: Address already in use\n", r.stderr
+    assert not os.path.exists(path("taken.db"))
+    r = run("--db", path("taken.db"), "--events", big, "--metrics", "127.0.0.1:http")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr == "--metrics 127.0.0.1:http: not an address: expected HOST:PORT, :PORT or PORT\n"
 
     # --- --log-format json: every line parses; batches at info, a refused line at warn.
     write_events(path("log.csv"), 100, 10, 60, 2)

@@ -681,14 +681,18 @@ int run_live(const run_args& args) {
   std::optional<metrics_observer> metrics;
   if (!args.metrics.empty() || !args.metrics_file.empty()) {
     std::unique_ptr<metrics_server> server;
+    std::string bound;
     if (!args.metrics.empty()) {
       server = std::make_unique<metrics_server>(args.metrics);
-      // Port 0 picks a free port: this line names it (tests read it).
-      log().info(fmt::format("metrics: serving http://{}/metrics", server->bound()),
-                 {{"address", server->bound(), false}});
+      bound = server->bound();
     }
-    metrics.emplace(args.metrics_file, std::move(server));
+    metrics.emplace(args.metrics_file, std::move(server));  // publishes the zeros at once
     watching.add(&*metrics);
+    if (!bound.empty()) {
+      // Port 0 picks a free port: this line names it (tests read it, then scrape at once).
+      log().info(fmt::format("metrics: serving http://{}/metrics", bound),
+                 {{"address", bound, false}});
+    }
   }
   batch_log batch_lines;
   if (log().format() != log_format::plain) {

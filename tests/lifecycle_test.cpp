@@ -547,3 +547,50 @@ TEST_CASE("lifecycle: previous versions in a rule file, with located errors", "[
           "workflow \"cart\"");
   }
 }
+
+// A rule's delay, condition and actions change in a running engine (rule::on_change): pending
+// timers re-timed and run under the new definition, or dropped; split invariance across the
+// change on a memory store.
+TEST_CASE("lifecycle: a changed rule's pending timers are re-evaluated or dropped",
+          "[lifecycle][rules]") {
+  auto program = [](nudge::duration delay, const std::string& arg, nudge::rule_change c) {
+    nudge::rule_set rs;
+    rs.rules.push_back(nudge::rule_builder("winback")
+                           .on(nudge::on("purchase"))
+                           .check_after(delay)
+                           .then(nudge::send_email(arg))
+                           .on_change(c));
+    return nudge::program::compile(std::move(rs));
+  };
+  auto v1 = program(days(10), "v1", nudge::rule_change::refuse);
+  const std::vector<nudge::event> events{ev("a", "purchase", t0), ev("b", "purchase", t0)};
+
+  SECTION("reevaluate") {
+    nudge::memory_store store;
+    nudge::engine e{v1, &store};
+    CHECK(run(e, events, t0 + days(1)).empty());
+    e.change_program(program(days(3), "v2", nudge::rule_change::reevaluate), t0 + days(1));
+    CHECK(store.load("a")->timers.front().due_at == t0 + days(3));
+    CHECK(lines(e.advance(t0 + days(30))) ==
+          strings{"2024-01-04T00:00:00Z a winback/ send_email(v2)",
+                  "2024-01-04T00:00:00Z b winback/ send_email(v2)"});
+  }
+  SECTION("drop") {
+    nudge::engine e{v1};
+    CHECK(run(e, events, t0 + days(1)).empty());
+    e.change_program(program(days(3), "v2", nudge::rule_change::drop), t0 + days(1));
+    CHECK(e.store().load("a")->timers.empty());
+    CHECK(lines(run(e, {ev("c", "purchase", t0 + days(2))}, t0 + days(30))) ==
+          strings{"2024-01-06T00:00:00Z c winback/ send_email(v2)"});
+  }
+  SECTION("refused without on_change, the engine unchanged") {
+    nudge::engine e{v1};
+    CHECK(run(e, events, t0 + days(1)).empty());
+    CHECK_THROWS_WITH(
+        e.change_program(program(days(3), "v2", nudge::rule_change::refuse), t0 + days(1)),
+        Catch::Contains("/rules/0/on_change: rule \"winback\" changed in a running engine"));
+    CHECK(lines(e.advance(t0 + days(30))) ==
+          strings{"2024-01-11T00:00:00Z a winback/ send_email(v1)",
+                  "2024-01-11T00:00:00Z b winback/ send_email(v1)"});
+  }
+}

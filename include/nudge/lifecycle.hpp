@@ -7,8 +7,11 @@
 // happens to the contacts inside, is decided here, deterministically, and documented in
 // docs/rules.md ("Lifecycle and versions"):
 //
-// - Only workflows may change; rules, segments, scoring, owner groups and event types must be
-//   equal (their state is positional: replay the event log through new rules instead).
+// - Workflows may change, and a rule's delay, condition and actions when the rule says what
+//   happens to its pending timers (rule::on_change: reevaluate re-times them and runs the new
+//   definition when due; drop drops them). Everything else about rules, and segments, scoring,
+//   owner groups and event types, must be equal (their state is positional: replay the event
+//   log through new rules instead); rules keep their ids and positions.
 // - Workflows keep their positions: a workflow is never removed or reordered (archive it), new
 //   ones are appended. States, statistics and the SQLite outbox name workflows by position.
 // - Changed steps need a higher `version`. Runs inside move to the new version by step id
@@ -38,9 +41,14 @@ namespace nudge {
 ///   is still 1; a changed workflow needs a higher version"). Nothing is changed.
 void check_program_change(const program& from, const program& to);
 
+/// True if `to` changes `from`'s delay, condition or actions (what rule::on_change governs).
+bool rule_changed(const rule& from, const rule& to);
+
 /// Moves one contact's state from `from` to `to` at instant `at`: ends runs of archived or draft
 /// workflows and runs whose step is gone, moves runs to the new version by step id, keeps runs
-/// finishing on their version, and schedules held runs of reactivated workflows at `at`.
+/// finishing on their version, schedules held runs of reactivated workflows at `at`, and
+/// re-times or drops the pending timers of changed rules (rule::on_change; a re-timed timer
+/// whose new time is before `at` is due at `at`).
 /// Appends what happened (ended runs, with `from`'s step indices) to `outcomes` if given.
 /// Returns true if the state changed. Pure: no clock, no I/O.
 /// Precondition: check_program_change(from, to) passed.

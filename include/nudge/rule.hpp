@@ -34,6 +34,14 @@ enum class reentry : std::uint8_t {
   once_per,  ///< at most one passing run per contact within `reentry_window`
 };
 
+/// What a live engine (engine::change_program, nudge run on a changed rule file) does with the
+/// pending timers of a rule whose delay, condition or actions changed (lifecycle.hpp).
+enum class rule_change : std::uint8_t {
+  refuse,      ///< the change is refused (the default: the rule file must choose)
+  reevaluate,  ///< pending timers fire under the new definition, their due times recomputed
+  drop,        ///< pending timers are dropped at the change; new triggers use the new definition
+};
+
 /// At most `max_runs` passing runs per contact in any window (t - per, t].
 struct frequency_cap {
   std::int64_t max_runs = 1;
@@ -59,6 +67,9 @@ struct rule {
   /// This rule's delivery policy for its messages, replacing the rule set's default policy
   /// (rule files merge a rule's "delivery" fields over the file's defaults).
   std::optional<delivery_policy> delivery;
+  /// Pending timers when this rule changes in a running engine ("on_change" in rule files).
+  /// Not part of the program fingerprint: it changes no action of an unchanged rule.
+  rule_change on_change = rule_change::refuse;
 
   friend bool operator==(const rule&, const rule&) = default;
 };
@@ -239,6 +250,12 @@ class rule_builder {
   /// This rule's delivery policy (replaces the rule set's default).
   rule_builder& deliver(delivery_policy p) {
     rule_.delivery = std::move(p);
+    return *this;
+  }
+  /// What a running engine does with this rule's pending timers when the rule changes
+  /// (rule_change; "on_change" in rule files).
+  rule_builder& on_change(rule_change c) {
+    rule_.on_change = c;
     return *this;
   }
   rule build() const { return rule_; }

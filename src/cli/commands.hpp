@@ -65,11 +65,16 @@ struct explain_args {
   std::string until;
   std::uint32_t timeline_size = 50;
   bool json = false;
+  std::string db;  ///< --db: read a live database (nudge run's) instead of replaying
 };
 
 /// nudge explain: replays with a timeline kept for every contact, then prints the one contact's
 /// timeline.
 int run_explain(const explain_args& args);
+
+/// nudge explain --db: the contact's timeline, pending timers and undelivered actions as the
+/// live database holds them, under the rules stored there (explain_db.cpp).
+int run_explain_db(const explain_args& args);
 
 /// nudge run's options.
 struct run_args {
@@ -81,6 +86,10 @@ struct run_args {
   std::size_t batch = 1000;
   std::uint32_t max_pages = 0;  ///< sqlite_options::max_pages (0: no cap)
   bool from_start = false;      ///< read the events file from its first line (a new file)
+  std::string metrics_file;     ///< --metrics-file: Prometheus text, rewritten after each batch
+  std::string metrics;          ///< --metrics ADDR: serve GET /metrics there
+  std::string log_format = "plain";  ///< --log-format: plain, text or json (log.hpp)
+  std::string log_level = "info";    ///< --log-level: info, warn or error
 };
 
 /// Processes the events the database has not seen yet, in batches, each committed with the

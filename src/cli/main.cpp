@@ -22,6 +22,7 @@
 #include "common.hpp"
 #include "db_check.hpp"
 #include "errors.hpp"
+#include "log.hpp"
 #include "sort.hpp"
 
 namespace {
@@ -118,6 +119,20 @@ int main(int argc, char** argv) {
   run->add_option("--max-pages", run_args.max_pages,
                   "Cap the database at this many pages (a quota; past it a batch fails as on a "
                   "full disk and commits nothing; default: no cap)");
+  run->add_option("--metrics-file", run_args.metrics_file,
+                  "Write Prometheus metrics (text format 0.0.4) to this file after each batch "
+                  "(to FILE.tmp, renamed over FILE; docs/live.md lists them)");
+  run->add_option("--metrics", run_args.metrics,
+                  "Serve GET /metrics on this address while the run lasts: HOST:PORT, :PORT or "
+                  "PORT (host 127.0.0.1 by default; port 0 picks a free one, named on stderr)");
+  run->add_option("--log-format", run_args.log_format,
+                  "Standard error: plain (default: messages only), text (each line with a UTC "
+                  "timestamp and a level, and one info line per batch) or json (the same as JSON "
+                  "lines with ts, level, msg and fields)")
+      ->check(CLI::IsMember({"plain", "text", "json"}));
+  run->add_option("--log-level", run_args.log_level,
+                  "Lowest level logged: info (default), warn (refused lines, notes) or error")
+      ->check(CLI::IsMember({"info", "warn", "error"}));
 
   nudge_cli::diff_args diff_args;
   auto* diff = app.add_subcommand(
@@ -160,12 +175,17 @@ int main(int argc, char** argv) {
   nudge_cli::explain_args explain_args;
   auto* explain = app.add_subcommand(
       "explain",
-      "Replay an event log and print one contact's timeline: what the rules did, and why");
+      "Replay an event log (or read a live database: --db) and print one contact's timeline: "
+      "what the rules did, and why");
   explain->add_option("--contact", explain_args.contact, "The contact's id")->required();
-  explain->add_option("--rules", explain_args.rules, "Rule file (JSON)")->required();
+  explain->add_option("--rules", explain_args.rules, "Rule file (JSON)");
   explain->add_option("--contacts", explain_args.contacts, "Contacts (.csv or .jsonl)");
-  explain->add_option("--events", explain_args.events, "Events (.csv or .jsonl), sorted by time")
-      ->required();
+  explain->add_option("--events", explain_args.events, "Events (.csv or .jsonl), sorted by time");
+  explain->add_option("--db", explain_args.db,
+                      "Read the contact from this live database (nudge run's) instead of "
+                      "replaying: its timeline (as long as the stored rules' \"timeline\" "
+                      "keeps), pending timers and undelivered actions; no --rules, --events, "
+                      "--contacts, --until or --timeline-size");
   explain->add_option("--until", explain_args.until,
                       "Fire timers up to this time (default: as replay)");
   explain
@@ -221,11 +241,28 @@ int main(int argc, char** argv) {
       return nudge_cli::run_diff(diff_args);
     }
     if (explain->parsed()) {
+      // Either a replay (--rules and --events) or a live database (--db), not both.
+      const bool replay_options = !explain_args.rules.empty() || !explain_args.events.empty() ||
+                                  !explain_args.contacts.empty() || !explain_args.until.empty() ||
+                                  explain->count("--timeline-size") > 0;
+      if (!explain_args.db.empty()) {
+        if (replay_options) {
+          fmt::print(stderr,
+                     "--db reads the rules, timeline and state stored in the database: it takes "
+                     "no --rules, --events, --contacts, --until or --timeline-size\n");
+          return exit_usage;
+        }
+        return nudge_cli::run_explain_db(explain_args);
+      }
+      if (explain_args.rules.empty() || explain_args.events.empty()) {
+        fmt::print(stderr, "nudge explain needs --rules and --events (a replay), or --db\n");
+        return exit_usage;
+      }
       return nudge_cli::run_explain(explain_args);
     }
     return nudge_cli::run_replay(args);
   } catch (const std::exception& e) {
-    fmt::print(stderr, "{}\n", nudge_cli::describe_error(e));
+    nudge_cli::log().error(nudge_cli::describe_error(e));
     return exit_input;
   }
 }

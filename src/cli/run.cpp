@@ -11,8 +11,10 @@
 // rules (--on-error, --rejects), and an event before the time the database reached is refused as
 // late.
 #include <algorithm>
+#include <chrono>
 #include <exception>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -29,11 +31,15 @@
 #include <nudge/io/replay.hpp>
 #include <nudge/io/snapshot.hpp>
 #include <nudge/io/sqlite_store.hpp>
+#include <nudge/lifecycle.hpp>
 #include <nudge/memory_store.hpp>
 
 #include "commands.hpp"
 #include "common.hpp"
 #include "file_identity.hpp"
+#include "log.hpp"
+#include "metrics.hpp"
+#include "observe.hpp"
 #include "out_file.hpp"
 
 namespace nudge_cli {
@@ -136,6 +142,9 @@ class append_sink final : public nudge::sink {
     file_.append({buf.data(), buf.size()});
     failed = false;
     delivered += actions.size();
+    if (observer != nullptr) {
+      observer->on_actions(actions);
+    }
   }
   // fsyncs what was appended; `count` actions wait for it (for the error message). On failure
   // throws delivery_error (its cause nested), as a failed deliver does.
@@ -154,6 +163,9 @@ class append_sink final : public nudge::sink {
   std::size_t delivered = 0;
   std::size_t last_batch = 0;  ///< actions in the last deliver, or waiting for the last sync
   bool failed = false;         ///< the last deliver or sync threw
+  /// Told of every action taken and, by the run loops, of every batch (observe.hpp): the sink
+  /// carries it because every loop has the sink at hand.
+  run_observer* observer = nullptr;
 
  private:
   line_file file_;
@@ -272,11 +284,11 @@ int run_events(const run_args& args, const std::shared_ptr<const nudge::program>
         fmt::print(stderr, "{}\n", *why);
         return exit_input;
       }
-      fmt::print(stderr, "{}: not the file consumed so far: reading it from its first line\n",
-                 args.events);
+      log().warn(fmt::format("{}: not the file consumed so far: reading it from its first line",
+                             args.events));
     } else {
       if (!note.empty()) {
-        fmt::print(stderr, "{}\n", note);
+        log().info(note);
       }
       pos = offset;
       lines = std::stoull(db.get_meta(meta_lines).value_or("0"));
@@ -301,7 +313,25 @@ int run_events(const run_args& args, const std::shared_ptr<const nudge::program>
   std::vector<pending_reject> refused;
   std::vector<bool> refused_written;
   std::size_t batches_untrimmed = 0;
+  // Tells the observer about a committed batch (observe.hpp).
+  auto report_batch = [&](std::chrono::steady_clock::time_point began, std::size_t events_applied,
+                          std::size_t actions, std::size_t rejected_before, nudge::time_point at) {
+    if (sink.observer == nullptr) {
+      return;
+    }
+    batch_report r;
+    r.events = events_applied;
+    r.actions = actions;
+    r.rejected = rejected - rejected_before;
+    r.duration = std::chrono::steady_clock::now() - began;
+    r.engine_now = at;
+    sink.observer->on_batch(r, sink.observer->wants_outbox()
+                                   ? std::optional{read_outbox(db, engine.untrimmed())}
+                                   : std::nullopt);
+  };
   for (;;) {
+    const auto began = std::chrono::steady_clock::now();
+    const std::size_t rejected_before = rejected;
     // The next chunk: up to `batch` non-empty complete lines (a partial last line waits).
     cl.begin.clear();
     cl.end.clear();
@@ -456,7 +486,9 @@ int run_events(const run_args& args, const std::shared_ptr<const nudge::program>
           out += refused[r].problem.text;
           out += '\n';
         } else {
-          fmt::print(stderr, "rejected: {}\n", refused[r].problem.to_string());
+          log().warn(fmt::format("rejected: {}", refused[r].problem.to_string()),
+                     {{"file", refused[r].problem.file, false},
+                      {"line", std::to_string(refused[r].problem.line), true}});
         }
       }
       if (rejects_file != nullptr && !out.empty()) {
@@ -495,13 +527,14 @@ int run_events(const run_args& args, const std::shared_ptr<const nudge::program>
     };
     std::size_t new_pos = new_position();
     if (take > 0 || (stop && until)) {
+      std::size_t actions = 0;
       for (;;) {
         new_pos = new_position();
         auto meta = position_meta(new_pos);
         meta.emplace_back(std::string{meta_now}, std::to_string(nudge::to_epoch(now)));
         record_rejects(new_pos);
         try {
-          engine.process(std::span<const nudge::event>{events.data(), cut}, now, meta);
+          actions = engine.process(std::span<const nudge::event>{events.data(), cut}, now, meta);
           break;
         } catch (const nudge::input_error& e) {
           if (e.event_index() >= cut) {
@@ -523,6 +556,7 @@ int run_events(const run_args& args, const std::shared_ptr<const nudge::program>
         flush_out(engine, sink);
         batches_untrimmed = 0;
       }
+      report_batch(began, cut, actions, rejected_before, now);
     } else if (new_pos != pos) {
       // Every line of the chunk refused: commit the position past them.
       record_rejects(new_pos);
@@ -536,6 +570,7 @@ int run_events(const run_args& args, const std::shared_ptr<const nudge::program>
         db.rollback();
         throw;
       }
+      report_batch(began, 0, 0, rejected_before, floor.value_or(nudge::min_time));
     }
     if (new_pos != pos) {
       std::size_t consumed = 0;
@@ -554,16 +589,26 @@ int run_events(const run_args& args, const std::shared_ptr<const nudge::program>
   }
   engine.deliver_pending();
   flush_out(engine, sink);
-  fmt::print(stderr,
-             "{} events processed, {} rejected ({} lines of {} so far), {} actions delivered, {} "
-             "in the outbox\n",
-             processed, rejected, lines, args.events, sink.delivered, db.outbox_size());
+  const std::size_t in_outbox = db.outbox_size();
+  if (sink.observer != nullptr) {
+    sink.observer->on_end(sink.observer->wants_outbox()
+                              ? std::optional{read_outbox(db, engine.untrimmed())}
+                              : std::nullopt);
+  }
+  log().info(fmt::format("{} events processed, {} rejected ({} lines of {} so far), {} actions "
+                         "delivered, {} in the outbox",
+                         processed, rejected, lines, args.events, sink.delivered, in_outbox),
+             {{"events", std::to_string(processed), true},
+              {"rejected", std::to_string(rejected), true},
+              {"actions", std::to_string(sink.delivered), true},
+              {"outbox", std::to_string(in_outbox), true}});
   return exit_ok;
 }
 
 }  // namespace
 
 int run_live(const run_args& args) {
+  log().configure(parse_log_format(args.log_format), parse_log_level(args.log_level));
   std::optional<nudge::time_point> until;
   if (!parse_until(args.until, until)) {
     return exit_usage;
@@ -573,6 +618,12 @@ int run_live(const run_args& args) {
     return exit_usage;
   }
   if (!check_error_options(args.on_error, args.rejects)) {
+    return exit_usage;
+  }
+  if (std::string host, port;
+      !args.metrics.empty() && !split_metrics_address(args.metrics, host, port)) {
+    log().error(fmt::format("--metrics {}: not an address: expected HOST:PORT, :PORT or PORT",
+                            args.metrics));
     return exit_usage;
   }
   const bool skip = args.on_error == "skip";
@@ -624,8 +675,32 @@ int run_live(const run_args& args) {
       }
     }
   }
+  // Metrics and per-batch log lines (observe.hpp). The server binds before the database opens,
+  // so that a taken port fails the run before it does anything.
+  observers watching;
+  std::optional<metrics_observer> metrics;
+  if (!args.metrics.empty() || !args.metrics_file.empty()) {
+    std::unique_ptr<metrics_server> server;
+    std::string bound;
+    if (!args.metrics.empty()) {
+      server = std::make_unique<metrics_server>(args.metrics);
+      bound = server->bound();
+    }
+    metrics.emplace(args.metrics_file, std::move(server));  // publishes the zeros at once
+    watching.add(&*metrics);
+    if (!bound.empty()) {
+      // Port 0 picks a free port: this line names it (tests read it, then scrape at once).
+      log().info(fmt::format("metrics: serving http://{}/metrics", bound),
+                 {{"address", bound, false}});
+    }
+  }
+  batch_log batch_lines;
+  if (log().format() != log_format::plain) {
+    watching.add(&batch_lines);
+  }
   nudge::sqlite_store db{args.db, *running, options};
   append_sink sink{args.out, sync_files, args.time_format == "iso"};
+  sink.observer = &watching;
   std::optional<line_file> rejects_file;
   if (!args.rejects.empty()) {
     rejects_file.emplace(args.rejects, sync_files);
@@ -658,8 +733,19 @@ int run_live(const run_args& args) {
         }
         return exit_input;
       }
-      fmt::print(stderr, "{}: rules changed; workflows moved to them at {}\n", args.db,
-                 nudge::format_time(at));
+      // Rules whose delay, condition or actions changed, with what happened to their timers.
+      std::string rules_note;
+      const auto& before = running->rules().rules;
+      for (std::size_t i = 0; i < before.size() && i < program->rules().rules.size(); ++i) {
+        const auto& r = program->rules().rules[i];
+        if (nudge::rule_changed(before[i], r)) {
+          rules_note +=
+              fmt::format("{}{} ({})", rules_note.empty() ? "; changed rules: " : ", ", r.id,
+                          r.on_change == nudge::rule_change::drop ? "drop" : "reevaluate");
+        }
+      }
+      log().info(fmt::format("{}: rules changed; workflows moved to them at {}{}", args.db,
+                             nudge::format_time(at), rules_note));
     }
     const int rc = run_events(args, program, rules_text, text, format, events_file, db, engine,
                               sink, rejects_file ? &*rejects_file : nullptr, until, skip);

@@ -53,6 +53,68 @@ std::uint32_t step_by_id(const workflow& w, const std::string& id) {
 
 }  // namespace
 
+bool rule_changed(const rule& from, const rule& to) {
+  return from.delay != to.delay || from.delay_months != to.delay_months ||
+         !(from.condition == to.condition) || from.actions != to.actions;
+}
+
+namespace {
+
+// A rule's pending timers under its new definition (on_change, docs/live.md): dropped, or
+// re-timed (a check counted again from its trigger, a delayed action from its check) and
+// clamped to `at` (a timer whose new time is past fires at the change instant). A delayed action
+// the new definition no longer has at that position is dropped, as is a deferred message whose
+// action changed its verb. Returns true if any timer changed.
+bool migrate_rule_timers(const program& from, const program& to, contact_state& s, time_point at) {
+  const auto& old_rules = from.rules().rules;
+  const auto& new_rules = to.rules().rules;
+  bool changed = false;
+  std::vector<timer> kept;
+  kept.reserve(s.timers.size());
+  for (const timer& t : s.timers) {
+    if (t.kind != timer_kind::rule || t.action < timer::check || t.rule >= old_rules.size() ||
+        !rule_changed(old_rules[t.rule], new_rules[t.rule])) {
+      kept.push_back(t);
+      continue;
+    }
+    const rule& o = old_rules[t.rule];
+    const rule& n = new_rules[t.rule];
+    changed = true;
+    if (n.on_change != rule_change::reevaluate) {
+      continue;  // drop
+    }
+    timer moved = t;
+    if (t.action == timer::check) {
+      if (o.delay != n.delay) {  // months never change here (check_program_change)
+        moved.due_at = t.triggered_at + n.delay;
+      }
+    } else {
+      const auto k = static_cast<std::size_t>(t.action);
+      if (k >= n.actions.size()) {
+        continue;
+      }
+      if (t.deferred) {
+        if (k >= o.actions.size() || o.actions[k].kind != n.actions[k].kind) {
+          continue;
+        }
+      } else if (k < o.actions.size()) {
+        moved.due_at = t.due_at - o.actions[k].delay + n.actions[k].delay;
+      }
+    }
+    moved.due_at = std::max(moved.due_at, at);
+    kept.push_back(moved);
+  }
+  if (changed) {
+    std::stable_sort(kept.begin(), kept.end(), [](const timer& a, const timer& b) {
+      return a.due_at < b.due_at || (a.due_at == b.due_at && a.sequence < b.sequence);
+    });
+    s.timers = std::move(kept);
+  }
+  return changed;
+}
+
+}  // namespace
+
 void check_program_change(const program& from, const program& to) {
   std::vector<diagnostic> problems;
   auto fail = [&](std::string pointer, std::string code, std::string message) {
@@ -63,17 +125,65 @@ void check_program_change(const program& from, const program& to) {
     problems.push_back(std::move(d));
   };
   {
-    // Everything but the workflows (and the timeline size, which changes no action) must be
-    // equal: history slots, rule memories and timers refer to rules by position.
+    // Everything but the workflows and the rules' delays, conditions and actions (and the
+    // timeline size, which changes no action) must be equal: history slots, rule memories,
+    // statistics and timers refer to rules by position.
     rule_set a = from.rules(), b = to.rules();
     a.workflows.clear();
     b.workflows.clear();
     a.timeline_size = b.timeline_size = 0;
+    if (a.rules.size() == b.rules.size()) {
+      for (std::size_t i = 0; i < a.rules.size(); ++i) {
+        const rule& o = a.rules[i];
+        const rule& n = b.rules[i];
+        if (o.id != n.id) {
+          continue;  // reported below, as before: rules keep their ids and positions
+        }
+        const std::string at = fmt::format("/rules/{}", i);
+        rule same_parts = n;  // n with what may change taken from o
+        same_parts.delay = o.delay;
+        same_parts.delay_months = o.delay_months;
+        same_parts.condition = o.condition;
+        same_parts.actions = o.actions;
+        same_parts.on_change = o.on_change;
+        if (!(same_parts == o)) {
+          fail(at, "rule_changed",
+               fmt::format("rule \"{}\" changed more than its delay, condition (\"if\") and "
+                           "actions (\"then\"); its trigger, re-entry, cap and delivery are "
+                           "kept in the contacts' state and cannot change in a running engine "
+                           "(replay the event log through changed rules instead)",
+                           n.id));
+        } else if (rule_changed(o, n)) {
+          if (n.on_change == rule_change::refuse) {
+            fail(at + "/on_change", "on_change_missing",
+                 fmt::format("rule \"{}\" changed in a running engine: say what happens to the "
+                             "timers it has pending with \"on_change\": \"reevaluate\" (they "
+                             "fire under the new definition, the delay counted again from their "
+                             "trigger) or \"drop\" (they are dropped at the change)",
+                             n.id));
+          } else if (n.on_change == rule_change::reevaluate &&
+                     (o.delay != n.delay || o.delay_months != n.delay_months) &&
+                     (o.delay_months != 0 || n.delay_months != 0)) {
+            fail(at + "/delay", "month_delay_changed",
+                 fmt::format("rule \"{}\": a delay in months is counted on each contact's "
+                             "calendar, from which pending timers cannot be re-timed; use "
+                             "\"on_change\": \"drop\" to change it",
+                             n.id));
+          }
+        }
+        a.rules[i] = n;  // compared above
+      }
+    }
     if (!(a == b)) {
       fail("", "rules_changed",
            "the rules, segments, scoring, owner groups or event types differ from the running "
-           "program's; a running engine only takes changed workflows (replay the event log "
-           "through changed rules instead)");
+           "program's; a running engine only takes changed workflows and a rule's changed "
+           "delay, condition or actions (rules keep their ids and positions; replay the event "
+           "log through changed rules instead)");
+    } else if (from.compiled().round_robin_index != to.compiled().round_robin_index) {
+      fail("", "counters_changed",
+           "the changed rules add or remove round-robin assign_owner actions, whose counters "
+           "are kept by position (replay the event log through changed rules instead)");
     }
   }
   const auto& fc = from.compiled();
@@ -89,10 +199,10 @@ void check_program_change(const program& from, const program& to) {
                  fc.measures[i].keep == tc.measures[i].keep;
   }
   if (!same_slots && problems.empty()) {
-    fail("/workflows", "history_changed",
-         "the changed workflows' conditions read event history (happened, count, sum, average "
-         "windows) that the running program does not keep; contacts have no such history to "
-         "read (replay the event log through the new rules instead)");
+    fail("", "history_changed",
+         "the changed rules' or workflows' conditions read event history (happened, count, sum, "
+         "average windows) that the running program does not keep; contacts have no such "
+         "history to read (replay the event log through the new rules instead)");
   }
   const auto& old_wfs = from.rules().workflows;
   const auto& new_wfs = to.rules().workflows;
@@ -289,6 +399,7 @@ bool migrate_state(const program& from, const program& to, contact_state& state,
     }
     ++i;
   }
+  migrate_rule_timers(from, to, s, at);
   // Yearly date entries of archived or draft workflows are dropped (paused ones keep theirs:
   // the date passes without an entry, and the next one is scheduled).
   std::erase_if(s.timers, [&](const timer& t) {

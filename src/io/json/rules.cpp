@@ -139,7 +139,8 @@ rule walker::rule_at(const json::value& v, const path& at,
     return r;
   }
   check_fields(*o, at,
-               {"id", "description", "on", "delay", "if", "then", "reentry", "cap", "delivery"});
+               {"id", "description", "on", "delay", "if", "then", "reentry", "cap", "delivery",
+                "on_change"});
   if (const auto* id = o->if_contains("id")) {
     if (auto s = name(*id, child(at, "id"), "a rule id")) {
       r.id = std::move(*s);
@@ -197,6 +198,22 @@ rule walker::rule_at(const json::value& v, const path& at,
   }
   if (const auto* d = o->if_contains("delivery")) {
     own_delivery_at(*d, child(at, "delivery"), r.delivery);
+  }
+  if (const auto* c = o->if_contains("on_change")) {
+    // What a live database does with this rule's pending timers when it changes
+    // (docs/live.md, "Changing a rule in a live database").
+    const auto* s = c->if_string();
+    if (s != nullptr && *s == "reevaluate") {
+      r.on_change = rule_change::reevaluate;
+    } else if (s != nullptr && *s == "drop") {
+      r.on_change = rule_change::drop;
+    } else if (s != nullptr && *s == "refuse") {
+      r.on_change = rule_change::refuse;
+    } else {
+      fail(child(at, "on_change"), "bad_on_change",
+           fmt::format("unknown on_change {} (expected \"reevaluate\", \"drop\" or \"refuse\")",
+                       describe(*c)));
+    }
   }
   return r;
 }

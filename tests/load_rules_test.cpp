@@ -286,7 +286,7 @@ TEST_CASE("load_rules: \"$schema\" is accepted and ignored at the top level only
       nudge::load_rules(
           R"({"rules": [{"$schema": "x", "id": "w", "on": {"event": "signup"}, "then": [{"do": "send_email", "arg": "w"}]}]})"),
       "1:13: /rules/0/$schema: unknown field \"$schema\" (expected id, description, on, delay, if, "
-      "then, reentry, cap or delivery)");
+      "then, reentry, cap, delivery or on_change)");
 }
 
 TEST_CASE("load_rules: an empty exact key matches events without a key", "[load_rules]") {

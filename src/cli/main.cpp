@@ -20,7 +20,9 @@
 #include "commands.hpp"
 #include "common.hpp"
 #include "db_check.hpp"
+#include "deliver.hpp"
 #include "errors.hpp"
+#include "follow.hpp"
 #include "sort.hpp"
 
 namespace {
@@ -61,7 +63,8 @@ int main(int argc, char** argv) {
                    "Refuse CSV event columns other than ts, contact, type, key, value (by default "
                    "they become props)");
   replay->add_option("--until", args.until,
-                     "Fire timers up to this time (ISO-8601 or epoch seconds). Default: the "
+                     "Fire timers up to this time (ISO-8601, epoch seconds, or now: the wall "
+                     "clock at the start). Default: the "
                      "last event's time plus the rules' longest delay (a rule's delay plus its "
                      "longest action delay; a workflow's waits and timeouts summed, a "
                      "time-of-day wait counted as 7 days), then on to the latest pending timer "
@@ -95,7 +98,7 @@ int main(int argc, char** argv) {
   run->add_option("--contacts", run_args.contacts, "Contacts, loaded on the first run");
   run->add_option("--until", run_args.until,
                   "Process events up to this time and fire timers due by then (default: the "
-                  "last event's time)");
+                  "last event's time; now: the wall clock at the start)");
   run->add_option("--out", run_args.out,
                   "Append delivered actions here as CSV lines without a header, columns ts, "
                   "contact, rule (workflow/step for a workflow's action), action, arg, "
@@ -115,6 +118,7 @@ int main(int argc, char** argv) {
   run->add_option("--max-pages", run_args.max_pages,
                   "Cap the database at this many pages (a quota; past it a batch fails as on a "
                   "full disk and commits nothing; default: no cap)");
+  nudge_cli::add_follow_options(*run, run_args);
 
   nudge_cli::explain_args explain_args;
   auto* explain = app.add_subcommand(
@@ -126,15 +130,20 @@ int main(int argc, char** argv) {
   explain->add_option("--events", explain_args.events, "Events (.csv or .jsonl), sorted by time")
       ->required();
   explain->add_option("--until", explain_args.until,
-                      "Fire timers up to this time (default: as replay)");
+                      "Fire timers up to this time (now: the wall clock; default: as replay)");
   explain
       ->add_option("--timeline-size", explain_args.timeline_size,
                    "Timeline entries kept per contact (default 50; the rule file's is ignored)")
       ->check(CLI::Range(1, 100000));
   explain->add_flag("--json", explain_args.json, "Print the timeline as one JSON object");
   std::string outbox_db;
+  bool outbox_dead = false;
   auto* outbox = app.add_subcommand("outbox", "List the undelivered actions of a database as CSV");
   outbox->add_option("--db", outbox_db, "State database written by nudge run")->required();
+  outbox->add_flag("--dead", outbox_dead,
+                   "List the dead letters instead: the actions nudge deliver gave up on");
+  nudge_cli::deliver_args deliver_args;
+  auto* deliver = nudge_cli::add_deliver_command(app, deliver_args);
   nudge_cli::sort_args sort_args;
   nudge_cli::add_sort_command(app, sort_args);
 
@@ -169,7 +178,10 @@ int main(int argc, char** argv) {
       return nudge_cli::run_sort(sort_args);
     }
     if (outbox->parsed()) {
-      return nudge_cli::run_outbox(outbox_db);
+      return outbox_dead ? nudge_cli::run_outbox_dead(outbox_db) : nudge_cli::run_outbox(outbox_db);
+    }
+    if (deliver->parsed()) {
+      return nudge_cli::run_deliver(deliver_args);
     }
     if (explain->parsed()) {
       return nudge_cli::run_explain(explain_args);

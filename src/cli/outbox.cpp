@@ -25,7 +25,12 @@ int run_outbox(const std::string& path) {
   }
   nudge::sqlite_store db{path, *program, {.read_only = true}};
   std::string out = "ts,contact,rule,action,arg,idempotency_key\n";
+  // Entries nudge deliver marked delivered stay until the next nudge run trims them: not listed.
+  const auto delivered = db.delivery_mark();
   for (const auto& e : db.outbox()) {
+    if (e.sequence <= delivered) {
+      continue;
+    }
     auto it = std::back_inserter(out);
     it = fmt::format_to(it, "{},", nudge::to_epoch(e.ts));
     it = nudge::write_csv_field(it, e.contact);

@@ -34,6 +34,7 @@
 #include "commands.hpp"
 #include "common.hpp"
 #include "file_identity.hpp"
+#include "follow.hpp"
 #include "out_file.hpp"
 
 namespace nudge_cli {
@@ -228,7 +229,7 @@ int run_events(const run_args& args, const std::shared_ptr<const nudge::program>
                const std::string& rules_text, std::string_view text, nudge::file_format format,
                const file_text& events_file, nudge::sqlite_store& db, nudge::durable_engine& engine,
                append_sink& sink, line_file* rejects_file, std::optional<nudge::time_point> until,
-               bool skip) {
+               bool skip, run_totals* totals = nullptr) {
   // CSV: the header line is handed to the reader again with every chunk.
   std::string header;
   std::size_t start = 0;
@@ -548,12 +549,19 @@ int run_events(const run_args& args, const std::shared_ptr<const nudge::program>
                                                    : cl.line[consumed];
       pos = new_pos;
     }
-    if (stop) {
+    // --follow: SIGTERM or SIGINT ends the run here, between committed batches.
+    if (stop || (totals != nullptr && stop_requested())) {
       break;
     }
   }
   engine.deliver_pending();
   flush_out(engine, sink);
+  if (totals != nullptr) {  // --follow sums the steps up and prints that once
+    totals->processed += processed;
+    totals->rejected += rejected;
+    totals->lines = lines;
+    return exit_ok;
+  }
   fmt::print(stderr,
              "{} events processed, {} rejected ({} lines of {} so far), {} actions delivered, {} "
              "in the outbox\n",
@@ -573,6 +581,13 @@ int run_live(const run_args& args) {
     return exit_usage;
   }
   if (!check_error_options(args.on_error, args.rejects)) {
+    return exit_usage;
+  }
+  if (!check_follow_options(args)) {
+    return exit_usage;
+  }
+  if (args.outbox_only && !args.out.empty()) {
+    fmt::print(stderr, "--out cannot be combined with --outbox-only (nudge deliver delivers)\n");
     return exit_usage;
   }
   const bool skip = args.on_error == "skip";
@@ -630,12 +645,14 @@ int run_live(const run_args& args) {
   if (!args.rejects.empty()) {
     rejects_file.emplace(args.rejects, sync_files);
   }
-  nudge::durable_engine engine{running, db, &sink};
+  // --outbox-only: no sink; the actions wait in the outbox for nudge deliver.
+  nudge::durable_engine engine{running, db, args.outbox_only ? nullptr : &sink};
   engine.defer_trim(true);  // flush_out fsyncs --out once per group of batches, then trims
   try {
     // What a killed run left in the outbox, at once and trimmed, before any event: every
     // restart then writes at most one group again, however often runs are killed. (Also, outbox
     // entries name workflow steps of the stored rules, which change_program replaces.)
+    db.trim_delivered();  // what nudge deliver marked leaves the outbox first
     engine.deliver_pending();
     flush_out(engine, sink);
     if (running != program) {
@@ -661,8 +678,18 @@ int run_live(const run_args& args) {
       fmt::print(stderr, "{}: rules changed; workflows moved to them at {}\n", args.db,
                  nudge::format_time(at));
     }
+    if (args.follow) {
+      return follow_run(args, db, sink.delivered, [&](nudge::time_point now, run_totals& totals) {
+        const file_text f = read_file_text(args.events);
+        return run_events(args, program, rules_text, f.text, format, f, db, engine, sink,
+                          rejects_file ? &*rejects_file : nullptr, now, skip, &totals);
+      });
+    }
     const int rc = run_events(args, program, rules_text, text, format, events_file, db, engine,
                               sink, rejects_file ? &*rejects_file : nullptr, until, skip);
+    if (args.outbox_only) {
+      db.trim_delivered();  // what nudge deliver marked leaves the outbox
+    }
     return rc;
   } catch (const nudge::delivery_error& e) {
     if (sink.failed) {

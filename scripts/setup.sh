@@ -10,6 +10,7 @@ packages=(
   libfmt-dev catch2 libbenchmark-dev pybind11-dev
   python3-dev python3-pytest python3-setuptools
   libcli11-dev libsimdjson-dev libsqlite3-dev libxxhash-dev zlib1g-dev python3-pandas
+  libcurl4-openssl-dev
   libhowardhinnant-date-dev tzdata
   clang-14 libclang-rt-14-dev clang-format
 )

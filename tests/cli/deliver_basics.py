@@ -135,6 +135,9 @@ def main():
     check(len(dead) == 6 and all(d.split(",")[1:3] == ["4", "HTTP 503"] for d in dead),
           f"dead letters: {dead}")
     check(outbox_keys(db) == [], "parked actions leave the outbox listing")
+    r = nudge_run("db", "check", str(db))
+    check(r.returncode == 0 and "  delivery: 1 row checked, 6 dead letters" in r.stdout,
+          f"db check with dead letters: {r.stdout}")
     # Nothing listens on a closed port: a transport error, parked the same way.
     db = fresh_db("closed")
     r = nudge_run("deliver", "--db", str(db), "--webhook", "http://127.0.0.1:9/hook",

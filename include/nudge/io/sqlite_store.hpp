@@ -89,6 +89,8 @@ struct sqlite_check_report {
   /// Rows read and checked, per kind.
   std::size_t meta = 0, checkpoint = 0, journal = 0, outbox = 0;
   std::size_t undelivered = 0;  ///< outbox entries not yet delivered
+  /// The deliverer's rows (schema version 8, delivery_log.hpp): `delivery` and `dead_letter`.
+  std::size_t delivery = 0, dead_letters = 0;
   /// Every problem found, each naming the record (e.g. "journal row 3 fails its checksum",
   /// "outbox entries 9 to 12 are missing", "SQLite integrity_check: ..."); empty if sound.
   std::vector<std::string> problems;

@@ -15,6 +15,8 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 
+#include "stdin_spool.hpp"
+
 namespace nudge_cli {
 
 namespace {
@@ -111,9 +113,11 @@ void sleep_unless_stopped(std::chrono::milliseconds d) {
 int follow_loop(const std::string& events_path, std::chrono::milliseconds tick,
                 std::chrono::milliseconds lag, std::chrono::milliseconds poll,
                 const std::function<int(nudge::time_point until)>& step,
-                const std::function<void()>& between) {
+                const std::function<void()>& between,
+                const std::function<bool(std::chrono::milliseconds)>& wait) {
   struct stat last {};
   bool first = true;
+  bool input_open = true;
   auto next_tick = std::chrono::steady_clock::now();
   while (!stop_requested()) {
     struct stat st {};
@@ -137,7 +141,10 @@ int follow_loop(const std::string& events_path, std::chrono::milliseconds tick,
         next_tick = steady + tick;
       }
     }
-    sleep_unless_stopped(poll);
+    if (!input_open) {
+      break;  // the step after the input's end took its last lines
+    }
+    input_open = wait(poll);
   }
   return 0;
 }
@@ -191,6 +198,19 @@ bool check_follow_options(const run_args& args) {
   return true;
 }
 
+bool outbox_empty_for_rule_change(const run_args& args, nudge::sqlite_store& db) {
+  const std::size_t waiting = db.outbox_size();
+  if (waiting == 0) {
+    return true;
+  }
+  fmt::print(stderr,
+             "{}: the rules changed ({}), but {} actions of the stored rules wait in the outbox "
+             "for nudge deliver; the database stays on the stored rules until they are delivered "
+             "(nudge outbox --db {} lists them): run again once nudge deliver has emptied it\n",
+             args.db, args.rules, waiting, args.db);
+  return false;
+}
+
 int follow_run(const run_args& args, nudge::sqlite_store& db, const std::size_t& delivered,
                const std::function<int(nudge::time_point, run_totals&)>& step) {
   std::chrono::milliseconds tick{}, lag{};
@@ -200,12 +220,20 @@ int follow_run(const run_args& args, nudge::sqlite_store& db, const std::size_t&
   run_totals totals;
   // New lines are looked for every 200 ms (one stat), or more often for a shorter tick.
   const auto poll = std::min(tick, std::chrono::milliseconds{200});
+  stdin_spool* spool = current_stdin_spool();
   const int rc = follow_loop(
       args.events, tick, lag, poll, [&](nudge::time_point until) { return step(until, totals); },
       [&] {
         if (args.outbox_only) {
           db.trim_delivered();
         }
+      },
+      [&](std::chrono::milliseconds d) {
+        if (spool != nullptr) {
+          return spool->pump(d);  // false once standard input ended: the run then ends
+        }
+        sleep_unless_stopped(d);
+        return true;
       });
   if (rc != 0) {
     return rc;

@@ -53,11 +53,19 @@ struct run_totals {
 /// `poll`) and at least every `tick`, with `until` the wall clock minus `lag`; `step` processes
 /// the complete lines up to it, fires the timers due by then, and returns an exit code (non-zero
 /// ends the loop with it). Between steps `between()` runs (the deliverer's marks are trimmed
-/// there). Returns 0 once a stop was requested (after the step in flight).
+/// there), then `wait(poll)`, which returns false when the input has ended (standard input): one
+/// more step then ends the loop. Returns 0 once a stop was requested (after the step in flight)
+/// or the input ended.
 int follow_loop(const std::string& events_path, std::chrono::milliseconds tick,
                 std::chrono::milliseconds lag, std::chrono::milliseconds poll,
                 const std::function<int(nudge::time_point until)>& step,
-                const std::function<void()>& between);
+                const std::function<void()>& between,
+                const std::function<bool(std::chrono::milliseconds)>& wait);
+
+/// With --outbox-only, actions may still wait for nudge deliver when the rule file changed; their
+/// outbox entries name workflow steps of the stored rules by position, so the rules cannot change
+/// under them. False after printing why (the caller exits 1); true if the outbox is empty.
+bool outbox_empty_for_rule_change(const run_args& args, nudge::sqlite_store& db);
 
 /// nudge run's follow options (--tick, --lag; --until is refused beside --follow): false after
 /// printing why; the caller exits with the usage code.

@@ -93,7 +93,9 @@ int main(int argc, char** argv) {
       "run", "Live mode: process the events a database has not seen yet (docs/live.md)");
   run->add_option("--db", run_args.db, "State database (SQLite; created if missing)")->required();
   run->add_option("--rules", run_args.rules, "Rule file (JSON)")->required();
-  run->add_option("--events", run_args.events, "Events (.csv or .jsonl), appended over time")
+  run->add_option("--events", run_args.events,
+                  "Events (.csv or .jsonl), appended over time; with --follow, - reads standard "
+                  "input (spooled to STATE.db.stdin.csv)")
       ->required();
   run->add_option("--contacts", run_args.contacts, "Contacts, loaded on the first run");
   run->add_option("--until", run_args.until,

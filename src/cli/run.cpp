@@ -36,6 +36,7 @@
 #include "file_identity.hpp"
 #include "follow.hpp"
 #include "out_file.hpp"
+#include "stdin_spool.hpp"
 
 namespace nudge_cli {
 namespace {
@@ -596,13 +597,16 @@ int run_live(const run_args& args) {
   if (!program) {
     return exit_input;
   }
+  if (args.follow && args.events == "-") {
+    return run_live_from_stdin(args);  // spooled to a file beside the database (stdin_spool.hpp)
+  }
   // The run resumes at a byte offset of the file: standard input cannot be read again, and a
   // compressed file's offsets are not its text's.
   if (args.events == "-" || args.events.ends_with(".gz") || args.events.ends_with(".GZ")) {
     fmt::print(stderr,
                "--events {}: nudge run resumes the events file at a byte offset, so it reads a "
                "plain .csv or .jsonl file, not standard input or a .gz file (nudge replay reads "
-               "both)\n",
+               "both; nudge run --follow spools standard input to a file)\n",
                args.events);
     return exit_usage;
   }
@@ -655,6 +659,9 @@ int run_live(const run_args& args) {
     db.trim_delivered();  // what nudge deliver marked leaves the outbox first
     engine.deliver_pending();
     flush_out(engine, sink);
+    if (running != program && !outbox_empty_for_rule_change(args, db)) {
+      return exit_input;
+    }
     if (running != program) {
       nudge::time_point at = nudge::min_time;
       if (auto saved = db.get_meta(meta_now)) {

@@ -166,6 +166,16 @@ def main():
     check(len(dead) == 6 and all(",2,the command exited with status 3," in d for d in dead),
           f"exec failing: {dead[:1]}")
 
+    # Changed rules wait until nudge deliver emptied the outbox (its entries name the stored
+    # rules' steps).
+    db = fresh_db("rules_change")
+    changed = work / "changed_rules.json"
+    changed.write_text(rules.read_text().replace('"arg": "p1"', '"arg": "p1b"'))
+    r = nudge_run("run", "--db", str(db), "--rules", str(changed), "--events", str(events),
+                  "--outbox-only")
+    check(r.returncode == 1 and "but 6 actions of the stored rules wait in the outbox for nudge "
+          "deliver" in r.stderr, f"rules changed under a full outbox: {r.stderr}")
+
     # One deliverer per database.
     db = fresh_db("two")
     first = subprocess.Popen([nudge, "deliver", "--db", str(db), "--exec", "sleep 0.2",
@@ -273,6 +283,29 @@ def main():
     text = (work / "follow2.err").read_text()
     check(rc == 1 and f"{ev}: the file has {len(lines[0])} bytes, fewer than the" in text,
           f"truncated events file: {rc} {text}")
+
+    # --follow --events -: standard input spooled beside the database, followed; its end ends
+    # the run (a last line without its break is not read); a restart continues in the spool.
+    db = work / "stdin.db"
+    (work / "clock.tmp").write_text("2024-01-01T01:00:00Z\n")
+    os.replace(work / "clock.tmp", clock)
+    cmd = [nudge, "run", "--db", str(db), "--rules", str(rules), "--contacts", str(contacts),
+           "--events", "-", "--follow", "--tick", "50ms", "--out", str(work / "stdin.out")]
+    r = subprocess.run(cmd, input="".join(lines[:6]) + lines[6][:7], capture_output=True,
+                       text=True, env=env, timeout=30)
+    check(r.returncode == 0 and "standard input ended inside a line (7 bytes without a line "
+          "break): not read" in r.stderr and "stopped: 5 events processed" in r.stderr,
+          f"run --follow --events -: {r.stderr}")
+    spool = Path(str(db) + ".stdin.csv")
+    check(spool.read_text() == "".join(lines[:6]), f"the spool: {spool.read_text()}")
+    r = subprocess.run(cmd, input=lines[0] + "".join(lines[6:]), capture_output=True, text=True,
+                       env=env, timeout=30)
+    check(r.returncode == 0 and spool.read_text() == "".join(lines),
+          f"a second run on standard input: {r.stderr}")
+    r = subprocess.run(cmd, input="ts,contact,type\n", capture_output=True, text=True, env=env,
+                       timeout=30)
+    check(r.returncode == 1 and 'the header line of standard input, "ts,contact,type", is not '
+          "the spool's" in r.stderr, f"another header: {r.stderr}")
 
     print("deliver_basics: ok" if not failures else f"deliver_basics: {len(failures)} failures")
     return 1 if failures else 0

@@ -211,6 +211,11 @@ int run_deliver(const deliver_args& args) {
     fmt::print(stderr, "nudge deliver needs --webhook URL or --exec COMMAND\n");
     return exit_usage;
   }
+  if (!args.webhook.empty() && !args.webhook.starts_with("http://") &&
+      !args.webhook.starts_with("https://")) {
+    fmt::print(stderr, "--webhook {}: not an http:// or https:// URL\n", args.webhook);
+    return exit_usage;
+  }
   std::chrono::milliseconds backoff{}, backoff_max{}, timeout{}, poll{};
   if (!parse_duration("--backoff", args.backoff, backoff) ||
       !parse_duration("--backoff-max", args.backoff_max, backoff_max) ||

@@ -225,6 +225,9 @@ def main():
                   str(events), "--follow", "--tick", "soon")
     check(r.returncode == 2 and '--tick: "soon" is not a duration' in r.stderr,
           f"--tick soon: {r.stderr}")
+    r = nudge_run("deliver", "--db", str(work / "u2.db"), "--webhook", "file:///etc/passwd")
+    check(r.returncode == 2 and "--webhook file:///etc/passwd: not an http:// or https:// URL"
+          in r.stderr, f"deliver --webhook file://: {r.stderr}")
     r = nudge_run("deliver", "--db", str(work / "u2.db"))
     check(r.returncode == 2 and "needs --webhook URL or --exec COMMAND" in r.stderr,
           f"deliver without a transport: {r.stderr}")

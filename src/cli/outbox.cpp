@@ -35,7 +35,14 @@ int run_outbox(const std::string& path) {
     it = fmt::format_to(it, "{},", nudge::to_epoch(e.ts));
     it = nudge::write_csv_field(it, e.contact);
     *it++ = ',';
-    it = nudge::write_csv_field(it, program->rules().rules[e.rule_index].id);
+    // A workflow step's action names "workflow/step", as nudge run's --out does (its rule index
+    // is the workflow's).
+    it = nudge::write_csv_field(
+        it,
+        e.workflow
+            ? fmt::format("{}/{}", program->rules().workflows[e.rule_index].id,
+                          program->compiled().workflows[e.rule_index].steps[e.action_index].def->id)
+            : program->rules().rules[e.rule_index].id);
     *it++ = ',';
     it = nudge::write_csv_field(it, nudge::action_name(e.kind));
     *it++ = ',';

@@ -166,6 +166,22 @@ def main():
     check(len(dead) == 6 and all(",2,the command exited with status 3," in d for d in dead),
           f"exec failing: {dead[:1]}")
 
+    # A workflow's actions: nudge outbox names workflow/step (it used to crash on them), the
+    # JSON names the workflow and the step.
+    examples = HERE.parent.parent / "examples" / "rules"
+    db = work / "wf.db"
+    r = nudge_run("run", "--db", str(db), "--rules", str(examples / "wf_welcome_series.rules.json"),
+                  "--events", str(examples / "wf_welcome_series.events.csv"), "--outbox-only",
+                  "--until", "2030-01-01T00:00:00Z")
+    r = nudge_run("outbox", "--db", str(db))
+    check(r.returncode == 0 and r.stdout.splitlines()[1].startswith(
+        "1704067200,c1,welcome/s1,send_email,welcome_1,"), f"outbox of a workflow: {r}")
+    r = nudge_run("deliver", "--db", str(db), "--exec", f"head -c 80 >> {work / 'wf.out'}; echo >> "
+                  f"{work / 'wf.out'}")
+    check((work / "wf.out").read_text().startswith(
+        '{"contact":"c1","rule":"welcome","step":"s1","action":"send_email"'),
+        f"a workflow's JSON: {(work / 'wf.out').read_text()[:100]}")
+
     # Changed rules wait until nudge deliver emptied the outbox (its entries name the stored
     # rules' steps).
     db = fresh_db("rules_change")

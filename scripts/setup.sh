@@ -11,6 +11,7 @@ packages=(
   python3-dev python3-pytest python3-setuptools
   libcli11-dev libsimdjson-dev libsqlite3-dev libxxhash-dev zlib1g-dev python3-pandas
   python3-matplotlib python3-nbclient python3-ipykernel
+  libcurl4-openssl-dev
   libhowardhinnant-date-dev tzdata
   python3-jsonschema graphviz
   python3-distributed python3-dask

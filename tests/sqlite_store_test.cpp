@@ -725,10 +725,10 @@ TEST_CASE(
   }
   const std::string before = read_file(tmp.path);
   const std::string message = fmt::format(
-      "{}: database schema version 2, this build reads version 7 (versions 1 and 2 kept one "
-      "row per contact, 3 stored state records uncoded, 4 states without the delivery policy, "
-      "5 states without workflow completion counts and locations, 6 rows without checksums; "
-      "there is no conversion: replay the events into a new database)",
+      "{}: database schema version 2, this build reads versions 7 and 8 (versions 1 and 2 "
+      "kept one row per contact, 3 stored state records uncoded, 4 states without the delivery "
+      "policy, 5 states without workflow completion counts and locations, 6 rows without "
+      "checksums; there is no conversion: replay the events into a new database)",
       tmp.path);
   CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program}), message);
   CHECK_THROWS_WITH((nudge::sqlite_store{tmp.path, *program, {.read_only = true}}), message);
@@ -996,7 +996,7 @@ TEST_CASE(
   // The undamaged copy checks sound, opens, and its outbox is read whole.
   const auto report = nudge::sqlite_store::check(clean.path);
   CHECK(report.problems.empty());
-  CHECK(report.schema_version == 7);
+  CHECK(report.schema_version == 8);
   CHECK(report.meta == 5);
   CHECK(report.checkpoint == 1);
   CHECK(report.journal == 3);
@@ -1045,7 +1045,7 @@ TEST_CASE(
   }
   CHECK(query_int(tmp.path, "PRAGMA application_id") == 0x6E756467);
   CHECK(!std::filesystem::exists(tmp.path + ".creating"));
-  CHECK(nudge::sqlite_store::read_meta(tmp.path, "nudge.schema_version") == "7");
+  CHECK(nudge::sqlite_store::read_meta(tmp.path, "nudge.schema_version") == "8");
   CHECK(nudge::sqlite_store::read_meta(tmp.path, "nudge.rows") ==
         "checkpoint=0 journal=0 outbox_next=1 meta=3");
   // What a kill during creation leaves ("<db>.creating") is removed by the next creation.
@@ -1053,7 +1053,7 @@ TEST_CASE(
   { std::ofstream{tmp.path + ".creating"} << "partial"; }
   { nudge::sqlite_store db{tmp.path, *program}; }
   CHECK(!std::filesystem::exists(tmp.path + ".creating"));
-  CHECK(nudge::sqlite_store::read_meta(tmp.path, "nudge.schema_version") == "7");
+  CHECK(nudge::sqlite_store::read_meta(tmp.path, "nudge.schema_version") == "8");
 }
 
 TEST_CASE("sqlite_store: errors name the file, the operation and the system's reason") {

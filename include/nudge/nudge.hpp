@@ -32,6 +32,7 @@
 #include <nudge/geo.hpp>
 #include <nudge/identity.hpp>
 #include <nudge/io/csv.hpp>
+#include <nudge/io/delivery_log.hpp>
 #include <nudge/io/load_rules.hpp>
 #include <nudge/io/read_events.hpp>
 #include <nudge/io/replay.hpp>

@@ -90,6 +90,11 @@ struct run_args {
   std::string metrics;          ///< --metrics ADDR: serve GET /metrics there
   std::string log_format = "plain";  ///< --log-format: plain, text or json (log.hpp)
   std::string log_level = "info";    ///< --log-level: info, warn or error
+  bool follow = false;               ///< --follow: wait for new lines, tick on the wall clock
+  std::string tick = "10s";          ///< --follow: advance the clock at least this often
+  std::string lag = "0s";            ///< --follow: keep the clock this far behind the wall clock
+  bool tick_given = false, lag_given = false;
+  bool outbox_only = false;  ///< --outbox-only: leave the actions in the outbox (nudge deliver)
 };
 
 /// Processes the events the database has not seen yet, in batches, each committed with the
@@ -98,5 +103,7 @@ int run_live(const run_args& args);
 
 /// Prints the undelivered actions of a database as CSV.
 int run_outbox(const std::string& db);
+/// nudge outbox --dead: prints the dead letters of a database (nudge deliver) as CSV.
+int run_outbox_dead(const std::string& db);
 
 }  // namespace nudge_cli

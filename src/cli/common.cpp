@@ -8,10 +8,16 @@
 #include <nudge/error.hpp>
 #include <nudge/io/load_rules.hpp>
 
+#include "follow.hpp"
+
 namespace nudge_cli {
 
 bool parse_until(const std::string& text, std::optional<nudge::time_point>& until) {
   if (text.empty()) {
+    return true;
+  }
+  if (text == "now") {
+    until = wall_now();  // the wall clock at the start of the command
     return true;
   }
   nudge::time_error why = nudge::time_error::none;
@@ -21,7 +27,8 @@ bool parse_until(const std::string& text, std::optional<nudge::time_point>& unti
       fmt::print(stderr, "--until: \"{}\" is outside the supported range ({})\n", text,
                  nudge::input_range_text);
     } else {
-      fmt::print(stderr, "--until: \"{}\" is not an ISO-8601 time with offset or epoch seconds\n",
+      fmt::print(stderr,
+                 "--until: \"{}\" is not an ISO-8601 time with offset, epoch seconds or now\n",
                  text);
     }
     return false;

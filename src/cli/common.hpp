@@ -19,7 +19,8 @@ inline constexpr int exit_usage = 2;
 /// The meta key under which nudge run stores the rule file's text (nudge outbox reads it).
 inline constexpr std::string_view meta_rules = "run.rules";
 
-/// Sets `until` from the text of --until (empty: not given, `until` unchanged). False after
+/// Sets `until` from the text of --until (empty: not given, `until` unchanged; "now": the wall
+/// clock, follow.hpp's wall_now). False after
 /// printing to stderr why the text is not a time; the caller exits with the usage code.
 bool parse_until(const std::string& text, std::optional<nudge::time_point>& until);
 

@@ -34,6 +34,10 @@ int run_db_check(const std::string& path) {
   fmt::print("  journal: {} checked\n", plural(report.journal, "row", "rows"));
   fmt::print("  outbox: {} checked ({} undelivered)\n", plural(report.outbox, "row", "rows"),
              plural(report.undelivered, "action", "actions"));
+  if (report.schema_version >= 8) {
+    fmt::print("  delivery: {} checked, {}\n", plural(report.delivery, "row", "rows"),
+               plural(report.dead_letters, "dead letter", "dead letters"));
+  }
   if (report.problems.empty()) {
     // Sound rows: now decode them as a run would, against the rules the run stored.
     const std::string prefix = path + ": ";

@@ -21,7 +21,9 @@
 #include "commands.hpp"
 #include "common.hpp"
 #include "db_check.hpp"
+#include "deliver.hpp"
 #include "errors.hpp"
+#include "follow.hpp"
 #include "log.hpp"
 #include "sort.hpp"
 
@@ -65,7 +67,8 @@ int main(int argc, char** argv) {
                    "Refuse CSV event columns other than ts, contact, type, key, value (by default "
                    "they become props)");
   replay->add_option("--until", args.until,
-                     "Fire timers up to this time (ISO-8601 or epoch seconds). Default: the "
+                     "Fire timers up to this time (ISO-8601, epoch seconds, or now: the wall "
+                     "clock at the start). Default: the "
                      "last event's time plus the rules' longest delay (a rule's delay plus its "
                      "longest action delay; a workflow's waits and timeouts summed, a "
                      "time-of-day wait counted as 7 days), then on to the latest pending timer "
@@ -94,12 +97,14 @@ int main(int argc, char** argv) {
       "run", "Live mode: process the events a database has not seen yet (docs/live.md)");
   run->add_option("--db", run_args.db, "State database (SQLite; created if missing)")->required();
   run->add_option("--rules", run_args.rules, "Rule file (JSON)")->required();
-  run->add_option("--events", run_args.events, "Events (.csv or .jsonl), appended over time")
+  run->add_option("--events", run_args.events,
+                  "Events (.csv or .jsonl), appended over time; with --follow, - reads standard "
+                  "input (spooled to STATE.db.stdin.csv)")
       ->required();
   run->add_option("--contacts", run_args.contacts, "Contacts, loaded on the first run");
   run->add_option("--until", run_args.until,
                   "Process events up to this time and fire timers due by then (default: the "
-                  "last event's time)");
+                  "last event's time; now: the wall clock at the start)");
   run->add_option("--out", run_args.out,
                   "Append delivered actions here as CSV lines without a header, columns ts, "
                   "contact, rule (workflow/step for a workflow's action), action, arg, "
@@ -133,6 +138,7 @@ int main(int argc, char** argv) {
   run->add_option("--log-level", run_args.log_level,
                   "Lowest level logged: info (default), warn (refused lines, notes) or error")
       ->check(CLI::IsMember({"info", "warn", "error"}));
+  nudge_cli::add_follow_options(*run, run_args);
 
   nudge_cli::diff_args diff_args;
   auto* diff = app.add_subcommand(
@@ -187,15 +193,20 @@ int main(int argc, char** argv) {
                       "keeps), pending timers and undelivered actions; no --rules, --events, "
                       "--contacts, --until or --timeline-size");
   explain->add_option("--until", explain_args.until,
-                      "Fire timers up to this time (default: as replay)");
+                      "Fire timers up to this time (now: the wall clock; default: as replay)");
   explain
       ->add_option("--timeline-size", explain_args.timeline_size,
                    "Timeline entries kept per contact (default 50; the rule file's is ignored)")
       ->check(CLI::Range(1, 100000));
   explain->add_flag("--json", explain_args.json, "Print the timeline as one JSON object");
   std::string outbox_db;
+  bool outbox_dead = false;
   auto* outbox = app.add_subcommand("outbox", "List the undelivered actions of a database as CSV");
   outbox->add_option("--db", outbox_db, "State database written by nudge run")->required();
+  outbox->add_flag("--dead", outbox_dead,
+                   "List the dead letters instead: the actions nudge deliver gave up on");
+  nudge_cli::deliver_args deliver_args;
+  auto* deliver = nudge_cli::add_deliver_command(app, deliver_args);
   nudge_cli::sort_args sort_args;
   nudge_cli::add_sort_command(app, sort_args);
 
@@ -232,7 +243,10 @@ int main(int argc, char** argv) {
       return nudge_cli::run_sort(sort_args);
     }
     if (outbox->parsed()) {
-      return nudge_cli::run_outbox(outbox_db);
+      return outbox_dead ? nudge_cli::run_outbox_dead(outbox_db) : nudge_cli::run_outbox(outbox_db);
+    }
+    if (deliver->parsed()) {
+      return nudge_cli::run_deliver(deliver_args);
     }
     if (graph->parsed()) {
       return nudge_cli::run_graph(graph_args);

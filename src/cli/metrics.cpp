@@ -25,9 +25,11 @@ namespace nudge_cli {
 outbox_report read_outbox(nudge::sqlite_store& db, std::size_t handed) {
   outbox_report r;
   std::size_t seen = 0;
+  // With --outbox-only, nudge deliver marks what it delivered; the next batch trims it.
+  const std::int64_t delivered = db.delivery_mark();
   for (const auto& e : db.outbox()) {
-    if (seen++ < handed) {
-      continue;  // in --out already, waiting for the group's fsync and trim
+    if (seen++ < handed || e.sequence <= delivered) {
+      continue;  // in --out already (waiting for the group's fsync and trim), or delivered
     }
     ++r.depth;
     if (!r.oldest_due || e.ts < *r.oldest_due) {

@@ -25,12 +25,24 @@ int run_outbox(const std::string& path) {
   }
   nudge::sqlite_store db{path, *program, {.read_only = true}};
   std::string out = "ts,contact,rule,action,arg,idempotency_key\n";
+  // Entries nudge deliver marked delivered stay until the next nudge run trims them: not listed.
+  const auto delivered = db.delivery_mark();
   for (const auto& e : db.outbox()) {
+    if (e.sequence <= delivered) {
+      continue;
+    }
     auto it = std::back_inserter(out);
     it = fmt::format_to(it, "{},", nudge::to_epoch(e.ts));
     it = nudge::write_csv_field(it, e.contact);
     *it++ = ',';
-    it = nudge::write_csv_field(it, program->rules().rules[e.rule_index].id);
+    // A workflow step's action names "workflow/step", as nudge run's --out does (its rule index
+    // is the workflow's).
+    it = nudge::write_csv_field(
+        it,
+        e.workflow
+            ? fmt::format("{}/{}", program->rules().workflows[e.rule_index].id,
+                          program->compiled().workflows[e.rule_index].steps[e.action_index].def->id)
+            : program->rules().rules[e.rule_index].id);
     *it++ = ',';
     it = nudge::write_csv_field(it, nudge::action_name(e.kind));
     *it++ = ',';

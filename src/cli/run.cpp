@@ -37,10 +37,12 @@
 #include "commands.hpp"
 #include "common.hpp"
 #include "file_identity.hpp"
+#include "follow.hpp"
 #include "log.hpp"
 #include "metrics.hpp"
 #include "observe.hpp"
 #include "out_file.hpp"
+#include "stdin_spool.hpp"
 
 namespace nudge_cli {
 namespace {
@@ -240,7 +242,7 @@ int run_events(const run_args& args, const std::shared_ptr<const nudge::program>
                const std::string& rules_text, std::string_view text, nudge::file_format format,
                const file_text& events_file, nudge::sqlite_store& db, nudge::durable_engine& engine,
                append_sink& sink, line_file* rejects_file, std::optional<nudge::time_point> until,
-               bool skip) {
+               bool skip, run_totals* totals = nullptr) {
   // CSV: the header line is handed to the reader again with every chunk.
   std::string header;
   std::size_t start = 0;
@@ -583,12 +585,19 @@ int run_events(const run_args& args, const std::shared_ptr<const nudge::program>
                                                    : cl.line[consumed];
       pos = new_pos;
     }
-    if (stop) {
+    // --follow: SIGTERM or SIGINT ends the run here, between committed batches.
+    if (stop || (totals != nullptr && stop_requested())) {
       break;
     }
   }
   engine.deliver_pending();
   flush_out(engine, sink);
+  if (totals != nullptr) {  // --follow sums the steps up and prints that once
+    totals->processed += processed;
+    totals->rejected += rejected;
+    totals->lines = lines;
+    return exit_ok;
+  }
   const std::size_t in_outbox = db.outbox_size();
   if (sink.observer != nullptr) {
     sink.observer->on_end(sink.observer->wants_outbox()
@@ -626,11 +635,21 @@ int run_live(const run_args& args) {
                             args.metrics));
     return exit_usage;
   }
+  if (!check_follow_options(args)) {
+    return exit_usage;
+  }
+  if (args.outbox_only && !args.out.empty()) {
+    fmt::print(stderr, "--out cannot be combined with --outbox-only (nudge deliver delivers)\n");
+    return exit_usage;
+  }
   const bool skip = args.on_error == "skip";
   const auto rules_text = read_file_text(args.rules).text;
   auto program = load_rules_text(rules_text, args.rules);
   if (!program) {
     return exit_input;
+  }
+  if (args.follow && args.events == "-") {
+    return run_live_from_stdin(args);  // spooled to a file beside the database (stdin_spool.hpp)
   }
   // The run resumes at a byte offset of the file: standard input cannot be read again, and a
   // compressed file's offsets are not its text's.
@@ -638,7 +657,7 @@ int run_live(const run_args& args) {
     fmt::print(stderr,
                "--events {}: nudge run resumes the events file at a byte offset, so it reads a "
                "plain .csv or .jsonl file, not standard input or a .gz file (nudge replay reads "
-               "both)\n",
+               "both; nudge run --follow spools standard input to a file)\n",
                args.events);
     return exit_usage;
   }
@@ -705,14 +724,19 @@ int run_live(const run_args& args) {
   if (!args.rejects.empty()) {
     rejects_file.emplace(args.rejects, sync_files);
   }
-  nudge::durable_engine engine{running, db, &sink};
+  // --outbox-only: no sink; the actions wait in the outbox for nudge deliver.
+  nudge::durable_engine engine{running, db, args.outbox_only ? nullptr : &sink};
   engine.defer_trim(true);  // flush_out fsyncs --out once per group of batches, then trims
   try {
     // What a killed run left in the outbox, at once and trimmed, before any event: every
     // restart then writes at most one group again, however often runs are killed. (Also, outbox
     // entries name workflow steps of the stored rules, which change_program replaces.)
+    db.trim_delivered();  // what nudge deliver marked leaves the outbox first
     engine.deliver_pending();
     flush_out(engine, sink);
+    if (running != program && !outbox_empty_for_rule_change(args, db)) {
+      return exit_input;
+    }
     if (running != program) {
       nudge::time_point at = nudge::min_time;
       if (auto saved = db.get_meta(meta_now)) {
@@ -747,8 +771,18 @@ int run_live(const run_args& args) {
       log().info(fmt::format("{}: rules changed; workflows moved to them at {}{}", args.db,
                              nudge::format_time(at), rules_note));
     }
+    if (args.follow) {
+      return follow_run(args, db, sink.delivered, [&](nudge::time_point now, run_totals& totals) {
+        const file_text f = read_file_text(args.events);
+        return run_events(args, program, rules_text, f.text, format, f, db, engine, sink,
+                          rejects_file ? &*rejects_file : nullptr, now, skip, &totals);
+      });
+    }
     const int rc = run_events(args, program, rules_text, text, format, events_file, db, engine,
                               sink, rejects_file ? &*rejects_file : nullptr, until, skip);
+    if (args.outbox_only) {
+      db.trim_delivered();  // what nudge deliver marked leaves the outbox
+    }
     return rc;
   } catch (const nudge::delivery_error& e) {
     if (sink.failed) {

@@ -89,6 +89,8 @@ struct sqlite_check_report {
   /// Rows read and checked, per kind.
   std::size_t meta = 0, checkpoint = 0, journal = 0, outbox = 0;
   std::size_t undelivered = 0;  ///< outbox entries not yet delivered
+  /// The deliverer's rows (schema version 8, delivery_log.hpp): `delivery` and `dead_letter`.
+  std::size_t delivery = 0, dead_letters = 0;
   /// Every problem found, each naming the record (e.g. "journal row 3 fails its checksum",
   /// "outbox entries 9 to 12 are missing", "SQLite integrity_check: ..."); empty if sound.
   std::vector<std::string> problems;
@@ -185,6 +187,13 @@ class sqlite_store : public store {
   /// Marks every entry with sequence <= `last` delivered (they leave the outbox).
   virtual void remove_from_outbox(std::int64_t last);
 
+  /// The deliverer's mark (delivery_log::through, nudge deliver): every outbox entry up to this
+  /// sequence was delivered or parked by it; 0 if none.
+  std::int64_t delivery_mark();
+  /// Writers: removes from the outbox every entry up to delivery_mark() (one transaction, as
+  /// remove_from_outbox). Returns how many entries that mark delivered since the last trim.
+  std::size_t trim_delivered();
+
   /// Host entries in the meta table (e.g. how far an events file was read).
   std::optional<std::string> get_meta(std::string_view key);
   void put_meta(std::string_view key, std::string_view text);
@@ -220,6 +229,7 @@ class sqlite_store : public store {
 
  private:
   friend class durable_engine;
+  friend class delivery_log;  // opens the database with the store's checks (delivery_log.hpp)
   void check_not_abandoned() const;
   void ensure_current();
 

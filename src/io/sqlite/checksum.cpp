@@ -20,6 +20,10 @@ std::string_view row_kind_name(row_kind k) {
       return "journal row";
     case row_kind::outbox:
       return "outbox row";
+    case row_kind::delivery:
+      return "delivery row";
+    case row_kind::dead_letter:
+      return "dead letter";
   }
   return "row";
 }

@@ -58,6 +58,8 @@ struct sqlite_store::impl {
       read_checkpoint, read_journal, add_journal, clear_journal, clear_checkpoint, add_checkpoint,
       read_outbox, add_outbox, trim_outbox, sync_normal, sync_configured;
   row_counts rows;  ///< as of the last commit (or load)
+  /// nudge.schema_version as opened: 7 (no deliverer's tables: a writer adds them at open) or 8.
+  std::string version_read;
 
   // Committed state, as of the last commit (or load). Lent states are not backed up: a
   // rollback after lending re-reads the database, which holds exactly the committed states.
@@ -258,17 +260,38 @@ struct sqlite_store::impl {
     if (!version) {
       damaged("meta \"nudge.schema_version\" is missing");
     }
-    if (*version != schema_version) {
+    if (*version != schema_version && *version != schema_version_7) {
       refuse_version(*version);
     }
+    version_read = *version;
+  }
+  // Schema version 7 to 8 in one transaction: the deliverer's tables and the version (an
+  // existing meta row, so `nudge.rows` stays right). Idempotent; any writer may run it (the
+  // store's writer at open, or a deliverer).
+  void add_delivery_tables() {
+    exec("BEGIN IMMEDIATE", "upgrade to schema version 8 (begin)");
+    try {
+      exec(std::string{create_delivery_tables}.c_str(), "upgrade to schema version 8");
+      statement s = prepare("INSERT OR REPLACE INTO meta(key, value, sum) VALUES(?1, ?2, ?3)");
+      constexpr std::string_view key = "nudge.schema_version";
+      bind_text(s.get(), 1, key);
+      bind_blob(s.get(), 2, schema_version);
+      sqlite3_bind_int64(s.get(), 3, row_sum(row_kind::meta, key, schema_version));
+      step_done(s.get(), "upgrade to schema version 8");
+      exec("COMMIT", "upgrade to schema version 8 (commit)");
+    } catch (...) {
+      sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+      throw;
+    }
+    version_read = schema_version;
   }
   [[noreturn]] void refuse_version(std::string_view version) const {
     // Checked before anything is written: an old database is left exactly as it was.
     throw sqlite_error(fmt::format(
-        "{}: database schema version {}, this build reads version {} (versions 1 and 2 kept "
-        "one row per contact, 3 stored state records uncoded, 4 states without the delivery "
-        "policy, 5 states without workflow completion counts and locations, 6 rows without "
-        "checksums; there is no conversion: replay the events into a new database)",
+        "{}: database schema version {}, this build reads versions 7 and {} (versions 1 and 2 "
+        "kept one row per contact, 3 stored state records uncoded, 4 states without the "
+        "delivery policy, 5 states without workflow completion counts and locations, 6 rows "
+        "without checksums; there is no conversion: replay the events into a new database)",
         path, version, schema_version));
   }
 

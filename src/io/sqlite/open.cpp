@@ -37,6 +37,7 @@ constexpr std::string_view create_tables =
     "CREATE TABLE journal(batch INTEGER PRIMARY KEY, states BLOB NOT NULL, sum INTEGER NOT NULL);"
     "CREATE TABLE outbox(first_seq INTEGER PRIMARY KEY, count INTEGER NOT NULL,"
     " actions BLOB NOT NULL, sum INTEGER NOT NULL);";
+// (and create_delivery_tables, schema.hpp)
 
 // fsync(2) of a file or directory; false with errno set on failure.
 bool sync_path(const std::string& path, int flags) {
@@ -76,7 +77,9 @@ void create_database(const std::string& path, const std::string& fingerprint) {
   if (sqlite3_exec(db.get(), setup.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK ||
       sqlite3_exec(db.get(), "BEGIN", nullptr, nullptr, nullptr) != SQLITE_OK ||
       sqlite3_exec(db.get(), std::string{create_tables}.c_str(), nullptr, nullptr, nullptr) !=
-          SQLITE_OK) {
+          SQLITE_OK ||
+      sqlite3_exec(db.get(), std::string{create_delivery_tables}.c_str(), nullptr, nullptr,
+                   nullptr) != SQLITE_OK) {
     fail("write");
   }
   sqlite3_stmt* insert = nullptr;
@@ -156,6 +159,9 @@ sqlite_store::sqlite_store(const std::string& path, const nudge::program& progra
                                                                   : "PRAGMA synchronous=FULL";
   if (!options.read_only) {
     d.exec("PRAGMA journal_mode=WAL", "open (set WAL mode)");
+    if (d.version_read == schema_version_7) {
+      d.add_delivery_tables();  // schema 8: the deliverer's tables (delivery_log.hpp)
+    }
     d.exec(sync, "open (set synchronous)");
     if (options.max_pages != 0) {
       d.exec(fmt::format("PRAGMA max_page_count={}", options.max_pages).c_str(),

@@ -20,8 +20,21 @@ constexpr std::uint32_t workflow_flag = 0x80000000U;
 // 2 added a timeline to contact states (one row per contact); 3 keeps states in a journal;
 // 4 codes zero runs in state records; 5: states carry the delivery policy's channel send logs
 // and deferred timers; 6: states carry workflow completion counts and locations; 7: every row
-// carries a checksum, the file an application id, and `nudge.rows` counts the rows.
-constexpr std::string_view schema_version = "7";
+// carries a checksum, the file an application id, and `nudge.rows` counts the rows; 8 adds the
+// deliverer's tables `delivery` and `dead_letter` (delivery_log; a version 7 database is given
+// them when a writer or a deliverer opens it: add_delivery_tables).
+constexpr std::string_view schema_version = "8";
+// The one older version read (without the deliverer's tables) and upgraded in place.
+constexpr std::string_view schema_version_7 = "7";
+// The deliverer's tables (delivery_log.hpp): created with a new database, or added to a version
+// 7 one.
+constexpr std::string_view create_delivery_tables =
+    "CREATE TABLE IF NOT EXISTS delivery(key TEXT PRIMARY KEY, value BLOB NOT NULL,"
+    " sum INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS dead_letter(seq INTEGER PRIMARY KEY, attempts INTEGER NOT NULL,"
+    " error TEXT NOT NULL, action BLOB NOT NULL, sum INTEGER NOT NULL);";
+// The `delivery` key of the last outbox sequence delivered or parked by the deliverer.
+constexpr std::string_view delivery_through = "through";
 constexpr std::string_view meta_delivered = "nudge.outbox_delivered";
 constexpr std::string_view meta_rows = "nudge.rows";
 // The write-ahead log is checkpointed past this size and the database's, and truncated back to
@@ -41,7 +54,14 @@ constexpr std::size_t checkpoint_part_bytes = 1U << 20;
 // Every row carries XXH3-64 of its kind, its key columns and its blob, so that damage anywhere
 // in it (a changed contact id in a state record, a changed sequence number, a row moved to
 // another key or table) is refused on read instead of used. The kind is the seed.
-enum class row_kind : std::uint64_t { meta = 1, checkpoint = 2, journal = 3, outbox = 4 };
+enum class row_kind : std::uint64_t {
+  meta = 1,
+  checkpoint = 2,
+  journal = 3,
+  outbox = 4,
+  delivery = 5,
+  dead_letter = 6
+};
 
 // The kind's name in messages ("journal row", ...).
 std::string_view row_kind_name(row_kind k);

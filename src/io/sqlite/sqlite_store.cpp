@@ -32,8 +32,11 @@ void sqlite_store::ensure_current() {
   impl& d = *impl_;
   // Another connection may have committed since (a reader that loaded before the writer's
   // batch; writers are one at a time, see writer_lock): read the state again rather than work
-  // on a stale copy.
-  if (!d.loaded || d.current_data_version() != d.version_seen) {
+  // on a stale copy. A writer holds the writer lock, so the only other commits are a
+  // deliverer's, to its own tables (delivery_log.hpp), none of which the store keeps in memory:
+  // a writer does not read everything again for them (it would at every batch beside nudge
+  // deliver).
+  if (!d.loaded || (d.options.read_only && d.current_data_version() != d.version_seen)) {
     d.load_all();
     d.clear_pending();
   }

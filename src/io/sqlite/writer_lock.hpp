@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include <fcntl.h>
@@ -26,11 +27,14 @@ namespace nudge::sqlite_detail {
 class writer_lock {
  public:
   writer_lock() = default;
-  explicit writer_lock(const std::string& db_path) {
-    const std::string lock_path = db_path + ".lock";
+  // `suffix` and `role` name another lock of the same kind: the deliverer's (delivery_log), on
+  // "<db>.deliver.lock".
+  explicit writer_lock(const std::string& db_path, std::string_view suffix = ".lock",
+                       std::string_view role = "writer") {
+    const std::string lock_path = db_path + std::string{suffix};
     fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd_ < 0) {
-      throw sqlite_error(fmt::format("{}: cannot open the writer lock {}: {}", db_path, lock_path,
+      throw sqlite_error(fmt::format("{}: cannot open the {} lock {}: {}", db_path, role, lock_path,
                                      std::strerror(errno)));
     }
     int rc;
@@ -51,10 +55,11 @@ class writer_lock {
       fd_ = -1;
       if (error == EWOULDBLOCK) {
         throw sqlite_error(fmt::format(
-            "{}: refused: another writer has this database open ({}; lock file {}); one "
-            "writer at a time: wait until it ends, or stop it (readers such as nudge outbox "
+            "{}: refused: another {} has this database open ({}; lock file {}); one "
+            "{} at a time: wait until it ends, or stop it (readers such as nudge outbox "
             "still work)",
-            db_path, holder.empty() ? "it has not named itself yet" : holder, lock_path));
+            db_path, role, holder.empty() ? "it has not named itself yet" : holder, lock_path,
+            role));
       }
       throw sqlite_error(
           fmt::format("{}: cannot lock {}: {}", db_path, lock_path, std::strerror(error)));

@@ -5,6 +5,7 @@
 #include "nudge_py.hpp"
 
 // After nudge_py.hpp, which includes Python.h first as CPython requires.
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
@@ -612,7 +613,14 @@ void register_distributed(py::module_& m) {
   m.def(
       "_distributed_parse_until",
       [](const std::string& text) -> py::tuple {
-        // `nudge replay --until`'s reading and messages (src/cli/common.cpp).
+        // `nudge replay --until`'s reading and messages (src/cli/common.cpp), "now" included:
+        // the wall clock when the command starts (the command line's clock, not the engine's).
+        if (text == "now") {
+          const auto now =
+              std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
+          return py::make_tuple(static_cast<std::int64_t>(now.time_since_epoch().count()),
+                                py::none());
+        }
         nudge::time_error why = nudge::time_error::none;
         const auto t = nudge::parse_time(text, &why);
         if (t) {
@@ -624,7 +632,7 @@ void register_distributed(py::module_& m) {
                 ? fmt::format("--until: \"{}\" is outside the supported range ({})", text,
                               nudge::input_range_text)
                 : fmt::format(
-                      "--until: \"{}\" is not an ISO-8601 time with offset or epoch seconds",
+                      "--until: \"{}\" is not an ISO-8601 time with offset, epoch seconds or now",
                       text));
       },
       "text"_a, "nudge.distributed: `nudge replay --until` (epoch, None) or (None, message).");

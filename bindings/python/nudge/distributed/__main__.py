@@ -75,8 +75,8 @@ def _parser() -> argparse.ArgumentParser:
                    "worker can open")
     r.add_argument("--strict", action="store_true",
                    help="Refuse CSV event columns other than ts, contact, type, key, value")
-    r.add_argument("--until", default="", help="Fire timers up to this time (ISO-8601 or epoch "
-                   "seconds); default as nudge replay's")
+    r.add_argument("--until", default="", help="Fire timers up to this time (ISO-8601, epoch "
+                   "seconds or now: the wall clock); default as nudge replay's")
     r.add_argument("--out", default="", help="Write the actions here (default: standard output)")
     r.add_argument("--time-format", default="iso", choices=["iso", "epoch"])
     r.add_argument("--stats", action="store_true", help="Per-rule and per-workflow tables on "

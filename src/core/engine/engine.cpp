@@ -66,11 +66,20 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
   // nothing is delivered or saved before it commits, and if anything throws first, it undoes
   // itself.
   detail::batch b{*this};
+  // This call's buffers (process_scratch), handed back when it returns, however it returns.
+  process_scratch scratch = std::move(scratch_);
+  scratch.clear();
+  struct give_back {
+    process_scratch& from;
+    process_scratch& to;
+    ~give_back() { to = std::move(from); }
+  } const keep_buffers{scratch, scratch_};
   // Group event positions by contact, keeping each contact's order and the order in which
   // contacts first appear (a counting sort: one pass to count, one to place).
-  detail::string_map<std::uint32_t> group_of;
-  std::vector<std::string_view> contacts;
-  std::vector<std::uint32_t> group(events.size());
+  auto& group_of = scratch.group_of;
+  auto& contacts = scratch.contacts;
+  auto& group = scratch.group;
+  group.resize(events.size());
   for (std::size_t i = 0; i < events.size(); ++i) {
     const auto& id = events[i].contact;
     if (id.empty()) {
@@ -93,7 +102,8 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
       contacts.push_back(id);
     }
   }
-  std::vector<std::uint32_t> start(contacts.size() + 1, 0);
+  auto& start = scratch.start;
+  start.assign(contacts.size() + 1, 0);
   for (auto g : group) {
     ++start[g + 1];
   }
@@ -108,10 +118,13 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
       }
     }
   }
-  std::vector<const event*> ordered(events.size());
-  std::vector<std::uint32_t> original(events.size());
+  auto& ordered = scratch.ordered;
+  auto& original = scratch.original;
+  ordered.resize(events.size());
+  original.resize(events.size());
   {
-    std::vector<std::uint32_t> fill(start.begin(), start.end() - 1);
+    auto& fill = scratch.fill;
+    fill.assign(start.begin(), start.end() - 1);
     for (std::size_t i = 0; i < events.size(); ++i) {
       const auto at = fill[group[i]]++;
       ordered[at] = &events[i];
@@ -123,7 +136,8 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
   // Lend the states of the contacts with events before evaluating any: an alias record among
   // them (an id merged into another contact) sends the batch down the identity path, which
   // must start from untouched states.
-  std::vector<contact_state*> lent(with_events, nullptr);
+  auto& lent = scratch.lent;
+  lent.assign(with_events, nullptr);
   bool has_alias = false;
   for (std::size_t g = 0; g < with_events; ++g) {
     lent[g] = b.lend(contacts[g]);
@@ -196,6 +210,17 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
     b.end_contact(static_cast<std::uint32_t>(g));
   }
   return b.commit(contacts);
+}
+
+void engine::process_scratch::clear() noexcept {
+  group_of.clear();
+  contacts.clear();
+  group.clear();
+  start.clear();
+  original.clear();
+  fill.clear();
+  ordered.clear();
+  lent.clear();
 }
 
 void engine::restore(std::vector<rule_stats> stats, round_robin_counters counters,

@@ -49,7 +49,8 @@ outbox_report read_outbox(nudge::sqlite_store& db, std::size_t handed);
 class run_observer {
  public:
   virtual ~run_observer() = default;
-  /// The sink took these actions (they are in --out now).
+  /// The sink took these actions (they are in --out now), or with --outbox-only the batch
+  /// committed them to the outbox for nudge deliver.
   virtual void on_actions(std::span<const nudge::due_action> actions) { (void)actions; }
   /// A batch was committed and its actions handed to the sink; `outbox` is set when
   /// wants_outbox() (reading it costs a scan).

@@ -321,6 +321,28 @@ int run_events(const run_args& args, const std::shared_ptr<const nudge::program>
     if (sink.observer == nullptr) {
       return;
     }
+    if (args.outbox_only && actions > 0) {
+      // No sink takes them (nudge deliver will): the batch's actions are the outbox's newest.
+      const auto entries = db.outbox();
+      const std::size_t from = entries.size() - std::min(actions, entries.size());
+      std::vector<nudge::due_action> added(entries.size() - from);
+      for (std::size_t i = from; i < entries.size(); ++i) {
+        const auto& e = entries[i];
+        auto& a = added[i - from];
+        a.contact = e.contact;
+        a.ts = e.ts;
+        a.kind = e.kind;
+        a.arg = e.arg;
+        a.rule_index = e.rule_index;
+        if (e.workflow) {
+          a.rule = program->rules().workflows[e.rule_index].id;
+          a.step = program->compiled().workflows[e.rule_index].steps[e.action_index].def->id;
+        } else {
+          a.rule = program->rules().rules[e.rule_index].id;
+        }
+      }
+      sink.observer->on_actions(added);
+    }
     batch_report r;
     r.events = events_applied;
     r.actions = actions;

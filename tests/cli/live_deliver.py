@@ -14,12 +14,16 @@ so is nudge deliver. At the end the clock moves 40 days past the last event:
   (the W1 assign_owner too: it has notify), and nothing else;
 - every request with the same idempotency key carried the same body;
 - the dead-letter table is empty (nudge outbox --dead), the outbox too, nudge db check is clean;
-- each SIGTERM ended its process with exit code 0 and its summary line.
+- each SIGTERM ended its process with exit code 0 and its summary line;
+- the two nudge run processes' metrics (--metrics-file) add up to the replay's actions, per
+  rule and verb.
 
 Prints the figures (actions, requests, repeats, duration). Standard library only.
 """
+import collections
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -112,7 +116,11 @@ def main():
             fail(f"{name} exited with {rc} after SIGTERM:\n{text}")
         return text
 
-    run = start(run_cmd, "run")
+    # Each nudge run process writes its own metrics (counters start at 0 per process).
+    def run_cmd_with_metrics(n):
+        return run_cmd + ["--metrics-file", str(work / f"run{n}.prom")]
+
+    run = start(run_cmd_with_metrics(1), "run")
     # The run creates the database; the deliverer needs it (and its stored rules).
     wait_for(lambda: subprocess.run([nudge, "outbox", "--db", str(db)], capture_output=True)
              .returncode == 0, "the database")
@@ -151,7 +159,7 @@ def main():
             out = stop(run, "run")
             if "stopped: " not in out:
                 fail(f"nudge run printed no summary after SIGTERM:\n{out}")
-            run = start(run_cmd, "run")
+            run = start(run_cmd_with_metrics(2), "run")
         if b == 12:
             out = stop(deliver, "deliver")
             if "(stopped)" not in out:
@@ -188,6 +196,19 @@ def main():
     r = subprocess.run([nudge, "replay", "--rules", str(rules), "--contacts", str(contacts),
                         "--events", str(work / "w1" / "events.csv"), "--until", str(end),
                         "--time-format", "epoch"], capture_output=True, text=True, check=True)
+    # The metrics of the two nudge run processes add up to the replay's actions, per rule and
+    # verb (with --outbox-only they count what each committed to the outbox).
+    counted = collections.Counter()
+    for n in (1, 2):
+        for m in re.finditer(r'^nudge_actions_total\{rule="([^"]*)",action="([^"]*)"\} (\d+)$',
+                             (work / f"run{n}.prom").read_text(), re.M):
+            counted[(m.group(1), m.group(2))] += int(m.group(3))
+    replayed = collections.Counter(tuple(line.split(",")[2:4])
+                                   for line in r.stdout.splitlines()[1:])
+    if counted != replayed:
+        fail(f"metrics count {sum(counted.values())} actions, replay has "
+             f"{sum(replayed.values())}: {counted} != {replayed}")
+
     expected = []
     for line in r.stdout.splitlines()[1:]:
         ts, contact, rule, action, arg = line.split(",")

@@ -128,6 +128,22 @@ def main():
     with open(metrics_file) as f:
         check_counts(parse_metrics(f.read()), out2, 1, 0)
 
+    # --- --outbox-only (nudge deliver delivers): the actions counted are those committed to
+    # the outbox, the same lines nudge outbox lists.
+    r = run("--db", path("o.db"), "--events", events, "--outbox-only", "--batch", "50",
+            "--on-error", "skip", "--metrics-file", metrics_file)
+    assert r.returncode == 0, r.stderr
+    listed = subprocess.run([nudge, "outbox", "--db", path("o.db")], capture_output=True,
+                            text=True, check=True).stdout.splitlines()
+    listed = [line for line in listed if line and not line.startswith("ts,")]
+    assert listed, "the example must leave actions in the outbox"
+    with open(metrics_file) as f:
+        families = parse_metrics(f.read())
+    got = {(ls["rule"], ls["action"]): v for _, ls, v in families["nudge_actions_total"]["samples"]}
+    want = collections.Counter((l.split(",")[2], l.split(",")[3]) for l in listed)
+    assert got == dict(want), (got, want)
+    assert value(families, "nudge_outbox_depth") == len(listed)
+
     # --- Label values escaped: a rule id with a quote, a backslash and a line break.
     odd_id = 'say "hi"\\there\nnow'
     with open(path("odd_rules.json"), "w") as f:

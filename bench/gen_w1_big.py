@@ -50,37 +50,17 @@ class BucketShop(gen_w1.Shop):
 def generate(contacts, events, days, seed, out, bucket_dir):
     rng = random.Random(seed)
     ids = [f"c{i:07d}" for i in range(1, contacts + 1)]
-    languages = [l for l, _ in gen_w1.LANGUAGES]
-    language_weights = [w for _, w in gen_w1.LANGUAGES]
     with open(os.path.join(out, "contacts.csv"), "w", newline="", buffering=1 << 20) as f:
         f.write("contact,status,company,language\n")
-        for cid in ids:
-            status = "customer" if rng.random() < 0.12 else "lead"
-            company = rng.choice(gen_w1.COMPANIES) if rng.random() < 0.3 else ""
-            language = rng.choices(languages, weights=language_weights)[0]
-            f.write(f"{cid},{status},{company},{language}\n")
+        f.writelines(gen_w1.contact_rows(rng, ids))
     os.makedirs(bucket_dir, exist_ok=True)
     shop = BucketShop(rng, days, bucket_dir, events)
     try:
         if contacts > 0 and events > 0:
-            cum = []
-            total = 0.0
-            for _ in ids:
-                total += rng.lognormvariate(0, 1.3)
-                cum.append(total)
-            names = [n for n, _ in gen_w1.EPISODES]
-            episode_cum = []
-            acc = 0
-            for _, w in gen_w1.EPISODES:
-                acc += w
-                episode_cum.append(acc)
-            while shop.count < events:
-                c = rng.choices(ids, cum_weights=cum)[0]
-                kind = rng.choices(names, cum_weights=episode_cum)[0]
-                getattr(shop, kind)(c, shop.start())
+            gen_w1.make_events(rng, ids, shop, lambda: shop.count >= events)
     finally:
         shop.close()
-    del ids, cum
+    del ids
     with open(os.path.join(out, "events.csv"), "w", newline="", buffering=1 << 20) as f:
         f.write("ts,contact,type,key,value\n")
         for d in range(days):

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <system_error>
+#include <vector>
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include <nudge/io/sqlite_store.hpp>
+#include <nudge/program.hpp>
 
 #include "log.hpp"
 
@@ -37,6 +39,29 @@ outbox_report read_outbox(nudge::sqlite_store& db, std::size_t handed) {
     }
   }
   return r;
+}
+
+void observe_outbox_tail(run_observer& observer, nudge::sqlite_store& db,
+                         const nudge::program& program, std::size_t count) {
+  const auto entries = db.outbox();
+  const std::size_t from = entries.size() - std::min(count, entries.size());
+  std::vector<nudge::due_action> added(entries.size() - from);
+  for (std::size_t i = from; i < entries.size(); ++i) {
+    const auto& e = entries[i];
+    auto& a = added[i - from];
+    a.contact = e.contact;
+    a.ts = e.ts;
+    a.kind = e.kind;
+    a.arg = e.arg;  // a view into `entries`, which outlives the call
+    a.rule_index = e.rule_index;
+    if (e.workflow) {
+      a.rule = program.rules().workflows[e.rule_index].id;
+      a.step = program.compiled().workflows[e.rule_index].steps[e.action_index].def->id;
+    } else {
+      a.rule = program.rules().rules[e.rule_index].id;
+    }
+  }
+  observer.on_actions(added);
 }
 
 std::string escape_label_value(std::string_view s) {

@@ -17,8 +17,9 @@
 #include <nudge/time.hpp>
 
 namespace nudge {
+class program;
 class sqlite_store;
-}
+}  // namespace nudge
 
 namespace nudge_cli {
 
@@ -43,6 +44,12 @@ struct outbox_report {
 /// groups: those are in --out, waiting for one fsync). Scans the outbox: call it only when
 /// someone reads the result (metrics on).
 outbox_report read_outbox(nudge::sqlite_store& db, std::size_t handed);
+
+class run_observer;
+/// With --outbox-only no sink takes a batch's actions (nudge deliver will): tells `observer`
+/// of the `count` newest outbox entries, the batch's, as the sink's on_actions would have.
+void observe_outbox_tail(run_observer& observer, nudge::sqlite_store& db,
+                         const nudge::program& program, std::size_t count);
 
 /// Told about every batch (see the header comment). Implementations must not throw out of a
 /// hook for reasons of their own other than a failed write the operator asked for.

@@ -71,10 +71,6 @@ void append_action_line(fmt::memory_buffer& out, const nudge::due_action& a, boo
   fmt::format_to(it, ",{}\n", a.idempotency_key);
 }
 
-}  // namespace
-
-namespace {
-
 // The events of one chunk and the lines they came from.
 struct chunk_lines {
   std::vector<std::size_t> begin;  ///< offset of each non-blank line of the chunk
@@ -322,26 +318,7 @@ int run_events(const run_args& args, const std::shared_ptr<const nudge::program>
       return;
     }
     if (args.outbox_only && actions > 0) {
-      // No sink takes them (nudge deliver will): the batch's actions are the outbox's newest.
-      const auto entries = db.outbox();
-      const std::size_t from = entries.size() - std::min(actions, entries.size());
-      std::vector<nudge::due_action> added(entries.size() - from);
-      for (std::size_t i = from; i < entries.size(); ++i) {
-        const auto& e = entries[i];
-        auto& a = added[i - from];
-        a.contact = e.contact;
-        a.ts = e.ts;
-        a.kind = e.kind;
-        a.arg = e.arg;
-        a.rule_index = e.rule_index;
-        if (e.workflow) {
-          a.rule = program->rules().workflows[e.rule_index].id;
-          a.step = program->compiled().workflows[e.rule_index].steps[e.action_index].def->id;
-        } else {
-          a.rule = program->rules().rules[e.rule_index].id;
-        }
-      }
-      sink.observer->on_actions(added);
+      observe_outbox_tail(*sink.observer, db, *program, actions);
     }
     batch_report r;
     r.events = events_applied;

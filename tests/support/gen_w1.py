@@ -193,37 +193,46 @@ EPISODES = [("browse", 46), ("cart", 18), ("purchase", 10), ("buyer", 2), ("pric
             ("signup", 7), ("tag", 4), ("opens", 6)]
 
 
-def generate(contacts, events, days, seed):
-    """Returns (contacts.csv text, events.csv text)."""
-    rng = random.Random(seed)
-    ids = [f"c{i:07d}" for i in range(1, contacts + 1)]
-    contact_lines = ["contact,status,company,language\n"]
+def contact_rows(rng, ids):
+    """One contacts.csv row per id (status, company, language drawn from rng), in order."""
     languages = [l for l, _ in LANGUAGES]
     language_weights = [w for _, w in LANGUAGES]
     for cid in ids:
         status = "customer" if rng.random() < 0.12 else "lead"
         company = rng.choice(COMPANIES) if rng.random() < 0.3 else ""
         language = rng.choices(languages, weights=language_weights)[0]
-        contact_lines.append(f"{cid},{status},{company},{language}\n")
+        yield f"{cid},{status},{company},{language}\n"
+
+
+def make_events(rng, ids, shop, made):
+    """Runs episodes on `shop` until made() reaches the wanted count: skewed activity (a
+    lognormal weight per contact), episode kinds by EPISODES' weights."""
+    cum = []
+    total = 0.0
+    for _ in ids:
+        total += rng.lognormvariate(0, 1.3)
+        cum.append(total)
+    names = [n for n, _ in EPISODES]
+    episode_cum = []
+    acc = 0
+    for _, w in EPISODES:
+        acc += w
+        episode_cum.append(acc)
+    while not made():
+        c = rng.choices(ids, cum_weights=cum)[0]
+        kind = rng.choices(names, cum_weights=episode_cum)[0]
+        getattr(shop, kind)(c, shop.start())
+
+
+def generate(contacts, events, days, seed):
+    """Returns (contacts.csv text, events.csv text)."""
+    rng = random.Random(seed)
+    ids = [f"c{i:07d}" for i in range(1, contacts + 1)]
+    contact_lines = ["contact,status,company,language\n", *contact_rows(rng, ids)]
     shop = Shop(rng, days)
     event_lines = ["ts,contact,type,key,value\n"]
     if contacts > 0 and events > 0:
-        # Skewed activity: a lognormal weight per contact.
-        cum = []
-        total = 0.0
-        for _ in ids:
-            total += rng.lognormvariate(0, 1.3)
-            cum.append(total)
-        names = [n for n, _ in EPISODES]
-        episode_cum = []
-        acc = 0
-        for _, w in EPISODES:
-            acc += w
-            episode_cum.append(acc)
-        while len(shop.events) < events:
-            c = rng.choices(ids, cum_weights=cum)[0]
-            kind = rng.choices(names, cum_weights=episode_cum)[0]
-            getattr(shop, kind)(c, shop.start())
+        make_events(rng, ids, shop, lambda: len(shop.events) >= events)
         made = shop.events[:events]
         made.sort(key=lambda e: (e[0], e[1]))
         event_lines += [row for _, _, row in made]

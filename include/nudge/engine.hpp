@@ -191,16 +191,31 @@ class engine {
   std::vector<nudge::workflow_stats> spare_workflow_counts_;
   // The buffers process() groups a batch's events in, kept from call to call: a batch of one
   // event allocated and freed all of them each time (a third of `nudge replay --batch 1`'s
-  // instructions were malloc and free). process() takes them out for the call, so a host
-  // callback that calls process() again gets fresh ones.
+  // instructions were malloc and free). A host callback that calls process() again while they
+  // are in use (scratch_busy_) gets fresh ones.
   struct process_scratch {
+    // Contacts are grouped by a linear search while a batch has few (a batch of one event
+    // needs no hash map, and clearing the map costs its capacity), by group_of beyond.
+    static constexpr std::size_t linear_limit = 16;
+    bool mapped = false;
     detail::string_map<std::uint32_t> group_of;
     std::vector<std::string_view> contacts;
     std::vector<std::uint32_t> group, start, original, fill;
     std::vector<const event*> ordered;
     std::vector<contact_state*> lent;
+    // The group of contact `id`, added as the next one if it has none yet.
+    std::uint32_t group_of_id(std::string_view id);
     void clear() noexcept;
   };
+  bool scratch_busy_ = false;
+  // The same for a batch (detail::batch): its lists of touched statistics, runs of actions and
+  // kept states.
+  struct batch_scratch {
+    std::vector<std::uint32_t> touched, workflows_touched;
+    std::vector<std::pair<std::uint32_t, std::size_t>> runs;
+    std::vector<contact_state> states;
+  };
+  batch_scratch batch_scratch_;
   process_scratch scratch_;
 };
 

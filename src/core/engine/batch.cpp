@@ -94,6 +94,8 @@ batch::batch(engine& owner)
       counters_(owner.counters_),
       counts_(std::move(owner.spare_counts_)),
       workflow_counts_(std::move(owner.spare_workflow_counts_)),
+      touched_(std::move(owner.batch_scratch_.touched)),
+      workflows_touched_(std::move(owner.batch_scratch_.workflows_touched)),
       outcomes_{nullptr, &counts_, nullptr, &workflow_counts_, &touched_, &workflows_touched_} {
   // The engine's spares are zeroed; a second batch alive at once (the identity path) or the
   // first after a program change builds its own.
@@ -103,6 +105,9 @@ batch::batch(engine& owner)
   if (workflow_counts_.size() != owner.workflow_stats_.size()) {
     workflow_counts_ = empty_workflow_stats(program_);
   }
+  // The engine's buffers from the previous batch (empty, with their capacity).
+  runs_ = std::move(owner.batch_scratch_.runs);
+  states_ = std::move(owner.batch_scratch_.states);
 }
 
 batch::~batch() {
@@ -124,6 +129,25 @@ void batch::give_back() noexcept {
   }
   if (owner_.spare_workflow_counts_.empty()) {
     owner_.spare_workflow_counts_ = std::move(workflow_counts_);
+  }
+  // The lists go back empty, keeping their capacity for the next batch (unless a batch alive
+  // at the same time already gave its own back).
+  auto& spare = owner_.batch_scratch_;
+  touched_.clear();
+  workflows_touched_.clear();
+  runs_.clear();
+  states_.clear();
+  if (spare.touched.capacity() == 0) {
+    spare.touched = std::move(touched_);
+  }
+  if (spare.workflows_touched.capacity() == 0) {
+    spare.workflows_touched = std::move(workflows_touched_);
+  }
+  if (spare.runs.capacity() == 0) {
+    spare.runs = std::move(runs_);
+  }
+  if (spare.states.capacity() == 0) {
+    spare.states = std::move(states_);
   }
 }
 

@@ -102,7 +102,9 @@ class batch {
   round_robin_counters counters_;
   std::vector<rule_stats> counts_;
   std::vector<workflow_stats> workflow_counts_;
-  std::vector<std::uint32_t> touched_, workflows_touched_;  // counts_ / workflow_counts_ used
+  // counts_ / workflow_counts_ used. These lists and the ones below are the engine's
+  // (engine::batch_scratch), lent for the batch and given back empty with their capacity.
+  std::vector<std::uint32_t> touched_, workflows_touched_;
   outcome_recorder outcomes_;
   std::vector<due_action> actions_;
   // (contact, end of its run of actions) for every run of actions: actions are appended run by

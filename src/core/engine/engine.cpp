@@ -66,17 +66,19 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
   // nothing is delivered or saved before it commits, and if anything throws first, it undoes
   // itself.
   detail::batch b{*this};
-  // This call's buffers (process_scratch), handed back when it returns, however it returns.
-  process_scratch scratch = std::move(scratch_);
+  // This call's buffers (process_scratch), kept from call to call; a host callback that calls
+  // process() again while they are in use gets fresh ones.
+  process_scratch fresh_scratch;
+  process_scratch& scratch = scratch_busy_ ? fresh_scratch : scratch_;
+  struct mark_busy {
+    bool& busy;
+    bool was;
+    ~mark_busy() { busy = was; }
+  } const busy_while_here{scratch_busy_, scratch_busy_};
+  scratch_busy_ = true;
   scratch.clear();
-  struct give_back {
-    process_scratch& from;
-    process_scratch& to;
-    ~give_back() { to = std::move(from); }
-  } const keep_buffers{scratch, scratch_};
   // Group event positions by contact, keeping each contact's order and the order in which
   // contacts first appear (a counting sort: one pass to count, one to place).
-  auto& group_of = scratch.group_of;
   auto& contacts = scratch.contacts;
   auto& group = scratch.group;
   group.resize(events.size());
@@ -88,19 +90,12 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
     if (events[i].type == event_types::identify) [[unlikely]] {
       return process_linked(events, now, {}, b);
     }
-    auto it = group_of.find(std::string_view{id});
-    if (it == group_of.end()) {
-      it = group_of.emplace(id, static_cast<std::uint32_t>(contacts.size())).first;
-      contacts.push_back(id);
-    }
-    group[i] = it->second;
+    group[i] = scratch.group_of_id(id);
   }
   const std::size_t with_events = contacts.size();
   std::vector<std::string> due_ids = call_host("store.due", "", [&] { return store_->due(now); });
   for (const auto& id : due_ids) {
-    if (group_of.emplace(id, static_cast<std::uint32_t>(contacts.size())).second) {
-      contacts.push_back(id);
-    }
+    scratch.group_of_id(id);
   }
   auto& start = scratch.start;
   start.assign(contacts.size() + 1, 0);
@@ -132,7 +127,6 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
     }
   }
 
-  b.reserve(contacts.size());
   // Lend the states of the contacts with events before evaluating any: an alias record among
   // them (an id merged into another contact) sends the batch down the identity path, which
   // must start from untouched states.
@@ -212,8 +206,36 @@ std::vector<due_action> engine::process(std::span<const event> events, time_poin
   return b.commit(contacts);
 }
 
+std::uint32_t engine::process_scratch::group_of_id(std::string_view id) {
+  if (!mapped) {
+    for (std::size_t k = 0; k < contacts.size(); ++k) {
+      if (contacts[k] == id) {
+        return static_cast<std::uint32_t>(k);
+      }
+    }
+    if (contacts.size() < linear_limit) {
+      contacts.push_back(id);
+      return static_cast<std::uint32_t>(contacts.size() - 1);
+    }
+    mapped = true;
+    for (std::size_t k = 0; k < contacts.size(); ++k) {
+      group_of.emplace(contacts[k], static_cast<std::uint32_t>(k));
+    }
+  }
+  auto it = group_of.find(id);
+  if (it == group_of.end()) {
+    it = group_of.emplace(id, static_cast<std::uint32_t>(contacts.size())).first;
+    contacts.push_back(id);
+  }
+  return it->second;
+}
+
 void engine::process_scratch::clear() noexcept {
-  group_of.clear();
+  if (mapped) {
+    // Clearing costs the map's capacity, not its size: skipped while small batches use none.
+    group_of.clear();
+    mapped = false;
+  }
   contacts.clear();
   group.clear();
   start.clear();

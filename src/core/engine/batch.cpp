@@ -119,7 +119,13 @@ batch::~batch() {
 
 void batch::give_back() noexcept {
   for (const std::uint32_t r : touched_) {
-    counts_[r] = rule_stats{};
+    // Field by field: the spare counts have no rule name, and assigning a whole rule_stats{}
+    // moved a string per touched rule and batch.
+    rule_stats& c = counts_[r];
+    c.triggered = c.passed = c.failed = c.suppressed = c.emitted = 0;
+    c.delivery = delivery_counts{};
+    c.first.reset();
+    c.last.reset();
   }
   for (const std::uint32_t w : workflows_touched_) {
     clear(workflow_counts_[w]);

@@ -225,7 +225,11 @@ void state_table::push_due(time_point due, std::uint32_t pos) {
 
 std::vector<std::string> state_table::due(time_point t) const {
   // Pop what is due, in (due, position) order, keep the current entries once, push them back.
-  std::vector<due_entry> current;
+  std::vector<due_entry>& current = due_scratch_;
+  current.clear();
+  if (due_.empty() || due_.front().first > t) {
+    return {};  // nothing due: the common case of a small batch
+  }
   while (!due_.empty() && due_.front().first <= t) {
     std::pop_heap(due_.begin(), due_.end(), due_order);
     const due_entry e = due_.back();

@@ -123,6 +123,7 @@ class state_table {
   // erase and an insert per change, both allocating: ~5 % of a W1 replay.)
   using due_entry = std::pair<time_point, std::uint32_t>;
   mutable std::vector<due_entry> due_;
+  mutable std::vector<due_entry> due_scratch_;  // due()'s list of current entries, reused
   // Each lend or put of a transaction pushes at most one entry, and its undo at most one more:
   // due_ keeps room for two per lend and put since the last commit, made before each (where
   // throwing is allowed), so that rollback() (noexcept) pushes without allocating.

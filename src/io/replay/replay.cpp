@@ -147,7 +147,11 @@ replay_result replay(engine& eng, const std::string& events_path, const replay_o
     }
   };
 
-  std::vector<event> pending;  // read, not yet handed to the engine
+  // Read, not yet handed to the engine: pending[head, end). The handed-out front is dropped
+  // only once it is most of the vector: with small batches (`--batch 1`) an erase per process
+  // call moved every pending event each time.
+  std::vector<event> pending;
+  std::size_t head = 0;
   std::vector<event> batch;
   const std::size_t step = options.batch_events > 0 ? options.batch_events : read_chunk;
   bool upserted = contacts.empty();
@@ -161,20 +165,27 @@ replay_result replay(engine& eng, const std::string& events_path, const replay_o
       hold = false;
       upserted = true;
     }
-    if (pending.empty()) {
+    if (head == pending.size()) {
+      pending.clear();
+      head = 0;
       std::swap(pending, batch);
     } else {
       pending.insert(pending.end(), std::make_move_iterator(batch.begin()),
                      std::make_move_iterator(batch.end()));
     }
-    if (options.batch_events > 0) {
+    if (options.batch_events > 0 && head < pending.size()) {
       // Hand the engine every event before the latest timestamp, and advance the clock to just
       // before it: timers due at that instant must wait until its events are applied.
-      const time_point latest = pending.back().ts;
-      const std::size_t cut = events_before_last_instant(pending);
+      const std::span<const event> waiting{pending.data() + head, pending.size() - head};
+      const time_point latest = waiting.back().ts;
+      const std::size_t cut = events_before_last_instant(waiting);
       if (cut > 0) {
-        emit(eng.process(std::span<const event>{pending.data(), cut}, latest - seconds(1)));
-        pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(cut));
+        emit(eng.process(waiting.first(cut), latest - seconds(1)));
+        head += cut;
+        if (head >= 1024 && 2 * head >= pending.size()) {
+          pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(head));
+          head = 0;
+        }
       }
     }
     progress(false);
@@ -194,7 +205,7 @@ replay_result replay(engine& eng, const std::string& events_path, const replay_o
     result.until = from_epoch(0);  // no events: nothing is pending either
   }
   progress(true);
-  emit(eng.process(pending, result.until));
+  emit(eng.process(std::span<const event>{pending}.subspan(head), result.until));
   std::vector<event>{}.swap(pending);
   result.pending = find_pending_work(eng.store());
   if (!options.until && last) {

@@ -172,39 +172,69 @@ std::vector<due_action> batch::commit(std::span<const std::string_view> ids) {
 }
 
 // Sorts the actions by (ts, contact id), keeping each contact's emission order within an
-// instant: due_order applied stably. Keys are integers: the contact (as the index of its run of
-// actions) is compared by id only when two runs fall on the same second, which is rare.
+// instant: due_order applied stably. The keys start in (run, position) order, and a stable radix
+// sort by due time keeps that order among equal times; only a run of equal times with actions
+// of several contacts is then put in contact id order, which is rare. (std::sort with a
+// comparator was 3 % of a replay's instructions.)
 void batch::sort(std::span<const std::string_view> ids) {
   if (runs_.size() <= 1) {
     return;  // one run of one contact: already in emission (= time) order
   }
   struct sort_key {
-    std::int64_t due;
+    std::uint64_t due;  // seconds since the batch's earliest action
     std::uint32_t run, position;
   };
   std::vector<sort_key> keys(actions_.size());
+  std::int64_t earliest = to_epoch(actions_.front().ts);
+  for (const auto& a : actions_) {
+    earliest = std::min(earliest, to_epoch(a.ts));
+  }
+  std::uint64_t span = 0;
   std::size_t begin = 0;
   for (std::size_t r = 0; r < runs_.size(); ++r) {
     for (std::size_t i = begin; i < runs_[r].second; ++i) {
-      keys[i] = {to_epoch(actions_[i].ts), static_cast<std::uint32_t>(r),
-                 static_cast<std::uint32_t>(i)};
+      const auto due = static_cast<std::uint64_t>(to_epoch(actions_[i].ts) - earliest);
+      span = std::max(span, due);
+      keys[i] = {due, static_cast<std::uint32_t>(r), static_cast<std::uint32_t>(i)};
     }
     begin = runs_[r].second;
   }
-  std::sort(keys.begin(), keys.end(), [&](const sort_key& a, const sort_key& b) {
-    if (a.due != b.due) {
-      return a.due < b.due;
+  // Least significant digit first, 11 bits a pass, as many passes as the span of times needs.
+  constexpr unsigned bits = 11;
+  constexpr std::size_t radix = std::size_t{1} << bits;
+  std::vector<sort_key> other(keys.size());
+  std::vector<std::uint32_t> counts(radix);
+  for (unsigned shift = 0; shift < 64 && (span >> shift) != 0; shift += bits) {
+    std::fill(counts.begin(), counts.end(), 0);
+    for (const auto& k : keys) {
+      ++counts[(k.due >> shift) & (radix - 1)];
     }
-    if (a.run != b.run) {
-      const std::string_view x = ids[runs_[a.run].first];
-      const std::string_view y = ids[runs_[b.run].first];
-      if (x != y) {
-        return x < y;
-      }
-      // Two runs of one contact: in the order they were appended.
+    std::uint32_t total = 0;
+    for (auto& c : counts) {
+      total += std::exchange(c, total);
     }
-    return a.position < b.position;
-  });
+    for (const auto& k : keys) {
+      other[counts[(k.due >> shift) & (radix - 1)]++] = k;
+    }
+    keys.swap(other);
+  }
+  // Equal times: contacts by id (a contact's runs keep their order: the sort is stable).
+  for (std::size_t i = 0; i < keys.size();) {
+    std::size_t j = i + 1;
+    bool several = false;
+    while (j < keys.size() && keys[j].due == keys[i].due) {
+      several = several || keys[j].run != keys[i].run;
+      ++j;
+    }
+    if (several) {
+      std::stable_sort(keys.begin() + static_cast<std::ptrdiff_t>(i),
+                       keys.begin() + static_cast<std::ptrdiff_t>(j),
+                       [&](const sort_key& a, const sort_key& b) {
+                         return ids[runs_[a.run].first] < ids[runs_[b.run].first];
+                       });
+    }
+    i = j;
+  }
   // Apply the permutation in place, cycle by cycle: no second copy of a large batch.
   std::vector<bool> placed(actions_.size(), false);
   for (std::size_t i = 0; i < keys.size(); ++i) {

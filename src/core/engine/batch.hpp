@@ -70,7 +70,8 @@ class batch {
   void reserve(std::size_t n) { states_.reserve(n); }
   /// A copy of a state (loaded, or new) to save with the batch; lent states need not be kept:
   /// the store saves those itself.
-  void keep(contact_state&& state) { states_.push_back(std::move(state)); }
+  /// Returns it, to evaluate where it lies (until the next keep()).
+  contact_state& keep(contact_state&& state) { return states_.emplace_back(std::move(state)); }
 
   /// Marks the actions appended since the previous call as those of contact `who` (its index
   /// in the ids given to commit). Call it after each evaluation; a contact may have several

@@ -33,20 +33,26 @@ template <class Emit>
 void upsert_in_slices(engine& eng, std::vector<contact>& contacts, std::optional<time_point> at,
                       Emit&& emit) {
   eng.store().reserve(contacts.size());
+  std::vector<contact> slice;
   for (std::size_t from = 0; from < contacts.size(); from += upsert_slice) {
-    const std::span<const contact> slice{contacts.data() + from,
-                                         std::min(upsert_slice, contacts.size() - from)};
+    // The slice's profiles move to the engine, and their strings and maps go with its states
+    // (not at the end of the replay).
+    const std::size_t n = std::min(upsert_slice, contacts.size() - from);
     try {
       if (at) {
-        emit(eng.upsert_contacts(slice, *at));
+        slice.assign(
+            std::make_move_iterator(contacts.begin() + static_cast<std::ptrdiff_t>(from)),
+            std::make_move_iterator(contacts.begin() + static_cast<std::ptrdiff_t>(from + n)));
+        emit(eng.upsert_contacts(std::move(slice), *at));
+        slice.clear();
       } else {
-        eng.upsert_contacts(slice);
+        eng.upsert_contacts(std::span<const contact>{contacts.data() + from, n});
       }
     } catch (const input_error& e) {
       throw input_error(e.contact(), from + e.event_index(), e.reason());  // the file's position
     }
-    for (std::size_t i = from; i < from + slice.size(); ++i) {
-      contacts[i] = contact{};  // its strings and maps go now, not at the end of the replay
+    for (std::size_t i = from; i < from + n; ++i) {
+      contacts[i] = contact{};
     }
   }
   std::vector<contact>{}.swap(contacts);

@@ -199,6 +199,23 @@ void batch::sort(std::span<const std::string_view> ids) {
     }
     begin = runs_[r].second;
   }
+  auto by_id = [&](const sort_key& a, const sort_key& b) {
+    return ids[runs_[a.run].first] < ids[runs_[b.run].first];
+  };
+  if (keys.size() < 256) {
+    // Few actions (small batches): a comparison sort, without the radix sort's counting arrays.
+    std::sort(keys.begin(), keys.end(), [&](const sort_key& a, const sort_key& b) {
+      if (a.due != b.due) {
+        return a.due < b.due;
+      }
+      if (a.run != b.run && ids[runs_[a.run].first] != ids[runs_[b.run].first]) {
+        return by_id(a, b);
+      }
+      return a.position < b.position;  // one contact's runs in the order they were appended
+    });
+    apply_order(keys);
+    return;
+  }
   // Least significant digit first, 11 bits a pass, as many passes as the span of times needs.
   constexpr unsigned bits = 11;
   constexpr std::size_t radix = std::size_t{1} << bits;
@@ -228,13 +245,15 @@ void batch::sort(std::span<const std::string_view> ids) {
     }
     if (several) {
       std::stable_sort(keys.begin() + static_cast<std::ptrdiff_t>(i),
-                       keys.begin() + static_cast<std::ptrdiff_t>(j),
-                       [&](const sort_key& a, const sort_key& b) {
-                         return ids[runs_[a.run].first] < ids[runs_[b.run].first];
-                       });
+                       keys.begin() + static_cast<std::ptrdiff_t>(j), by_id);
     }
     i = j;
   }
+  apply_order(keys);
+}
+
+template <class Key>
+void batch::apply_order(const std::vector<Key>& keys) {
   // Apply the permutation in place, cycle by cycle: no second copy of a large batch.
   std::vector<bool> placed(actions_.size(), false);
   for (std::size_t i = 0; i < keys.size(); ++i) {

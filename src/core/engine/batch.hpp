@@ -92,6 +92,9 @@ class batch {
 
  private:
   void sort(std::span<const std::string_view> ids);
+  // Puts actions_[keys[i].position] at i, for every i.
+  template <class Key>
+  void apply_order(const std::vector<Key>& keys);
   void deliver_and_save();
   void fold_in() noexcept;
 

@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/unordered/unordered_flat_map.hpp>
+
 #include <nudge/contact.hpp>
 #include <nudge/due_action.hpp>
 #include <nudge/evaluate.hpp>
@@ -205,7 +207,9 @@ class engine {
     // needs no hash map, and clearing the map costs its capacity), by group_of beyond.
     static constexpr std::size_t linear_limit = 16;
     bool mapped = false;
-    detail::string_map<std::uint32_t> group_of;
+    // Keyed by views of the batch's ids (they outlive the call): one hash per event, where a
+    // map of strings needed a find and then an emplace for every new contact.
+    boost::unordered_flat_map<std::string_view, std::uint32_t, detail::string_hash> group_of;
     std::vector<std::string_view> contacts;
     std::vector<std::uint32_t> group, start, original, fill;
     std::vector<const event*> ordered;

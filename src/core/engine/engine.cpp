@@ -227,9 +227,8 @@ std::uint32_t engine::process_scratch::group_of_id(std::string_view id) {
       group_of.emplace(contacts[k], static_cast<std::uint32_t>(k));
     }
   }
-  auto it = group_of.find(id);
-  if (it == group_of.end()) {
-    it = group_of.emplace(id, static_cast<std::uint32_t>(contacts.size())).first;
+  auto [it, added] = group_of.emplace(id, static_cast<std::uint32_t>(contacts.size()));
+  if (added) {
     contacts.push_back(id);
   }
   return it->second;

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <thread>
 
 #include <fmt/format.h>
@@ -108,7 +109,7 @@ int run_live_pg(const run_args& args) {
   }
   if (const auto rr = round_robin_actions(*program); !rr.empty()) {
     fmt::print(stderr,
-               "{}: {} assign owners round robin: the counter runs across contacts in the order "
+               "{}: round-robin owner picks in {}: the counter runs across contacts in the order "
                "one process meets them, which partitions by contact cannot reproduce; run these "
                "rules in one process (nudge run --db)\n",
                args.rules, join(rr));
@@ -137,8 +138,9 @@ int run_live_pg(const run_args& args) {
     contacts = nudge::read_contacts(args.contacts, {.program = program.get()});
   }
 
-  nudge::pg_store db{args.pg, program, {.worker_id = args.worker_id, .lease = lease}};
-  const std::uint32_t parts = db.partitions();
+  const nudge::pg_options options{.worker_id = args.worker_id, .lease = lease};
+  auto db = std::make_unique<nudge::pg_store>(args.pg, program, options);
+  const std::uint32_t parts = db->partitions();
   std::vector<std::uint32_t> part_of(events.size());
   for (std::size_t i = 0; i < events.size(); ++i) {
     part_of[i] = nudge::pg_partition_of(events[i].contact, parts);
@@ -224,17 +226,30 @@ int run_live_pg(const run_args& args) {
   };
 
   const auto idle = std::min(lease / 5, std::chrono::milliseconds{200});
-  std::size_t idle_rounds = 0;
+  std::size_t commits = 0;
   for (;;) {
-    const auto held = db.keep_leases();
-    if (db.finished(taken, end)) {
-      break;
-    }
     const std::size_t applied_before = applied;
     std::size_t n = 0;
     bool worked = false;
+    std::vector<std::uint32_t> held;
     try {
-      n = db.process([&](std::span<const nudge::pg_progress> progress) {
+      held = db->keep_leases();
+      if (const auto& gone = db->taken_over(); !gone.empty()) {
+        std::string list;
+        for (const auto p : gone) {
+          list += fmt::format("{}{}", list.empty() ? "" : ", ", p);
+        }
+        ++lost;
+        log().warn(
+            fmt::format("{}: worker {} lost its lease on partitions {}: another worker took "
+                        "them over while it did not renew (paused?); it commits nothing "
+                        "for them",
+                        db->name(), db->worker_id(), list));
+      }
+      if (db->finished(taken, end)) {
+        break;
+      }
+      n = db->process([&](std::span<const nudge::pg_progress> progress) {
         auto work = plan(progress);
         worked = !work.empty();
         return work;
@@ -244,36 +259,62 @@ int run_live_pg(const run_args& args) {
       ++lost;
       log().warn(e.what());
       continue;
+    } catch (const nudge::pg_error& e) {
+      if (!db->connection_lost()) {
+        db->release_leases();
+        throw;
+      }
+      // The server ended the session (this worker was paused inside a batch for longer than
+      // the lease): the batch is rolled back and its partitions are the others' to take. Go on
+      // with a new connection and no partitions.
+      applied = applied_before;
+      ++lost;
+      log().warn(fmt::format(
+          "{} (worker {}); the batch was rolled back, nothing committed: reconnecting without "
+          "partitions",
+          e.what(), db->worker_id()));
+      commits += db->commits();
+      db.reset();
+      db = std::make_unique<nudge::pg_store>(args.pg, program, options);
+      continue;
     } catch (...) {
-      db.release_leases();
+      db->release_leases();
       throw;
     }
     if (!worked) {
       applied = applied_before;
       // Nothing of ours to do: wait for the others (or their leases to expire).
-      ++idle_rounds;
       std::this_thread::sleep_for(idle);
       continue;
     }
     actions += n;
     if (log().format() != log_format::plain) {
       log().info(fmt::format("batch committed by worker {}: {} events, {} actions, partitions {}",
-                             db.worker_id(), applied - applied_before, n, held.size()),
-                 {{"worker", db.worker_id(), false},
+                             db->worker_id(), applied - applied_before, n, held.size()),
+                 {{"worker", db->worker_id(), false},
                   {"events", std::to_string(applied - applied_before), true},
                   {"actions", std::to_string(n), true}});
     }
   }
-  db.release_leases();
-  log().info(
-      fmt::format("worker {}: {} batches committed, {} events applied, {} actions into the "
-                  "outbox, {} leases lost; every partition is done (up to {})",
-                  db.worker_id(), db.commits(), applied, actions, lost, nudge::format_time(end)),
-      {{"worker", db.worker_id(), false},
-       {"batches", std::to_string(db.commits()), true},
-       {"events", std::to_string(applied), true},
-       {"actions", std::to_string(actions), true},
-       {"lost", std::to_string(lost), true}});
+  const std::size_t held_at_end = db->held().size();
+  if (const auto ours = db->release_leases(); ours < held_at_end) {
+    // Paused after its last renewal: it commits nothing more, but says so.
+    ++lost;
+    log().warn(
+        fmt::format("{}: worker {} lost its lease on {} of its {} partitions: others took "
+                    "them over while it did not renew (paused?); it committed nothing for "
+                    "them",
+                    db->name(), db->worker_id(), held_at_end - ours, held_at_end));
+  }
+  commits += db->commits();
+  log().info(fmt::format("worker {}: {} batches committed, {} events applied, {} actions into the "
+                         "outbox, {} leases lost; every partition is done (up to {})",
+                         db->worker_id(), commits, applied, actions, lost, nudge::format_time(end)),
+             {{"worker", db->worker_id(), false},
+              {"batches", std::to_string(commits), true},
+              {"events", std::to_string(applied), true},
+              {"actions", std::to_string(actions), true},
+              {"lost", std::to_string(lost), true}});
   return exit_ok;
 }
 

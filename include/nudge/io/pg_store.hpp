@@ -150,8 +150,16 @@ class pg_store : public store {
   /// up to it (SKIP LOCKED). Returns the partitions held, ascending. Call between batches,
   /// more often than the lease lasts.
   std::vector<std::uint32_t> keep_leases();
-  /// Gives every lease up (at a clean exit), so others take over at once.
-  void release_leases() noexcept;
+  /// The partitions the last keep_leases found taken over by another worker (this one did not
+  /// renew them in time: it was paused, or cut off), ascending.
+  const std::vector<std::uint32_t>& taken_over() const noexcept;
+  /// The partitions this worker holds as of the last keep_leases or batch, ascending.
+  std::vector<std::uint32_t> held() const;
+  /// Gives every lease up (at a clean exit), so others take over at once. Returns how many of
+  /// the partitions it thought it held were still its own (fewer: others took some over since
+  /// the last keep_leases; if the database cannot be reached, the leases expire on their own
+  /// and all count as its own).
+  std::size_t release_leases() noexcept;
 
   /// One batch over the held partitions, in one transaction: locks their lease rows and checks
   /// their generations (else pg_lease_lost, nothing committed), reads their progress, asks
@@ -168,6 +176,9 @@ class pg_store : public store {
   std::vector<rule_stats> stats();
   /// Batches this store committed.
   std::size_t commits() const noexcept;
+  /// The server closed the connection (e.g. it ended a session left idle inside a transaction
+  /// for longer than the lease: a worker paused mid-batch). Open a new store to go on.
+  bool connection_lost() const noexcept;
 
   /// Claims up to `limit` undelivered actions (FOR UPDATE SKIP LOCKED: concurrent claimers get
   /// disjoint sets), hands them to `deliver`, and marks them delivered in the same transaction;

@@ -80,6 +80,7 @@ struct pg_store::impl {
   std::uint32_t partitions = 0;
   std::map<std::uint32_t, std::int64_t> held;  ///< partition -> the generation acquired
   std::size_t commits = 0;
+  std::vector<std::uint32_t> taken_over;  ///< by others, found by the last keep_leases
 
   // The partition the engine is evaluating in the open batch.
   std::uint32_t focus = 0;
@@ -245,6 +246,19 @@ const std::string& pg_store::name() const noexcept {
 std::size_t pg_store::commits() const noexcept {
   return impl_->commits;
 }
+std::vector<std::uint32_t> pg_store::held() const {
+  std::vector<std::uint32_t> parts;
+  for (const auto& [p, g] : impl_->held) {
+    parts.push_back(p);
+  }
+  return parts;
+}
+const std::vector<std::uint32_t>& pg_store::taken_over() const noexcept {
+  return impl_->taken_over;
+}
+bool pg_store::connection_lost() const noexcept {
+  return impl_->conn.broken();
+}
 
 std::optional<contact_state> pg_store::load(std::string_view contact) {
   impl& d = *impl_;
@@ -297,10 +311,16 @@ std::vector<std::uint32_t> pg_store::keep_leases() {
                          "WHERE owner = $1 AND part = ANY($3::int[]) RETURNING part, generation",
                          {d.options.worker_id, lease, d.held_array()});
     std::map<std::uint32_t, std::int64_t> still;
+    d.taken_over.clear();
     for (int i = 0; i < r.rows(); ++i) {
       const auto part = static_cast<std::uint32_t>(r.int64(i, 0));
       if (auto it = d.held.find(part); it != d.held.end() && it->second == r.int64(i, 1)) {
         still.emplace(part, it->second);
+      }
+    }
+    for (const auto& [part, generation] : d.held) {
+      if (!still.contains(part)) {
+        d.taken_over.push_back(part);
       }
     }
     d.held = std::move(still);
@@ -345,19 +365,26 @@ std::vector<std::uint32_t> pg_store::keep_leases() {
   return parts;
 }
 
-void pg_store::release_leases() noexcept {
+std::size_t pg_store::release_leases() noexcept {
   impl& d = *impl_;
+  std::size_t still_ours = d.held.size();
   try {
-    d.conn.exec("give leases up",
-                "UPDATE nudge_leases SET owner = NULL, expires_at = '-infinity' WHERE owner = $1 "
-                "AND part = ANY($2::int[])",
-                {d.options.worker_id, d.held_array()});
+    auto r = d.conn.exec("give leases up",
+                         "UPDATE nudge_leases SET owner = NULL, expires_at = '-infinity' WHERE "
+                         "owner = $1 AND part = ANY($2::int[]) RETURNING part, generation",
+                         {d.options.worker_id, d.held_array()});
+    still_ours = 0;
+    for (int i = 0; i < r.rows(); ++i) {
+      const auto it = d.held.find(static_cast<std::uint32_t>(r.int64(i, 0)));
+      still_ours += it != d.held.end() && it->second == r.int64(i, 1) ? 1 : 0;
+    }
     d.conn.exec("remove this worker", "DELETE FROM nudge_workers WHERE id = $1",
                 {d.options.worker_id});
   } catch (const std::exception&) {
     // They expire on their own.
   }
   d.held.clear();
+  return still_ours;
 }
 
 std::size_t pg_store::process(

@@ -269,9 +269,11 @@ int main(int argc, char** argv) {
       return nudge_cli::run_check(check_path);
     }
     if (run->parsed()) {
+#ifdef NUDGE_HAVE_PG
       if (!run_args.pg.empty()) {
         return nudge_cli::run_live_pg(run_args);
       }
+#endif
       if (run_args.db.empty()) {
         fmt::print(stderr, "--db is required{}\n", NUDGE_PG_OPTION);
         return exit_usage;

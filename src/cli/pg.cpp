@@ -213,7 +213,9 @@ int run_live_pg(const run_args& args) {
         }
         b.events.push_back(events[k]);
       }
-      if (!p.contacts_loaded && !events.empty()) {
+      // (Not before any event is taken, as nudge run --db: a run whose --until comes before the
+      // first event leaves the contacts for a later one.)
+      if (!p.contacts_loaded && taken > 0) {
         if (auto it = contacts_of.find(p.partition); it != contacts_of.end()) {
           b.contacts = it->second;
           b.contacts_at = events.front().ts;

@@ -229,6 +229,10 @@ pg_store::pg_store(const std::string& url, std::shared_ptr<const nudge::program>
       fmt::format("SET idle_in_transaction_session_timeout = {}", d.options.lease.count()).c_str());
   if (!d.options.reader) {
     d.heartbeat();
+    // Heartbeats of workers gone for a day only take room.
+    d.conn.exec(
+        "forget old workers",
+        "DELETE FROM nudge_workers WHERE expires_at < clock_timestamp() - interval '1 day'");
   }
 }
 

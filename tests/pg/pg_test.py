@@ -137,6 +137,8 @@ def main():
     ap.add_argument("support")
     ap.add_argument("example")
     ap.add_argument("work")
+    ap.add_argument("--cli", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                  "..", "cli"), help="tests/cli (ok_rules.json)")
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--seed", type=int, default=18)
     a = ap.parse_args()
@@ -214,6 +216,38 @@ def run_all(a, server, rng):
                    "(nudge run --db)", "round-robin owners")
     expect_failure(run_cmd(empty, extra=["--follow"]), 2, "--follow cannot be combined with --pg",
                    "--follow")
+    # init: again is harmless; another partition count is refused.
+    url = server.fresh("cli_late")
+    r = subprocess.run([nudge, "pg", "init", url, "--partitions", "4"], capture_output=True,
+                       text=True, check=True)
+    check(r.stdout.endswith(": created schema version 1 with 4 partitions\n"), r.stdout)
+    r = subprocess.run([nudge, "pg", "init", url, "--partitions", "4"], capture_output=True,
+                       text=True, check=True)
+    check(r.stdout.endswith(": schema version 1 already, 4 partitions\n"), r.stdout)
+    expect_failure([nudge, "pg", "init", url, "--partitions", "8"], 1,
+                   "the database has 4 partitions, not 8: the count is fixed when it is created",
+                   "another partition count")
+    # A late event: appended after a run that went on to a later --until.
+    late = os.path.join(a.work, "late.csv")
+    with open(late, "w") as f:
+        f.write("ts,contact,type,key\n2024-01-01T00:00:00Z,c1,page_view,/\n"
+                "2024-01-01T05:00:00Z,c1,page_view,/\n")
+    small = [nudge, "run", "--pg", url, "--rules", os.path.join(a.cli, "ok_rules.json"),
+             "--events", late, "--worker-id", "late"]
+    subprocess.run(small + ["--until", "2024-01-01T10:00:00Z"], check=True,
+                   capture_output=True)
+    before = server.psql("SELECT sum(next_event), count(*) FROM nudge_progress", "cli_late")
+    with open(late, "a") as f:
+        f.write("2024-01-01T06:00:00Z,c1,page_view,/\n")
+    expect_failure(small + ["--until", "2024-01-01T12:00:00Z"], 1,
+                   "late.csv: event 3 (contact \"c1\") at 2024-01-01T06:00:00Z is before "
+                   "2024-01-01T10:00:00Z, the time its partition ", "a late event")
+    check(server.psql("SELECT sum(next_event), count(*) FROM nudge_progress", "cli_late")
+          == before, "the late event's batch was committed")
+    # Another rule program on that database.
+    expect_failure(small[:5] + [rules] + small[6:] + ["--until", "2024-01-01T12:00:00Z"], 1,
+                   "the database belongs to another rule program (fingerprint ",
+                   "a database made for other rules")
 
     # 3. Four workers, one SIGKILLed at random moments.
     kills = 0

@@ -82,12 +82,29 @@ struct pg_store::impl {
   std::size_t commits = 0;
   std::vector<std::uint32_t> taken_over;  ///< by others, found by the last keep_leases
 
-  // The partition the engine is evaluating in the open batch.
+  // The open batch: the states it fetched or saved (by id; a contact lives in one partition,
+  // `part` says which), and the partition the engine is evaluating (`focus`: due() answers for it).
+  struct held_state {
+    std::uint32_t part = 0;
+    contact_state state;
+  };
   std::uint32_t focus = 0;
-  boost::unordered_flat_map<std::string, contact_state> current;  ///< fetched and saved states
-  boost::unordered_flat_set<std::string> asked;                   ///< ids the fetch looked for
-  boost::unordered_flat_set<std::string> dirty;                   ///< saved in this batch
+  boost::unordered_flat_map<std::string, held_state> current;
+  boost::unordered_flat_set<std::string> asked;  ///< ids the fetch looked for
+  boost::unordered_flat_set<std::string> dirty;  ///< saved in this batch
+  // The batch's outbox rows, as PostgreSQL array texts (one INSERT at the end).
+  std::string out_keys, out_parts, out_ts, out_contacts, out_rules, out_verbs, out_args;
   std::string scratch;
+
+  void clear_batch() {
+    current.clear();
+    asked.clear();
+    dirty.clear();
+    for (auto* a :
+         {&out_keys, &out_parts, &out_ts, &out_contacts, &out_rules, &out_verbs, &out_args}) {
+      a->clear();
+    }
+  }
 
   contact_state decode(std::string_view coded, std::string_view id) {
     scratch.clear();
@@ -102,13 +119,11 @@ struct pg_store::impl {
     }
   }
 
-  // The partition's states the batch needs, in one query: the events' contacts by id and the
-  // contacts with a timer due by `now` through the (part, next_due) index.
-  void fetch(std::uint32_t part, const std::vector<std::string>& ids, time_point now) {
-    focus = part;
-    current.clear();
-    asked.clear();
-    dirty.clear();
+  // The states the whole batch needs, in one query: the events' contacts by id and the contacts
+  // of the batch's partitions with a timer due by `now` (the latest of the partitions'), through
+  // the (part, next_due) index. due() then answers per partition and time from these.
+  void fetch(const std::vector<std::int64_t>& parts, const std::vector<std::string>& ids,
+             time_point now) {
     std::string array;
     for (const auto& id : ids) {
       if (asked.insert(id).second) {
@@ -117,69 +132,75 @@ struct pg_store::impl {
     }
     array += array.empty() ? "{}" : "}";
     auto r = conn.exec("read the batch's contact states",
-                       "SELECT id, state FROM nudge_contacts WHERE part = $1 AND "
+                       "SELECT id, part, state FROM nudge_contacts WHERE part = ANY($1::int[]) AND "
                        "(id = ANY($2::text[]) OR next_due <= $3)",
-                       {std::to_string(part), array, std::to_string(to_epoch(now))});
+                       {int_array(parts), array, std::to_string(to_epoch(now))});
     for (int i = 0; i < r.rows(); ++i) {
       std::string id{r.text(i, 0)};
-      auto state = decode(r.bytes(i, 1), id);
+      auto state = decode(r.bytes(i, 2), id);
       asked.insert(id);
-      current.insert_or_assign(std::move(id), std::move(state));
+      current.insert_or_assign(
+          std::move(id), held_state{static_cast<std::uint32_t>(r.int64(i, 1)), std::move(state)});
     }
   }
 
-  // Writes the saved states of the focus partition (inside the batch's transaction).
+  // Writes every state the batch saved, in one statement.
   void write_states() {
     if (dirty.empty()) {
       return;
     }
-    std::string ids, dues, states;
+    std::string ids, parts, dues, states;
     std::string record;
     std::vector<std::string_view> order(dirty.begin(), dirty.end());
-    std::sort(order.begin(), order.end());  // rows locked in one order: no deadlocks
+    std::sort(order.begin(), order.end());  // rows locked in one order
     for (const auto id : order) {
-      const auto& s = current.at(std::string{id});
+      const auto& h = current.at(std::string{id});
       array_element(ids, id);
-      array_element(dues, std::to_string(to_epoch(s.next_due())));
-      array_element(states, bytea_text(encode_state(s, record)));
+      array_element(parts, std::to_string(h.part));
+      array_element(dues, std::to_string(to_epoch(h.state.next_due())));
+      array_element(states, bytea_text(encode_state(h.state, record)));
     }
-    ids += '}';
-    dues += '}';
-    states += '}';
+    for (auto* a : {&ids, &parts, &dues, &states}) {
+      *a += '}';
+    }
     conn.exec("save the contact states",
               "INSERT INTO nudge_contacts(id, part, next_due, state) "
-              "SELECT u.id, $2::int, u.due, u.state "
-              "FROM unnest($1::text[], $3::bigint[], $4::bytea[]) AS u(id, due, state) "
+              "SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bytea[]) "
               "ON CONFLICT (id) DO UPDATE SET part = excluded.part, next_due = excluded.next_due, "
               "state = excluded.state",
-              {ids, std::to_string(focus), dues, states});
+              {ids, parts, dues, states});
   }
 
-  void write_outbox(std::span<const due_action> actions) {
-    if (actions.empty()) {
+  // Queues a partition's actions for write_outbox (as text now: an action's views live only as
+  // long as the engine that returned it).
+  void add_to_outbox(std::uint32_t part, std::span<const due_action> actions) {
+    for (const auto& a : actions) {
+      array_element(out_keys, std::to_string(std::bit_cast<std::int64_t>(a.idempotency_key)));
+      array_element(out_parts, std::to_string(part));
+      array_element(out_ts, std::to_string(to_epoch(a.ts)));
+      array_element(out_contacts, a.contact);
+      array_element(out_rules,
+                    a.from_workflow() ? fmt::format("{}/{}", a.rule, a.step) : std::string{a.rule});
+      array_element(out_verbs, a.action());
+      array_element(out_args, a.arg);
+    }
+  }
+
+  void write_outbox() {
+    if (out_keys.empty()) {
       return;
     }
-    std::string keys, ts, contacts, rules, verbs, args;
-    for (const auto& a : actions) {
-      array_element(keys, std::to_string(std::bit_cast<std::int64_t>(a.idempotency_key)));
-      array_element(ts, std::to_string(to_epoch(a.ts)));
-      array_element(contacts, a.contact);
-      array_element(rules,
-                    a.from_workflow() ? fmt::format("{}/{}", a.rule, a.step) : std::string{a.rule});
-      array_element(verbs, a.action());
-      array_element(args, a.arg);
-    }
-    for (auto* s : {&keys, &ts, &contacts, &rules, &verbs, &args}) {
-      *s += '}';
+    for (auto* a :
+         {&out_keys, &out_parts, &out_ts, &out_contacts, &out_rules, &out_verbs, &out_args}) {
+      *a += '}';
     }
     // A key already there is kept once: the same action committed again (never by a fenced
     // batch, but by a replay of the same events) is the same row.
     conn.exec("write the outbox",
               "INSERT INTO nudge_outbox(idempotency_key, part, ts, contact, rule, action, arg) "
-              "SELECT u.k, $2::int, u.ts, u.c, u.r, u.a, u.g FROM unnest($1::bigint[], "
-              "$3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[]) AS u(k, ts, c, r, a, "
-              "g) ORDER BY u.ts ON CONFLICT (idempotency_key) DO NOTHING",
-              {keys, std::to_string(focus), ts, contacts, rules, verbs, args});
+              "SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::text[], "
+              "$5::text[], $6::text[], $7::text[]) ON CONFLICT (idempotency_key) DO NOTHING",
+              {out_keys, out_parts, out_ts, out_contacts, out_rules, out_verbs, out_args});
   }
 
   void heartbeat() {
@@ -268,20 +289,20 @@ std::optional<contact_state> pg_store::load(std::string_view contact) {
   impl& d = *impl_;
   const std::string id{contact};
   if (auto it = d.current.find(id); it != d.current.end()) {
-    return it->second;
+    return it->second.state;
   }
   if (d.asked.contains(id)) {
     return std::nullopt;
   }
   // Not foreseen by the batch's fetch: read it on its own.
-  auto r =
-      d.conn.exec("read a contact state", "SELECT state FROM nudge_contacts WHERE id = $1", {id});
+  auto r = d.conn.exec("read a contact state",
+                       "SELECT part, state FROM nudge_contacts WHERE id = $1", {id});
   d.asked.insert(id);
   if (r.rows() == 0) {
     return std::nullopt;
   }
-  auto s = d.decode(r.bytes(0, 0), id);
-  d.current.insert_or_assign(id, s);
+  auto s = d.decode(r.bytes(0, 1), id);
+  d.current.insert_or_assign(id, impl::held_state{static_cast<std::uint32_t>(r.int64(0, 0)), s});
   return s;
 }
 
@@ -289,14 +310,18 @@ void pg_store::save(std::span<contact_state> states) {
   impl& d = *impl_;
   for (auto& s : states) {
     d.dirty.insert(s.contact.id);
-    d.current.insert_or_assign(s.contact.id, std::move(s));
+    // A new contact belongs to the partition being evaluated (its events were planned there).
+    auto& h = d.current[s.contact.id];
+    h.part = d.focus;
+    h.state = std::move(s);
   }
 }
 
 std::vector<std::string> pg_store::due(time_point t) {
+  const impl& d = *impl_;
   std::vector<std::string> ids;
-  for (const auto& [id, s] : impl_->current) {
-    if (s.next_due() <= t && s.merged_into.empty()) {
+  for (const auto& [id, h] : d.current) {
+    if (h.part == d.focus && h.state.next_due() <= t && h.state.merged_into.empty()) {
       ids.push_back(id);
     }
   }
@@ -445,16 +470,28 @@ std::size_t pg_store::process(
           lost);
     }
     auto work = plan(progress);
-    for (auto& pb : work) {
-      std::vector<std::string> ids;
-      ids.reserve(pb.events.size() + pb.contacts.size());
+    if (work.empty()) {
+      d.conn.exec("end the batch", "ROLLBACK");  // nothing to write: the leases stay as they are
+      return 0;
+    }
+    std::vector<std::int64_t> parts;
+    std::vector<std::string> ids;
+    time_point latest = min_time;
+    for (const auto& pb : work) {
+      parts.push_back(pb.partition);
+      latest = std::max(latest, pb.now);
       for (const auto& e : pb.events) {
         ids.push_back(e.contact);
       }
       for (const auto& c : pb.contacts) {
         ids.push_back(c.id);
       }
-      d.fetch(pb.partition, ids, pb.now);
+    }
+    d.clear_batch();
+    d.fetch(parts, ids, latest);
+    std::string p_parts, p_next, p_now, p_contacts, p_engine;
+    for (auto& pb : work) {
+      d.focus = pb.partition;
       // One engine per partition: its statistics are the partition's, summed over partitions
       // by stats() (round-robin counters, which cannot be split, are refused by nudge run).
       engine e{d.program, this};
@@ -464,15 +501,13 @@ std::size_t pg_store::process(
             fmt::format("{} (partition {} statistics)", d.conn.name(), pb.partition));
         e.restore(std::move(s.stats), std::move(s.counters), std::move(s.workflows));
       }
-      std::vector<due_action> actions;
       if (pb.contacts_at) {
-        actions = e.upsert_contacts(pb.contacts, *pb.contacts_at);
+        const auto actions = e.upsert_contacts(pb.contacts, *pb.contacts_at);
+        d.add_to_outbox(pb.partition, actions);
+        actions_total += actions.size();
       }
-      auto more = e.process(pb.events, pb.now);
-      actions.insert(actions.end(), std::make_move_iterator(more.begin()),
-                     std::make_move_iterator(more.end()));
-      d.write_states();
-      d.write_outbox(actions);
+      const auto actions = e.process(pb.events, pb.now);
+      d.add_to_outbox(pb.partition, actions);
       actions_total += actions.size();
       snapshot s;
       s.fingerprint = d.fingerprint;
@@ -481,24 +516,32 @@ std::size_t pg_store::process(
       s.workflows = e.workflow_stats();
       std::ostringstream out;
       write_snapshot(out, s);
-      d.conn.exec("write the partition's progress",
-                  "UPDATE nudge_progress SET next_event = $2, now_epoch = $3, contacts_loaded = "
-                  "contacts_loaded OR $4, engine = $5::bytea, batches = batches + 1 WHERE part = "
-                  "$1",
-                  {std::to_string(pb.partition), std::to_string(pb.next_event),
-                   std::to_string(to_epoch(pb.now)), pb.contacts_at ? "true" : "false",
-                   bytea_text(out.str())});
+      array_element(p_parts, std::to_string(pb.partition));
+      array_element(p_next, std::to_string(pb.next_event));
+      array_element(p_now, std::to_string(to_epoch(pb.now)));
+      array_element(p_contacts, pb.contacts_at ? "true" : "false");
+      array_element(p_engine, bytea_text(out.str()));
     }
+    d.write_states();
+    d.write_outbox();
+    for (auto* a : {&p_parts, &p_next, &p_now, &p_contacts, &p_engine}) {
+      *a += '}';
+    }
+    d.conn.exec("write the partitions' progress",
+                "UPDATE nudge_progress p SET next_event = u.next_event, now_epoch = u.now_epoch, "
+                "contacts_loaded = p.contacts_loaded OR u.contacts, engine = u.engine, batches = "
+                "p.batches + 1 FROM unnest($1::int[], $2::bigint[], $3::bigint[], $4::boolean[], "
+                "$5::bytea[]) AS u(part, next_event, now_epoch, contacts, engine) WHERE p.part = "
+                "u.part",
+                {p_parts, p_next, p_now, p_contacts, p_engine});
     before_commit();
     d.conn.exec("commit the batch", "COMMIT");
   } catch (...) {
-    d.current.clear();
-    d.dirty.clear();
+    d.clear_batch();
     d.conn.exec_quietly("ROLLBACK");
     throw;
   }
-  d.current.clear();
-  d.dirty.clear();
+  d.clear_batch();
   ++d.commits;
   return actions_total;
 }

@@ -98,6 +98,7 @@ struct run_args {
   std::string pg;             ///< --pg URL: the PostgreSQL store instead of --db (pg.cpp)
   std::string worker_id;      ///< --worker-id: this worker's name in the lease table
   std::string lease = "10s";  ///< --lease: how long a partition lease lasts unrenewed
+  bool events_table = false;  ///< --events-table: with --pg, events from nudge_events
 };
 
 /// Processes the events the database has not seen yet, in batches, each committed with the

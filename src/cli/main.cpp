@@ -114,8 +114,12 @@ int main(int argc, char** argv) {
   run->add_option("--rules", run_args.rules, "Rule file (JSON)")->required();
   run->add_option("--events", run_args.events,
                   "Events (.csv or .jsonl), appended over time; with --follow, - reads standard "
-                  "input (spooled to STATE.db.stdin.csv)")
-      ->required();
+                  "input (spooled to STATE.db.stdin.csv)");
+#ifdef NUDGE_HAVE_PG
+  run->add_flag("--events-table", run_args.events_table,
+                "With --pg, instead of --events: the rows hosts inserted into the database's "
+                "nudge_events table (ts, contact, type, key, value), in seq order");
+#endif
   run->add_option("--contacts", run_args.contacts, "Contacts, loaded on the first run");
   run->add_option("--until", run_args.until,
                   "Process events up to this time and fire timers due by then (default: the "
@@ -269,6 +273,14 @@ int main(int argc, char** argv) {
       return nudge_cli::run_check(check_path);
     }
     if (run->parsed()) {
+      if (run_args.events_table && run_args.pg.empty()) {
+        fmt::print(stderr, "--events-table needs --pg\n");
+        return exit_usage;
+      }
+      if (run_args.events.empty() && !run_args.events_table) {
+        fmt::print(stderr, "--events is required\n");
+        return exit_usage;
+      }
 #ifdef NUDGE_HAVE_PG
       if (!run_args.pg.empty()) {
         return nudge_cli::run_live_pg(run_args);

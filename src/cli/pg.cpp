@@ -115,21 +115,29 @@ int run_live_pg(const run_args& args) {
                args.rules, join(rr));
     return exit_input;
   }
+  if (args.events_table == !args.events.empty()) {
+    fmt::print(stderr, "nudge run --pg takes --events FILE or --events-table, one of them\n");
+    return exit_usage;
+  }
   if (args.events == "-" || args.events.ends_with(".gz") || args.events.ends_with(".GZ")) {
     fmt::print(stderr, "--events {}: nudge run --pg reads a plain .csv or .jsonl file\n",
                args.events);
     return exit_usage;
   }
-  // The whole file, checked as nudge replay checks it, before anything is written.
+  // All the events, checked as nudge replay checks them, before anything is written: the file,
+  // or the rows of nudge_events in seq order (named "nudge_events" in messages).
+  const std::string source = args.events_table ? "nudge_events" : args.events;
   const auto events =
-      nudge::read_events(args.events, {.program = program.get(), .one_line_records = true});
+      args.events_table
+          ? nudge::pg_read_events(args.pg, source, {.program = program.get()})
+          : nudge::read_events(args.events, {.program = program.get(), .one_line_records = true});
   for (std::size_t i = 0; i < events.size(); ++i) {
     if (events[i].type == nudge::event_types::identify) {
       fmt::print(stderr,
                  "{}: event {} (contact \"{}\") is an identify event: identity merges join "
                  "contacts of different partitions, which nudge run --pg cannot split; run this "
                  "log in one process (nudge run --db)\n",
-                 args.events, i + 1, events[i].contact);
+                 source, i + 1, events[i].contact);
       return exit_input;
     }
   }
@@ -157,7 +165,7 @@ int run_live_pg(const run_args& args) {
                 events.begin()
           : static_cast<std::ptrdiff_t>(events.size()));
   if (!until && events.empty()) {
-    log().info(fmt::format("{}: no events and no --until: nothing to do", args.events));
+    log().info(fmt::format("{}: no events and no --until: nothing to do", source));
     return exit_ok;
   }
   const nudge::time_point end = until ? *until : events.back().ts;
@@ -208,7 +216,7 @@ int run_live_pg(const run_args& args) {
           throw std::runtime_error(fmt::format(
               "{}: event {} (contact \"{}\") at {} is before {}, the time its partition {} "
               "already reached: a late event (events must be sorted by ts)",
-              args.events, i + 1, events[k].contact, nudge::format_time(events[k].ts),
+              source, i + 1, events[k].contact, nudge::format_time(events[k].ts),
               nudge::format_time(*p.now), p.partition));
         }
         b.events.push_back(events[k]);

@@ -254,10 +254,10 @@ TEST_CASE("a database refuses other rules, a missing schema and another schema v
                     Catch::Contains("the database belongs to another rule program (fingerprint"));
   CHECK_THROWS_WITH(nudge::pg_init(url, 8),
                     Catch::Contains("the database has 4 partitions, not 8"));
-  query(url, "UPDATE nudge_meta SET value = '2' WHERE key = 'schema_version'");
+  query(url, "UPDATE nudge_meta SET value = '3' WHERE key = 'schema_version'");
   CHECK_THROWS_WITH(
       nudge::pg_store(url, program(), {.reader = true}),
-      Catch::EndsWith("schema version 2, this build reads version 1 (a newer nudge)"));
+      Catch::EndsWith("schema version 3, this build reads version 2 (a newer nudge)"));
   query(server(), "DROP DATABASE IF EXISTS nudge_unit_empty");
   query(server(), "CREATE DATABASE nudge_unit_empty");
   CHECK_THROWS_WITH(nudge::pg_store(database_url("nudge_unit_empty"), program()),

@@ -220,10 +220,23 @@ def run_all(a, server, rng):
     url = server.fresh("cli_late")
     r = subprocess.run([nudge, "pg", "init", url, "--partitions", "4"], capture_output=True,
                        text=True, check=True)
-    check(r.stdout.endswith(": created schema version 1 with 4 partitions\n"), r.stdout)
+    check(r.stdout.endswith(": created schema version 2 with 4 partitions\n"), r.stdout)
     r = subprocess.run([nudge, "pg", "init", url, "--partitions", "4"], capture_output=True,
                        text=True, check=True)
-    check(r.stdout.endswith(": schema version 1 already, 4 partitions\n"), r.stdout)
+    check(r.stdout.endswith(": schema version 2 already, 4 partitions\n"), r.stdout)
+    # A database of schema version 1 (no events table) is migrated in place, and refused by a
+    # worker until then.
+    v1 = server.fresh("cli_v1")
+    subprocess.run([nudge, "pg", "init", v1, "--partitions", "4"], check=True,
+                   stdout=subprocess.DEVNULL)
+    server.psql("DROP TABLE nudge_events; DROP FUNCTION nudge_events_in_order(); UPDATE nudge_meta "
+                "SET value = '1' WHERE key = 'schema_version'", "cli_v1")
+    expect_failure(run_cmd(v1), 1, "schema version 1, this build reads version 2 (migrate it: "
+                   "nudge pg init URL)", "an older schema")
+    r = subprocess.run([nudge, "pg", "init", v1, "--partitions", "4"], capture_output=True,
+                       text=True, check=True)
+    check(r.stdout.endswith(": migrated schema version 1 to 2\n"), r.stdout)
+    check(server.psql("SELECT count(*) FROM nudge_events", "cli_v1") == "0", "no events table")
     expect_failure([nudge, "pg", "init", url, "--partitions", "8"], 1,
                    "the database has 4 partitions, not 8: the count is fixed when it is created",
                    "another partition count")
@@ -331,6 +344,31 @@ def run_all(a, server, rng):
     reason = "fenced: lease lost" if "lost its lease" in text else "its session was ended"
     print(f"paused worker: {before} batches before SIGSTOP, none after SIGCONT ({reason}); "
           f"the outbox equals the replay")
+
+    # 5. Events from the table hosts insert into (COPY and INSERT go through its trigger).
+    url = server.fresh("w1_table")
+    subprocess.run([nudge, "pg", "init", url, "--partitions", "16"], check=True,
+                   stdout=subprocess.DEVNULL)
+    server.psql(f"\\copy nudge_events(ts, contact, type, key, value) FROM '{events}' WITH (FORMAT "
+                "csv, HEADER true)", "w1_table")
+    table_cmd = [nudge, "run", "--pg", url, "--rules", rules, "--events-table", "--contacts",
+                 contacts, "--until", UNTIL, "--lease", "1s", "--batch", "500"]
+    workers = [subprocess.Popen(table_cmd + ["--worker-id", f"t{i}"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for w in workers:
+        _, err = w.communicate(timeout=120)
+        check(w.returncode == 0, f"a worker on the events table failed: {err}")
+    check_outbox(nudge, url, reference, "the events table")
+    print("events table: 2 workers, the outbox equals the replay")
+    bad = server.fresh("bad_table")
+    subprocess.run([nudge, "pg", "init", bad, "--partitions", "4"], check=True,
+                   stdout=subprocess.DEVNULL)
+    server.psql("INSERT INTO nudge_events(ts, contact, type) VALUES ('2024-01-01T00:00:00Z', "
+                "'c1', 'page_view'), ('yesterday', 'c1', 'page_view')", "bad_table")
+    expect_failure([nudge, "run", "--pg", bad, "--rules", rules, "--events-table"], 1,
+                   "nudge_events: row seq 2: ", "a bad row of the events table")
+    check(server.psql("SELECT count(*) FROM nudge_contacts", "bad_table") == "0",
+          "a bad row: something was written")
     print(f"total {time.monotonic() - t0:.1f} s")
 
 

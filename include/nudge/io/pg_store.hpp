@@ -34,6 +34,7 @@
 
 #include <nudge/contact.hpp>
 #include <nudge/event.hpp>
+#include <nudge/io/read_events.hpp>
 #include <nudge/program.hpp>
 #include <nudge/stats.hpp>
 #include <nudge/store.hpp>
@@ -62,7 +63,8 @@ class pg_lease_lost : public pg_error {
 };
 
 /// The schema version this build creates and reads.
-inline constexpr std::int64_t pg_schema_version = 1;
+/// Version 1: partitions, leases, states, outbox; 2: the events table (pg_read_events).
+inline constexpr std::int64_t pg_schema_version = 2;
 
 /// The partition of a contact id: XXH3-64 of its bytes modulo `partitions` (the same on every
 /// machine, as nudge.distributed's partition_of).
@@ -74,6 +76,15 @@ std::uint32_t pg_partition_of(std::string_view id, std::uint32_t partitions);
 /// count differs (contacts would change partition) or whose version is newer than this build's.
 /// @throws pg_error
 std::string pg_init(const std::string& url, std::uint32_t partitions);
+
+/// The rows of the events table `nudge_events(seq, ts, contact, type, key, value)` that hosts
+/// insert into, in `seq` order, read as the same columns of an events CSV file would be (the
+/// reader's checks; `options.format` is ignored). A problem names `name` and the row's seq
+/// ("nudge_events: row seq 12: ..."). Rows become visible in `seq` order (a trigger serialises the
+/// inserting transactions), so a row's index in this list never changes.
+/// @throws pg_error, read_error
+std::vector<event> pg_read_events(const std::string& url, const std::string& name,
+                                  event_read_options options = {});
 
 struct pg_options {
   /// This worker's name in the lease table (default: host:pid).

@@ -55,6 +55,26 @@ CREATE TABLE nudge_outbox(
   delivered_at timestamptz);
 CREATE INDEX nudge_outbox_undelivered ON nudge_outbox(seq) WHERE delivered_at IS NULL;
 )sql",
+    // 1 -> 2: the events table hosts insert into (nudge run --pg --events-table). Its order is
+    // `seq`; a statement-level trigger takes a lock held until the inserting transaction ends,
+    // before the statement draws its sequence numbers, so rows become visible in `seq` order:
+    // a worker that read up to seq N never sees a row below N appear later.
+    R"sql(
+CREATE TABLE nudge_events(
+  seq bigserial PRIMARY KEY,
+  ts text NOT NULL,
+  contact text NOT NULL,
+  type text NOT NULL,
+  key text,
+  value text);
+CREATE FUNCTION nudge_events_in_order() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_advisory_xact_lock(7238146587022);
+  RETURN NULL;
+END $$;
+CREATE TRIGGER nudge_events_in_order BEFORE INSERT ON nudge_events
+  FOR EACH STATEMENT EXECUTE FUNCTION nudge_events_in_order();
+)sql",
 };
 static_assert(std::size(migrations) == pg_schema_version);
 

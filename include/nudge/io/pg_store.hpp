@@ -125,13 +125,13 @@ struct pg_outbox_entry {
 
 /// A nudge::store over PostgreSQL for one worker, and the worker's leases and batches.
 ///
-/// Tables (schema version 1; prefixed nudge_ so they can share a database): nudge_meta (schema
+/// Tables (schema version 2; prefixed nudge_ so they can share a database): nudge_meta (schema
 /// version, partitions, program fingerprint, rules), nudge_leases(part, owner, generation,
 /// expires_at), nudge_workers(id, expires_at) (live workers, for balancing), nudge_progress(part,
 /// next_event, now, contacts_loaded, engine) (a partition's position, time and statistics),
 /// nudge_contacts(id, part, next_due, state) (state: the SQLite store's record codec, indexed
 /// on (part, next_due)), nudge_outbox(seq, idempotency_key UNIQUE, part, ts, contact, rule,
-/// action, arg, delivered_at).
+/// action, arg, delivered_at), nudge_events(seq, ts, contact, type, key, value) (pg_read_events).
 ///
 /// As a nudge::store it serves the engine evaluating one partition of the open batch: load and
 /// due read what the batch fetched for that partition in one query (the events' contacts and

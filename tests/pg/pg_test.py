@@ -262,6 +262,12 @@ def run_all(a, server, rng):
                    "the database belongs to another rule program (fingerprint ",
                    "a database made for other rules")
 
+    def check_stats(url, what):
+        r = subprocess.run([nudge, "pg", "stats", url, "--rules", rules], capture_output=True,
+                           text=True, check=True)
+        check(rule_table(r.stderr) == reference_stats,
+              f"{what}: statistics differ:\n{r.stderr}\nreplay:\n" + "\n".join(reference_stats))
+
     # 3. Four workers, one SIGKILLed at random moments.
     kills = 0
     episode = 0
@@ -297,11 +303,7 @@ def run_all(a, server, rng):
         for f in logs:
             f.close()
         check_outbox(nudge, url, reference, f"episode {episode}")
-        r = subprocess.run([nudge, "pg", "stats", url, "--rules", rules], capture_output=True,
-                           text=True, check=True)
-        check(rule_table(r.stderr) == reference_stats,
-              f"episode {episode}: statistics differ:\n{r.stderr}\nreplay:\n"
-              + "\n".join(reference_stats))
+        check_stats(url, f"episode {episode}")
         print(f"episode {episode}: {kills_here} kills, {time.monotonic() - started:.1f} s; the "
               f"outbox equals the replay ({len(reference)} actions), statistics equal")
 
@@ -341,6 +343,7 @@ def run_all(a, server, rng):
     check(why, f"the resumed worker does not say why it committed nothing:\n{text}")
     check(f"worker paused: {before} batches committed" in text, f"its summary:\n{after}")
     check_outbox(nudge, url, reference, "the pause")
+    check_stats(url, "the pause")
     reason = "fenced: lease lost" if "lost its lease" in text else "its session was ended"
     print(f"paused worker: {before} batches before SIGSTOP, none after SIGCONT ({reason}); "
           f"the outbox equals the replay")
@@ -359,6 +362,7 @@ def run_all(a, server, rng):
         _, err = w.communicate(timeout=120)
         check(w.returncode == 0, f"a worker on the events table failed: {err}")
     check_outbox(nudge, url, reference, "the events table")
+    check_stats(url, "the events table")
     print("events table: 2 workers, the outbox equals the replay")
     bad = server.fresh("bad_table")
     subprocess.run([nudge, "pg", "init", bad, "--partitions", "4"], check=True,

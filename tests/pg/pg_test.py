@@ -42,7 +42,8 @@ class Server:
     """A throwaway PostgreSQL server on a Unix socket in a temporary directory."""
 
     def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="nudge-pg-")
+        # Under /tmp: the socket path must fit in 107 bytes, whatever TMPDIR is.
+        self.dir = tempfile.mkdtemp(prefix="nudge-pg-", dir="/tmp")
         self.as_user = []
         if os.geteuid() == 0:
             # The server refuses to run as root: the directory and the server are postgres's.

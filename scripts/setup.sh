@@ -12,6 +12,7 @@ packages=(
   libcli11-dev libsimdjson-dev libsqlite3-dev libxxhash-dev zlib1g-dev python3-pandas
   python3-matplotlib python3-nbclient python3-ipykernel
   libcurl4-openssl-dev
+  libpq-dev postgresql-15
   libhowardhinnant-date-dev tzdata
   python3-jsonschema graphviz
   python3-distributed python3-dask

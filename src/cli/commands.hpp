@@ -94,12 +94,27 @@ struct run_args {
   std::string tick = "10s";          ///< --follow: advance the clock at least this often
   std::string lag = "0s";            ///< --follow: keep the clock this far behind the wall clock
   bool tick_given = false, lag_given = false;
-  bool outbox_only = false;  ///< --outbox-only: leave the actions in the outbox (nudge deliver)
+  bool outbox_only = false;   ///< --outbox-only: leave the actions in the outbox (nudge deliver)
+  std::string pg;             ///< --pg URL: the PostgreSQL store instead of --db (pg.cpp)
+  std::string worker_id;      ///< --worker-id: this worker's name in the lease table
+  std::string lease = "10s";  ///< --lease: how long a partition lease lasts unrenewed
+  bool events_table = false;  ///< --events-table: with --pg, events from nudge_events
 };
 
 /// Processes the events the database has not seen yet, in batches, each committed with the
 /// file position it reached; delivers actions by appending them as CSV lines to `out`.
 int run_live(const run_args& args);
+
+/// nudge run --pg: one worker of many on a PostgreSQL database (pg.cpp).
+int run_live_pg(const run_args& args);
+/// nudge pg init URL: creates or migrates the schema with `partitions` partitions.
+int run_pg_init(const std::string& url, std::uint32_t partitions);
+/// nudge outbox --pg URL: claims, prints and marks delivered up to `claim` actions (0: all).
+int run_outbox_pg(const std::string& url, std::size_t claim);
+/// nudge pg stats URL --rules R: the per-rule statistics summed over the partitions.
+int run_pg_stats(const std::string& url, const std::string& rules);
+/// The per-rule table of nudge replay --stats, on standard error (replay.cpp).
+void print_stats(const std::vector<nudge::rule_stats>& stats);
 
 /// Prints the undelivered actions of a database as CSV.
 int run_outbox(const std::string& db);

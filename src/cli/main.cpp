@@ -29,6 +29,12 @@
 
 namespace {
 
+#ifdef NUDGE_HAVE_PG
+constexpr const char* NUDGE_PG_OPTION = " (or --pg URL)";
+#else
+constexpr const char* NUDGE_PG_OPTION = "";
+#endif
+
 using nudge_cli::exit_input;
 using nudge_cli::exit_usage;
 
@@ -95,12 +101,25 @@ int main(int argc, char** argv) {
   nudge_cli::run_args run_args;
   auto* run = app.add_subcommand(
       "run", "Live mode: process the events a database has not seen yet (docs/live.md)");
-  run->add_option("--db", run_args.db, "State database (SQLite; created if missing)")->required();
+  run->add_option("--db", run_args.db, "State database (SQLite; created if missing)");
+#ifdef NUDGE_HAVE_PG
+  run->add_option("--pg", run_args.pg,
+                  "Instead of --db: a PostgreSQL database (libpq URL) shared by many workers, "
+                  "made by nudge pg init (docs/live.md, \"Many processes: PostgreSQL\")");
+  run->add_option("--worker-id", run_args.worker_id,
+                  "With --pg: this worker's name in the lease table (default: host:pid)");
+  run->add_option("--lease", run_args.lease,
+                  "With --pg: how long a partition lease lasts unrenewed (default 10s)");
+#endif
   run->add_option("--rules", run_args.rules, "Rule file (JSON)")->required();
   run->add_option("--events", run_args.events,
                   "Events (.csv or .jsonl), appended over time; with --follow, - reads standard "
-                  "input (spooled to STATE.db.stdin.csv)")
-      ->required();
+                  "input (spooled to STATE.db.stdin.csv)");
+#ifdef NUDGE_HAVE_PG
+  run->add_flag("--events-table", run_args.events_table,
+                "With --pg, instead of --events: the rows hosts inserted into the database's "
+                "nudge_events table (ts, contact, type, key, value), in seq order");
+#endif
   run->add_option("--contacts", run_args.contacts, "Contacts, loaded on the first run");
   run->add_option("--until", run_args.until,
                   "Process events up to this time and fire timers due by then (default: the "
@@ -202,7 +221,27 @@ int main(int argc, char** argv) {
   std::string outbox_db;
   bool outbox_dead = false;
   auto* outbox = app.add_subcommand("outbox", "List the undelivered actions of a database as CSV");
-  outbox->add_option("--db", outbox_db, "State database written by nudge run")->required();
+  outbox->add_option("--db", outbox_db, "State database written by nudge run");
+#ifdef NUDGE_HAVE_PG
+  std::string outbox_pg;
+  std::size_t outbox_claim = 0;
+  outbox->add_option("--pg", outbox_pg,
+                     "Instead of --db: claim the undelivered actions of a PostgreSQL database "
+                     "(SKIP LOCKED), print them and mark them delivered");
+  outbox->add_option("--claim", outbox_claim, "With --pg: claim at most N actions (default: all)");
+  std::string pg_url, pg_rules;
+  std::uint32_t pg_partitions = 64;
+  auto* pg = app.add_subcommand("pg", "PostgreSQL databases for nudge run --pg (docs/live.md)");
+  pg->require_subcommand(1);
+  auto* pg_init = pg->add_subcommand("init", "Create (or migrate) the schema");
+  pg_init->add_option("URL", pg_url, "libpq URL, e.g. postgresql:///shop")->required();
+  pg_init->add_option("--partitions", pg_partitions,
+                      "Partitions the contacts hash into (fixed at creation; default 64)");
+  auto* pg_stats = pg->add_subcommand(
+      "stats", "Per-rule statistics summed over the partitions (as nudge replay --stats)");
+  pg_stats->add_option("URL", pg_url, "libpq URL")->required();
+  pg_stats->add_option("--rules", pg_rules, "The rule file the database runs")->required();
+#endif
   outbox->add_flag("--dead", outbox_dead,
                    "List the dead letters instead: the actions nudge deliver gave up on");
   nudge_cli::deliver_args deliver_args;
@@ -234,7 +273,39 @@ int main(int argc, char** argv) {
       return nudge_cli::run_check(check_path);
     }
     if (run->parsed()) {
+      if (run_args.events_table && run_args.pg.empty()) {
+        fmt::print(stderr, "--events-table needs --pg\n");
+        return exit_usage;
+      }
+      if (run_args.events.empty() && !run_args.events_table) {
+        fmt::print(stderr, "--events is required\n");
+        return exit_usage;
+      }
+#ifdef NUDGE_HAVE_PG
+      if (!run_args.pg.empty()) {
+        return nudge_cli::run_live_pg(run_args);
+      }
+#endif
+      if (run_args.db.empty()) {
+        fmt::print(stderr, "--db is required{}\n", NUDGE_PG_OPTION);
+        return exit_usage;
+      }
       return nudge_cli::run_live(run_args);
+    }
+#ifdef NUDGE_HAVE_PG
+    if (pg_init->parsed()) {
+      return nudge_cli::run_pg_init(pg_url, pg_partitions);
+    }
+    if (pg_stats->parsed()) {
+      return nudge_cli::run_pg_stats(pg_url, pg_rules);
+    }
+    if (outbox->parsed() && !outbox_pg.empty()) {
+      return nudge_cli::run_outbox_pg(outbox_pg, outbox_claim);
+    }
+#endif
+    if (outbox->parsed() && outbox_db.empty()) {
+      fmt::print(stderr, "--db is required{}\n", NUDGE_PG_OPTION);
+      return exit_usage;
     }
     if (db_check->parsed()) {
       return nudge_cli::run_db_check(db_check_path);

@@ -78,8 +78,11 @@ std::uint64_t deferred(const nudge::delivery_counts& d) {
   return d.deferred_cap + d.deferred_hours;
 }
 
+}  // namespace
+
 // Per rule; "dropped" and "deferred" are the delivery policy's, as for workflows below (no
-// consent + capped + off hours; each postponement by a cap or the hours counts).
+// consent + capped + off hours; each postponement by a cap or the hours counts). Outside the
+// anonymous namespace: nudge pg stats prints the same table (pg.cpp).
 void print_stats(const std::vector<nudge::rule_stats>& stats) {
   std::size_t width = 4;
   for (const auto& s : stats) {
@@ -94,6 +97,8 @@ void print_stats(const std::vector<nudge::rule_stats>& stats) {
                time_or_dash(s.first), time_or_dash(s.last));
   }
 }
+
+namespace {
 
 // Per workflow, then per step: "entered" is runs started (reached, for a step); "inside" is runs
 // inside now (waiting at the step, for a step); "dropped" and "deferred" are the delivery

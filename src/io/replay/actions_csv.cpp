@@ -49,7 +49,7 @@ std::uint32_t load4(const char* p) noexcept {
 
 // Copies `f` to `o` and says whether it may need quotes, eight bytes at a time: one pass over
 // the field instead of a scan for the four specials and then a copy.
-bool copy_field(char* o, std::string_view f) noexcept {
+[[gnu::always_inline]] inline bool copy_field(char* o, std::string_view f) noexcept {
   const char* s = f.data();
   const std::size_t n = f.size();
   if (n >= 8) {
@@ -84,7 +84,7 @@ bool copy_field(char* o, std::string_view f) noexcept {
 
 // Writes `f` at `o` as one CSV field, quoted if it must be (nudge/io/csv.hpp); returns its end.
 // `o` has room for 2 * f.size() + 2 bytes.
-char* put_field(char* o, std::string_view f) {
+[[gnu::always_inline]] inline char* put_field(char* o, std::string_view f) {
   if (!copy_field(o, f) || !csv_needs_quotes(f)) [[likely]] {
     return o + f.size();
   }
@@ -99,6 +99,26 @@ constexpr char two_digits[] =
 char* put2(char* o, unsigned v) noexcept {
   std::memcpy(o, two_digits + 2 * v, 2);
   return o + 2;
+}
+
+// The epoch seconds as to_chars writes them; a time of ten digits (2001 to 2286) two digits at
+// a time, without counting them first (to_chars took 140 instructions a line).
+char* put_epoch(char* o, time_point t) noexcept {
+  const std::int64_t s = to_epoch(t);
+  if (s < 1'000'000'000 || s > 9'999'999'999) [[unlikely]] {
+    return std::to_chars(o, o + 24, s).ptr;
+  }
+  // Two digits, then eight in 32-bit arithmetic (cheaper divisions by constants).
+  const auto v = static_cast<std::uint64_t>(s);
+  const auto high = static_cast<std::uint32_t>(v / 100'000'000);
+  const auto low = static_cast<std::uint32_t>(v % 100'000'000);
+  const std::uint32_t a = low / 10'000, b = low % 10'000;
+  std::memcpy(o, two_digits + 2 * high, 2);
+  std::memcpy(o + 2, two_digits + 2 * (a / 100), 2);
+  std::memcpy(o + 4, two_digits + 2 * (a % 100), 2);
+  std::memcpy(o + 6, two_digits + 2 * (b / 100), 2);
+  std::memcpy(o + 8, two_digits + 2 * (b % 100), 2);
+  return o + 10;
 }
 
 // format_time's "YYYY-MM-DDTHH:MM:SSZ" for an instant in its range, the date part kept from the
@@ -174,7 +194,7 @@ void actions_csv_writer::write(std::span<const due_action> actions) {
     }
     char* o = buf_.get() + used;
     if (format_ == time_format::epoch) {
-      o = std::to_chars(o, o + 24, to_epoch(a.ts)).ptr;
+      o = put_epoch(o, a.ts);
     } else if (a.ts >= min_time && a.ts <= max_time) [[likely]] {
       o = iso.put(o, a.ts);
     } else {

@@ -71,6 +71,7 @@ struct event_reader::impl {
   int col_lat = -1, col_lon = -1;  // the location props (docs/rules.md, "Location")
   std::size_t columns = 0;
   std::vector<std::pair<std::size_t, std::string>> prop_columns;
+  std::vector<std::pair<int, const char*>> location_columns;  // lat and lon, if present
   std::vector<std::string_view> fields;
   std::vector<std::string> storage;
   // The fast path's splitter, and the fields it splits a line into.
@@ -263,6 +264,11 @@ struct event_reader::impl {
       }
       *slot = static_cast<int>(i);
     }
+    for (auto [col, name] : {std::pair{col_lat, "lat"}, std::pair{col_lon, "lon"}}) {
+      if (col >= 0) {
+        location_columns.emplace_back(col, name);
+      }
+    }
     for (auto [col, name] : {std::pair{col_ts, "ts"}, std::pair{col_contact, "contact"},
                              std::pair{col_type, "type"}}) {
       if (col < 0) {
@@ -355,8 +361,10 @@ struct event_reader::impl {
     return true;
   }
 
-  // `row`: the line's fields if next_csv_record split it, else empty (split here).
-  bool parse_csv(std::string_view line, std::span<const std::string_view> row, event& e) {
+  // `row`: the line's fields if next_csv_record split it, else empty (split here). Inlined into
+  // read(), its one caller.
+  [[gnu::always_inline]] bool parse_csv(std::string_view line,
+                                        std::span<const std::string_view> row, event& e) {
     if (!valid_text(line)) {
       return false;
     }
@@ -393,8 +401,8 @@ struct event_reader::impl {
         e.props.insert_or_assign("value", d);
       }
     }
-    for (const auto& [col, name] : {std::pair{col_lat, "lat"}, std::pair{col_lon, "lon"}}) {
-      const std::string_view v = col >= 0 ? row[static_cast<std::size_t>(col)] : "";
+    for (const auto& [col, name] : location_columns) {
+      const std::string_view v = row[static_cast<std::size_t>(col)];
       if (!v.empty()) {
         double d;
         if (!parse_decimal(v, d, name, reason)) {

@@ -318,10 +318,17 @@ inline bool parse_ts(std::string_view text, time_point& out, std::string& reason
       std::memcpy(&w, text.data(), 8);
       bool digits = eight_digits(w);
       std::uint64_t v = eight_digits_value(w);
-      for (const char c : text.substr(8)) {
-        const auto d = static_cast<std::uint64_t>(static_cast<unsigned char>(c)) - '0';
-        digits &= d <= 9;
-        v = v * 10 + d;  // unsigned: a non-digit may wrap it, harmlessly (it is then unused)
+      if (text.size() == 10) {  // epoch seconds from 2001 to 2286: the last two without a loop
+        const auto d1 = static_cast<std::uint64_t>(static_cast<unsigned char>(text[8])) - '0';
+        const auto d2 = static_cast<std::uint64_t>(static_cast<unsigned char>(text[9])) - '0';
+        digits &= (d1 <= 9) & (d2 <= 9);
+        v = v * 100 + d1 * 10 + d2;
+      } else {
+        for (const char c : text.substr(8)) {
+          const auto d = static_cast<std::uint64_t>(static_cast<unsigned char>(c)) - '0';
+          digits &= d <= 9;
+          v = v * 10 + d;  // unsigned: a non-digit may wrap it, harmlessly (it is then unused)
+        }
       }
       if (digits) [[likely]] {
         out = from_epoch(static_cast<std::int64_t>(v));

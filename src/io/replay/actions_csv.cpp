@@ -178,10 +178,11 @@ void actions_csv_writer::write(std::span<const due_action> actions) {
   std::size_t used = 0;
   for (const auto& a : actions) {
     const std::string_view action = a.action();
-    // The longest the line can be: every field quoted with every byte doubled, a time of at
-    // most 20 bytes, the separators.
+    // The longest the line can be: a time of at most 20 bytes (24: put_epoch's room), four
+    // fields quoted with every byte doubled (rule/step as one), four commas, the line break.
     const std::size_t most =
-        32 + 2 * (a.contact.size() + a.rule.size() + a.step.size() + action.size() + a.arg.size());
+        24 + 4 * 2 + 5 +
+        2 * (a.contact.size() + a.rule.size() + 1 + a.step.size() + action.size() + a.arg.size());
     if (capacity_ - used < most) {
       if (used > 0) {
         out_.write(buf_.get(), static_cast<std::streamsize>(used));

@@ -661,3 +661,102 @@ TEST_CASE("read_events: a file is read a window at a time, records across window
   }
   CHECK(n > 60000);  // the CSV spans two windows and more
 }
+
+// The readers split a line without quotes from 64-byte bit masks (plain_splitter), and hand
+// any other record to split_csv: lines of every length, across block boundaries, with CRLF, and
+// quoted or over-wide lines between them, read as written.
+TEST_CASE("read_events: plain and quoted lines of every length, across 64-byte blocks",
+          "[read_events][csv]") {
+  std::string text = "ts,contact,type,key,value,note\n";
+  std::vector<nudge::event> expected;
+  for (int i = 0; i < 400; ++i) {
+    nudge::event e{.contact = fmt::format("c{}", i % 37),
+                   .type = i % 4 == 0 ? "purchase" : "page_view",
+                   .ts = nudge::from_epoch(1704067200 + i),
+                   .key = std::string(static_cast<std::size_t>(i % 150), 'k') + std::to_string(i)};
+    std::string key = e.key;
+    if (i % 7 == 3) {  // a quoted field: the record takes split_csv's way
+      e.key += ",x";
+      key = "\"" + e.key + "\"";
+    }
+    std::string value;
+    if (i % 5 == 0) {
+      value = fmt::format("{}.{:02}", i, i % 100);
+      e.props["value"] = static_cast<double>(i) + (i % 100) / 100.0;
+    }
+    std::string note;
+    if (i % 6 == 0) {
+      note = std::to_string(i);
+      e.props["note"] = std::int64_t{i};
+    }
+    text += fmt::format("{},{},{},{},{},{}{}", nudge::to_epoch(e.ts), e.contact, e.type, key, value,
+                        note, i % 3 == 0 ? "\r\n" : "\n");
+    if (i % 50 == 0) {
+      text += "\n";  // a blank line
+    }
+    expected.push_back(std::move(e));
+  }
+  text += "1704070000,c1,page_view,last,,";  // no line break at the end
+  expected.push_back(
+      {.contact = "c1", .type = "page_view", .ts = nudge::from_epoch(1704070000), .key = "last"});
+  event_reader reader{text, file_format::csv, "events.csv"};
+  const auto events = read_all(reader, 17);
+  REQUIRE(events.size() == expected.size());
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    INFO("event " << i);
+    CHECK(events[i] == expected[i]);
+  }
+  // More fields than the header on a line longer than a block, and fewer.
+  CHECK(error_of("ts,contact,type\n1,c1,signup" + std::string(70, ',') + "\n") ==
+        "events.csv:2: expected 3 fields, got 73");
+  CHECK(error_of("ts,contact,type,key\n1,c1," + std::string(100, 'x') + "\n") ==
+        "events.csv:2: expected 4 fields, got 3");
+}
+
+// read() assigns over the events the vector holds: nothing of a reused event stays behind.
+TEST_CASE("read_events: events reused from an earlier batch keep no key or props",
+          "[read_events]") {
+  std::vector<nudge::event> batch;
+  event_reader first{"ts,contact,type,key,value,note\n1,c1,purchase,o1,9.5,x\n2,c2,cart,k2,1,y\n",
+                     file_format::csv, "a.csv"};
+  REQUIRE(first.read(batch, 10));
+  REQUIRE(batch.size() == 2);
+  event_reader second{"ts,contact,type\n3,c3,signup\n", file_format::csv, "b.csv"};
+  REQUIRE(second.read(batch, 10));
+  REQUIRE(batch.size() == 1);
+  CHECK(batch[0] == nudge::event{.contact = "c3", .type = "signup", .ts = nudge::from_epoch(3)});
+  REQUIRE(first.read(batch, 10) == false);
+  CHECK(batch.empty());
+
+  batch.assign(3,
+               nudge::event{.contact = "old", .type = "cart", .key = "k", .props = {{"a", 1.0}}});
+  event_reader jsonl{R"({"ts": 4, "contact": "c4", "type": "signup"})"
+                     "\n",
+                     file_format::jsonl, "c.jsonl"};
+  REQUIRE(jsonl.read(batch, 10));
+  REQUIRE(batch.size() == 1);
+  CHECK(batch[0] == nudge::event{.contact = "c4", .type = "signup", .ts = nudge::from_epoch(4)});
+}
+
+TEST_CASE("read_contacts: detail columns in any order become the same details",
+          "[read_events][contacts]") {
+  auto contacts = nudge::parse_contacts(
+      "zeta,contact,alpha,mid\n"
+      "z1,c1,a1,m1\r\n"
+      ",c2,a2,\n"
+      "z3,\"c,3\",,m3\n",
+      file_format::csv, "contacts.csv");
+  REQUIRE(contacts.size() == 3);
+  nudge::contact c1{.id = "c1"};
+  c1.details["zeta"] = std::string{"z1"};
+  c1.details["alpha"] = std::string{"a1"};
+  c1.details["mid"] = std::string{"m1"};
+  CHECK(contacts[0] == c1);
+  nudge::contact c2{.id = "c2"};
+  c2.details["alpha"] = std::string{"a2"};
+  CHECK(contacts[1] == c2);
+  nudge::contact c3{.id = "c,3"};
+  c3.details["zeta"] = std::string{"z3"};
+  c3.details["mid"] = std::string{"m3"};
+  CHECK(contacts[2] == c3);
+}

@@ -1,5 +1,6 @@
 #include <cstdint>
 #include <cstdio>
+#include <iterator>
 #include <memory>
 #include <span>
 #include <sstream>
@@ -9,6 +10,7 @@
 #include <catch2/catch.hpp>
 
 #include <nudge/engine.hpp>
+#include <nudge/io/csv.hpp>
 #include <nudge/io/replay.hpp>
 #include <nudge/rule.hpp>
 
@@ -250,4 +252,53 @@ TEST_CASE("write_actions_csv: fields with commas, quotes and line breaks are quo
         "1704103200,\"Smith, John\",hello,send_email,\"hi, there\"\n"
         "1704103200,\"two\nlines\",\"wf,1/s1\",send_sms,\"say \"\"hi\"\"\"\n"
         "1704103201,plain,hello,send_email,x\n");
+}
+
+// The writer formats lines into one buffer of a MiB: lines of every field length (eight-byte
+// words and their tails, quoted or not), times in both formats and both ranges of put_epoch,
+// and one line longer than the buffer, come out as write_csv_field and format_time make them.
+TEST_CASE("write_actions_csv: every field length, both time formats, a line past the buffer",
+          "[replay][output]") {
+  std::vector<std::string> texts;
+  for (std::size_t n = 0; n < 40; ++n) {
+    texts.push_back(std::string(n, 'a'));
+    texts.push_back(std::string(n, 'b') + (n % 3 == 0 ? "," : n % 3 == 1 ? "\"" : " "));
+  }
+  texts.push_back(std::string(std::size_t{3} << 20, '"'));  // 6 MiB once quoted
+  std::vector<std::string> rules;                           // the actions' views point here
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    rules.push_back(texts[(i + 1) % texts.size()].substr(0, 50));
+  }
+  std::vector<nudge::due_action> actions;
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    nudge::due_action a;
+    a.contact = texts[i];
+    a.ts = nudge::from_epoch(i % 2 == 0 ? 1704103200 + static_cast<std::int64_t>(i) * 86399
+                                        : -86400 * static_cast<std::int64_t>(i));
+    a.rule = rules[i];
+    a.step = i % 4 == 0 ? std::string_view{texts[i % 10]} : std::string_view{};
+    a.arg = texts[(i + 7) % texts.size()];
+    actions.push_back(a);
+  }
+  for (const auto format : {nudge::time_format::epoch, nudge::time_format::iso}) {
+    std::string expected = "ts,contact,rule,action,arg\n";
+    for (const auto& a : actions) {
+      expected += format == nudge::time_format::epoch ? std::to_string(nudge::to_epoch(a.ts))
+                                                      : nudge::format_time(a.ts);
+      expected += ',';
+      nudge::write_csv_field(std::back_inserter(expected), a.contact);
+      expected += ',';
+      nudge::write_csv_field(std::back_inserter(expected),
+                             a.from_workflow() ? std::string{a.rule} + "/" + std::string{a.step}
+                                               : std::string{a.rule});
+      expected += ',';
+      nudge::write_csv_field(std::back_inserter(expected), a.action());
+      expected += ',';
+      nudge::write_csv_field(std::back_inserter(expected), a.arg);
+      expected += '\n';
+    }
+    std::ostringstream out;
+    nudge::write_actions_csv(out, actions, format);
+    CHECK(out.str() == expected);
+  }
 }

@@ -172,7 +172,8 @@ class event_reader {
   event_reader(event_reader&&) noexcept;
   event_reader& operator=(event_reader&&) noexcept;
 
-  /// Clears `out` and fills it with up to `max_events` accepted events, in file order.
+  /// Clears `out` and fills it with up to `max_events` accepted events, in file order (the
+  /// events `out` held are assigned over: their strings' buffers are reused).
   /// Returns false when nothing was left to read (`out` is then empty).
   /// @throws read_error for a refused line when no reject handler is set (or what it throws).
   bool read(std::vector<event>& out, std::size_t max_events);

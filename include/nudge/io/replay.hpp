@@ -182,6 +182,8 @@ class actions_csv_writer {
  private:
   std::ostream& out_;
   time_format format_;
+  std::unique_ptr<char[]> buf_;  ///< lines formatted here, written to out_ a MiB at a time
+  std::size_t capacity_ = 0;
 };
 
 }  // namespace nudge

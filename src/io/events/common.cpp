@@ -284,7 +284,7 @@ std::string problem_text(std::string_view line, const input_limits& limits) {
                        text.size() <= 64 ? std::string{text} : quote(text), input_range_text);
 }
 
-bool parse_ts(std::string_view text, time_point& out, std::string& reason) {
+bool parse_ts_general(std::string_view text, time_point& out, std::string& reason) {
   std::int64_t v = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
   if (ec == std::errc{} && end == text.data() + text.size()) [[likely]] {
@@ -309,7 +309,8 @@ bool parse_ts(std::string_view text, time_point& out, std::string& reason) {
   return false;
 }
 
-bool parse_decimal(std::string_view text, double& out, std::string_view what, std::string& reason) {
+bool parse_decimal_general(std::string_view text, double& out, std::string_view what,
+                           std::string& reason) {
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
   if (end != text.data() + text.size() ||
       (ec != std::errc{} && ec != std::errc::result_out_of_range)) {

@@ -1,6 +1,7 @@
 // Event logs (event_reader, read_events): CSV and JSON Lines, one line at a time, checked as
 // docs/rules.md says.
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <optional>
 #include <utility>
@@ -23,6 +24,34 @@ namespace {
 // Bytes of a file read at a time: large enough that refills cost nothing measurable, small
 // enough that a replay's memory is its contacts', not its log's.
 constexpr std::size_t window_bytes = std::size_t{4} << 20;
+
+// A text of up to 16 bytes as its size and two words that hold all of its bytes (loads that
+// overlap, in the middle for 9 to 15 bytes), so that two such texts are equal exactly when
+// their text_words are; a longer text gets the words of its first 16 bytes and never compares
+// equal to a short one's.
+struct text_words {
+  static constexpr std::size_t max_size = 16;
+  std::uint64_t size = 0, head = 0, tail = 0;
+
+  explicit text_words(std::string_view s) noexcept : size(s.size()) {
+    const char* p = s.data();
+    const std::size_t n = std::min(s.size(), max_size);
+    if (n >= 8) {
+      std::memcpy(&head, p, 8);
+      std::memcpy(&tail, p + n - 8, 8);
+    } else if (n >= 4) {
+      std::uint32_t a = 0, b = 0;
+      std::memcpy(&a, p, 4);
+      std::memcpy(&b, p + n - 4, 4);
+      head = a | (std::uint64_t{b} << 32);
+    } else {
+      for (std::size_t i = 0; i < n; ++i) {
+        head |= std::uint64_t{static_cast<unsigned char>(p[i])} << (8 * i);
+      }
+    }
+  }
+  friend bool operator==(const text_words&, const text_words&) = default;
+};
 }  // namespace
 
 // ---- events ------------------------------------------------------------------------------------
@@ -42,12 +71,23 @@ struct event_reader::impl {
   int col_lat = -1, col_lon = -1;  // the location props (docs/rules.md, "Location")
   std::size_t columns = 0;
   std::vector<std::pair<std::size_t, std::string>> prop_columns;
+  std::vector<std::pair<int, const char*>> location_columns;  // lat and lon, if present
   std::vector<std::string_view> fields;
   std::vector<std::string> storage;
+  // The fast path's splitter, and the fields it splits a line into.
+  plain_splitter splitter;
+  std::vector<std::string_view> cells;
 
   // Event types seen so far and whether the program knows them: a handful of distinct types,
-  // so a linear scan beats hashing each event's type.
-  std::vector<std::pair<std::string, bool>> type_cache;
+  // so a linear scan beats hashing each event's type. A name of up to 16 bytes is compared as
+  // its size and two words (text_words), inline: a memcmp call per entry cost 70 instructions
+  // a line.
+  struct known_type {
+    std::string name;
+    text_words words;
+    bool known = false;
+  };
+  std::vector<known_type> type_cache;
 
   od::parser parser;
   std::string reason;
@@ -134,6 +174,7 @@ struct event_reader::impl {
     cursor.begin = buf.data();
     cursor.pos = buf.data();
     cursor.end = buf.data() + size;
+    splitter.reset();
     check_window_utf8();
     return more;
   }
@@ -154,6 +195,25 @@ struct event_reader::impl {
     }
   }
 
+  // The next CSV record. A line without quotes is split here in the same pass that finds its
+  // end (`row` then holds its fields); any other goes through next_record (`row` empty).
+  bool next_csv_record(std::string_view& line, std::span<const std::string_view>& row) {
+    const char* line_end = nullptr;
+    const char* next = nullptr;
+    const std::size_t n = splitter.split(cursor.pos, cursor.end, options.limits.max_line_bytes,
+                                         columns, cells, line_end, next);
+    if (n == 0) {
+      row = {};
+      return next_record(line);
+    }
+    line = std::string_view{cursor.pos, static_cast<std::size_t>(line_end - cursor.pos)};
+    cursor.line = ++cursor.lines_done;
+    cursor.pos = next;
+    cursor.at_end_unterminated = false;
+    row = {cells.data(), n};
+    return true;
+  }
+
   [[noreturn]] void bad_header(std::string why, std::string_view text) {
     throw read_error({file, cursor.line, "bad header: " + why, problem_text(text, options.limits)});
   }
@@ -170,6 +230,7 @@ struct event_reader::impl {
       bad_header(reason, line);
     }
     columns = fields.size();
+    cells.resize(plain_splitter::cells_for(columns));
     detail::string_map<bool> seen;
     for (std::size_t i = 0; i < fields.size(); ++i) {
       const std::string_view name = fields[i];
@@ -203,6 +264,11 @@ struct event_reader::impl {
       }
       *slot = static_cast<int>(i);
     }
+    for (auto [col, name] : {std::pair{col_lat, "lat"}, std::pair{col_lon, "lon"}}) {
+      if (col >= 0) {
+        location_columns.emplace_back(col, name);
+      }
+    }
     for (auto [col, name] : {std::pair{col_ts, "ts"}, std::pair{col_contact, "contact"},
                              std::pair{col_type, "type"}}) {
       if (col < 0) {
@@ -221,24 +287,38 @@ struct event_reader::impl {
     options.on_reject(p);
   }
 
-  bool knows_type(std::string_view type) {
+  [[gnu::always_inline]] bool knows_type(std::string_view type) {
     if (options.program == nullptr) {
       return true;
     }
-    for (const auto& [name, known] : type_cache) {
-      if (name == type) {
-        return known;
+    if (type.size() <= text_words::max_size) [[likely]] {
+      const text_words words{type};
+      for (const auto& t : type_cache) {
+        if (t.words == words) {
+          return t.known;
+        }
+      }
+    }
+    return knows_type_slow(type);
+  }
+
+  // A name longer than 16 bytes, or the first of its type.
+  [[gnu::noinline]] bool knows_type_slow(std::string_view type) {
+    for (const auto& t : type_cache) {
+      if (t.name == type) {
+        return t.known;
       }
     }
     const bool known = options.program->knows_event_type(type);
     if (type_cache.size() < 32) {
-      type_cache.emplace_back(std::string{type}, known);
+      type_cache.push_back({std::string{type}, text_words{type}, known});
     }
     return known;
   }
 
-  // Checks shared by both formats, once the fields are parsed.
-  bool check(const event& e) {
+  // Checks shared by both formats, once the fields are parsed. Inlined: a call per line cost
+  // more than half of what it does.
+  [[gnu::always_inline]] bool check(const event& e) {
     if (e.contact.empty()) {
       reason = "empty contact id";
       return false;
@@ -281,30 +361,38 @@ struct event_reader::impl {
     return true;
   }
 
-  bool parse_csv(std::string_view line, event& e) {
+  // `row`: the line's fields if next_csv_record split it, else empty (split here). Inlined into
+  // read(), its one caller.
+  [[gnu::always_inline]] bool parse_csv(std::string_view line,
+                                        std::span<const std::string_view> row, event& e) {
     if (!valid_text(line)) {
       return false;
     }
-    if (!split_csv(line, fields, storage, reason)) {
-      if (options.one_line_records && reason == "unterminated quoted field") {
-        reason += " (here each record must fit on one line)";
+    if (row.empty()) {
+      if (!split_csv(line, fields, storage, reason)) {
+        if (options.one_line_records && reason == "unterminated quoted field") {
+          reason += " (here each record must fit on one line)";
+        }
+        return false;
       }
+      row = fields;
+    }
+    if (row.size() != columns) {
+      reason = fmt::format("expected {} fields, got {}", columns, row.size());
       return false;
     }
-    if (fields.size() != columns) {
-      reason = fmt::format("expected {} fields, got {}", columns, fields.size());
+    e.props.clear();  // a reused event's
+    if (!parse_ts(row[static_cast<std::size_t>(col_ts)], e.ts, reason)) {
       return false;
     }
-    if (!parse_ts(fields[static_cast<std::size_t>(col_ts)], e.ts, reason)) {
-      return false;
-    }
-    e.contact.assign(fields[static_cast<std::size_t>(col_contact)]);
-    e.type.assign(fields[static_cast<std::size_t>(col_type)]);
+    set_text(e.contact, row[static_cast<std::size_t>(col_contact)]);
+    set_text(e.type, row[static_cast<std::size_t>(col_type)]);
+    e.key.clear();
     if (col_key >= 0) {
-      e.key.assign(fields[static_cast<std::size_t>(col_key)]);
+      e.key.append(row[static_cast<std::size_t>(col_key)]);
     }
     if (col_value >= 0) {
-      const std::string_view v = fields[static_cast<std::size_t>(col_value)];
+      const std::string_view v = row[static_cast<std::size_t>(col_value)];
       if (!v.empty()) {
         double d;
         if (!parse_decimal(v, d, "value", reason)) {
@@ -313,8 +401,8 @@ struct event_reader::impl {
         e.props.insert_or_assign("value", d);
       }
     }
-    for (const auto& [col, name] : {std::pair{col_lat, "lat"}, std::pair{col_lon, "lon"}}) {
-      const std::string_view v = col >= 0 ? fields[static_cast<std::size_t>(col)] : "";
+    for (const auto& [col, name] : location_columns) {
+      const std::string_view v = row[static_cast<std::size_t>(col)];
       if (!v.empty()) {
         double d;
         if (!parse_decimal(v, d, name, reason)) {
@@ -324,7 +412,7 @@ struct event_reader::impl {
       }
     }
     for (const auto& [col, name] : prop_columns) {
-      const std::string_view v = fields[col];
+      const std::string_view v = row[col];
       if (v.empty()) {
         continue;  // an empty cell: the prop is absent, as an empty detail in a contacts file
       }
@@ -337,6 +425,8 @@ struct event_reader::impl {
   }
 
   bool parse_jsonl(std::string_view line, event& e) {
+    e.key.clear();  // a reused event's: both are optional (contact, type and ts are not)
+    e.props.clear();
     bool has_ts = false, has_contact = false, has_type = false;
     bool ok = for_each_member(
         parser, buf, cursor.offset_of(line), line, options.limits, reason,
@@ -386,28 +476,41 @@ struct event_reader::impl {
     return check(e);
   }
 
+  // The events `out` holds are reused, assigned over (their strings keep their buffers, no
+  // event is destroyed and made anew per line), and the rest dropped at the end.
   bool read(std::vector<event>& out, std::size_t max_events) {
-    out.clear();
     std::string_view line;
-    while (out.size() < max_events && next_record(line)) {
-      if (line.empty()) {
-        continue;
+    const bool csv = format == file_format::csv;
+    std::span<const std::string_view> row;
+    std::size_t n = 0;  // events accepted into `out`
+    try {
+      while (n < max_events && (csv ? next_csv_record(line, row) : next_record(line))) {
+        if (line.empty()) {
+          continue;
+        }
+        if (line_too_long(line, options.limits, reason)) {
+          refuse(line);
+          continue;
+        }
+        if (n == out.size()) {
+          out.emplace_back();
+        }
+        event& e = out[n];
+        const bool ok = csv ? parse_csv(line, row, e) : parse_jsonl(line, e);
+        if (!ok) {
+          refuse(line);  // its slot is reused by the next line
+          continue;
+        }
+        ++n;
+        last = e.ts;
+        ++accepted;
       }
-      if (line_too_long(line, options.limits, reason)) {
-        refuse(line);
-        continue;
-      }
-      event& e = out.emplace_back();
-      const bool ok = format == file_format::csv ? parse_csv(line, e) : parse_jsonl(line, e);
-      if (!ok) {
-        out.pop_back();
-        refuse(line);
-        continue;
-      }
-      last = e.ts;
-      ++accepted;
+    } catch (...) {
+      out.erase(out.begin() + static_cast<std::ptrdiff_t>(n), out.end());
+      throw;
     }
-    return !out.empty();
+    out.erase(out.begin() + static_cast<std::ptrdiff_t>(n), out.end());
+    return n > 0;
   }
 };
 

@@ -1,4 +1,4 @@
-// Replay of an event log through a fresh engine, and the actions CSV writer.
+// Replay of an event log through a fresh engine (the actions CSV writer: actions_csv.cpp).
 #include <algorithm>
 #include <fstream>
 #include <optional>
@@ -6,11 +6,8 @@
 #include <span>
 #include <utility>
 
-#include <fmt/format.h>
-
 #include <nudge/detail/compiled.hpp>
 #include <nudge/engine.hpp>
-#include <nudge/io/csv.hpp>
 #include <nudge/io/replay.hpp>
 #include <nudge/memory_store.hpp>
 
@@ -241,67 +238,6 @@ replay_result replay(engine& eng, const std::string& events_path, const replay_o
     options.on_finished(eng);
   }
   return result;
-}
-
-void write_actions_csv(std::ostream& out, std::span<const due_action> actions, time_format format) {
-  actions_csv_writer writer{out, format};
-  writer.write(actions);
-}
-
-actions_csv_writer::actions_csv_writer(std::ostream& out, time_format format)
-    : out_(out), format_(format) {
-  out_ << "ts,contact,rule,action,arg\n";
-}
-
-namespace {
-
-// One CSV field at the end of `buf`: appended whole when it needs no quotes (nearly always),
-// else quoted by write_csv_field. (Through a back_insert_iterator each character was a call.)
-void append_field(fmt::memory_buffer& buf, std::string_view field) {
-  if (!csv_needs_quotes(field)) [[likely]] {
-    buf.append(field.data(), field.data() + field.size());
-  } else {
-    write_csv_field(std::back_inserter(buf), field);
-  }
-}
-
-}  // namespace
-
-void actions_csv_writer::write(std::span<const due_action> actions) {
-  fmt::memory_buffer buf;
-  for (const auto& a : actions) {
-    if (format_ == time_format::epoch) {
-      const fmt::format_int ts{to_epoch(a.ts)};  // no format string to parse per line
-      buf.append(ts.data(), ts.data() + ts.size());
-    } else {
-      const std::string ts = format_time(a.ts);
-      buf.append(ts.data(), ts.data() + ts.size());
-    }
-    buf.push_back(',');
-    // RFC 4180: a field holding a comma, quote or line break is quoted (nudge/io/csv.hpp). A
-    // workflow step's action names "workflow/step" in the rule column.
-    append_field(buf, a.contact);
-    buf.push_back(',');
-    if (!a.from_workflow()) {
-      append_field(buf, a.rule);
-    } else if (!csv_needs_quotes(a.rule) && !csv_needs_quotes(a.step)) {
-      buf.append(a.rule.data(), a.rule.data() + a.rule.size());
-      buf.push_back('/');
-      buf.append(a.step.data(), a.step.data() + a.step.size());
-    } else {
-      append_field(buf, fmt::format("{}/{}", a.rule, a.step));
-    }
-    buf.push_back(',');
-    append_field(buf, a.action());
-    buf.push_back(',');
-    append_field(buf, a.arg);
-    buf.push_back('\n');
-    if (buf.size() > (1 << 20)) {
-      out_.write(buf.data(), static_cast<std::streamsize>(buf.size()));
-      buf.clear();
-    }
-  }
-  out_.write(buf.data(), static_cast<std::streamsize>(buf.size()));
 }
 
 }  // namespace nudge

@@ -17,7 +17,8 @@ namespace {
 
 constexpr std::size_t block = 4096;
 
-[[noreturn]] void fail(int err, const std::string& what) {
+// Named apart from out_file.cpp's fail: the CLI is built as a unity build in CI.
+[[noreturn]] void fail_errno(int err, const std::string& what) {
   throw std::system_error(err, std::generic_category(), what);
 }
 
@@ -26,13 +27,13 @@ constexpr std::size_t block = 4096;
 file_text read_file_text(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    fail(errno, fmt::format("{}: cannot open", path));
+    fail_errno(errno, fmt::format("{}: cannot open", path));
   }
   file_text f;
   try {
     struct stat st {};
     if (::fstat(fd, &st) != 0) {
-      fail(errno, fmt::format("{}: cannot stat", path));
+      fail_errno(errno, fmt::format("{}: cannot stat", path));
     }
     f.device = static_cast<std::uint64_t>(st.st_dev);
     f.inode = static_cast<std::uint64_t>(st.st_ino);
@@ -46,7 +47,7 @@ file_text read_file_text(const std::string& path) {
         if (errno == EINTR) {
           continue;
         }
-        fail(errno, fmt::format("{}: cannot read", path));
+        fail_errno(errno, fmt::format("{}: cannot read", path));
       }
       if (n == 0) {
         break;

@@ -50,24 +50,24 @@ std::string result::bytes(int row, int col) const {
 }
 
 connection::connection(const std::string& url) : name_(redact(url)) {
-  conn_ = PQconnectdb(url.c_str());
-  if (PQstatus(conn_) != CONNECTION_OK) {
-    std::string reason = PQerrorMessage(conn_);
+  conn_ = pq().connectdb(url.c_str());
+  if (pq().status(conn_) != CONNECTION_OK) {
+    std::string reason = pq().error_message(conn_);
     while (!reason.empty() && (reason.back() == '\n' || reason.back() == ' ')) {
       reason.pop_back();
     }
-    PQfinish(conn_);
+    pq().finish(conn_);
     conn_ = nullptr;
     throw pg_error(fmt::format("{}: cannot connect: {}", name_, reason));
   }
   // Notices (e.g. "relation already exists, skipping") are not errors: keep them off stderr.
-  PQsetNoticeProcessor(
+  pq().set_notice_processor(
       conn_, [](void*, const char*) {}, nullptr);
 }
 
 connection::~connection() {
   if (conn_ != nullptr) {
-    PQfinish(conn_);
+    pq().finish(conn_);
   }
 }
 
@@ -78,26 +78,27 @@ result connection::exec(std::string_view doing, const char* sql, const std::vect
     values.push_back(p ? p->c_str() : nullptr);
   }
   // Without parameters: PQexec, which also runs several statements (the migrations).
-  PGresult* raw = params.empty() ? PQexec(conn_, sql)
-                                 : PQexecParams(conn_, sql, static_cast<int>(values.size()),
-                                                nullptr, values.data(), nullptr, nullptr, 0);
-  const auto status = PQresultStatus(raw);
+  PGresult* raw = params.empty() ? pq().exec(conn_, sql)
+                                 : pq().exec_params(conn_, sql, static_cast<int>(values.size()),
+                                                    nullptr, values.data(), nullptr, nullptr, 0);
+  const auto status = pq().result_status(raw);
   if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
-    std::string reason = raw != nullptr ? PQresultErrorMessage(raw) : PQerrorMessage(conn_);
+    std::string reason =
+        raw != nullptr ? pq().result_error_message(raw) : pq().error_message(conn_);
     if (reason.empty()) {
-      reason = PQerrorMessage(conn_);
+      reason = pq().error_message(conn_);
     }
     while (!reason.empty() && (reason.back() == '\n' || reason.back() == ' ')) {
       reason.pop_back();
     }
-    PQclear(raw);
+    pq().clear(raw);
     throw pg_error(fmt::format("{}: cannot {}: {}", name_, doing, reason));
   }
   return result{raw};
 }
 
 void connection::exec_quietly(const char* sql) noexcept {
-  PQclear(PQexec(conn_, sql));
+  pq().clear(pq().exec(conn_, sql));
 }
 
 std::string bytea_text(std::string_view bytes) {

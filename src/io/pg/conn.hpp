@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include <libpq-fe.h>
+#include "io/pg/libpq.hpp"
 
 namespace nudge::pg_detail {
 
@@ -22,12 +22,12 @@ std::string redact(std::string_view url);
 class result {
  public:
   result() = default;
-  explicit result(PGresult* r) : r_(r, &PQclear) {}
-  int rows() const { return PQntuples(r_.get()); }
-  bool null(int row, int col) const { return PQgetisnull(r_.get(), row, col) != 0; }
+  explicit result(PGresult* r) : r_(r, pq().clear) {}
+  int rows() const { return pq().ntuples(r_.get()); }
+  bool null(int row, int col) const { return pq().getisnull(r_.get(), row, col) != 0; }
   std::string_view text(int row, int col) const {
-    return {PQgetvalue(r_.get(), row, col),
-            static_cast<std::size_t>(PQgetlength(r_.get(), row, col))};
+    return {pq().getvalue(r_.get(), row, col),
+            static_cast<std::size_t>(pq().getlength(r_.get(), row, col))};
   }
   std::int64_t int64(int row, int col) const;
   bool boolean(int row, int col) const { return text(row, col) == "t"; }
@@ -54,7 +54,7 @@ class connection {
   result exec(std::string_view doing, const char* sql, const std::vector<param>& params = {});
   // exec, without throwing (for ROLLBACK on an error path).
   void exec_quietly(const char* sql) noexcept;
-  bool broken() const { return PQstatus(conn_) != CONNECTION_OK; }
+  bool broken() const { return pq().status(conn_) != CONNECTION_OK; }
   const std::string& name() const noexcept { return name_; }
 
  private:

@@ -6,7 +6,8 @@
 //                       -> program.hpp (compile)
 //   rule files (JSON):  io/load_rules.hpp (load_rules, load_rules_file, try_load_rules,
 //                       parse_rules)
-//   running:            engine.hpp (engine), store.hpp / memory_store.hpp / io/sqlite_store.hpp
+//   running:            engine.hpp (engine), store.hpp / memory_store.hpp / io/sqlite_store.hpp /
+//                       io/pg_store.hpp (declared always; defined when built with libpq)
 //                       (stores, durable_engine), sink.hpp, due_action.hpp, stats.hpp,
 //                       evaluate.hpp (one contact, no store), identity.hpp, lifecycle.hpp
 //   files and backtests: io/read_events.hpp (read_events, event_reader, read_contacts),
@@ -34,6 +35,7 @@
 #include <nudge/io/csv.hpp>
 #include <nudge/io/delivery_log.hpp>
 #include <nudge/io/load_rules.hpp>
+#include <nudge/io/pg_store.hpp>
 #include <nudge/io/read_events.hpp>
 #include <nudge/io/replay.hpp>
 #include <nudge/io/snapshot.hpp>

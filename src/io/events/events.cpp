@@ -24,7 +24,11 @@ namespace {
 // Bytes of a file read at a time: large enough that refills cost nothing measurable, small
 // enough that a replay's memory is its contacts', not its log's.
 constexpr std::size_t window_bytes = std::size_t{4} << 20;
+}  // namespace
 
+namespace event_io {
+// (Named, not anonymous: event_reader::impl holds one, and a unity build refuses a member whose
+// type has internal linkage.)
 // A text of up to 16 bytes as its size and two words that hold all of its bytes (loads that
 // overlap, in the middle for 9 to 15 bytes), so that two such texts are equal exactly when
 // their text_words are; a longer text gets the words of its first 16 bytes and never compares
@@ -52,7 +56,7 @@ struct text_words {
   }
   friend bool operator==(const text_words&, const text_words&) = default;
 };
-}  // namespace
+}  // namespace event_io
 
 // ---- events ------------------------------------------------------------------------------------
 

@@ -16,18 +16,18 @@
 # Environment: NUDGE_BUILD_DIR (build), NUDGE_ASAN_BUILD_DIR (build-asan), NUDGE_JOBS (2),
 # NUDGE_FUZZ_BUILD_DIR (build-fuzz), NUDGE_FUZZ_SECONDS (12: per fuzz target).
 #
-# Time (a bare clone, 2 cores, no ccache; "fast_build" below says what changed). Before: 1442 s
-# on a quiet machine. After (unity builds + test PCH + no header TUs under ASan): measured once,
-# 2614 s wall on a machine shared with other builds (load ~5 on 2 cores), 2143 CPU-s in all;
-# per stage, CPU seconds (a quiet 2-core run takes about half of a build's CPU seconds in wall):
-#   stage                         before (wall, quiet)   after (CPU-s)   after (wall, loaded)
-#   normal build                  455 s (876 CPU-s)      ~600            711 s
-#   ctest + pytest                61 s                   ~90             108 s
-#   sanitizer build               478 s                  742             1033 s
-#   sanitizer ctest               97 s                   217             250 s
-#   fuzz build                    164 s                  285             291 s
-#   fuzz runs (5 x 12 s)          66 s                   62              66 s
-#   consumer                      120 s                  148             153 s
+# Time (a bare clone, 2 cores, no ccache; "fast_build" below says what changed), wall seconds on
+# a quiet machine: before (db2ebe5) 1442 s; after (unity builds + test PCH + no header TUs
+# under ASan; b75985c, with the PostgreSQL tests added) 1371 s:
+#   stage                         before    after
+#   normal build                  455 s     384 s
+#   ctest + pytest                61 s      84 s (the pg tests: ~15 s)
+#   sanitizer build               478 s     478 s (mostly the Catch2 test bodies at -O0)
+#   sanitizer ctest               97 s      152 s
+#   fuzz build                    164 s     132 s
+#   fuzz runs (5 x 12 s)          66 s      65 s
+#   consumer                      120 s     73 s
+# Next: nudge_tests as a unity build (its files reuse helper names in anonymous namespaces).
 # The library alone: 264 -> 105 CPU-s as a unity build (Release).
 set -uo pipefail
 
